@@ -1,0 +1,3 @@
+//! Frame analysis: what a tab's video shows (black, frozen, missing, whose lobby).
+
+pub mod stamp;

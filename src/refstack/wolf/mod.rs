@@ -1,0 +1,8 @@
+//! The stand-in Wolf: REST API on a Unix socket, the Moonlight host side (pairing, launch, and
+//! the per-session video/control stream), lobbies, and logs in Wolf's format.
+
+pub mod api;
+pub mod log;
+pub mod moonlight;
+pub mod state;
+pub mod stream;

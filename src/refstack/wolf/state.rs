@@ -1,0 +1,370 @@
+//! Wolf's in-memory state: paired clients, Moonlight sessions, lobbies, and the event bus.
+//!
+//! Everything lives in memory, as in Wolf: a restart forgets it all. Every mutation goes through
+//! here so the log lines and the server-sent events stay in step with the state.
+
+use super::log::WolfLog;
+use crate::frames::stamp;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+use tokio::sync::broadcast;
+
+/// The one app Wolf offers in lobbies mode.
+pub const WOLF_UI_TITLE: &str = "Wolf UI";
+/// Frames per second of every picture producer (lobbies and Wolf UI sessions).
+pub const PRODUCER_FPS: f64 = 30.0;
+
+#[derive(Clone, Debug)]
+pub struct PairedClient {
+    pub client_id: u64,
+    /// DER of the client certificate.
+    pub cert_der: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: u64,
+    pub client_unique_id: String,
+    pub client_ip: String,
+    pub app_id: String,
+    pub aes_key: String,
+    pub aes_iv: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub lobby: Option<String>,
+    pub started: Instant,
+}
+
+#[derive(Clone, Debug)]
+pub struct Lobby {
+    pub id: String,
+    pub name: String,
+    pub profile_id: String,
+    pub multi_user: bool,
+    pub stop_when_everyone_leaves: bool,
+    pub pin: Option<Vec<u8>>,
+    pub runner: Value,
+    pub video_settings: Value,
+    pub connected_sessions: Vec<u64>,
+    pub tag: u16,
+    pub created: Instant,
+}
+
+/// What a session's encoder should draw right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PictureSpec {
+    /// `stamp::WOLF_UI_TAG` for the Wolf UI, otherwise the lobby's tag.
+    pub tag: u16,
+    /// Frame counter of the producer the session listens to.
+    pub counter: u32,
+    pub black: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    paired: Vec<PairedClient>,
+    sessions: BTreeMap<u64, Session>,
+    lobbies: Vec<Lobby>,
+}
+
+pub struct WolfState {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<(String, Value)>,
+    pub log: WolfLog,
+    pub app_id: String,
+    pub started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LobbyError {
+    #[error("Invalid lobby ID")]
+    InvalidLobby,
+    #[error("Invalid PIN")]
+    InvalidPin,
+    #[error("Lobby or session not found")]
+    NotFound,
+    #[error("Lobby is full")]
+    Full,
+    #[error("Session already in different lobby - leave first before joining another")]
+    OtherLobby,
+}
+
+impl WolfState {
+    pub fn new(log: WolfLog) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            inner: Mutex::new(Inner::default()),
+            events,
+            log,
+            // Wolf derives app ids from a hash; any stable digit string will do.
+            app_id: "134906179".to_string(),
+            started: Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<(String, Value)> {
+        self.events.subscribe()
+    }
+
+    /// Broadcast an event named like Wolf's C++ type, `wolf::core::events::<Name>`.
+    pub fn fire(&self, name: &str, data: Value) {
+        let _ = self.events.send((format!("wolf::core::events::{name}"), data));
+    }
+
+    // ---- pairing and sessions (the Moonlight side) ----
+
+    pub fn pair(&self, cert_der: Vec<u8>) -> u64 {
+        let client_id = cert_hash(&cert_der);
+        let mut inner = self.lock();
+        if !inner.paired.iter().any(|p| p.cert_der == cert_der) {
+            inner.paired.push(PairedClient { client_id, cert_der });
+            self.log.info(format!("[PAIRING] Paired new client {client_id}"));
+            self.fire("PairSignal", json!({"client_id": client_id.to_string()}));
+        }
+        client_id
+    }
+
+    /// The paired client a certificate identifies: the first paired certificate that "verifies".
+    pub fn identify(&self, cert_der: &[u8]) -> Option<PairedClient> {
+        self.lock().paired.iter().find(|p| p.cert_der == cert_der).cloned()
+    }
+
+    pub fn paired_clients(&self) -> Vec<PairedClient> {
+        self.lock().paired.clone()
+    }
+
+    pub fn session(&self, id: u64) -> Option<Session> {
+        self.lock().sessions.get(&id).cloned()
+    }
+
+    pub fn sessions(&self) -> Vec<Session> {
+        self.lock().sessions.values().cloned().collect()
+    }
+
+    /// Create the session of a paired client. `None` if it already has one.
+    pub fn launch(&self, client: &PairedClient, client_unique_id: &str, client_ip: &str, width: u32, height: u32, fps: u32) -> Option<Session> {
+        let mut inner = self.lock();
+        if inner.sessions.contains_key(&client.client_id) {
+            return None;
+        }
+        let session = Session {
+            id: client.client_id,
+            client_unique_id: client_unique_id.to_string(),
+            client_ip: client_ip.to_string(),
+            app_id: self.app_id.clone(),
+            aes_key: random_hex(16),
+            aes_iv: random_hex(16),
+            width,
+            height,
+            fps,
+            lobby: None,
+            started: Instant::now(),
+        };
+        inner.sessions.insert(session.id, session.clone());
+        drop(inner);
+        self.log.info(format!("[HTTPS] Launching app {} for session {}", WOLF_UI_TITLE, session.id));
+        self.log.debug(format!("Starting Wolf-UI container Wolf-UI_{}", session.id));
+        self.fire("StreamSession", session_json(&session, false));
+        Some(session)
+    }
+
+    /// End a session the way Wolf's `StopStreamEvent` does: leave its lobby, stop its pipelines.
+    pub fn stop_session(&self, id: u64) -> bool {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.remove(&id) else { return false };
+        let mut stopped_lobby = None;
+        if let Some(lobby_id) = &session.lobby {
+            if let Some(lobby) = inner.lobbies.iter_mut().find(|l| &l.id == lobby_id) {
+                lobby.connected_sessions.retain(|s| *s != id);
+                if lobby.stop_when_everyone_leaves && lobby.connected_sessions.is_empty() {
+                    stopped_lobby = Some(lobby.id.clone());
+                }
+            }
+        }
+        if let Some(lid) = &stopped_lobby {
+            inner.lobbies.retain(|l| &l.id != lid);
+        }
+        drop(inner);
+        self.fire("StopStreamEvent", json!({"session_id": id.to_string()}));
+        if let Some(lobby_id) = &session.lobby {
+            self.log.info(format!("[LOBBY] Moonlight stream {id} over, leaving lobby {lobby_id}"));
+            self.fire("LeaveLobbyEvent", json!({"lobby_id": lobby_id, "moonlight_session_id": id.to_string(), "skip_producer_switch": true}));
+        }
+        if let Some(lid) = stopped_lobby {
+            self.fire("StopLobbyEvent", json!({"lobby_id": lid}));
+        }
+        self.log.debug(format!("Stopping Wolf-UI container Wolf-UI_{id}"));
+        true
+    }
+
+    /// The ENet control peer of a session went away: Helix's Wolf fires `StopStreamEvent`.
+    pub fn control_lost(&self, id: u64, peer: SocketAddr) {
+        self.log.debug(format!("[ENET] disconnected client: {}:{}", peer.ip(), peer.port()));
+        self.stop_session(id);
+    }
+
+    /// What the encoder of session `id` draws now; `None` once the session is gone.
+    pub fn picture_for(&self, id: u64) -> Option<PictureSpec> {
+        let inner = self.lock();
+        let session = inner.sessions.get(&id)?;
+        let lobby = session.lobby.as_ref().and_then(|lid| inner.lobbies.iter().find(|l| &l.id == lid));
+        Some(match lobby {
+            Some(l) => PictureSpec { tag: l.tag, counter: frames_since(l.created), black: false },
+            None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black: false },
+        })
+    }
+
+    // ---- lobbies (the REST API) ----
+
+    pub fn lobbies(&self) -> Vec<Lobby> {
+        self.lock().lobbies.clone()
+    }
+
+    pub fn create_lobby(&self, req: &Value) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let pin = req.get("pin").and_then(parse_pin);
+        let lobby = Lobby {
+            id: id.clone(),
+            name: req.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+            profile_id: req.get("profile_id").and_then(Value::as_str).unwrap_or("").to_string(),
+            multi_user: req.get("multi_user").and_then(Value::as_bool).unwrap_or(true),
+            stop_when_everyone_leaves: req.get("stop_when_everyone_leaves").and_then(Value::as_bool).unwrap_or(false),
+            pin,
+            runner: req.get("runner").cloned().unwrap_or(json!({})),
+            video_settings: req.get("video_settings").cloned().unwrap_or(json!({})),
+            connected_sessions: Vec::new(),
+            tag: stamp::lobby_tag(&id),
+            created: Instant::now(),
+        };
+        self.lock().lobbies.push(lobby.clone());
+        self.log.info(format!("[LOBBY] Created lobby {} ({})", id, lobby.name));
+        self.fire("CreateLobbyEvent", json!({"id": id, "name": lobby.name, "multi_user": lobby.multi_user}));
+        id
+    }
+
+    pub fn join_lobby(&self, lobby_id: &str, session_id: u64, pin: Option<&Value>) -> Result<(), LobbyError> {
+        let mut inner = self.lock();
+        let Some(li) = inner.lobbies.iter().position(|l| l.id == lobby_id) else { return Err(LobbyError::NotFound) };
+        if !inner.sessions.contains_key(&session_id) {
+            return Err(LobbyError::NotFound);
+        }
+        let lobby = &inner.lobbies[li];
+        if let Some(expected) = &lobby.pin {
+            if pin.and_then(parse_pin).as_ref() != Some(expected) {
+                return Err(LobbyError::InvalidPin);
+            }
+        }
+        if !lobby.multi_user && !lobby.connected_sessions.is_empty() {
+            return Err(LobbyError::Full);
+        }
+        match &inner.sessions[&session_id].lobby {
+            Some(l) if l != lobby_id => return Err(LobbyError::OtherLobby),
+            _ => {}
+        }
+        let lobby = &mut inner.lobbies[li];
+        if !lobby.connected_sessions.contains(&session_id) {
+            lobby.connected_sessions.push(session_id);
+        }
+        if let Some(s) = inner.sessions.get_mut(&session_id) {
+            s.lobby = Some(lobby_id.to_string());
+        }
+        drop(inner);
+        self.log.info(format!("[LOBBY] Session {session_id} joining lobby {lobby_id}"));
+        self.fire("JoinLobbyEvent", json!({"lobby_id": lobby_id, "moonlight_session_id": session_id.to_string()}));
+        self.fire("SwitchStreamProducerEvents", json!({"session_id": session_id.to_string(), "interpipe_src_id": format!("{lobby_id}_video")}));
+        self.log.debug(format!("Switching interpipesrc listen-to: interpipesrc_{session_id}_video -> {lobby_id}_video"));
+        Ok(())
+    }
+
+    pub fn leave_lobby(&self, lobby_id: &str, session_id: u64) -> Result<(), LobbyError> {
+        let mut inner = self.lock();
+        let Some(lobby) = inner.lobbies.iter_mut().find(|l| l.id == lobby_id) else { return Err(LobbyError::NotFound) };
+        lobby.connected_sessions.retain(|s| *s != session_id);
+        if let Some(s) = inner.sessions.get_mut(&session_id) {
+            if s.lobby.as_deref() == Some(lobby_id) {
+                s.lobby = None;
+            }
+        }
+        drop(inner);
+        self.log.info(format!("[LOBBY] Session {session_id} leaving lobby {lobby_id}"));
+        self.fire("LeaveLobbyEvent", json!({"lobby_id": lobby_id, "moonlight_session_id": session_id.to_string(), "skip_producer_switch": false}));
+        Ok(())
+    }
+
+    pub fn stop_lobby(&self, lobby_id: &str, pin: Option<&Value>) -> Result<(), LobbyError> {
+        let mut inner = self.lock();
+        let Some(li) = inner.lobbies.iter().position(|l| l.id == lobby_id) else { return Err(LobbyError::InvalidLobby) };
+        if let Some(expected) = &inner.lobbies[li].pin {
+            if pin.and_then(parse_pin).as_ref() != Some(expected) {
+                return Err(LobbyError::InvalidPin);
+            }
+        }
+        let lobby = inner.lobbies.remove(li);
+        for sid in &lobby.connected_sessions {
+            if let Some(s) = inner.sessions.get_mut(sid) {
+                s.lobby = None;
+            }
+        }
+        drop(inner);
+        for sid in &lobby.connected_sessions {
+            self.log.info(format!("[LOBBY] Session {sid} leaving lobby {lobby_id}"));
+            self.fire("LeaveLobbyEvent", json!({"lobby_id": lobby_id, "moonlight_session_id": sid.to_string(), "skip_producer_switch": false}));
+        }
+        self.log.info(format!("[LOBBY] Stopping lobby {lobby_id}"));
+        self.fire("StopLobbyEvent", json!({"lobby_id": lobby_id}));
+        Ok(())
+    }
+}
+
+fn frames_since(t: Instant) -> u32 {
+    (t.elapsed().as_secs_f64() * PRODUCER_FPS) as u32
+}
+
+fn parse_pin(v: &Value) -> Option<Vec<u8>> {
+    v.as_array()?.iter().map(|d| d.as_u64().map(|d| d as u8)).collect()
+}
+
+/// Wolf's session and client id: a 64-bit hash of the client certificate.
+pub fn cert_hash(der: &[u8]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(der);
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+fn random_hex(bytes: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let seed = uuid::Uuid::new_v4();
+    let d = Sha256::digest(seed.as_bytes());
+    d[..bytes].iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A session as Wolf serialises `StreamSession` (ids as digit strings; secrets included, as Wolf
+/// does — the driver must redact them).
+pub fn session_json(s: &Session, with_idle: bool) -> Value {
+    let mut v = json!({
+        "app_id": s.app_id,
+        "client_id": s.id.to_string(),
+        "client_ip": s.client_ip,
+        "client_unique_id": s.client_unique_id,
+        "aes_key": s.aes_key,
+        "aes_iv": s.aes_iv,
+        "rtsp_fake_ip": "100.64.0.1",
+        "video_width": s.width,
+        "video_height": s.height,
+        "video_refresh_rate": s.fps,
+        "audio_channel_count": 2,
+        "client_settings": {"run_uid": 1000, "run_gid": 1000, "controllers_override": [], "mouse_acceleration": 1.0, "v_scroll_acceleration": 1.0, "h_scroll_acceleration": 1.0},
+    });
+    if with_idle {
+        v["idle_seconds"] = json!(s.started.elapsed().as_secs());
+    }
+    v
+}

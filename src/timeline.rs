@@ -1,0 +1,167 @@
+//! One ordered timeline of everything the driver observes.
+//!
+//! Browser probes, server polls, Wolf events, service logs and the scenario's own operations all
+//! become [`Observation`]s. Detectors read the timeline; reports render it. Keeping one vocabulary
+//! here is what lets a verdict point at "the state at that moment".
+
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, as a float so browser timestamps (`Date.now()` +
+/// `performance.now()` fractions) keep their precision.
+pub type EpochMs = f64;
+
+pub fn now_ms() -> EpochMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// Index of a browser tab in the run (0-based, in the order the scenario opened them).
+pub type TabId = usize;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Observation {
+    pub at: EpochMs,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum Event {
+    /// Something the in-page probe of a tab pushed.
+    Tab { tab: TabId, probe: ProbeEvent },
+    /// The browser itself (crash, console error outside the probe).
+    Browser { tab: Option<TabId>, what: String },
+    /// A scenario operation started or ended.
+    Op { name: String, phase: OpPhase },
+    /// A Wolf server-sent event (already redacted).
+    WolfEvent { name: String, data: serde_json::Value },
+    /// A parsed service log record.
+    Log { service: String, level: String, message: String },
+    /// A poll of server truth, already redacted.
+    Poll { service: String, what: String, data: serde_json::Value },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum OpPhase {
+    Start,
+    Ok,
+    Failed { error: String },
+}
+
+/// What the in-page probe reports. Ids (`ws`, `pc`, `video`) are small integers the probe assigns
+/// per page, in creation order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProbeEvent {
+    /// The page (re)loaded; every id after it is new.
+    PageLoad { url: String },
+    WsOpen { ws: u32, url: String },
+    /// A WebSocket text message, parsed as JSON when it is JSON.
+    WsMessage { ws: u32, dir: Direction, msg: serde_json::Value },
+    WsClose { ws: u32, code: u16, reason: String },
+    PcCreated { pc: u32, config: serde_json::Value },
+    /// The probe saw this WebSocket carry this peer connection's signalling.
+    Link { ws: u32, pc: u32 },
+    /// This `<video>` shows a stream of this peer connection.
+    VideoLink { pc: u32, video: u32 },
+    PcState { pc: u32, which: PcStateKind, state: String },
+    Candidate { pc: u32, local: bool, candidate: String },
+    Stats { pc: u32, stats: StatsSample },
+    Frame { video: u32, sample: FrameSample },
+    /// Text the viewer shows to the user (status line, error alert).
+    UiText { text: String },
+    Console { level: String, text: String },
+    Exception { text: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PcStateKind {
+    Signaling,
+    IceConnection,
+    IceGathering,
+    Connection,
+}
+
+/// The inbound video RTP stats and the selected candidate pair, from `getStats()`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatsSample {
+    pub frames_decoded: Option<u64>,
+    pub frames_received: Option<u64>,
+    pub frame_width: Option<u32>,
+    pub frame_height: Option<u32>,
+    pub freeze_count: Option<u64>,
+    pub total_freezes_duration: Option<f64>,
+    pub packets_lost: Option<i64>,
+    pub packets_received: Option<u64>,
+    pub bytes_received: Option<u64>,
+    /// e.g. "host 198.51.100.2:40001 <-> prflx 198.51.100.3:51234 (udp)".
+    pub candidate_pair: Option<String>,
+}
+
+/// One sample of a `<video>` element, downscaled in the page.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FrameSample {
+    pub video_width: u32,
+    pub video_height: u32,
+    /// Presented frames so far (`requestVideoFrameCallback`).
+    pub presented: u64,
+    pub mean_luma: f64,
+    /// A hash of the downscaled luma, to tell identical frames apart from moving ones.
+    pub hash: String,
+    /// Base64 of `LUMA_W x LUMA_H` luma bytes, row-major.
+    pub luma: String,
+}
+
+/// Size of the luma grid the probe samples; the stamp is laid out so it decodes at this size.
+pub const LUMA_W: usize = 64;
+pub const LUMA_H: usize = 36;
+
+/// A shared, append-only timeline. Cheap to clone; every producer holds one.
+#[derive(Clone, Default)]
+pub struct Timeline {
+    inner: Arc<Mutex<Vec<Observation>>>,
+}
+
+impl Timeline {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&self, event: Event) {
+        self.push_at(now_ms(), event);
+    }
+
+    pub fn push_at(&self, at: EpochMs, event: Event) {
+        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        v.push(Observation { at, event });
+    }
+
+    /// A copy of everything observed so far, ordered by time.
+    pub fn snapshot(&self) -> Vec<Observation> {
+        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        v.sort_by(|a, b| a.at.total_cmp(&b.at));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
