@@ -6,6 +6,7 @@
 //! to the real services.
 
 pub mod helix;
+pub mod logfile;
 pub mod moonlight_web;
 pub mod picture;
 pub mod streamer;

@@ -2,7 +2,6 @@
 //! the per-session video/control stream), lobbies, and logs in Wolf's format.
 
 pub mod api;
-pub mod log;
 pub mod moonlight;
 pub mod state;
 pub mod stream;

@@ -1,1 +1,129 @@
-//! TODO
+//! The Moonlight host side of the stand-in Wolf: pairing, `serverinfo`, `launch`, `resume`,
+//! `cancel`. The client certificate identifies the client, as with Wolf's TLS client auth; here
+//! it travels in the `X-Client-Cert` header (base64 DER) over loopback HTTP.
+
+use super::state::WolfState;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub const CERT_HEADER: &str = "x-client-cert";
+
+#[derive(Clone)]
+struct Ctx {
+    state: Arc<WolfState>,
+    stream_port: u16,
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<WolfState>, stream_port: u16) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/pair", post(pair))
+        .route("/serverinfo", get(serverinfo))
+        .route("/launch", get(launch))
+        .route("/resume", get(resume))
+        .route("/cancel", get(cancel))
+        .with_state(Ctx { state, stream_port });
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+}
+
+fn error(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({"error": text}))).into_response()
+}
+
+fn cert(headers: &HeaderMap) -> Result<Vec<u8>, Response> {
+    let b64 = headers.get(CERT_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "no client certificate"))?;
+    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| error(StatusCode::BAD_REQUEST, "bad client certificate"))
+}
+
+async fn pair(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    match cert(&headers) {
+        Ok(der) => Json(json!({"paired": true, "client_id": ctx.state.pair(der).to_string()})).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn serverinfo(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    let der = match cert(&headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let current = ctx.state.identify(&der).and_then(|c| ctx.state.session(c.client_id));
+    Json(json!({
+        "hostname": "Wolf",
+        "currentgame": if current.is_some() { ctx.state.app_id.clone() } else { "0".into() },
+        "state": if current.is_some() { "SUNSHINE_SERVER_BUSY" } else { "SUNSHINE_SERVER_FREE" },
+        "PairStatus": if ctx.state.identify(&der).is_some() { 1 } else { 0 },
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct LaunchQuery {
+    #[serde(default)]
+    uniqueid: String,
+    #[serde(default = "default_w")]
+    width: u32,
+    #[serde(default = "default_h")]
+    height: u32,
+    #[serde(default = "default_fps")]
+    fps: u32,
+}
+fn default_w() -> u32 {
+    320
+}
+fn default_h() -> u32 {
+    180
+}
+fn default_fps() -> u32 {
+    30
+}
+
+async fn launch(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<LaunchQuery>) -> Response {
+    let der = match cert(&headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(client) = ctx.state.identify(&der) else { return error(StatusCode::UNAUTHORIZED, "client not paired") };
+    match ctx.state.launch(&client, &q.uniqueid, &peer.ip().to_string(), q.width, q.height, q.fps) {
+        Some(s) => Json(json!({"session_id": s.id.to_string(), "stream_port": ctx.stream_port})).into_response(),
+        None => error(StatusCode::CONFLICT, "AlreadyStreaming"),
+    }
+}
+
+async fn resume(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+    let der = match cert(&headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match ctx.state.identify(&der).and_then(|c| ctx.state.session(c.client_id)) {
+        Some(s) => Json(json!({"session_id": s.id.to_string(), "stream_port": ctx.stream_port})).into_response(),
+        None => unregistered(&ctx, peer),
+    }
+}
+
+async fn cancel(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+    let der = match cert(&headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match ctx.state.identify(&der).and_then(|c| ctx.state.session(c.client_id)) {
+        Some(s) => {
+            ctx.state.stop_session(s.id);
+            Json(json!({"cancel": 1})).into_response()
+        }
+        // Wolf logs the resume text for /cancel too (a copy-paste in Wolf).
+        None => unregistered(&ctx, peer),
+    }
+}
+
+fn unregistered(ctx: &Ctx, peer: SocketAddr) -> Response {
+    ctx.state.log.warn(format!("[HTTPS] Received resume event from an unregistered session, ip: {}", peer.ip()));
+    error(StatusCode::BAD_REQUEST, "unregistered session")
+}

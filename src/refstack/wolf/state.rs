@@ -3,7 +3,7 @@
 //! Everything lives in memory, as in Wolf: a restart forgets it all. Every mutation goes through
 //! here so the log lines and the server-sent events stay in step with the state.
 
-use super::log::WolfLog;
+use crate::refstack::logfile::LogFile;
 use crate::frames::stamp;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ struct Inner {
 pub struct WolfState {
     inner: Mutex<Inner>,
     events: broadcast::Sender<(String, Value)>,
-    pub log: WolfLog,
+    pub log: LogFile,
     pub app_id: String,
     pub started: Instant,
 }
@@ -94,7 +94,7 @@ pub enum LobbyError {
 }
 
 impl WolfState {
-    pub fn new(log: WolfLog) -> Self {
+    pub fn new(log: LogFile) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Mutex::new(Inner::default()),

@@ -1,0 +1,165 @@
+//! moonlight-web's in-memory sessions, keyed by `session_id`, and their streamer processes.
+
+use crate::refstack::logfile::LogFile;
+use crate::refstack::streamer::ipc::{ServerToStreamer, StreamerInit, StreamerToServer};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+/// What the WebSocket writer of a session is told to do.
+#[derive(Debug)]
+pub enum WsOut {
+    Text(String),
+    Close,
+}
+
+/// The browser socket currently attached to a session; `generation` tells a socket that was
+/// replaced (join mode) from the current one.
+#[derive(Clone)]
+pub struct Attached {
+    pub generation: u64,
+    pub tx: mpsc::UnboundedSender<WsOut>,
+}
+
+pub struct Entry {
+    pub client_unique_id: Option<String>,
+    pub mode: String,
+    pub ws: Option<Attached>,
+    pub streamer: mpsc::UnboundedSender<ServerToStreamer>,
+    pub streamer_pid: Option<u32>,
+    pub streamer_alive: bool,
+}
+
+#[derive(Default, Clone)]
+pub struct Sessions {
+    inner: Arc<Mutex<HashMap<String, Entry>>>,
+    next_generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Sessions {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The `/api/sessions` view.
+    pub fn list(&self) -> Vec<Value> {
+        let map = self.lock();
+        let mut v: Vec<Value> = map
+            .iter()
+            .map(|(id, e)| {
+                json!({
+                    "session_id": id, "client_unique_id": e.client_unique_id, "mode": e.mode,
+                    "has_websocket": e.ws.is_some(), "streamer_pid": e.streamer_pid, "streamer_alive": e.streamer_alive,
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a["session_id"].as_str().cmp(&b["session_id"].as_str()));
+        v
+    }
+
+    pub fn send_to_browser(&self, session_id: &str, msg: &Value) {
+        if let Some(ws) = self.lock().get(session_id).and_then(|e| e.ws.clone()) {
+            let _ = ws.tx.send(WsOut::Text(msg.to_string()));
+        }
+    }
+
+    /// Drop a session: close its socket and tell its streamer to stop.
+    pub fn remove(&self, session_id: &str) {
+        if let Some(e) = self.lock().remove(session_id) {
+            if let Some(ws) = e.ws {
+                let _ = ws.tx.send(WsOut::Close);
+            }
+            let _ = e.streamer.send(ServerToStreamer::Stop);
+        }
+    }
+}
+
+/// Start a streamer child for `session_id`, send it `Init`, and pump its IPC. Returns the
+/// sender for server → streamer messages and the child's pid.
+pub fn spawn_streamer(
+    exe: &Path,
+    init: StreamerInit,
+    sessions: Sessions,
+    log: LogFile,
+) -> std::io::Result<(mpsc::UnboundedSender<ServerToStreamer>, Option<u32>)> {
+    let session_id = init.session_id.clone();
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("__streamer")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(false);
+    // A streamer must not outlive moonlight-web: the kernel kills it when its parent dies.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, mut rx) = mpsc::unbounded_channel::<ServerToStreamer>();
+    tx.send(ServerToStreamer::Init(init)).expect("fresh channel");
+
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let mut line = serde_json::to_string(&msg).expect("ipc serialises");
+            line.push('\n');
+            if stdin.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+            if matches!(msg, ServerToStreamer::Stop) {
+                let _ = stdin.flush().await;
+            }
+        }
+    });
+
+    let log2 = log.clone();
+    let sid = session_id.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log2.info(format!("[Streamer {sid}] {line}"));
+        }
+    });
+
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<StreamerToServer>(&line) {
+                Ok(StreamerToServer::WebSocket(msg)) => sessions.send_to_browser(&session_id, &msg),
+                Ok(StreamerToServer::Stop) => {
+                    log.info(format!("[Stream] Streamer of session {session_id} stopped"));
+                    close_if_create(&sessions, &session_id);
+                }
+                Err(e) => log.warn(format!("[Stream] Bad IPC line from streamer of {session_id}: {e}")),
+            }
+        }
+        let status = child.wait().await;
+        log.info(format!("[Stream] Streamer of session {session_id} exited: {status:?}"));
+        if let Some(e) = sessions.lock().get_mut(&session_id) {
+            e.streamer_alive = false;
+            e.streamer_pid = None;
+        }
+        close_if_create(&sessions, &session_id);
+    });
+    Ok((tx, pid))
+}
+
+/// Create-mode sessions end with their streamer; keepalive ones stay listed (a known leak).
+fn close_if_create(sessions: &Sessions, session_id: &str) {
+    let is_create = sessions.lock().get(session_id).map(|e| e.mode == "create").unwrap_or(false);
+    if is_create {
+        sessions.remove(session_id);
+    }
+}

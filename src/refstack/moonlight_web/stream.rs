@@ -1,0 +1,209 @@
+//! The `/api/host/stream` WebSocket: authentication, session modes, and the relay between the
+//! browser and the session's streamer.
+
+use super::sessions::{spawn_streamer, Attached, Entry, WsOut};
+use super::Mlw;
+use crate::refstack::streamer::ipc::{ServerToStreamer, StreamerInit};
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long a fresh socket may stay silent before its `AuthenticateAndInit`.
+const INIT_DEADLINE: Duration = Duration::from_secs(15);
+/// The stand-in streams at this size whatever the browser asks: small frames keep CI cheap.
+pub const STREAM_WIDTH: u32 = 320;
+pub const STREAM_HEIGHT: u32 = 180;
+
+#[derive(Debug, Deserialize)]
+struct AuthenticateAndInit {
+    credentials: Option<String>,
+    session_id: String,
+    mode: String,
+    client_unique_id: Option<String>,
+    #[serde(default)]
+    host_id: u32,
+    #[serde(default)]
+    app_id: Value,
+    #[serde(default = "default_bitrate")]
+    bitrate: u32,
+    #[serde(default = "default_fps")]
+    fps: u32,
+}
+fn default_bitrate() -> u32 {
+    10_000
+}
+fn default_fps() -> u32 {
+    60
+}
+
+fn text(v: Value) -> WsOut {
+    WsOut::Text(v.to_string())
+}
+
+pub async fn handle(socket: WebSocket, mlw: Arc<Mlw>) {
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WsOut>();
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            match m {
+                WsOut::Text(t) => {
+                    if sink.send(Message::Text(t.into())).await.is_err() {
+                        break;
+                    }
+                }
+                WsOut::Close => {
+                    let _ = sink.close().await;
+                    break;
+                }
+            }
+        }
+    });
+
+    let first = match tokio::time::timeout(INIT_DEADLINE, stream.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
+        _ => {
+            let _ = out_tx.send(WsOut::Close);
+            let _ = writer.await;
+            return;
+        }
+    };
+    let init = serde_json::from_str::<Value>(&first)
+        .ok()
+        .and_then(|v| v.get("AuthenticateAndInit").cloned())
+        .and_then(|v| serde_json::from_value::<AuthenticateAndInit>(v).ok());
+    let Some(init) = init else {
+        mlw.log.warn("[Stream] First message was not AuthenticateAndInit");
+        let _ = out_tx.send(WsOut::Close);
+        let _ = writer.await;
+        return;
+    };
+    if mlw.config.credentials.is_some() && init.credentials != mlw.config.credentials {
+        mlw.log.warn("[Stream] Authentication failed");
+        let _ = out_tx.send(text(json!({"StageFailed": {"stage": "Authentication", "error_code": -1}})));
+        let _ = out_tx.send(WsOut::Close);
+        let _ = writer.await;
+        return;
+    }
+
+    let generation = mlw.sessions.generation();
+    let attached = Attached { generation, tx: out_tx.clone() };
+    let sid = init.session_id.clone();
+    let streamer = match attach(&mlw, &init, attached) {
+        Ok(s) => s,
+        Err(reply) => {
+            if let Some(r) = reply {
+                let _ = out_tx.send(WsOut::Text(format!("\"{r}\"")));
+            }
+            let _ = out_tx.send(WsOut::Close);
+            let _ = writer.await;
+            return;
+        }
+    };
+
+    // Relay: every text frame goes to the streamer; anything else ends the read loop, as in
+    // moonlight-web (a ping counts as a disconnect).
+    while let Some(msg) = stream.next().await {
+        match msg {
+            Ok(Message::Text(t)) => match serde_json::from_str::<Value>(&t) {
+                Ok(v) => {
+                    let _ = streamer.send(ServerToStreamer::WebSocket(v));
+                }
+                Err(e) => mlw.log.warn(format!("[Stream] Unparseable client message on {sid}: {e}")),
+            },
+            _ => break,
+        }
+    }
+    detach(&mlw, &sid, generation);
+    let _ = out_tx.send(WsOut::Close);
+    let _ = writer.await;
+}
+
+/// Apply the session-mode table; `Err(Some(text))` is the bare-string reply to send.
+fn attach(mlw: &Arc<Mlw>, init: &AuthenticateAndInit, attached: Attached) -> Result<mpsc::UnboundedSender<ServerToStreamer>, Option<&'static str>> {
+    let mut map = mlw.sessions.lock();
+    if let Some(entry) = map.get_mut(&init.session_id) {
+        return match init.mode.as_str() {
+            "create" => Err(Some("AlreadyStreaming")),
+            "keepalive" => Err(None),
+            _ => {
+                if let Some(old) = entry.ws.replace(attached) {
+                    let _ = old.tx.send(WsOut::Text("\"ClientKicked\"".into()));
+                    let _ = old.tx.send(WsOut::Close);
+                }
+                let _ = entry.streamer.send(ServerToStreamer::ClientJoined);
+                mlw.log.info(format!("[Stream] Client joined session {}", init.session_id));
+                Ok(entry.streamer.clone())
+            }
+        };
+    }
+    if init.mode == "join" {
+        return Err(Some("SessionNotFound"));
+    }
+    if init.mode != "create" && init.mode != "keepalive" {
+        return Err(Some("InternalServerError"));
+    }
+    let app_id = match &init.app_id {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let _ = attached.tx.send(text(json!({"UpdateApp": {"app": {"app_id": init.app_id, "title": "Wolf UI", "is_hdr_supported": false}}})));
+    let _ = attached.tx.send(text(json!({"StageStarting": {"stage": "Launch Streamer"}})));
+    let cert = mlw.certs.get_or_create(init.client_unique_id.as_deref()).map_err(|e| {
+        mlw.log.error(format!("[Stream] {e}"));
+        Some("InternalServerError")
+    })?;
+    let streamer_init = StreamerInit {
+        session_id: init.session_id.clone(),
+        client_unique_id: init.client_unique_id.clone(),
+        mode: init.mode.clone(),
+        wolf_http: mlw.config.wolf_http.clone(),
+        app_id,
+        cert_pem: cert.cert_pem,
+        key_pem: cert.key_pem,
+        width: STREAM_WIDTH,
+        height: STREAM_HEIGHT,
+        fps: init.fps.min(30),
+        bitrate: init.bitrate,
+        ice_servers: mlw.config.webrtc_ice_servers.clone(),
+        port_range: mlw.config.webrtc_port_range,
+    };
+    let _ = init.host_id;
+    let (tx, pid) = spawn_streamer(&mlw.config.streamer_path, streamer_init, mlw.sessions.clone(), mlw.log.clone()).map_err(|e| {
+        mlw.log.error(format!("[Stream] Failed to start streamer: {e}"));
+        Some("InternalServerError")
+    })?;
+    mlw.log.info(format!(
+        "[Stream] New {} session {} for client {} (streamer pid {})",
+        init.mode,
+        init.session_id,
+        init.client_unique_id.as_deref().unwrap_or("-"),
+        pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+    ));
+    map.insert(
+        init.session_id.clone(),
+        Entry { client_unique_id: init.client_unique_id.clone(), mode: init.mode.clone(), ws: Some(attached.clone()), streamer: tx.clone(), streamer_pid: pid, streamer_alive: true },
+    );
+    let _ = attached.tx.send(text(json!({"StageComplete": {"stage": "Launch Streamer"}})));
+    Ok(tx)
+}
+
+/// The socket of generation `generation` closed: create sessions end, others lose their socket.
+fn detach(mlw: &Arc<Mlw>, session_id: &str, generation: u64) {
+    let mode = {
+        let mut map = mlw.sessions.lock();
+        let Some(entry) = map.get_mut(session_id) else { return };
+        if entry.ws.as_ref().map(|w| w.generation) != Some(generation) {
+            return;
+        }
+        entry.ws = None;
+        entry.mode.clone()
+    };
+    mlw.log.info(format!("[Stream] WebSocket of session {session_id} closed"));
+    if mode == "create" {
+        mlw.sessions.remove(session_id);
+    }
+}
