@@ -1,1 +1,185 @@
-//! TODO
+//! A target: where the system under test lives and how to drive its viewer.
+//!
+//! One type serves both the embedded reference stack and a real Helix deployment (a TOML file
+//! under `e2e/targets/`), so every scenario runs one code path against either.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub helix_url: String,
+    pub login: Option<Login>,
+    pub viewer: ViewerSpec,
+    pub wolf_socket: PathBuf,
+    pub moonlight_web_url: String,
+    pub moonlight_credentials: Option<String>,
+    /// Service name → container name, for restarts (Docker targets only).
+    pub containers: Vec<(String, String)>,
+    /// Whether pictures carry the reference stack's stamp (true only for the stand-in).
+    pub stamped: bool,
+    /// Service log files the driver can tail (embedded stack).
+    pub log_files: Vec<(String, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ViewerSpec {
+    /// Page that shows one agent session's viewer, e.g. `/session/{session}`.
+    pub session_url: String,
+    /// Texts of buttons to click after the page loads, e.g. `["Live Stream"]`.
+    #[serde(default)]
+    pub clicks: Vec<String>,
+    #[serde(default = "default_video_selector")]
+    pub video_selector: String,
+    /// Page with several viewers at once, e.g. `/projects/{project}/specs?sessions={sessions}`.
+    #[serde(default)]
+    pub board_url: Option<String>,
+}
+
+fn default_video_selector() -> String {
+    "video".into()
+}
+
+impl ViewerSpec {
+    /// The viewer of the reference stack (and of Helix's `/session/<id>` page).
+    pub fn helix_default() -> Self {
+        Self {
+            session_url: "/session/{session}".into(),
+            clicks: vec!["Live Stream".into()],
+            video_selector: default_video_selector(),
+            board_url: Some("/projects/{project}/specs?sessions={sessions}".into()),
+        }
+    }
+
+    pub fn session_page(&self, base: &str, session: &str) -> String {
+        format!("{}{}", base.trim_end_matches('/'), self.session_url.replace("{session}", session))
+    }
+
+    pub fn board_page(&self, base: &str, project: &str, sessions: &[String]) -> Option<String> {
+        let t = self.board_url.as_ref()?;
+        Some(format!("{}{}", base.trim_end_matches('/'), t.replace("{project}", project).replace("{sessions}", &sessions.join(","))))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read target file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("target file {path} is not valid: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("target file {path} names environment variable {var} for {what}, but it is not set")]
+    MissingEnv { path: PathBuf, var: String, what: &'static str },
+}
+
+/// The TOML layout of `e2e/targets/<name>.toml`. Secrets are never in the file: it names the
+/// environment variables that hold them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetFile {
+    name: Option<String>,
+    helix: HelixSection,
+    viewer: Option<ViewerSpec>,
+    wolf: WolfSection,
+    moonlight_web: MlwSection,
+    #[serde(default)]
+    containers: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HelixSection {
+    url: String,
+    email_env: Option<String>,
+    password_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WolfSection {
+    socket: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MlwSection {
+    url: String,
+    credentials_env: Option<String>,
+}
+
+impl Target {
+    pub fn load(path: &Path) -> Result<Target, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(path, &text, |k| std::env::var(k).ok())
+    }
+
+    /// Parse a target file; `env` resolves the variables it names (injectable for tests).
+    pub fn parse(path: &Path, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Target, ConfigError> {
+        let f: TargetFile = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), detail: e.to_string() })?;
+        let need = |var: &Option<String>, what: &'static str| -> Result<Option<String>, ConfigError> {
+            match var {
+                None => Ok(None),
+                Some(v) => env(v).map(Some).ok_or_else(|| ConfigError::MissingEnv { path: path.into(), var: v.clone(), what }),
+            }
+        };
+        let email = need(&f.helix.email_env, "the Helix login email")?;
+        let password = need(&f.helix.password_env, "the Helix login password")?;
+        let login = match (email, password) {
+            (Some(email), Some(password)) => Some(Login { email, password }),
+            _ => None,
+        };
+        Ok(Target {
+            name: f.name.unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
+            helix_url: f.helix.url,
+            login,
+            viewer: f.viewer.unwrap_or_else(ViewerSpec::helix_default),
+            wolf_socket: f.wolf.socket,
+            moonlight_web_url: f.moonlight_web.url,
+            moonlight_credentials: need(&f.moonlight_web.credentials_env, "the moonlight-web credentials")?,
+            containers: f.containers.into_iter().collect(),
+            stamped: false,
+            log_files: Vec::new(),
+        })
+    }
+
+    /// The target of a running embedded reference stack.
+    pub fn embedded(e: &crate::refstack::Endpoints) -> Target {
+        Target {
+            name: "embedded reference stack".into(),
+            helix_url: e.helix_url.clone(),
+            login: Some(Login { email: e.user_email.clone(), password: e.user_password.clone() }),
+            viewer: ViewerSpec::helix_default(),
+            wolf_socket: e.wolf_socket.clone(),
+            moonlight_web_url: e.moonlight_web_url.clone(),
+            moonlight_credentials: Some(e.moonlight_credentials.clone()),
+            containers: Vec::new(),
+            stamped: true,
+            log_files: e.logs.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_target_file_parses_and_names_missing_secrets() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/targets/helix-dev.toml")).unwrap();
+        let p = Path::new("helix-dev.toml");
+        let t = Target::parse(p, &text, |k| Some(format!("value-of-{k}"))).unwrap();
+        assert_eq!(t.wolf_socket, PathBuf::from("/var/run/wolf/wolf.sock"));
+        assert!(t.login.is_some());
+        assert_eq!(t.viewer.session_page("http://h:8080", "ses_1"), "http://h:8080/session/ses_1");
+        let err = Target::parse(p, &text, |_| None).unwrap_err().to_string();
+        assert!(err.contains("HELIX_E2E_EMAIL"), "{err}");
+        let err = Target::parse(p, "helix = 3", |_| None).unwrap_err().to_string();
+        assert!(err.contains("not valid"), "{err}");
+    }
+}
