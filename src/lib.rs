@@ -10,6 +10,7 @@ pub mod config;
 pub mod correlate;
 pub mod frames;
 pub mod netns;
+pub mod redact;
 pub mod refstack;
 pub mod report;
 pub mod scenario;

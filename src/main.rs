@@ -1,1 +1,205 @@
-fn main() {}
+//! `helix-e2e`: the command line over the library. Progress goes to stderr, machine output
+//! (`--json`) to stdout. Exit codes: 0 pass, 1 fail, 2 error or interrupted.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use helix_e2e::browser::BrowserOptions;
+use helix_e2e::refstack::streamer::ipc::PortRange;
+use helix_e2e::scenario::{self, RunOptions, TargetChoice};
+use helix_e2e::{netns, refstack};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "helix-e2e", version, about = "End-to-end driver for Wolf lobbies + moonlight-web streaming stacks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios (the default suite when none is named) against the embedded reference
+    /// stack, or against a real deployment with --target.
+    Run(RunArgs),
+    /// List the scenarios.
+    List,
+    /// Run the reference stack alone until Ctrl-C.
+    Refstack(RefstackArgs),
+    /// The streamer child of the stand-in moonlight-web (internal).
+    #[command(name = "__streamer", hide = true)]
+    Streamer,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenarios to run (see `helix-e2e list`).
+    scenarios: Vec<String>,
+    /// Seed of all randomness; random (and printed) when absent.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A target file such as e2e/targets/helix-dev.toml; the embedded reference stack otherwise.
+    #[arg(long)]
+    target: Option<PathBuf>,
+    /// Where run directories are created.
+    #[arg(long, default_value = "artifacts")]
+    artifacts: PathBuf,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Do not run inside a private network namespace even when possible.
+    #[arg(long)]
+    no_netns: bool,
+    /// Do not install Chromium with apt-get when it is missing.
+    #[arg(long)]
+    no_install: bool,
+    /// Chromium executable.
+    #[arg(long, env = "CHROMIUM", default_value = "/usr/bin/chromium")]
+    chromium: PathBuf,
+    /// Show the browser window (needs a display).
+    #[arg(long)]
+    headed: bool,
+}
+
+#[derive(clap::Args)]
+struct RefstackArgs {
+    /// Directory for the Wolf socket and the service logs (a temporary one by default).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Write the endpoints as JSON to this file once ready (atomically).
+    #[arg(long)]
+    announce: Option<PathBuf>,
+    /// moonlight-web's webrtc_port_range, as MIN-MAX.
+    #[arg(long, value_parser = parse_range)]
+    webrtc_port_range: Option<PortRange>,
+}
+
+fn parse_range(s: &str) -> Result<PortRange, String> {
+    let (a, b) = s.split_once('-').ok_or("expected MIN-MAX")?;
+    let (min, max) = (a.parse().map_err(|_| "bad MIN")?, b.parse().map_err(|_| "bad MAX")?);
+    if min > max {
+        return Err("MIN is above MAX".into());
+    }
+    Ok(PortRange { min, max })
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Streamer => {
+            init_tracing("info");
+            runtime().block_on(refstack::streamer::run()).map(|_| 0)
+        }
+        Command::List => {
+            for s in scenario::SCENARIOS {
+                println!("{:<22} {}", s.name, s.about);
+            }
+            Ok(0)
+        }
+        Command::Refstack(args) => {
+            init_tracing("info");
+            runtime().block_on(run_refstack(args)).map(|_| 0)
+        }
+        Command::Run(args) => {
+            init_tracing("warn");
+            run(args)
+        }
+    };
+    match code {
+        Ok(c) => std::process::exit(c),
+        Err(e) => {
+            eprintln!("helix-e2e: error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HELIX_E2E_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn run(args: RunArgs) -> anyhow::Result<i32> {
+    if !args.no_netns && !netns::inside() && args.target.is_none() && netns::available() {
+        eprintln!("helix-e2e: running inside a private network namespace (use --no-netns to skip)");
+        return Ok(netns::reexec_inside()?);
+    }
+    ensure_chromium(&args)?;
+    let seed = args.seed.unwrap_or_else(rand_seed);
+    let exe = std::env::current_exe().context("locating the helix-e2e executable")?;
+    let scenarios = if args.scenarios.is_empty() { scenario::DEFAULT_SUITE.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
+    let mut replay = format!("helix-e2e run {} --seed {seed}", scenarios.join(" "));
+    if let Some(t) = &args.target {
+        replay.push_str(&format!(" --target {}", t.display()));
+    }
+    let target = match &args.target {
+        Some(p) => TargetChoice::File(p.clone()),
+        None => TargetChoice::Embedded { exe, args: Vec::new() },
+    };
+    let browser = BrowserOptions { executable: args.chromium.clone(), headless: !args.headed, ..BrowserOptions::default() };
+    let opts = RunOptions { scenarios, seed, target, artifacts_base: args.artifacts.clone(), browser, replay };
+    let summary = runtime().block_on(scenario::run(opts))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    eprintln!("helix-e2e: {} — artifacts in {}", format!("{:?}", summary.verdict).to_uppercase(), summary.artifacts);
+    if summary.verdict != helix_e2e::report::Verdict::Pass {
+        eprintln!("helix-e2e: replay with: {}", summary.replay);
+    }
+    Ok(summary.verdict.exit_code())
+}
+
+fn rand_seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (t as u64) ^ ((std::process::id() as u64) << 32)
+}
+
+/// Chromium is a system package; install it when missing (as root with apt-get), because the
+/// first command a newcomer runs should just work.
+fn ensure_chromium(args: &RunArgs) -> anyhow::Result<()> {
+    if args.chromium.exists() {
+        return Ok(());
+    }
+    if args.no_install || unsafe { libc::geteuid() } != 0 || !PathBuf::from("/usr/bin/apt-get").exists() {
+        bail!("Chromium not found at {} (install it, e.g. `apt-get install -y chromium`, or pass --chromium PATH)", args.chromium.display());
+    }
+    eprintln!("helix-e2e: Chromium not found; installing it with apt-get (skip with --no-install)");
+    for cmd in [&["update", "-qq"][..], &["install", "-y", "-qq", "chromium"][..]] {
+        let ok = std::process::Command::new("apt-get").args(cmd).env("DEBIAN_FRONTEND", "noninteractive").status().map(|s| s.success()).unwrap_or(false);
+        if !ok {
+            bail!("`apt-get {}` failed; install Chromium by hand", cmd.join(" "));
+        }
+    }
+    if !args.chromium.exists() {
+        bail!("Chromium still not found at {} after installing", args.chromium.display());
+    }
+    Ok(())
+}
+
+async fn run_refstack(args: RefstackArgs) -> anyhow::Result<()> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("helix-e2e-refstack-{}", std::process::id())),
+    };
+    let opts = refstack::Options { dir: dir.clone(), streamer_exe: std::env::current_exe()?, webrtc_port_range: args.webrtc_port_range };
+    let endpoints = refstack::start(&opts).await?;
+    let json = serde_json::to_string_pretty(&endpoints)?;
+    if let Some(path) = &args.announce {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &json)?;
+        std::fs::rename(&tmp, path)?;
+    }
+    eprintln!("reference stack ready:\n  Helix API + viewer: {}\n  moonlight-web:      {}\n  Wolf socket:        {}\n  login:              {} (password in {})\n  logs:               {}",
+        endpoints.helix_url, endpoints.moonlight_web_url, endpoints.wolf_socket.display(), endpoints.user_email,
+        args.announce.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "--announce FILE".into()), dir.display());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = std::fs::remove_file(&endpoints.wolf_socket);
+    Ok(())
+}

@@ -1,1 +1,106 @@
-//! TODO
+//! The artifact directory of a run and the summary it ends with.
+//!
+//! Every file is written atomically (temporary name, then rename), so an interrupted run leaves
+//! whole files only; `summary.json` is written last and says whether the run was interrupted.
+
+use crate::verdict::InvariantResult;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write artifact {path}: {source}")]
+pub struct ArtifactError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+#[derive(Clone)]
+pub struct ArtifactDir {
+    root: PathBuf,
+}
+
+impl ArtifactDir {
+    pub fn create(base: &Path, run_id: &str) -> Result<Self, ArtifactError> {
+        let root = base.join(run_id);
+        std::fs::create_dir_all(&root).map_err(|source| ArtifactError { path: root.clone(), source })?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<PathBuf, ArtifactError> {
+        let path = self.root.join(rel);
+        let err = |source| ArtifactError { path: path.clone(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = path.with_extension(format!("{}.partial", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+        std::fs::write(&tmp, bytes).map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        Ok(path)
+    }
+
+    pub fn write_json(&self, rel: &str, value: &impl Serialize) -> Result<PathBuf, ArtifactError> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| ArtifactError { path: self.root.join(rel), source: std::io::Error::other(e) })?;
+        self.write(rel, &bytes)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Error,
+    Interrupted,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Fail => 1,
+            Verdict::Error | Verdict::Interrupted => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub verdict: Verdict,
+    pub invariants: Vec<InvariantResult>,
+    /// The operation that was running when the first invariant failed or the error happened.
+    pub failed_op: Option<String>,
+    pub error: Option<String>,
+    pub duration_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TabFacts {
+    pub tab: usize,
+    pub url: String,
+    pub client_unique_ids: Vec<String>,
+    pub session_ids: Vec<String>,
+    pub wolf_sessions: Vec<String>,
+    pub connection_states: Vec<String>,
+    pub errors: Vec<String>,
+    pub screenshot: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub run_id: String,
+    pub verdict: Verdict,
+    pub seed: u64,
+    pub target: String,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub replay: String,
+    pub scenarios: Vec<ScenarioResult>,
+    pub tabs: Vec<TabFacts>,
+    pub artifacts: String,
+    pub error: Option<String>,
+}

@@ -1,1 +1,249 @@
-//! TODO
+//! Scenarios and the runner that sets up a target, a browser and the observers, runs the
+//! scenarios, always cleans up, and writes the run's artifacts.
+
+pub mod driver;
+pub mod second_connection;
+
+use crate::browser::{Browser, BrowserOptions};
+use crate::config::Target;
+use crate::redact::Redactor;
+use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
+use crate::sut::embedded::EmbeddedStack;
+use crate::sut::helix::HelixClient;
+use crate::sut::monitor::Monitor;
+use crate::sut::moonlight_web::MoonlightWebClient;
+use crate::sut::wolf::WolfClient;
+use crate::timeline::Timeline;
+use driver::Driver;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub struct ScenarioInfo {
+    pub name: &'static str,
+    pub about: &'static str,
+}
+
+pub const SCENARIOS: &[ScenarioInfo] = &[ScenarioInfo { name: second_connection::NAME, about: second_connection::ABOUT }];
+
+/// The suite `helix-e2e run` runs when no scenario is named.
+pub const DEFAULT_SUITE: &[&str] = &[second_connection::NAME];
+
+pub enum TargetChoice {
+    /// Start the reference stack with this executable (`helix-e2e` itself) and these extra
+    /// `refstack` arguments.
+    Embedded { exe: PathBuf, args: Vec<String> },
+    File(PathBuf),
+}
+
+pub struct RunOptions {
+    pub scenarios: Vec<String>,
+    pub seed: u64,
+    pub target: TargetChoice,
+    pub artifacts_base: PathBuf,
+    pub browser: BrowserOptions,
+    /// The command line that replays this run, for the summary.
+    pub replay: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("unknown scenario {0:?} (see `helix-e2e list`)")]
+    UnknownScenario(String),
+    #[error(transparent)]
+    Artifacts(#[from] crate::report::ArtifactError),
+}
+
+/// Run the scenarios; errors of the system under test become a verdict, not an `Err`.
+pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
+    for s in &opts.scenarios {
+        if !SCENARIOS.iter().any(|i| i.name == s) {
+            return Err(RunError::UnknownScenario(s.clone()));
+        }
+    }
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let run_id = format!("{}-{:016x}", started_at.format("%Y%m%dT%H%M%SZ"), opts.seed);
+    let artifacts = ArtifactDir::create(&opts.artifacts_base, &run_id)?;
+    eprintln!("helix-e2e: run {run_id}, seed {}, artifacts in {}", opts.seed, artifacts.root().display());
+    let mut summary = Summary {
+        run_id: run_id.clone(),
+        verdict: Verdict::Error,
+        seed: opts.seed,
+        target: String::new(),
+        started_at: started_at.to_rfc3339(),
+        duration_s: 0.0,
+        replay: opts.replay.clone(),
+        scenarios: Vec::new(),
+        tabs: Vec::new(),
+        artifacts: artifacts.root().display().to_string(),
+        error: None,
+    };
+
+    let interrupted = tokio::select! {
+        r = run_inner(&opts, &artifacts, &mut summary) => {
+            if let Err(e) = r {
+                summary.error = Some(e);
+                summary.verdict = Verdict::Error;
+            }
+            false
+        }
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    if interrupted {
+        // run_inner was dropped mid-flight: its browser and stack are killed by their Drop
+        // impls; what was written so far stays, and the summary says so.
+        summary.verdict = Verdict::Interrupted;
+        summary.error = Some("interrupted by Ctrl-C".into());
+        eprintln!("helix-e2e: interrupted; cleaning up");
+    }
+    summary.duration_s = started.elapsed().as_secs_f64();
+    artifacts.write_json("summary.json", &summary)?;
+    Ok(summary)
+}
+
+async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary) -> Result<(), String> {
+    let timeline = Timeline::new();
+    let mut stack = None;
+    let target = match &opts.target {
+        TargetChoice::Embedded { exe, args } => {
+            eprintln!("helix-e2e: starting the embedded reference stack");
+            let s = EmbeddedStack::start(exe, &artifacts.root().join("refstack"), args).await.map_err(|e| e.to_string())?;
+            let t = Target::embedded(&s.endpoints);
+            stack = Some(s);
+            t
+        }
+        TargetChoice::File(p) => Target::load(p).map_err(|e| e.to_string())?,
+    };
+    summary.target = target.name.clone();
+    let result = drive(opts, artifacts, summary, &target, timeline.clone()).await;
+    // The timeline is written whatever happened.
+    let mut lines = Vec::new();
+    for o in timeline.snapshot() {
+        if let Ok(l) = serde_json::to_string(&o) {
+            lines.extend_from_slice(l.as_bytes());
+            lines.push(b'\n');
+        }
+    }
+    let _ = artifacts.write("timeline.jsonl", &lines);
+    if let Some(s) = stack {
+        s.stop().await;
+    }
+    result
+}
+
+async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, timeline: Timeline) -> Result<(), String> {
+    let mut redactor = Redactor::default();
+    let mut helix = HelixClient::new(&target.helix_url);
+    if let Some(login) = &target.login {
+        redactor.add(login.password.clone());
+        helix.login(&login.email, &login.password).await.map_err(|e| format!("logging in to Helix: {e}"))?;
+        if let Some(t) = helix.token() {
+            redactor.add(t.to_string());
+        }
+    }
+    if let Some(c) = &target.moonlight_credentials {
+        redactor.add(c.clone());
+    }
+    let wolf = WolfClient::new(&target.wolf_socket);
+    let mlw = MoonlightWebClient::new(&target.moonlight_web_url, target.moonlight_credentials.clone());
+    // Fail early and clearly when a service is not there at all.
+    wolf.apps().await.map_err(|e| e.to_string())?;
+    mlw.sessions().await.map_err(|e| e.to_string())?;
+    let monitor = Monitor::start(wolf, mlw, target.log_files.clone(), timeline.clone(), redactor);
+    eprintln!("helix-e2e: launching Chromium");
+    let browser = Browser::launch(opts.browser.clone(), timeline.clone()).await.map_err(|e| e.to_string())?;
+    let mut d = Driver {
+        timeline,
+        browser,
+        helix,
+        monitor,
+        target: target.clone(),
+        artifacts: artifacts.clone(),
+        created: Vec::new(),
+        tabs: Vec::new(),
+        results: Vec::new(),
+        current_op: None,
+        failed_op: None,
+        phase: String::new(),
+    };
+    let mut verdict = Verdict::Pass;
+    for name in &opts.scenarios {
+        eprintln!("helix-e2e: scenario {name}");
+        let t0 = Instant::now();
+        d.results.clear();
+        d.failed_op = None;
+        let outcome = match name.as_str() {
+            second_connection::NAME => second_connection::run(&mut d).await,
+            _ => unreachable!("checked in run()"),
+        };
+        let error = outcome.err().map(|e| {
+            d.failed_op.get_or_insert(e.op.clone());
+            e.to_string()
+        });
+        d.cleanup().await;
+        let v = if error.is_some() {
+            Verdict::Error
+        } else if d.results.iter().all(|r| r.passed) {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        for r in &d.results {
+            eprintln!("  {} {}: {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.message);
+        }
+        if let Some(e) = &error {
+            eprintln!("  ERROR {e}");
+        }
+        eprintln!("{} {name} ({:.1} s)", match v { Verdict::Pass => "PASS", Verdict::Fail => "FAIL", _ => "ERROR" }, t0.elapsed().as_secs_f64());
+        verdict = worst(verdict, v);
+        summary.scenarios.push(ScenarioResult {
+            name: name.clone(),
+            verdict: v,
+            invariants: d.results.clone(),
+            failed_op: d.failed_op.clone(),
+            error,
+            duration_s: t0.elapsed().as_secs_f64(),
+        });
+    }
+    d.snapshot_internals("final").await;
+    summary.tabs = tab_facts(&d);
+    summary.verdict = verdict;
+    let Driver { browser, monitor, .. } = d;
+    browser.close().await;
+    monitor.stop().await;
+    Ok(())
+}
+
+fn worst(a: Verdict, b: Verdict) -> Verdict {
+    let rank = |v: Verdict| match v {
+        Verdict::Pass => 0,
+        Verdict::Fail => 1,
+        Verdict::Error => 2,
+        Verdict::Interrupted => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn tab_facts(d: &Driver) -> Vec<TabFacts> {
+    let viewers = d.viewers();
+    d.tabs
+        .iter()
+        .map(|t| {
+            let vs: Vec<_> = viewers.iter().filter(|v| v.tab == t.id).collect();
+            TabFacts {
+                tab: t.id,
+                url: t.url.clone(),
+                client_unique_ids: vs.iter().filter_map(|v| v.client_unique_id.clone()).collect(),
+                session_ids: vs.iter().filter_map(|v| v.session_id.clone()).collect(),
+                wolf_sessions: vs.iter().filter_map(|v| v.client_id.clone()).collect(),
+                connection_states: vs.iter().map(|v| v.connection_state.clone().unwrap_or_default()).collect(),
+                errors: vs.iter().flat_map(|v| v.errors.clone()).collect(),
+                screenshot: t.screenshot.clone(),
+            }
+        })
+        .collect()
+}

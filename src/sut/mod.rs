@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod helix;
+pub mod monitor;
 pub mod moonlight_web;
 pub mod sse;
 pub mod wolf;

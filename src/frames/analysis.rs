@@ -1,0 +1,90 @@
+//! What a tab's video shows over a window of frame samples: nothing, black, frozen, moving,
+//! and — when pictures are stamped — whose picture and whether its counter advances.
+
+use super::stamp::{self, Stamp};
+use crate::timeline::{EpochMs, FrameSample, LUMA_H, LUMA_W};
+use base64::Engine;
+use serde::Serialize;
+
+/// Mean luma under this is "black" (studio-range black is 16; allow for noise).
+pub const BLACK_LUMA: f64 = 24.0;
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PixelSummary {
+    pub samples: usize,
+    /// Samples whose video had a size (something decoded).
+    pub with_video: usize,
+    pub black: bool,
+    /// Distinct frame hashes in the window: 1 with several samples means frozen.
+    pub distinct_hashes: usize,
+    /// The stamp most samples decoded to, if any.
+    pub stamp: Option<Stamp>,
+    /// Share of samples with a decodable stamp.
+    pub stamped_share: f64,
+    /// Whether the stamp counter (or, without stamps, the hash) moved across the window.
+    pub advancing: bool,
+    pub mean_luma: f64,
+    pub presented_fps: f64,
+}
+
+impl PixelSummary {
+    pub fn verdict(&self) -> &'static str {
+        if self.with_video == 0 {
+            "no video"
+        } else if self.black {
+            "black"
+        } else if !self.advancing {
+            "frozen"
+        } else {
+            "moving"
+        }
+    }
+}
+
+/// Decode a sample's luma and its stamp.
+pub fn sample_stamp(s: &FrameSample) -> Option<Stamp> {
+    let luma = base64::engine::general_purpose::STANDARD.decode(&s.luma).ok()?;
+    if luma.len() != LUMA_W * LUMA_H {
+        return None;
+    }
+    stamp::decode(&luma, LUMA_W, LUMA_H)
+}
+
+/// Summarise the samples taken in `[from, to]`.
+pub fn summarize(frames: &[(EpochMs, FrameSample)], from: EpochMs, to: EpochMs) -> PixelSummary {
+    let window: Vec<&(EpochMs, FrameSample)> = frames.iter().filter(|(t, _)| *t >= from && *t <= to).collect();
+    let mut sum = PixelSummary { samples: window.len(), ..Default::default() };
+    if window.is_empty() {
+        return sum;
+    }
+    let live: Vec<&FrameSample> = window.iter().map(|(_, s)| s).filter(|s| s.video_width > 0).collect();
+    sum.with_video = live.len();
+    if live.is_empty() {
+        return sum;
+    }
+    sum.mean_luma = live.iter().map(|s| s.mean_luma).sum::<f64>() / live.len() as f64;
+    sum.black = live.iter().all(|s| s.mean_luma < BLACK_LUMA);
+    let mut hashes: Vec<&str> = live.iter().map(|s| s.hash.as_str()).collect();
+    hashes.sort();
+    hashes.dedup();
+    sum.distinct_hashes = hashes.len();
+    let stamps: Vec<Stamp> = live.iter().filter_map(|s| sample_stamp(s)).collect();
+    sum.stamped_share = stamps.len() as f64 / live.len() as f64;
+    let mut tags: Vec<u16> = stamps.iter().map(|s| s.tag).collect();
+    tags.sort();
+    let top_tag = tags.chunk_by(|a, b| a == b).max_by_key(|c| c.len()).map(|c| c[0]);
+    sum.stamp = top_tag.and_then(|t| stamps.iter().rev().find(|s| s.tag == t).copied());
+    sum.advancing = if stamps.len() >= 2 {
+        let counters: Vec<u16> = stamps.iter().filter(|s| Some(s.tag) == top_tag).map(|s| s.counter).collect();
+        counters.windows(2).any(|w| w[0] != w[1])
+    } else {
+        live.len() >= 2 && sum.distinct_hashes > 1
+    };
+    if let (Some(first), Some(last)) = (window.iter().find(|(_, s)| s.video_width > 0), window.iter().rev().find(|(_, s)| s.video_width > 0)) {
+        let dt = (last.0 - first.0) / 1000.0;
+        if dt > 0.0 {
+            sum.presented_fps = last.1.presented.saturating_sub(first.1.presented) as f64 / dt;
+        }
+    }
+    sum
+}

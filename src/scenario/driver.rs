@@ -1,0 +1,224 @@
+//! The driver a scenario uses: operations users perform (start an agent session, open a viewer
+//! tab, close it, stop the session), each recorded on the timeline, and checks of named
+//! invariants against the correlated state.
+
+use crate::browser::viewers::{viewers_of, ViewerFacts};
+use crate::browser::Browser;
+use crate::config::Target;
+use crate::correlate::{self, Row};
+use crate::report::ArtifactDir;
+use crate::sut::helix::HelixClient;
+use crate::sut::monitor::{Monitor, ServerState};
+use crate::timeline::{now_ms, Event, OpPhase, TabId, Timeline};
+use crate::verdict::InvariantResult;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {detail}")]
+pub struct OpError {
+    pub op: String,
+    pub detail: String,
+}
+
+pub struct TabRecord {
+    pub id: TabId,
+    pub url: String,
+    pub open: bool,
+    pub screenshot: Option<String>,
+}
+
+pub struct Driver {
+    pub timeline: Timeline,
+    pub browser: Browser,
+    pub helix: HelixClient,
+    pub monitor: Monitor,
+    pub target: Target,
+    pub artifacts: ArtifactDir,
+    /// Agent sessions this run created (stopped at cleanup whatever happens).
+    pub created: Vec<String>,
+    pub tabs: Vec<TabRecord>,
+    pub results: Vec<InvariantResult>,
+    pub current_op: Option<String>,
+    pub failed_op: Option<String>,
+    /// Prefix for invariant names, e.g. `two-tabs/`.
+    pub phase: String,
+}
+
+impl Driver {
+    /// Run one operation, recording its start and outcome on the timeline.
+    pub async fn op<T, E: std::fmt::Display>(&mut self, name: impl Into<String>, fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, OpError> {
+        let name = name.into();
+        tracing::info!(op = %name, "start");
+        self.timeline.push(Event::Op { name: name.clone(), phase: OpPhase::Start });
+        self.current_op = Some(name.clone());
+        match fut.await {
+            Ok(v) => {
+                self.timeline.push(Event::Op { name: name.clone(), phase: OpPhase::Ok });
+                Ok(v)
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                self.timeline.push(Event::Op { name: name.clone(), phase: OpPhase::Failed { error: detail.clone() } });
+                Err(OpError { op: name, detail })
+            }
+        }
+    }
+
+    pub async fn create_session(&mut self) -> Result<String, OpError> {
+        let helix = self.helix.clone();
+        let ses = self.op("create agent session", helix.create_agent_session("helix-e2e")).await?;
+        self.created.push(ses.clone());
+        Ok(ses)
+    }
+
+    fn cookies(&self) -> Vec<(String, String)> {
+        self.helix.token().map(|t| vec![("access_token".to_string(), t.to_string())]).unwrap_or_default()
+    }
+
+    async fn open(&mut self, what: String, url: String) -> Result<TabId, OpError> {
+        let cookies = self.cookies();
+        let clicks = self.target.viewer.clicks.clone();
+        let browser = &self.browser;
+        let fut = async {
+            let tab = browser.open_tab(&url, cookies).await?;
+            for text in &clicks {
+                browser.click_text(tab, text).await?;
+            }
+            Ok::<_, crate::browser::BrowserError>(tab)
+        };
+        let tab = self.op(what, fut).await?;
+        self.tabs.push(TabRecord { id: tab, url, open: true, screenshot: None });
+        Ok(tab)
+    }
+
+    /// Open a tab (its own browser context) on the viewer of one agent session.
+    pub async fn open_viewer(&mut self, ses: &str) -> Result<TabId, OpError> {
+        let url = self.target.viewer.session_page(&self.target.helix_url, ses);
+        self.open(format!("open viewer tab for {ses}"), url).await
+    }
+
+    /// Open one page that shows several viewers at once (the task board).
+    pub async fn open_board(&mut self, sessions: &[String]) -> Result<TabId, OpError> {
+        let url = self.target.viewer.board_page(&self.target.helix_url, "e2e", sessions).ok_or_else(|| OpError {
+            op: "open board page".into(),
+            detail: "the target defines no board_url".into(),
+        })?;
+        self.open(format!("open board page with {}", sessions.join(", ")), url).await
+    }
+
+    pub async fn close_tab(&mut self, tab: TabId) -> Result<(), OpError> {
+        self.snapshot_internals(&format!("before-close-tab-{tab}")).await;
+        let browser = &self.browser;
+        self.op(format!("close tab {tab}"), browser.close_tab(tab)).await?;
+        if let Some(t) = self.tabs.iter_mut().find(|t| t.id == tab) {
+            t.open = false;
+        }
+        Ok(())
+    }
+
+    pub async fn stop_session(&mut self, ses: &str) -> Result<(), OpError> {
+        let helix = self.helix.clone();
+        self.op(format!("stop agent session {ses}"), helix.stop_agent_session(ses)).await?;
+        self.created.retain(|s| s != ses);
+        Ok(())
+    }
+
+    /// Every viewer observed so far.
+    pub fn viewers(&self) -> Vec<ViewerFacts> {
+        viewers_of(&self.timeline.snapshot())
+    }
+
+    /// The current viewers of some tabs: per `client_unique_id`, the latest connection, carrying
+    /// the errors of its earlier attempts (a viewer that reconnected keeps its history).
+    pub fn current_viewers(&self, tabs: &[TabId]) -> Vec<ViewerFacts> {
+        let mut out: Vec<ViewerFacts> = Vec::new();
+        for v in self.viewers().into_iter().filter(|v| tabs.contains(&v.tab)) {
+            match out.iter_mut().find(|o| o.tab == v.tab && o.client_unique_id.is_some() && o.client_unique_id == v.client_unique_id) {
+                Some(prev) => {
+                    let mut errors = std::mem::take(&mut prev.errors);
+                    errors.extend(v.errors.iter().cloned());
+                    *prev = v;
+                    prev.errors = errors;
+                }
+                None => out.push(v),
+            }
+        }
+        out
+    }
+
+    pub fn server_state(&self) -> ServerState {
+        self.monitor.latest()
+    }
+
+    pub fn rows(&self, tabs: &[TabId]) -> Vec<Row> {
+        correlate::table(&self.current_viewers(tabs), &self.server_state(), now_ms())
+    }
+
+    /// Wait until `pred` holds for the rows of `tabs`, or the deadline passes. Never an error:
+    /// the invariants checked afterwards say what did not happen.
+    pub async fn wait_until(&mut self, what: &str, tabs: &[TabId], deadline: Duration, pred: impl Fn(&[Row], &ServerState) -> bool) -> bool {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            let rows = self.rows(tabs);
+            if pred(&rows, &self.server_state()) {
+                tracing::info!("{what}: reached");
+                return true;
+            }
+            if tokio::time::Instant::now() >= end {
+                tracing::warn!("{what}: not reached within {deadline:?}\n{}", correlate::render(&rows));
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn check(&mut self, mut r: InvariantResult) {
+        r.name = format!("{}{}", self.phase, r.name);
+        if r.passed {
+            tracing::info!("PASS {}: {}", r.name, r.message);
+        } else {
+            tracing::warn!("FAIL {}: {}", r.name, r.message);
+            if self.failed_op.is_none() {
+                self.failed_op = self.current_op.clone();
+            }
+        }
+        self.results.push(r);
+    }
+
+    pub async fn screenshot(&mut self, tab: TabId, label: &str) {
+        match self.browser.screenshot(tab).await {
+            Ok(png) => {
+                let rel = format!("screenshots/tab-{tab}-{label}.png");
+                if self.artifacts.write(&rel, &png).is_ok() {
+                    if let Some(t) = self.tabs.iter_mut().find(|t| t.id == tab) {
+                        t.screenshot = Some(rel);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("screenshot of tab {tab} failed: {e}"),
+        }
+    }
+
+    /// Keep the webrtc-internals store before a step that would lose peer connections.
+    pub async fn snapshot_internals(&self, label: &str) {
+        match self.browser.internals_dump().await {
+            Ok(dump) => {
+                let _ = self.artifacts.write_json(&format!("webrtc-internals/{label}.json"), &dump);
+            }
+            Err(e) => tracing::warn!("webrtc-internals snapshot failed: {e}"),
+        }
+    }
+
+    /// Stop every agent session this run created and close every open tab (best effort; used on
+    /// success, failure and interruption alike).
+    pub async fn cleanup(&mut self) {
+        for tab in self.tabs.iter().filter(|t| t.open).map(|t| t.id).collect::<Vec<_>>() {
+            let _ = self.close_tab(tab).await;
+        }
+        for ses in self.created.clone() {
+            if let Err(e) = self.stop_session(&ses).await {
+                tracing::warn!("cleanup: {e}");
+            }
+        }
+    }
+}

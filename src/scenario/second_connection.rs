@@ -1,0 +1,90 @@
+//! `second-connection` (seed 001): two agent sessions, one viewer each, opened one after the
+//! other — once as two tabs, once as two task dialogs in one page. The second viewer must
+//! stream its own lobby exactly like the first.
+
+use super::driver::{Driver, OpError};
+use crate::correlate::Row;
+use crate::sut::monitor::ServerState;
+use crate::verdict::checks;
+use std::time::Duration;
+
+pub const NAME: &str = "second-connection";
+pub const ABOUT: &str = "two agent sessions, one viewer each, opened one after the other (two tabs, then two viewers in one page)";
+
+/// How long a viewer may take from page load to advancing frames of its lobby.
+const STREAM_DEADLINE: Duration = Duration::from_secs(45);
+/// Failures of seed 001 showed 4–12 s after the join; watch both viewers for this long.
+const HOLD: Duration = Duration::from_secs(6);
+const CLEANUP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A viewer is streaming its own lobby: connected, moving pixels, and (stamped) the right stamp.
+fn streaming(rows: &[Row], state: &ServerState, expected_viewers: usize, stamped: bool) -> bool {
+    rows.len() == expected_viewers
+        && rows.iter().all(|r| {
+            let own = r.client_unique_id.as_deref().and_then(checks::agent_session_of).and_then(|s| state.lobbies.iter().find(|l| l.helix_session() == Some(s)));
+            r.connection_state.as_deref() == Some("connected")
+                && r.pixels.verdict() == "moving"
+                && (!stamped || matches!((own, &r.pixels_lobby), (Some(l), Some(p)) if &l.id == p))
+        })
+}
+
+pub async fn run(d: &mut Driver) -> Result<(), OpError> {
+    d.phase = "two-tabs/".into();
+    let a = d.create_session().await?;
+    let b = d.create_session().await?;
+    let t1 = d.open_viewer(&a).await?;
+    let stamped = d.target.stamped;
+    d.wait_until("first viewer streams", &[t1], STREAM_DEADLINE, |r, s| streaming(r, s, 1, stamped)).await;
+    let t2 = d.open_viewer(&b).await?;
+    d.wait_until("both viewers stream", &[t1, t2], STREAM_DEADLINE, |r, s| streaming(r, s, 2, stamped)).await;
+    tokio::time::sleep(HOLD).await;
+    check_streaming(d, &[t1, t2], 2).await;
+    d.screenshot(t1, "streaming").await;
+    d.screenshot(t2, "streaming").await;
+    close_and_verify(d, &[t1, t2], &[a, b]).await?;
+
+    d.phase = "one-page/".into();
+    let a = d.create_session().await?;
+    let b = d.create_session().await?;
+    let page = d.open_board(&[a.clone(), b.clone()]).await?;
+    d.wait_until("both dialogs stream", &[page], STREAM_DEADLINE, |r, s| streaming(r, s, 2, stamped)).await;
+    tokio::time::sleep(HOLD).await;
+    check_streaming(d, &[page], 2).await;
+    d.screenshot(page, "streaming").await;
+    close_and_verify(d, &[page], &[a, b]).await?;
+    Ok(())
+}
+
+async fn check_streaming(d: &mut Driver, tabs: &[usize], viewers: usize) {
+    d.monitor.refresh().await;
+    let rows = d.rows(tabs);
+    let state = d.server_state();
+    tracing::info!("correlation:\n{}", crate::correlate::render(&rows));
+    if rows.len() != viewers {
+        d.check(crate::verdict::InvariantResult::fail("viewers-present", format!("expected {viewers} viewers, saw {}", rows.len())));
+    }
+    d.check(checks::tabs_connected(&rows));
+    d.check(checks::no_viewer_errors(&rows));
+    d.check(checks::own_lobby_video(&rows, &state, d.target.stamped));
+    d.check(checks::client_count_matches(&rows, &state));
+    d.check(checks::unique_client_ids(&rows));
+    d.check(checks::create_mode(&rows));
+}
+
+async fn close_and_verify(d: &mut Driver, tabs: &[usize], sessions: &[String]) -> Result<(), OpError> {
+    let viewers = d.current_viewers(tabs);
+    let uids: Vec<String> = viewers.iter().filter_map(|v| v.client_unique_id.clone()).collect();
+    let mlw: Vec<String> = viewers.iter().filter_map(|v| v.session_id.clone()).collect();
+    for &t in tabs {
+        d.close_tab(t).await?;
+    }
+    for s in sessions {
+        d.stop_session(s).await?;
+    }
+    let (ses, u, m) = (sessions.to_vec(), uids.clone(), mlw.clone());
+    d.wait_until("nothing of this phase remains", &[], CLEANUP_DEADLINE, move |_, s| checks::no_leftovers(s, &ses, &u, &m).passed).await;
+    d.monitor.refresh().await;
+    let state = d.server_state();
+    d.check(checks::no_leftovers(&state, sessions, &uids, &mlw));
+    Ok(())
+}
