@@ -5,6 +5,7 @@
 //! here is what lets a verdict point at "the state at that moment".
 
 use serde::{Deserialize, Serialize};
+use crate::redact::Redactor;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -131,9 +132,12 @@ pub const LUMA_W: usize = 64;
 pub const LUMA_H: usize = 36;
 
 /// A shared, append-only timeline. Cheap to clone; every producer holds one.
+///
+/// Secrets are masked on the way in, so nothing rendered from the timeline can leak them.
 #[derive(Clone, Default)]
 pub struct Timeline {
     inner: Arc<Mutex<Vec<Observation>>>,
+    redactor: Arc<Mutex<Redactor>>,
 }
 
 impl Timeline {
@@ -145,7 +149,17 @@ impl Timeline {
         self.push_at(now_ms(), event);
     }
 
+    /// Mask this secret in everything pushed from now on.
+    pub fn add_secret(&self, secret: impl Into<String>) {
+        self.redactor.lock().unwrap_or_else(|e| e.into_inner()).add(secret);
+    }
+
+    pub fn redactor(&self) -> Redactor {
+        self.redactor.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn push_at(&self, at: EpochMs, event: Event) {
+        let event = redact_event(&self.redactor(), event);
         let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         v.push(Observation { at, event });
     }
@@ -163,5 +177,28 @@ impl Timeline {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn redact_event(r: &Redactor, event: Event) -> Event {
+    match event {
+        Event::Tab { tab, probe } => Event::Tab {
+            tab,
+            probe: match probe {
+                ProbeEvent::WsMessage { ws, dir, msg } => ProbeEvent::WsMessage { ws, dir, msg: r.json(&msg) },
+                ProbeEvent::WsOpen { ws, url } => ProbeEvent::WsOpen { ws, url: r.text(&url) },
+                ProbeEvent::PcCreated { pc, config } => ProbeEvent::PcCreated { pc, config: r.json(&config) },
+                ProbeEvent::UiText { text } => ProbeEvent::UiText { text: r.text(&text) },
+                ProbeEvent::Console { level, text } => ProbeEvent::Console { level, text: r.text(&text) },
+                ProbeEvent::Exception { text } => ProbeEvent::Exception { text: r.text(&text) },
+                other => other,
+            },
+        },
+        Event::Browser { tab, what } => Event::Browser { tab, what: r.text(&what) },
+        Event::Op { name, phase: OpPhase::Failed { error } } => Event::Op { name, phase: OpPhase::Failed { error: r.text(&error) } },
+        Event::WolfEvent { name, data } => Event::WolfEvent { name, data: r.json(&data) },
+        Event::Log { service, level, message } => Event::Log { service, level, message: r.text(&message) },
+        Event::Poll { service, what, data } => Event::Poll { service, what, data: r.json(&data) },
+        other => other,
     }
 }

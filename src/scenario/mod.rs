@@ -6,7 +6,6 @@ pub mod second_connection;
 
 use crate::browser::{Browser, BrowserOptions};
 use crate::config::Target;
-use crate::redact::Redactor;
 use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
 use crate::sut::embedded::EmbeddedStack;
 use crate::sut::helix::HelixClient;
@@ -107,7 +106,8 @@ async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Sum
     let target = match &opts.target {
         TargetChoice::Embedded { exe, args } => {
             eprintln!("helix-e2e: starting the embedded reference stack");
-            let s = EmbeddedStack::start(exe, &artifacts.root().join("refstack"), args).await.map_err(|e| e.to_string())?;
+            let dir = std::env::temp_dir().join(format!("helix-e2e-{}", summary.run_id));
+            let s = EmbeddedStack::start(exe, &dir, args).await.map_err(|e| e.to_string())?;
             let t = Target::embedded(&s.endpoints);
             stack = Some(s);
             t
@@ -125,31 +125,39 @@ async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Sum
         }
     }
     let _ = artifacts.write("timeline.jsonl", &lines);
+    // Service logs, redacted, for people; the stack's own directory holds its credentials.
+    let redactor = timeline.redactor();
+    for (service, path) in &target.log_files {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let _ = artifacts.write(&format!("logs/{service}.log"), redactor.text(&text).as_bytes());
+        }
+    }
     if let Some(s) = stack {
+        let dir = s.dir().to_path_buf();
         s.stop().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
     result
 }
 
 async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, timeline: Timeline) -> Result<(), String> {
-    let mut redactor = Redactor::default();
     let mut helix = HelixClient::new(&target.helix_url);
     if let Some(login) = &target.login {
-        redactor.add(login.password.clone());
+        timeline.add_secret(login.password.clone());
         helix.login(&login.email, &login.password).await.map_err(|e| format!("logging in to Helix: {e}"))?;
         if let Some(t) = helix.token() {
-            redactor.add(t.to_string());
+            timeline.add_secret(t.to_string());
         }
     }
     if let Some(c) = &target.moonlight_credentials {
-        redactor.add(c.clone());
+        timeline.add_secret(c.clone());
     }
     let wolf = WolfClient::new(&target.wolf_socket);
     let mlw = MoonlightWebClient::new(&target.moonlight_web_url, target.moonlight_credentials.clone());
     // Fail early and clearly when a service is not there at all.
     wolf.apps().await.map_err(|e| e.to_string())?;
     mlw.sessions().await.map_err(|e| e.to_string())?;
-    let monitor = Monitor::start(wolf, mlw, target.log_files.clone(), timeline.clone(), redactor);
+    let monitor = Monitor::start(wolf, mlw, target.log_files.clone(), timeline.clone());
     eprintln!("helix-e2e: launching Chromium");
     let browser = Browser::launch(opts.browser.clone(), timeline.clone()).await.map_err(|e| e.to_string())?;
     let mut d = Driver {

@@ -20,6 +20,7 @@ pub enum EmbeddedError {
 
 pub struct EmbeddedStack {
     child: tokio::process::Child,
+    dir: PathBuf,
     pub endpoints: Endpoints,
 }
 
@@ -47,7 +48,7 @@ impl EmbeddedStack {
         loop {
             if let Ok(text) = std::fs::read_to_string(&announce) {
                 if let Ok(endpoints) = serde_json::from_str::<Endpoints>(&text) {
-                    return Ok(Self { child, endpoints });
+                    return Ok(Self { child, dir: dir.to_path_buf(), endpoints });
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -59,6 +60,10 @@ impl EmbeddedStack {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn pid(&self) -> Option<u32> {

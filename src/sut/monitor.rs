@@ -43,7 +43,8 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn start(wolf: WolfClient, mlw: MoonlightWebClient, logs: Vec<(String, PathBuf)>, timeline: Timeline, redactor: Redactor) -> Monitor {
+    pub fn start(wolf: WolfClient, mlw: MoonlightWebClient, logs: Vec<(String, PathBuf)>, timeline: Timeline) -> Monitor {
+        let redactor = timeline.redactor();
         let (tx, rx) = watch::channel(ServerState::default());
         let mut tasks = JoinSet::new();
         tasks.spawn(poll_loop(wolf.clone(), mlw, timeline.clone(), redactor.clone(), tx));
