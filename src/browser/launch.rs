@@ -1,0 +1,272 @@
+//! Starting and stopping the Chromium process.
+//!
+//! Two traps live here. chromiumoxide 0.9 mangles `--flag` arguments (upstream issue #306), so
+//! every switch goes in as a bare key or a `(key, value)` pair. And Chromium is a process tree
+//! (zygote, renderers, GPU, network service): a run that dies half-way must not leave any of it
+//! behind, so stopping falls back to killing every process that descended from the browser.
+
+use super::{deadline, BrowserError, BrowserOptions, CDP_DEADLINE};
+use chromiumoxide::{BrowserConfig, Handler};
+use futures::StreamExt;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Switches this machine kind needs (see the project's browser notes): no outside traffic, no
+/// QUIC, no GPU, and media that plays without a user gesture.
+const SWITCHES: &[&str] = &[
+    "disable-background-networking",
+    "disable-component-update",
+    "disable-sync",
+    "no-first-run",
+    "disable-quic",
+    "disable-gpu",
+    "use-fake-ui-for-media-stream",
+];
+const VALUED_SWITCHES: &[(&str, &str)] = &[("autoplay-policy", "no-user-gesture-required")];
+
+/// How long Chromium gets to print its DevTools address.
+const LAUNCH_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a polite `Browser.close` plus process exit may take before the tree is killed.
+const EXIT_DEADLINE: Duration = Duration::from_secs(10);
+
+pub(super) struct Launched {
+    pub browser: chromiumoxide::Browser,
+    pub handler: JoinHandle<()>,
+    pub pid: u32,
+    pub temp_dir: Option<PathBuf>,
+}
+
+pub(super) async fn start(opts: &BrowserOptions) -> Result<Launched, BrowserError> {
+    if !opts.executable.exists() {
+        return Err(BrowserError::MissingExecutable(opts.executable.clone()));
+    }
+    let (data_dir, temp_dir) = match &opts.user_data_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = std::env::temp_dir().join(format!("helix-e2e-chromium-{}", uuid::Uuid::new_v4()));
+            (d.clone(), Some(d))
+        }
+    };
+    std::fs::create_dir_all(&data_dir)?;
+    let remove_temp = |temp: &Option<PathBuf>| {
+        if let Some(d) = temp {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    };
+
+    let mut builder = BrowserConfig::builder()
+        .chrome_executable(&opts.executable)
+        .no_sandbox()
+        .user_data_dir(&data_dir)
+        .viewport(None)
+        .window_size(opts.window.0, opts.window.1)
+        .launch_timeout(LAUNCH_DEADLINE)
+        .request_timeout(CDP_DEADLINE);
+    builder = if opts.headless { builder.new_headless_mode() } else { builder.with_head() };
+    for s in SWITCHES {
+        builder = builder.arg(*s);
+    }
+    for (k, v) in VALUED_SWITCHES {
+        builder = builder.arg((*k, *v));
+    }
+    for extra in &opts.extra_args {
+        let extra = extra.trim_start_matches('-');
+        builder = match extra.split_once('=') {
+            Some((k, v)) => builder.arg((k, v)),
+            None => builder.arg(extra),
+        };
+    }
+    let config = match builder.build() {
+        Ok(c) => c,
+        Err(e) => {
+            remove_temp(&temp_dir);
+            return Err(BrowserError::Launch(e));
+        }
+    };
+
+    // chromiumoxide enforces its own launch timeout; the outer one guards the rest of the setup.
+    let launched = tokio::time::timeout(LAUNCH_DEADLINE + Duration::from_secs(5), chromiumoxide::Browser::launch(config)).await;
+    let (mut browser, handler) = match launched {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
+            remove_temp(&temp_dir);
+            return Err(BrowserError::Launch(e.to_string()));
+        }
+        Err(_) => {
+            remove_temp(&temp_dir);
+            return Err(BrowserError::Timeout { what: "chromium launch".into(), after: LAUNCH_DEADLINE });
+        }
+    };
+    let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
+    let Some(pid) = pid else {
+        let _ = browser.kill().await;
+        remove_temp(&temp_dir);
+        return Err(BrowserError::Launch("chromium exited right after start".into()));
+    };
+    Ok(Launched { browser, handler: tokio::spawn(drive(handler)), pid, temp_dir })
+}
+
+/// Polls the DevTools connection for as long as it lives. One bad message (Chromium 156 sends
+/// events the generated types do not know) must not stop it: every page would hang otherwise.
+async fn drive(mut handler: Handler) {
+    let mut consecutive_errors = 0u32;
+    while let Some(item) = handler.next().await {
+        match item {
+            Ok(()) => consecutive_errors = 0,
+            Err(e) => {
+                consecutive_errors += 1;
+                tracing::debug!(error = %e, "chromium handler error");
+                // A dead socket repeats its error forever; only then give up.
+                if consecutive_errors > 1000 {
+                    tracing::warn!(error = %e, "chromium connection keeps failing; handler stops");
+                    break;
+                }
+            }
+        }
+    }
+    tracing::debug!("chromium handler ended");
+}
+
+/// Asks Chromium to quit and waits for it; kills the tree when it takes too long. Either way,
+/// stray children that outlived the browser process are killed too.
+pub(super) async fn stop(mut browser: chromiumoxide::Browser, pid: u32) -> Result<(), BrowserError> {
+    let tree = descendants(pid);
+    let polite = deadline("close chromium", EXIT_DEADLINE, async {
+        if let Err(e) = browser.close().await {
+            tracing::debug!(error = %e, "Browser.close failed; waiting for exit anyway");
+        }
+        browser.wait().await.map_err(BrowserError::Io)
+    })
+    .await;
+    let result = match polite {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(pid, error = %e, "chromium did not exit; killing it");
+            kill_tree(pid);
+            match deadline("reap chromium", EXIT_DEADLINE, async { browser.wait().await.map_err(BrowserError::Io) }).await {
+                Ok(_) => Ok(()),
+                Err(e2) => Err(e2),
+            }
+        }
+    };
+    // Children are reparented once the browser exits; they normally follow it within a moment.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tree.iter().any(|p| p.alive()) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for p in tree.iter().filter(|p| p.alive()) {
+        tracing::warn!(pid = p.pid, "chromium child outlived the browser; killing it");
+        p.kill();
+    }
+    result
+}
+
+/// Synchronous last resort for `Drop`: SIGKILL the browser and everything below it.
+pub(super) fn kill_tree(pid: u32) {
+    let mut tree = descendants(pid);
+    if let Some(root) = Proc::read(pid) {
+        tree.insert(0, root);
+    }
+    for p in &tree {
+        p.kill();
+    }
+}
+
+/// A process identified by pid *and* start time, so a recycled pid is never killed by mistake.
+struct Proc {
+    pid: u32,
+    start: u64,
+}
+
+impl Proc {
+    fn read(pid: u32) -> Option<Proc> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, start) = parse_stat(&stat)?;
+        Some(Proc { pid, start })
+    }
+
+    /// A zombie counts as gone: it holds no resources, and its reaper is not ours.
+    fn alive(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(stat) => parse_stat(&stat).map(|(_, s)| s == self.start).unwrap_or(false) && !is_zombie(&stat),
+            Err(_) => false,
+        }
+    }
+
+    fn kill(&self) {
+        if self.alive() {
+            // SAFETY: kill(2) with a pid we just re-identified; no memory is touched.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// `(ppid, starttime)` from `/proc/<pid>/stat`; the command name may contain spaces and
+/// parentheses, so fields are counted after the last `)`.
+fn parse_stat(stat: &str) -> Option<(u32, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); ppid is field 4, starttime field 22.
+    let ppid = fields.get(1)?.parse().ok()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((ppid, start))
+}
+
+fn is_zombie(stat: &str) -> bool {
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .map(|s| s == "Z" || s == "X")
+        .unwrap_or(false)
+}
+
+/// Every process below `root`, found by walking parent links in `/proc`.
+fn descendants(root: u32) -> Vec<Proc> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                if let Some((ppid, start)) = parse_stat(&stat) {
+                    parent_of.push((pid, ppid, start));
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(pid, ppid, start) in &parent_of {
+            if ppid == p && !found.iter().any(|f: &Proc| f.pid == pid) {
+                found.push(Proc { pid, start });
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_survive_odd_command_names() {
+        let stat = "4242 (chrome (ren) x) S 4000 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 1";
+        assert_eq!(parse_stat(stat), Some((4000, 987654)));
+        assert!(!is_zombie(stat));
+        assert!(is_zombie("7 (a) b) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0"));
+    }
+
+    #[test]
+    fn own_children_are_found() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let me = std::process::id();
+        let found = descendants(me);
+        assert!(found.iter().any(|p| p.pid == child.id()), "sleep child not found below {me}");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
