@@ -56,7 +56,7 @@ pub fn table(viewers: &[ViewerFacts], state: &ServerState, now: EpochMs) -> Vec<
                 client_unique_id: v.client_unique_id.clone(),
                 mode: v.mode.clone(),
                 connection_state: v.connection_state.clone(),
-                errors: v.errors.clone(),
+                errors: v.errors.iter().map(|e| e.message.clone()).collect(),
                 mlw_session: mlw.map(|s| s.session_id.clone()),
                 mlw_has_websocket: mlw.map(|s| s.has_websocket),
                 mlw_streamer_alive: mlw.map(|s| s.streamer_alive),

@@ -2,6 +2,7 @@
 //! and — when pictures are stamped — whose picture and whether its counter advances.
 
 use super::stamp::{self, Stamp};
+use crate::browser::viewers::TimedFrame;
 use crate::timeline::{EpochMs, FrameSample, LUMA_H, LUMA_W};
 use base64::Engine;
 use serde::Serialize;
@@ -51,24 +52,24 @@ pub fn sample_stamp(s: &FrameSample) -> Option<Stamp> {
 }
 
 /// Summarise the samples taken in `[from, to]`.
-pub fn summarize(frames: &[(EpochMs, FrameSample)], from: EpochMs, to: EpochMs) -> PixelSummary {
-    let window: Vec<&(EpochMs, FrameSample)> = frames.iter().filter(|(t, _)| *t >= from && *t <= to).collect();
+pub fn summarize(frames: &[TimedFrame], from: EpochMs, to: EpochMs) -> PixelSummary {
+    let window: Vec<&TimedFrame> = frames.iter().filter(|f| f.at >= from && f.at <= to).collect();
     let mut sum = PixelSummary { samples: window.len(), ..Default::default() };
     if window.is_empty() {
         return sum;
     }
-    let live: Vec<&FrameSample> = window.iter().map(|(_, s)| s).filter(|s| s.video_width > 0).collect();
+    let live: Vec<&TimedFrame> = window.iter().copied().filter(|f| f.sample.video_width > 0).collect();
     sum.with_video = live.len();
     if live.is_empty() {
         return sum;
     }
-    sum.mean_luma = live.iter().map(|s| s.mean_luma).sum::<f64>() / live.len() as f64;
-    sum.black = live.iter().all(|s| s.mean_luma < BLACK_LUMA);
-    let mut hashes: Vec<&str> = live.iter().map(|s| s.hash.as_str()).collect();
+    sum.mean_luma = live.iter().map(|f| f.sample.mean_luma).sum::<f64>() / live.len() as f64;
+    sum.black = live.iter().all(|f| f.sample.mean_luma < BLACK_LUMA);
+    let mut hashes: Vec<&str> = live.iter().map(|f| f.sample.hash.as_str()).collect();
     hashes.sort();
     hashes.dedup();
     sum.distinct_hashes = hashes.len();
-    let stamps: Vec<Stamp> = live.iter().filter_map(|s| sample_stamp(s)).collect();
+    let stamps: Vec<Stamp> = live.iter().filter_map(|f| f.stamp).collect();
     sum.stamped_share = stamps.len() as f64 / live.len() as f64;
     let mut tags: Vec<u16> = stamps.iter().map(|s| s.tag).collect();
     tags.sort();
@@ -80,10 +81,10 @@ pub fn summarize(frames: &[(EpochMs, FrameSample)], from: EpochMs, to: EpochMs) 
     } else {
         live.len() >= 2 && sum.distinct_hashes > 1
     };
-    if let (Some(first), Some(last)) = (window.iter().find(|(_, s)| s.video_width > 0), window.iter().rev().find(|(_, s)| s.video_width > 0)) {
-        let dt = (last.0 - first.0) / 1000.0;
+    if let (Some(first), Some(last)) = (live.first(), live.last()) {
+        let dt = (last.at - first.at) / 1000.0;
         if dt > 0.0 {
-            sum.presented_fps = last.1.presented.saturating_sub(first.1.presented) as f64 / dt;
+            sum.presented_fps = last.sample.presented.saturating_sub(first.sample.presented) as f64 / dt;
         }
     }
     sum

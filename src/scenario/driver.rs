@@ -2,7 +2,7 @@
 //! tab, close it, stop the session), each recorded on the timeline, and checks of named
 //! invariants against the correlated state.
 
-use crate::browser::viewers::{viewers_of, ViewerFacts};
+use crate::browser::viewers::{fold_viewers, ViewerFacts};
 use crate::browser::Browser;
 use crate::config::Target;
 use crate::correlate::{self, Row};
@@ -29,7 +29,8 @@ pub struct TabRecord {
 
 pub struct Driver {
     pub timeline: Timeline,
-    pub browser: Browser,
+    /// Shared so an operation's future can hold it while the driver records the operation.
+    pub browser: std::sync::Arc<Browser>,
     pub helix: HelixClient,
     pub monitor: Monitor,
     pub target: Target,
@@ -78,7 +79,7 @@ impl Driver {
     async fn open(&mut self, what: String, url: String) -> Result<TabId, OpError> {
         let cookies = self.cookies();
         let clicks = self.target.viewer.clicks.clone();
-        let browser = &self.browser;
+        let browser = self.browser.clone();
         let fut = async {
             let tab = browser.open_tab(&url, cookies).await?;
             for text in &clicks {
@@ -108,7 +109,7 @@ impl Driver {
 
     pub async fn close_tab(&mut self, tab: TabId) -> Result<(), OpError> {
         self.snapshot_internals(&format!("before-close-tab-{tab}")).await;
-        let browser = &self.browser;
+        let browser = self.browser.clone();
         self.op(format!("close tab {tab}"), browser.close_tab(tab)).await?;
         if let Some(t) = self.tabs.iter_mut().find(|t| t.id == tab) {
             t.open = false;
@@ -125,7 +126,7 @@ impl Driver {
 
     /// Every viewer observed so far.
     pub fn viewers(&self) -> Vec<ViewerFacts> {
-        viewers_of(&self.timeline.snapshot())
+        fold_viewers(&self.timeline.snapshot())
     }
 
     /// The current viewers of some tabs: per `client_unique_id`, the latest connection, carrying

@@ -162,7 +162,7 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
     let browser = Browser::launch(opts.browser.clone(), timeline.clone()).await.map_err(|e| e.to_string())?;
     let mut d = Driver {
         timeline,
-        browser,
+        browser: std::sync::Arc::new(browser),
         helix,
         monitor,
         target: target.clone(),
@@ -217,7 +217,14 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
     summary.tabs = tab_facts(&d);
     summary.verdict = verdict;
     let Driver { browser, monitor, .. } = d;
-    browser.close().await;
+    match std::sync::Arc::try_unwrap(browser) {
+        Ok(b) => {
+            if let Err(e) = b.close().await {
+                tracing::warn!("closing Chromium: {e}");
+            }
+        }
+        Err(_) => tracing::warn!("browser still shared at the end of the run; its Drop kills Chromium"),
+    }
     monitor.stop().await;
     Ok(())
 }
@@ -249,7 +256,7 @@ fn tab_facts(d: &Driver) -> Vec<TabFacts> {
                 session_ids: vs.iter().filter_map(|v| v.session_id.clone()).collect(),
                 wolf_sessions: vs.iter().filter_map(|v| v.client_id.clone()).collect(),
                 connection_states: vs.iter().map(|v| v.connection_state.clone().unwrap_or_default()).collect(),
-                errors: vs.iter().flat_map(|v| v.errors.clone()).collect(),
+                errors: vs.iter().flat_map(|v| v.errors.iter().map(|e| e.message.clone())).collect(),
                 screenshot: t.screenshot.clone(),
             }
         })
