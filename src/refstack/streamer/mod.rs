@@ -4,3 +4,6 @@
 //! forwards the H.264 it receives from Wolf to the browser.
 
 pub mod ipc;
+pub mod host;
+pub mod rtc;
+pub mod session;
