@@ -4,8 +4,6 @@
 //! forwards the H.264 it receives from Wolf to the browser.
 
 pub mod ipc;
-
-/// Placeholder until the streamer lands (it is being written on the media branch).
-pub async fn run() -> anyhow::Result<()> {
-    anyhow::bail!("streamer not built yet")
-}
+pub mod host;
+pub mod rtc;
+pub mod session;
