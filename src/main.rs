@@ -87,7 +87,7 @@ fn main() {
     let code = match cli.command {
         Command::Streamer => {
             init_tracing("info");
-            runtime().block_on(refstack::streamer::run()).map(|_| 0)
+            runtime().block_on(refstack::streamer::session::run()).map(|_| 0)
         }
         Command::List => {
             for s in scenario::SCENARIOS {
