@@ -127,7 +127,7 @@
       })(this);
       return nativeSend.apply(this, arguments);
     };
-    window.WebSocket = new Proxy(NativeWS, {
+    const wsProxy = new Proxy(NativeWS, {
       construct(target, args, newTarget) {
         const ws = Reflect.construct(target, args, newTarget);
         safe(function () {
@@ -149,6 +149,9 @@
         return ws;
       },
     });
+    // So that `ws.constructor === WebSocket` still holds for the page.
+    NativeWS.prototype.constructor = wsProxy;
+    window.WebSocket = wsProxy;
   }
 
   // ---- RTCPeerConnection
@@ -240,6 +243,7 @@
         return pc;
       },
     });
+    proto.constructor = proxy;
     window.RTCPeerConnection = proxy;
     if (window.webkitRTCPeerConnection === NativePC) window.webkitRTCPeerConnection = proxy;
   }
