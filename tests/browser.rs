@@ -379,7 +379,7 @@ async fn probe_sees_two_viewers_in_one_page() {
     let pair = pair.expect("a selected candidate pair");
     assert!(pair.contains(" <-> ") && pair.ends_with("(udp)"), "{pair}");
     assert!(!pair.contains("?"), "candidate pair fully described: {pair}");
-    for addr in pair.split(|c: char| c == ' ' || c == '(').filter(|w| w.contains(':')) {
+    for addr in pair.split([' ', '(']).filter(|w| w.contains(':')) {
         assert!(addr.starts_with("198.51.100.") || addr.starts_with("127."), "WebRTC left the test network: {pair}");
     }
     assert!(ps.iter().any(|p| matches!(p, ProbeEvent::UiText { text } if text.starts_with("viewer ") && text.ends_with(" connected"))));
@@ -416,6 +416,11 @@ async fn probe_sees_two_viewers_in_one_page() {
     // The two pages draw different colours; each viewer's frames show its own.
     let lumas: Vec<f64> = viewers.iter().map(|v| v.frames.last().unwrap().sample.mean_luma).collect();
     assert!((lumas[0] - lumas[1]).abs() > 10.0, "viewers' frames must come from their own videos: {lumas:?}");
+
+    browser.click_text(tab, "Reconnect").await.expect("click by title");
+    browser.click_text(tab, "Live Stream").await.expect("click by text");
+    assert_eq!(browser.evaluate(tab, "window.reconnects").await.unwrap(), json!(1));
+    assert_eq!(browser.evaluate(tab, "document.getElementById('live').textContent").await.unwrap(), json!("Screenshot"));
 
     let png = browser.screenshot_video(tab, 1).await.expect("video screenshot");
     let img = image::load_from_memory(&png).expect("png");
@@ -472,5 +477,24 @@ async fn internals_dump_has_the_documented_shape() {
 
     // Reloading drops the old page's pcs from the store: the reason to dump first.
     browser.reload(tab).await.expect("reload");
+    browser.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn renderer_crash_lands_in_the_timeline() {
+    let addr = serve().await;
+    let timeline = Timeline::new();
+    let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
+    let tab = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("open");
+    // The navigation itself fails or hangs with the renderer; only the crash report matters.
+    let _ = tokio::time::timeout(Duration::from_secs(5), browser.navigate(tab, "chrome://crash")).await;
+    let what = wait_for(&timeline, "a crash event for the tab", 10, |obs| {
+        obs.iter().find_map(|o| match &o.event {
+            Event::Browser { tab: Some(t), what } if *t == tab && what.contains("crash") => Some(what.clone()),
+            _ => None,
+        })
+    })
+    .await;
+    assert!(what.starts_with("target crashed"), "{what}");
     browser.close().await.expect("close");
 }

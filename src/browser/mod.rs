@@ -264,3 +264,23 @@ impl Drop for Browser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenarios share one browser between concurrent tasks (`Arc<Browser>` + `tokio::spawn`).
+    #[test]
+    fn browser_and_its_futures_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Browser>();
+        fn spawnable(b: Arc<Browser>) {
+            tokio::spawn(async move {
+                let tab = b.open_tab("http://127.0.0.1/", Vec::new()).await?;
+                b.click_text(tab, "Live Stream").await?;
+                b.internals_dump().await.map(|_| ())
+            });
+        }
+        let _ = spawnable;
+    }
+}

@@ -7,7 +7,8 @@
 // driver must never poll the page.
 (function () {
   'use strict';
-  if (window.__helixProbeInstalled) return;
+  // Frames would reuse the top page's ids; the viewers under test live in the top document.
+  if (window.top !== window || window.__helixProbeInstalled) return;
   try {
     Object.defineProperty(window, '__helixProbeInstalled', { value: true, enumerable: false });
   } catch (_) { return; }
