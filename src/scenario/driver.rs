@@ -200,6 +200,25 @@ impl Driver {
         }
     }
 
+    /// Screenshot every `<video>` of a tab (`count` of them) and decode their stamps; the PNGs
+    /// land in `screenshots/` for people and for tests that check them independently.
+    pub async fn screenshot_videos(&mut self, tab: TabId, count: usize, label: &str) -> Vec<Option<crate::frames::stamp::Stamp>> {
+        let mut stamps = Vec::new();
+        for i in 0..count {
+            match self.browser.screenshot_video(tab, i).await {
+                Ok(png) => {
+                    stamps.push(crate::frames::analysis::stamp_from_png(&png));
+                    let _ = self.artifacts.write(&format!("screenshots/tab-{tab}-video-{i}-{label}.png"), &png);
+                }
+                Err(e) => {
+                    tracing::warn!("screenshot of tab {tab} video {i} failed: {e}");
+                    stamps.push(None);
+                }
+            }
+        }
+        stamps
+    }
+
     /// Keep the webrtc-internals store before a step that would lose peer connections.
     pub async fn snapshot_internals(&self, label: &str) {
         match self.browser.internals_dump().await {
