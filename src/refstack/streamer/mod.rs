@@ -9,3 +9,5 @@ pub mod rtc;
 pub mod session;
 #[cfg(test)]
 mod testwolf;
+#[cfg(test)]
+mod chromium_check;

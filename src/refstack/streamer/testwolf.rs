@@ -111,13 +111,13 @@ async fn cancel(State(h): State<Host>, headers: HeaderMap) -> Reply {
 }
 
 #[derive(Clone)]
-struct TestWolf {
-    state: Arc<WolfState>,
+pub(super) struct TestWolf {
+    pub(super) state: Arc<WolfState>,
     log: Captured,
-    http: String,
+    pub(super) http: String,
 }
 
-async fn start_wolf() -> TestWolf {
+pub(super) async fn start_wolf() -> TestWolf {
     let log = Captured::default();
     let state = Arc::new(WolfState::new(WolfLog::new(Box::new(log.clone()))));
     let stream_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
