@@ -165,6 +165,12 @@ impl Harness {
 
     /// A streamer for `cert` against an existing Wolf (several streamers may share one).
     async fn start_with(wolf: TestWolf, ck: &rcgen::CertifiedKey) -> Harness {
+        let http = wolf.http.clone();
+        Self::start_against(wolf, ck, http).await
+    }
+
+    /// As `start_with`, but the streamer is told Wolf's Moonlight endpoint is at `wolf_http`.
+    async fn start_against(wolf: TestWolf, ck: &rcgen::CertifiedKey, wolf_http: String) -> Harness {
         let (stdin_test, stdin_streamer) = tokio::io::duplex(1 << 16);
         let (stdout_streamer, stdout_test) = tokio::io::duplex(1 << 16);
         let streamer = tokio::spawn(async move {
@@ -198,7 +204,7 @@ impl Harness {
                 session_id: "agent-ses_test-1".into(),
                 client_unique_id: Some("helix-agent-ses_test-lobby-1".into()),
                 mode: "create".into(),
-                wolf_http: wolf.http.clone(),
+                wolf_http,
                 app_id: wolf.state.app_id.clone(),
                 cert_pem: ck.cert.pem(),
                 key_pem: ck.key_pair.serialize_pem(),
@@ -482,6 +488,20 @@ async fn a_second_streamer_with_the_same_certificate_resumes_and_its_stop_ends_t
     let reason = first.until_stop().await;
     assert!(matches!(reason, StopReason::WolfStreamClosed(_)), "{reason:?}");
     assert!(first.sent.contains(&json!("PeerDisconnect")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_wolf_fails_the_launch_and_runs_the_cascade() {
+    let ck = rcgen::generate_simple_self_signed(vec!["moonlight-nowolf".into()]).unwrap();
+    // A port that was just free: nothing answers there.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().to_string();
+    let mut h = Harness::start_against(start_wolf().await, &ck, closed).await;
+    h.pump(Duration::from_secs(20), |m| m == &json!({"StageStarting": {"stage": session::STAGE_MOONLIGHT}})).await;
+    let reason = h.until_stop().await;
+    assert!(matches!(reason, StopReason::LaunchFailed { already_streaming: false, .. }), "{reason:?}");
+    assert!(h.sent.contains(&json!("PeerDisconnect")), "{:?}", h.sent);
+    assert!(!h.sent.iter().any(|m| m.get("ConnectionComplete").is_some()));
+    assert!(!h.stages().contains(&format!("StageComplete {}", session::STAGE_MOONLIGHT)));
 }
 
 #[tokio::test]
