@@ -7,3 +7,7 @@ pub mod ipc;
 pub mod host;
 pub mod rtc;
 pub mod session;
+#[cfg(test)]
+mod testwolf;
+#[cfg(test)]
+mod chromium_check;
