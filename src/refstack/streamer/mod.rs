@@ -10,4 +10,3 @@ pub mod session;
 #[cfg(test)]
 mod testwolf;
 #[cfg(test)]
-mod chromium_check;

@@ -1,25 +1,18 @@
 //! End-to-end tests of the streamer against a real Wolf state and stream, with a webrtc-rs peer
 //! playing the browser.
 //!
-//! The Moonlight HTTP routes here are a minimal test double of the stand-in Wolf's own endpoint
-//! (owned elsewhere): enough of pair/serverinfo/launch/resume/cancel, on the real `WolfState`, to
-//! drive the streamer through its whole life. Everything runs on loopback.
+//! Wolf here is the stand-in's own Moonlight endpoint and stream server on a real `WolfState`.
+//! Everything runs on loopback.
 
-use super::host::CLIENT_CERT_HEADER;
 use super::ipc::{ServerToStreamer, StreamerInit, StreamerToServer};
 use super::rtc::{self, PeerOptions, INPUT_CHANNELS};
 use super::session::{self, Options, StopReason};
 use crate::frames::stamp::{self, Stamp};
-use crate::refstack::wolf::log::WolfLog;
+use crate::refstack::logfile::{LogFile, Style};
+use crate::refstack::wolf::moonlight;
 use crate::refstack::wolf::state::WolfState;
 use crate::refstack::wolf::stream;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use base64::Engine;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,67 +43,6 @@ impl Captured {
 }
 
 #[derive(Clone)]
-struct Host {
-    wolf: Arc<WolfState>,
-    stream_port: u16,
-}
-
-type Reply = (StatusCode, Json<Value>);
-
-fn cert(headers: &HeaderMap) -> Option<Vec<u8>> {
-    let b64 = headers.get(CLIENT_CERT_HEADER)?.to_str().ok()?;
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
-}
-
-fn bad(status: StatusCode, error: &str) -> Reply {
-    (status, Json(json!({"error": error})))
-}
-
-async fn pair(State(h): State<Host>, headers: HeaderMap) -> Reply {
-    let Some(der) = cert(&headers) else { return bad(StatusCode::BAD_REQUEST, "no certificate") };
-    h.wolf.pair(der);
-    (StatusCode::OK, Json(json!({"paired": 1})))
-}
-
-async fn serverinfo(State(h): State<Host>, headers: HeaderMap) -> Reply {
-    let current = cert(&headers)
-        .and_then(|der| h.wolf.identify(&der))
-        .and_then(|c| h.wolf.session(c.client_id))
-        .map(|s| json!(s.app_id))
-        .unwrap_or(json!(0));
-    (StatusCode::OK, Json(json!({"currentgame": current})))
-}
-
-async fn launch(State(h): State<Host>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Reply {
-    let Some(client) = cert(&headers).and_then(|der| h.wolf.identify(&der)) else { return bad(StatusCode::BAD_REQUEST, "not paired") };
-    let n = |k: &str| q.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
-    match h.wolf.launch(&client, q.get("uniqueid").map_or("", String::as_str), "127.0.0.1", n("width"), n("height"), n("fps")) {
-        Some(s) => (StatusCode::OK, Json(json!({"session_id": s.id.to_string(), "stream_port": h.stream_port}))),
-        None => bad(StatusCode::CONFLICT, "AlreadyStreaming"),
-    }
-}
-
-async fn resume(State(h): State<Host>, headers: HeaderMap) -> Reply {
-    match cert(&headers).and_then(|der| h.wolf.identify(&der)).and_then(|c| h.wolf.session(c.client_id)) {
-        Some(s) => (StatusCode::OK, Json(json!({"session_id": s.id.to_string(), "stream_port": h.stream_port}))),
-        None => {
-            h.wolf.log.warn("[HTTPS] Received resume event from an unregistered session, ip: 127.0.0.1");
-            bad(StatusCode::BAD_REQUEST, "unregistered session")
-        }
-    }
-}
-
-async fn cancel(State(h): State<Host>, headers: HeaderMap) -> Reply {
-    let stopped = cert(&headers).and_then(|der| h.wolf.identify(&der)).is_some_and(|c| h.wolf.stop_session(c.client_id));
-    if stopped {
-        (StatusCode::OK, Json(json!({"cancel": 1})))
-    } else {
-        h.wolf.log.warn("[HTTPS] Received resume event from an unregistered session, ip: 127.0.0.1");
-        bad(StatusCode::BAD_REQUEST, "unregistered session")
-    }
-}
-
-#[derive(Clone)]
 pub(super) struct TestWolf {
     pub(super) state: Arc<WolfState>,
     log: Captured,
@@ -119,20 +51,13 @@ pub(super) struct TestWolf {
 
 pub(super) async fn start_wolf() -> TestWolf {
     let log = Captured::default();
-    let state = Arc::new(WolfState::new(WolfLog::new(Box::new(log.clone()))));
+    let state = Arc::new(WolfState::new(LogFile::new(Box::new(log.clone()), Style::Wolf)));
     let stream_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stream_port = stream_listener.local_addr().unwrap().port();
     tokio::spawn(stream::serve(stream_listener, Arc::clone(&state)));
-    let app = Router::new()
-        .route("/pair", post(pair))
-        .route("/serverinfo", get(serverinfo))
-        .route("/launch", get(launch))
-        .route("/resume", get(resume))
-        .route("/cancel", get(cancel))
-        .with_state(Host { wolf: Arc::clone(&state), stream_port });
     let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = http_listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(http_listener, app).await.unwrap() });
+    tokio::spawn(moonlight::serve(http_listener, Arc::clone(&state), stream_port));
     TestWolf { state, log, http }
 }
 
