@@ -9,4 +9,3 @@ pub mod rtc;
 pub mod session;
 #[cfg(test)]
 mod testwolf;
-#[cfg(test)]
