@@ -1,4 +1,158 @@
-//! The stand-in Helix API and viewer pages (being written).
+//! The stand-in Helix: the API routes the viewer and the driver use, the WebSocket proxy to
+//! moonlight-web with its credential swap, and the pages that mount the stream viewer
+//! (`/session/<ses_id>` and the multi-dialog `/projects/<id>/specs`).
+//!
+//! It talks to Wolf only through [`crate::sut::wolf::WolfClient`] and to moonlight-web only over
+//! HTTP/WebSocket, exactly as Helix does, so a fault in either shows up here as it would in
+//! Helix. Wire formats and texts follow `reference/helix.md`.
+
+mod api;
+mod auth;
+mod pages;
+mod proxy;
+mod store;
+
+pub use store::{is_session_id, new_session_id};
+
+use crate::sut::moonlight_web::MoonlightWebClient;
+use crate::sut::wolf::WolfClient;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::json;
 use std::path::PathBuf;
-pub struct HelixConfig { pub wolf_socket: PathBuf, pub moonlight_web: String, pub moonlight_credentials: Option<String>, pub user_email: String, pub user_password: String, pub runner_token: String }
-pub async fn serve(_listener: tokio::net::TcpListener, _cfg: HelixConfig) -> std::io::Result<()> { Ok(()) }
+use std::sync::Arc;
+
+/// Helix's dev default for `RUNNER_TOKEN`.
+pub const DEFAULT_RUNNER_TOKEN: &str = "oh-hallo-insecure-token";
+
+/// How Helix reaches the rest of the stack, and who may log in.
+#[derive(Clone)]
+pub struct HelixConfig {
+    /// Wolf's API socket (`WOLF_SOCKET_PATH`).
+    pub wolf_socket: PathBuf,
+    /// moonlight-web's base URL, like `http://127.0.0.1:8081`.
+    pub moonlight_web: String,
+    /// What the proxy puts into `AuthenticateAndInit.credentials` (`MOONLIGHT_CREDENTIALS`).
+    pub moonlight_credentials: Option<String>,
+    pub user_email: String,
+    pub user_password: String,
+    /// Accepted as a token on every route (`RUNNER_TOKEN`), see [`DEFAULT_RUNNER_TOKEN`].
+    pub runner_token: String,
+}
+
+impl std::fmt::Debug for HelixConfig {
+    // Secrets stay out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelixConfig")
+            .field("wolf_socket", &self.wolf_socket)
+            .field("moonlight_web", &self.moonlight_web)
+            .field("moonlight_credentials", &self.moonlight_credentials.as_ref().map(|_| "<redacted>"))
+            .field("user_email", &self.user_email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a handler can fail with; each maps to the status Helix answers with. Bodies are
+/// `{"error":"<text>"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum HelixError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Wolf refused or failed; the text carries Wolf's own error.
+    #[error("{0}")]
+    Wolf(String),
+    /// moonlight-web could not be reached or answered badly.
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl HelixError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Wolf(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl IntoResponse for HelixError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(json!({"error": self.to_string()}))).into_response()
+    }
+}
+
+/// Shared state of one running stand-in.
+pub(crate) struct Helix {
+    cfg: HelixConfig,
+    wolf: WolfClient,
+    mlw: MoonlightWebClient,
+    http: reqwest::Client,
+    tokens: auth::Tokens,
+    agents: store::Agents,
+    user_id: String,
+    /// Serialises lobby creation so two concurrent requests cannot both pass the 5-lobby limit.
+    create_lock: tokio::sync::Mutex<()>,
+}
+
+impl Helix {
+    fn new(cfg: HelixConfig) -> Self {
+        let http = reqwest::Client::builder().timeout(crate::sut::REQUEST_TIMEOUT).no_proxy().build().expect("reqwest client");
+        Self {
+            wolf: WolfClient::new(cfg.wolf_socket.clone()),
+            mlw: MoonlightWebClient::new(cfg.moonlight_web.clone(), cfg.moonlight_credentials.clone()),
+            http,
+            tokens: auth::Tokens::default(),
+            agents: store::Agents::default(),
+            user_id: uuid::Uuid::new_v4().to_string(),
+            create_lock: tokio::sync::Mutex::new(()),
+            cfg,
+        }
+    }
+
+    fn user_name(&self) -> String {
+        self.cfg.user_email.split('@').next().unwrap_or("user").to_string()
+    }
+}
+
+fn router(cfg: HelixConfig) -> Router {
+    let helix = Arc::new(Helix::new(cfg));
+    let api = Router::new()
+        .route("/config", get(api::config))
+        .route("/wolf/ui-app-id", get(api::ui_app_id))
+        .route("/wolf/health", get(api::wolf_health))
+        .route("/sessions/chat", post(api::create_session))
+        .route("/sessions/{ses_id}/stop-external-agent", delete(api::stop_agent))
+        .route("/sessions/{ses_id}/wolf-app-state", get(api::wolf_app_state))
+        .route("/external-agents/{ses_id}/auto-join-lobby", post(api::auto_join_lobby))
+        .route("/moonlight/status", get(api::moonlight_status))
+        .route("/admin/agent-sandboxes/debug", get(api::sandboxes_debug))
+        .route("/admin/agent-sandboxes/events", get(api::sandboxes_events))
+        .route_layer(axum::middleware::from_fn_with_state(helix.clone(), auth::require))
+        // Added after the layer: login is the one API route that needs no token.
+        .route("/auth/login", post(auth::login));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/moonlight/host/stream", get(proxy::stream))
+        .route("/session/{ses_id}", get(pages::session))
+        .route("/projects/{project_id}/specs", get(pages::specs))
+        .route("/static/viewer.js", get(pages::viewer_js))
+        .route("/static/viewer.css", get(pages::viewer_css))
+        .with_state(helix)
+}
+
+/// Serve the stand-in on `listener` until the listener fails.
+pub async fn serve(listener: tokio::net::TcpListener, cfg: HelixConfig) -> std::io::Result<()> {
+    tracing::info!(addr = ?listener.local_addr().ok(), config = ?cfg, "helix stand-in listening");
+    axum::serve(listener, router(cfg)).await
+}

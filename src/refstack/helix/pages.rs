@@ -1,0 +1,71 @@
+//! The pages that mount the stream viewer, and the viewer's static files. Plain HTML/JS/CSS
+//! compiled into the binary: no build step, nothing fetched from outside.
+//!
+//! Each page gets its boot data (sessions with their lobby ids, and the caller's token if its
+//! cookie holds a valid one) embedded as JSON, the way Helix's frontend already knows both from
+//! its session query and its account state.
+
+use super::{auth, store, Helix};
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+const SESSION_HTML: &str = include_str!("session.html");
+const SPECS_HTML: &str = include_str!("specs.html");
+const VIEWER_JS: &str = include_str!("viewer.js");
+const VIEWER_CSS: &str = include_str!("viewer.css");
+/// More dialogs than this would not fit a screen; the driver opens two.
+const MAX_DIALOGS: usize = 8;
+
+fn boot_json(helix: &Helix, headers: &HeaderMap, ids: &[&str]) -> String {
+    let sessions: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "lobby_id": helix.agents.get(id).map(|a| a.lobby_id).unwrap_or_default()}))
+        .collect();
+    let token = auth::cookie(headers, "access_token").filter(|t| helix.token_valid(t));
+    // `<` escaped so no value can close the surrounding <script> element.
+    json!({"sessions": sessions, "token": token}).to_string().replace('<', "\\u003c")
+}
+
+fn not_found(what: &str) -> Response {
+    (StatusCode::NOT_FOUND, Html(format!("<!doctype html><title>Not found</title><p>{what} not found</p>"))).into_response()
+}
+
+fn is_project_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub async fn session(State(helix): State<Arc<Helix>>, Path(ses_id): Path<String>, headers: HeaderMap) -> Response {
+    if !store::is_session_id(&ses_id) {
+        return not_found("Session");
+    }
+    let page = SESSION_HTML.replace("{{SES_ID}}", &ses_id).replace("{{BOOT}}", &boot_json(&helix, &headers, &[&ses_id]));
+    ([(CACHE_CONTROL, "no-store")], Html(page)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct SpecsQuery {
+    #[serde(default)]
+    sessions: String,
+}
+
+pub async fn specs(State(helix): State<Arc<Helix>>, Path(project_id): Path<String>, Query(q): Query<SpecsQuery>, headers: HeaderMap) -> Response {
+    if !is_project_id(&project_id) {
+        return not_found("Project");
+    }
+    let ids: Vec<&str> = q.sessions.split(',').map(str::trim).filter(|s| store::is_session_id(s)).take(MAX_DIALOGS).collect();
+    let page = SPECS_HTML.replace("{{PROJECT_ID}}", &project_id).replace("{{BOOT}}", &boot_json(&helix, &headers, &ids));
+    ([(CACHE_CONTROL, "no-store")], Html(page)).into_response()
+}
+
+pub async fn viewer_js() -> Response {
+    ([(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "no-store")], VIEWER_JS).into_response()
+}
+
+pub async fn viewer_css() -> Response {
+    ([(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "no-store")], VIEWER_CSS).into_response()
+}

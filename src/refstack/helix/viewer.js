@@ -1,0 +1,531 @@
+/*
+ * The stand-in's stream viewer: behaves like Helix's MoonlightStreamViewer (Nov 2025) so the
+ * driver meets the same client as in production. One instance per mounted viewer; instances
+ * share nothing (each has its own UUID, socket, peer connection and timers), which is what makes
+ * two dialogs on one page two distinct Moonlight clients.
+ *
+ * Usage: new HelixStreamViewer(containerElement, {sessionId, lobbyId, token}).mount();
+ *        viewer.unmount();
+ */
+(function () {
+  'use strict';
+
+  var AUTO_JOIN_DELAY_MS = 1000;
+  var RETRY_MAX_SECONDS = 10;
+  var STATS_INTERVAL_MS = 1000;
+  var NEGOTIATION_STAGE = 'WebRTC Peer Negotiation';
+  var INPUT_CHANNELS = ['keyboard', 'mouseClicks', 'mouseAbsolute', 'mouseRelative', 'touch', 'controllers'];
+
+  // crypto.randomUUID exists only in secure contexts; the test namespace serves plain http on a
+  // non-loopback address, so build a v4 UUID from getRandomValues there.
+  function randomUUID() {
+    if (window.crypto && typeof window.crypto.randomUUID === 'function') {
+      try { return window.crypto.randomUUID(); } catch (_) { /* insecure context */ }
+    }
+    var b = new Uint8Array(16);
+    window.crypto.getRandomValues(b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    var h = Array.prototype.map.call(b, function (x) { return (x + 0x100).toString(16).slice(1); }).join('');
+    return h.slice(0, 8) + '-' + h.slice(8, 12) + '-' + h.slice(12, 16) + '-' + h.slice(16, 20) + '-' + h.slice(20);
+  }
+
+  function make(tag, attrs, text) {
+    var e = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function HelixStreamViewer(container, opts) {
+    this.container = container;
+    this.sessionId = opts.sessionId;
+    this.lobbyId = opts.lobbyId || '';
+    this.token = opts.token || null;
+    // Per component, like React state: reconnects and retries keep it, a new mount does not.
+    this.uuid = randomUUID();
+    this.clientUniqueId = 'helix-agent-' + this.sessionId + '-' + this.lobbyId + '-' + this.uuid;
+    this.moonlightSessionId = 'agent-' + this.sessionId + '-' + this.uuid;
+    this.generation = 0;
+    this.retryAttempt = 0;
+    this.ws = null;
+    this.pc = null;
+    this.channels = {};
+    this.pendingCandidates = [];
+    this.signaling = Promise.resolve();
+    this.offerSent = false;
+    this.negotiationStarted = false;
+    this.retryTimer = null;
+    this.autoJoinTimer = null;
+    this.statsTimer = null;
+    this.lastStats = null;
+    this.mounted = false;
+    this.build();
+  }
+
+  HelixStreamViewer.prototype.build = function () {
+    var self = this;
+    var root = make('div', { 'class': 'hv-viewer', 'data-session-id': this.sessionId });
+    var video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true;
+    video.setAttribute('autoplay', '');
+    video.setAttribute('playsinline', '');
+    video.setAttribute('muted', '');
+    video.style.width = '100%';
+    video.style.height = '100%';
+    video.style.backgroundColor = '#000';
+    root.appendChild(video);
+
+    var cursor = make('div', { id: 'custom-cursor', 'class': 'hv-cursor', 'aria-hidden': 'true' });
+    root.appendChild(cursor);
+
+    var toolbar = make('div', { 'class': 'hv-toolbar', role: 'toolbar' });
+    var reconnect = make('button', { type: 'button', title: 'Reconnect', 'aria-label': 'Reconnect' }, '\u21bb');
+    var stats = make('button', { type: 'button', title: 'Stats for Nerds', 'aria-label': 'Stats for Nerds' }, '\u2139');
+    var fullscreen = make('button', { type: 'button', title: 'Enter Fullscreen', 'aria-label': 'Enter Fullscreen' }, '\u26f6');
+    toolbar.appendChild(reconnect);
+    toolbar.appendChild(stats);
+    toolbar.appendChild(fullscreen);
+    root.appendChild(toolbar);
+
+    var overlay = make('div', { 'class': 'hv-overlay' });
+    var spinner = make('div', { 'class': 'hv-spinner', 'aria-hidden': 'true' });
+    var status = make('div', { 'class': 'hv-status', role: 'status', 'data-status': '' });
+    overlay.appendChild(spinner);
+    overlay.appendChild(status);
+    root.appendChild(overlay);
+
+    // The button sits beside, not inside, the alert so the alert's text is the error alone.
+    var errorBox = make('div', { 'class': 'hv-error' });
+    errorBox.hidden = true;
+    var errorText = make('div', { role: 'alert', 'class': 'hv-error-text' });
+    var errorReconnect = make('button', { type: 'button', title: 'Reconnect' }, 'Reconnect');
+    errorBox.appendChild(errorText);
+    errorBox.appendChild(errorReconnect);
+    root.appendChild(errorBox);
+
+    var statsBox = make('pre', { 'class': 'hv-stats' });
+    statsBox.hidden = true;
+    root.appendChild(statsBox);
+
+    reconnect.addEventListener('click', function () { self.reconnect(); });
+    errorReconnect.addEventListener('click', function () { self.reconnect(); });
+    stats.addEventListener('click', function () { self.toggleStats(); });
+    fullscreen.addEventListener('click', function () { self.toggleFullscreen(); });
+    root.addEventListener('mousemove', function (ev) {
+      var r = root.getBoundingClientRect();
+      cursor.style.left = (ev.clientX - r.left) + 'px';
+      cursor.style.top = (ev.clientY - r.top) + 'px';
+      cursor.style.display = 'block';
+    });
+    root.addEventListener('mouseleave', function () { cursor.style.display = 'none'; });
+
+    this.onFullscreenChange = function () {
+      var on = document.fullscreenElement === root;
+      fullscreen.setAttribute('title', on ? 'Exit Fullscreen' : 'Enter Fullscreen');
+      fullscreen.setAttribute('aria-label', on ? 'Exit Fullscreen' : 'Enter Fullscreen');
+    };
+    this.onPageHide = function () { self.teardown(); };
+
+    this.el = { root: root, video: video, status: status, spinner: spinner, errorBox: errorBox, errorText: errorText, statsBox: statsBox };
+  };
+
+  HelixStreamViewer.prototype.mount = function () {
+    if (this.mounted) return this;
+    this.mounted = true;
+    this.container.appendChild(this.el.root);
+    document.addEventListener('fullscreenchange', this.onFullscreenChange);
+    window.addEventListener('pagehide', this.onPageHide);
+    this.connect();
+    return this;
+  };
+
+  HelixStreamViewer.prototype.unmount = function () {
+    if (!this.mounted) return;
+    this.mounted = false;
+    clearTimeout(this.retryTimer);
+    this.stopStats();
+    this.teardown();
+    document.removeEventListener('fullscreenchange', this.onFullscreenChange);
+    window.removeEventListener('pagehide', this.onPageHide);
+    if (this.el.root.parentNode) this.el.root.parentNode.removeChild(this.el.root);
+  };
+
+  HelixStreamViewer.prototype.setStatus = function (text) {
+    this.el.status.textContent = text;
+    this.el.status.setAttribute('data-status', text);
+  };
+
+  HelixStreamViewer.prototype.showSpinner = function (on) {
+    this.el.spinner.hidden = !on;
+  };
+
+  HelixStreamViewer.prototype.showError = function (text) {
+    this.el.errorText.textContent = text;
+    this.el.errorBox.hidden = false;
+    this.showSpinner(false);
+  };
+
+  HelixStreamViewer.prototype.clearError = function () {
+    this.el.errorText.textContent = '';
+    this.el.errorBox.hidden = true;
+  };
+
+  HelixStreamViewer.prototype.authHeaders = function () {
+    return this.token ? { Authorization: 'Bearer ' + this.token } : {};
+  };
+
+  HelixStreamViewer.prototype.fetchJson = function (path, init) {
+    var opts = Object.assign({ credentials: 'include', headers: this.authHeaders() }, init || {});
+    return fetch(path, opts).then(function (r) {
+      if (!r.ok) {
+        return r.text().then(function (t) { throw new Error('HTTP ' + r.status + ': ' + t); });
+      }
+      return r.json();
+    });
+  };
+
+  HelixStreamViewer.prototype.send = function (msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  };
+
+  HelixStreamViewer.prototype.current = function (gen) {
+    return this.mounted && gen === this.generation;
+  };
+
+  HelixStreamViewer.prototype.connect = function () {
+    var self = this;
+    var gen = ++this.generation;
+    this.clearError();
+    this.showSpinner(true);
+    this.setStatus('Initializing...');
+    var bitrate = 40000;
+    var appId = null;
+    this.fetchJson('/api/v1/config')
+      .then(function (cfg) {
+        if (cfg && cfg.streaming_bitrate_mbps) bitrate = cfg.streaming_bitrate_mbps * 1000;
+      }, function (e) { console.warn('[HelixStreamViewer] config unavailable, using defaults:', e.message); })
+      .then(function () { return self.fetchJson('/api/v1/wolf/ui-app-id'); })
+      .then(function (ui) {
+        appId = parseInt(ui.wolf_ui_app_id, 10);
+        if (!self.current(gen)) return;
+        self.openSocket(gen, appId, bitrate);
+      })
+      .catch(function (e) {
+        if (self.current(gen)) self.showError('Failed to get Wolf UI app ID: ' + e.message);
+      });
+  };
+
+  HelixStreamViewer.prototype.openSocket = function (gen, appId, bitrate) {
+    var self = this;
+    this.setStatus('Connecting to streaming server...');
+    var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+    var ws = new WebSocket(scheme + location.host + '/moonlight/host/stream');
+    this.ws = ws;
+    ws.onopen = function () {
+      if (!self.current(gen)) return;
+      self.setStatus('Stream connected');
+      self.send({ AuthenticateAndInit: {
+        credentials: self.token,
+        session_id: self.moonlightSessionId,
+        mode: 'create',
+        client_unique_id: self.clientUniqueId,
+        host_id: 0,
+        app_id: appId,
+        bitrate: bitrate,
+        packet_size: 1024,
+        fps: 60,
+        width: 3840,
+        height: 2160,
+        video_sample_queue_size: 100,
+        play_audio_local: false,
+        audio_sample_queue_size: 20,
+        video_supported_formats: 1,
+        video_colorspace: 'Rec709',
+        video_color_range_full: true
+      } });
+    };
+    ws.onmessage = function (ev) {
+      if (!self.current(gen)) return;
+      var msg;
+      try { msg = JSON.parse(ev.data); } catch (_) { console.warn('[HelixStreamViewer] unparseable message'); return; }
+      self.onServerMessage(msg, gen);
+    };
+    ws.onerror = function () {
+      if (self.current(gen)) console.warn('[HelixStreamViewer] WebSocket error');
+    };
+    ws.onclose = function (ev) {
+      if (self.current(gen)) console.info('[HelixStreamViewer] WebSocket closed, code ' + ev.code);
+    };
+  };
+
+  HelixStreamViewer.prototype.onServerMessage = function (msg, gen) {
+    var self = this;
+    if (typeof msg === 'string') {
+      this.onErrorString(msg);
+    } else if (msg.WebRtcConfig) {
+      this.setupPeer(msg.WebRtcConfig, gen);
+      if (this.negotiationStarted) this.chain(gen, function () { return self.makeOffer(); });
+    } else if (msg.StageStarting) {
+      this.setStatus(msg.StageStarting.stage);
+      if (msg.StageStarting.stage === NEGOTIATION_STAGE) {
+        this.negotiationStarted = true;
+        this.chain(gen, function () { return self.makeOffer(); });
+      }
+    } else if (msg.StageComplete) {
+      // Progress only: the next StageStarting names what comes next.
+    } else if (msg.StageFailed) {
+      // Helix does not handle StageFailed (a bad credential leaves the spinner running).
+      console.warn('[HelixStreamViewer] stage failed:', JSON.stringify(msg.StageFailed));
+    } else if (msg.Signaling) {
+      this.chain(gen, function () { return self.onSignaling(msg.Signaling); });
+    } else if (msg.ConnectionComplete) {
+      this.retryAttempt = 0;
+      this.setStatus('Streaming active');
+      this.showSpinner(false);
+      clearTimeout(this.autoJoinTimer);
+      this.autoJoinTimer = setTimeout(function () { self.autoJoin(gen); }, AUTO_JOIN_DELAY_MS);
+    } else if (msg.ConnectionTerminated) {
+      this.showError('Stream terminated (code: ' + msg.ConnectionTerminated.error_code + ')');
+    } else if (msg.UpdateApp) {
+      this.appTitle = msg.UpdateApp.app && msg.UpdateApp.app.title;
+    }
+  };
+
+  // Signalling steps are async and must not interleave: an answer has to be applied before
+  // the candidates that follow it.
+  HelixStreamViewer.prototype.chain = function (gen, step) {
+    var self = this;
+    this.signaling = this.signaling.then(function () {
+      if (self.current(gen)) return step();
+    }).catch(function (e) {
+      console.warn('[HelixStreamViewer] signalling failed:', e && e.message ? e.message : e);
+    });
+  };
+
+  HelixStreamViewer.prototype.onErrorString = function (text) {
+    var self = this;
+    if (text === 'AlreadyStreaming') {
+      this.retryAttempt += 1;
+      var delay = Math.min(this.retryAttempt + 1, RETRY_MAX_SECONDS);
+      this.setStatus('Stream busy (attempt ' + this.retryAttempt + ') - retrying in ' + delay + ' seconds...');
+      this.teardown();
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(function () { if (self.mounted) self.connect(); }, delay * 1000);
+      return;
+    }
+    this.showError(text);
+  };
+
+  HelixStreamViewer.prototype.setupPeer = function (config, gen) {
+    var self = this;
+    if (this.pc) return;
+    var iceServers = (config.ice_servers || []).map(function (s) {
+      var out = { urls: s.urls };
+      if (s.username) out.username = s.username;
+      if (s.credential) out.credential = s.credential;
+      return out;
+    });
+    var pc = new RTCPeerConnection({ iceServers: iceServers });
+    this.pc = pc;
+    INPUT_CHANNELS.forEach(function (label) { self.channels[label] = pc.createDataChannel(label); });
+    pc.onicecandidate = function (ev) {
+      if (!self.current(gen) || !ev.candidate || !ev.candidate.candidate) return;
+      self.send({ Signaling: { AddIceCandidate: {
+        candidate: ev.candidate.candidate,
+        sdp_mid: ev.candidate.sdpMid,
+        sdp_mline_index: ev.candidate.sdpMLineIndex,
+        username_fragment: ev.candidate.usernameFragment || null
+      } } });
+    };
+    pc.ontrack = function (ev) {
+      if (!self.current(gen)) return;
+      var video = self.el.video;
+      var stream = ev.streams && ev.streams[0];
+      if (ev.track.kind === 'video' || !video.srcObject) {
+        video.srcObject = stream || new MediaStream([ev.track]);
+      } else if (!stream || stream !== video.srcObject) {
+        video.srcObject.addTrack(ev.track);
+      }
+      var played = video.play();
+      if (played && played.catch) played.catch(function () { /* autoplay policy: muted, retried on frames */ });
+    };
+    pc.onconnectionstatechange = function () {
+      if (!self.current(gen)) return;
+      if (pc.connectionState === 'failed') {
+        self.showError('Connection state is failed (client: ' + self.clientUniqueId + ')');
+      }
+    };
+    pc.ondatachannel = function (ev) {
+      if (ev.channel.label !== 'general') return;
+      ev.channel.onmessage = function (m) {
+        if (!self.current(gen) || typeof m.data !== 'string') return;
+        try {
+          var v = JSON.parse(m.data);
+          if (v && v.ConnectionStatusUpdate) self.el.root.setAttribute('data-connection-quality', v.ConnectionStatusUpdate.status);
+        } catch (_) { /* not JSON: nothing to show */ }
+      };
+    };
+  };
+
+  HelixStreamViewer.prototype.makeOffer = function () {
+    var self = this;
+    var pc = this.pc;
+    if (!pc || this.offerSent) return;
+    this.offerSent = true;
+    return pc.createOffer().then(function (offer) {
+      return pc.setLocalDescription(offer);
+    }).then(function () {
+      self.send({ Signaling: { Description: { ty: 'offer', sdp: pc.localDescription.sdp } } });
+    });
+  };
+
+  HelixStreamViewer.prototype.flushCandidates = function () {
+    var pc = this.pc;
+    var queued = this.pendingCandidates;
+    this.pendingCandidates = [];
+    return Promise.all(queued.map(function (c) {
+      return pc.addIceCandidate(c).catch(function (e) { console.warn('[HelixStreamViewer] candidate refused:', e.message); });
+    }));
+  };
+
+  HelixStreamViewer.prototype.onSignaling = function (sig) {
+    var self = this;
+    var pc = this.pc;
+    if (!pc) return;
+    if (sig.Description) {
+      var d = sig.Description;
+      if (d.ty === 'offer') {
+        // The server's second offer adds the video track; the browser answers it.
+        return pc.setRemoteDescription({ type: 'offer', sdp: d.sdp })
+          .then(function () { return self.flushCandidates(); })
+          .then(function () { return pc.createAnswer(); })
+          .then(function (answer) { return pc.setLocalDescription(answer); })
+          .then(function () { self.send({ Signaling: { Description: { ty: 'answer', sdp: pc.localDescription.sdp } } }); });
+      }
+      if (d.ty === 'answer') {
+        return pc.setRemoteDescription({ type: 'answer', sdp: d.sdp }).then(function () { return self.flushCandidates(); });
+      }
+      return;
+    }
+    if (sig.AddIceCandidate) {
+      var a = sig.AddIceCandidate;
+      var c = { candidate: a.candidate, sdpMid: a.sdp_mid, sdpMLineIndex: a.sdp_mline_index };
+      if (a.username_fragment) c.usernameFragment = a.username_fragment;
+      if (!pc.remoteDescription) {
+        this.pendingCandidates.push(c);
+        return;
+      }
+      return pc.addIceCandidate(c).catch(function (e) { console.warn('[HelixStreamViewer] candidate refused:', e.message); });
+    }
+  };
+
+  HelixStreamViewer.prototype.autoJoin = function (gen) {
+    if (!this.current(gen)) return;
+    var url = '/api/v1/external-agents/' + encodeURIComponent(this.sessionId) + '/auto-join-lobby';
+    fetch(url, { method: 'POST', credentials: 'include', headers: this.authHeaders() })
+      .then(function (r) {
+        return r.text().then(function (t) {
+          if (r.ok) console.info('[HelixStreamViewer] auto-join:', t);
+          else console.warn('[HelixStreamViewer] auto-join failed: HTTP ' + r.status + ' ' + t);
+        });
+      })
+      .catch(function (e) { console.warn('[HelixStreamViewer] auto-join failed:', e.message); });
+  };
+
+  HelixStreamViewer.prototype.teardown = function () {
+    this.generation += 1;
+    clearTimeout(this.autoJoinTimer);
+    var ws = this.ws;
+    var pc = this.pc;
+    this.ws = null;
+    this.pc = null;
+    this.channels = {};
+    this.pendingCandidates = [];
+    this.signaling = Promise.resolve();
+    this.offerSent = false;
+    this.negotiationStarted = false;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      try { ws.close(); } catch (_) { /* already closed */ }
+    }
+    if (pc) {
+      pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = pc.ondatachannel = null;
+      try { pc.close(); } catch (_) { /* already closed */ }
+    }
+    this.el.video.srcObject = null;
+  };
+
+  HelixStreamViewer.prototype.reconnect = function () {
+    clearTimeout(this.retryTimer);
+    this.retryAttempt = 0;
+    this.teardown();
+    this.connect();
+  };
+
+  HelixStreamViewer.prototype.toggleStats = function () {
+    if (this.statsTimer) {
+      this.stopStats();
+      return;
+    }
+    var self = this;
+    this.el.statsBox.hidden = false;
+    this.el.statsBox.textContent = 'Collecting stats...';
+    this.statsTimer = setInterval(function () { self.pollStats(); }, STATS_INTERVAL_MS);
+    this.pollStats();
+  };
+
+  HelixStreamViewer.prototype.stopStats = function () {
+    clearInterval(this.statsTimer);
+    this.statsTimer = null;
+    this.lastStats = null;
+    this.el.statsBox.hidden = true;
+  };
+
+  HelixStreamViewer.prototype.pollStats = function () {
+    var self = this;
+    var pc = this.pc;
+    if (!pc) {
+      this.el.statsBox.textContent = 'No peer connection';
+      return;
+    }
+    pc.getStats().then(function (report) {
+      var video = null;
+      var pair = null;
+      report.forEach(function (s) {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') video = s;
+        if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s;
+      });
+      var lines = ['Client: ' + self.clientUniqueId, 'Connection: ' + pc.connectionState];
+      if (video) {
+        var kbps = '';
+        if (self.lastStats && video.timestamp > self.lastStats.timestamp) {
+          var bits = (video.bytesReceived - self.lastStats.bytesReceived) * 8;
+          kbps = Math.round(bits / (video.timestamp - self.lastStats.timestamp)) + ' kbps';
+        }
+        self.lastStats = { timestamp: video.timestamp, bytesReceived: video.bytesReceived };
+        lines.push('Resolution: ' + (video.frameWidth || 0) + 'x' + (video.frameHeight || 0));
+        lines.push('FPS: ' + (video.framesPerSecond || 0));
+        lines.push('Bitrate: ' + kbps);
+        lines.push('Frames decoded: ' + (video.framesDecoded || 0) + ', dropped: ' + (video.framesDropped || 0));
+        lines.push('Packets lost: ' + (video.packetsLost || 0) + ', jitter: ' + (video.jitter || 0));
+      } else {
+        lines.push('No video yet');
+      }
+      if (pair && pair.currentRoundTripTime !== undefined) lines.push('RTT: ' + Math.round(pair.currentRoundTripTime * 1000) + ' ms');
+      if (self.statsTimer) self.el.statsBox.textContent = lines.join('\n');
+    }).catch(function () { /* peer closed between polls */ });
+  };
+
+  HelixStreamViewer.prototype.toggleFullscreen = function () {
+    if (document.fullscreenElement === this.el.root) {
+      document.exitFullscreen().catch(function () {});
+    } else if (this.el.root.requestFullscreen) {
+      this.el.root.requestFullscreen().catch(function (e) { console.warn('[HelixStreamViewer] fullscreen refused:', e.message); });
+    }
+  };
+
+  window.HelixStreamViewer = HelixStreamViewer;
+})();
