@@ -157,7 +157,9 @@
 
   // ---- RTCPeerConnection
   const NativePC = window.RTCPeerConnection;
-  const trackToPc = new Map(); // MediaStreamTrack id -> pc id
+  // Keyed by the track object: track ids are chosen by the remote side and need not be unique
+  // (the stand-in names every video track "video"), so ids would cross-link viewers of one page.
+  const trackToPc = new WeakMap();
   let nextPc = 0;
   function redactConfig(cfg) {
     try {
@@ -237,7 +239,7 @@
             }
           }));
           pc.addEventListener('track', safe(function (e) {
-            trackToPc.set(e.track.id, id);
+            trackToPc.set(e.track, id);
             checkVideos();
           }));
         })();
@@ -332,7 +334,7 @@
     const s = el.srcObject;
     if (id === undefined || !s || typeof s.getTracks !== 'function') return;
     for (const t of s.getTracks()) {
-      const pc = trackToPc.get(t.id);
+      const pc = trackToPc.get(t);
       if (pc === undefined) continue;
       const key = pc + ':' + id;
       if (!videoLinked.has(key)) { videoLinked.add(key); emit('video_link', { pc: pc, video: id }); }

@@ -6,7 +6,6 @@
 use crate::refstack::logfile::LogFile;
 use crate::frames::stamp;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -67,7 +66,8 @@ pub struct PictureSpec {
 #[derive(Default)]
 struct Inner {
     paired: Vec<PairedClient>,
-    sessions: BTreeMap<u64, Session>,
+    /// In creation order, as Wolf lists them (Helix's "last session wins" rule depends on it).
+    sessions: Vec<Session>,
     lobbies: Vec<Lobby>,
 }
 
@@ -142,17 +142,17 @@ impl WolfState {
     }
 
     pub fn session(&self, id: u64) -> Option<Session> {
-        self.lock().sessions.get(&id).cloned()
+        self.lock().sessions.iter().find(|s| s.id == id).cloned()
     }
 
     pub fn sessions(&self) -> Vec<Session> {
-        self.lock().sessions.values().cloned().collect()
+        self.lock().sessions.clone()
     }
 
     /// Create the session of a paired client. `None` if it already has one.
     pub fn launch(&self, client: &PairedClient, client_unique_id: &str, client_ip: &str, width: u32, height: u32, fps: u32) -> Option<Session> {
         let mut inner = self.lock();
-        if inner.sessions.contains_key(&client.client_id) {
+        if inner.sessions.iter().any(|s| s.id == client.client_id) {
             return None;
         }
         let session = Session {
@@ -168,7 +168,7 @@ impl WolfState {
             lobby: None,
             started: Instant::now(),
         };
-        inner.sessions.insert(session.id, session.clone());
+        inner.sessions.push(session.clone());
         drop(inner);
         self.log.info(format!("[HTTPS] Launching app {} for session {}", WOLF_UI_TITLE, session.id));
         self.log.debug(format!("Starting Wolf-UI container Wolf-UI_{}", session.id));
@@ -179,7 +179,8 @@ impl WolfState {
     /// End a session the way Wolf's `StopStreamEvent` does: leave its lobby, stop its pipelines.
     pub fn stop_session(&self, id: u64) -> bool {
         let mut inner = self.lock();
-        let Some(session) = inner.sessions.remove(&id) else { return false };
+        let Some(pos) = inner.sessions.iter().position(|s| s.id == id) else { return false };
+        let session = inner.sessions.remove(pos);
         let mut stopped_lobby = None;
         if let Some(lobby_id) = &session.lobby {
             if let Some(lobby) = inner.lobbies.iter_mut().find(|l| &l.id == lobby_id) {
@@ -214,7 +215,7 @@ impl WolfState {
     /// What the encoder of session `id` draws now; `None` once the session is gone.
     pub fn picture_for(&self, id: u64) -> Option<PictureSpec> {
         let inner = self.lock();
-        let session = inner.sessions.get(&id)?;
+        let session = inner.sessions.iter().find(|s| s.id == id)?;
         let lobby = session.lobby.as_ref().and_then(|lid| inner.lobbies.iter().find(|l| &l.id == lid));
         Some(match lobby {
             Some(l) => PictureSpec { tag: l.tag, counter: frames_since(l.created), black: false },
@@ -253,7 +254,7 @@ impl WolfState {
     pub fn join_lobby(&self, lobby_id: &str, session_id: u64, pin: Option<&Value>) -> Result<(), LobbyError> {
         let mut inner = self.lock();
         let Some(li) = inner.lobbies.iter().position(|l| l.id == lobby_id) else { return Err(LobbyError::NotFound) };
-        if !inner.sessions.contains_key(&session_id) {
+        if !inner.sessions.iter().any(|s| s.id == session_id) {
             return Err(LobbyError::NotFound);
         }
         let lobby = &inner.lobbies[li];
@@ -265,15 +266,15 @@ impl WolfState {
         if !lobby.multi_user && !lobby.connected_sessions.is_empty() {
             return Err(LobbyError::Full);
         }
-        match &inner.sessions[&session_id].lobby {
-            Some(l) if l != lobby_id => return Err(LobbyError::OtherLobby),
+        match inner.sessions.iter().find(|s| s.id == session_id).and_then(|s| s.lobby.as_ref()) {
+            Some(l) if l.as_str() != lobby_id => return Err(LobbyError::OtherLobby),
             _ => {}
         }
         let lobby = &mut inner.lobbies[li];
         if !lobby.connected_sessions.contains(&session_id) {
             lobby.connected_sessions.push(session_id);
         }
-        if let Some(s) = inner.sessions.get_mut(&session_id) {
+        if let Some(s) = inner.sessions.iter_mut().find(|s| s.id == session_id) {
             s.lobby = Some(lobby_id.to_string());
         }
         drop(inner);
@@ -288,7 +289,7 @@ impl WolfState {
         let mut inner = self.lock();
         let Some(lobby) = inner.lobbies.iter_mut().find(|l| l.id == lobby_id) else { return Err(LobbyError::NotFound) };
         lobby.connected_sessions.retain(|s| *s != session_id);
-        if let Some(s) = inner.sessions.get_mut(&session_id) {
+        if let Some(s) = inner.sessions.iter_mut().find(|s| s.id == session_id) {
             if s.lobby.as_deref() == Some(lobby_id) {
                 s.lobby = None;
             }
@@ -309,7 +310,7 @@ impl WolfState {
         }
         let lobby = inner.lobbies.remove(li);
         for sid in &lobby.connected_sessions {
-            if let Some(s) = inner.sessions.get_mut(sid) {
+            if let Some(s) = inner.sessions.iter_mut().find(|s| s.id == *sid) {
                 s.lobby = None;
             }
         }
