@@ -14,7 +14,6 @@ mod store;
 
 pub use store::{is_session_id, new_session_id};
 
-use crate::sut::moonlight_web::MoonlightWebClient;
 use crate::sut::wolf::WolfClient;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -96,7 +95,6 @@ impl IntoResponse for HelixError {
 pub(crate) struct Helix {
     cfg: HelixConfig,
     wolf: WolfClient,
-    mlw: MoonlightWebClient,
     http: reqwest::Client,
     tokens: auth::Tokens,
     agents: store::Agents,
@@ -110,7 +108,6 @@ impl Helix {
         let http = reqwest::Client::builder().timeout(crate::sut::REQUEST_TIMEOUT).no_proxy().build().expect("reqwest client");
         Self {
             wolf: WolfClient::new(cfg.wolf_socket.clone()),
-            mlw: MoonlightWebClient::new(cfg.moonlight_web.clone(), cfg.moonlight_credentials.clone()),
             http,
             tokens: auth::Tokens::default(),
             agents: store::Agents::default(),
