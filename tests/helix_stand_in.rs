@@ -267,10 +267,13 @@ async fn auto_join_takes_the_last_wolf_ui_session_and_reports_wolf_refusals() {
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "failed to join lobby: Wolf UI session not found - client may not have connected yet");
 
     let lobby = s.wolf.lobbies().await.unwrap().into_iter().find(|l| l.helix_session() == Some(ses.as_str())).unwrap();
-    let first = s.moonlight_session(&format!("helix-agent-{ses}-{}-u1", lobby.id));
-    let last = s.moonlight_session(&format!("helix-agent-{ses}-{}-u2", lobby.id));
-    // Another agent's browser connecting later must not be picked.
-    let _later_other = s.moonlight_session(&format!("helix-agent-{other}-x-u3"));
+    s.moonlight_session(&format!("helix-agent-{ses}-{}-u1", lobby.id));
+    s.moonlight_session(&format!("helix-agent-{ses}-{}-u2", lobby.id));
+    // Another agent's browser must never be picked.
+    s.moonlight_session(&format!("helix-agent-{other}-x-u3"));
+    // "Last" is in the order Wolf lists its sessions.
+    let mine: Vec<String> = s.wolf.sessions().await.unwrap().into_iter().filter(|x| x.client_unique_id.starts_with(&format!("helix-agent-{ses}"))).map(|x| x.client_id).collect();
+    let (first, last) = (mine[0].clone(), mine[1].clone());
     let v = s.json(reqwest::Method::POST, &path, &token).await;
     assert_eq!(v, json!({"success": true, "lobby_id": lobby.id, "message": "Successfully auto-joined lobby"}));
     let lobby_now = s.wolf.lobbies().await.unwrap().into_iter().find(|l| l.id == lobby.id).unwrap();
