@@ -166,6 +166,8 @@ async fn api_routes_take_a_token_from_header_cookie_or_query_and_refuse_others()
         (reqwest::Method::GET, "/api/v1/moonlight/status".to_string()),
         (reqwest::Method::GET, "/api/v1/admin/agent-sandboxes/debug".to_string()),
         (reqwest::Method::POST, "/api/v1/sessions/chat".to_string()),
+        (reqwest::Method::POST, "/api/v1/external-agents".to_string()),
+        (reqwest::Method::GET, "/api/v1/admin/agent-sandboxes/events".to_string()),
         (reqwest::Method::DELETE, "/api/v1/sessions/ses_x/stop-external-agent".to_string()),
         (reqwest::Method::GET, "/api/v1/sessions/ses_x/wolf-app-state".to_string()),
         (reqwest::Method::POST, "/api/v1/external-agents/ses_x/auto-join-lobby".to_string()),
@@ -250,8 +252,23 @@ async fn an_agent_session_owns_a_lobby_built_as_helix_builds_it_and_stops_cleanl
 
     let (status, _) = s.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{ses}/stop-external-agent"), &token).await;
     assert_eq!(status, 404, "a stopped agent is unknown");
-    let (status, _) = s.call(reqwest::Method::DELETE, "/api/v1/sessions/req_01k9/stop-external-agent", &token).await;
+
+    // The other way in: POST /external-agents answers with a req_ id that stops nothing.
+    let r = s.http.post(format!("{}/api/v1/external-agents", s.url)).bearer_auth(&token).json(&json!({"input": "hello"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let req_id = v["session_id"].as_str().unwrap().to_string();
+    assert!(req_id.starts_with("req_"), "{v}");
+    let lobbies = s.wolf.lobbies().await.unwrap();
+    assert_eq!(lobbies.len(), 1);
+    assert_eq!(v["wolf_lobby_id"], lobbies[0].id);
+    assert_eq!(v["container_name"], lobbies[0].runner["name"]);
+    assert_eq!(v["wolf_lobby_pin"].as_str().map(str::len), Some(4));
+    let (status, _) = s.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{req_id}/stop-external-agent"), &token).await;
     assert_eq!(status, 404, "the req_ id of POST /external-agents cannot stop anything");
+    assert_eq!(s.wolf.lobbies().await.unwrap().len(), 1, "the agent keeps running");
+    let r = s.http.post(format!("{}/api/v1/external-agents", s.url)).bearer_auth(&token).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 400, "input is required");
 }
 
 #[tokio::test]

@@ -129,6 +129,7 @@ fn router(cfg: HelixConfig) -> Router {
         .route("/wolf/ui-app-id", get(api::ui_app_id))
         .route("/wolf/health", get(api::wolf_health))
         .route("/sessions/chat", post(api::create_session))
+        .route("/external-agents", post(api::create_external_agent))
         .route("/sessions/{ses_id}/stop-external-agent", delete(api::stop_agent))
         .route("/sessions/{ses_id}/wolf-app-state", get(api::wolf_app_state))
         .route("/external-agents/{ses_id}/auto-join-lobby", post(api::auto_join_lobby))
