@@ -100,7 +100,8 @@ fn main() {
             runtime().block_on(run_refstack(args)).map(|_| 0)
         }
         Command::Run(args) => {
-            init_tracing("warn");
+            // chromiumoxide warns about every CDP event newer than its generated types.
+            init_tracing("warn,chromiumoxide=error");
             run(args)
         }
     };

@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub use internals::{peer_connections_of_tab, tab_marker, validate_dump};
+pub use tab::tagged_url;
 pub use viewers::{fold_viewers, ViewerFacts};
 
 /// Name of the CDP binding the probe reports through.
@@ -262,5 +263,25 @@ impl Drop for Browser {
         if let Some(dir) = self.temp_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenarios share one browser between concurrent tasks (`Arc<Browser>` + `tokio::spawn`).
+    #[test]
+    fn browser_and_its_futures_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Browser>();
+        fn spawnable(b: Arc<Browser>) {
+            tokio::spawn(async move {
+                let tab = b.open_tab("http://127.0.0.1/", Vec::new()).await?;
+                b.click_text(tab, "Live Stream").await?;
+                b.internals_dump().await.map(|_| ())
+            });
+        }
+        let _ = spawnable;
     }
 }

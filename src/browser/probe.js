@@ -7,7 +7,8 @@
 // driver must never poll the page.
 (function () {
   'use strict';
-  if (window.__helixProbeInstalled) return;
+  // Frames would reuse the top page's ids; the viewers under test live in the top document.
+  if (window.top !== window || window.__helixProbeInstalled) return;
   try {
     Object.defineProperty(window, '__helixProbeInstalled', { value: true, enumerable: false });
   } catch (_) { return; }
@@ -127,7 +128,7 @@
       })(this);
       return nativeSend.apply(this, arguments);
     };
-    window.WebSocket = new Proxy(NativeWS, {
+    const wsProxy = new Proxy(NativeWS, {
       construct(target, args, newTarget) {
         const ws = Reflect.construct(target, args, newTarget);
         safe(function () {
@@ -149,6 +150,9 @@
         return ws;
       },
     });
+    // So that `ws.constructor === WebSocket` still holds for the page.
+    NativeWS.prototype.constructor = wsProxy;
+    window.WebSocket = wsProxy;
   }
 
   // ---- RTCPeerConnection
@@ -240,6 +244,7 @@
         return pc;
       },
     });
+    proto.constructor = proxy;
     window.RTCPeerConnection = proxy;
     if (window.webkitRTCPeerConnection === NativePC) window.webkitRTCPeerConnection = proxy;
   }

@@ -267,6 +267,16 @@ impl Browser {
         .await
     }
 
+    /// Navigates the tab to another URL (the tab marker is added again) and waits for the load.
+    pub async fn navigate(&self, tab: TabId, url: &str) -> Result<(), BrowserError> {
+        let page = self.tab(tab)?.page.clone();
+        let url = if url.starts_with("chrome:") { url.to_string() } else { tagged_url(url, tab) };
+        deadline(&format!("tab {tab}: load {url}"), NAV_DEADLINE, async {
+            page.goto(url.as_str()).await.map(|_| ()).map_err(|e| BrowserError::Page { tab, what: format!("navigation failed: {e}") })
+        })
+        .await
+    }
+
     /// Closes the tab and disposes its browser context.
     pub async fn close_tab(&self, tab: TabId) -> Result<(), BrowserError> {
         let state = self.forget_tab(tab).ok_or(BrowserError::NoSuchTab(tab))?;

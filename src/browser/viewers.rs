@@ -214,7 +214,7 @@ pub fn fold_tab_viewers(observations: &[Observation], tab: TabId) -> Vec<ViewerF
 fn fold_page(tab: TabId, page: u32, pe: &PageEvents) -> Vec<ViewerFacts> {
     let mut viewers: BTreeMap<u32, ViewerFacts> = BTreeMap::new();
     let mut ws_urls: HashMap<u32, String> = HashMap::new();
-    let mut ws_to_pc: HashMap<u32, u32> = HashMap::new();
+    let mut ws_pcs: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut pc_videos: HashMap<u32, Vec<u32>> = HashMap::new();
 
     for (at, ev) in &pe.events {
@@ -237,9 +237,10 @@ fn fold_page(tab: TabId, page: u32, pe: &PageEvents) -> Vec<ViewerFacts> {
                     v.close(*at, format!("websocket closed (code {code}{}{reason})", if reason.is_empty() { "" } else { ": " }));
                 }
             }
-            // The latest link wins: a renegotiating page may replace its pc.
             ProbeEvent::Link { ws, pc } => {
-                ws_to_pc.insert(*ws, *pc);
+                let pcs = ws_pcs.entry(*ws).or_default();
+                pcs.retain(|p| p != pc);
+                pcs.push(*pc);
             }
             ProbeEvent::VideoLink { pc, video } => {
                 let vs = pc_videos.entry(*pc).or_default();
@@ -253,7 +254,10 @@ fn fold_page(tab: TabId, page: u32, pe: &PageEvents) -> Vec<ViewerFacts> {
 
     for v in viewers.values_mut() {
         v.ws_url = ws_urls.get(&v.ws).cloned();
-        v.pc = ws_to_pc.get(&v.ws).copied();
+        // Both ends of an in-page loopback share ufrags, and a page may replace its pc: prefer
+        // the latest linked pc that feeds a <video>, else the latest linked one.
+        let linked = ws_pcs.get(&v.ws).cloned().unwrap_or_default();
+        v.pc = linked.iter().rev().find(|p| pc_videos.contains_key(p)).or(linked.last()).copied();
         if let Some((at, why)) = &pe.ended {
             v.close(*at, why.clone());
         }

@@ -3,8 +3,7 @@
 
 use super::stamp::{self, Stamp};
 use crate::browser::viewers::TimedFrame;
-use crate::timeline::{EpochMs, FrameSample, LUMA_H, LUMA_W};
-use base64::Engine;
+use crate::timeline::EpochMs;
 use serde::Serialize;
 
 /// Mean luma under this is "black" (studio-range black is 16; allow for noise).
@@ -40,15 +39,6 @@ impl PixelSummary {
             "moving"
         }
     }
-}
-
-/// Decode a sample's luma and its stamp.
-pub fn sample_stamp(s: &FrameSample) -> Option<Stamp> {
-    let luma = base64::engine::general_purpose::STANDARD.decode(&s.luma).ok()?;
-    if luma.len() != LUMA_W * LUMA_H {
-        return None;
-    }
-    stamp::decode(&luma, LUMA_W, LUMA_H)
 }
 
 /// Summarise the samples taken in `[from, to]`.
@@ -88,4 +78,19 @@ pub fn summarize(frames: &[TimedFrame], from: EpochMs, to: EpochMs) -> PixelSumm
         }
     }
     sum
+}
+
+/// Decode the stamp from a screenshot of a `<video>` element. The picture is letterboxed inside
+/// the element (`object-fit: contain`), so the 16:9 content rectangle is cut out first.
+pub fn stamp_from_png(png: &[u8]) -> Option<Stamp> {
+    let img = image::load_from_memory_with_format(png, image::ImageFormat::Png).ok()?.to_luma8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (cw, ch) = if w * 9 > h * 16 { (h * 16 / 9, h) } else { (w, w * 9 / 16) };
+    let (x0, y0) = ((w - cw) / 2, (h - ch) / 2);
+    let mut luma = Vec::with_capacity(cw * ch);
+    for y in y0..y0 + ch {
+        let row = &img.as_raw()[y * w..(y + 1) * w];
+        luma.extend_from_slice(&row[x0..x0 + cw]);
+    }
+    stamp::decode(&luma, cw, ch)
 }

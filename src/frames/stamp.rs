@@ -172,7 +172,8 @@ pub fn decode(luma: &[u8], width: usize, height: usize) -> Option<Stamp> {
             *bit = v >= AMBIGUOUS_HIGH;
         }
     }
-    if !(rows[0][0] && !rows[0][COLUMNS - 1] && !rows[1][0] && rows[1][COLUMNS - 1]) {
+    let guards_ok = rows[0][0] && !rows[0][COLUMNS - 1] && !rows[1][0] && rows[1][COLUMNS - 1];
+    if !guards_ok {
         return None;
     }
     let bits = |row: &[bool; COLUMNS], from: usize, n: usize| -> u16 {

@@ -76,9 +76,9 @@ impl Driver {
         self.helix.token().map(|t| vec![("access_token".to_string(), t.to_string())]).unwrap_or_default()
     }
 
-    async fn open(&mut self, what: String, url: String) -> Result<TabId, OpError> {
+    /// Open `url` in a new tab and click `clicks` (button texts) in order.
+    async fn open(&mut self, what: String, url: String, clicks: Vec<String>) -> Result<TabId, OpError> {
         let cookies = self.cookies();
-        let clicks = self.target.viewer.clicks.clone();
         let browser = self.browser.clone();
         let fut = async {
             let tab = browser.open_tab(&url, cookies).await?;
@@ -95,7 +95,8 @@ impl Driver {
     /// Open a tab (its own browser context) on the viewer of one agent session.
     pub async fn open_viewer(&mut self, ses: &str) -> Result<TabId, OpError> {
         let url = self.target.viewer.session_page(&self.target.helix_url, ses);
-        self.open(format!("open viewer tab for {ses}"), url).await
+        let clicks = self.target.viewer.clicks.clone();
+        self.open(format!("open viewer tab for {ses}"), url, clicks).await
     }
 
     /// Open one page that shows several viewers at once (the task board).
@@ -104,7 +105,8 @@ impl Driver {
             op: "open board page".into(),
             detail: "the target defines no board_url".into(),
         })?;
-        self.open(format!("open board page with {}", sessions.join(", ")), url).await
+        // Task dialogs mount their viewers at once: nothing to click.
+        self.open(format!("open board page with {}", sessions.join(", ")), url, Vec::new()).await
     }
 
     pub async fn close_tab(&mut self, tab: TabId) -> Result<(), OpError> {
@@ -198,6 +200,25 @@ impl Driver {
             }
             Err(e) => tracing::warn!("screenshot of tab {tab} failed: {e}"),
         }
+    }
+
+    /// Screenshot every `<video>` of a tab (`count` of them) and decode their stamps; the PNGs
+    /// land in `screenshots/` for people and for tests that check them independently.
+    pub async fn screenshot_videos(&mut self, tab: TabId, count: usize, label: &str) -> Vec<Option<crate::frames::stamp::Stamp>> {
+        let mut stamps = Vec::new();
+        for i in 0..count {
+            match self.browser.screenshot_video(tab, i).await {
+                Ok(png) => {
+                    stamps.push(crate::frames::analysis::stamp_from_png(&png));
+                    let _ = self.artifacts.write(&format!("screenshots/tab-{tab}-video-{i}-{label}.png"), &png);
+                }
+                Err(e) => {
+                    tracing::warn!("screenshot of tab {tab} video {i} failed: {e}");
+                    stamps.push(None);
+                }
+            }
+        }
+        stamps
     }
 
     /// Keep the webrtc-internals store before a step that would lose peer connections.

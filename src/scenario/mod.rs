@@ -16,6 +16,7 @@ use crate::timeline::Timeline;
 use driver::Driver;
 use std::path::PathBuf;
 use std::time::Instant;
+use tokio::sync::watch;
 
 pub struct ScenarioInfo {
     pub name: &'static str,
@@ -78,36 +79,53 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
         error: None,
     };
 
-    let interrupted = tokio::select! {
-        r = run_inner(&opts, &artifacts, &mut summary) => {
-            if let Err(e) = r {
-                summary.error = Some(e);
-                summary.verdict = Verdict::Error;
-            }
-            false
-        }
-        _ = tokio::signal::ctrl_c() => true,
-    };
-    if interrupted {
-        // run_inner was dropped mid-flight: its browser and stack are killed by their Drop
-        // impls; what was written so far stays, and the summary says so.
+    let stop = interrupt_signal();
+    if let Err(e) = run_inner(&opts, &artifacts, &mut summary, stop.clone()).await {
+        summary.error = Some(e);
+        summary.verdict = Verdict::Error;
+    }
+    if *stop.borrow() {
         summary.verdict = Verdict::Interrupted;
-        summary.error = Some("interrupted by Ctrl-C".into());
-        eprintln!("helix-e2e: interrupted; cleaning up");
+        summary.error.get_or_insert_with(|| "interrupted by Ctrl-C".into());
     }
     summary.duration_s = started.elapsed().as_secs_f64();
     artifacts.write_json("summary.json", &summary)?;
     Ok(summary)
 }
 
-async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary) -> Result<(), String> {
+/// Turns Ctrl-C into a flag the run checks at every step, so cleanup still runs; a second
+/// Ctrl-C exits at once.
+fn interrupt_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nhelix-e2e: interrupted; cleaning up (Ctrl-C again to abort at once)");
+            let _ = tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    rx
+}
+
+/// Run `fut` unless the run is interrupted first.
+async fn unless_interrupted<T>(stop: &watch::Receiver<bool>, fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    let mut stop = stop.clone();
+    tokio::select! {
+        v = fut => Ok(v),
+        _ = stop.wait_for(|s| *s) => Err("interrupted by Ctrl-C".into()),
+    }
+}
+
+async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary, stop: watch::Receiver<bool>) -> Result<(), String> {
     let timeline = Timeline::new();
     let mut stack = None;
     let target = match &opts.target {
         TargetChoice::Embedded { exe, args } => {
             eprintln!("helix-e2e: starting the embedded reference stack");
             let dir = std::env::temp_dir().join(format!("helix-e2e-{}", summary.run_id));
-            let s = EmbeddedStack::start(exe, &dir, args).await.map_err(|e| e.to_string())?;
+            let s = unless_interrupted(&stop, EmbeddedStack::start(exe, &dir, args)).await?.map_err(|e| e.to_string())?;
             let t = Target::embedded(&s.endpoints);
             stack = Some(s);
             t
@@ -115,7 +133,7 @@ async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Sum
         TargetChoice::File(p) => Target::load(p).map_err(|e| e.to_string())?,
     };
     summary.target = target.name.clone();
-    let result = drive(opts, artifacts, summary, &target, timeline.clone()).await;
+    let result = drive(opts, artifacts, summary, &target, timeline.clone(), &stop).await;
     // The timeline is written whatever happened.
     let mut lines = Vec::new();
     for o in timeline.snapshot() {
@@ -140,11 +158,11 @@ async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Sum
     result
 }
 
-async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, timeline: Timeline) -> Result<(), String> {
+async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, timeline: Timeline, stop: &watch::Receiver<bool>) -> Result<(), String> {
     let mut helix = HelixClient::new(&target.helix_url);
     if let Some(login) = &target.login {
         timeline.add_secret(login.password.clone());
-        helix.login(&login.email, &login.password).await.map_err(|e| format!("logging in to Helix: {e}"))?;
+        unless_interrupted(stop, helix.login(&login.email, &login.password)).await?.map_err(|e| format!("logging in to Helix: {e}"))?;
         if let Some(t) = helix.token() {
             timeline.add_secret(t.to_string());
         }
@@ -155,11 +173,11 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
     let wolf = WolfClient::new(&target.wolf_socket);
     let mlw = MoonlightWebClient::new(&target.moonlight_web_url, target.moonlight_credentials.clone());
     // Fail early and clearly when a service is not there at all.
-    wolf.apps().await.map_err(|e| e.to_string())?;
-    mlw.sessions().await.map_err(|e| e.to_string())?;
+    unless_interrupted(stop, wolf.apps()).await?.map_err(|e| e.to_string())?;
+    unless_interrupted(stop, mlw.sessions()).await?.map_err(|e| e.to_string())?;
     let monitor = Monitor::start(wolf, mlw, target.log_files.clone(), timeline.clone());
     eprintln!("helix-e2e: launching Chromium");
-    let browser = Browser::launch(opts.browser.clone(), timeline.clone()).await.map_err(|e| e.to_string())?;
+    let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
     let mut d = Driver {
         timeline,
         browser: std::sync::Arc::new(browser),
@@ -180,10 +198,16 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
         let t0 = Instant::now();
         d.results.clear();
         d.failed_op = None;
-        let outcome = match name.as_str() {
-            second_connection::NAME => second_connection::run(&mut d).await,
-            _ => unreachable!("checked in run()"),
+        if *stop.borrow() {
+            break;
+        }
+        let scenario = async {
+            match name.as_str() {
+                second_connection::NAME => second_connection::run(&mut d).await,
+                _ => unreachable!("checked in run()"),
+            }
         };
+        let outcome = unless_interrupted(stop, scenario).await.unwrap_or_else(|e| Err(driver::OpError { op: "interrupted".into(), detail: e }));
         let error = outcome.err().map(|e| {
             d.failed_op.get_or_insert(e.op.clone());
             e.to_string()

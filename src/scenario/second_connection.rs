@@ -41,6 +41,8 @@ pub async fn run(d: &mut Driver) -> Result<(), OpError> {
     check_streaming(d, &[t1, t2], 2).await;
     d.screenshot(t1, "streaming").await;
     d.screenshot(t2, "streaming").await;
+    d.screenshot_videos(t1, 1, "streaming").await;
+    d.screenshot_videos(t2, 1, "streaming").await;
     close_and_verify(d, &[t1, t2], &[a, b]).await?;
 
     d.phase = "one-page/".into();
@@ -51,6 +53,7 @@ pub async fn run(d: &mut Driver) -> Result<(), OpError> {
     tokio::time::sleep(HOLD).await;
     check_streaming(d, &[page], 2).await;
     d.screenshot(page, "streaming").await;
+    d.screenshot_videos(page, 2, "streaming").await;
     close_and_verify(d, &[page], &[a, b]).await?;
     Ok(())
 }

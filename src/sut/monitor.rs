@@ -1,11 +1,10 @@
 //! Server truth, continuously: polls Wolf and moonlight-web, follows Wolf's event stream and
-//! tails service logs, pushing everything (redacted) onto the timeline and keeping the latest
-//! typed snapshot for the correlation table.
+//! tails service logs, pushing everything onto the timeline (which masks secrets) and keeping
+//! the latest typed snapshot for the correlation table.
 
 use super::moonlight_web::{MlwSession, MoonlightWebClient};
 use super::wolf::{WolfClient, WolfLobby, WolfMemory, WolfSession};
 use super::wolf_log;
-use crate::redact::Redactor;
 use crate::timeline::{now_ms, EpochMs, Event, Timeline};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -44,13 +43,12 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn start(wolf: WolfClient, mlw: MoonlightWebClient, logs: Vec<(String, PathBuf)>, timeline: Timeline) -> Monitor {
-        let redactor = timeline.redactor();
         let (tx, rx) = watch::channel(ServerState::default());
         let mut tasks = JoinSet::new();
-        tasks.spawn(poll_loop(wolf.clone(), mlw, timeline.clone(), redactor.clone(), tx));
-        tasks.spawn(event_loop(wolf, timeline.clone(), redactor.clone()));
+        tasks.spawn(poll_loop(wolf.clone(), mlw, timeline.clone(), tx));
+        tasks.spawn(event_loop(wolf, timeline.clone()));
         for (service, path) in logs {
-            tasks.spawn(tail_log(service, path, timeline.clone(), redactor.clone()));
+            tasks.spawn(tail_log(service, path, timeline.clone()));
         }
         Monitor { tasks, state: rx }
     }
@@ -70,7 +68,7 @@ impl Monitor {
     }
 }
 
-async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, timeline: Timeline, redactor: Redactor, tx: watch::Sender<ServerState>) {
+async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, timeline: Timeline, tx: watch::Sender<ServerState>) {
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -79,14 +77,14 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, timeline: Timeline
         let (sessions, lobbies, memory, mlw_sessions) = tokio::join!(wolf.get_raw("/api/v1/sessions"), wolf.lobbies(), wolf.memory(), mlw.sessions());
         match sessions {
             Ok(raw) => {
-                timeline.push(Event::Poll { service: "wolf".into(), what: "sessions".into(), data: redactor.json(&raw["sessions"]) });
+                timeline.push(Event::Poll { service: "wolf".into(), what: "sessions".into(), data: raw["sessions"].clone() });
                 st.wolf_sessions = serde_json::from_value(raw["sessions"].clone()).unwrap_or_default();
             }
             Err(e) => st.errors.push(e.to_string()),
         }
         match lobbies {
             Ok(l) => {
-                timeline.push(Event::Poll { service: "wolf".into(), what: "lobbies".into(), data: redactor.json(&serde_json::to_value(&l).unwrap_or_default()) });
+                timeline.push(Event::Poll { service: "wolf".into(), what: "lobbies".into(), data: serde_json::to_value(&l).unwrap_or_default() });
                 st.lobbies = l;
             }
             Err(e) => st.errors.push(e.to_string()),
@@ -106,7 +104,7 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, timeline: Timeline
             Err(e) => st.errors.push(e.to_string()),
         }
         for e in &st.errors {
-            timeline.push(Event::Poll { service: "monitor".into(), what: "error".into(), data: serde_json::Value::String(redactor.text(e)) });
+            timeline.push(Event::Poll { service: "monitor".into(), what: "error".into(), data: serde_json::Value::String(e.clone()) });
         }
         if tx.send(st).is_err() {
             return;
@@ -114,14 +112,14 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, timeline: Timeline
     }
 }
 
-async fn event_loop(wolf: WolfClient, timeline: Timeline, redactor: Redactor) {
+async fn event_loop(wolf: WolfClient, timeline: Timeline) {
     loop {
         match wolf.events().await {
             Ok(mut rx) => {
                 while let Some(ev) = rx.recv().await {
                     let data = serde_json::from_str(&ev.data).unwrap_or(serde_json::Value::String(ev.data.clone()));
                     let name = ev.name.rsplit("::").next().unwrap_or(&ev.name).to_string();
-                    timeline.push(Event::WolfEvent { name, data: redactor.json(&data) });
+                    timeline.push(Event::WolfEvent { name, data });
                 }
                 timeline.push(Event::Poll { service: "wolf".into(), what: "events-ended".into(), data: serde_json::Value::Null });
             }
@@ -132,7 +130,7 @@ async fn event_loop(wolf: WolfClient, timeline: Timeline, redactor: Redactor) {
 }
 
 /// Follow a log file from its start; Wolf lines are parsed, other services' lines kept whole.
-async fn tail_log(service: String, path: PathBuf, timeline: Timeline, redactor: Redactor) {
+async fn tail_log(service: String, path: PathBuf, timeline: Timeline) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let file = loop {
         match tokio::fs::File::open(&path).await {
@@ -147,7 +145,7 @@ async fn tail_log(service: String, path: PathBuf, timeline: Timeline, redactor: 
         match reader.read_line(&mut line).await {
             Ok(0) => tokio::time::sleep(Duration::from_millis(100)).await,
             Ok(_) => {
-                let text = redactor.text(line.trim_end());
+                let text = line.trim_end().to_string();
                 let (level, message) = match wolf_log::parse_line(&text) {
                     Some(r) => (r.level, r.message),
                     None => (env_logger_level(&text).unwrap_or("INFO").to_string(), text),

@@ -165,6 +165,86 @@ pub fn no_leftovers(state: &ServerState, agent_sessions: &[String], client_uniqu
 mod tests {
     use super::*;
 
+    use crate::frames::analysis::PixelSummary;
+    use crate::frames::stamp::Stamp;
+    use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfMemory};
+    use serde_json::json;
+
+    fn lobby(id: &str, ses: &str, sessions: &[&str]) -> WolfLobby {
+        WolfLobby {
+            id: id.into(),
+            name: "Agent".into(),
+            multi_user: true,
+            pin_required: true,
+            stop_when_everyone_leaves: false,
+            runner: json!({"env": [format!("HELIX_SESSION_ID={ses}")]}),
+            connected_sessions: sessions.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn row(tab: usize, ses: &str, state: &str, shows: Option<&str>) -> Row {
+        Row {
+            tab,
+            client_unique_id: Some(format!("helix-agent-{ses}-lobby-uuid{tab}")),
+            mode: Some("create".into()),
+            connection_state: Some(state.into()),
+            errors: vec![],
+            mlw_session: None,
+            mlw_has_websocket: None,
+            mlw_streamer_alive: None,
+            wolf_session: None,
+            lobby: None,
+            lobby_client_count: None,
+            pixels_lobby: shows.map(str::to_string),
+            pixels: PixelSummary { samples: 10, with_video: 10, distinct_hashes: 10, advancing: true, mean_luma: 120.0, stamp: Some(Stamp { tag: 5, counter: 1 }), ..Default::default() },
+        }
+    }
+
+    fn state(counts: &[(&str, u64)]) -> ServerState {
+        ServerState {
+            lobbies: vec![lobby("L1", "ses_a", &["1"]), lobby("L2", "ses_b", &["2"])],
+            memory: Some(WolfMemory { lobbies: counts.iter().map(|(l, c)| LobbyMemory { lobby_id: l.to_string(), lobby_name: String::new(), client_count: *c }).collect(), clients: vec![] }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn healthy_rows_pass_every_check() {
+        let rows = vec![row(0, "ses_a", "connected", Some("L1")), row(1, "ses_b", "connected", Some("L2"))];
+        let st = state(&[("L1", 1), ("L2", 1)]);
+        for r in [tabs_connected(&rows), own_lobby_video(&rows, &st, true), client_count_matches(&rows, &st), unique_client_ids(&rows), create_mode(&rows), no_viewer_errors(&rows)] {
+            assert!(r.passed, "{}: {}", r.name, r.message);
+        }
+    }
+
+    #[test]
+    fn each_check_fails_with_a_message_naming_the_tab_or_lobby() {
+        let mut rows = vec![row(0, "ses_a", "connected", Some("L1")), row(1, "ses_b", "failed", Some("Wolf UI"))];
+        let r = tabs_connected(&rows);
+        assert!(!r.passed && r.message.contains("tab 1") && r.message.contains("failed"), "{}", r.message);
+        let r = own_lobby_video(&rows, &state(&[]), true);
+        assert!(!r.passed && r.message.contains("shows Wolf UI instead of its lobby L2"), "{}", r.message);
+        let r = client_count_matches(&rows, &state(&[("L1", 0)]));
+        assert!(!r.passed && r.message.contains("lobby L1: client_count 0 but 1 tab(s)"), "{}", r.message);
+        rows[1].client_unique_id = rows[0].client_unique_id.clone();
+        assert!(!unique_client_ids(&rows).passed);
+        rows[1].mode = Some("join".into());
+        assert!(create_mode(&rows).message.contains("used mode join"));
+        rows[0].errors.push("PeerDisconnect".into());
+        assert!(no_viewer_errors(&rows).message.contains("PeerDisconnect"));
+        rows[0].pixels.mean_luma = 16.0;
+        rows[0].pixels.black = true;
+        assert!(own_lobby_video(&rows, &state(&[]), false).message.contains("video is black"));
+    }
+
+    #[test]
+    fn leftovers_are_named() {
+        let st = state(&[]);
+        let r = no_leftovers(&st, &["ses_b".to_string()], &[], &[]);
+        assert!(!r.passed && r.message.contains("Wolf lobby L2 of ses_b"), "{}", r.message);
+        assert!(no_leftovers(&st, &["ses_zzz".to_string()], &[], &[]).passed);
+    }
+
     #[test]
     fn agent_session_is_read_from_helix_client_unique_id() {
         assert_eq!(agent_session_of("helix-agent-ses_01k9g7cx800pd7p3m5sw9r2301-06a79a49-9cf3c572"), Some("ses_01k9g7cx800pd7p3m5sw9r2301"));

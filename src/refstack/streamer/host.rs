@@ -155,4 +155,41 @@ mod tests {
         assert_eq!(der, ck.cert.der().to_vec());
         assert!(cert_der_from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
     }
+
+    #[tokio::test]
+    async fn replies_and_refusals_are_read_as_wolf_means_them() {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::get;
+        use axum::Json;
+        use serde_json::json;
+        let ck = rcgen::generate_simple_self_signed(vec!["moonlight-host".into()]).unwrap();
+        let expected = base64::engine::general_purpose::STANDARD.encode(ck.cert.der());
+        let app = axum::Router::new()
+            .route(
+                "/serverinfo",
+                get(move |headers: HeaderMap| {
+                    let ok = headers.get(CLIENT_CERT_HEADER).and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+                    async move { Json(json!({"currentgame": if ok { "134906179" } else { "no certificate" }})) }
+                }),
+            )
+            .route("/launch", get(|| async { (StatusCode::CONFLICT, Json(json!({"error": "AlreadyStreaming"}))) }))
+            .route("/resume", get(|| async { Json(json!({"session_id": "7388522614789140160", "stream_port": 40123})) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let host = HostClient::new(&addr, &ck.cert.pem()).unwrap();
+        assert_eq!(host.current_game().await.unwrap().as_deref(), Some("134906179"));
+        let p = LaunchParams { app_id: "1".into(), unique_id: "u".into(), width: 320, height: 180, fps: 30 };
+        let err = host.start(false, &p).await.unwrap_err();
+        assert!(err.is_already_streaming(), "{err}");
+        assert!(err.to_string().contains("AlreadyStreaming"));
+        assert_eq!(
+            host.start(true, &p).await.unwrap(),
+            StreamInfo { session_id: "7388522614789140160".into(), stream_port: 40123 }
+        );
+        // A route Wolf lacks is a plain error, not "already streaming".
+        let missing = host.cancel().await.unwrap_err();
+        assert!(!missing.is_already_streaming());
+    }
 }

@@ -7,3 +7,5 @@ pub mod ipc;
 pub mod host;
 pub mod rtc;
 pub mod session;
+#[cfg(test)]
+mod testwolf;

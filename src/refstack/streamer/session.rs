@@ -37,6 +37,8 @@ pub const VIDEO_STREAM_ID: &str = "moonlight";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// No single cascade step may keep the process alive: moonlight-web would reap it anyway.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the cascade waits for `ConnectionTerminated` to leave before moving on.
+const FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamerError {
@@ -459,8 +461,16 @@ impl Streamer {
         if let Some(general) = &self.general {
             if general.ready_state() == RTCDataChannelState::Open {
                 tracing::info!("stop: ConnectionTerminated on {GENERAL_CHANNEL}");
-                if let Err(e) = general.send_text("ConnectionTerminated").await {
-                    tracing::warn!("stop: ConnectionTerminated not sent: {e}");
+                match general.send_text("ConnectionTerminated").await {
+                    // Closing the peer right away would tear SCTP down with the message still
+                    // queued; give it a moment to leave.
+                    Ok(_) => {
+                        let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+                        while general.buffered_amount().await > 0 && tokio::time::Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!("stop: ConnectionTerminated not sent: {e}"),
                 }
             }
         }

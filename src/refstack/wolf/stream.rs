@@ -275,7 +275,7 @@ fn encode_loop(id: u64, state: &WolfState, tx: &mpsc::Sender<Vec<u8>>, stop: &At
     while !stop.load(Ordering::Relaxed) {
         let Some(spec) = state.picture_for(id) else { return };
         let pic = picture::render(&spec, wire::WIDTH, wire::HEIGHT);
-        if frame % wire::IDR_INTERVAL_FRAMES == 0 {
+        if frame.is_multiple_of(wire::IDR_INTERVAL_FRAMES) {
             encoder.force_intra_frame();
         }
         let au = match encoder.encode(&pic) {

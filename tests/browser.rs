@@ -1,0 +1,500 @@
+//! Real-Chromium tests of the browser driver: flags, cleanup, tabs, the in-page probe and the
+//! webrtc-internals dump.
+//!
+//! Chromium must be installed (`/usr/bin/chromium` or `CHROMIUM`); these tests fail, not skip,
+//! without it, because CI installs it. Tests that create peer connections move their own thread
+//! into a fresh network namespace (loopback plus a veth pair in TEST-NET-2 and a default route,
+//! as the project's browser notes prescribe) so WebRTC never touches the machine's real
+//! interfaces. That needs root; run as root, or run the whole binary inside such a namespace
+//! (`ip netns exec <ns> <test binary>`), in which case the test uses it as it is.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+use helix_e2e::browser::viewers::fold_tab_viewers;
+use helix_e2e::browser::{peer_connections_of_tab, validate_dump, Browser, BrowserError, BrowserOptions};
+use helix_e2e::timeline::{Direction, Event, Observation, PcStateKind, ProbeEvent, TabId, Timeline};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Two independent in-page loopback pairs (canvas → pc a → pc b → `<video>`), each with its own
+/// WebSocket that carries its pair's offer, like two stream viewers in one page.
+const TWO_VIEWERS: &str = r#"<!doctype html><html><body>
+<div role="alert" id="status">starting</div>
+<button id="live" onclick="this.textContent = this.textContent === 'Live Stream' ? 'Screenshot' : 'Live Stream'">Live Stream</button>
+<button title="Reconnect" id="rc" onclick="window.reconnects = (window.reconnects || 0) + 1">&#8635;</button>
+<script>
+window.results = {};
+async function viewer(n) {
+  const c = document.createElement('canvas'); c.width = 320; c.height = 180;
+  const g = c.getContext('2d'); let k = 0;
+  setInterval(() => {
+    k++;
+    g.fillStyle = n === 0 ? 'rgb(200,120,40)' : 'rgb(40,40,160)'; g.fillRect(0, 0, 320, 180);
+    g.fillStyle = 'white'; g.fillRect((k * 8) % 280, 60, 40, 40);
+  }, 33);
+  const stream = c.captureStream(30);
+  const a = new RTCPeerConnection(); const b = new RTCPeerConnection();
+  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
+  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
+  const v = document.createElement('video'); v.autoplay = true; v.muted = true; v.playsInline = true;
+  v.style.width = '320px'; v.style.height = '180px'; document.body.appendChild(v);
+  b.ontrack = (e) => { v.srcObject = e.streams[0]; };
+  stream.getTracks().forEach((t) => a.addTrack(t, stream));
+  await a.setLocalDescription(await a.createOffer());
+  await b.setRemoteDescription(a.localDescription);
+  await b.setLocalDescription(await b.createAnswer());
+  await a.setRemoteDescription(b.localDescription);
+  const ws = new WebSocket(`ws://${location.host}/ws`);
+  window.results['transparent' + n] = [ws instanceof WebSocket, ws.constructor === WebSocket, WebSocket.OPEN === 1,
+    a instanceof RTCPeerConnection, a.constructor === RTCPeerConnection, RTCPeerConnection.name === 'RTCPeerConnection'];
+  ws.onmessage = (e) => { window.results['echo' + n] = e.data; };
+  ws.onopen = () => {
+    ws.send(JSON.stringify({ AuthenticateAndInit: { session_id: 'sess-' + n, mode: 'create', client_unique_id: 'viewer-' + n } }));
+    ws.send(JSON.stringify({ Signaling: { Description: { ty: 'offer', sdp: a.localDescription.sdp } } }));
+    ws.send('plain text ' + n);
+  };
+  b.onconnectionstatechange = () => { if (b.connectionState === 'connected') document.getElementById('status').textContent = 'viewer ' + n + ' connected'; };
+}
+viewer(0); viewer(1);
+setTimeout(() => { console.error('probe-console-check'); }, 50);
+setTimeout(() => { throw new Error('probe-exception-check'); }, 60);
+</script></body></html>"#;
+
+const PLAIN: &str = r#"<!doctype html><html><body><p id="p">plain</p>
+<button onclick="document.getElementById('p').textContent = 'clicked'">Press me</button></body></html>"#;
+
+async fn ws_endpoint(up: WebSocketUpgrade) -> impl IntoResponse {
+    up.on_upgrade(talk)
+}
+
+/// Answers `AuthenticateAndInit` the way moonlight-web does (stage, then `ConnectionComplete`)
+/// and echoes everything else, so both directions of the probe's capture get exercised.
+async fn talk(mut sock: WebSocket) {
+    while let Some(Ok(msg)) = sock.recv().await {
+        let Message::Text(text) = msg else { continue };
+        let parsed: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+        if let Some(init) = parsed.get("AuthenticateAndInit") {
+            let cuid = init["client_unique_id"].as_str().unwrap_or("?").to_string();
+            let replies = [
+                json!({"StageStarting": {"stage": "Launch Streamer"}}),
+                json!({"StageComplete": {"stage": "Launch Streamer"}}),
+                json!({"ConnectionComplete": {"capabilities": {"touch": false}, "width": 320, "height": 180, "client_id": format!("wolf-{cuid}")}}),
+            ];
+            for r in replies {
+                if sock.send(Message::Text(r.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
+        if sock.send(Message::Text(text)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve() -> SocketAddr {
+    let app = Router::new()
+        .route("/two.html", get(|| async { Html(TWO_VIEWERS) }))
+        .route("/plain.html", get(|| async { Html(PLAIN) }))
+        .route("/ws", get(ws_endpoint));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind test server");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+fn options() -> BrowserOptions {
+    let opts = BrowserOptions::default();
+    assert!(
+        opts.executable.exists(),
+        "Chromium is required for these tests: {} does not exist (apt-get install chromium, or set CHROMIUM)",
+        opts.executable.display()
+    );
+    opts
+}
+
+fn run(cmd: &str) {
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    let st = std::process::Command::new(args[0]).args(&args[1..]).status().expect("run ip");
+    assert!(st.success(), "`{cmd}` failed");
+}
+
+/// Physical-looking interfaces in this thread's network namespace (`/proc/net` would show the
+/// process's, which `unshare` on one thread does not change).
+fn outside_interfaces() -> Vec<String> {
+    let dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap_or_default();
+    dev.lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|s| s.trim().to_string())
+        .filter(|n| ["eth", "en", "wl", "ww"].iter().any(|p| n.starts_with(p)))
+        .collect()
+}
+
+/// Puts this test's thread (and so the Chromium and server it starts) into a private network
+/// namespace with the veth recipe, unless the test already runs inside one.
+fn private_network() {
+    if outside_interfaces().is_empty() {
+        return;
+    }
+    // SAFETY: unshare(2) only changes this thread's namespace membership.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "WebRTC tests need a private network namespace: run as root, or inside `ip netns exec <ns>` ({})",
+        std::io::Error::last_os_error()
+    );
+    assert!(outside_interfaces().is_empty(), "unshare left real interfaces visible");
+    run("ip link set lo up");
+    run("ip link add v0 type veth peer name v1");
+    run("ip addr add 198.51.100.2/24 dev v0");
+    run("ip addr add 198.51.100.3/24 dev v1");
+    run("ip link set v0 up");
+    run("ip link set v1 up");
+    run("ip route add default dev v0");
+}
+
+async fn wait_for<T>(timeline: &Timeline, what: &str, secs: u64, mut f: impl FnMut(&[Observation]) -> Option<T>) -> T {
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(t) = f(&timeline.snapshot()) {
+            return t;
+        }
+        if tokio::time::Instant::now() > until {
+            let tail: Vec<String> = timeline.snapshot().iter().rev().take(40).map(|o| format!("{:?}", o.event)).collect();
+            panic!("timed out after {secs}s waiting for {what}; last events (newest first):\n{}", tail.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn probes(obs: &[Observation], tab: TabId) -> Vec<&ProbeEvent> {
+    obs.iter()
+        .filter_map(|o| match &o.event {
+            Event::Tab { tab: t, probe } if *t == tab => Some(probe),
+            _ => None,
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+async fn gone_within(pids: &[u32], secs: u64) -> bool {
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while pids.iter().any(|p| alive(*p)) {
+        if tokio::time::Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+#[tokio::test]
+async fn flags_reach_chromium_and_close_leaves_nothing() {
+    let timeline = Timeline::new();
+    let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
+    let pid = browser.pid();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline of the browser");
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    for want in [
+        "--disable-background-networking",
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-quic",
+        "--no-first-run",
+        "--use-fake-ui-for-media-stream",
+        "--no-sandbox",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} missing from {args:?}");
+    }
+    assert!(!args.iter().any(|a| a.starts_with("----")), "mangled flag in {args:?}");
+    let profile = args.iter().find_map(|a| a.strip_prefix("--user-data-dir=")).expect("user-data-dir").to_string();
+    assert!(Path::new(&profile).is_dir());
+    let kids = children_of(pid);
+    assert!(!kids.is_empty(), "chromium has no child processes?");
+
+    browser.close().await.expect("close");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "browser process {pid} still exists after close()");
+    assert!(gone_within(&kids, 5).await, "chromium children {kids:?} outlived close()");
+    assert!(!Path::new(&profile).exists(), "temporary profile {profile} not removed");
+}
+
+#[tokio::test]
+async fn dropping_without_close_kills_chromium() {
+    let browser = Browser::launch(options(), Timeline::new()).await.expect("launch");
+    let pid = browser.pid();
+    let kids = children_of(pid);
+    drop(browser);
+    let mut all = kids.clone();
+    all.push(pid);
+    assert!(gone_within(&all, 10).await, "chromium {pid} (children {kids:?}) survived drop");
+}
+
+#[tokio::test]
+async fn missing_chromium_is_a_clear_error() {
+    let opts = BrowserOptions { executable: "/nonexistent/chromium".into(), ..BrowserOptions::default() };
+    match Browser::launch(opts, Timeline::new()).await {
+        Err(BrowserError::MissingExecutable(p)) => assert_eq!(p, Path::new("/nonexistent/chromium")),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("launched a nonexistent executable"),
+    }
+}
+
+#[tokio::test]
+async fn tabs_are_isolated_and_driveable() {
+    let addr = serve().await;
+    let timeline = Timeline::new();
+    let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
+    let url = format!("http://{addr}/plain.html");
+    let t0 = browser.open_tab(&url, vec![("access_token".into(), "tok-zero".into())]).await.expect("tab 0");
+    let t1 = browser.open_tab(&url, vec![("access_token".into(), "tok-one".into())]).await.expect("tab 1");
+    assert_eq!((t0, t1), (0, 1));
+
+    let c0 = browser.evaluate(t0, "document.cookie").await.unwrap();
+    let c1 = browser.evaluate(t1, "document.cookie").await.unwrap();
+    assert_eq!(c0, json!("access_token=tok-zero"), "cookie set before navigation");
+    assert_eq!(c1, json!("access_token=tok-one"), "contexts must not share cookies");
+    let href = browser.evaluate(t1, "location.href").await.unwrap();
+    assert!(href.as_str().unwrap().ends_with("?e2e_tab=1"), "{href}");
+
+    browser.click_text(t0, "Press me").await.expect("click by text");
+    assert_eq!(browser.evaluate(t0, "document.getElementById('p').textContent").await.unwrap(), json!("clicked"));
+    assert_eq!(browser.evaluate(t1, "document.getElementById('p').textContent").await.unwrap(), json!("plain"));
+    assert!(matches!(browser.click_text(t0, "No such button").await, Err(BrowserError::Page { .. })));
+    assert!(browser.click(t0, "#does-not-exist").await.is_err());
+
+    let png = browser.screenshot(t0).await.expect("screenshot");
+    let img = image::load_from_memory(&png).expect("screenshot is an image");
+    // The window is 1280x800; headless still reserves room for its (invisible) browser UI.
+    assert_eq!(img.width(), 1280);
+    assert!((400..=800).contains(&img.height()), "viewport height {}", img.height());
+
+    browser.reload(t0).await.expect("reload");
+    let loads = |obs: &[Observation]| probes(obs, t0).iter().filter(|p| matches!(p, ProbeEvent::PageLoad { .. })).count();
+    wait_for(&timeline, "a second PageLoad after reload", 5, |obs| (loads(obs) >= 2).then_some(())).await;
+
+    browser.close_tab(t1).await.expect("close tab");
+    assert!(matches!(browser.evaluate(t1, "1").await, Err(BrowserError::NoSuchTab(1))));
+    assert_eq!(browser.open_tabs(), vec![t0]);
+    browser.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn probe_sees_two_viewers_in_one_page() {
+    private_network();
+    let addr = serve().await;
+    let timeline = Timeline::new();
+    let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
+    let tab = browser.open_tab(&format!("http://{addr}/two.html"), vec![]).await.expect("open");
+
+    // Wait until both videos present moving frames.
+    wait_for(&timeline, "moving frames on both videos", 20, |obs| {
+        let mut hashes: [HashSet<String>; 2] = Default::default();
+        for p in probes(obs, tab) {
+            if let ProbeEvent::Frame { video, sample } = p {
+                if *video < 2 && sample.video_width > 0 {
+                    hashes[*video as usize].insert(sample.hash.clone());
+                }
+            }
+        }
+        (hashes.iter().all(|h| h.len() >= 3)).then_some(())
+    })
+    .await;
+    wait_for(&timeline, "stats with decoded frames", 10, |obs| {
+        probes(obs, tab).iter().any(|p| matches!(p, ProbeEvent::Stats { stats, .. } if stats.frames_decoded.unwrap_or(0) > 0)).then_some(())
+    })
+    .await;
+    wait_for(&timeline, "exception and console error", 5, |obs| {
+        let ps = probes(obs, tab);
+        let console = ps.iter().any(|p| matches!(p, ProbeEvent::Console { level, text } if level == "error" && text.contains("probe-console-check")));
+        let exc = ps.iter().any(|p| matches!(p, ProbeEvent::Exception { text } if text.contains("probe-exception-check")));
+        (console && exc).then_some(())
+    })
+    .await;
+
+    // The page must not notice the probe.
+    let results = browser.evaluate(tab, "window.results").await.unwrap();
+    for n in 0..2 {
+        assert_eq!(results[format!("transparent{n}")], json!([true, true, true, true, true, true]), "{results}");
+        assert_eq!(results[format!("echo{n}")], json!(format!("plain text {n}")), "echo reached the page: {results}");
+    }
+
+    let obs = timeline.snapshot();
+    let ps = probes(&obs, tab);
+    assert!(matches!(ps.first(), Some(ProbeEvent::PageLoad { url }) if url.ends_with("e2e_tab=0")), "{:?}", ps.first());
+
+    let created: Vec<u32> = ps.iter().filter_map(|p| if let ProbeEvent::PcCreated { pc, .. } = p { Some(*pc) } else { None }).collect();
+    assert_eq!(created.len(), 4, "two pairs of peer connections");
+    let links: HashSet<(u32, u32)> = ps.iter().filter_map(|p| if let ProbeEvent::Link { ws, pc } = p { Some((*ws, *pc)) } else { None }).collect();
+    // Which ws belongs to which pair depends on which negotiation finished first; the ws and
+    // its pair's two pcs must be linked, and never across pairs.
+    for ws in 0..2u32 {
+        let mine: HashSet<u32> = links.iter().filter(|(w, _)| *w == ws).map(|(_, p)| *p).collect();
+        assert_eq!(mine.len(), 2, "ws {ws} links {mine:?} (all {links:?})");
+        let pair = [mine.iter().min().unwrap() / 2 * 2, mine.iter().min().unwrap() / 2 * 2 + 1];
+        assert!(mine.iter().all(|p| pair.contains(p)), "ws {ws} linked across pairs: {links:?}");
+    }
+    let video_links: Vec<(u32, u32)> =
+        ps.iter().filter_map(|p| if let ProbeEvent::VideoLink { pc, video } = p { Some((*pc, *video)) } else { None }).collect();
+    assert_eq!(video_links.len(), 2, "{video_links:?}");
+    assert!(video_links.iter().all(|(pc, _)| pc % 2 == 1), "videos come from the receiving pcs: {video_links:?}");
+
+    let connected = ps.iter().filter(|p| matches!(p, ProbeEvent::PcState { which: PcStateKind::Connection, state, .. } if state == "connected")).count();
+    assert!(connected >= 4, "all four pcs connect ({connected})");
+    assert!(ps.iter().any(|p| matches!(p, ProbeEvent::Candidate { local: true, .. })));
+    assert!(ps.iter().any(|p| matches!(p, ProbeEvent::Candidate { local: false, .. })));
+    let sent_init = ps.iter().any(|p| matches!(p, ProbeEvent::WsMessage { dir: Direction::Sent, msg, .. } if msg.get("AuthenticateAndInit").is_some()));
+    assert!(sent_init, "sent JSON is parsed");
+    let got_text = ps.iter().any(|p| matches!(p, ProbeEvent::WsMessage { dir: Direction::Received, msg, .. } if msg.as_str().is_some_and(|s| s.starts_with("plain text"))));
+    assert!(got_text, "non-JSON text kept as a string");
+    let pair = ps.iter().find_map(|p| if let ProbeEvent::Stats { stats, .. } = p { stats.candidate_pair.clone() } else { None });
+    let pair = pair.expect("a selected candidate pair");
+    assert!(pair.contains(" <-> ") && pair.ends_with("(udp)"), "{pair}");
+    assert!(!pair.contains("?"), "candidate pair fully described: {pair}");
+    for addr in pair.split([' ', '(']).filter(|w| w.contains(':')) {
+        assert!(addr.starts_with("198.51.100.") || addr.starts_with("127."), "WebRTC left the test network: {pair}");
+    }
+    assert!(ps.iter().any(|p| matches!(p, ProbeEvent::UiText { text } if text.starts_with("viewer ") && text.ends_with(" connected"))));
+
+    let frame = ps.iter().rev().find_map(|p| if let ProbeEvent::Frame { sample, .. } = p { Some(sample) } else { None }).unwrap();
+    assert_eq!((frame.video_width, frame.video_height), (320, 180));
+    assert!(frame.presented > 0, "requestVideoFrameCallback counted frames");
+    assert!(frame.mean_luma > 20.0, "a coloured picture is not black: {}", frame.mean_luma);
+    use base64::Engine;
+    let luma = base64::engine::general_purpose::STANDARD.decode(&frame.luma).unwrap();
+    assert_eq!(luma.len(), helix_e2e::timeline::LUMA_W * helix_e2e::timeline::LUMA_H);
+
+    // Folded per viewer.
+    let viewers = fold_tab_viewers(&obs, tab);
+    assert_eq!(viewers.len(), 2, "{viewers:#?}");
+    let mut cuids: Vec<String> = viewers.iter().map(|v| v.client_unique_id.clone().unwrap()).collect();
+    cuids.sort();
+    assert_eq!(cuids, vec!["viewer-0", "viewer-1"]);
+    for v in &viewers {
+        let cuid = v.client_unique_id.as_deref().unwrap();
+        assert_eq!(v.client_id.as_deref(), Some(format!("wolf-{cuid}").as_str()));
+        assert_eq!(v.mode.as_deref(), Some("create"));
+        assert_eq!(v.stages.len(), 2);
+        let pc = v.pc.expect("viewer has a pc");
+        assert_eq!(pc % 2, 1, "the receiving pc (with the video) is preferred");
+        assert!(v.video.is_some());
+        assert_eq!(v.connection_state.as_deref(), Some("connected"));
+        assert!(v.first_connected_at.is_some());
+        assert!(v.last_stats.as_ref().is_some_and(|s| s.stats.frames_decoded.unwrap_or(0) > 0));
+        assert!(v.frames.iter().all(|f| Some(f.video) == v.video));
+        assert!(v.frames.len() >= 3);
+        assert!(!v.closed());
+    }
+    // The two pages draw different colours; each viewer's frames show its own.
+    let lumas: Vec<f64> = viewers.iter().map(|v| v.frames.last().unwrap().sample.mean_luma).collect();
+    assert!((lumas[0] - lumas[1]).abs() > 10.0, "viewers' frames must come from their own videos: {lumas:?}");
+
+    browser.click_text(tab, "Reconnect").await.expect("click by title");
+    browser.click_text(tab, "Live Stream").await.expect("click by text");
+    assert_eq!(browser.evaluate(tab, "window.reconnects").await.unwrap(), json!(1));
+    assert_eq!(browser.evaluate(tab, "document.getElementById('live').textContent").await.unwrap(), json!("Screenshot"));
+
+    let png = browser.screenshot_video(tab, 1).await.expect("video screenshot");
+    let img = image::load_from_memory(&png).expect("png");
+    assert_eq!((img.width(), img.height()), (320, 180));
+
+    browser.close_tab(tab).await.expect("close tab");
+    let after = fold_tab_viewers(&timeline.snapshot(), tab);
+    assert!(after.iter().all(|v| v.closed()), "closing the tab closes its viewers");
+    browser.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn internals_dump_has_the_documented_shape() {
+    private_network();
+    let addr = serve().await;
+    let timeline = Timeline::new();
+    let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
+    let plain = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("plain tab");
+    let tab = browser.open_tab(&format!("http://{addr}/two.html"), vec![]).await.expect("two tab");
+    wait_for(&timeline, "four connected pcs", 15, |obs| {
+        let n = probes(obs, tab)
+            .iter()
+            .filter(|p| matches!(p, ProbeEvent::PcState { which: PcStateKind::Connection, state, .. } if state == "connected"))
+            .count();
+        (n >= 4).then_some(())
+    })
+    .await;
+    // Let webrtc-internals collect a few one-second stat samples.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let dump = browser.internals_dump().await.expect("dump");
+    validate_dump(&dump).expect("documented shape");
+    assert!(dump["UserAgent"].as_str().unwrap().contains("Chrome/"));
+    assert!(peer_connections_of_tab(&dump, plain).is_empty());
+    let pcs = peer_connections_of_tab(&dump, tab);
+    assert_eq!(pcs.len(), 4, "keys: {:?}", dump["PeerConnections"].as_object().map(|o| o.keys().collect::<Vec<_>>()));
+    let mut saw_connected = 0;
+    let mut saw_inbound = false;
+    for (_, pc) in &pcs {
+        let log = pc["updateLog"].as_array().unwrap();
+        if log.iter().any(|e| e["type"] == "onconnectionstatechange" && e["value"] == "\"connected\"") {
+            saw_connected += 1;
+        }
+        let stats = pc["stats"].as_object().unwrap();
+        if let Some((_, series)) = stats.iter().find(|(k, s)| s["statsType"] == "inbound-rtp" && k.ends_with("-framesDecoded")) {
+            let values: Vec<f64> = serde_json::from_str(series["values"].as_str().unwrap()).unwrap();
+            saw_inbound |= values.last().copied().unwrap_or(0.0) > 0.0;
+        }
+        let ts = log.first().and_then(|e| e["timestamp"].as_f64()).unwrap();
+        assert!(ts > 1.6e12, "epoch milliseconds: {ts}");
+    }
+    assert_eq!(saw_connected, 4);
+    assert!(saw_inbound, "inbound-rtp framesDecoded series with decoded frames");
+
+    // Reloading drops the old page's pcs from the store: the reason to dump first.
+    browser.reload(tab).await.expect("reload");
+    browser.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn renderer_crash_lands_in_the_timeline() {
+    let addr = serve().await;
+    let timeline = Timeline::new();
+    let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
+    let tab = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("open");
+    // The navigation itself fails or hangs with the renderer; only the crash report matters.
+    let _ = tokio::time::timeout(Duration::from_secs(5), browser.navigate(tab, "chrome://crash")).await;
+    let what = wait_for(&timeline, "a crash event for the tab", 10, |obs| {
+        obs.iter().find_map(|o| match &o.event {
+            Event::Browser { tab: Some(t), what } if *t == tab && what.contains("crash") => Some(what.clone()),
+            _ => None,
+        })
+    })
+    .await;
+    assert!(what.starts_with("target crashed"), "{what}");
+    browser.close().await.expect("close");
+}

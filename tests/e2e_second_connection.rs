@@ -1,0 +1,73 @@
+//! End to end: the real binary drives real Chromium against the embedded reference stack
+//! through `second-connection`, and leaves artifacts that show each tab its own lobby.
+
+use helix_e2e::frames::analysis::stamp_from_png;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+/// PIDs of processes this project starts that must not outlive a run.
+fn project_processes() -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.contains(") Z ") {
+            continue;
+        }
+        if cmd.contains("chromium") || cmd.contains("__streamer") || cmd.contains("helix-e2e refstack") || cmd.contains(" refstack --dir") {
+            out.insert(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
+    let before = project_processes();
+    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e"))
+        .args(["run", "second-connection", "--json", "--seed", "1", "--artifacts"])
+        .arg(&base)
+        .output()
+        .expect("run helix-e2e");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
+    assert_eq!(out.status.code(), Some(0), "exit code; stderr:\n{stderr}\nsummary: {summary:#}");
+    assert_eq!(summary["verdict"], "pass", "{summary:#}");
+    assert_eq!(summary["seed"], 1);
+
+    let scenario = &summary["scenarios"][0];
+    let names: Vec<&str> = scenario["invariants"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    for want in ["two-tabs/tabs-connected", "two-tabs/own-lobby-video", "two-tabs/client-count-matches", "two-tabs/unique-client-ids", "two-tabs/create-mode", "two-tabs/no-leftovers", "one-page/own-lobby-video", "one-page/no-leftovers"] {
+        assert!(names.contains(&want), "invariant {want} was not checked: {names:?}");
+    }
+
+    // Every viewer had its own client_unique_id.
+    let uids: Vec<String> = summary["tabs"].as_array().unwrap().iter().flat_map(|t| t["client_unique_ids"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_string())).collect();
+    let distinct: BTreeSet<&String> = uids.iter().collect();
+    assert!(uids.len() >= 4 && distinct.len() == uids.len(), "client_unique_ids: {uids:?}");
+
+    // The screenshots show two different lobbies (neither the Wolf UI), decoded here from the PNGs.
+    let dir = Path::new(summary["artifacts"].as_str().unwrap());
+    assert!(dir.join("summary.json").exists() && dir.join("timeline.jsonl").exists());
+    let stamp = |name: &str| {
+        let png = std::fs::read(dir.join("screenshots").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        stamp_from_png(&png).unwrap_or_else(|| panic!("{name} carries no stamp"))
+    };
+    let (a, b) = (stamp("tab-0-video-0-streaming.png"), stamp("tab-1-video-0-streaming.png"));
+    assert!(a.tag != 0 && b.tag != 0 && a.tag != b.tag, "tab 0 shows tag {}, tab 1 tag {}", a.tag, b.tag);
+    let (c, d) = (stamp("tab-2-video-0-streaming.png"), stamp("tab-2-video-1-streaming.png"));
+    assert!(c.tag != 0 && d.tag != 0 && c.tag != d.tag, "one page: tags {} and {}", c.tag, d.tag);
+
+    // Secrets of the run stay out of the artifacts.
+    let timeline = std::fs::read_to_string(dir.join("timeline.jsonl")).unwrap();
+    assert!(!timeline.contains("\"aes_key\":\"") || timeline.contains("\"aes_key\":\"[redacted]\""));
+
+    let after = project_processes();
+    let leaked: Vec<&u32> = after.difference(&before).collect();
+    assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
+    let _ = std::fs::remove_dir_all(&base);
+}
