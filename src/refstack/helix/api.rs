@@ -104,11 +104,8 @@ fn session_name(body: &Value) -> String {
         .unwrap_or_else(|| "New Agent Session".into())
 }
 
-pub async fn create_session(State(helix): State<Arc<Helix>>, Json(body): Json<Value>) -> Result<Json<Value>, HelixError> {
-    let agent_type = body.get("agent_type").and_then(Value::as_str).unwrap_or("");
-    if agent_type != "zed_external" {
-        return Err(HelixError::BadRequest(format!("the stand-in only starts zed_external agents, not {agent_type:?}")));
-    }
+/// Start an agent's desktop: a Wolf lobby under Helix's limit, remembered in the agent map.
+async fn start_agent(helix: &Helix, name: String) -> Result<AgentSession, HelixError> {
     let _guard = helix.create_lock.lock().await;
     let active = helix.wolf.lobbies().await.map_err(|e| wolf_err("failed to list Wolf lobbies", e))?.len();
     if active >= MAX_LOBBIES {
@@ -121,21 +118,30 @@ pub async fn create_session(State(helix): State<Arc<Helix>>, Json(body): Json<Va
     let pin = store::new_pin();
     let request = lobby_request(&ses_id, pin);
     let lobby_id = helix.wolf.create_lobby(&request).await.map_err(|e| wolf_err("failed to create Wolf lobby", e))?;
-    let now = chrono::Utc::now().to_rfc3339();
     let agent = AgentSession {
         id: ses_id.clone(),
-        name: session_name(&body),
+        name,
         lobby_id: lobby_id.clone(),
         pin,
         container_name: request["runner"]["name"].as_str().unwrap_or_default().to_string(),
-        created: now.clone(),
+        created: chrono::Utc::now().to_rfc3339(),
     };
     tracing::info!(ses_id = %ses_id, lobby_id = %lobby_id, "agent session started");
-    let reply = json!({
-        "id": ses_id,
+    helix.agents.insert(agent.clone());
+    Ok(agent)
+}
+
+pub async fn create_session(State(helix): State<Arc<Helix>>, Json(body): Json<Value>) -> Result<Json<Value>, HelixError> {
+    let agent_type = body.get("agent_type").and_then(Value::as_str).unwrap_or("");
+    if agent_type != "zed_external" {
+        return Err(HelixError::BadRequest(format!("the stand-in only starts zed_external agents, not {agent_type:?}")));
+    }
+    let agent = start_agent(&helix, session_name(&body)).await?;
+    Ok(Json(json!({
+        "id": agent.id,
         "name": agent.name,
-        "created": now,
-        "updated": now,
+        "created": agent.created,
+        "updated": agent.created,
         "owner": helix.user_id,
         "owner_type": "user",
         "type": "text",
@@ -144,14 +150,30 @@ pub async fn create_session(State(helix): State<Arc<Helix>>, Json(body): Json<Va
         "config": {
             "agent_type": "zed_external",
             "external_agent_config": {"resolution": "4k", "desktop_type": "sway"},
-            "wolf_lobby_id": lobby_id,
+            "wolf_lobby_id": agent.lobby_id,
             "wolf_lobby_pin": agent.pin_string(),
             "external_agent_status": "running",
         },
         "interactions": [],
-    });
-    helix.agents.insert(agent);
-    Ok(Json(reply))
+    })))
+}
+
+/// `POST /external-agents`: the other way to start an agent. Its `session_id` is a `req_` id
+/// that names the request, not the session, so it cannot stop the agent (the Nov 10 trap).
+pub async fn create_external_agent(State(helix): State<Arc<Helix>>, Json(body): Json<Value>) -> Result<Json<Value>, HelixError> {
+    let input = body.get("input").and_then(Value::as_str).unwrap_or("");
+    if input.trim().is_empty() {
+        return Err(HelixError::BadRequest("input is required".into()));
+    }
+    let agent = start_agent(&helix, input.chars().take(80).collect()).await?;
+    let request_id = format!("req_{}", &store::new_session_id()["ses_".len()..]);
+    Ok(Json(json!({
+        "session_id": request_id,
+        "wolf_lobby_id": agent.lobby_id,
+        "wolf_lobby_pin": agent.pin_string(),
+        "container_name": agent.container_name,
+        "status": "running",
+    })))
 }
 
 pub async fn stop_agent(State(helix): State<Arc<Helix>>, Path(ses_id): Path<String>) -> Result<Json<Value>, HelixError> {
@@ -193,7 +215,7 @@ pub async fn auto_join_lobby(State(helix): State<Arc<Helix>>, Path(ses_id): Path
     // Helix's rule, including its weakness: the *last* matching session wins, whichever
     // browser it belongs to, and the prefix has no trailing dash.
     let prefix = format!("helix-agent-{ses_id}");
-    let Some(session) = sessions.iter().filter(|s| s.app_id == ui_app && s.client_unique_id.starts_with(&prefix)).last() else {
+    let Some(session) = sessions.iter().rfind(|s| s.app_id == ui_app && s.client_unique_id.starts_with(&prefix)) else {
         tracing::warn!(ses_id = %ses_id, "auto-join: no Wolf UI session yet");
         return Err(HelixError::Wolf(UI_SESSION_NOT_FOUND.into()));
     };

@@ -14,7 +14,6 @@ mod store;
 
 pub use store::{is_session_id, new_session_id};
 
-use crate::sut::moonlight_web::MoonlightWebClient;
 use crate::sut::wolf::WolfClient;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -96,7 +95,6 @@ impl IntoResponse for HelixError {
 pub(crate) struct Helix {
     cfg: HelixConfig,
     wolf: WolfClient,
-    mlw: MoonlightWebClient,
     http: reqwest::Client,
     tokens: auth::Tokens,
     agents: store::Agents,
@@ -110,7 +108,6 @@ impl Helix {
         let http = reqwest::Client::builder().timeout(crate::sut::REQUEST_TIMEOUT).no_proxy().build().expect("reqwest client");
         Self {
             wolf: WolfClient::new(cfg.wolf_socket.clone()),
-            mlw: MoonlightWebClient::new(cfg.moonlight_web.clone(), cfg.moonlight_credentials.clone()),
             http,
             tokens: auth::Tokens::default(),
             agents: store::Agents::default(),
@@ -132,6 +129,7 @@ fn router(cfg: HelixConfig) -> Router {
         .route("/wolf/ui-app-id", get(api::ui_app_id))
         .route("/wolf/health", get(api::wolf_health))
         .route("/sessions/chat", post(api::create_session))
+        .route("/external-agents", post(api::create_external_agent))
         .route("/sessions/{ses_id}/stop-external-agent", delete(api::stop_agent))
         .route("/sessions/{ses_id}/wolf-app-state", get(api::wolf_app_state))
         .route("/external-agents/{ses_id}/auto-join-lobby", post(api::auto_join_lobby))

@@ -57,7 +57,7 @@ impl Agents {
 /// A `ses_` id shaped like Helix's: a ULID (48-bit millisecond time, 80 random bits) in
 /// lowercase Crockford base32, so ids sort by creation time as the real ones do.
 pub fn new_session_id() -> String {
-    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) as u128;
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let random = u128::from_be_bytes(*uuid::Uuid::new_v4().as_bytes()) & ((1u128 << 80) - 1);
     let value = ((millis & ((1u128 << 48) - 1)) << 80) | random;
     let mut out = String::with_capacity(30);
