@@ -40,6 +40,10 @@ struct RunArgs {
     /// A target file such as e2e/targets/helix-dev.toml; the embedded reference stack otherwise.
     #[arg(long)]
     target: Option<PathBuf>,
+    /// An existing agent session (ses_...) to use instead of creating one; repeatable. Given
+    /// sessions are never stopped by the run.
+    #[arg(long = "session")]
+    sessions: Vec<String>,
     /// Where run directories are created.
     #[arg(long, default_value = "artifacts")]
     artifacts: PathBuf,
@@ -136,12 +140,15 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(t) = &args.target {
         replay.push_str(&format!(" --target {}", t.display()));
     }
+    for s in &args.sessions {
+        replay.push_str(&format!(" --session {s}"));
+    }
     let target = match &args.target {
         Some(p) => TargetChoice::File(p.clone()),
         None => TargetChoice::Embedded { exe, args: Vec::new() },
     };
     let browser = BrowserOptions { executable: args.chromium.clone(), headless: !args.headed, ..BrowserOptions::default() };
-    let opts = RunOptions { scenarios, seed, target, artifacts_base: args.artifacts.clone(), browser, replay };
+    let opts = RunOptions { scenarios, seed, target, artifacts_base: args.artifacts.clone(), browser, replay, sessions: args.sessions.clone() };
     let summary = runtime().block_on(scenario::run(opts))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -74,6 +74,8 @@ pub struct ScenarioResult {
     pub invariants: Vec<InvariantResult>,
     /// The operation that was running when the first invariant failed or the error happened.
     pub failed_op: Option<String>,
+    /// The correlation table and server state when the first invariant failed.
+    pub state_at_failure: Option<serde_json::Value>,
     pub error: Option<String>,
     pub duration_s: f64,
 }

@@ -37,15 +37,57 @@ pub struct Driver {
     pub artifacts: ArtifactDir,
     /// Agent sessions this run created (stopped at cleanup whatever happens).
     pub created: Vec<String>,
+    /// Agent sessions given with `--session`, used in order before creating any; never stopped.
+    pub given: Vec<String>,
+    given_next: usize,
     pub tabs: Vec<TabRecord>,
     pub results: Vec<InvariantResult>,
     pub current_op: Option<String>,
     pub failed_op: Option<String>,
+    /// Correlation table and server state when the first invariant failed.
+    pub state_at_failure: Option<serde_json::Value>,
     /// Prefix for invariant names, e.g. `two-tabs/`.
     pub phase: String,
 }
 
 impl Driver {
+    pub fn new(timeline: Timeline, browser: Browser, helix: HelixClient, monitor: Monitor, target: Target, artifacts: ArtifactDir, given: Vec<String>) -> Self {
+        Driver {
+            timeline,
+            browser: std::sync::Arc::new(browser),
+            helix,
+            monitor,
+            target,
+            artifacts,
+            created: Vec::new(),
+            given,
+            given_next: 0,
+            tabs: Vec::new(),
+            results: Vec::new(),
+            current_op: None,
+            failed_op: None,
+            state_at_failure: None,
+            phase: String::new(),
+        }
+    }
+
+    /// Start a phase of a scenario: invariant names get its prefix and given sessions are
+    /// used again from the first.
+    pub fn begin_phase(&mut self, name: &str) {
+        self.phase = format!("{name}/");
+        self.given_next = 0;
+    }
+
+    /// Start a scenario afresh: results, failure markers and phase are per scenario; given
+    /// sessions can be used again.
+    pub fn begin_scenario(&mut self) {
+        self.results.clear();
+        self.failed_op = None;
+        self.state_at_failure = None;
+        self.phase.clear();
+        self.given_next = 0;
+    }
+
     /// Run one operation, recording its start and outcome on the timeline.
     pub async fn op<T, E: std::fmt::Display>(&mut self, name: impl Into<String>, fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, OpError> {
         let name = name.into();
@@ -65,7 +107,13 @@ impl Driver {
         }
     }
 
+    /// An agent session for the scenario: the next one given with `--session`, else a new one.
     pub async fn create_session(&mut self) -> Result<String, OpError> {
+        if let Some(ses) = self.given.get(self.given_next).cloned() {
+            self.given_next += 1;
+            self.timeline.push(Event::Op { name: format!("use given agent session {ses}"), phase: OpPhase::Ok });
+            return Ok(ses);
+        }
         let helix = self.helix.clone();
         let ses = self.op("create agent session", helix.create_agent_session("helix-e2e")).await?;
         self.created.push(ses.clone());
@@ -115,6 +163,14 @@ impl Driver {
         self.op(format!("close tab {tab}"), browser.close_tab(tab)).await?;
         if let Some(t) = self.tabs.iter_mut().find(|t| t.id == tab) {
             t.open = false;
+        }
+        Ok(())
+    }
+
+    /// Stop an agent session if this run created it; a given one is left running.
+    pub async fn finish_session(&mut self, ses: &str) -> Result<(), OpError> {
+        if self.created.iter().any(|c| c == ses) {
+            self.stop_session(ses).await?;
         }
         Ok(())
     }
@@ -175,6 +231,8 @@ impl Driver {
         }
     }
 
+    /// Record an invariant's result; the first failure also keeps the correlated state of that
+    /// moment for the report.
     pub fn check(&mut self, mut r: InvariantResult) {
         r.name = format!("{}{}", self.phase, r.name);
         if r.passed {
@@ -183,6 +241,12 @@ impl Driver {
             tracing::warn!("FAIL {}: {}", r.name, r.message);
             if self.failed_op.is_none() {
                 self.failed_op = self.current_op.clone();
+                let tabs: Vec<TabId> = self.tabs.iter().map(|t| t.id).collect();
+                self.state_at_failure = Some(serde_json::json!({
+                    "invariant": r.name,
+                    "correlation": self.rows(&tabs),
+                    "servers": self.server_state(),
+                }));
             }
         }
         self.results.push(r);

@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub browser: BrowserOptions,
     /// The command line that replays this run, for the summary.
     pub replay: String,
+    /// Agent sessions to use instead of creating new ones (`--session`); left running.
+    pub sessions: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,26 +180,12 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
     let monitor = Monitor::start(wolf, mlw, target.log_files.clone(), timeline.clone());
     eprintln!("helix-e2e: launching Chromium");
     let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
-    let mut d = Driver {
-        timeline,
-        browser: std::sync::Arc::new(browser),
-        helix,
-        monitor,
-        target: target.clone(),
-        artifacts: artifacts.clone(),
-        created: Vec::new(),
-        tabs: Vec::new(),
-        results: Vec::new(),
-        current_op: None,
-        failed_op: None,
-        phase: String::new(),
-    };
+    let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), opts.sessions.clone());
     let mut verdict = Verdict::Pass;
     for name in &opts.scenarios {
         eprintln!("helix-e2e: scenario {name}");
         let t0 = Instant::now();
-        d.results.clear();
-        d.failed_op = None;
+        d.begin_scenario();
         if *stop.borrow() {
             break;
         }
@@ -233,6 +221,7 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
             verdict: v,
             invariants: d.results.clone(),
             failed_op: d.failed_op.clone(),
+            state_at_failure: d.state_at_failure.clone(),
             error,
             duration_s: t0.elapsed().as_secs_f64(),
         });

@@ -29,7 +29,7 @@ fn streaming(rows: &[Row], state: &ServerState, expected_viewers: usize, stamped
 }
 
 pub async fn run(d: &mut Driver) -> Result<(), OpError> {
-    d.phase = "two-tabs/".into();
+    d.begin_phase("two-tabs");
     let a = d.create_session().await?;
     let b = d.create_session().await?;
     let t1 = d.open_viewer(&a).await?;
@@ -45,7 +45,7 @@ pub async fn run(d: &mut Driver) -> Result<(), OpError> {
     d.screenshot_videos(t2, 1, "streaming").await;
     close_and_verify(d, &[t1, t2], &[a, b]).await?;
 
-    d.phase = "one-page/".into();
+    d.begin_phase("one-page");
     let a = d.create_session().await?;
     let b = d.create_session().await?;
     let page = d.open_board(&[a.clone(), b.clone()]).await?;
@@ -82,8 +82,11 @@ async fn close_and_verify(d: &mut Driver, tabs: &[usize], sessions: &[String]) -
         d.close_tab(t).await?;
     }
     for s in sessions {
-        d.stop_session(s).await?;
+        d.finish_session(s).await?;
     }
+    // Lobbies of sessions given with --session stay; everything else must go.
+    let sessions: Vec<String> = sessions.iter().filter(|s| !d.given.contains(s)).cloned().collect();
+    let sessions = &sessions[..];
     let (ses, u, m) = (sessions.to_vec(), uids.clone(), mlw.clone());
     d.wait_until("nothing of this phase remains", &[], CLEANUP_DEADLINE, move |_, s| checks::no_leftovers(s, &ses, &u, &m).passed).await;
     d.monitor.refresh().await;
