@@ -8,12 +8,11 @@ use super::ipc::{ServerToStreamer, StreamerInit, StreamerToServer};
 use super::rtc::{self, PeerOptions, INPUT_CHANNELS};
 use super::session::{self, Options, StopReason};
 use crate::frames::stamp::{self, Stamp};
-use crate::refstack::logfile::{LogFile, Style};
+use crate::refstack::logfile::{Captured, LogFile, Style};
 use crate::refstack::wolf::moonlight;
 use crate::refstack::wolf::state::WolfState;
 use crate::refstack::wolf::stream;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -25,22 +24,6 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp::codecs::h264::H264Packet;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 #[derive(Clone)]
 pub(super) struct TestWolf {

@@ -304,29 +304,11 @@ fn encode_loop(id: u64, state: &WolfState, tx: &mpsc::Sender<Vec<u8>>, stop: &At
 mod tests {
     use super::*;
     use crate::frames::stamp;
-    use crate::refstack::logfile::{LogFile, Style};
+    use crate::refstack::logfile::{Captured, LogFile, Style};
     use openh264::decoder::Decoder;
     use openh264::formats::YUVSource;
-    use std::io::Write;
-    use std::sync::Mutex;
     use tokio::io::AsyncWriteExt;
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl Captured {
-        fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-    }
 
     async fn wolf_with_session() -> (Arc<WolfState>, Captured, u64, SocketAddr) {
         let log = Captured::default();
