@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use helix_e2e::browser::BrowserOptions;
-use helix_e2e::refstack::streamer::ipc::PortRange;
+use helix_e2e::refstack::faults::Fault;
 use helix_e2e::scenario::{self, RunOptions, TargetChoice};
 use helix_e2e::{netns, refstack};
 use std::path::PathBuf;
@@ -62,6 +62,9 @@ struct RunArgs {
     /// Show the browser window (needs a display).
     #[arg(long)]
     headed: bool,
+    /// Run the embedded stack with a fault switch on: NAME[=VALUE], repeatable.
+    #[arg(long = "fault")]
+    faults: Vec<Fault>,
 }
 
 #[derive(clap::Args)]
@@ -72,18 +75,9 @@ struct RefstackArgs {
     /// Write the endpoints as JSON to this file once ready (atomically).
     #[arg(long)]
     announce: Option<PathBuf>,
-    /// moonlight-web's webrtc_port_range, as MIN-MAX.
-    #[arg(long, value_parser = parse_range)]
-    webrtc_port_range: Option<PortRange>,
-}
-
-fn parse_range(s: &str) -> Result<PortRange, String> {
-    let (a, b) = s.split_once('-').ok_or("expected MIN-MAX")?;
-    let (min, max) = (a.parse().map_err(|_| "bad MIN")?, b.parse().map_err(|_| "bad MAX")?);
-    if min > max {
-        return Err("MIN is above MAX".into());
-    }
-    Ok(PortRange { min, max })
+    /// Reproduce a documented failure: NAME[=VALUE], repeatable (e.g. webrtc-port-range=40000-40001).
+    #[arg(long = "fault")]
+    faults: Vec<Fault>,
 }
 
 fn main() {
@@ -120,7 +114,9 @@ fn main() {
 
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HELIX_E2E_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colours only for people: streamer and stand-in logs are captured into files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -131,6 +127,9 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     if !args.no_netns && !netns::inside() && args.target.is_none() && netns::available() {
         eprintln!("helix-e2e: running inside a private network namespace (use --no-netns to skip)");
         return Ok(netns::reexec_inside()?);
+    }
+    if args.target.is_some() && !args.faults.is_empty() {
+        bail!("--fault switches apply to the embedded reference stack only, not to --target");
     }
     ensure_chromium(&args)?;
     let seed = args.seed.unwrap_or_else(rand_seed);
@@ -143,9 +142,12 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     for s in &args.sessions {
         replay.push_str(&format!(" --session {s}"));
     }
+    for f in &args.faults {
+        replay.push_str(&format!(" --fault {f}"));
+    }
     let target = match &args.target {
         Some(p) => TargetChoice::File(p.clone()),
-        None => TargetChoice::Embedded { exe, args: Vec::new() },
+        None => TargetChoice::Embedded { exe, args: args.faults.iter().flat_map(|f| ["--fault".to_string(), f.to_string()]).collect() },
     };
     let browser = BrowserOptions { executable: args.chromium.clone(), headless: !args.headed, ..BrowserOptions::default() };
     let opts = RunOptions { scenarios, seed, target, artifacts_base: args.artifacts.clone(), browser, replay, sessions: args.sessions.clone() };
@@ -192,7 +194,7 @@ async fn run_refstack(args: RefstackArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("helix-e2e-refstack-{}", std::process::id())),
     };
-    let opts = refstack::Options { dir: dir.clone(), streamer_exe: std::env::current_exe()?, webrtc_port_range: args.webrtc_port_range };
+    let opts = refstack::Options { dir: dir.clone(), streamer_exe: std::env::current_exe()?, faults: args.faults.clone() };
     let endpoints = refstack::start(&opts).await?;
     let json = serde_json::to_string_pretty(&endpoints)?;
     if let Some(path) = &args.announce {

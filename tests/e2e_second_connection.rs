@@ -24,18 +24,24 @@ fn project_processes() -> BTreeSet<u32> {
     out
 }
 
+/// Runs share two cores: one at a time keeps timings honest.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Run the binary; returns the exit code, the JSON summary and stderr.
+fn run(args: &[&str], base: &Path) -> (Option<i32>, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e")).args(args).arg("--json").arg("--artifacts").arg(base).output().expect("run helix-e2e");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
+    (out.status.code(), summary, stderr)
+}
+
 #[test]
 fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = project_processes();
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e"))
-        .args(["run", "second-connection", "--json", "--seed", "1", "--artifacts"])
-        .arg(&base)
-        .output()
-        .expect("run helix-e2e");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
-    assert_eq!(out.status.code(), Some(0), "exit code; stderr:\n{stderr}\nsummary: {summary:#}");
+    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "1"], &base);
+    assert_eq!(code, Some(0), "exit code; stderr:\n{stderr}\nsummary: {summary:#}");
     assert_eq!(summary["verdict"], "pass", "{summary:#}");
     assert_eq!(summary["seed"], 1);
 
@@ -69,5 +75,28 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
     let after = project_processes();
     let leaked: Vec<&u32> = after.difference(&before).collect();
     assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// With a WebRTC port range that fits one peer only (F2's mechanism: every streamer peer binds
+/// its own sockets), the second viewer cannot connect and the run fails on named invariants.
+#[test]
+fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = project_processes();
+    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f2-{}", std::process::id()));
+    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "2", "--fault", "webrtc-port-range=40000-40000"], &base);
+    assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
+    assert_eq!(summary["verdict"], "fail");
+    let scenario = &summary["scenarios"][0];
+    let failed: Vec<(&str, &str)> = scenario["invariants"].as_array().unwrap().iter().filter(|i| i["passed"] == false).map(|i| (i["name"].as_str().unwrap(), i["message"].as_str().unwrap())).collect();
+    let tabs_connected = failed.iter().find(|(n, _)| *n == "two-tabs/tabs-connected").unwrap_or_else(|| panic!("tabs-connected did not fail: {failed:?}"));
+    assert!(tabs_connected.1.starts_with("tab 1 "), "the second tab is named: {}", tabs_connected.1);
+    assert!(failed.iter().any(|(n, _)| *n == "two-tabs/own-lobby-video"), "{failed:?}");
+    assert!(failed.iter().all(|(_, m)| !m.contains("tab 0 ")), "the first tab is unaffected: {failed:?}");
+    assert!(scenario["state_at_failure"]["correlation"].is_array(), "the state at the failure is kept");
+    assert!(summary["replay"].as_str().unwrap().contains("--fault webrtc-port-range=40000-40000"));
+    let after = project_processes();
+    assert!(after.difference(&before).next().is_none(), "processes left behind");
     let _ = std::fs::remove_dir_all(&base);
 }

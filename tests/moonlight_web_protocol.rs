@@ -12,7 +12,7 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 
 async fn stack() -> refstack::Endpoints {
     let dir = std::env::temp_dir().join(format!("helix-e2e-mlw-{}", uuid::Uuid::new_v4()));
-    let opts = refstack::Options { dir, streamer_exe: env!("CARGO_BIN_EXE_helix-e2e").into(), webrtc_port_range: None };
+    let opts = refstack::Options { dir, streamer_exe: env!("CARGO_BIN_EXE_helix-e2e").into(), faults: Vec::new() };
     refstack::start(&opts).await.unwrap()
 }
 

@@ -5,6 +5,7 @@
 //! starts `helix-e2e refstack` as a child process and talks to it through the same interfaces as
 //! to the real services.
 
+pub mod faults;
 pub mod helix;
 pub mod logfile;
 pub mod moonlight_web;
@@ -25,7 +26,15 @@ pub struct Options {
     pub dir: PathBuf,
     /// The executable that runs `__streamer` (this binary).
     pub streamer_exe: PathBuf,
-    pub webrtc_port_range: Option<PortRange>,
+    pub faults: Vec<faults::Fault>,
+}
+
+impl Options {
+    fn webrtc_port_range(&self) -> Option<PortRange> {
+        self.faults.iter().map(|f| match f {
+            faults::Fault::WebrtcPortRange(r) => *r,
+        }).last()
+    }
 }
 
 /// Where the running stand-in can be reached: what `helix-e2e refstack` prints and the driver
@@ -85,7 +94,7 @@ pub async fn start(opts: &Options) -> Result<Endpoints, RefstackError> {
         credentials: Some(credentials.clone()),
         bind_address: mlw_addr.to_string(),
         webrtc_ice_servers: Vec::new(),
-        webrtc_port_range: opts.webrtc_port_range,
+        webrtc_port_range: opts.webrtc_port_range(),
         pair_device_name: "roth".into(),
         streamer_path: opts.streamer_exe.clone(),
         wolf_http: wolf_http.clone(),
