@@ -65,6 +65,9 @@ struct RunArgs {
     /// Run the embedded stack with a fault switch on: NAME[=VALUE], repeatable.
     #[arg(long = "fault")]
     faults: Vec<Fault>,
+    /// Detector thresholds (TOML, see e2e/detectors.toml); built-in defaults otherwise.
+    #[arg(long)]
+    thresholds: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -150,7 +153,14 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         None => TargetChoice::Embedded { exe, args: args.faults.iter().flat_map(|f| ["--fault".to_string(), f.to_string()]).collect() },
     };
     let browser = BrowserOptions { executable: args.chromium.clone(), headless: !args.headed, ..BrowserOptions::default() };
-    let opts = RunOptions { scenarios, seed, target, artifacts_base: args.artifacts.clone(), browser, replay, sessions: args.sessions.clone() };
+    let thresholds = match &args.thresholds {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading thresholds {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("thresholds file {} is not valid", p.display()))?
+        }
+        None => Default::default(),
+    };
+    let opts = RunOptions { scenarios, seed, target, artifacts_base: args.artifacts.clone(), browser, replay, sessions: args.sessions.clone(), thresholds };
     let summary = runtime().block_on(scenario::run(opts))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -45,6 +45,8 @@ pub enum Event {
     Log { service: String, level: String, message: String },
     /// A poll of server truth, already redacted.
     Poll { service: String, what: String, data: serde_json::Value },
+    /// A detector named a documented failure.
+    Detection { fault: String, name: String, tab: Option<TabId>, message: String, first_symptom: EpochMs },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +201,7 @@ fn redact_event(r: &Redactor, event: Event) -> Event {
         Event::WolfEvent { name, data } => Event::WolfEvent { name, data: r.json(&data) },
         Event::Log { service, level, message } => Event::Log { service, level, message: r.text(&message) },
         Event::Poll { service, what, data } => Event::Poll { service, what, data: r.json(&data) },
+        Event::Detection { fault, name, tab, message, first_symptom } => Event::Detection { fault, name, tab, message: r.text(&message), first_symptom },
         other => other,
     }
 }

@@ -76,6 +76,8 @@ pub struct ScenarioResult {
     pub failed_op: Option<String>,
     /// The correlation table and server state when the first invariant failed.
     pub state_at_failure: Option<serde_json::Value>,
+    /// Documented failures the detectors named, with first symptom and decision times.
+    pub detections: Vec<crate::verdict::detectors::Detection>,
     pub error: Option<String>,
     pub duration_s: f64,
 }

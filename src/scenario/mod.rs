@@ -13,6 +13,8 @@ use crate::sut::monitor::Monitor;
 use crate::sut::moonlight_web::MoonlightWebClient;
 use crate::sut::wolf::WolfClient;
 use crate::timeline::Timeline;
+use crate::verdict::detectors::Thresholds;
+use crate::verdict::live::LiveDetectors;
 use driver::Driver;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -45,6 +47,7 @@ pub struct RunOptions {
     pub replay: String,
     /// Agent sessions to use instead of creating new ones (`--session`); left running.
     pub sessions: Vec<String>,
+    pub thresholds: Thresholds,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +192,7 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
         if *stop.borrow() {
             break;
         }
+        let live = LiveDetectors::start(d.timeline.clone(), opts.thresholds.clone(), crate::timeline::now_ms());
         let scenario = async {
             match name.as_str() {
                 second_connection::NAME => second_connection::run(&mut d).await,
@@ -196,6 +200,11 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
             }
         };
         let outcome = unless_interrupted(stop, scenario).await.unwrap_or_else(|e| Err(driver::OpError { op: "interrupted".into(), detail: e }));
+        let detections = live.finish();
+        d.phase.clear();
+        for det in &detections {
+            d.check(crate::verdict::InvariantResult::fail(&det.label(), det.message.clone()));
+        }
         let error = outcome.err().map(|e| {
             d.failed_op.get_or_insert(e.op.clone());
             e.to_string()
@@ -222,6 +231,7 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
             invariants: d.results.clone(),
             failed_op: d.failed_op.clone(),
             state_at_failure: d.state_at_failure.clone(),
+            detections,
             error,
             duration_s: t0.elapsed().as_secs_f64(),
         });

@@ -4,6 +4,8 @@
 //! the moment it was decided so reports can show the state then.
 
 pub mod checks;
+pub mod detectors;
+pub mod live;
 
 use crate::timeline::EpochMs;
 use serde::Serialize;

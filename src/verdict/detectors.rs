@@ -1,0 +1,580 @@
+//! Fault detectors: one named detector per documented failure (F1–F13 of the failure catalog),
+//! each reading the whole timeline — browser probes, server polls, Wolf events, service logs —
+//! and deciding as soon as the evidence is there.
+//!
+//! A detection names the failure, the tab, the time of its first symptom and the time the
+//! evidence became sufficient, so detection latency is `decided_at - first_symptom`, both taken
+//! from observations. Symptoms the driver caused itself (closing a tab, stopping a session) are
+//! excused: a detector only accuses what happened to a viewer the driver was not tearing down.
+
+use crate::browser::viewers::{fold_viewers, ViewerFacts};
+use crate::sut::moonlight_web::MlwSession;
+use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfSession};
+use crate::timeline::{EpochMs, Event, Observation, OpPhase, TabId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Thresholds, from configuration (`e2e/detectors.toml` or defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// F2: a viewer whose ICE is not connected this long after negotiation started.
+    pub ice_connect_secs: f64,
+    /// F3: discrepant `client_count` polls needed after a logged join.
+    pub join_polls: usize,
+    /// F5: how long a moonlight-web session may lack its WebSocket.
+    pub stuck_secs: f64,
+    /// F6/F7: how long server state may disagree before it counts.
+    pub mismatch_secs: f64,
+    /// F8: how long decoded frames may stay black.
+    pub black_secs: f64,
+    /// F9: how long a connected viewer's picture may stand still.
+    pub freeze_secs: f64,
+    /// F11: `chunk too short` lines within `sctp_window_secs`.
+    pub sctp_lines: usize,
+    pub sctp_window_secs: f64,
+    /// F12: how long a viewer may sit in "Moonlight Stream".
+    pub launch_stall_secs: f64,
+    /// F13: `AlreadyStreaming` answers one viewer may get.
+    pub busy_answers: usize,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            ice_connect_secs: 10.0,
+            join_polls: 2,
+            stuck_secs: 60.0,
+            mismatch_secs: 5.0,
+            black_secs: 1.0,
+            freeze_secs: 2.0,
+            sctp_lines: 3,
+            sctp_window_secs: 10.0,
+            launch_stall_secs: 10.0,
+            busy_answers: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Detection {
+    /// `F1` … `F13`.
+    pub fault: &'static str,
+    /// The detector's name, e.g. `webrtc-ports-exhausted`.
+    pub name: &'static str,
+    pub tab: Option<TabId>,
+    pub message: String,
+    pub first_symptom: EpochMs,
+    pub decided_at: EpochMs,
+}
+
+impl Detection {
+    /// `F2 webrtc-ports-exhausted`: the invariant name reports use.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.fault, self.name)
+    }
+
+    pub fn latency_ms(&self) -> f64 {
+        self.decided_at - self.first_symptom
+    }
+}
+
+/// The catalog: fault id, detector name, what it means.
+pub const DETECTORS: &[(&str, &str, &str)] = &[
+    ("F1", "treated-as-resume", "a new viewer was taken for a resume: Wolf logged an unregistered resume and the tab got PeerDisconnect before ConnectionComplete"),
+    ("F2", "webrtc-ports-exhausted", "a viewer's ICE never connected (the streamer could not bind WebRTC ports)"),
+    ("F3", "join-not-counted", "Wolf logged a lobby join but the lobby's client_count does not include the session"),
+    ("F4", "control-stream-timeout", "Wolf dropped a streaming viewer's control peer ([ENET] disconnected client) and the tab lost its stream"),
+    ("F5", "stuck-session", "a moonlight-web session kept has_websocket:false"),
+    ("F6", "zombie-streamer", "a streamer outlived its session, or a dead streamer stayed listed"),
+    ("F7", "lobby-mismatch", "Wolf kept a session moonlight-web no longer has"),
+    ("F8", "black-frames", "frames keep decoding but every pixel is black"),
+    ("F9", "frozen-video", "the connection is up but the picture stands still"),
+    ("F11", "sctp-corruption", "moonlight-web logged `chunk too short` repeatedly"),
+    ("F12", "slow-launch", "a viewer stalled in the Moonlight Stream stage (launch against Wolf timed out)"),
+    ("F13", "already-streaming-loop", "a viewer was answered AlreadyStreaming again and again"),
+];
+
+/// Run every detector over the observations; at most one detection per fault, the earliest.
+pub fn detect(obs: &[Observation], t: &Thresholds) -> Vec<Detection> {
+    let ctx = Ctx::new(obs);
+    let mut found: Vec<Detection> = Vec::new();
+    for d in [
+        f1_treated_as_resume(&ctx),
+        f2_webrtc_ports_exhausted(&ctx, t),
+        f3_join_not_counted(&ctx, t),
+        f4_control_stream_timeout(&ctx),
+        f5_stuck_session(&ctx, t),
+        f6_zombie_streamer(&ctx, t),
+        f7_lobby_mismatch(&ctx, t),
+        f8_black_frames(&ctx, t),
+        f9_frozen_video(&ctx, t),
+        f11_sctp_corruption(&ctx, t),
+        f12_slow_launch(&ctx, t),
+        f13_already_streaming_loop(&ctx, t),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        found.push(d);
+    }
+    found.sort_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom));
+    found
+}
+
+/// What detectors share: the viewers, the polls and logs in order, and the driver's own
+/// teardown operations.
+struct Ctx<'a> {
+    viewers: Vec<ViewerFacts>,
+    logs: Vec<(EpochMs, &'a str, &'a str)>,
+    mlw_polls: Vec<(EpochMs, Vec<MlwSession>)>,
+    wolf_sessions: Vec<(EpochMs, Vec<WolfSession>)>,
+    lobbies: Vec<(EpochMs, Vec<WolfLobby>)>,
+    memory: Vec<(EpochMs, Vec<LobbyMemory>)>,
+    /// (start time, tab) of every close/reload the driver started.
+    teardowns: Vec<(EpochMs, TabId)>,
+    /// (start time, agent session) of every stop the driver started.
+    stops: Vec<(EpochMs, String)>,
+    end: EpochMs,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(obs: &'a [Observation]) -> Self {
+        let mut c = Ctx {
+            viewers: fold_viewers(obs),
+            logs: Vec::new(),
+            mlw_polls: Vec::new(),
+            wolf_sessions: Vec::new(),
+            lobbies: Vec::new(),
+            memory: Vec::new(),
+            teardowns: Vec::new(),
+            stops: Vec::new(),
+            end: obs.last().map(|o| o.at).unwrap_or(0.0),
+        };
+        for o in obs {
+            match &o.event {
+                Event::Log { service, message, .. } => c.logs.push((o.at, service.as_str(), message.as_str())),
+                Event::Poll { service, what, data } => match (service.as_str(), what.as_str()) {
+                    ("moonlight-web", "sessions") => c.mlw_polls.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
+                    ("wolf", "sessions") => c.wolf_sessions.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
+                    ("wolf", "lobbies") => c.lobbies.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
+                    ("wolf", "memory") => c.memory.push((o.at, data.get("lobbies").cloned().and_then(|l| serde_json::from_value(l).ok()).unwrap_or_default())),
+                    _ => {}
+                },
+                Event::Op { name, phase: OpPhase::Start } => {
+                    if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
+                        c.teardowns.push((o.at, tab));
+                    }
+                    if let Some(ses) = name.strip_prefix("stop agent session ") {
+                        c.stops.push((o.at, ses.trim().to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// Whether the driver was tearing this viewer down at `at` (closing/reloading its tab or
+    /// stopping its agent session).
+    fn excused(&self, v: &ViewerFacts, at: EpochMs) -> bool {
+        let ses = v.client_unique_id.as_deref().and_then(crate::verdict::checks::agent_session_of);
+        self.teardowns.iter().any(|(t, tab)| *tab == v.tab && *t >= v.started_at && *t <= at)
+            || self.stops.iter().any(|(t, s)| Some(s.as_str()) == ses && *t <= at)
+    }
+
+    fn error_at(v: &ViewerFacts, what: &str) -> Option<EpochMs> {
+        v.errors.iter().find(|e| e.message == what).map(|e| e.at)
+    }
+
+    fn first_log(&self, needle: &str, after: EpochMs) -> Option<(EpochMs, &'a str)> {
+        self.logs.iter().find(|(t, _, m)| *t >= after && m.contains(needle)).map(|(t, _, m)| (*t, *m))
+    }
+}
+
+fn who(v: &ViewerFacts) -> String {
+    format!("tab {} ({})", v.tab, v.client_unique_id.as_deref().unwrap_or("?"))
+}
+
+fn secs(ms: f64) -> f64 {
+    ms / 1000.0
+}
+
+fn f1_treated_as_resume(c: &Ctx) -> Option<Detection> {
+    let (log_at, line) = c.first_log("Received resume event from an unregistered session", 0.0)?;
+    // The tab that never got its stream and was told PeerDisconnect around that line.
+    let v = c.viewers.iter().find(|v| {
+        v.connection_complete_at.is_none() && Ctx::error_at(v, "PeerDisconnect").is_some_and(|t| (t - log_at).abs() < 20_000.0) && !c.excused(v, log_at)
+    })?;
+    let pd = Ctx::error_at(v, "PeerDisconnect")?;
+    Some(Detection {
+        fault: "F1",
+        name: "treated-as-resume",
+        tab: Some(v.tab),
+        message: format!("{} got PeerDisconnect before ConnectionComplete; Wolf logged \"{line}\" {:.1} s earlier", who(v), secs(pd - log_at)),
+        first_symptom: log_at.min(pd),
+        decided_at: log_at.max(pd),
+    })
+}
+
+fn f2_webrtc_ports_exhausted(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    // Server-side corroboration: the streamer could not bind an IPv4 socket in the range.
+    let bind_failure = c.logs.iter().find(|(_, _, m)| m.contains("could not listen udp") && !m.contains("could not listen udp fe80") && !m.contains("could not listen udp ::")).map(|(t, _, m)| (*t, *m));
+    c.viewers.iter().filter_map(|v| {
+        let negotiating = v.stages.iter().find(|s| s.stage == "WebRTC Peer Negotiation").map(|s| s.at)?;
+        let connected = v.first_connected_at;
+        let failed_state = (v.ice_state.as_deref() == Some("failed") || v.connection_state.as_deref() == Some("failed")).then_some(v.closed_at.unwrap_or(c.end));
+        let peer_disconnect = Ctx::error_at(v, "PeerDisconnect");
+        let deadline = negotiating + t.ice_connect_secs * 1000.0;
+        // Evidence that ICE will not connect, earliest first.
+        let mut evidence: Vec<(EpochMs, String)> = Vec::new();
+        if let Some(f) = failed_state.filter(|f| connected.is_none_or(|c| c > *f)) {
+            evidence.push((f, "ICE failed".into()));
+        }
+        if let Some(p) = peer_disconnect.filter(|p| connected.is_none_or(|c| c > *p)) {
+            evidence.push((p, "PeerDisconnect".into()));
+        }
+        if connected.is_none_or(|c| c > deadline) && c.end >= deadline && v.closed_at.is_none_or(|x| x >= deadline) {
+            evidence.push((deadline, format!("ICE not connected {:.0} s after negotiation started", t.ice_connect_secs)));
+        }
+        if let Some((bt, line)) = bind_failure {
+            if bt >= v.started_at - 1000.0 && connected.is_none_or(|c| c > bt + 1000.0) && c.end >= bt + 1000.0 && v.closed_at.is_none_or(|x| x > bt) {
+                evidence.push((bt + 1000.0, format!("moonlight-web: \"{}\"", line.chars().take(160).collect::<String>())));
+            }
+        }
+        evidence.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (decided, why) = evidence.first()?.clone();
+        if c.excused(v, decided) {
+            return None;
+        }
+        let first = bind_failure.map(|(bt, _)| bt).filter(|bt| *bt >= v.started_at - 1000.0).unwrap_or(decided).min(decided);
+        Some(Detection {
+            fault: "F2",
+            name: "webrtc-ports-exhausted",
+            tab: Some(v.tab),
+            message: format!("{} ICE {} for {:.1} s after negotiation started, never connected: {why}", who(v), v.ice_state.as_deref().unwrap_or("new"), secs(decided - negotiating)),
+            first_symptom: first,
+            decided_at: decided,
+        })
+    })
+    .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}
+
+/// `[LOBBY] Session <sid> joining lobby <lid>`.
+fn parse_join(m: &str) -> Option<(&str, &str)> {
+    let rest = m.strip_prefix("[LOBBY] Session ")?;
+    let (sid, lid) = rest.split_once(" joining lobby ")?;
+    Some((sid.trim(), lid.trim()))
+}
+
+fn f3_join_not_counted(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    for (join_at, _, m) in &c.logs {
+        let Some((sid, lid)) = parse_join(m) else { continue };
+        // Polls taken after the join, while Wolf still has the session.
+        let mut bad = Vec::new();
+        for (at, lobbies) in c.lobbies.iter().filter(|(at, _)| *at > join_at + 100.0) {
+            let alive = c.wolf_sessions.iter().rev().find(|(t, _)| t <= at).is_some_and(|(_, s)| s.iter().any(|s| s.client_id == sid));
+            let Some(lobby) = lobbies.iter().find(|l| l.id == lid) else { break };
+            if !alive {
+                break;
+            }
+            if lobby.connected_sessions.iter().any(|s| s == sid) {
+                bad.clear();
+                break;
+            }
+            bad.push(*at);
+            if bad.len() >= t.join_polls {
+                let count = c.memory.iter().rev().find(|(t, _)| t <= at).and_then(|(_, m)| m.iter().find(|l| l.lobby_id == lid)).map(|l| l.client_count);
+                return Some(Detection {
+                    fault: "F3",
+                    name: "join-not-counted",
+                    tab: c.viewers.iter().find(|v| v.client_id.as_deref() == Some(sid)).map(|v| v.tab),
+                    message: format!(
+                        "Wolf logged \"{m}\" but lobby {lid} lists {} connected session(s) without {sid} (client_count {})",
+                        lobby.connected_sessions.len(),
+                        count.map(|c| c.to_string()).unwrap_or("?".into())
+                    ),
+                    first_symptom: bad[0],
+                    decided_at: *at,
+                });
+            }
+        }
+    }
+    None
+}
+
+fn f4_control_stream_timeout(c: &Ctx) -> Option<Detection> {
+    for (i, (at, _, m)) in c.logs.iter().enumerate() {
+        if !m.contains("[ENET] disconnected client") {
+            continue;
+        }
+        // Wolf follows the disconnect with the session leaving its lobby.
+        let over = c.logs[i + 1..].iter().take_while(|(t, _, _)| *t - at < 500.0).find_map(|(_, _, m)| {
+            let rest = m.strip_prefix("[LOBBY] Moonlight stream ")?;
+            let (sid, lid) = rest.split_once(" over, leaving lobby ")?;
+            Some((sid.trim().to_string(), lid.trim().to_string()))
+        });
+        let Some((sid, lid)) = over else { continue };
+        let Some(v) = c.viewers.iter().find(|v| v.client_id.as_deref() == Some(sid.as_str())) else { continue };
+        // A streaming viewer the driver was not tearing down, whose tab learned of it after.
+        let streaming = v.connection_complete_at.is_some_and(|t| t < *at) && v.closed_at.is_none_or(|x| x > *at);
+        let told_after = Ctx::error_at(v, "PeerDisconnect").is_none_or(|p| p >= *at);
+        if !streaming || !told_after || c.excused(v, *at) {
+            continue;
+        }
+        let joined = c.logs.iter().rev().find(|(t, _, m)| t <= at && parse_join(m).is_some_and(|(s, _)| s == sid)).map(|(t, _, _)| *t);
+        return Some(Detection {
+            fault: "F4",
+            name: "control-stream-timeout",
+            tab: Some(v.tab),
+            message: format!(
+                "Wolf logged \"{m}\" for session {sid} of {}{}; it left lobby {lid} while the tab was streaming",
+                who(v),
+                joined.map(|j| format!(", {:.1} s after it joined", secs(at - j))).unwrap_or_default()
+            ),
+            first_symptom: *at,
+            decided_at: *at,
+        });
+    }
+    None
+}
+
+/// How long each moonlight-web session has continuously matched `pred`, poll by poll.
+fn sustained(polls: &[(EpochMs, Vec<MlwSession>)], pred: impl Fn(&MlwSession) -> bool, min_ms: f64) -> Option<(MlwSession, EpochMs, EpochMs)> {
+    let mut since: BTreeMap<String, EpochMs> = BTreeMap::new();
+    for (at, sessions) in polls {
+        let now: BTreeSet<&str> = sessions.iter().filter(|s| pred(s)).map(|s| s.session_id.as_str()).collect();
+        since.retain(|id, _| now.contains(id.as_str()));
+        for s in sessions.iter().filter(|s| pred(s)) {
+            let start = *since.entry(s.session_id.clone()).or_insert(*at);
+            if at - start >= min_ms {
+                return Some((s.clone(), start, *at));
+            }
+        }
+    }
+    None
+}
+
+fn tab_of(c: &Ctx, session_id: &str) -> Option<TabId> {
+    c.viewers.iter().find(|v| v.session_id.as_deref() == Some(session_id)).map(|v| v.tab)
+}
+
+fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let (s, from, at) = sustained(&c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, t.stuck_secs * 1000.0)?;
+    Some(Detection {
+        fault: "F5",
+        name: "stuck-session",
+        tab: tab_of(c, &s.session_id),
+        message: format!("moonlight-web session {} ({}) has had has_websocket:false for {:.1} s with its streamer alive", s.session_id, s.mode, secs(at - from)),
+        first_symptom: from,
+        decided_at: at,
+    })
+}
+
+fn f6_zombie_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let listed_dead = sustained(&c.mlw_polls, |s| !s.streamer_alive, t.mismatch_secs * 1000.0).map(|(s, from, at)| Detection {
+        fault: "F6",
+        name: "zombie-streamer",
+        tab: tab_of(c, &s.session_id),
+        message: format!("moonlight-web still lists session {} with streamer_alive:false after {:.1} s", s.session_id, secs(at - from)),
+        first_symptom: from,
+        decided_at: at,
+    });
+    let zombie_line = c.first_log("zombie sessions detected", 0.0).map(|(at, line)| Detection {
+        fault: "F6",
+        name: "zombie-streamer",
+        tab: None,
+        message: format!("moonlight-web logged \"{line}\""),
+        first_symptom: at,
+        decided_at: at,
+    });
+    // A streamer process still running after its session left the list (visible only when the
+    // target runs on this machine).
+    let orphan = orphan_streamer(c, t);
+    [listed_dead, zombie_line, orphan].into_iter().flatten().min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}
+
+fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let mut last_pid: BTreeMap<String, (u32, EpochMs)> = BTreeMap::new();
+    for (at, sessions) in &c.mlw_polls {
+        for s in sessions {
+            if let Some(pid) = s.streamer_pid {
+                last_pid.insert(s.session_id.clone(), (pid, *at));
+            }
+        }
+        let listed: BTreeSet<&str> = sessions.iter().map(|s| s.session_id.as_str()).collect();
+        for (id, (pid, seen)) in &last_pid {
+            if !listed.contains(id.as_str()) && at - seen >= t.mismatch_secs * 1000.0 && *at >= c.end - 1000.0 && process_alive(*pid) {
+                return Some(Detection {
+                    fault: "F6",
+                    name: "zombie-streamer",
+                    tab: tab_of(c, id),
+                    message: format!("streamer pid {pid} of moonlight-web session {id} is still running {:.1} s after the session left /api/sessions", secs(at - seen)),
+                    first_symptom: *seen,
+                    decided_at: *at,
+                });
+            }
+        }
+    }
+    None
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let mut since: BTreeMap<String, EpochMs> = BTreeMap::new();
+    for (at, sessions) in &c.wolf_sessions {
+        let Some((_, mlw)) = c.mlw_polls.iter().rev().find(|(t, _)| t <= at) else { continue };
+        let orphans: Vec<&WolfSession> = sessions.iter().filter(|s| !mlw.iter().any(|m| m.client_unique_id.as_deref() == Some(s.client_unique_id.as_str()))).collect();
+        since.retain(|id, _| orphans.iter().any(|s| &s.client_id == id));
+        for s in orphans {
+            let start = *since.entry(s.client_id.clone()).or_insert(*at);
+            if at - start >= t.mismatch_secs * 1000.0 {
+                return Some(Detection {
+                    fault: "F7",
+                    name: "lobby-mismatch",
+                    tab: c.viewers.iter().find(|v| v.client_unique_id.as_deref() == Some(s.client_unique_id.as_str())).map(|v| v.tab),
+                    message: format!("Wolf has kept session {} ({}) for {:.1} s that moonlight-web no longer has", s.client_id, s.client_unique_id, secs(at - start)),
+                    first_symptom: start,
+                    decided_at: *at,
+                });
+            }
+        }
+    }
+    None
+}
+
+fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    c.viewers
+        .iter()
+        .filter_map(|v| {
+            let mut start: Option<EpochMs> = None;
+            for f in v.frames.iter().filter(|f| f.sample.video_width > 0) {
+                if f.sample.mean_luma < crate::frames::analysis::BLACK_LUMA {
+                    let s = *start.get_or_insert(f.at);
+                    if f.at - s >= t.black_secs * 1000.0 && !c.excused(v, f.at) {
+                        let decoding = v.last_stats.as_ref().and_then(|s| s.stats.frames_decoded).unwrap_or(0);
+                        let pool = c.first_log("Failed to acquire buffer from pool", 0.0).map(|(_, l)| format!("; Wolf logged \"{l}\"")).unwrap_or_default();
+                        return Some(Detection {
+                            fault: "F8",
+                            name: "black-frames",
+                            tab: Some(v.tab),
+                            message: format!("{} shows black frames (mean luma {:.0}) for {:.1} s while decoding ({decoding} frames decoded){pool}", who(v), f.sample.mean_luma, secs(f.at - s)),
+                            first_symptom: s,
+                            decided_at: f.at,
+                        });
+                    }
+                } else {
+                    start = None;
+                }
+            }
+            None
+        })
+        .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}
+
+fn f9_frozen_video(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    c.viewers
+        .iter()
+        .filter_map(|v| {
+            let connected = v.first_connected_at?;
+            let mut run: Option<(EpochMs, String)> = None;
+            for f in v.frames.iter().filter(|f| f.at > connected && f.sample.video_width > 0 && f.sample.mean_luma >= crate::frames::analysis::BLACK_LUMA) {
+                // With stamps the counter must move; without, the picture hash.
+                let key = f.stamp.map(|s| format!("{}:{}", s.tag, s.counter)).unwrap_or_else(|| f.sample.hash.clone());
+                let s = match &run {
+                    Some((s, k)) if *k == key => *s,
+                    _ => {
+                        run = Some((f.at, key));
+                        f.at
+                    }
+                };
+                if f.at - s >= t.freeze_secs * 1000.0 && v.closed_at.is_none_or(|x| x > f.at) && !c.excused(v, f.at) {
+                    return Some(Detection {
+                        fault: "F9",
+                        name: "frozen-video",
+                        tab: Some(v.tab),
+                        message: format!("{} picture has not changed for {:.1} s while the peer connection is {}", who(v), secs(f.at - s), v.connection_state.as_deref().unwrap_or("?")),
+                        first_symptom: s,
+                        decided_at: f.at,
+                    });
+                }
+            }
+            None
+        })
+        .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}
+
+fn f11_sctp_corruption(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let lines: Vec<EpochMs> = c.logs.iter().filter(|(_, _, m)| m.contains("chunk too short")).map(|(t, _, _)| *t).collect();
+    let n = t.sctp_lines.max(1);
+    lines.windows(n).find(|w| w[n - 1] - w[0] <= t.sctp_window_secs * 1000.0).map(|w| Detection {
+        fault: "F11",
+        name: "sctp-corruption",
+        tab: None,
+        message: format!("moonlight-web logged `chunk too short` {n} times in {:.1} s", secs(w[n - 1] - w[0])),
+        first_symptom: w[0],
+        decided_at: w[n - 1],
+    })
+}
+
+fn f12_slow_launch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let timed_out = c.first_log("Error(Connect, TimedOut)", 0.0);
+    c.viewers
+        .iter()
+        .filter_map(|v| {
+            let started = v.stages.iter().find(|s| s.stage == "Moonlight Stream" && matches!(s.phase, crate::browser::viewers::StagePhase::Starting)).map(|s| s.at)?;
+            let done = v.stages.iter().find(|s| s.stage == "Moonlight Stream" && !matches!(s.phase, crate::browser::viewers::StagePhase::Starting)).map(|s| s.at);
+            let log = timed_out.filter(|(at, _)| *at >= started && done.is_none_or(|d| d > *at));
+            let deadline = started + t.launch_stall_secs * 1000.0;
+            let decided = match log {
+                Some((at, _)) => at,
+                None if done.is_none_or(|d| d > deadline) && c.end >= deadline => deadline,
+                None => return None,
+            };
+            if c.excused(v, decided) || v.closed_at.is_some_and(|x| x < decided) {
+                return None;
+            }
+            Some(Detection {
+                fault: "F12",
+                name: "slow-launch",
+                tab: Some(v.tab),
+                message: format!(
+                    "{} stalled in \"Moonlight Stream\" for {:.1} s{}",
+                    who(v),
+                    secs(decided - started),
+                    log.map(|(_, l)| format!("; moonlight-web logged \"{}\"", l.chars().take(160).collect::<String>())).unwrap_or_default()
+                ),
+                first_symptom: log.map(|(at, _)| at).unwrap_or(started).min(decided),
+                decided_at: decided,
+            })
+        })
+        .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}
+
+fn f13_already_streaming_loop(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    // Retries open new sockets with the same client_unique_id: count per viewer identity.
+    let mut answers: BTreeMap<(TabId, String), Vec<EpochMs>> = BTreeMap::new();
+    for v in &c.viewers {
+        for e in v.errors.iter().filter(|e| e.message == "AlreadyStreaming") {
+            answers.entry((v.tab, v.client_unique_id.clone().unwrap_or_default())).or_default().push(e.at);
+        }
+    }
+    answers
+        .into_iter()
+        .filter_map(|((tab, uid), mut times)| {
+            times.sort_by(f64::total_cmp);
+            let n = t.busy_answers.max(1);
+            (times.len() >= n).then(|| Detection {
+                fault: "F13",
+                name: "already-streaming-loop",
+                tab: Some(tab),
+                message: format!("tab {tab} ({uid}) was answered AlreadyStreaming {} times in {:.1} s (a reused session_id)", times.len(), secs(times[times.len() - 1] - times[0])),
+                first_symptom: times[0],
+                decided_at: times[n - 1],
+            })
+        })
+        .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}

@@ -1,0 +1,64 @@
+//! Detectors, live: re-evaluated on the timeline every 250 ms while a scenario runs, so a
+//! failure is named within a fraction of a second of its evidence — and recorded once, with the
+//! moment the driver knew.
+
+use super::detectors::{detect, Detection, Thresholds};
+use crate::timeline::{now_ms, EpochMs, Event, Timeline};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const EVERY: Duration = Duration::from_millis(250);
+
+pub struct LiveDetectors {
+    found: Arc<Mutex<Vec<Detection>>>,
+    task: tokio::task::JoinHandle<()>,
+    timeline: Timeline,
+    thresholds: Thresholds,
+    since: EpochMs,
+}
+
+impl LiveDetectors {
+    /// Watch observations from `since` on.
+    pub fn start(timeline: Timeline, thresholds: Thresholds, since: EpochMs) -> Self {
+        let found = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(run(timeline.clone(), thresholds.clone(), since, found.clone()));
+        LiveDetectors { found, task, timeline, thresholds, since }
+    }
+
+    /// Stop watching; a last evaluation catches evidence of the final moments.
+    pub fn finish(self) -> Vec<Detection> {
+        self.task.abort();
+        evaluate(&self.timeline, &self.thresholds, self.since, &self.found);
+        let found = self.found.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        found
+    }
+}
+
+async fn run(timeline: Timeline, thresholds: Thresholds, since: EpochMs, found: Arc<Mutex<Vec<Detection>>>) {
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tick.tick().await;
+        let t = timeline.clone();
+        let th = thresholds.clone();
+        let f = found.clone();
+        // Folding the timeline is CPU work; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || evaluate(&t, &th, since, &f)).await;
+    }
+}
+
+/// Record detections of faults not yet recorded, stamped with the time the driver knew.
+fn evaluate(timeline: &Timeline, thresholds: &Thresholds, since: EpochMs, found: &Mutex<Vec<Detection>>) {
+    let obs: Vec<_> = timeline.snapshot().into_iter().filter(|o| o.at >= since).collect();
+    let now = now_ms();
+    let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+    for mut d in detect(&obs, thresholds) {
+        if found.iter().any(|f| f.fault == d.fault) {
+            continue;
+        }
+        // The evidence may be older than this evaluation: the driver knew only now.
+        d.decided_at = now.max(d.decided_at);
+        tracing::warn!("{}: {}", d.label(), d.message);
+        timeline.push(Event::Detection { fault: d.fault.to_string(), name: d.name.to_string(), tab: d.tab, message: d.message.clone(), first_symptom: d.first_symptom });
+        found.push(d);
+    }
+}
