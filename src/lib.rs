@@ -9,6 +9,7 @@ pub mod browser;
 pub mod config;
 pub mod correlate;
 pub mod frames;
+pub mod matrix;
 pub mod netns;
 pub mod redact;
 pub mod refstack;

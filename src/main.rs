@@ -23,6 +23,8 @@ enum Command {
     Run(RunArgs),
     /// List the scenarios.
     List,
+    /// Run the detection matrix: every fault's exposing scenario N times, plus N clean runs.
+    Matrix(MatrixArgs),
     /// Run the reference stack alone until Ctrl-C.
     Refstack(RefstackArgs),
     /// The streamer child of the stand-in moonlight-web (internal).
@@ -71,6 +73,24 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
+struct MatrixArgs {
+    /// Runs per fault (and clean runs).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Only these rows: fault ids (F1, F2, ...) or `clean`; repeatable.
+    #[arg(long = "only")]
+    only: Vec<String>,
+    /// Detector thresholds for the runs.
+    #[arg(long, default_value = "e2e/detectors-matrix.toml")]
+    thresholds: PathBuf,
+    #[arg(long, default_value = "artifacts")]
+    artifacts: PathBuf,
+    /// Seed of the first run; run i uses seed + i.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
 struct RefstackArgs {
     /// Directory for the Wolf socket and the service logs (a temporary one by default).
     #[arg(long)]
@@ -95,6 +115,10 @@ fn main() {
                 println!("{:<22} {}", s.name, s.about);
             }
             Ok(0)
+        }
+        Command::Matrix(args) => {
+            init_tracing("warn");
+            run_matrix(args)
         }
         Command::Refstack(args) => {
             init_tracing("info");
@@ -170,6 +194,28 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         eprintln!("helix-e2e: replay with: {}", summary.replay);
     }
     Ok(summary.verdict.exit_code())
+}
+
+fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
+    let id = format!("matrix-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
+    let dir = args.artifacts.join(&id);
+    let thresholds = args.thresholds.exists().then(|| args.thresholds.clone());
+    if thresholds.is_none() {
+        eprintln!("helix-e2e: {} not found; using built-in thresholds", args.thresholds.display());
+    }
+    let opts = helix_e2e::matrix::MatrixOptions {
+        exe: std::env::current_exe()?,
+        runs: args.runs,
+        only: args.only.clone(),
+        thresholds,
+        artifacts: dir.join("runs"),
+        first_seed: args.seed,
+    };
+    let rows = helix_e2e::matrix::run(&opts)?;
+    helix_e2e::matrix::write(&dir, &rows)?;
+    println!("{}", helix_e2e::matrix::markdown(&rows));
+    eprintln!("helix-e2e: matrix written to {}", dir.display());
+    Ok(0)
 }
 
 fn rand_seed() -> u64 {

@@ -95,6 +95,12 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     assert!(failed.iter().any(|(n, _)| *n == "two-tabs/own-lobby-video"), "{failed:?}");
     assert!(failed.iter().all(|(_, m)| !m.contains("tab 0 ")), "the first tab is unaffected: {failed:?}");
     assert!(scenario["state_at_failure"]["correlation"].is_array(), "the state at the failure is kept");
+    // The detector names the failure by its catalog entry, for the second tab, and nothing else.
+    let detections = scenario["detections"].as_array().unwrap();
+    let faults: Vec<&str> = detections.iter().map(|d| d["fault"].as_str().unwrap()).collect();
+    assert_eq!(faults, vec!["F2"], "{detections:?}");
+    assert_eq!(detections[0]["tab"], 1);
+    assert!(failed.iter().any(|(n, _)| *n == "F2 webrtc-ports-exhausted"), "{failed:?}");
     assert!(summary["replay"].as_str().unwrap().contains("--fault webrtc-port-range=40000-40000"));
     let after = project_processes();
     assert!(after.difference(&before).next().is_none(), "processes left behind");

@@ -217,12 +217,17 @@ fn f1_treated_as_resume(c: &Ctx) -> Option<Detection> {
     })
 }
 
+/// After a streamer logged that it could not bind, how long its viewer may still connect (a
+/// peer that bound on another address can): past this, the bind failure is the cause.
+const BIND_GRACE_MS: f64 = 300.0;
+
 fn f2_webrtc_ports_exhausted(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     // Server-side corroboration: the streamer could not bind an IPv4 socket in the range.
     let bind_failure = c.logs.iter().find(|(_, _, m)| m.contains("could not listen udp") && !m.contains("could not listen udp fe80") && !m.contains("could not listen udp ::")).map(|(t, _, m)| (*t, *m));
     c.viewers.iter().filter_map(|v| {
         let negotiating = v.stages.iter().find(|s| s.stage == "WebRTC Peer Negotiation").map(|s| s.at)?;
-        let connected = v.first_connected_at;
+        // A viewer that completed its connection had working ICE, whatever its probe missed.
+        let connected = v.first_connected_at.or(v.connection_complete_at);
         let failed_state = (v.ice_state.as_deref() == Some("failed") || v.connection_state.as_deref() == Some("failed")).then_some(v.closed_at.unwrap_or(c.end));
         let peer_disconnect = Ctx::error_at(v, "PeerDisconnect");
         let deadline = negotiating + t.ice_connect_secs * 1000.0;
@@ -238,8 +243,8 @@ fn f2_webrtc_ports_exhausted(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             evidence.push((deadline, format!("ICE not connected {:.0} s after negotiation started", t.ice_connect_secs)));
         }
         if let Some((bt, line)) = bind_failure {
-            if bt >= v.started_at - 1000.0 && connected.is_none_or(|c| c > bt + 1000.0) && c.end >= bt + 1000.0 && v.closed_at.is_none_or(|x| x > bt) {
-                evidence.push((bt + 1000.0, format!("moonlight-web: \"{}\"", line.chars().take(160).collect::<String>())));
+            if bt >= v.started_at - 1000.0 && connected.is_none_or(|c| c > bt + BIND_GRACE_MS) && c.end >= bt + BIND_GRACE_MS && v.closed_at.is_none_or(|x| x > bt) {
+                evidence.push((bt + BIND_GRACE_MS, format!("moonlight-web: \"{}\"", line.chars().take(160).collect::<String>())));
             }
         }
         evidence.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -577,4 +582,112 @@ fn f13_already_streaming_loop(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             })
         })
         .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::{Direction, ProbeEvent};
+    use serde_json::json;
+
+    fn log(at: EpochMs, service: &str, message: &str) -> Observation {
+        Observation { at, event: Event::Log { service: service.into(), level: "INFO".into(), message: message.into() } }
+    }
+    fn poll(at: EpochMs, service: &str, what: &str, data: serde_json::Value) -> Observation {
+        Observation { at, event: Event::Poll { service: service.into(), what: what.into(), data } }
+    }
+    fn tab(at: EpochMs, probe: ProbeEvent) -> Observation {
+        Observation { at, event: Event::Tab { tab: 1, probe } }
+    }
+    fn received(at: EpochMs, msg: serde_json::Value) -> Observation {
+        tab(at, ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg })
+    }
+    /// A viewer of `ses` on tab 1 that got as far as WebRTC negotiation at t=1000.
+    fn viewer(ses: &str) -> Vec<Observation> {
+        vec![
+            tab(0.0, ProbeEvent::PageLoad { url: "http://x/session".into() }),
+            tab(10.0, ProbeEvent::WsOpen { ws: 0, url: "ws://x/moonlight/host/stream".into() }),
+            tab(20.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": format!("agent-{ses}-u"), "mode": "create", "client_unique_id": format!("helix-agent-{ses}-L-u")}}) }),
+            received(1000.0, json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})),
+        ]
+    }
+    fn lobby(sessions: &[&str]) -> serde_json::Value {
+        json!([{"id": "L", "name": "Agent", "runner": {"env": ["HELIX_SESSION_ID=ses_a"]}, "connected_sessions": sessions}])
+    }
+
+    #[test]
+    fn f2_names_a_viewer_whose_ice_never_connects_and_cites_the_bind_failure() {
+        let mut obs = viewer("ses_a");
+        obs.push(log(1100.0, "moonlight-web", "[Streamer x] WARN webrtc_ice: could not listen udp 198.51.100.2: no port available"));
+        obs.push(log(1500.0, "moonlight-web", "still going"));
+        let d = detect(&obs, &Thresholds::default());
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].label(), "F2 webrtc-ports-exhausted");
+        assert_eq!((d[0].first_symptom, d[0].decided_at), (1100.0, 1400.0));
+        assert!(d[0].message.contains("could not listen udp 198.51.100.2"), "{}", d[0].message);
+    }
+
+    #[test]
+    fn f2_ignores_ipv6_link_local_noise_and_a_viewer_that_connects() {
+        let mut obs = viewer("ses_a");
+        obs.push(log(1100.0, "moonlight-web", "could not listen udp fe80::1: invalid port number"));
+        obs.push(tab(1200.0, ProbeEvent::PcCreated { pc: 0, config: json!({}) }));
+        obs.push(tab(1200.0, ProbeEvent::Link { ws: 0, pc: 0 }));
+        obs.push(tab(1500.0, ProbeEvent::PcState { pc: 0, which: crate::timeline::PcStateKind::Connection, state: "connected".into() }));
+        obs.push(log(20_000.0, "moonlight-web", "later"));
+        assert!(detect(&obs, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn f3_needs_consecutive_polls_missing_a_logged_join() {
+        let sessions = json!([{"app_id": "1", "client_id": "42", "client_ip": "127.0.0.1", "client_unique_id": "helix-agent-ses_a-L-u"}]);
+        let mut obs = vec![log(1000.0, "wolf", "[LOBBY] Session 42 joining lobby L"), poll(1050.0, "wolf", "sessions", sessions.clone()), poll(1060.0, "wolf", "lobbies", lobby(&[]))];
+        assert!(detect(&obs, &Thresholds::default()).is_empty(), "a poll racing the join is no evidence");
+        obs.push(poll(1500.0, "wolf", "sessions", sessions.clone()));
+        obs.push(poll(1510.0, "wolf", "lobbies", lobby(&[])));
+        assert!(detect(&obs, &Thresholds::default()).is_empty(), "one late poll is not enough");
+        obs.push(poll(2000.0, "wolf", "sessions", sessions.clone()));
+        obs.push(poll(2010.0, "wolf", "lobbies", lobby(&[])));
+        let d = detect(&obs, &Thresholds::default());
+        assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F3 join-not-counted"]);
+        assert_eq!((d[0].first_symptom, d[0].decided_at), (1510.0, 2010.0));
+        // Counted: nothing to say.
+        let ok = vec![log(1000.0, "wolf", "[LOBBY] Session 42 joining lobby L"), poll(1500.0, "wolf", "sessions", sessions.clone()), poll(1510.0, "wolf", "lobbies", lobby(&["42"])), poll(2000.0, "wolf", "sessions", sessions), poll(2010.0, "wolf", "lobbies", lobby(&["42"]))];
+        assert!(detect(&ok, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn f4_is_an_enet_drop_of_a_streaming_viewer_not_one_the_driver_closed() {
+        let mut obs = viewer("ses_a");
+        obs.push(received(2000.0, json!({"ConnectionComplete": {"capabilities": {"touch": false}, "width": 320, "height": 180, "client_id": "42"}})));
+        obs.push(log(3000.0, "wolf", "[LOBBY] Session 42 joining lobby L"));
+        obs.push(log(7000.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5000"));
+        obs.push(log(7001.0, "wolf", "[LOBBY] Moonlight stream 42 over, leaving lobby L"));
+        obs.push(received(7100.0, json!("PeerDisconnect")));
+        let d = detect(&obs, &Thresholds::default());
+        assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F4 control-stream-timeout"]);
+        assert!(d[0].message.contains("4.0 s after it joined"), "{}", d[0].message);
+        // The same lines after the driver started closing the tab are the driver's doing.
+        obs.insert(5, Observation { at: 6900.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
+        obs.sort_by(|a, b| a.at.total_cmp(&b.at));
+        assert!(detect(&obs, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn f11_counts_lines_in_a_window_and_f13_counts_busy_answers() {
+        let obs = vec![log(0.0, "moonlight-web", "chunk too short"), log(20_000.0, "moonlight-web", "chunk too short"), log(21_000.0, "moonlight-web", "chunk too short")];
+        assert!(detect(&obs, &Thresholds::default()).is_empty(), "3 lines over 21 s is not 3 in 10 s");
+        let mut obs = obs;
+        obs.push(log(22_000.0, "moonlight-web", "chunk too short"));
+        assert_eq!(detect(&obs, &Thresholds::default())[0].label(), "F11 sctp-corruption");
+
+        let mut obs = viewer("ses_a");
+        obs.push(received(1500.0, json!("AlreadyStreaming")));
+        assert!(detect(&obs, &Thresholds::default()).is_empty(), "one busy answer is a retry, not a loop");
+        obs.push(tab(3500.0, ProbeEvent::WsOpen { ws: 1, url: "ws://x/moonlight/host/stream".into() }));
+        obs.push(tab(3510.0, ProbeEvent::WsMessage { ws: 1, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": "agent-ses_a-u", "mode": "create", "client_unique_id": "helix-agent-ses_a-L-u"}}) }));
+        obs.push(tab(3600.0, ProbeEvent::WsMessage { ws: 1, dir: Direction::Received, msg: json!("AlreadyStreaming") }));
+        let d = detect(&obs, &Thresholds::default());
+        assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F13 already-streaming-loop"]);
+    }
 }
