@@ -6,18 +6,19 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-/// PIDs of processes this project starts that must not outlive a run.
-fn project_processes() -> BTreeSet<u32> {
+/// Every process a run starts inherits this variable, so leftovers can be told apart from
+/// processes of anything else running on the machine.
+const MARK: &str = "HELIX_E2E_TEST_MARK";
+
+/// Live processes carrying `MARK=<mark>` in their environment.
+fn marked_processes(mark: &str) -> BTreeSet<u32> {
+    let needle = format!("{MARK}={mark}");
     let mut out = BTreeSet::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.contains(") Z ") {
-            continue;
-        }
-        if cmd.contains("chromium") || cmd.contains("__streamer") || cmd.contains("helix-e2e refstack") || cmd.contains(" refstack --dir") {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+        if !zombie && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
             out.insert(pid);
         }
     }
@@ -28,8 +29,9 @@ fn project_processes() -> BTreeSet<u32> {
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Run the binary; returns the exit code, the JSON summary and stderr.
-fn run(args: &[&str], base: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e")).args(args).arg("--json").arg("--artifacts").arg(base).output().expect("run helix-e2e");
+/// The run carries `mark` (see `MARK`) down to every process it starts.
+fn run(args: &[&str], base: &Path, mark: &str) -> (Option<i32>, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e")).args(args).arg("--json").arg("--artifacts").arg(base).env(MARK, mark).output().expect("run helix-e2e");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
     (out.status.code(), summary, stderr)
@@ -38,9 +40,9 @@ fn run(args: &[&str], base: &Path) -> (Option<i32>, serde_json::Value, String) {
 #[test]
 fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let before = project_processes();
+    let mark = format!("pass-{}", std::process::id());
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-{}", std::process::id()));
-    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "1"], &base);
+    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "1"], &base, &mark);
     assert_eq!(code, Some(0), "exit code; stderr:\n{stderr}\nsummary: {summary:#}");
     assert_eq!(summary["verdict"], "pass", "{summary:#}");
     assert_eq!(summary["seed"], 1);
@@ -72,8 +74,7 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
     let timeline = std::fs::read_to_string(dir.join("timeline.jsonl")).unwrap();
     assert!(!timeline.contains("\"aes_key\":\"") || timeline.contains("\"aes_key\":\"[redacted]\""));
 
-    let after = project_processes();
-    let leaked: Vec<&u32> = after.difference(&before).collect();
+    let leaked = marked_processes(&mark);
     assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -83,9 +84,9 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
 #[test]
 fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let before = project_processes();
+    let mark = format!("f2-{}", std::process::id());
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f2-{}", std::process::id()));
-    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "2", "--fault", "webrtc-port-range=40000-40000"], &base);
+    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "2", "--fault", "webrtc-port-range=40000-40000"], &base, &mark);
     assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
     assert_eq!(summary["verdict"], "fail");
     let scenario = &summary["scenarios"][0];
@@ -102,7 +103,7 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     assert_eq!(detections[0]["tab"], 1);
     assert!(failed.iter().any(|(n, _)| *n == "F2 webrtc-ports-exhausted"), "{failed:?}");
     assert!(summary["replay"].as_str().unwrap().contains("--fault webrtc-port-range=40000-40000"));
-    let after = project_processes();
-    assert!(after.difference(&before).next().is_none(), "processes left behind");
+    let leaked = marked_processes(&mark);
+    assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
     let _ = std::fs::remove_dir_all(&base);
 }
