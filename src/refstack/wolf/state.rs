@@ -3,18 +3,25 @@
 //! Everything lives in memory, as in Wolf: a restart forgets it all. Every mutation goes through
 //! here so the log lines and the server-sent events stay in step with the state.
 
+use crate::refstack::faults::FaultSet;
 use crate::refstack::logfile::LogFile;
 use crate::frames::stamp;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// The one app Wolf offers in lobbies mode.
 pub const WOLF_UI_TITLE: &str = "Wolf UI";
 /// Frames per second of every picture producer (lobbies and Wolf UI sessions).
 pub const PRODUCER_FPS: f64 = 30.0;
+/// A thread whose heartbeat is older than this counts as stuck in `/system/health`.
+pub const STUCK_AFTER: Duration = Duration::from_secs(3);
+/// How often the watchdog repeats its "degraded" line while nothing changes.
+pub const DEGRADED_REPEAT: Duration = Duration::from_secs(10);
+/// What Wolf's encoder logs when its CUDA buffer pool runs dry (F8).
+pub const BUFFER_POOL_ERROR: &str = "Failed to acquire buffer from pool: -2";
 
 #[derive(Clone, Debug)]
 pub struct PairedClient {
@@ -36,6 +43,10 @@ pub struct Session {
     pub fps: u32,
     pub lobby: Option<String>,
     pub started: Instant,
+    /// When the session last joined a lobby (F4's idle clock starts here).
+    pub joined: Option<Instant>,
+    /// The session's encoder has no buffers: it keeps encoding, all black (F8).
+    pub black: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +80,33 @@ struct Inner {
     /// In creation order, as Wolf lists them (Helix's "last session wins" rule depends on it).
     sessions: Vec<Session>,
     lobbies: Vec<Lobby>,
+    /// Sessions launched since start (F8 counts them).
+    launches: u32,
+}
+
+/// One thread in `/system/health`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadHealth {
+    pub tid: u32,
+    pub name: String,
+    pub seconds_since_heartbeat: f64,
+    pub is_stuck: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Health {
+    pub threads: Vec<ThreadHealth>,
+    pub stuck: usize,
+}
+
+impl Health {
+    pub fn overall_status(&self) -> &'static str {
+        match self.stuck {
+            0 => "healthy",
+            n if n == self.threads.len() => "critical",
+            _ => "degraded",
+        }
+    }
 }
 
 pub struct WolfState {
@@ -77,6 +115,7 @@ pub struct WolfState {
     pub log: LogFile,
     pub app_id: String,
     pub started: Instant,
+    pub faults: FaultSet,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +134,10 @@ pub enum LobbyError {
 
 impl WolfState {
     pub fn new(log: LogFile) -> Self {
+        Self::with_faults(log, FaultSet::default())
+    }
+
+    pub fn with_faults(log: LogFile, faults: FaultSet) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Mutex::new(Inner::default()),
@@ -103,6 +146,7 @@ impl WolfState {
             // Wolf derives app ids from a hash; any stable digit string will do.
             app_id: "134906179".to_string(),
             started: Instant::now(),
+            faults,
         }
     }
 
@@ -133,8 +177,25 @@ impl WolfState {
     }
 
     /// The paired client a certificate identifies: the first paired certificate that "verifies".
+    /// With F1 on, verification is upstream Wolf's partial-chain check, under which two
+    /// self-signed certificates with the same subject and issuer verify each other whatever
+    /// their keys; otherwise (the Helix fork) only the same certificate does.
     pub fn identify(&self, cert_der: &[u8]) -> Option<PairedClient> {
-        self.lock().paired.iter().find(|p| p.cert_der == cert_der).cloned()
+        let inner = self.lock();
+        if self.faults.cert_subject_collision {
+            if let Some(names) = subject_and_issuer(cert_der) {
+                return inner.paired.iter().find(|p| subject_and_issuer(&p.cert_der).as_ref() == Some(&names)).cloned();
+            }
+        }
+        inner.paired.iter().find(|p| p.cert_der == cert_der).cloned()
+    }
+
+    /// The session registered for exactly this certificate (Wolf's session id is the hash of
+    /// the certificate the connection presented). `resume` and `cancel` look sessions up this
+    /// way, while `serverinfo` and `launch` go through [`Self::identify`]: with F1 on the two
+    /// disagree, which is how a second client gets "busy" and then "unregistered session".
+    pub fn session_of_certificate(&self, cert_der: &[u8]) -> Option<Session> {
+        self.session(cert_hash(cert_der))
     }
 
     pub fn paired_clients(&self) -> Vec<PairedClient> {
@@ -155,6 +216,8 @@ impl WolfState {
         if inner.sessions.iter().any(|s| s.id == client.client_id) {
             return None;
         }
+        inner.launches += 1;
+        let black = self.faults.black_after.is_some_and(|n| inner.launches >= n);
         let session = Session {
             id: client.client_id,
             client_unique_id: client_unique_id.to_string(),
@@ -167,11 +230,17 @@ impl WolfState {
             fps,
             lobby: None,
             started: Instant::now(),
+            joined: None,
+            black,
         };
         inner.sessions.push(session.clone());
         drop(inner);
         self.log.info(format!("[HTTPS] Launching app {} for session {}", WOLF_UI_TITLE, session.id));
         self.log.debug(format!("Starting Wolf-UI container Wolf-UI_{}", session.id));
+        if black {
+            // The pipeline still runs: frames keep flowing, each one a black surface.
+            self.log.error(BUFFER_POOL_ERROR);
+        }
         self.fire("StreamSession", session_json(&session, false));
         Some(session)
     }
@@ -208,6 +277,11 @@ impl WolfState {
 
     /// The ENet control peer of a session went away: Helix's Wolf fires `StopStreamEvent`.
     pub fn control_lost(&self, id: u64, peer: SocketAddr) {
+        if self.faults.orphan_wolf_session {
+            // F7: the disconnect goes unnoticed, so the session outlives its client.
+            tracing::debug!("session {id}: control peer {peer} gone, not noticed (orphan-wolf-session)");
+            return;
+        }
         self.log.debug(format!("[ENET] disconnected client: {}:{}", peer.ip(), peer.port()));
         self.stop_session(id);
     }
@@ -217,10 +291,62 @@ impl WolfState {
         let inner = self.lock();
         let session = inner.sessions.iter().find(|s| s.id == id)?;
         let lobby = session.lobby.as_ref().and_then(|lid| inner.lobbies.iter().find(|l| &l.id == lid));
+        let black = session.black;
         Some(match lobby {
-            Some(l) => PictureSpec { tag: l.tag, counter: frames_since(l.created), black: false },
-            None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black: false },
+            Some(l) => PictureSpec { tag: l.tag, counter: self.lobby_frames(l), black },
+            None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black },
         })
+    }
+
+    /// Frames a lobby's producer has made; with F9 on it stops at the freeze.
+    fn lobby_frames(&self, l: &Lobby) -> u32 {
+        let frames = frames_since(l.created);
+        match self.faults.freeze_after {
+            Some(after) => frames.min((after.as_secs_f64() * PRODUCER_FPS) as u32),
+            None => frames,
+        }
+    }
+
+    /// Wolf's watchdog view: the main and HTTP threads, plus one producer thread per lobby whose
+    /// heartbeat is its last produced frame.
+    pub fn health(&self) -> Health {
+        let inner = self.lock();
+        let mut threads = vec![
+            ThreadHealth { tid: 1, name: "wolf".into(), seconds_since_heartbeat: 0.0, is_stuck: false },
+            ThreadHealth { tid: 2, name: "HTTPServer".into(), seconds_since_heartbeat: 0.0, is_stuck: false },
+        ];
+        for (i, l) in inner.lobbies.iter().enumerate() {
+            let age = l.created.elapsed();
+            let since = match self.faults.freeze_after {
+                Some(after) if age > after => (age - after).as_secs_f64(),
+                _ => 0.0,
+            };
+            threads.push(ThreadHealth {
+                tid: 100 + i as u32,
+                name: format!("producer-{}", &l.id[..8.min(l.id.len())]),
+                seconds_since_heartbeat: since,
+                is_stuck: since >= STUCK_AFTER.as_secs_f64(),
+            });
+        }
+        let stuck = threads.iter().filter(|t| t.is_stuck).count();
+        Health { threads, stuck }
+    }
+
+    /// Wolf's health monitor: logs `System degraded: N/M threads stuck` when the count of stuck
+    /// threads changes, and again every [`DEGRADED_REPEAT`] while it stays degraded.
+    pub async fn watchdog(self: std::sync::Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last = (0usize, Instant::now());
+        loop {
+            tick.tick().await;
+            let h = self.health();
+            if h.stuck > 0 && (h.stuck != last.0 || last.1.elapsed() >= DEGRADED_REPEAT) {
+                self.log.warn(format!("System degraded: {}/{} threads stuck", h.stuck, h.threads.len()));
+                last = (h.stuck, Instant::now());
+            } else if h.stuck == 0 {
+                last.0 = 0;
+            }
+        }
     }
 
     // ---- lobbies (the REST API) ----
@@ -271,11 +397,13 @@ impl WolfState {
             _ => {}
         }
         let lobby = &mut inner.lobbies[li];
-        if !lobby.connected_sessions.contains(&session_id) {
+        // F3: the join "succeeds" (picture switched, events fired) without being counted.
+        if !self.faults.join_not_counted && !lobby.connected_sessions.contains(&session_id) {
             lobby.connected_sessions.push(session_id);
         }
         if let Some(s) = inner.sessions.iter_mut().find(|s| s.id == session_id) {
             s.lobby = Some(lobby_id.to_string());
+            s.joined = Some(Instant::now());
         }
         drop(inner);
         self.log.info(format!("[LOBBY] Session {session_id} joining lobby {lobby_id}"));
@@ -327,6 +455,12 @@ impl WolfState {
 
 fn frames_since(t: Instant) -> u32 {
     (t.elapsed().as_secs_f64() * PRODUCER_FPS) as u32
+}
+
+/// Raw subject and issuer of a DER certificate, what a partial-chain check effectively compares.
+fn subject_and_issuer(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some((cert.subject().as_raw().to_vec(), cert.issuer().as_raw().to_vec()))
 }
 
 fn parse_pin(v: &Value) -> Option<Vec<u8>> {

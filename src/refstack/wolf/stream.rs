@@ -147,6 +147,8 @@ enum End {
     SessionGone,
     EncoderFailed,
     HeartbeatTimeout,
+    /// F4: no input since the session joined its lobby; Wolf's ENet peer times out.
+    ControlIdle,
     PeerClosed,
     Broken(String),
 }
@@ -228,6 +230,18 @@ async fn handle(sock: TcpStream, peer: SocketAddr, state: Arc<WolfState>) {
                 let silent = ms_since_start().saturating_sub(last_heartbeat.load(Ordering::Relaxed));
                 if silent >= wire::HEARTBEAT_TIMEOUT.as_millis() as u64 {
                     break End::HeartbeatTimeout;
+                }
+                if let Some(limit) = state.faults.control_idle_timeout {
+                    // Only input counts once the session is in a lobby: heartbeats alone do not
+                    // keep the control peer alive (the ENet-timeout hypothesis of seed 001).
+                    let joined = state.session(id).and_then(|s| s.lobby.and(s.joined));
+                    if let Some(joined) = joined {
+                        let joined_ms = joined.saturating_duration_since(started).as_millis() as u64;
+                        let since = last_input.load(Ordering::Relaxed).max(joined_ms);
+                        if ms_since_start().saturating_sub(since) >= limit.as_millis() as u64 {
+                            break End::ControlIdle;
+                        }
+                    }
                 }
             }
         }
