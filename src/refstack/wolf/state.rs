@@ -503,3 +503,121 @@ pub fn session_json(s: &Session, with_idle: bool) -> Value {
     }
     v
 }
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use crate::refstack::faults::Fault;
+    use crate::refstack::logfile::{Captured, Style};
+
+    fn wolf(faults: &[&str]) -> (WolfState, Captured) {
+        let log = Captured::default();
+        let faults: Vec<Fault> = faults.iter().map(|f| f.parse().unwrap()).collect();
+        (WolfState::with_faults(LogFile::new(Box::new(log.clone()), Style::Wolf), FaultSet::new(&faults)), log)
+    }
+
+    fn cert(fixed_subject: bool) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = rcgen::DistinguishedName::new();
+        if fixed_subject {
+            for (ty, v) in crate::refstack::moonlight_web::certs::FIXED_SUBJECT {
+                dn.push(ty, v);
+            }
+        } else {
+            dn.push(rcgen::DnType::CommonName, format!("moonlight-{}", uuid::Uuid::new_v4()));
+        }
+        params.distinguished_name = dn;
+        params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap().der().to_vec()
+    }
+
+    fn launched(w: &WolfState, der: &[u8], uid: &str) -> Session {
+        w.pair(der.to_vec());
+        let client = w.identify(der).expect("paired");
+        w.launch(&client, uid, "127.0.0.1", 320, 180, 30).expect("launched")
+    }
+
+    fn lobby(w: &WolfState) -> String {
+        w.create_lobby(&json!({"name": "Agent 0001", "profile_id": "helix-sessions", "multi_user": true}))
+    }
+
+    #[test]
+    fn partial_chain_collapses_same_subject_certificates_onto_the_first_client() {
+        let (healthy, _) = wolf(&[]);
+        let (a, b) = (cert(true), cert(true));
+        launched(&healthy, &a, "first");
+        healthy.pair(b.clone());
+        assert_eq!(healthy.identify(&b).map(|c| c.client_id), Some(cert_hash(&b)), "the fork matches exactly");
+
+        let (w, _) = wolf(&["cert-subject-collision"]);
+        let first = launched(&w, &a, "first");
+        w.pair(b.clone());
+        let seen_as = w.identify(&b).expect("verifies against the first");
+        assert_eq!(seen_as.client_id, first.id, "second certificate taken for the first client");
+        assert!(w.session(seen_as.client_id).is_some(), "so serverinfo reports busy");
+        assert!(w.session_of_certificate(&b).is_none(), "but nothing is registered for it");
+        assert_eq!(w.session_of_certificate(&a).map(|s| s.id), Some(first.id));
+        // Distinct subjects still match only themselves.
+        let c = cert(false);
+        w.pair(c.clone());
+        assert_eq!(w.identify(&c).map(|p| p.client_id), Some(cert_hash(&c)));
+    }
+
+    #[test]
+    fn join_not_counted_succeeds_switches_the_picture_and_leaves_client_count_at_zero() {
+        let (w, log) = wolf(&["join-not-counted"]);
+        let s = launched(&w, &cert(false), "u");
+        let lid = lobby(&w);
+        w.join_lobby(&lid, s.id, None).expect("join answers success");
+        assert!(log.text().contains(&format!("[LOBBY] Session {} joining lobby {lid}", s.id)), "{}", log.text());
+        assert!(w.lobbies()[0].connected_sessions.is_empty(), "counted anyway");
+        assert_eq!(w.picture_for(s.id).unwrap().tag, w.lobbies()[0].tag, "picture not switched");
+
+        let (healthy, _) = wolf(&[]);
+        let s = launched(&healthy, &cert(false), "u");
+        let lid = lobby(&healthy);
+        healthy.join_lobby(&lid, s.id, None).unwrap();
+        assert_eq!(healthy.lobbies()[0].connected_sessions, vec![s.id]);
+    }
+
+    #[test]
+    fn black_after_blackens_the_nth_and_later_sessions_and_logs_the_pool_error() {
+        let (w, log) = wolf(&["black-after=2"]);
+        let s1 = launched(&w, &cert(false), "1");
+        assert!(!log.text().contains(BUFFER_POOL_ERROR));
+        let s2 = launched(&w, &cert(false), "2");
+        let s3 = launched(&w, &cert(false), "3");
+        assert!(!w.picture_for(s1.id).unwrap().black);
+        assert!(w.picture_for(s2.id).unwrap().black && w.picture_for(s3.id).unwrap().black);
+        assert_eq!(log.text().matches(&format!("ERROR | {BUFFER_POOL_ERROR}")).count(), 2, "{}", log.text());
+        // Still black once switched into a lobby: the session's encoder is what ran dry.
+        let lid = lobby(&w);
+        w.join_lobby(&lid, s2.id, None).unwrap();
+        let p = w.picture_for(s2.id).unwrap();
+        assert!(p.black && p.tag == w.lobbies()[0].tag);
+    }
+
+    #[tokio::test]
+    async fn freeze_after_stops_the_lobby_counter_and_the_watchdog_reports_stuck_threads() {
+        let (w, log) = wolf(&["freeze-after=1"]);
+        let w = std::sync::Arc::new(w);
+        let s = launched(&w, &cert(false), "u");
+        let lid = lobby(&w);
+        w.join_lobby(&lid, s.id, None).unwrap();
+        assert_eq!(w.health().overall_status(), "healthy");
+        tokio::spawn(w.clone().watchdog());
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let a = w.picture_for(s.id).unwrap().counter;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(w.picture_for(s.id).unwrap().counter, a, "producer still running");
+        assert_eq!(a, PRODUCER_FPS as u32);
+        tokio::time::sleep(STUCK_AFTER + Duration::from_millis(800)).await;
+        let h = w.health();
+        assert_eq!((h.stuck, h.threads.len(), h.overall_status()), (1, 3, "degraded"), "{h:?}");
+        assert!(h.threads.iter().any(|t| t.is_stuck && t.name.starts_with("producer-")));
+        assert!(log.text().contains("WARN  | System degraded: 1/3 threads stuck"), "{}", log.text());
+
+        let (healthy, _) = wolf(&[]);
+        lobby(&healthy);
+        assert_eq!(healthy.health().stuck, 0);
+    }
+}
