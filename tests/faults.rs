@@ -296,7 +296,7 @@ async fn f6_zombie_streamer_outlives_its_socket_and_its_entry() {
     s.until(Duration::from_secs(5), "session not removed", || async { s.sessions().await.is_empty().then_some(()) }).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(alive(pid), "the streamer obeyed Stop");
-    assert!(s.log("moonlight-web").contains(&format!("[Streamer agent-ses_e-1]")), "streamer logs reach moonlight-web's log");
+    assert!(s.log("moonlight-web").contains("[Streamer agent-ses_e-1]"), "streamer logs reach moonlight-web's log");
     kill(pid);
 }
 
