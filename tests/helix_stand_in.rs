@@ -64,6 +64,7 @@ async fn start_helix(wolf_socket: std::path::PathBuf, moonlight_web: String, cre
         user_email: EMAIL.into(),
         user_password: PASSWORD.into(),
         runner_token: RUNNER.into(),
+        session_id_reuse: false,
     };
     tokio::spawn(helix::serve(listener, cfg));
     url
@@ -80,6 +81,7 @@ async fn start_mlw() -> String {
         pair_device_name: "test".into(),
         streamer_path: "/nonexistent/streamer".into(),
         wolf_http: "127.0.0.1:9".into(),
+        faults: Default::default(),
     };
     tokio::spawn(moonlight_web::serve(listener, cfg, LogFile::new(Box::new(std::io::sink()), Style::EnvLogger("moonlight_web"))));
     format!("http://{addr}")

@@ -232,6 +232,19 @@ impl Browser {
         Ok(result.value().cloned().unwrap_or(serde_json::Value::Null))
     }
 
+    /// Sends one relative mouse move (`dx`, `dy`) over the `mouseRelative` data channel of every
+    /// stand-in viewer in the tab, in moonlight-web's wire format (type 0 "move", then big-endian
+    /// i16 dx and dy). Returns how many open channels took it. Real input keeps Wolf's control
+    /// peer busy, which is how a scenario tells "no input after join" (F4) from other causes.
+    pub async fn send_mouse_relative(&self, tab: TabId, dx: i16, dy: i16) -> Result<u64, BrowserError> {
+        let js = format!(
+            "(function(dx,dy){{var n=0;document.querySelectorAll('.hv-viewer').forEach(function(el){{\
+             var v=el.helixViewer,c=v&&v.channels&&v.channels.mouseRelative;if(!c||c.readyState!=='open')return;\
+             var b=new DataView(new ArrayBuffer(5));b.setUint8(0,0);b.setInt16(1,dx);b.setInt16(3,dy);c.send(b.buffer);n++;}});return n;}})({dx},{dy})"
+        );
+        Ok(self.evaluate(tab, &js).await?.as_u64().unwrap_or(0))
+    }
+
     /// Clicks the first element matching a CSS selector, with real mouse events at its centre.
     pub async fn click(&self, tab: TabId, css_selector: &str) -> Result<(), BrowserError> {
         let page = self.tab(tab)?.page.clone();

@@ -1,19 +1,71 @@
 //! Fault switches: each reproduces a documented failure (see the failure catalog) through the
 //! same mechanism as the real stack, so the driver sees genuine symptoms.
+//!
+//! A switch is parsed from `NAME[=VALUE]` ([`Fault`]); the stand-in folds all switches into one
+//! [`FaultSet`] and hands each service the set, so every service asks the same question
+//! ("is my fault on?") in one place.
 
 use crate::refstack::streamer::ipc::PortRange;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
+    /// F1: moonlight-web gives every client certificate one fixed subject, and Wolf identifies a
+    /// client by the first paired certificate with the same subject/issuer (partial chain).
+    CertSubjectCollision,
     /// F2: moonlight-web's `webrtc_port_range`; every streamer peer binds its own UDP sockets
     /// inside it, so a range too small for two peers makes the second one's ICE fail.
     WebrtcPortRange(PortRange),
+    /// F3: `lobbies/join` succeeds and switches the picture but never adds the session to
+    /// `connected_sessions`.
+    JoinNotCounted,
+    /// F4: Wolf drops a session that sent no input for this long after joining a lobby.
+    ControlIdleTimeout(Duration),
+    /// F5: moonlight-web keeps a create session whose socket closed; its streamer keeps running.
+    StuckSession,
+    /// F6: the streamer outlives its socket (`Unlisted`: moonlight-web forgets the session but the
+    /// process keeps streaming), or a dead streamer stays listed (`Listed`).
+    ZombieStreamer(Zombie),
+    /// F7: Wolf keeps sessions moonlight-web has let go of (`/cancel` and the control loss are
+    /// ignored).
+    OrphanWolfSession,
+    /// F8: the N-th and later Wolf sessions (1-based, in launch order) encode black frames.
+    BlackAfter(u32),
+    /// F9: every lobby's producer stops this long after the lobby was created.
+    FreezeAfter(Duration),
+    /// F11: the streamer's SCTP layer meets mangled chunks (`chunk too short`).
+    SctpErrors,
+    /// F12: Wolf's Moonlight endpoint accepts connections but answers only after this long.
+    SlowTls(Duration),
+    /// F13: the viewer reuses one moonlight-web `session_id` per agent session.
+    SessionIdReuse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zombie {
+    /// The streamer ignores `Stop` and its peer's end; moonlight-web no longer lists it.
+    Unlisted,
+    /// The streamer exits but moonlight-web keeps its entry (`streamer_alive:false`).
+    Listed,
 }
 
 /// Names and value syntax of every switch, for help and error messages.
-pub const KNOWN: &[(&str, &str)] = &[("webrtc-port-range", "MIN-MAX")];
+pub const KNOWN: &[(&str, &str)] = &[
+    ("cert-subject-collision", ""),
+    ("webrtc-port-range", "MIN-MAX"),
+    ("join-not-counted", ""),
+    ("control-idle-timeout", "SECS"),
+    ("stuck-session", ""),
+    ("zombie-streamer", "[listed]"),
+    ("orphan-wolf-session", ""),
+    ("black-after", "N"),
+    ("freeze-after", "SECS"),
+    ("sctp-errors", ""),
+    ("slow-tls", "MS"),
+    ("session-id-reuse", ""),
+];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FaultError {
@@ -23,10 +75,21 @@ pub enum FaultError {
     MissingValue { name: &'static str, syntax: &'static str },
     #[error("fault {name}: {detail}")]
     BadValue { name: &'static str, detail: String },
+    #[error("fault {name} takes no value (got {value:?})")]
+    UnexpectedValue { name: &'static str, value: String },
 }
 
 fn known_list() -> String {
-    KNOWN.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(", ")
+    KNOWN.iter().map(|(n, v)| if v.is_empty() { n.to_string() } else { format!("{n}={v}") }).collect::<Vec<_>>().join(", ")
+}
+
+/// Parse a positive number for switch `name` (`what` names the unit in the message).
+fn positive<T: FromStr + PartialOrd + Default>(name: &'static str, value: Option<&str>, syntax: &'static str) -> Result<T, FaultError> {
+    let v = value.ok_or(FaultError::MissingValue { name, syntax })?;
+    match v.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        _ => Err(FaultError::BadValue { name, detail: format!("{v:?} is not a positive {syntax}") }),
+    }
 }
 
 impl FromStr for Fault {
@@ -37,11 +100,30 @@ impl FromStr for Fault {
             Some((n, v)) => (n, Some(v)),
             None => (s, None),
         };
+        let Some(&(name, _)) = KNOWN.iter().find(|(n, _)| *n == name) else { return Err(FaultError::Unknown(name.to_string())) };
+        let flag = |f: Fault| match value {
+            None => Ok(f),
+            Some(v) => Err(FaultError::UnexpectedValue { name, value: v.to_string() }),
+        };
         match name {
-            "webrtc-port-range" => {
-                const NAME: &str = "webrtc-port-range";
-                let v = value.ok_or(FaultError::MissingValue { name: NAME, syntax: "MIN-MAX" })?;
-                let bad = |detail: &str| FaultError::BadValue { name: NAME, detail: format!("{detail} in {v:?} (expected MIN-MAX, e.g. 40000-40001)") };
+            "cert-subject-collision" => flag(Fault::CertSubjectCollision),
+            "join-not-counted" => flag(Fault::JoinNotCounted),
+            "stuck-session" => flag(Fault::StuckSession),
+            "orphan-wolf-session" => flag(Fault::OrphanWolfSession),
+            "sctp-errors" => flag(Fault::SctpErrors),
+            "session-id-reuse" => flag(Fault::SessionIdReuse),
+            "zombie-streamer" => match value {
+                None => Ok(Fault::ZombieStreamer(Zombie::Unlisted)),
+                Some("listed") => Ok(Fault::ZombieStreamer(Zombie::Listed)),
+                Some(v) => Err(FaultError::BadValue { name, detail: format!("{v:?}: the only variant is zombie-streamer=listed") }),
+            },
+            "control-idle-timeout" => Ok(Fault::ControlIdleTimeout(Duration::from_secs(positive(name, value, "SECS")?))),
+            "black-after" => Ok(Fault::BlackAfter(positive(name, value, "N")?)),
+            "freeze-after" => Ok(Fault::FreezeAfter(Duration::from_secs(positive(name, value, "SECS")?))),
+            "slow-tls" => Ok(Fault::SlowTls(Duration::from_millis(positive(name, value, "MS")?))),
+            _ => {
+                let v = value.ok_or(FaultError::MissingValue { name, syntax: "MIN-MAX" })?;
+                let bad = |detail: &str| FaultError::BadValue { name, detail: format!("{detail} in {v:?} (expected MIN-MAX, e.g. 40000-40001)") };
                 let (a, b) = v.split_once('-').ok_or_else(|| bad("no '-'"))?;
                 let min: u16 = a.parse().map_err(|_| bad("MIN is not a port"))?;
                 let max: u16 = b.parse().map_err(|_| bad("MAX is not a port"))?;
@@ -50,7 +132,6 @@ impl FromStr for Fault {
                 }
                 Ok(Fault::WebrtcPortRange(PortRange { min, max }))
             }
-            other => Err(FaultError::Unknown(other.to_string())),
         }
     }
 }
@@ -58,8 +139,61 @@ impl FromStr for Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Fault::CertSubjectCollision => write!(f, "cert-subject-collision"),
             Fault::WebrtcPortRange(r) => write!(f, "webrtc-port-range={}-{}", r.min, r.max),
+            Fault::JoinNotCounted => write!(f, "join-not-counted"),
+            Fault::ControlIdleTimeout(d) => write!(f, "control-idle-timeout={}", d.as_secs()),
+            Fault::StuckSession => write!(f, "stuck-session"),
+            Fault::ZombieStreamer(Zombie::Unlisted) => write!(f, "zombie-streamer"),
+            Fault::ZombieStreamer(Zombie::Listed) => write!(f, "zombie-streamer=listed"),
+            Fault::OrphanWolfSession => write!(f, "orphan-wolf-session"),
+            Fault::BlackAfter(n) => write!(f, "black-after={n}"),
+            Fault::FreezeAfter(d) => write!(f, "freeze-after={}", d.as_secs()),
+            Fault::SctpErrors => write!(f, "sctp-errors"),
+            Fault::SlowTls(d) => write!(f, "slow-tls={}", d.as_millis()),
+            Fault::SessionIdReuse => write!(f, "session-id-reuse"),
         }
+    }
+}
+
+/// Every switch folded into the questions the services ask. The default is the healthy stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultSet {
+    pub cert_subject_collision: bool,
+    pub webrtc_port_range: Option<PortRange>,
+    pub join_not_counted: bool,
+    pub control_idle_timeout: Option<Duration>,
+    pub stuck_session: bool,
+    pub zombie_streamer: Option<Zombie>,
+    pub orphan_wolf_session: bool,
+    pub black_after: Option<u32>,
+    pub freeze_after: Option<Duration>,
+    pub sctp_errors: bool,
+    pub slow_tls: Option<Duration>,
+    pub session_id_reuse: bool,
+}
+
+impl FaultSet {
+    /// Later switches of the same kind win.
+    pub fn new(faults: &[Fault]) -> Self {
+        let mut s = FaultSet::default();
+        for f in faults {
+            match *f {
+                Fault::CertSubjectCollision => s.cert_subject_collision = true,
+                Fault::WebrtcPortRange(r) => s.webrtc_port_range = Some(r),
+                Fault::JoinNotCounted => s.join_not_counted = true,
+                Fault::ControlIdleTimeout(d) => s.control_idle_timeout = Some(d),
+                Fault::StuckSession => s.stuck_session = true,
+                Fault::ZombieStreamer(z) => s.zombie_streamer = Some(z),
+                Fault::OrphanWolfSession => s.orphan_wolf_session = true,
+                Fault::BlackAfter(n) => s.black_after = Some(n),
+                Fault::FreezeAfter(d) => s.freeze_after = Some(d),
+                Fault::SctpErrors => s.sctp_errors = true,
+                Fault::SlowTls(d) => s.slow_tls = Some(d),
+                Fault::SessionIdReuse => s.session_id_reuse = true,
+            }
+        }
+        s
     }
 }
 
@@ -74,6 +208,33 @@ mod tests {
         assert_eq!(f.to_string(), "webrtc-port-range=40000-40001");
         assert!("webrtc-port-range".parse::<Fault>().unwrap_err().to_string().contains("needs a value"));
         assert!("webrtc-port-range=9-1".parse::<Fault>().unwrap_err().to_string().contains("MIN must be"));
-        assert!("nope".parse::<Fault>().unwrap_err().to_string().contains("known: webrtc-port-range=MIN-MAX"));
+        let unknown = "nope".parse::<Fault>().unwrap_err().to_string();
+        assert!(unknown.contains("webrtc-port-range=MIN-MAX") && unknown.contains("cert-subject-collision,"), "{unknown}");
+    }
+
+    #[test]
+    fn every_known_switch_round_trips_through_its_text() {
+        for text in [
+            "cert-subject-collision", "webrtc-port-range=40000-40000", "join-not-counted", "control-idle-timeout=4",
+            "stuck-session", "zombie-streamer", "zombie-streamer=listed", "orphan-wolf-session", "black-after=2",
+            "freeze-after=3", "sctp-errors", "slow-tls=1500", "session-id-reuse",
+        ] {
+            let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(f.to_string(), text);
+        }
+        assert_eq!(KNOWN.len(), 12);
+        assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
+        assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
+        assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));
+        assert!(matches!("stuck-session=1".parse::<Fault>(), Err(FaultError::UnexpectedValue { .. })));
+        assert!(matches!("zombie-streamer=dead".parse::<Fault>(), Err(FaultError::BadValue { .. })));
+    }
+
+    #[test]
+    fn the_set_answers_each_service_and_later_switches_win() {
+        let set = FaultSet::new(&["black-after=3".parse().unwrap(), "black-after=2".parse().unwrap(), "sctp-errors".parse().unwrap()]);
+        assert_eq!(set.black_after, Some(2));
+        assert!(set.sctp_errors && !set.stuck_session);
+        assert_eq!(FaultSet::new(&[]), FaultSet::default());
     }
 }

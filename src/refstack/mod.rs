@@ -14,7 +14,6 @@ pub mod streamer;
 pub mod wolf;
 
 use crate::refstack::logfile::{LogFile, Style};
-use crate::refstack::streamer::ipc::PortRange;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,10 +29,9 @@ pub struct Options {
 }
 
 impl Options {
-    fn webrtc_port_range(&self) -> Option<PortRange> {
-        self.faults.iter().map(|f| match f {
-            faults::Fault::WebrtcPortRange(r) => *r,
-        }).last()
+    /// The switches as each service asks for them.
+    pub fn fault_set(&self) -> faults::FaultSet {
+        faults::FaultSet::new(&self.faults)
     }
 }
 
@@ -74,7 +72,12 @@ pub async fn start(opts: &Options) -> Result<Endpoints, RefstackError> {
     let mlw_log = LogFile::open(&log_path("moonlight-web"), Style::EnvLogger("moonlight_web")).map_err(io_err(&opts.dir))?;
 
     // Wolf
-    let wolf = Arc::new(wolf::state::WolfState::new(wolf_log.clone()));
+    let faults = opts.fault_set();
+    if faults != faults::FaultSet::default() {
+        let names: Vec<String> = opts.faults.iter().map(ToString::to_string).collect();
+        tracing::info!("reference stack with faults: {}", names.join(" "));
+    }
+    let wolf = Arc::new(wolf::state::WolfState::with_faults(wolf_log.clone(), faults.clone()));
     let socket = opts.dir.join("wolf.sock");
     let api_listener = wolf::api::bind(&socket).map_err(io_err(&socket))?;
     let stream_listener = loopback_listener(&opts.dir).await?;
@@ -84,6 +87,7 @@ pub async fn start(opts: &Options) -> Result<Endpoints, RefstackError> {
     tokio::spawn(wolf::api::serve(api_listener, wolf.clone()));
     tokio::spawn(wolf::stream::serve(stream_listener, wolf.clone()));
     tokio::spawn(wolf::moonlight::serve(http_listener, wolf.clone(), stream_port));
+    tokio::spawn(wolf.clone().watchdog());
     wolf_log.info(format!("Wolf API listening on {}", socket.display()));
 
     // moonlight-web
@@ -94,10 +98,11 @@ pub async fn start(opts: &Options) -> Result<Endpoints, RefstackError> {
         credentials: Some(credentials.clone()),
         bind_address: mlw_addr.to_string(),
         webrtc_ice_servers: Vec::new(),
-        webrtc_port_range: opts.webrtc_port_range(),
+        webrtc_port_range: faults.webrtc_port_range,
         pair_device_name: "roth".into(),
         streamer_path: opts.streamer_exe.clone(),
         wolf_http: wolf_http.clone(),
+        faults: faults.clone(),
     };
     mlw_log.info(format!("Listening on {mlw_addr}"));
     tokio::spawn(moonlight_web::serve(mlw_listener, mlw_config, mlw_log));
@@ -114,6 +119,7 @@ pub async fn start(opts: &Options) -> Result<Endpoints, RefstackError> {
         user_email: user_email.clone(),
         user_password: user_password.clone(),
         runner_token: "oh-hallo-insecure-token".into(),
+        session_id_reuse: faults.session_id_reuse,
     };
     tokio::spawn(helix::serve(helix_listener, helix_cfg));
 

@@ -39,6 +39,8 @@ pub struct HelixConfig {
     pub user_password: String,
     /// Accepted as a token on every route (`RUNNER_TOKEN`), see [`DEFAULT_RUNNER_TOKEN`].
     pub runner_token: String,
+    /// F13: viewers get one moonlight-web `session_id` per agent session instead of one each.
+    pub session_id_reuse: bool,
 }
 
 impl std::fmt::Debug for HelixConfig {

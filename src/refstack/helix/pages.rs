@@ -24,11 +24,26 @@ const MAX_DIALOGS: usize = 8;
 fn boot_json(helix: &Helix, headers: &HeaderMap, ids: &[&str]) -> String {
     let sessions: Vec<Value> = ids
         .iter()
-        .map(|id| json!({"id": id, "lobby_id": helix.agents.get(id).map(|a| a.lobby_id).unwrap_or_default()}))
+        .map(|id| {
+            let mut s = json!({"id": id, "lobby_id": helix.agents.get(id).map(|a| a.lobby_id).unwrap_or_default()});
+            if helix.cfg.session_id_reuse {
+                s["moonlight_session_id"] = json!(reused_session_id(id));
+            }
+            s
+        })
         .collect();
     let token = auth::cookie(headers, "access_token").filter(|t| helix.token_valid(t));
     // `<` escaped so no value can close the surrounding <script> element.
     json!({"sessions": sessions, "token": token}).to_string().replace('<', "\\u003c")
+}
+
+/// F13: one moonlight-web `session_id` per agent session, the same for every viewer and every
+/// page load, so a second viewer (or a reconnect while the old one lives) collides with the first.
+pub(crate) fn reused_session_id(ses_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(ses_id.as_bytes());
+    let bytes: [u8; 16] = d[..16].try_into().expect("16 bytes");
+    format!("agent-{ses_id}-{}", uuid::Builder::from_random_bytes(bytes).into_uuid())
 }
 
 fn not_found(what: &str) -> Response {

@@ -4,7 +4,7 @@
  * share nothing (each has its own UUID, socket, peer connection and timers), which is what makes
  * two dialogs on one page two distinct Moonlight clients.
  *
- * Usage: new HelixStreamViewer(containerElement, {sessionId, lobbyId, token}).mount();
+ * Usage: new HelixStreamViewer(containerElement, {sessionId, lobbyId, token, moonlightSessionId?}).mount();
  *        viewer.unmount();
  */
 (function () {
@@ -45,7 +45,8 @@
     // Per component, like React state: reconnects and retries keep it, a new mount does not.
     this.uuid = randomUUID();
     this.clientUniqueId = 'helix-agent-' + this.sessionId + '-' + this.lobbyId + '-' + this.uuid;
-    this.moonlightSessionId = 'agent-' + this.sessionId + '-' + this.uuid;
+    // Helix's page may hand one in (the session-id-reuse fault: one id per agent session).
+    this.moonlightSessionId = opts.moonlightSessionId || ('agent-' + this.sessionId + '-' + this.uuid);
     this.generation = 0;
     this.retryAttempt = 0;
     this.ws = null;
@@ -66,6 +67,8 @@
   HelixStreamViewer.prototype.build = function () {
     var self = this;
     var root = make('div', { 'class': 'hv-viewer', 'data-session-id': this.sessionId });
+    // Lets a test driver reach the viewer's input channels (e.g. to send real mouse input).
+    root.helixViewer = this;
     var video = document.createElement('video');
     video.autoplay = true;
     video.playsInline = true;

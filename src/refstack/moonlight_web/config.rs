@@ -1,5 +1,6 @@
 //! moonlight-web's `config.json`, with the fields the stand-in honours.
 
+use crate::refstack::faults::FaultSet;
 use crate::refstack::streamer::ipc::{IceServer, PortRange};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -21,6 +22,9 @@ pub struct MlwConfig {
     pub streamer_path: PathBuf,
     /// `host:port` of Wolf's Moonlight HTTP endpoint (the host with `host_id` 0).
     pub wolf_http: String,
+    /// Fault switches that act inside moonlight-web or its streamers (not part of config.json).
+    #[serde(skip)]
+    pub faults: FaultSet,
 }
 
 fn default_bind() -> String {

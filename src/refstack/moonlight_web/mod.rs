@@ -22,6 +22,6 @@ pub struct Mlw {
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, config: MlwConfig, log: LogFile) -> std::io::Result<()> {
-    let mlw = Arc::new(Mlw { sessions: sessions::Sessions::default(), certs: certs::CertCache::default(), config, log });
+    let mlw = Arc::new(Mlw { sessions: sessions::Sessions::default(), certs: certs::CertCache::new(config.faults.cert_subject_collision), config, log });
     api::serve(listener, mlw).await
 }

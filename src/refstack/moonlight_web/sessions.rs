@@ -70,6 +70,13 @@ impl Sessions {
         }
     }
 
+    /// Tell a session's streamer to stop, keeping the entry.
+    pub fn stop_streamer(&self, session_id: &str) {
+        if let Some(e) = self.lock().get(session_id) {
+            let _ = e.streamer.send(ServerToStreamer::Stop);
+        }
+    }
+
     /// Drop a session: close its socket and tell its streamer to stop.
     pub fn remove(&self, session_id: &str) {
         if let Some(e) = self.lock().remove(session_id) {
@@ -82,12 +89,14 @@ impl Sessions {
 }
 
 /// Start a streamer child for `session_id`, send it `Init`, and pump its IPC. Returns the
-/// sender for server → streamer messages and the child's pid.
+/// sender for server → streamer messages and the child's pid. `keep_dead` leaves the entry of a
+/// finished create session listed (F6, `zombie-streamer=listed`).
 pub fn spawn_streamer(
     exe: &Path,
     init: StreamerInit,
     sessions: Sessions,
     log: LogFile,
+    keep_dead: bool,
 ) -> std::io::Result<(mpsc::UnboundedSender<ServerToStreamer>, Option<u32>)> {
     let session_id = init.session_id.clone();
     let mut cmd = tokio::process::Command::new(exe);
@@ -140,7 +149,9 @@ pub fn spawn_streamer(
                 Ok(StreamerToServer::WebSocket(msg)) => sessions.send_to_browser(&session_id, &msg),
                 Ok(StreamerToServer::Stop) => {
                     log.info(format!("[Stream] Streamer of session {session_id} stopped"));
-                    close_if_create(&sessions, &session_id);
+                    if !keep_dead {
+                        close_if_create(&sessions, &session_id);
+                    }
                 }
                 Err(e) => log.warn(format!("[Stream] Bad IPC line from streamer of {session_id}: {e}")),
             }
@@ -151,7 +162,9 @@ pub fn spawn_streamer(
             e.streamer_alive = false;
             e.streamer_pid = None;
         }
-        close_if_create(&sessions, &session_id);
+        if !keep_dead {
+            close_if_create(&sessions, &session_id);
+        }
     });
     Ok((tx, pid))
 }

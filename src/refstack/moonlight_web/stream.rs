@@ -3,7 +3,8 @@
 
 use super::sessions::{spawn_streamer, Attached, Entry, WsOut};
 use super::Mlw;
-use crate::refstack::streamer::ipc::{ServerToStreamer, StreamerInit};
+use crate::refstack::faults::Zombie;
+use crate::refstack::streamer::ipc::{ServerToStreamer, StreamerFaults, StreamerInit};
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -170,9 +171,14 @@ fn attach(mlw: &Arc<Mlw>, init: &AuthenticateAndInit, attached: Attached) -> Res
         bitrate: init.bitrate,
         ice_servers: mlw.config.webrtc_ice_servers.clone(),
         port_range: mlw.config.webrtc_port_range,
+        faults: StreamerFaults {
+            linger: mlw.config.faults.stuck_session || mlw.config.faults.zombie_streamer == Some(Zombie::Unlisted),
+            sctp_errors: mlw.config.faults.sctp_errors,
+        },
     };
     let _ = init.host_id;
-    let (tx, pid) = spawn_streamer(&mlw.config.streamer_path, streamer_init, mlw.sessions.clone(), mlw.log.clone()).map_err(|e| {
+    let keep_dead = mlw.config.faults.zombie_streamer == Some(Zombie::Listed);
+    let (tx, pid) = spawn_streamer(&mlw.config.streamer_path, streamer_init, mlw.sessions.clone(), mlw.log.clone(), keep_dead).map_err(|e| {
         mlw.log.error(format!("[Stream] Failed to start streamer: {e}"));
         Some("InternalServerError")
     })?;
@@ -203,7 +209,17 @@ fn detach(mlw: &Arc<Mlw>, session_id: &str, generation: u64) {
         entry.mode.clone()
     };
     mlw.log.info(format!("[Stream] WebSocket of session {session_id} closed"));
-    if mode == "create" {
+    if mode != "create" {
+        return;
+    }
+    let faults = &mlw.config.faults;
+    if faults.stuck_session {
+        // F5: the removal never happens; the streamer is not told either and keeps streaming.
+        tracing::debug!("session {session_id} kept without a socket (stuck-session)");
+    } else if faults.zombie_streamer == Some(Zombie::Listed) {
+        // F6 (listed): the streamer is stopped, but its entry is never dropped.
+        mlw.sessions.stop_streamer(session_id);
+    } else {
         mlw.sessions.remove(session_id);
     }
 }

@@ -19,12 +19,26 @@ pub enum HostError {
     #[error("client certificate: {0}")]
     Certificate(String),
     #[error("request to Wolf failed: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(reqwest::Error),
     /// Wolf answered with an error status; `error` is its `{"error": ...}` text.
     #[error("Wolf answered {status}: {error}")]
     Status { status: u16, error: String },
     #[error("unexpected reply from Wolf: {0}")]
     BadReply(String),
+    /// Wolf accepted the connection but did not answer within the deadline; worded as
+    /// moonlight-web's Moonlight library reports it.
+    #[error("Error(Connect, TimedOut)")]
+    TimedOut,
+}
+
+impl From<reqwest::Error> for HostError {
+    fn from(e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            HostError::TimedOut
+        } else {
+            HostError::Http(e)
+        }
+    }
 }
 
 impl HostError {
@@ -70,9 +84,14 @@ pub fn cert_der_from_pem(pem: &str) -> Result<Vec<u8>, HostError> {
 impl HostClient {
     /// `wolf_http` is `host:port` of the endpoint; `cert_pem` the client certificate.
     pub fn new(wolf_http: &str, cert_pem: &str) -> Result<Self, HostError> {
+        Self::with_timeout(wolf_http, cert_pem, REQUEST_TIMEOUT)
+    }
+
+    /// As [`Self::new`] with another deadline per request.
+    pub fn with_timeout(wolf_http: &str, cert_pem: &str, timeout: Duration) -> Result<Self, HostError> {
         let der = cert_der_from_pem(cert_pem)?;
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
             // Proxy variables in the environment must never route loopback calls elsewhere.
             .no_proxy()
             .build()?;

@@ -37,6 +37,20 @@ pub struct StreamerInit {
     pub bitrate: u32,
     pub ice_servers: Vec<IceServer>,
     pub port_range: Option<PortRange>,
+    #[serde(default)]
+    pub faults: StreamerFaults,
+}
+
+/// The fault switches a streamer acts on (see `refstack::faults`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StreamerFaults {
+    /// F5/F6: outlive the peer's end, IPC `Stop` and a closed stdin; only Wolf ending the stream
+    /// (or moonlight-web dying) ends the process.
+    #[serde(default)]
+    pub linger: bool,
+    /// F11: the SCTP layer keeps meeting mangled chunks once the peer is up.
+    #[serde(default)]
+    pub sctp_errors: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

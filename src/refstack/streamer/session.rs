@@ -201,6 +201,8 @@ struct Streamer {
     host: Option<HostClient>,
     wolf: Option<WolfLink>,
     moonlight_started: bool,
+    /// F11's stream of SCTP parse errors, while the peer lives.
+    sctp_noise: Option<JoinHandle<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -222,7 +224,13 @@ impl Streamer {
             host: None,
             wolf: None,
             moonlight_started: false,
+            sctp_noise: None,
         }
+    }
+
+    /// F5/F6: only Wolf ending the stream ends this streamer.
+    fn lingers(&self) -> bool {
+        self.init.as_ref().is_some_and(|i| i.faults.linger)
     }
 
     /// Handle events until something calls for the stop cascade.
@@ -245,18 +253,28 @@ impl Streamer {
                     }
                 }
                 Event::Ipc(ServerToStreamer::ClientJoined) => tracing::info!("a client joined this session"),
+                Event::Ipc(ServerToStreamer::Stop) if self.lingers() => tracing::info!("ignoring Stop: lingering (fault)"),
                 Event::Ipc(ServerToStreamer::Stop) => return StopReason::IpcStop,
+                Event::StdinClosed if self.lingers() => tracing::info!("moonlight-web closed stdin: lingering (fault)"),
                 Event::StdinClosed => return StopReason::StdinClosed,
                 Event::PeerState(state) => {
                     tracing::info!("peer connection state: {state}");
                     match state {
                         RTCPeerConnectionState::Connected if !self.moonlight_started => {
                             self.moonlight_started = true;
+                            if self.init.as_ref().is_some_and(|i| i.faults.sctp_errors) {
+                                self.sctp_noise = Some(tokio::spawn(mangled_sctp_chunks()));
+                            }
                             self.ipc.stage_complete(STAGE_NEGOTIATION);
                             self.ipc.stage_starting(STAGE_MOONLIGHT);
                             if let Err(reason) = self.start_moonlight().await {
                                 return reason;
                             }
+                        }
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Closed
+                            if self.lingers() =>
+                        {
+                            tracing::info!("peer {state}: lingering (fault), the Wolf stream stays up");
                         }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Closed => {
                             return StopReason::Peer(state.to_string());
@@ -451,6 +469,9 @@ impl Streamer {
     /// session, close the peer, tell moonlight-web.
     async fn stop(&mut self, reason: &StopReason) {
         tracing::info!("stop cascade: {reason:?}");
+        if let Some(noise) = self.sctp_noise.take() {
+            noise.abort();
+        }
         if *reason != StopReason::IpcStop {
             if let StopReason::LaunchFailed { already_streaming: true, .. } = reason {
                 self.ipc.ws(json!("AlreadyStreaming"));
@@ -501,6 +522,21 @@ impl Streamer {
         }
         tracing::info!("stop: IPC Stop");
         let _ = self.ipc.0.send(StreamerToServer::Stop);
+    }
+}
+
+/// How often F11's mangled chunks arrive.
+const MANGLED_CHUNK_EVERY: Duration = Duration::from_millis(500);
+
+/// F11: SCTP packets whose chunks were cut short keep arriving. webrtc-rs's association drops
+/// each one with a warning naming the parse error; the packets cannot be injected into the live
+/// association from outside (it sits behind DTLS), so the streamer reports them on the same
+/// target with the SCTP stack's own error text.
+async fn mangled_sctp_chunks() {
+    let mut tick = tokio::time::interval(MANGLED_CHUNK_EVERY);
+    loop {
+        tick.tick().await;
+        tracing::warn!(target: "webrtc_sctp::association::association_internal", "[] unable to parse SCTP packet {}", webrtc::sctp::Error::ErrChunkTooShort);
     }
 }
 

@@ -122,6 +122,7 @@ impl Harness {
                 bitrate: 500,
                 ice_servers: vec![],
                 port_range: None,
+                faults: Default::default(),
             }))
             .unwrap();
 

@@ -201,11 +201,16 @@ fn route(req: &Request, state: &WolfState) -> Option<Result<Value, String>> {
                 }).collect::<Vec<_>>(),
             }))
         }
-        ("GET", "/api/v1/system/health") => ok(json!({
-            "process_uptime_seconds": state.started.elapsed().as_secs(),
-            "threads": [], "stuck_thread_count": 0, "total_thread_count": 0,
-            "can_create_new_pipelines": true, "overall_status": "healthy",
-        })),
+        ("GET", "/api/v1/system/health") => {
+            let h = state.health();
+            ok(json!({
+                "process_uptime_seconds": state.started.elapsed().as_secs(),
+                "threads": h.threads.iter().map(|t| json!({"tid": t.tid, "name": t.name,
+                    "seconds_since_heartbeat": t.seconds_since_heartbeat, "is_stuck": t.is_stuck})).collect::<Vec<_>>(),
+                "stuck_thread_count": h.stuck, "total_thread_count": h.threads.len(),
+                "can_create_new_pipelines": h.stuck == 0, "overall_status": h.overall_status(),
+            }))
+        }
         _ => return None,
     })
 }

@@ -29,8 +29,18 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<WolfState>, str
         .route("/launch", get(launch))
         .route("/resume", get(resume))
         .route("/cancel", get(cancel))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), slow_tls))
         .with_state(Ctx { state, stream_port });
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+}
+
+/// F12: the connection is accepted, then nothing comes back for a while — what a client sees of
+/// a TLS handshake Wolf does not get round to under load.
+async fn slow_tls(State(state): State<Arc<WolfState>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Some(delay) = state.faults.slow_tls {
+        tokio::time::sleep(delay).await;
+    }
+    next.run(req).await
 }
 
 fn error(status: StatusCode, text: &str) -> Response {
@@ -102,7 +112,10 @@ async fn resume(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAdd
         Ok(d) => d,
         Err(r) => return r,
     };
-    match ctx.state.identify(&der).and_then(|c| ctx.state.session(c.client_id)) {
+    if ctx.state.identify(&der).is_none() {
+        return error(StatusCode::UNAUTHORIZED, "client not paired");
+    }
+    match ctx.state.session_of_certificate(&der) {
         Some(s) => Json(json!({"session_id": s.id.to_string(), "stream_port": ctx.stream_port})).into_response(),
         None => unregistered(&ctx, peer),
     }
@@ -113,7 +126,9 @@ async fn cancel(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAdd
         Ok(d) => d,
         Err(r) => return r,
     };
-    match ctx.state.identify(&der).and_then(|c| ctx.state.session(c.client_id)) {
+    match ctx.state.session_of_certificate(&der) {
+        // F7: the cancel is acknowledged and nothing stops.
+        Some(_) if ctx.state.faults.orphan_wolf_session => Json(json!({"cancel": 1})).into_response(),
         Some(s) => {
             ctx.state.stop_session(s.id);
             Json(json!({"cancel": 1})).into_response()

@@ -3,18 +3,25 @@
 //! Everything lives in memory, as in Wolf: a restart forgets it all. Every mutation goes through
 //! here so the log lines and the server-sent events stay in step with the state.
 
+use crate::refstack::faults::FaultSet;
 use crate::refstack::logfile::LogFile;
 use crate::frames::stamp;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// The one app Wolf offers in lobbies mode.
 pub const WOLF_UI_TITLE: &str = "Wolf UI";
 /// Frames per second of every picture producer (lobbies and Wolf UI sessions).
 pub const PRODUCER_FPS: f64 = 30.0;
+/// A thread whose heartbeat is older than this counts as stuck in `/system/health`.
+pub const STUCK_AFTER: Duration = Duration::from_secs(3);
+/// How often the watchdog repeats its "degraded" line while nothing changes.
+pub const DEGRADED_REPEAT: Duration = Duration::from_secs(10);
+/// What Wolf's encoder logs when its CUDA buffer pool runs dry (F8).
+pub const BUFFER_POOL_ERROR: &str = "Failed to acquire buffer from pool: -2";
 
 #[derive(Clone, Debug)]
 pub struct PairedClient {
@@ -36,6 +43,10 @@ pub struct Session {
     pub fps: u32,
     pub lobby: Option<String>,
     pub started: Instant,
+    /// When the session last joined a lobby (F4's idle clock starts here).
+    pub joined: Option<Instant>,
+    /// The session's encoder has no buffers: it keeps encoding, all black (F8).
+    pub black: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +80,33 @@ struct Inner {
     /// In creation order, as Wolf lists them (Helix's "last session wins" rule depends on it).
     sessions: Vec<Session>,
     lobbies: Vec<Lobby>,
+    /// Sessions launched since start (F8 counts them).
+    launches: u32,
+}
+
+/// One thread in `/system/health`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadHealth {
+    pub tid: u32,
+    pub name: String,
+    pub seconds_since_heartbeat: f64,
+    pub is_stuck: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Health {
+    pub threads: Vec<ThreadHealth>,
+    pub stuck: usize,
+}
+
+impl Health {
+    pub fn overall_status(&self) -> &'static str {
+        match self.stuck {
+            0 => "healthy",
+            n if n == self.threads.len() => "critical",
+            _ => "degraded",
+        }
+    }
 }
 
 pub struct WolfState {
@@ -77,6 +115,7 @@ pub struct WolfState {
     pub log: LogFile,
     pub app_id: String,
     pub started: Instant,
+    pub faults: FaultSet,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +134,10 @@ pub enum LobbyError {
 
 impl WolfState {
     pub fn new(log: LogFile) -> Self {
+        Self::with_faults(log, FaultSet::default())
+    }
+
+    pub fn with_faults(log: LogFile, faults: FaultSet) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Mutex::new(Inner::default()),
@@ -103,6 +146,7 @@ impl WolfState {
             // Wolf derives app ids from a hash; any stable digit string will do.
             app_id: "134906179".to_string(),
             started: Instant::now(),
+            faults,
         }
     }
 
@@ -133,8 +177,25 @@ impl WolfState {
     }
 
     /// The paired client a certificate identifies: the first paired certificate that "verifies".
+    /// With F1 on, verification is upstream Wolf's partial-chain check, under which two
+    /// self-signed certificates with the same subject and issuer verify each other whatever
+    /// their keys; otherwise (the Helix fork) only the same certificate does.
     pub fn identify(&self, cert_der: &[u8]) -> Option<PairedClient> {
-        self.lock().paired.iter().find(|p| p.cert_der == cert_der).cloned()
+        let inner = self.lock();
+        if self.faults.cert_subject_collision {
+            if let Some(names) = subject_and_issuer(cert_der) {
+                return inner.paired.iter().find(|p| subject_and_issuer(&p.cert_der).as_ref() == Some(&names)).cloned();
+            }
+        }
+        inner.paired.iter().find(|p| p.cert_der == cert_der).cloned()
+    }
+
+    /// The session registered for exactly this certificate (Wolf's session id is the hash of
+    /// the certificate the connection presented). `resume` and `cancel` look sessions up this
+    /// way, while `serverinfo` and `launch` go through [`Self::identify`]: with F1 on the two
+    /// disagree, which is how a second client gets "busy" and then "unregistered session".
+    pub fn session_of_certificate(&self, cert_der: &[u8]) -> Option<Session> {
+        self.session(cert_hash(cert_der))
     }
 
     pub fn paired_clients(&self) -> Vec<PairedClient> {
@@ -155,6 +216,8 @@ impl WolfState {
         if inner.sessions.iter().any(|s| s.id == client.client_id) {
             return None;
         }
+        inner.launches += 1;
+        let black = self.faults.black_after.is_some_and(|n| inner.launches >= n);
         let session = Session {
             id: client.client_id,
             client_unique_id: client_unique_id.to_string(),
@@ -167,11 +230,17 @@ impl WolfState {
             fps,
             lobby: None,
             started: Instant::now(),
+            joined: None,
+            black,
         };
         inner.sessions.push(session.clone());
         drop(inner);
         self.log.info(format!("[HTTPS] Launching app {} for session {}", WOLF_UI_TITLE, session.id));
         self.log.debug(format!("Starting Wolf-UI container Wolf-UI_{}", session.id));
+        if black {
+            // The pipeline still runs: frames keep flowing, each one a black surface.
+            self.log.error(BUFFER_POOL_ERROR);
+        }
         self.fire("StreamSession", session_json(&session, false));
         Some(session)
     }
@@ -208,6 +277,11 @@ impl WolfState {
 
     /// The ENet control peer of a session went away: Helix's Wolf fires `StopStreamEvent`.
     pub fn control_lost(&self, id: u64, peer: SocketAddr) {
+        if self.faults.orphan_wolf_session {
+            // F7: the disconnect goes unnoticed, so the session outlives its client.
+            tracing::debug!("session {id}: control peer {peer} gone, not noticed (orphan-wolf-session)");
+            return;
+        }
         self.log.debug(format!("[ENET] disconnected client: {}:{}", peer.ip(), peer.port()));
         self.stop_session(id);
     }
@@ -217,10 +291,62 @@ impl WolfState {
         let inner = self.lock();
         let session = inner.sessions.iter().find(|s| s.id == id)?;
         let lobby = session.lobby.as_ref().and_then(|lid| inner.lobbies.iter().find(|l| &l.id == lid));
+        let black = session.black;
         Some(match lobby {
-            Some(l) => PictureSpec { tag: l.tag, counter: frames_since(l.created), black: false },
-            None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black: false },
+            Some(l) => PictureSpec { tag: l.tag, counter: self.lobby_frames(l), black },
+            None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black },
         })
+    }
+
+    /// Frames a lobby's producer has made; with F9 on it stops at the freeze.
+    fn lobby_frames(&self, l: &Lobby) -> u32 {
+        let frames = frames_since(l.created);
+        match self.faults.freeze_after {
+            Some(after) => frames.min((after.as_secs_f64() * PRODUCER_FPS) as u32),
+            None => frames,
+        }
+    }
+
+    /// Wolf's watchdog view: the main and HTTP threads, plus one producer thread per lobby whose
+    /// heartbeat is its last produced frame.
+    pub fn health(&self) -> Health {
+        let inner = self.lock();
+        let mut threads = vec![
+            ThreadHealth { tid: 1, name: "wolf".into(), seconds_since_heartbeat: 0.0, is_stuck: false },
+            ThreadHealth { tid: 2, name: "HTTPServer".into(), seconds_since_heartbeat: 0.0, is_stuck: false },
+        ];
+        for (i, l) in inner.lobbies.iter().enumerate() {
+            let age = l.created.elapsed();
+            let since = match self.faults.freeze_after {
+                Some(after) if age > after => (age - after).as_secs_f64(),
+                _ => 0.0,
+            };
+            threads.push(ThreadHealth {
+                tid: 100 + i as u32,
+                name: format!("producer-{}", &l.id[..8.min(l.id.len())]),
+                seconds_since_heartbeat: since,
+                is_stuck: since >= STUCK_AFTER.as_secs_f64(),
+            });
+        }
+        let stuck = threads.iter().filter(|t| t.is_stuck).count();
+        Health { threads, stuck }
+    }
+
+    /// Wolf's health monitor: logs `System degraded: N/M threads stuck` when the count of stuck
+    /// threads changes, and again every [`DEGRADED_REPEAT`] while it stays degraded.
+    pub async fn watchdog(self: std::sync::Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last = (0usize, Instant::now());
+        loop {
+            tick.tick().await;
+            let h = self.health();
+            if h.stuck > 0 && (h.stuck != last.0 || last.1.elapsed() >= DEGRADED_REPEAT) {
+                self.log.warn(format!("System degraded: {}/{} threads stuck", h.stuck, h.threads.len()));
+                last = (h.stuck, Instant::now());
+            } else if h.stuck == 0 {
+                last.0 = 0;
+            }
+        }
     }
 
     // ---- lobbies (the REST API) ----
@@ -271,11 +397,13 @@ impl WolfState {
             _ => {}
         }
         let lobby = &mut inner.lobbies[li];
-        if !lobby.connected_sessions.contains(&session_id) {
+        // F3: the join "succeeds" (picture switched, events fired) without being counted.
+        if !self.faults.join_not_counted && !lobby.connected_sessions.contains(&session_id) {
             lobby.connected_sessions.push(session_id);
         }
         if let Some(s) = inner.sessions.iter_mut().find(|s| s.id == session_id) {
             s.lobby = Some(lobby_id.to_string());
+            s.joined = Some(Instant::now());
         }
         drop(inner);
         self.log.info(format!("[LOBBY] Session {session_id} joining lobby {lobby_id}"));
@@ -329,6 +457,12 @@ fn frames_since(t: Instant) -> u32 {
     (t.elapsed().as_secs_f64() * PRODUCER_FPS) as u32
 }
 
+/// Raw subject and issuer of a DER certificate, what a partial-chain check effectively compares.
+fn subject_and_issuer(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some((cert.subject().as_raw().to_vec(), cert.issuer().as_raw().to_vec()))
+}
+
 fn parse_pin(v: &Value) -> Option<Vec<u8>> {
     v.as_array()?.iter().map(|d| d.as_u64().map(|d| d as u8)).collect()
 }
@@ -368,4 +502,122 @@ pub fn session_json(s: &Session, with_idle: bool) -> Value {
         v["idle_seconds"] = json!(s.started.elapsed().as_secs());
     }
     v
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use crate::refstack::faults::Fault;
+    use crate::refstack::logfile::{Captured, Style};
+
+    fn wolf(faults: &[&str]) -> (WolfState, Captured) {
+        let log = Captured::default();
+        let faults: Vec<Fault> = faults.iter().map(|f| f.parse().unwrap()).collect();
+        (WolfState::with_faults(LogFile::new(Box::new(log.clone()), Style::Wolf), FaultSet::new(&faults)), log)
+    }
+
+    fn cert(fixed_subject: bool) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = rcgen::DistinguishedName::new();
+        if fixed_subject {
+            for (ty, v) in crate::refstack::moonlight_web::certs::FIXED_SUBJECT {
+                dn.push(ty, v);
+            }
+        } else {
+            dn.push(rcgen::DnType::CommonName, format!("moonlight-{}", uuid::Uuid::new_v4()));
+        }
+        params.distinguished_name = dn;
+        params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap().der().to_vec()
+    }
+
+    fn launched(w: &WolfState, der: &[u8], uid: &str) -> Session {
+        w.pair(der.to_vec());
+        let client = w.identify(der).expect("paired");
+        w.launch(&client, uid, "127.0.0.1", 320, 180, 30).expect("launched")
+    }
+
+    fn lobby(w: &WolfState) -> String {
+        w.create_lobby(&json!({"name": "Agent 0001", "profile_id": "helix-sessions", "multi_user": true}))
+    }
+
+    #[test]
+    fn partial_chain_collapses_same_subject_certificates_onto_the_first_client() {
+        let (healthy, _) = wolf(&[]);
+        let (a, b) = (cert(true), cert(true));
+        launched(&healthy, &a, "first");
+        healthy.pair(b.clone());
+        assert_eq!(healthy.identify(&b).map(|c| c.client_id), Some(cert_hash(&b)), "the fork matches exactly");
+
+        let (w, _) = wolf(&["cert-subject-collision"]);
+        let first = launched(&w, &a, "first");
+        w.pair(b.clone());
+        let seen_as = w.identify(&b).expect("verifies against the first");
+        assert_eq!(seen_as.client_id, first.id, "second certificate taken for the first client");
+        assert!(w.session(seen_as.client_id).is_some(), "so serverinfo reports busy");
+        assert!(w.session_of_certificate(&b).is_none(), "but nothing is registered for it");
+        assert_eq!(w.session_of_certificate(&a).map(|s| s.id), Some(first.id));
+        // Distinct subjects still match only themselves.
+        let c = cert(false);
+        w.pair(c.clone());
+        assert_eq!(w.identify(&c).map(|p| p.client_id), Some(cert_hash(&c)));
+    }
+
+    #[test]
+    fn join_not_counted_succeeds_switches_the_picture_and_leaves_client_count_at_zero() {
+        let (w, log) = wolf(&["join-not-counted"]);
+        let s = launched(&w, &cert(false), "u");
+        let lid = lobby(&w);
+        w.join_lobby(&lid, s.id, None).expect("join answers success");
+        assert!(log.text().contains(&format!("[LOBBY] Session {} joining lobby {lid}", s.id)), "{}", log.text());
+        assert!(w.lobbies()[0].connected_sessions.is_empty(), "counted anyway");
+        assert_eq!(w.picture_for(s.id).unwrap().tag, w.lobbies()[0].tag, "picture not switched");
+
+        let (healthy, _) = wolf(&[]);
+        let s = launched(&healthy, &cert(false), "u");
+        let lid = lobby(&healthy);
+        healthy.join_lobby(&lid, s.id, None).unwrap();
+        assert_eq!(healthy.lobbies()[0].connected_sessions, vec![s.id]);
+    }
+
+    #[test]
+    fn black_after_blackens_the_nth_and_later_sessions_and_logs_the_pool_error() {
+        let (w, log) = wolf(&["black-after=2"]);
+        let s1 = launched(&w, &cert(false), "1");
+        assert!(!log.text().contains(BUFFER_POOL_ERROR));
+        let s2 = launched(&w, &cert(false), "2");
+        let s3 = launched(&w, &cert(false), "3");
+        assert!(!w.picture_for(s1.id).unwrap().black);
+        assert!(w.picture_for(s2.id).unwrap().black && w.picture_for(s3.id).unwrap().black);
+        assert_eq!(log.text().matches(&format!("ERROR | {BUFFER_POOL_ERROR}")).count(), 2, "{}", log.text());
+        // Still black once switched into a lobby: the session's encoder is what ran dry.
+        let lid = lobby(&w);
+        w.join_lobby(&lid, s2.id, None).unwrap();
+        let p = w.picture_for(s2.id).unwrap();
+        assert!(p.black && p.tag == w.lobbies()[0].tag);
+    }
+
+    #[tokio::test]
+    async fn freeze_after_stops_the_lobby_counter_and_the_watchdog_reports_stuck_threads() {
+        let (w, log) = wolf(&["freeze-after=1"]);
+        let w = std::sync::Arc::new(w);
+        let s = launched(&w, &cert(false), "u");
+        let lid = lobby(&w);
+        w.join_lobby(&lid, s.id, None).unwrap();
+        assert_eq!(w.health().overall_status(), "healthy");
+        tokio::spawn(w.clone().watchdog());
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let a = w.picture_for(s.id).unwrap().counter;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(w.picture_for(s.id).unwrap().counter, a, "producer still running");
+        assert_eq!(a, PRODUCER_FPS as u32);
+        tokio::time::sleep(STUCK_AFTER + Duration::from_millis(800)).await;
+        let h = w.health();
+        assert_eq!((h.stuck, h.threads.len(), h.overall_status()), (1, 3, "degraded"), "{h:?}");
+        assert!(h.threads.iter().any(|t| t.is_stuck && t.name.starts_with("producer-")));
+        assert!(log.text().contains("WARN  | System degraded: 1/3 threads stuck"), "{}", log.text());
+
+        let (healthy, _) = wolf(&[]);
+        lobby(&healthy);
+        assert_eq!(healthy.health().stuck, 0);
+    }
 }

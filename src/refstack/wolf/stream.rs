@@ -147,6 +147,8 @@ enum End {
     SessionGone,
     EncoderFailed,
     HeartbeatTimeout,
+    /// F4: no input since the session joined its lobby; Wolf's ENet peer times out.
+    ControlIdle,
     PeerClosed,
     Broken(String),
 }
@@ -228,6 +230,18 @@ async fn handle(sock: TcpStream, peer: SocketAddr, state: Arc<WolfState>) {
                 let silent = ms_since_start().saturating_sub(last_heartbeat.load(Ordering::Relaxed));
                 if silent >= wire::HEARTBEAT_TIMEOUT.as_millis() as u64 {
                     break End::HeartbeatTimeout;
+                }
+                if let Some(limit) = state.faults.control_idle_timeout {
+                    // Only input counts once the session is in a lobby: heartbeats alone do not
+                    // keep the control peer alive (the ENet-timeout hypothesis of seed 001).
+                    let joined = state.session(id).and_then(|s| s.lobby.and(s.joined));
+                    if let Some(joined) = joined {
+                        let joined_ms = joined.saturating_duration_since(started).as_millis() as u64;
+                        let since = last_input.load(Ordering::Relaxed).max(joined_ms);
+                        if ms_since_start().saturating_sub(since) >= limit.as_millis() as u64 {
+                            break End::ControlIdle;
+                        }
+                    }
                 }
             }
         }
@@ -311,8 +325,14 @@ mod tests {
 
 
     async fn wolf_with_session() -> (Arc<WolfState>, Captured, u64, SocketAddr) {
+        wolf_with_faults(&[]).await
+    }
+
+    async fn wolf_with_faults(faults: &[&str]) -> (Arc<WolfState>, Captured, u64, SocketAddr) {
         let log = Captured::default();
-        let state = Arc::new(WolfState::new(LogFile::new(Box::new(log.clone()), Style::Wolf)));
+        let faults: Vec<crate::refstack::faults::Fault> = faults.iter().map(|f| f.parse().unwrap()).collect();
+        let faults = crate::refstack::faults::FaultSet::new(&faults);
+        let state = Arc::new(WolfState::with_faults(LogFile::new(Box::new(log.clone()), Style::Wolf), faults));
         let der = b"test certificate".to_vec();
         state.pair(der.clone());
         let client = state.identify(&der).expect("paired");
@@ -426,6 +446,87 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(log.text().contains(&format!("[ENET] disconnected client: 127.0.0.1:{}", local.port())));
+    }
+
+    /// Heartbeats every interval, plus a mouse move every `input_every` when given.
+    fn keep_alive(mut wr: tokio::net::tcp::OwnedWriteHalf, input_every: Option<Duration>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut last_input = Instant::now();
+            loop {
+                if wire::write_frame(&mut wr, wire::HEARTBEAT, &[]).await.is_err() {
+                    return;
+                }
+                if input_every.is_some_and(|every| last_input.elapsed() >= every) {
+                    last_input = Instant::now();
+                    if wire::write_frame(&mut wr, wire::INPUT, &[0, 0, 1, 0, 1]).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(wire::HEARTBEAT_INTERVAL).await;
+            }
+        })
+    }
+
+    fn join_new_lobby(state: &WolfState, id: u64) -> String {
+        let lid = state.create_lobby(&serde_json::json!({"name": "Agent 0001", "profile_id": "helix-sessions"}));
+        state.join_lobby(&lid, id, None).unwrap();
+        lid
+    }
+
+    #[tokio::test]
+    async fn control_idle_timeout_drops_a_lobby_session_without_input_but_not_one_with_input() {
+        let (state, log, id, addr) = wolf_with_faults(&["control-idle-timeout=1"]).await;
+        let (mut rd, wr, local) = connect(addr, &id.to_string()).await;
+        let hb = keep_alive(wr, None);
+        assert!(next_frame(&mut rd).await.is_some());
+        // Outside a lobby heartbeats suffice.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(state.session(id).is_some(), "dropped before joining a lobby");
+        let mut events = state.subscribe();
+        let lid = join_new_lobby(&state, id);
+        let t0 = Instant::now();
+        while wire::read_frame(&mut rd).await.ok().flatten().is_some() {
+            assert!(t0.elapsed() < Duration::from_secs(4), "no control timeout");
+        }
+        let after = t0.elapsed();
+        assert!(after >= Duration::from_millis(900), "dropped {after:?} after the join, before the 1 s limit");
+        hb.abort();
+        assert!(state.session(id).is_none());
+        let text = log.text();
+        let enet = text.find(&format!("DEBUG | [ENET] disconnected client: 127.0.0.1:{}", local.port())).expect("ENet line");
+        let left = text.find(&format!("[LOBBY] Moonlight stream {id} over, leaving lobby {lid}")).expect("leave line");
+        assert!(text.find(&format!("joining lobby {lid}")).unwrap() < enet && enet < left, "{text}");
+        let mut names = Vec::new();
+        while let Ok((name, _)) = events.try_recv() {
+            names.push(name);
+        }
+        assert!(names.iter().any(|n| n.ends_with("::StopStreamEvent")), "{names:?}");
+        assert!(state.lobbies()[0].connected_sessions.is_empty());
+
+        // Real input after the join keeps the same session alive past the limit.
+        let (state, _log, id, addr) = wolf_with_faults(&["control-idle-timeout=1"]).await;
+        let (mut rd, wr, _) = connect(addr, &id.to_string()).await;
+        let hb = keep_alive(wr, Some(Duration::from_millis(400)));
+        join_new_lobby(&state, id);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(2500) {
+            assert!(next_frame(&mut rd).await.is_some(), "stream closed despite input");
+        }
+        assert!(state.session(id).is_some());
+        hb.abort();
+    }
+
+    #[tokio::test]
+    async fn orphan_wolf_session_outlives_its_dropped_control_peer() {
+        let (state, log, id, addr) = wolf_with_faults(&["orphan-wolf-session"]).await;
+        let (mut rd, mut wr, _) = connect(addr, &id.to_string()).await;
+        wire::write_frame(&mut wr, wire::HEARTBEAT, &[]).await.unwrap();
+        assert!(next_frame(&mut rd).await.is_some());
+        wr.shutdown().await.unwrap();
+        drop(rd);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(state.session(id).is_some(), "session stopped although the disconnect should go unnoticed");
+        assert!(!log.text().contains("[ENET] disconnected client"), "{}", log.text());
     }
 
     #[tokio::test]

@@ -1,0 +1,425 @@
+//! Every fault switch of the reference stack shows its symptom chain: the service log line, the
+//! API state, and what a client receives on its WebSocket.
+//!
+//! The "browser" here is a webrtc-rs peer that follows the viewer page's script (offer after the
+//! negotiation stage, answer the server's second offer, trickle candidates) over moonlight-web's
+//! real WebSocket, so the real streamer processes run their real cascade. All media stays on
+//! loopback.
+
+use futures::{SinkExt, StreamExt};
+use helix_e2e::refstack::{self, streamer::rtc};
+use helix_e2e::sut::helix::HelixClient;
+use helix_e2e::sut::moonlight_web::{MlwSession, MoonlightWebClient};
+use helix_e2e::sut::wolf::WolfClient;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+
+const UNREGISTERED: &str = "WARN  | [HTTPS] Received resume event from an unregistered session, ip: 127.0.0.1";
+
+struct Stack {
+    e: refstack::Endpoints,
+    mlw: MoonlightWebClient,
+    wolf: WolfClient,
+}
+
+async fn stack(faults: &[&str]) -> Stack {
+    // The streamer children inherit this: their peers gather loopback candidates only.
+    std::env::set_var(rtc::LOOPBACK_ONLY_ENV, "1");
+    let dir = std::env::temp_dir().join(format!("helix-e2e-faults-{}", uuid::Uuid::new_v4()));
+    let faults = faults.iter().map(|f| f.parse().unwrap()).collect();
+    let opts = refstack::Options { dir, streamer_exe: env!("CARGO_BIN_EXE_helix-e2e").into(), faults };
+    let e = refstack::start(&opts).await.unwrap();
+    let mlw = MoonlightWebClient::new(&e.moonlight_web_url, Some(e.moonlight_credentials.clone()));
+    let wolf = WolfClient::new(e.wolf_socket.clone());
+    Stack { e, mlw, wolf }
+}
+
+impl Stack {
+    fn log(&self, service: &str) -> String {
+        let path = &self.e.logs.iter().find(|(n, _)| n == service).unwrap().1;
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    async fn sessions(&self) -> Vec<MlwSession> {
+        self.mlw.sessions().await.unwrap()
+    }
+
+    /// Poll `what` until it returns `Some`, or fail naming `why`.
+    async fn until<T, F: std::future::Future<Output = Option<T>>>(&self, within: Duration, why: &str, mut what: impl FnMut() -> F) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = what().await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{why} (waited {within:?})");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn init(credentials: &str, session_id: &str, client_unique_id: &str) -> String {
+    json!({"AuthenticateAndInit": {"credentials": credentials, "session_id": session_id, "mode": "create",
+        "client_unique_id": client_unique_id, "host_id": 0, "app_id": 134906179, "bitrate": 40000, "packet_size": 1024,
+        "fps": 60, "width": 3840, "height": 2160, "video_sample_queue_size": 100, "play_audio_local": false,
+        "audio_sample_queue_size": 20, "video_supported_formats": 1, "video_colorspace": "Rec709", "video_color_range_full": true}})
+    .to_string()
+}
+
+/// One viewer: the WebSocket, the peer, and every server message in order.
+struct Tab {
+    msgs: mpsc::UnboundedReceiver<Value>,
+    seen: Vec<Value>,
+    pc: Arc<RTCPeerConnection>,
+    channels: Vec<Arc<RTCDataChannel>>,
+    close: mpsc::UnboundedSender<()>,
+}
+
+async fn open_tab(s: &Stack, session_id: &str, client_unique_id: &str, with_peer: bool) -> Tab {
+    let url = format!("{}/api/host/stream", s.e.moonlight_web_url.replace("http://", "ws://"));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut sink, mut stream) = ws.split();
+    sink.send(Message::text(init(&s.e.moonlight_credentials, session_id, client_unique_id))).await.unwrap();
+    let pc = rtc::new_peer(&rtc::PeerOptions { loopback_only: true, ..Default::default() }).await.unwrap();
+    let mut channels = Vec::new();
+    for label in rtc::INPUT_CHANNELS {
+        channels.push(pc.create_data_channel(label, None).await.unwrap());
+    }
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let cand_tx = out_tx.clone();
+    pc.on_ice_candidate(Box::new(move |c| {
+        let tx = cand_tx.clone();
+        Box::pin(async move {
+            if let Some(c) = c {
+                let _ = tx.send(rtc::candidate_message(&c.to_json().unwrap(), "0").to_string());
+            }
+        })
+    }));
+    let (msg_tx, msgs) = mpsc::unbounded_channel();
+    let (close, mut close_rx) = mpsc::unbounded_channel::<()>();
+    let peer = Arc::clone(&pc);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                m = stream.next() => {
+                    let Some(Ok(Message::Text(t))) = m else { return };
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if with_peer {
+                        if v == json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}}) {
+                            let offer = peer.create_offer(None).await.unwrap();
+                            peer.set_local_description(offer.clone()).await.unwrap();
+                            let _ = out_tx.send(json!({"Signaling": {"Description": {"ty": "offer", "sdp": offer.sdp}}}).to_string());
+                        } else if let Some(d) = v.pointer("/Signaling/Description") {
+                            let sdp = d["sdp"].as_str().unwrap().to_owned();
+                            if d["ty"] == "answer" {
+                                peer.set_remote_description(RTCSessionDescription::answer(sdp).unwrap()).await.unwrap();
+                            } else {
+                                peer.set_remote_description(RTCSessionDescription::offer(sdp).unwrap()).await.unwrap();
+                                let answer = peer.create_answer(None).await.unwrap();
+                                peer.set_local_description(answer.clone()).await.unwrap();
+                                let _ = out_tx.send(json!({"Signaling": {"Description": {"ty": "answer", "sdp": answer.sdp}}}).to_string());
+                            }
+                        } else if let Some(c) = v.pointer("/Signaling/AddIceCandidate") {
+                            if let Some(c) = rtc::parse_candidate(c) {
+                                let _ = peer.add_ice_candidate(c).await;
+                            }
+                        }
+                    }
+                    let _ = msg_tx.send(v);
+                }
+                Some(out) = out_rx.recv() => { let _ = sink.send(Message::text(out)).await; }
+                _ = close_rx.recv() => { let _ = sink.close().await; return; }
+            }
+        }
+    });
+    Tab { msgs, seen: Vec::new(), pc, channels, close }
+}
+
+impl Tab {
+    /// Read until a message matches `pred`; returns it.
+    async fn until(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.msgs.recv()).await {
+                Ok(Some(m)) => {
+                    self.seen.push(m.clone());
+                    if pred(&m) {
+                        return m;
+                    }
+                }
+                Ok(None) => panic!("socket closed; got {:#?}", self.seen),
+                Err(_) => panic!("nothing matched within {within:?}; got {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Wolf's session id from `ConnectionComplete`.
+    async fn connected(&mut self) -> String {
+        let cc = self.until(Duration::from_secs(20), |m| m.get("ConnectionComplete").is_some()).await;
+        cc["ConnectionComplete"]["client_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn peer_disconnect(&mut self, within: Duration) {
+        self.until(within, |m| m == &json!("PeerDisconnect")).await;
+    }
+
+    /// Messages that arrive within `d`.
+    async fn drain(&mut self, d: Duration) -> Vec<Value> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + d;
+        while let Ok(Some(m)) = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), self.msgs.recv()).await {
+            got.push(m);
+        }
+        self.seen.extend(got.clone());
+        got
+    }
+
+    async fn close(self) {
+        let _ = self.close.send(());
+        let _ = self.pc.close().await;
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false)
+}
+
+fn kill(pid: u32) {
+    // SAFETY: the pid is a streamer child this test started and just checked to be alive.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f1_second_client_with_a_colliding_subject_is_taken_for_a_resume_and_cancelled() {
+    let s = stack(&["cert-subject-collision"]).await;
+    let mut first = open_tab(&s, "agent-ses_a-1", "helix-agent-ses_a-L1-1", true).await;
+    let first_wolf = first.connected().await;
+
+    let mut second = open_tab(&s, "agent-ses_b-2", "helix-agent-ses_b-L2-2", true).await;
+    second.until(Duration::from_secs(20), |m| m == &json!({"StageStarting": {"stage": "Moonlight Stream"}})).await;
+    second.peer_disconnect(Duration::from_secs(10)).await;
+    assert!(!second.seen.iter().any(|m| m.get("ConnectionComplete").is_some()), "{:#?}", second.seen);
+
+    // The resume, then the cascade's /cancel, which comes after PeerDisconnect (Wolf logs the
+    // same text for both).
+    s.until(Duration::from_secs(5), "no unregistered-session line for the resume and the cancel", || async {
+        (s.log("wolf").matches(UNREGISTERED).count() == 2).then_some(())
+    })
+    .await;
+    let sessions = s.wolf.sessions().await.unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].client_unique_id, "helix-agent-ses_a-L1-1");
+    assert_eq!(sessions[0].client_id, first_wolf);
+    // The first viewer is unaffected: still streaming, no disconnect.
+    assert!(first.drain(Duration::from_millis(500)).await.iter().all(|m| m != &json!("PeerDisconnect")));
+    let left: Vec<String> = s.until(Duration::from_secs(5), "second moonlight-web session not removed", || async {
+        let v = s.sessions().await;
+        (v.len() == 1).then(|| v.into_iter().map(|x| x.session_id).collect())
+    })
+    .await;
+    assert_eq!(left, ["agent-ses_a-1"]);
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_a_lobby_session_without_input_is_dropped_and_the_tab_gets_peer_disconnect() {
+    let s = stack(&["control-idle-timeout=1"]).await;
+    let mut tab = open_tab(&s, "agent-ses_c-1", "helix-agent-ses_c-L-1", true).await;
+    let sid = tab.connected().await;
+    let body = json!({"profile_id": "helix-sessions", "name": "Agent 0001", "multi_user": true, "stop_when_everyone_leaves": false,
+        "video_settings": {"width": 320, "height": 180, "refresh_rate": 30}, "audio_settings": {"channel_count": 2}, "runner": {"type": "docker", "env": []}});
+    let lobby = s.wolf.create_lobby(&body).await.unwrap();
+    s.wolf.join_lobby(&lobby, &sid, None).await.unwrap();
+    let joined = Instant::now();
+    tab.peer_disconnect(Duration::from_secs(8)).await;
+    assert!(joined.elapsed() >= Duration::from_millis(900), "dropped before the idle limit");
+    let log = s.log("wolf");
+    let enet = log.find("[ENET] disconnected client: 127.0.0.1:").expect("ENet disconnect logged");
+    assert!(log.find(&format!("[LOBBY] Session {sid} joining lobby {lobby}")).unwrap() < enet, "{log}");
+    assert!(log.contains(&format!("[LOBBY] Moonlight stream {sid} over, leaving lobby {lobby}")), "{log}");
+    assert_eq!(s.wolf.memory().await.unwrap().lobbies[0].client_count, 0);
+    tab.close().await;
+
+    // The same stack keeps a viewer that sends real mouseRelative input after the join.
+    let mut tab = open_tab(&s, "agent-ses_c-2", "helix-agent-ses_c-L-2", true).await;
+    let sid = tab.connected().await;
+    s.wolf.join_lobby(&lobby, &sid, None).await.unwrap();
+    let mouse = Arc::clone(&tab.channels[3]);
+    assert_eq!(mouse.label(), "mouseRelative");
+    let input = tokio::spawn(async move {
+        loop {
+            let _ = mouse.send(&bytes::Bytes::from_static(&[0, 0, 3, 255, 253])).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let got = tab.drain(Duration::from_millis(2500)).await;
+    input.abort();
+    assert!(!got.contains(&json!("PeerDisconnect")), "{got:?}");
+    assert!(s.wolf.sessions().await.unwrap().iter().any(|w| w.client_id == sid));
+    tab.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f5_stuck_session_keeps_a_socketless_create_session_with_a_live_streamer() {
+    let s = stack(&["stuck-session"]).await;
+    let mut tab = open_tab(&s, "agent-ses_d-1", "helix-agent-ses_d-L-1", false).await;
+    tab.until(Duration::from_secs(10), |m| m == &json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})).await;
+    tab.close().await;
+    let stuck = s
+        .until(Duration::from_secs(5), "socket close not seen", || async {
+            s.sessions().await.into_iter().find(|x| !x.has_websocket)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = s.sessions().await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(!now[0].has_websocket && now[0].streamer_alive && now[0].mode == "create", "{now:?}");
+    let pid = stuck.streamer_pid.expect("pid");
+    assert!(alive(pid));
+    kill(pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f6_zombie_streamer_outlives_its_socket_and_its_entry() {
+    let s = stack(&["zombie-streamer"]).await;
+    let mut tab = open_tab(&s, "agent-ses_e-1", "helix-agent-ses_e-L-1", false).await;
+    tab.until(Duration::from_secs(10), |m| m == &json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})).await;
+    let pid = s.sessions().await[0].streamer_pid.expect("pid");
+    tab.close().await;
+    s.until(Duration::from_secs(5), "session not removed", || async { s.sessions().await.is_empty().then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(alive(pid), "the streamer obeyed Stop");
+    assert!(s.log("moonlight-web").contains("[Streamer agent-ses_e-1]"), "streamer logs reach moonlight-web's log");
+    kill(pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f6_listed_a_dead_streamer_stays_listed_and_admin_status_reports_it() {
+    let s = stack(&["zombie-streamer=listed"]).await;
+    let mut tab = open_tab(&s, "agent-ses_f-1", "helix-agent-ses_f-L-1", false).await;
+    tab.until(Duration::from_secs(10), |m| m == &json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})).await;
+    let pid = s.sessions().await[0].streamer_pid.expect("pid");
+    tab.close().await;
+    let dead = s
+        .until(Duration::from_secs(10), "streamer never exited", || async {
+            s.sessions().await.into_iter().find(|x| !x.streamer_alive)
+        })
+        .await;
+    assert_eq!((dead.has_websocket, dead.streamer_pid, dead.session_id.as_str()), (false, None, "agent-ses_f-1"));
+    assert!(!alive(pid));
+    let status = s.mlw.status().await.unwrap();
+    assert_eq!((status.total_sessions, status.active_websockets), (1, 0));
+    let log = s.log("moonlight-web");
+    assert!(log.contains("[Admin Status] 1 zombie sessions detected (dead process but not cleaned up)"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f7_wolf_keeps_the_session_of_a_closed_tab() {
+    let s = stack(&["orphan-wolf-session"]).await;
+    let mut tab = open_tab(&s, "agent-ses_g-1", "helix-agent-ses_g-L-1", true).await;
+    let sid = tab.connected().await;
+    tab.close().await;
+    s.until(Duration::from_secs(10), "moonlight-web kept the session", || async { s.sessions().await.is_empty().then_some(()) }).await;
+    let log = s.log("moonlight-web");
+    s.until(Duration::from_secs(10), "streamer never finished", || async {
+        s.log("moonlight-web").contains("[Stream] Streamer of session agent-ses_g-1 exited").then_some(())
+    })
+    .await;
+    let wolf = s.wolf.sessions().await.unwrap();
+    assert_eq!(wolf.iter().map(|w| w.client_id.as_str()).collect::<Vec<_>>(), [sid.as_str()], "{log}");
+    assert!(!s.log("wolf").contains("[ENET] disconnected client"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f9_wolf_health_reports_the_frozen_producer() {
+    let s = stack(&["freeze-after=1"]).await;
+    let body = json!({"profile_id": "helix-sessions", "name": "Agent 0002", "multi_user": true, "stop_when_everyone_leaves": false,
+        "video_settings": {}, "audio_settings": {}, "runner": {"type": "docker", "env": []}});
+    s.wolf.create_lobby(&body).await.unwrap();
+    assert_eq!(s.wolf.health().await.unwrap()["overall_status"], "healthy");
+    let h = s
+        .until(Duration::from_secs(8), "no stuck thread", || async {
+            let h = s.wolf.health().await.unwrap();
+            (h["stuck_thread_count"] == 1).then_some(h)
+        })
+        .await;
+    assert_eq!(h["overall_status"], "degraded");
+    assert_eq!(h["total_thread_count"], 3);
+    assert!(h["threads"].as_array().unwrap().iter().any(|t| t["is_stuck"] == true && t["seconds_since_heartbeat"].as_f64().unwrap() >= 3.0));
+    s.until(Duration::from_secs(3), "no degraded line", || async { s.log("wolf").contains("WARN  | System degraded: 1/3 threads stuck").then_some(()) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f11_the_streamer_logs_chunk_too_short_repeatedly_through_moonlight_web() {
+    let s = stack(&["sctp-errors"]).await;
+    let mut tab = open_tab(&s, "agent-ses_h-1", "helix-agent-ses_h-L-1", true).await;
+    tab.connected().await;
+    let lines = s
+        .until(Duration::from_secs(5), "no repeated SCTP errors", || async {
+            let log = s.log("moonlight-web");
+            let lines: Vec<String> = log.lines().filter(|l| l.contains("[Streamer agent-ses_h-1]") && l.contains("chunk too short")).map(str::to_owned).collect();
+            (lines.len() >= 3).then_some(lines)
+        })
+        .await;
+    assert!(lines[0].contains("unable to parse SCTP packet"), "{lines:?}");
+    tab.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f12_slow_wolf_stalls_the_tab_in_moonlight_stream_until_the_streamer_times_out() {
+    // Longer than the streamer's 10 s deadline per request.
+    let s = stack(&["slow-tls=12000"]).await;
+    let mut tab = open_tab(&s, "agent-ses_i-1", "helix-agent-ses_i-L-1", true).await;
+    tab.until(Duration::from_secs(20), |m| m == &json!({"StageStarting": {"stage": "Moonlight Stream"}})).await;
+    let stalled = Instant::now();
+    tab.peer_disconnect(Duration::from_secs(15)).await;
+    assert!(stalled.elapsed() >= Duration::from_secs(9), "no stall: {:?}", stalled.elapsed());
+    assert!(!tab.seen.iter().any(|m| m.get("ConnectionComplete").is_some()));
+    let log = s.log("moonlight-web");
+    assert!(log.lines().any(|l| l.contains("[Streamer agent-ses_i-1]") && l.contains("Error(Connect, TimedOut)")), "{log}");
+    assert!(s.wolf.sessions().await.unwrap().is_empty());
+    tab.close().await;
+}
+
+/// The boot data a Helix page embeds.
+async fn boot(helix: &str, path: &str, token: &str) -> Value {
+    let page = reqwest::Client::new().get(format!("{helix}{path}")).header("cookie", format!("access_token={token}")).send().await.unwrap().text().await.unwrap();
+    let start = page.find(r#"id="helix-boot">"#).unwrap() + r#"id="helix-boot">"#.len();
+    let end = start + page[start..].find("</script>").unwrap();
+    serde_json::from_str(&page[start..end]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f13_every_viewer_of_an_agent_gets_one_session_id_and_the_second_is_already_streaming() {
+    let s = stack(&["session-id-reuse"]).await;
+    let mut helix = HelixClient::new(&s.e.helix_url);
+    helix.login(&s.e.user_email, &s.e.user_password).await.unwrap();
+    let ses = helix.create_agent_session("F13").await.unwrap();
+    let token = helix.token().unwrap().to_owned();
+    let a = boot(&s.e.helix_url, &format!("/session/{ses}"), &token).await;
+    let b = boot(&s.e.helix_url, &format!("/projects/p1/specs?sessions={ses}"), &token).await;
+    let id = a["sessions"][0]["moonlight_session_id"].as_str().expect("reused id served").to_owned();
+    assert!(id.starts_with(&format!("agent-{ses}-")), "{id}");
+    assert_eq!(b["sessions"][0]["moonlight_session_id"], id.as_str(), "one id per agent session, whatever the page");
+
+    let mut first = open_tab(&s, &id, &format!("helix-agent-{ses}-L-1"), false).await;
+    first.until(Duration::from_secs(10), |m| m == &json!({"StageComplete": {"stage": "Launch Streamer"}})).await;
+    let mut second = open_tab(&s, &id, &format!("helix-agent-{ses}-L-2"), false).await;
+    assert_eq!(second.until(Duration::from_secs(10), |_| true).await, json!("AlreadyStreaming"));
+    first.close().await;
+    second.close().await;
+
+    let healthy = stack(&[]).await;
+    let mut helix = HelixClient::new(&healthy.e.helix_url);
+    helix.login(&healthy.e.user_email, &healthy.e.user_password).await.unwrap();
+    let ses = helix.create_agent_session("ok").await.unwrap();
+    let boot = boot(&healthy.e.helix_url, &format!("/session/{ses}"), helix.token().unwrap()).await;
+    assert!(boot["sessions"][0].get("moonlight_session_id").is_none(), "{boot}");
+}
