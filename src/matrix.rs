@@ -25,6 +25,7 @@ pub const CASES: &[Case] = &[
     Case { fault: "F4", switch: Some("control-idle-timeout=3"), scenario: "second-connection" },
     Case { fault: "F5", switch: Some("stuck-session"), scenario: "second-connection" },
     Case { fault: "F6", switch: Some("zombie-streamer"), scenario: "second-connection" },
+    Case { fault: "F6", switch: Some("zombie-streamer=listed"), scenario: "second-connection" },
     Case { fault: "F7", switch: Some("orphan-wolf-session"), scenario: "second-connection" },
     Case { fault: "F8", switch: Some("black-after=2"), scenario: "second-connection" },
     Case { fault: "F9", switch: Some("freeze-after=3"), scenario: "second-connection" },

@@ -429,10 +429,24 @@ fn process_alive(pid: u32) -> bool {
 }
 
 fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    // The streamer pid moonlight-web last listed per client: a Wolf session whose streamer still
+    // runs is F6's zombie, not a lobby mismatch.
+    let mut pid_of: BTreeMap<&str, u32> = BTreeMap::new();
+    for (_, sessions) in &c.mlw_polls {
+        for s in sessions {
+            if let (Some(u), Some(p)) = (s.client_unique_id.as_deref(), s.streamer_pid) {
+                pid_of.insert(u, p);
+            }
+        }
+    }
     let mut since: BTreeMap<String, EpochMs> = BTreeMap::new();
     for (at, sessions) in &c.wolf_sessions {
         let Some((_, mlw)) = c.mlw_polls.iter().rev().find(|(t, _)| t <= at) else { continue };
-        let orphans: Vec<&WolfSession> = sessions.iter().filter(|s| !mlw.iter().any(|m| m.client_unique_id.as_deref() == Some(s.client_unique_id.as_str()))).collect();
+        let orphans: Vec<&WolfSession> = sessions
+            .iter()
+            .filter(|s| !mlw.iter().any(|m| m.client_unique_id.as_deref() == Some(s.client_unique_id.as_str())))
+            .filter(|s| !pid_of.get(s.client_unique_id.as_str()).is_some_and(|p| process_alive(*p)))
+            .collect();
         since.retain(|id, _| orphans.iter().any(|s| &s.client_id == id));
         for s in orphans {
             let start = *since.entry(s.client_id.clone()).or_insert(*at);
