@@ -47,12 +47,49 @@ pub struct TabDigest {
     /// Exceptions, console errors, crashes, abnormal WebSocket closes, error messages received.
     pub problems: Vec<Mark>,
     pub closed_at: Option<EpochMs>,
+    /// Peer connections the page created, with when.
+    pub pcs: Vec<(u32, EpochMs)>,
 }
 
 impl TabDigest {
     /// The latest connection state at `at` (of whichever peer connection changed last).
     pub fn state_at(&self, at: EpochMs) -> Option<&str> {
         self.states.iter().rev().find(|m| m.at <= at).map(|m| m.text.split_once(": ").map(|(_, s)| s).unwrap_or(&m.text))
+    }
+
+    /// Each peer connection's connection state at `at`, e.g. "pc0 connected, pc1 new"; a tab
+    /// with several viewers has several, and a failure usually concerns one of them.
+    pub fn connections_at(&self, at: EpochMs) -> String {
+        let parts: Vec<String> = self
+            .pcs
+            .iter()
+            .filter(|(_, created)| *created <= at)
+            .map(|(pc, _)| {
+                let prefix = format!("pc{pc}: ");
+                let state = self.states.iter().rev().find(|m| m.at <= at && m.text.starts_with(&prefix)).map(|m| &m.text[prefix.len()..]).unwrap_or("new");
+                format!("pc{pc} {state}")
+            })
+            .collect();
+        if parts.is_empty() {
+            "no peer connection".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// The last `n` distinct problems up to `at`, oldest first.
+    pub fn problems_before(&self, at: EpochMs, n: usize) -> Vec<&Mark> {
+        let mut out: Vec<&Mark> = Vec::new();
+        for m in self.problems.iter().rev().filter(|m| m.at <= at) {
+            if out.len() == n {
+                break;
+            }
+            if !out.iter().any(|o| o.text == m.text) {
+                out.push(m);
+            }
+        }
+        out.reverse();
+        out
     }
 }
 
@@ -85,6 +122,16 @@ pub struct Digest {
 impl Digest {
     pub fn tab(&self, tab: TabId) -> Option<&TabDigest> {
         self.tabs.iter().find(|t| t.tab == tab)
+    }
+
+    /// What the scenario was doing at `at`: "during <op>" for the innermost operation running
+    /// then, else "after <op>" for the last one that had finished.
+    pub fn op_at(&self, at: EpochMs) -> Option<String> {
+        let running = self.ops.iter().filter(|o| o.start <= at && o.end.is_none_or(|e| e >= at)).max_by(|a, b| a.start.total_cmp(&b.start));
+        if let Some(op) = running {
+            return Some(format!("during {}", op.name));
+        }
+        self.ops.iter().filter(|o| o.end.is_some_and(|e| e <= at)).max_by(|a, b| a.end.unwrap_or(0.0).total_cmp(&b.end.unwrap_or(0.0))).map(|o| format!("after {}", o.name))
     }
 }
 
@@ -177,7 +224,10 @@ fn tab_event(t: &mut TabDigest, at: EpochMs, probe: &ProbeEvent, last_stats: &mu
                 }
             }
         }
-        ProbeEvent::PcCreated { pc, .. } => t.stages.push(mark(format!("pc{pc} created"))),
+        ProbeEvent::PcCreated { pc, .. } => {
+            t.pcs.push((*pc, at));
+            t.stages.push(mark(format!("pc{pc} created")));
+        }
         ProbeEvent::PcState { pc, which: PcStateKind::Connection, state } => {
             t.states.push(mark(format!("pc{pc}: {state}")));
             if state == "failed" {
@@ -296,12 +346,36 @@ mod tests {
         assert_eq!(t.states, vec![Mark { at: 1400.0, text: "pc0: connected".into() }]);
         assert_eq!(t.state_at(1399.0), None);
         assert_eq!(t.state_at(5000.0), Some("connected"));
+        assert_eq!(t.connections_at(5000.0), "no peer connection", "no pc_created seen");
+        assert_eq!(d.op_at(1200.0).as_deref(), Some("during open"));
+        assert_eq!(d.op_at(999.0), None);
         assert!(t.stages.iter().any(|m| m.text == "ws0 \u{2190} StageStarting Launch Streamer"));
         assert!(!t.stages.iter().any(|m| m.text.contains("Signaling")), "SDP is not a stage");
         assert_eq!(t.problems, vec![Mark { at: 1300.0, text: "ws0 \u{2190} PeerDisconnect".into() }]);
         assert_eq!(t.stats.len(), 1);
         assert_eq!((t.stats[0].fps, t.stats[0].kbps), (30.0, 1000.0));
         assert_eq!(d.ops, vec![OpSpan { name: "open".into(), start: 1000.0, end: Some(3500.0), failed: Some("boom".into()) }]);
+    }
+
+    #[test]
+    fn names_each_peer_connections_state_and_recent_problems() {
+        let tl = Timeline::new();
+        let tab = |probe| Event::Tab { tab: 2, probe };
+        tl.push_at(10.0, tab(ProbeEvent::PcCreated { pc: 0, config: json!({}) }));
+        tl.push_at(20.0, tab(ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: "connected".into() }));
+        tl.push_at(30.0, tab(ProbeEvent::PcCreated { pc: 1, config: json!({}) }));
+        tl.push_at(40.0, tab(ProbeEvent::WsMessage { ws: 1, dir: Direction::Received, msg: json!("PeerDisconnect") }));
+        tl.push_at(41.0, tab(ProbeEvent::WsClose { ws: 1, code: 1005, reason: String::new() }));
+        tl.push_at(42.0, tab(ProbeEvent::WsMessage { ws: 1, dir: Direction::Received, msg: json!("PeerDisconnect") }));
+        tl.push_at(50.0, Event::Op { name: "a".into(), phase: OpPhase::Start });
+        tl.push_at(60.0, Event::Op { name: "a".into(), phase: OpPhase::Ok });
+        let d = digest(&tl.snapshot());
+        let t = d.tab(2).unwrap();
+        assert_eq!(t.connections_at(25.0), "pc0 connected");
+        assert_eq!(t.connections_at(45.0), "pc0 connected, pc1 new");
+        let texts: Vec<&str> = t.problems_before(45.0, 3).iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, vec!["ws1 closed 1005", "ws1 \u{2190} PeerDisconnect"]);
+        assert_eq!(d.op_at(70.0).as_deref(), Some("after a"));
     }
 
     #[test]

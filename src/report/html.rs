@@ -211,25 +211,25 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
             let _ = write!(
                 h,
                 "<div class=\"card failure\" id=\"{}\"><h3><span class=\"pill fail\">FAIL</span> {} <span class=\"muted\">/ {}</span></h3><div class=\"msg\">{}</div>\
-                 <div class=\"facts\"><span>at <b>{}</b> ({})</span><span>during <b>{}</b></span><a href=\"#ev-{}\">events around it</a></div>",
+                 <div class=\"facts\"><span>at <b>{}</b> ({})</span><span>{}</span><a href=\"#ev-{}\">events around it</a></div>",
                 anchor(&sc.name, &inv.name),
                 esc(&inv.name),
                 esc(&sc.name),
                 esc(&inv.message),
                 axis.rel(inv.at),
                 clock(inv.at),
-                esc(sc.failed_op.as_deref().unwrap_or("-")),
+                esc(&d.op_at(inv.at).unwrap_or_default()),
                 event_near(events, inv.at)
             );
             for tab in tabs_named(&inv.message) {
                 let Some(t) = d.tab(tab) else { continue };
-                let problem = t.problems.iter().rev().find(|p| p.at <= inv.at + 1000.0);
+                let problems: Vec<String> = t.problems_before(inv.at, 3).iter().map(|p| format!("<b class=\"bad\">{}</b> <span class=\"muted\">{}</span>", esc(&p.text), axis.rel(p.at))).collect();
                 let _ = write!(
                     h,
-                    "<div class=\"facts\"><span><a href=\"#tab-{tab}\">tab {tab}</a>: connection <b style=\"color:{}\">{}</b></span>{}</div>",
+                    "<div class=\"facts\"><span><a href=\"#tab-{tab}\">tab {tab}</a>: <b style=\"color:{}\">{}</b></span>{}</div>",
                     state_colour(t.state_at(inv.at).unwrap_or("")),
-                    esc(t.state_at(inv.at).unwrap_or("never had one")),
-                    problem.map(|p| format!("<span>last problem {}: <b class=\"bad\">{}</b></span>", axis.rel(p.at), esc(&p.text))).unwrap_or_default()
+                    esc(&t.connections_at(inv.at)),
+                    if problems.is_empty() { String::new() } else { format!("<span>problems: {}</span>", problems.join(", ")) }
                 );
             }
             h.push_str("</div>\n");

@@ -8,7 +8,8 @@ use std::fmt::Write;
 
 /// Keeps a table cell on one line and from closing the table.
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    // `<` would start HTML in GitHub's renderer.
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 pub fn render(summary: &Summary, digest: &Digest) -> String {
@@ -33,12 +34,13 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
         }
         for inv in &failed {
             let rel = (inv.at - digest.start) / 1000.0;
-            let _ = writeln!(m, "- \u{274c} **{}** (+{rel:.1} s): {}", inv.name, cell(&inv.message));
+            let during = digest.op_at(inv.at).map(|op| format!(", {}", cell(&op))).unwrap_or_default();
+            let _ = writeln!(m, "- \u{274c} **{}** (+{rel:.1} s{during}): {}", inv.name, cell(&inv.message));
             for tab in tabs_named(&inv.message) {
                 if let Some(t) = digest.tab(tab) {
-                    let state = t.state_at(inv.at).unwrap_or("no peer connection");
-                    let last_problem = t.problems.iter().rev().find(|p| p.at <= inv.at).map(|p| format!("; last problem: {}", cell(&p.text))).unwrap_or_default();
-                    let _ = writeln!(m, "  - tab {tab}: connection {state}{last_problem}");
+                    let problems: Vec<String> = t.problems_before(inv.at, 3).iter().map(|p| cell(&p.text)).collect();
+                    let problems = if problems.is_empty() { String::new() } else { format!("; problems: {}", problems.join(", ")) };
+                    let _ = writeln!(m, "  - tab {tab}: {}{problems}", t.connections_at(inv.at));
                 }
             }
             let _ = writeln!(m, "  - evidence: {}", evidence(summary, sc, inv).iter().map(|e| format!("`{}`", e.split(" (").next().unwrap_or(e))).collect::<Vec<_>>().join(", "));
