@@ -68,28 +68,31 @@ pub fn render(summary: &Summary, hostname: &str) -> String {
         errors += s.errors;
         suites.push_str(&s.xml);
     }
-    // A run that failed before any scenario (no browser, no stack) is still one failed test.
-    if summary.scenarios.is_empty() {
-        let verdict_error = summary.verdict != Verdict::Pass;
+    // A run that failed outside any scenario (no browser, no stack, Ctrl-C between scenarios)
+    // is still a test that errs, or CI would read it as green.
+    let scenario_erred = summary.scenarios.iter().any(|s| matches!(s.verdict, Verdict::Error | Verdict::Interrupted));
+    let run_erred = matches!(summary.verdict, Verdict::Error | Verdict::Interrupted) && !scenario_erred;
+    if summary.scenarios.is_empty() || run_erred {
         let mut s = String::new();
         let _ = write!(
             s,
-            "  <testsuite name=\"helix-e2e\" tests=\"1\" failures=\"0\" errors=\"{}\" skipped=\"0\" time=\"{:.3}\" timestamp=\"{}\" hostname=\"{}\" id=\"0\" package=\"helix-e2e\">\n    <properties>\n{}    </properties>\n    <testcase name=\"setup\" classname=\"helix-e2e\" time=\"{:.3}\">\n",
-            u8::from(verdict_error),
+            "  <testsuite name=\"helix-e2e\" tests=\"1\" failures=\"0\" errors=\"{}\" skipped=\"0\" time=\"{:.3}\" timestamp=\"{}\" hostname=\"{}\" id=\"{}\" package=\"helix-e2e\">\n    <properties>\n{}    </properties>\n    <testcase name=\"run\" classname=\"helix-e2e\" time=\"{:.3}\">",
+            u8::from(run_erred),
             summary.duration_s,
             escape(&timestamp(summary)),
             escape(hostname),
+            summary.scenarios.len(),
             properties(summary),
             summary.duration_s
         );
-        if verdict_error {
-            let msg = summary.error.clone().unwrap_or_else(|| format!("run {:?}", summary.verdict));
-            let _ = writeln!(s, "      <error message=\"{}\" type=\"{}\">{}</error>", escape(&msg), verdict_word(summary.verdict), escape(&format!("{msg}\nreplay: {}", summary.replay)));
+        if run_erred {
+            let msg = summary.error.clone().unwrap_or_else(|| verdict_word(summary.verdict).to_string());
+            let _ = write!(s, "\n      <error message=\"{}\" type=\"{}\">{}</error>\n    ", escape(&msg), verdict_word(summary.verdict), escape(&format!("{msg}\nreplay: {}\nevidence: report.html, timeline.jsonl, logs/", summary.replay)));
         }
-        s.push_str("    </testcase>\n    <system-out></system-out>\n    <system-err></system-err>\n  </testsuite>\n");
-        tests = 1;
-        errors = usize::from(verdict_error);
-        suites = s;
+        s.push_str("</testcase>\n    <system-out></system-out>\n    <system-err></system-err>\n  </testsuite>\n");
+        tests += 1;
+        errors += usize::from(run_erred);
+        suites.push_str(&s);
     }
     let _ = writeln!(
         x,
@@ -152,8 +155,10 @@ fn suite(summary: &Summary, sc: &ScenarioResult, id: usize, hostname: &str) -> S
         Verdict::Error | Verdict::Interrupted => {
             errors += 1;
             let msg = sc.error.clone().or_else(|| summary.error.clone()).unwrap_or_else(|| verdict_word(sc.verdict).to_string());
+            // A scenario cut short by Ctrl-C erred because of the interruption, not the system.
+            let kind = if summary.verdict == Verdict::Interrupted { "interrupted" } else { verdict_word(sc.verdict) };
             let body = format!("{msg}\nduring operation: {}\nreplay: {}\nevidence: report.html, timeline.jsonl, logs/", sc.failed_op.as_deref().unwrap_or("-"), summary.replay);
-            let _ = write!(cases, "\n      <error message=\"{}\" type=\"{}\">{}</error>\n    ", escape(&msg), verdict_word(sc.verdict), escape(&body));
+            let _ = write!(cases, "\n      <error message=\"{}\" type=\"{}\">{}</error>\n    ", escape(&msg), kind, escape(&body));
         }
     }
     cases.push_str("</testcase>\n");
@@ -184,4 +189,53 @@ fn suite(summary: &Summary, sc: &ScenarioResult, id: usize, hostname: &str) -> S
 /// This machine's name for `hostname=`; "localhost" when it cannot be read.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(verdict: Verdict, scenarios: Vec<ScenarioResult>) -> Summary {
+        Summary {
+            run_id: "r".into(),
+            verdict,
+            seed: 1,
+            target: "t".into(),
+            started_at: "2026-01-01T00:00:00+00:00".into(),
+            duration_s: 1.0,
+            replay: "helix-e2e run x --seed 1".into(),
+            scenarios,
+            tabs: vec![],
+            artifacts: "a".into(),
+            error: Some("interrupted by Ctrl-C".into()),
+        }
+    }
+
+    fn passed() -> ScenarioResult {
+        ScenarioResult { name: "x".into(), verdict: Verdict::Pass, invariants: vec![InvariantResult::pass("i", "ok")], failed_op: None, state_at_failure: None, error: None, duration_s: 1.0 }
+    }
+
+    #[test]
+    fn a_run_interrupted_between_scenarios_is_an_error_not_green() {
+        let x = render(&summary(Verdict::Interrupted, vec![passed()]), "h");
+        assert!(x.contains("<testsuites name=\"helix-e2e r\" tests=\"3\" failures=\"0\" errors=\"1\""), "{x}");
+        assert!(x.contains("<error message=\"interrupted by Ctrl-C\" type=\"interrupted\">"), "{x}");
+        let x = render(&summary(Verdict::Pass, vec![passed()]), "h");
+        assert!(x.contains("tests=\"2\" failures=\"0\" errors=\"0\"") && !x.contains("<error"), "{x}");
+    }
+
+    #[test]
+    fn a_scenario_cut_short_by_ctrl_c_errs_as_interrupted() {
+        let mut sc = passed();
+        sc.verdict = Verdict::Error;
+        sc.error = Some("interrupted: interrupted by Ctrl-C".into());
+        let x = render(&summary(Verdict::Interrupted, vec![sc]), "h");
+        assert!(x.contains("errors=\"1\"") && x.contains("type=\"interrupted\""), "{x}");
+        assert!(!x.contains("name=\"run\""), "no extra run case when a scenario carries the error: {x}");
+    }
+
+    #[test]
+    fn escapes_markup_and_drops_control_characters() {
+        assert_eq!(escape("a<b>&\"c'\u{1}\n"), "a&lt;b&gt;&amp;&quot;c&apos;\n");
+    }
 }
