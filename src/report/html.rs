@@ -198,7 +198,7 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
             any = true;
             let _ = write!(
                 h,
-                "<div class=\"card failure\"><h3><span class=\"pill {}\">{}</span> {} stopped with an error</h3><div class=\"msg\">{}</div><div class=\"facts\"><span>during <b>{}</b></span></div></div>\n",
+                "<div class=\"card failure\"><h3><span class=\"pill {}\">{}</span> {} stopped with an error</h3><div class=\"msg\">{}</div><div class=\"facts\"><span>during <b>{}</b></span></div></div>",
                 verdict_class(sc.verdict),
                 verdict_class(sc.verdict).to_uppercase(),
                 esc(&sc.name),
@@ -236,7 +236,7 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
         }
     }
     if !any {
-        let _ = write!(h, "<div class=\"card\"><span class=\"ok\">Nothing failed.</span> {} invariant(s) held.</div>\n", s.scenarios.iter().map(|s| s.invariants.len()).sum::<usize>());
+        let _ = writeln!(h, "<div class=\"card\"><span class=\"ok\">Nothing failed.</span> {} invariant(s) held.</div>", s.scenarios.iter().map(|s| s.invariants.len()).sum::<usize>());
     }
     h.push_str("</section>\n");
 }

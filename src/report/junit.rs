@@ -2,10 +2,10 @@
 //! for the scenario itself and one per invariant, failures carrying the message and where the
 //! evidence is.
 //!
-//! The shape follows the Ant JUnit schema most CI importers validate against: `testsuites` >
-//! `testsuite` (name, tests, failures, errors, skipped, time, timestamp, hostname, id, package)
-//! > `properties`, `testcase` (name, classname, time) with `failure`/`error` (message, type),
-//! `system-out`, `system-err`.
+//! The shape follows the Ant JUnit schema most CI importers validate against: `testsuites`
+//! holds `testsuite`s (name, tests, failures, errors, skipped, time, timestamp, hostname, id,
+//! package), each holding `properties`, `testcase`s (name, classname, time) with
+//! `failure`/`error` (message, type), then `system-out` and `system-err`.
 
 use super::digest::tabs_named;
 use super::{ScenarioResult, Summary, Verdict};
