@@ -1,8 +1,18 @@
-//! The artifact directory of a run and the summary it ends with.
+//! The artifact directory of a run, the summary it ends with, and the reports derived from both
+//! (`junit.xml`, `report.html`, `report.md`, contact sheets, per-tab webrtc-internals dumps).
 //!
 //! Every file is written atomically (temporary name, then rename), so an interrupted run leaves
 //! whole files only; `summary.json` is written last and says whether the run was interrupted.
 
+pub mod contact_sheet;
+pub mod digest;
+pub mod dumps;
+pub mod html;
+pub mod junit;
+pub mod markdown;
+pub mod progress;
+
+use crate::timeline::Observation;
 use crate::verdict::InvariantResult;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -107,4 +117,46 @@ pub struct Summary {
     pub tabs: Vec<TabFacts>,
     pub artifacts: String,
     pub error: Option<String>,
+}
+
+/// `timeline.jsonl`: one observation per line, in time order.
+pub fn write_timeline(artifacts: &ArtifactDir, observations: &[Observation]) -> Result<PathBuf, ArtifactError> {
+    let mut lines = Vec::new();
+    for o in observations {
+        if let Ok(l) = serde_json::to_string(o) {
+            lines.extend_from_slice(l.as_bytes());
+            lines.push(b'\n');
+        }
+    }
+    artifacts.write("timeline.jsonl", &lines)
+}
+
+/// Everything a person or CI reads besides `summary.json`: contact sheets, `junit.xml`,
+/// `report.md`, `report.html` (last, so its file list includes the others). Call it just before
+/// writing `summary.json`. A report that cannot be written does not stop the others; the errors
+/// are returned (and logged).
+pub fn write_reports(artifacts: &ArtifactDir, summary: &Summary, observations: &[Observation]) -> Vec<ArtifactError> {
+    let mut errors = Vec::new();
+    let mut keep = |r: Result<PathBuf, ArtifactError>| {
+        if let Err(e) = r {
+            tracing::warn!("{e}");
+            errors.push(e);
+        }
+    };
+    let digest = digest::digest(observations);
+    let mut tabs: Vec<usize> = digest.tabs.iter().map(|t| t.tab).chain(summary.tabs.iter().map(|t| t.tab)).collect();
+    tabs.sort_unstable();
+    tabs.dedup();
+    for tab in tabs {
+        let shots = contact_sheet::screenshots_of_tab(&artifacts.root().join("screenshots"), tab);
+        match contact_sheet::render(&shots) {
+            Ok(Some(png)) => keep(artifacts.write(&format!("contact-sheets/tab-{tab}.png"), &png)),
+            Ok(None) => {}
+            Err(e) => keep(Err(ArtifactError { path: artifacts.root().join(format!("contact-sheets/tab-{tab}.png")), source: std::io::Error::other(e) })),
+        }
+    }
+    keep(artifacts.write("junit.xml", junit::render(summary, &junit::hostname()).as_bytes()));
+    keep(artifacts.write("report.md", markdown::render(summary, &digest).as_bytes()));
+    keep(artifacts.write("report.html", html::render(summary, &digest, artifacts.root()).as_bytes()));
+    errors
 }

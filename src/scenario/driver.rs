@@ -289,7 +289,7 @@ impl Driver {
     pub async fn snapshot_internals(&self, label: &str) {
         match self.browser.internals_dump().await {
             Ok(dump) => {
-                let _ = self.artifacts.write_json(&format!("webrtc-internals/{label}.json"), &dump);
+                let _ = crate::report::dumps::write_internals(&self.artifacts, label, &dump, &self.timeline.redactor());
             }
             Err(e) => tracing::warn!("webrtc-internals snapshot failed: {e}"),
         }

@@ -85,7 +85,11 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     };
 
     let stop = interrupt_signal();
-    if let Err(e) = run_inner(&opts, &artifacts, &mut summary, stop.clone()).await {
+    let timeline = Timeline::new();
+    let progress = crate::report::progress::Progress::start(timeline.clone());
+    let outcome = run_inner(&opts, &artifacts, &mut summary, timeline.clone(), stop.clone()).await;
+    progress.finish().await;
+    if let Err(e) = outcome {
         summary.error = Some(e);
         summary.verdict = Verdict::Error;
     }
@@ -94,6 +98,8 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
         summary.error.get_or_insert_with(|| "interrupted by Ctrl-C".into());
     }
     summary.duration_s = started.elapsed().as_secs_f64();
+    let observations = timeline.snapshot();
+    crate::report::write_reports(&artifacts, &summary, &observations);
     artifacts.write_json("summary.json", &summary)?;
     Ok(summary)
 }
@@ -123,8 +129,7 @@ async fn unless_interrupted<T>(stop: &watch::Receiver<bool>, fut: impl std::futu
     }
 }
 
-async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary, stop: watch::Receiver<bool>) -> Result<(), String> {
-    let timeline = Timeline::new();
+async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary, timeline: Timeline, stop: watch::Receiver<bool>) -> Result<(), String> {
     let mut stack = None;
     let target = match &opts.target {
         TargetChoice::Embedded { exe, args } => {
@@ -140,14 +145,7 @@ async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Sum
     summary.target = target.name.clone();
     let result = drive(opts, artifacts, summary, &target, timeline.clone(), &stop).await;
     // The timeline is written whatever happened.
-    let mut lines = Vec::new();
-    for o in timeline.snapshot() {
-        if let Ok(l) = serde_json::to_string(&o) {
-            lines.extend_from_slice(l.as_bytes());
-            lines.push(b'\n');
-        }
-    }
-    let _ = artifacts.write("timeline.jsonl", &lines);
+    let _ = crate::report::write_timeline(artifacts, &timeline.snapshot());
     // Service logs, redacted, for people; the stack's own directory holds its credentials.
     let redactor = timeline.redactor();
     for (service, path) in &target.log_files {
