@@ -145,19 +145,54 @@ async fn tail_log(service: String, path: PathBuf, timeline: Timeline) {
         match reader.read_line(&mut line).await {
             Ok(0) => tokio::time::sleep(Duration::from_millis(100)).await,
             Ok(_) => {
+                // Lines carry the time they were written; reading them comes later, and
+                // detectors compare log lines with browser events to the millisecond.
                 let text = line.trim_end().to_string();
-                let (level, message) = match wolf_log::parse_line(&text) {
-                    Some(r) => (r.level, r.message),
-                    None => (env_logger_level(&text).unwrap_or("INFO").to_string(), text),
+                let read_at = now_ms();
+                let (at, level, message) = match wolf_log::parse_line(&text) {
+                    Some(r) => (time_of_day_ms(&r.time, read_at), r.level, r.message),
+                    None => (rfc3339_prefix_ms(&text), env_logger_level(&text).unwrap_or("INFO").to_string(), text),
                 };
-                timeline.push(Event::Log { service: service.clone(), level, message });
+                timeline.push_at(at.unwrap_or(read_at), Event::Log { service: service.clone(), level, message });
             }
             Err(_) => return,
         }
     }
 }
 
+/// Wolf writes only the UTC time of day: place it on the day that puts it nearest to `near`.
+fn time_of_day_ms(time: &str, near: EpochMs) -> Option<EpochMs> {
+    let t = chrono::NaiveTime::parse_from_str(time, "%H:%M:%S%.f").ok()?;
+    let day_ms = 86_400_000.0;
+    let midnight = (near / day_ms).floor() * day_ms;
+    let of_day = t.signed_duration_since(chrono::NaiveTime::MIN).num_microseconds()? as f64 / 1000.0;
+    [midnight - day_ms, midnight, midnight + day_ms].into_iter().map(|m| m + of_day).min_by(|a, b| (a - near).abs().total_cmp(&(b - near).abs()))
+}
+
+/// `[2026-11-21T05:24:14.804Z INFO  target] …` as env_logger writes it.
+fn rfc3339_prefix_ms(line: &str) -> Option<EpochMs> {
+    let stamp = line.strip_prefix('[')?.split_whitespace().next()?;
+    chrono::DateTime::parse_from_rfc3339(stamp).ok().map(|t| t.timestamp_micros() as f64 / 1000.0)
+}
+
 fn env_logger_level(line: &str) -> Option<&'static str> {
     let head = line.get(..48)?;
     ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].into_iter().find(|l| head.contains(l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_times_become_epoch_milliseconds() {
+        // 2026-11-21T05:50:20.746Z
+        let near = 1_795_240_220_803.0;
+        assert_eq!(time_of_day_ms("05:50:20.746655614", near).map(|t| t.round()), Some(1_795_240_220_747.0));
+        // Just after midnight, a line from just before it belongs to the previous day.
+        let after_midnight = 1_795_219_200_500.0; // 2026-11-21T00:00:00.5Z
+        assert_eq!(time_of_day_ms("23:59:59.900000000", after_midnight).map(|t| t.round()), Some(1_795_219_199_900.0));
+        assert_eq!(rfc3339_prefix_ms("[2026-11-21T05:24:14.804Z INFO  moonlight_web] x"), Some(1_795_238_654_804.0));
+        assert_eq!(rfc3339_prefix_ms("no stamp"), None);
+    }
 }
