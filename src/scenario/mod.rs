@@ -45,6 +45,10 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
 /// The suite `helix-e2e run` runs when no scenario is named (restart-chaos waits for issue 5).
 pub const DEFAULT_SUITE: &[&str] = &[second_connection::NAME, multi_tab::NAME, concurrent_sessions::NAME, rapid_cycles::NAME, random_walk::NAME];
 
+/// The default suite's time scale when none is given: the design's suite must finish in under
+/// five minutes, and rapid-cycles alone takes about three at the design's own times.
+pub const DEFAULT_SUITE_TIME_SCALE: f64 = 0.2;
+
 /// The seeded plan of a scenario, or `None` for one that follows a fixed procedure
 /// (`second-connection`). Deterministic: same inputs, byte-identical plan.
 pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64) -> Option<plan::Plan> {
