@@ -415,6 +415,66 @@ mod tests {
     }
 
     #[test]
+    fn a_lobby_whose_tabs_closed_must_count_nobody() {
+        let rows = vec![row(0, "ses_a", "connected", Some("L1"))];
+        let sessions = vec!["ses_a".to_string(), "ses_b".to_string()];
+        assert!(lobby_client_counts(&rows, &state(&[("L1", 1), ("L2", 0)]), &sessions).passed);
+        let r = lobby_client_counts(&rows, &state(&[("L1", 1), ("L2", 1)]), &sessions);
+        assert!(!r.passed && r.message.contains("lobby L2 of ses_b: client_count 1 but 0 tab(s)"), "{}", r.message);
+        assert!(one_lobby_per_session(&state(&[]), &sessions).passed);
+        assert!(one_lobby_per_session(&state(&[]), &["ses_c".to_string()]).message.contains("ses_c has 0 lobbies"));
+    }
+
+    #[test]
+    fn shared_lobby_survival_and_reconnect_are_judged_by_the_tabs_of_the_session() {
+        let rows = vec![row(0, "ses_a", "connected", Some("L1")), row(1, "ses_a", "connected", Some("L1"))];
+        assert!(several_tabs_one_lobby(&rows, &state(&[("L1", 2)]), "ses_a", 2, true).passed);
+        let r = several_tabs_one_lobby(&rows, &state(&[("L1", 1)]), "ses_a", 2, true);
+        assert!(!r.passed && r.message.contains("client_count 1"), "{}", r.message);
+        assert!(lobby_survives_tab_close(&rows[..1], &state(&[("L1", 1)]), "ses_a", Some("L1"), true).passed);
+        assert!(lobby_survives_tab_close(&rows[..1], &state(&[]), "ses_a", Some("L0"), true).message.contains("changed from L0 to L1"));
+        let r = all_sessions_reconnect(&rows, &state(&[]), &["ses_a".to_string(), "ses_b".to_string()], true);
+        assert!(!r.passed && r.message.contains("ses_b"), "{}", r.message);
+    }
+
+    #[test]
+    fn health_watch_names_only_states_that_last() {
+        use crate::sut::moonlight_web::MlwSession;
+        use crate::sut::wolf::WolfSession;
+        let mlw = |id: &str, ws: bool, alive: bool| MlwSession {
+            session_id: id.into(),
+            client_unique_id: Some(format!("helix-agent-ses_a-L1-{id}")),
+            mode: "create".into(),
+            has_websocket: ws,
+            streamer_pid: None,
+            streamer_alive: alive,
+        };
+        let at = |t: f64, sessions: Vec<MlwSession>, wolf: Vec<WolfSession>| ServerState { at: t, mlw_sessions: sessions, wolf_sessions: wolf, ..Default::default() };
+        let ours = vec!["ses_a".to_string()];
+        let mut w = HealthWatch::default();
+        w.observe(&at(0.0, vec![mlw("s1", false, true)], vec![]), &ours, 5000.0);
+        w.observe(&at(3000.0, vec![mlw("s1", false, true)], vec![]), &ours, 5000.0);
+        assert!(w.no_stuck_sessions().passed, "3 s is within the limit");
+        w.observe(&at(6000.0, vec![mlw("s1", false, true)], vec![]), &ours, 5000.0);
+        let r = w.no_stuck_sessions();
+        assert!(!r.passed && r.message.contains("s1 has_websocket:false for 6 s"), "{}", r.message);
+        assert!(w.no_zombie_streamers().message.contains("streamer of s1 alive without a WebSocket"));
+        // A state that ends resets its clock; other agents' sessions never count.
+        let mut w = HealthWatch::default();
+        let wolf = WolfSession { client_unique_id: "helix-agent-ses_a-L1-x".into(), client_id: "77".into(), ..serde_json::from_value(json!({"app_id": "1", "client_id": "77", "client_ip": "", "client_unique_id": "", "video_width": 1, "video_height": 1})).unwrap() };
+        w.observe(&at(0.0, vec![], vec![wolf.clone()]), &ours, 1000.0);
+        w.observe(&at(500.0, vec![], vec![]), &ours, 1000.0);
+        w.observe(&at(2000.0, vec![], vec![wolf.clone()]), &ours, 1000.0);
+        assert!(w.no_stuck_sessions().passed);
+        w.observe(&at(3500.0, vec![], vec![wolf]), &ours, 1000.0);
+        assert!(w.no_stuck_sessions().message.contains("Wolf session 77"));
+        let mut w = HealthWatch::default();
+        w.observe(&at(0.0, vec![mlw("s2", false, false)], vec![]), &["ses_other".to_string()], 1.0);
+        w.observe(&at(9000.0, vec![mlw("s2", false, false)], vec![]), &["ses_other".to_string()], 1.0);
+        assert!(w.no_zombie_streamers().passed && w.no_stuck_sessions().passed);
+    }
+
+    #[test]
     fn leftovers_are_named() {
         let st = state(&[]);
         let r = no_leftovers(&st, &["ses_b".to_string()], &[], &[]);
