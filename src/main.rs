@@ -21,7 +21,7 @@ struct Cli {
 enum Command {
     /// Run scenarios (the default suite when none is named) against the embedded reference
     /// stack, or against a real deployment with --target.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the scenarios.
     List,
     /// Run again exactly the operations of an earlier run (its ops.jsonl), on the same target,
@@ -167,7 +167,7 @@ fn main() {
         Command::Run(args) => {
             // chromiumoxide warns about every CDP event newer than its generated types.
             init_tracing("warn,chromiumoxide=error");
-            run(args, None)
+            run(*args, None)
         }
         Command::Replay(args) => {
             init_tracing("warn,chromiumoxide=error");

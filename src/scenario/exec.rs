@@ -174,7 +174,7 @@ fn live_sessions(st: &State) -> Vec<String> {
 /// The latest viewer of every open tab.
 fn latest_viewers(d: &Driver, st: &State) -> Vec<ViewerFacts> {
     let all = d.viewers();
-    st.tabs.values().filter_map(|t| all.iter().filter(|v| v.tab == *t).next_back().cloned()).collect()
+    st.tabs.values().filter_map(|t| all.iter().rfind(|v| v.tab == *t).cloned()).collect()
 }
 
 fn rows_of(viewers: &[ViewerFacts], state: &ServerState) -> Vec<Row> {
