@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use helix_e2e::browser::BrowserOptions;
 use helix_e2e::refstack::faults::Fault;
+use helix_e2e::scenario::params::Params;
 use helix_e2e::scenario::{self, RunOptions, TargetChoice};
 use helix_e2e::{netns, refstack};
 use std::path::PathBuf;
@@ -20,11 +21,14 @@ struct Cli {
 enum Command {
     /// Run scenarios (the default suite when none is named) against the embedded reference
     /// stack, or against a real deployment with --target.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the scenarios.
     List,
     /// Run the detection matrix: every fault's exposing scenario N times, plus N clean runs.
     Matrix(MatrixArgs),
+    /// Run again exactly the operations of an earlier run (its ops.jsonl), on the same target,
+    /// faults, parameters and time scale (its run.json).
+    Replay(ReplayArgs),
     /// Run the reference stack alone until Ctrl-C.
     Refstack(RefstackArgs),
     /// The streamer child of the stand-in moonlight-web (internal).
@@ -69,6 +73,71 @@ struct RunArgs {
     faults: Vec<Fault>,
     /// Detector thresholds (TOML, see e2e/detectors.toml); built-in defaults otherwise.
     #[arg(long)]
+    thresholds: Option<PathBuf>,
+    /// Multiply every wait of the scenarios (active/idle/hold times) by this; 0.1 for CI.
+    /// Default: 1 (the design's times) for named scenarios, 0.2 for the default suite so it
+    /// stays under the design's five minutes.
+    #[arg(long)]
+    time_scale: Option<f64>,
+    /// Scenario parameters from a TOML file (e.g. e2e/scenarios/rapid-cycles.toml); the flags
+    /// below win over it.
+    #[arg(long)]
+    params: Option<PathBuf>,
+    /// Agent sessions a scenario starts (rapid-cycles, concurrent-sessions; the random walk's maximum).
+    #[arg(long)]
+    agent_sessions: Option<usize>,
+    /// Connect/disconnect cycles per session (rapid-cycles).
+    #[arg(long)]
+    cycles: Option<usize>,
+    /// Tabs on one session (multi-tab-same-lobby; the random walk's maximum).
+    #[arg(long)]
+    tabs: Option<usize>,
+    /// Tabs closed (multi-tab-same-lobby) or sessions dropped (concurrent-sessions).
+    #[arg(long)]
+    drop: Option<usize>,
+    /// Operations of the random walk.
+    #[arg(long)]
+    ops: Option<usize>,
+    /// Seconds the random walk may take.
+    #[arg(long)]
+    budget_s: Option<f64>,
+    /// Seconds the viewers are watched at each check before the verdict.
+    #[arg(long)]
+    hold_s: Option<f64>,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// The run directory, e.g. artifacts/20251108T101500Z-00000000000004d2.
+    dir: PathBuf,
+    /// Where the replay's run directory is created.
+    #[arg(long, default_value = "artifacts")]
+    artifacts: PathBuf,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Do not run inside a private network namespace even when possible.
+    #[arg(long)]
+    no_netns: bool,
+    /// Chromium executable.
+    #[arg(long, env = "CHROMIUM", default_value = "/usr/bin/chromium")]
+    chromium: PathBuf,
+    /// Show the browser window (needs a display).
+    #[arg(long)]
+    headed: bool,
+}
+
+/// What run.json keeps of a run: enough to set the same run up again.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunRecord {
+    scenarios: Vec<String>,
+    seed: u64,
+    time_scale: f64,
+    params: std::collections::BTreeMap<String, Params>,
+    target: Option<PathBuf>,
+    faults: Vec<String>,
+    sessions: Vec<String>,
+    #[serde(default)]
     thresholds: Option<PathBuf>,
 }
 
@@ -127,7 +196,11 @@ fn main() {
         Command::Run(args) => {
             // chromiumoxide warns about every CDP event newer than its generated types.
             init_tracing("warn,chromiumoxide=error");
-            run(args)
+            run(*args, None)
+        }
+        Command::Replay(args) => {
+            init_tracing("warn,chromiumoxide=error");
+            replay(args)
         }
     };
     match code {
@@ -150,7 +223,50 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
 }
 
-fn run(args: RunArgs) -> anyhow::Result<i32> {
+/// A recorded run's plans and resolved parameters.
+struct Replayed {
+    plans: Vec<scenario::plan::Plan>,
+    params: std::collections::BTreeMap<String, Params>,
+}
+
+fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
+    let scenarios: Vec<String> = if args.scenarios.is_empty() { scenario::DEFAULT_SUITE.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
+    let time_scale = args.time_scale.unwrap_or(if args.scenarios.is_empty() { scenario::DEFAULT_SUITE_TIME_SCALE } else { 1.0 });
+    // Refuse what cannot run before starting anything (a namespace, Chromium, the stack).
+    for s in &scenarios {
+        if !scenario::SCENARIOS.iter().any(|i| i.name == s) {
+            bail!("unknown scenario {s:?} (see `helix-e2e list`)");
+        }
+        if s == scenario::restart_chaos::NAME {
+            bail!("{}", scenario::restart_chaos::UNAVAILABLE);
+        }
+    }
+    if !(time_scale > 0.0 && time_scale.is_finite()) {
+        bail!("--time-scale must be a positive number, not {time_scale}");
+    }
+    let flags = Params {
+        sessions: args.agent_sessions,
+        cycles: args.cycles,
+        tabs: args.tabs,
+        drop: args.drop,
+        ops: args.ops,
+        budget_s: args.budget_s,
+        hold_s: args.hold_s,
+        ..Params::default()
+    };
+    flags.validate()?;
+    let mut params = std::collections::BTreeMap::new();
+    for s in &scenarios {
+        let file = match &args.params {
+            Some(p) => Params::load_for(p, s)?,
+            None => Params::default(),
+        };
+        params.insert(s.clone(), file.overlay(&flags));
+    }
+    let (plans, params) = match replayed {
+        Some(r) => (Some(r.plans), r.params),
+        None => (None, params),
+    };
     if !args.no_netns && !netns::inside() && args.target.is_none() && netns::available() {
         eprintln!("helix-e2e: running inside a private network namespace (use --no-netns to skip)");
         return Ok(netns::reexec_inside()?);
@@ -161,17 +277,45 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     ensure_chromium(&args)?;
     let seed = args.seed.unwrap_or_else(rand_seed);
     let exe = std::env::current_exe().context("locating the helix-e2e executable")?;
-    let scenarios = if args.scenarios.is_empty() { scenario::DEFAULT_SUITE.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
-    let mut replay = format!("helix-e2e run {} --seed {seed}", scenarios.join(" "));
+    // Flags that set up the same conditions; the scenario names and seed go in front.
+    let mut flags = String::new();
+    if time_scale != 1.0 {
+        flags.push_str(&format!(" --time-scale {time_scale}"));
+    }
+    if let Some(p) = &args.params {
+        flags.push_str(&format!(" --params {}", p.display()));
+    }
+    for (name, v) in [("--agent-sessions", args.agent_sessions), ("--cycles", args.cycles), ("--tabs", args.tabs), ("--drop", args.drop)] {
+        if let Some(v) = v {
+            flags.push_str(&format!(" {name} {v}"));
+        }
+    }
+    for (name, v) in [("--budget-s", args.budget_s), ("--hold-s", args.hold_s)] {
+        if let Some(v) = v {
+            flags.push_str(&format!(" {name} {v}"));
+        }
+    }
     if let Some(t) = &args.target {
-        replay.push_str(&format!(" --target {}", t.display()));
+        flags.push_str(&format!(" --target {}", t.display()));
     }
     for s in &args.sessions {
-        replay.push_str(&format!(" --session {s}"));
+        flags.push_str(&format!(" --session {s}"));
     }
     for f in &args.faults {
-        replay.push_str(&format!(" --fault {f}"));
+        flags.push_str(&format!(" --fault {f}"));
     }
+    let ops = args.ops.map(|o| format!(" --ops {o}")).unwrap_or_default();
+    let replay = format!("helix-e2e run {} --seed {seed}{ops}{flags}", scenarios.join(" "));
+    let record = RunRecord {
+        scenarios: scenarios.clone(),
+        seed,
+        time_scale,
+        params: params.clone(),
+        target: args.target.clone(),
+        faults: args.faults.iter().map(|f| f.to_string()).collect(),
+        sessions: args.sessions.clone(),
+        thresholds: args.thresholds.clone(),
+    };
     let target = match &args.target {
         Some(p) => TargetChoice::File(p.clone()),
         None => TargetChoice::Embedded { exe, args: args.faults.iter().flat_map(|f| ["--fault".to_string(), f.to_string()]).collect() },
@@ -184,14 +328,28 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
         None => Default::default(),
     };
-    let opts = RunOptions { scenarios, seed, target, artifacts_base: args.artifacts.clone(), browser, replay, sessions: args.sessions.clone(), thresholds };
+    let opts = RunOptions {
+        scenarios,
+        seed,
+        target,
+        artifacts_base: args.artifacts.clone(),
+        browser,
+        replay,
+        sessions: args.sessions.clone(),
+        thresholds,
+        time_scale,
+        params,
+        plans,
+        record: serde_json::to_value(&record)?,
+        replay_flags: flags,
+    };
     let summary = runtime().block_on(scenario::run(opts))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     eprintln!("helix-e2e: {} — artifacts in {}", format!("{:?}", summary.verdict).to_uppercase(), summary.artifacts);
     if summary.verdict != helix_e2e::report::Verdict::Pass {
-        eprintln!("helix-e2e: replay with: {}", summary.replay);
+        eprintln!("helix-e2e: replay with: {}  (or exactly: helix-e2e replay {})", summary.replay, summary.artifacts);
     }
     Ok(summary.verdict.exit_code())
 }
@@ -216,6 +374,52 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
     println!("{}", helix_e2e::matrix::markdown(&rows));
     eprintln!("helix-e2e: matrix written to {}", dir.display());
     Ok(0)
+}
+
+/// Set up the recorded run again and hand it the recorded plans instead of the seed's.
+fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
+    let read = |name: &str| std::fs::read_to_string(args.dir.join(name)).with_context(|| format!("reading {}", args.dir.join(name).display()));
+    let record: RunRecord = serde_json::from_str(&read("run.json")?).context("run.json")?;
+    let groups = scenario::plan::parse_jsonl(&read("ops.jsonl")?)?;
+    let plans = groups
+        .into_iter()
+        .map(|(name, steps)| {
+            // Budgets and stop rules belong to the scenario, not to the file: take them from a
+            // fresh plan of the same scenario.
+            let fresh = scenario::make_plan(&name, record.seed, record.params.get(&name).unwrap_or(&Params::default()), record.time_scale);
+            let mut p = fresh.unwrap_or_else(|| scenario::plan::Plan::new(&name));
+            p.steps = steps;
+            p
+        })
+        .collect();
+    let faults = record.faults.iter().map(|f| f.parse::<Fault>()).collect::<Result<Vec<_>, _>>()?;
+    eprintln!("helix-e2e: replaying {} ({}, seed {})", args.dir.display(), record.scenarios.join(" "), record.seed);
+    let params = record.params.clone();
+    let run_args = RunArgs {
+        scenarios: record.scenarios,
+        seed: Some(record.seed),
+        target: record.target,
+        sessions: record.sessions,
+        artifacts: args.artifacts,
+        json: args.json,
+        no_netns: args.no_netns,
+        no_install: false,
+        chromium: args.chromium,
+        headed: args.headed,
+        faults,
+        time_scale: Some(record.time_scale),
+        params: None,
+        agent_sessions: None,
+        cycles: None,
+        tabs: None,
+        drop: None,
+        ops: None,
+        budget_s: None,
+        hold_s: None,
+        thresholds: record.thresholds,
+    };
+    // The plans embody the recorded parameters; they are recorded again as they were.
+    run(run_args, Some(Replayed { plans, params }))
 }
 
 fn rand_seed() -> u64 {

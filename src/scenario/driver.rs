@@ -157,6 +157,68 @@ impl Driver {
         self.open(format!("open board page with {}", sessions.join(", ")), url, Vec::new()).await
     }
 
+    /// Open one viewer tab per agent session at once (concurrently, as users with several
+    /// windows do); one operation on the timeline, tab ids in the order of `sessions`.
+    pub async fn open_viewers(&mut self, sessions: &[String]) -> Result<Vec<TabId>, OpError> {
+        let cookies = self.cookies();
+        let browser = self.browser.clone();
+        let pages: Vec<(String, Vec<String>)> = sessions.iter().map(|s| (self.target.viewer.session_page(&self.target.helix_url, s), self.target.viewer.clicks.clone())).collect();
+        let opens = pages.iter().map(|(url, clicks)| {
+            let (browser, cookies) = (browser.clone(), cookies.clone());
+            async move {
+                let tab = browser.open_tab(url, cookies).await?;
+                for text in clicks {
+                    browser.click_text(tab, text).await?;
+                }
+                Ok::<_, crate::browser::BrowserError>(tab)
+            }
+        });
+        let all = async { futures::future::join_all(opens).await.into_iter().collect::<Result<Vec<_>, _>>() };
+        let tabs = self.op(format!("open viewer tabs for {} at once", sessions.join(", ")), all).await?;
+        for (tab, (url, _)) in tabs.iter().zip(pages) {
+            self.tabs.push(TabRecord { id: *tab, url, open: true, screenshot: None });
+        }
+        Ok(tabs)
+    }
+
+    /// Reload a tab as a user presses F5, then click the viewer's buttons again (the page
+    /// starts over with a new viewer and a new `client_unique_id`).
+    pub async fn reload_tab(&mut self, tab: TabId) -> Result<(), OpError> {
+        self.snapshot_internals(&format!("before-reload-tab-{tab}")).await;
+        let browser = self.browser.clone();
+        let clicks = self.target.viewer.clicks.clone();
+        let fut = async {
+            browser.reload(tab).await?;
+            for text in &clicks {
+                browser.click_text(tab, text).await?;
+            }
+            Ok::<_, crate::browser::BrowserError>(())
+        };
+        self.op(format!("reload tab {tab}"), fut).await
+    }
+
+    /// Press the viewer's `Reconnect` button (`title="Reconnect"`): the same viewer tears its
+    /// connection down and connects again with the same `client_unique_id`.
+    pub async fn reconnect(&mut self, tab: TabId) -> Result<(), OpError> {
+        self.snapshot_internals(&format!("before-reconnect-tab-{tab}")).await;
+        let browser = self.browser.clone();
+        self.op(format!("reconnect tab {tab}"), browser.click_text(tab, "Reconnect")).await
+    }
+
+    /// Leave every tab alone for a while (a user watching, or away); `tick` sees the driver
+    /// every quarter second meanwhile (to keep watching the servers).
+    pub async fn keep_idle(&mut self, how_long: Duration, mut tick: impl FnMut(&Driver)) {
+        let name = format!("keep tabs idle for {:.1} s", how_long.as_secs_f64());
+        self.timeline.push(Event::Op { name: name.clone(), phase: OpPhase::Start });
+        self.current_op = Some(name.clone());
+        let end = tokio::time::Instant::now() + how_long;
+        while tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(250).min(end - tokio::time::Instant::now())).await;
+            tick(self);
+        }
+        self.timeline.push(Event::Op { name, phase: OpPhase::Ok });
+    }
+
     pub async fn close_tab(&mut self, tab: TabId) -> Result<(), OpError> {
         self.snapshot_internals(&format!("before-close-tab-{tab}")).await;
         let browser = self.browser.clone();

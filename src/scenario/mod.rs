@@ -1,7 +1,15 @@
 //! Scenarios and the runner that sets up a target, a browser and the observers, runs the
 //! scenarios, always cleans up, and writes the run's artifacts.
 
+pub mod concurrent_sessions;
 pub mod driver;
+pub mod exec;
+pub mod multi_tab;
+pub mod params;
+pub mod plan;
+pub mod random_walk;
+pub mod rapid_cycles;
+pub mod restart_chaos;
 pub mod second_connection;
 
 use crate::browser::{Browser, BrowserOptions};
@@ -25,10 +33,37 @@ pub struct ScenarioInfo {
     pub about: &'static str,
 }
 
-pub const SCENARIOS: &[ScenarioInfo] = &[ScenarioInfo { name: second_connection::NAME, about: second_connection::ABOUT }];
+/// The catalogue; a scenario's index here also picks its stream of the seeded generator, so
+/// append new scenarios at the end.
+pub const SCENARIOS: &[ScenarioInfo] = &[
+    ScenarioInfo { name: second_connection::NAME, about: second_connection::ABOUT },
+    ScenarioInfo { name: rapid_cycles::NAME, about: rapid_cycles::ABOUT },
+    ScenarioInfo { name: concurrent_sessions::NAME, about: concurrent_sessions::ABOUT },
+    ScenarioInfo { name: restart_chaos::NAME, about: restart_chaos::ABOUT },
+    ScenarioInfo { name: multi_tab::NAME, about: multi_tab::ABOUT },
+    ScenarioInfo { name: random_walk::NAME, about: random_walk::ABOUT },
+];
 
-/// The suite `helix-e2e run` runs when no scenario is named.
-pub const DEFAULT_SUITE: &[&str] = &[second_connection::NAME];
+/// The suite `helix-e2e run` runs when no scenario is named (restart-chaos waits for issue 5).
+pub const DEFAULT_SUITE: &[&str] = &[second_connection::NAME, multi_tab::NAME, concurrent_sessions::NAME, rapid_cycles::NAME, random_walk::NAME];
+
+/// The default suite's time scale when none is given: the design's suite must finish in under
+/// five minutes, and rapid-cycles alone takes about three at the design's own times.
+pub const DEFAULT_SUITE_TIME_SCALE: f64 = 0.2;
+
+/// The seeded plan of a scenario, or `None` for one that follows a fixed procedure
+/// (`second-connection`). Deterministic: same inputs, byte-identical plan.
+pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64) -> Option<plan::Plan> {
+    let index = SCENARIOS.iter().position(|s| s.name == name)?;
+    let mut rng = plan::Rng::for_scenario(seed, index);
+    match name {
+        rapid_cycles::NAME => Some(rapid_cycles::plan(&mut rng, params, time_scale)),
+        concurrent_sessions::NAME => Some(concurrent_sessions::plan(&mut rng, params, time_scale)),
+        multi_tab::NAME => Some(multi_tab::plan(&mut rng, params, time_scale)),
+        random_walk::NAME => Some(random_walk::plan(&mut rng, params, time_scale)),
+        _ => None,
+    }
+}
 
 pub enum TargetChoice {
     /// Start the reference stack with this executable (`helix-e2e` itself) and these extra
@@ -47,13 +82,26 @@ pub struct RunOptions {
     pub replay: String,
     /// Agent sessions to use instead of creating new ones (`--session`); left running.
     pub sessions: Vec<String>,
+    /// Detector thresholds.
     pub thresholds: Thresholds,
+    /// Multiplies every wait of the plans (1.0: the design's times; 0.1 for CI).
+    pub time_scale: f64,
+    /// Parameters per scenario (absent: the scenario's defaults).
+    pub params: std::collections::BTreeMap<String, params::Params>,
+    /// Plans to run instead of generating them from the seed (`helix-e2e replay`).
+    pub plans: Option<Vec<plan::Plan>>,
+    /// What `run.json` records about the run so `helix-e2e replay` can set it up again.
+    pub record: serde_json::Value,
+    /// Flags that reproduce the run's conditions, for the random walk's replay hint.
+    pub replay_flags: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("unknown scenario {0:?} (see `helix-e2e list`)")]
     UnknownScenario(String),
+    #[error("{0}")]
+    Unavailable(&'static str),
     #[error(transparent)]
     Artifacts(#[from] crate::report::ArtifactError),
 }
@@ -64,12 +112,22 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
         if !SCENARIOS.iter().any(|i| i.name == s) {
             return Err(RunError::UnknownScenario(s.clone()));
         }
+        if s == restart_chaos::NAME {
+            return Err(RunError::Unavailable(restart_chaos::UNAVAILABLE));
+        }
     }
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let run_id = format!("{}-{:016x}", started_at.format("%Y%m%dT%H%M%SZ"), opts.seed);
     let artifacts = ArtifactDir::create(&opts.artifacts_base, &run_id)?;
     eprintln!("helix-e2e: run {run_id}, seed {}, artifacts in {}", opts.seed, artifacts.root().display());
+    // The plans exist, and are on disk, before the first operation runs.
+    let plans: Vec<plan::Plan> = match &opts.plans {
+        Some(p) => p.clone(),
+        None => opts.scenarios.iter().filter_map(|s| make_plan(s, opts.seed, &opts.params.get(s).cloned().unwrap_or_default(), opts.time_scale)).collect(),
+    };
+    artifacts.write("ops.jsonl", &plans.iter().flat_map(|p| p.to_jsonl()).collect::<Vec<u8>>())?;
+    artifacts.write_json("run.json", &opts.record)?;
     let mut summary = Summary {
         run_id: run_id.clone(),
         verdict: Verdict::Error,
@@ -87,7 +145,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     let stop = interrupt_signal();
     let timeline = Timeline::new();
     let progress = crate::report::progress::Progress::start(timeline.clone());
-    let outcome = run_inner(&opts, &artifacts, &mut summary, timeline.clone(), stop.clone()).await;
+    let outcome = run_inner(&opts, &plans, &artifacts, &mut summary, timeline.clone(), stop.clone()).await;
     progress.finish().await;
     if let Err(e) = outcome {
         summary.error = Some(e);
@@ -129,7 +187,7 @@ async fn unless_interrupted<T>(stop: &watch::Receiver<bool>, fut: impl std::futu
     }
 }
 
-async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary, timeline: Timeline, stop: watch::Receiver<bool>) -> Result<(), String> {
+async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, timeline: Timeline, stop: watch::Receiver<bool>) -> Result<(), String> {
     let mut stack = None;
     let target = match &opts.target {
         TargetChoice::Embedded { exe, args } => {
@@ -143,7 +201,7 @@ async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Sum
         TargetChoice::File(p) => Target::load(p).map_err(|e| e.to_string())?,
     };
     summary.target = target.name.clone();
-    let result = drive(opts, artifacts, summary, &target, timeline.clone(), &stop).await;
+    let result = drive(opts, plans, artifacts, summary, &target, timeline.clone(), &stop).await;
     // The timeline is written whatever happened.
     let _ = crate::report::write_timeline(artifacts, &timeline.snapshot());
     // Service logs, redacted, for people; the stack's own directory holds its credentials.
@@ -161,7 +219,7 @@ async fn run_inner(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Sum
     result
 }
 
-async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, timeline: Timeline, stop: &watch::Receiver<bool>) -> Result<(), String> {
+async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, timeline: Timeline, stop: &watch::Receiver<bool>) -> Result<(), String> {
     let mut helix = HelixClient::new(&target.helix_url);
     if let Some(login) = &target.login {
         timeline.add_secret(login.password.clone());
@@ -190,11 +248,14 @@ async fn drive(opts: &RunOptions, artifacts: &ArtifactDir, summary: &mut Summary
         if *stop.borrow() {
             break;
         }
+        let ctx = exec::Context { seed: opts.seed, time_scale: opts.time_scale, replay_flags: opts.replay_flags.clone() };
+        let plan = plans.iter().find(|p| &p.scenario == name);
         let live = LiveDetectors::start(d.timeline.clone(), opts.thresholds.clone(), crate::timeline::now_ms());
         let scenario = async {
-            match name.as_str() {
-                second_connection::NAME => second_connection::run(&mut d).await,
-                _ => unreachable!("checked in run()"),
+            match (name.as_str(), plan) {
+                (second_connection::NAME, _) => second_connection::run(&mut d).await,
+                (_, Some(plan)) => exec::execute(&mut d, plan, &ctx).await,
+                (other, None) => Err(driver::OpError { op: "plan".into(), detail: format!("no plan of operations for {other}") }),
             }
         };
         let outcome = unless_interrupted(stop, scenario).await.unwrap_or_else(|e| Err(driver::OpError { op: "interrupted".into(), detail: e }));

@@ -1,0 +1,32 @@
+//! `concurrent-sessions` (Scenario 2): five agent sessions streamed at once, two of them
+//! dropped at random while the other three must keep streaming, then the two reconnect and all
+//! five stream again. Each lobby's `client_count` and every `client_unique_id` are checked at
+//! each step.
+
+use super::params::Params;
+use super::plan::{scaled, Expect, Op, Plan, Rng, TabOpen};
+
+pub const NAME: &str = "concurrent-sessions";
+pub const ABOUT: &str = "5 sessions streamed at once, 2 dropped at random, the other 3 keep streaming, the 2 reconnect, all 5 stream again";
+
+pub const SESSIONS: usize = 5;
+pub const DROP: usize = 2;
+pub const HOLD_S: f64 = 6.0;
+
+pub fn plan(rng: &mut Rng, p: &Params, scale: f64) -> Plan {
+    let n = p.sessions.unwrap_or(SESSIONS);
+    let drop = p.drop.unwrap_or(DROP).min(n);
+    let hold_ms = scaled(p.hold_s.unwrap_or(HOLD_S), scale);
+    let mut plan = Plan::new(NAME);
+    plan.push(Op::CreateSessions { sessions: (0..n).collect() });
+    plan.push(Op::OpenTabs { tabs: (0..n).map(|s| TabOpen { tab: s, session: s }).collect() });
+    plan.push(Op::Check { label: "all-streaming".into(), hold_ms, expect: vec![] });
+    let dropped = rng.choose(n, drop);
+    for &s in &dropped {
+        plan.push(Op::CloseTab { tab: s });
+    }
+    plan.push(Op::Check { label: "after-drop".into(), hold_ms, expect: vec![] });
+    plan.push(Op::OpenTabs { tabs: dropped.iter().enumerate().map(|(i, &s)| TabOpen { tab: n + i, session: s }).collect() });
+    plan.push(Op::Check { label: "reconnected".into(), hold_ms, expect: vec![Expect::AllSessionsReconnect] });
+    plan
+}

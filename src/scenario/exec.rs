@@ -1,0 +1,342 @@
+//! Runs a [`Plan`] against the system through the [`Driver`], checking the design's pass
+//! criteria after every step and at the end, and always tearing down what the plan created.
+//!
+//! After every operation the cheap invariants (distinct `client_unique_id`s, `create` mode, no
+//! stuck session, no zombie streamer) are checked at once; at a `check` step the executor waits
+//! until every open tab streams (or a deadline passes), watches them for the hold time, and
+//! checks everything. The verdict of a tab is taken from its *latest* viewer: a reload starts a
+//! new one, a Reconnect press a new connection of the same one.
+
+use super::driver::{Driver, OpError};
+use super::plan::{Expect, Op, Plan, SessionNo, TabNo};
+use crate::browser::ViewerFacts;
+use crate::correlate::{self, Row};
+use crate::sut::monitor::ServerState;
+use crate::timeline::{now_ms, EpochMs, TabId};
+use crate::verdict::checks::{self, agent_session_of, HealthWatch};
+use crate::verdict::InvariantResult;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long tabs may take from an operation to streaming their lobby.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(45);
+/// How long the servers may take to forget what was stopped or closed.
+const CLEANUP_DEADLINE: Duration = Duration::from_secs(20);
+/// The design calls a session stuck after 60 s without its WebSocket; time-scaled, not below this.
+const MIN_STUCK_MS: f64 = 5000.0;
+const STUCK_MS: f64 = 60_000.0;
+const TICK: Duration = Duration::from_millis(250);
+
+/// What the executor needs to know about the run around it.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub seed: u64,
+    pub time_scale: f64,
+    /// Flags that reproduce the run's conditions (`--time-scale`, `--fault`, `--target`...),
+    /// for the minimal replay command of a random walk.
+    pub replay_flags: String,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: BTreeMap<SessionNo, String>,
+    /// Created by this plan and stopped by one of its steps.
+    stopped: Vec<String>,
+    tabs: BTreeMap<TabNo, TabId>,
+    /// Every browser tab this plan opened.
+    all_tabs: Vec<TabId>,
+    /// A tab's viewer must have started after this (set by reload and Reconnect).
+    fresh_after: BTreeMap<TabId, EpochMs>,
+    /// The lobby of each session at the last check.
+    lobby_at_check: BTreeMap<SessionNo, String>,
+    watch: HealthWatch,
+    limit_ms: f64,
+    /// Operations done so far (checks not counted): the random walk's `--ops` for a replay.
+    ops_done: usize,
+}
+
+pub async fn execute(d: &mut Driver, plan: &Plan, ctx: &Context) -> Result<(), OpError> {
+    let mut st = State { limit_ms: (STUCK_MS * ctx.time_scale).max(MIN_STUCK_MS), ..State::default() };
+    let outcome = run_steps(d, plan, ctx, &mut st).await;
+    teardown(d, &mut st).await;
+    outcome
+}
+
+async fn run_steps(d: &mut Driver, plan: &Plan, ctx: &Context, st: &mut State) -> Result<(), OpError> {
+    let start = Instant::now();
+    for step in &plan.steps {
+        if let Some(b) = plan.budget_ms {
+            if start.elapsed() > Duration::from_millis(b) {
+                eprintln!("  {}: time budget of {:.0} s spent after {} operations", plan.scenario, b as f64 / 1000.0, st.ops_done);
+                break;
+            }
+        }
+        if let Some(at) = step.at_ms {
+            let due = start + Duration::from_millis(at);
+            while Instant::now() < due {
+                tokio::time::sleep(TICK.min(due - Instant::now())).await;
+                observe(d, st);
+            }
+        }
+        let failed_before = d.results.iter().filter(|r| !r.passed).count();
+        match &step.op {
+            Op::Check { label, hold_ms, expect } => {
+                check(d, st, label, Duration::from_millis(*hold_ms), expect, !plan.stop_at_first_failure).await;
+            }
+            op => {
+                perform(d, st, op).await?;
+                st.ops_done += 1;
+                quick_checks(d, st, step.step);
+            }
+        }
+        if d.results.iter().filter(|r| !r.passed).count() > failed_before {
+            if plan.stop_at_first_failure {
+                let first = d.results.iter().find(|r| !r.passed).map(|r| r.name.clone()).unwrap_or_default();
+                eprintln!(
+                    "  {} broke at operation {} ({}): {first}\n  seed {}; replay exactly: helix-e2e replay {}\n  or the minimal walk: helix-e2e run {} --seed {} --ops {}{}",
+                    plan.scenario,
+                    st.ops_done,
+                    d.failed_op.as_deref().unwrap_or("?"),
+                    ctx.seed,
+                    d.artifacts.root().display(),
+                    plan.scenario,
+                    ctx.seed,
+                    st.ops_done,
+                    ctx.replay_flags
+                );
+            }
+            // Later steps would only pile consequences on the first failure.
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError> {
+    let tab_of = |st: &State, t: &TabNo| st.tabs.get(t).copied().ok_or_else(|| OpError { op: format!("{op:?}"), detail: format!("plan tab {t} is not open") });
+    match op {
+        Op::CreateSessions { sessions } => {
+            for s in sessions {
+                let ses = d.create_session().await?;
+                st.sessions.insert(*s, ses);
+            }
+        }
+        Op::StopSession { session } => {
+            let ses = st.sessions.remove(session).ok_or_else(|| OpError { op: format!("{op:?}"), detail: format!("plan session {session} is not live") })?;
+            if d.created.contains(&ses) {
+                d.stop_session(&ses).await?;
+                st.stopped.push(ses);
+            }
+        }
+        Op::OpenTabs { tabs } => {
+            let mut sessions = Vec::new();
+            for t in tabs {
+                sessions.push(st.sessions.get(&t.session).cloned().ok_or_else(|| OpError { op: format!("{op:?}"), detail: format!("plan session {} is not live", t.session) })?);
+            }
+            let opened = if sessions.len() == 1 { vec![d.open_viewer(&sessions[0]).await?] } else { d.open_viewers(&sessions).await? };
+            for (t, id) in tabs.iter().zip(opened) {
+                st.tabs.insert(t.tab, id);
+                st.all_tabs.push(id);
+            }
+        }
+        Op::CloseTab { tab } => {
+            let id = tab_of(st, tab)?;
+            st.tabs.remove(tab);
+            d.close_tab(id).await?;
+        }
+        Op::ReloadTab { tab } => {
+            let id = tab_of(st, tab)?;
+            st.fresh_after.insert(id, now_ms());
+            d.reload_tab(id).await?;
+        }
+        Op::Reconnect { tab } => {
+            let id = tab_of(st, tab)?;
+            st.fresh_after.insert(id, now_ms());
+            d.reconnect(id).await?;
+        }
+        Op::Idle { ms } => {
+            let mut watch = std::mem::take(&mut st.watch);
+            let (limit, mut sessions) = (st.limit_ms, live_sessions(st));
+            sessions.extend(st.stopped.iter().cloned());
+            d.keep_idle(Duration::from_millis(*ms), |d| watch.observe(&d.server_state(), &sessions, limit)).await;
+            st.watch = watch;
+        }
+        Op::Check { .. } => unreachable!("checks are not operations"),
+    }
+    Ok(())
+}
+
+fn live_sessions(st: &State) -> Vec<String> {
+    st.sessions.values().cloned().collect()
+}
+
+/// The latest viewer of every open tab.
+fn latest_viewers(d: &Driver, st: &State) -> Vec<ViewerFacts> {
+    let all = d.viewers();
+    st.tabs.values().filter_map(|t| all.iter().rfind(|v| v.tab == *t).cloned()).collect()
+}
+
+fn rows_of(viewers: &[ViewerFacts], state: &ServerState) -> Vec<Row> {
+    correlate::table(viewers, state, now_ms())
+}
+
+fn observe(d: &Driver, st: &mut State) {
+    let mut sessions = live_sessions(st);
+    sessions.extend(st.stopped.iter().cloned());
+    st.watch.observe(&d.server_state(), &sessions, st.limit_ms);
+}
+
+/// Invariants that must hold at every moment; recorded only when broken, to keep the report
+/// about what went wrong.
+fn quick_checks(d: &mut Driver, st: &mut State, step: usize) {
+    observe(d, st);
+    let rows = rows_of(&latest_viewers(d, st), &d.server_state());
+    let saved = std::mem::replace(&mut d.phase, format!("step-{step}/"));
+    for r in [checks::unique_client_ids(&rows), checks::create_mode(&rows), st.watch.no_stuck_sessions(), st.watch.no_zombie_streamers()] {
+        if !r.passed {
+            d.check(r);
+        }
+    }
+    d.phase = saved;
+}
+
+/// Every open tab streams its own lobby with a viewer started after its last reload or
+/// Reconnect; every live session has one lobby counting exactly its streaming tabs; nothing of
+/// a stopped session remains.
+fn settled(viewers: &[ViewerFacts], rows: &[Row], state: &ServerState, st: &State, stamped: bool) -> bool {
+    let live = live_sessions(st);
+    viewers.len() == st.tabs.len()
+        && viewers.iter().zip(rows).all(|(v, r)| !v.closed() && st.fresh_after.get(&v.tab).is_none_or(|t| v.started_at > *t) && checks::streams_own_lobby(r, state, stamped))
+        && checks::one_lobby_per_session(state, &live).passed
+        && checks::lobby_client_counts(rows, state, &live).passed
+}
+
+/// Nothing of the sessions stopped mid-plan remains: no lobby, and no Wolf or moonlight-web
+/// session of their viewers.
+fn leftovers_of_stopped(all_viewers: &[ViewerFacts], state: &ServerState, st: &State) -> InvariantResult {
+    let of_stopped: Vec<&ViewerFacts> = all_viewers.iter().filter(|v| v.client_unique_id.as_deref().and_then(agent_session_of).is_some_and(|s| st.stopped.iter().any(|x| x == s))).collect();
+    let uids: Vec<String> = of_stopped.iter().filter_map(|v| v.client_unique_id.clone()).collect();
+    let mlw: Vec<String> = of_stopped.iter().filter_map(|v| v.session_id.clone()).collect();
+    checks::no_leftovers(state, &st.stopped, &uids, &mlw)
+}
+
+/// A tab that will not recover by waiting: its connection failed or the server told it off.
+fn hopeless(viewers: &[ViewerFacts]) -> bool {
+    viewers.iter().any(|v| v.connection_state.as_deref() == Some("failed") || v.errors.iter().any(|e| e.message != "AlreadyStreaming"))
+}
+
+async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expect: &[Expect], screenshots: bool) {
+    let stamped = d.target.stamped;
+    let end = Instant::now() + SETTLE_DEADLINE;
+    // Settle, hold, and settle again: a hold that ends unsettled (a viewer dropped meanwhile)
+    // goes back to waiting until the deadline.
+    loop {
+        let all = d.viewers();
+        let viewers = latest_viewers(d, st);
+        let state = d.server_state();
+        let rows = rows_of(&viewers, &state);
+        let ok = settled(&viewers, &rows, &state, st, stamped) && leftovers_of_stopped(&all, &state, st).passed;
+        if ok {
+            let hold_end = Instant::now() + hold;
+            while Instant::now() < hold_end {
+                tokio::time::sleep(TICK.min(hold_end - Instant::now())).await;
+                observe(d, st);
+            }
+            let viewers = latest_viewers(d, st);
+            let state = d.server_state();
+            if settled(&viewers, &rows_of(&viewers, &state), &state, st, stamped) {
+                break;
+            }
+        }
+        if Instant::now() >= end || hopeless(&viewers) {
+            tracing::warn!("{label}: not settled\n{}", correlate::render(&rows));
+            break;
+        }
+        tokio::time::sleep(TICK).await;
+        observe(d, st);
+    }
+    d.monitor.refresh().await;
+    observe(d, st);
+    let all = d.viewers();
+    let viewers = latest_viewers(d, st);
+    let state = d.server_state();
+    let rows = rows_of(&viewers, &state);
+    tracing::info!("{label}: correlation\n{}", correlate::render(&rows));
+    let live = live_sessions(st);
+    let open: Vec<TabId> = st.tabs.values().copied().collect();
+    d.phase = format!("{label}/");
+    d.check(checks::viewers_present(&open, &rows));
+    if !rows.is_empty() {
+        d.check(checks::tabs_connected(&rows));
+        d.check(checks::own_lobby_video(&rows, &state, stamped));
+    }
+    d.check(checks::no_viewer_errors(&rows));
+    d.check(checks::lobby_client_counts(&rows, &state, &live));
+    d.check(checks::unique_client_ids(&rows));
+    d.check(checks::create_mode(&rows));
+    d.check(checks::one_lobby_per_session(&state, &live));
+    if !st.stopped.is_empty() {
+        d.check(leftovers_of_stopped(&all, &state, st));
+    }
+    d.check(st.watch.no_stuck_sessions());
+    d.check(st.watch.no_zombie_streamers());
+    for e in expect {
+        let r = match e {
+            Expect::AllSessionsReconnect => checks::all_sessions_reconnect(&rows, &state, &live, stamped),
+            Expect::SeveralTabsOneLobby { session, tabs } => checks::several_tabs_one_lobby(&rows, &state, st.sessions.get(session).map(String::as_str).unwrap_or("?"), *tabs, stamped),
+            Expect::LobbySurvivesTabClose { session } => {
+                let ses = st.sessions.get(session).map(String::as_str).unwrap_or("?");
+                checks::lobby_survives_tab_close(&rows, &state, ses, st.lobby_at_check.get(session).map(String::as_str), stamped)
+            }
+        };
+        d.check(r);
+    }
+    d.phase.clear();
+    for (no, ses) in &st.sessions {
+        if let Some(l) = state.lobbies.iter().find(|l| l.helix_session() == Some(ses.as_str())) {
+            st.lobby_at_check.insert(*no, l.id.clone());
+        }
+    }
+    let failed = d.results.iter().any(|r| !r.passed);
+    if screenshots || failed {
+        for t in open {
+            d.screenshot_videos(t, 1, label).await;
+        }
+    }
+}
+
+/// Close every tab and stop every session the plan created, then check that nothing of them
+/// remains, and the health watch over the whole scenario.
+async fn teardown(d: &mut Driver, st: &mut State) {
+    let uids_and_mlw = |d: &Driver, st: &State| {
+        let vs: Vec<ViewerFacts> = d.viewers().into_iter().filter(|v| st.all_tabs.contains(&v.tab)).collect();
+        (vs.iter().filter_map(|v| v.client_unique_id.clone()).collect::<Vec<_>>(), vs.iter().filter_map(|v| v.session_id.clone()).collect::<Vec<_>>())
+    };
+    for (_, tab) in std::mem::take(&mut st.tabs) {
+        if let Err(e) = d.close_tab(tab).await {
+            tracing::warn!("teardown: {e}");
+        }
+    }
+    for (_, ses) in std::mem::take(&mut st.sessions) {
+        if d.created.contains(&ses) {
+            match d.stop_session(&ses).await {
+                Ok(()) => st.stopped.push(ses),
+                Err(e) => tracing::warn!("teardown: {e}"),
+            }
+        }
+    }
+    let (uids, mlw) = uids_and_mlw(d, st);
+    let sessions = st.stopped.clone();
+    let end = Instant::now() + CLEANUP_DEADLINE;
+    while Instant::now() < end && !checks::no_leftovers(&d.server_state(), &sessions, &uids, &mlw).passed {
+        tokio::time::sleep(TICK).await;
+        observe(d, st);
+    }
+    d.monitor.refresh().await;
+    observe(d, st);
+    d.phase.clear();
+    d.check(checks::no_leftovers(&d.server_state(), &sessions, &uids, &mlw));
+    d.check(st.watch.no_stuck_sessions());
+    d.check(st.watch.no_zombie_streamers());
+}
