@@ -64,8 +64,10 @@ impl Sessions {
         v
     }
 
-    pub fn send_to_browser(&self, session_id: &str, msg: &Value) {
-        if let Some(ws) = self.lock().get(session_id).and_then(|e| e.ws.clone()) {
+    /// Forward a streamer's message to the browser socket of the session that streamer serves.
+    /// A streamer outliving its session (a reconnect reused the `session_id`) reaches nobody.
+    pub fn send_to_browser(&self, session_id: &str, streamer: &mpsc::UnboundedSender<ServerToStreamer>, msg: &Value) {
+        if let Some(ws) = self.lock().get(session_id).filter(|e| e.streamer.same_channel(streamer)).and_then(|e| e.ws.clone()) {
             let _ = ws.tx.send(WsOut::Text(msg.to_string()));
         }
     }
@@ -142,15 +144,16 @@ pub fn spawn_streamer(
         }
     });
 
+    let own = tx.clone();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             match serde_json::from_str::<StreamerToServer>(&line) {
-                Ok(StreamerToServer::WebSocket(msg)) => sessions.send_to_browser(&session_id, &msg),
+                Ok(StreamerToServer::WebSocket(msg)) => sessions.send_to_browser(&session_id, &own, &msg),
                 Ok(StreamerToServer::Stop) => {
                     log.info(format!("[Stream] Streamer of session {session_id} stopped"));
                     if !keep_dead {
-                        close_if_create(&sessions, &session_id);
+                        close_if_create(&sessions, &session_id, &own);
                     }
                 }
                 Err(e) => log.warn(format!("[Stream] Bad IPC line from streamer of {session_id}: {e}")),
@@ -158,20 +161,21 @@ pub fn spawn_streamer(
         }
         let status = child.wait().await;
         log.info(format!("[Stream] Streamer of session {session_id} exited: {status:?}"));
-        if let Some(e) = sessions.lock().get_mut(&session_id) {
+        if let Some(e) = sessions.lock().get_mut(&session_id).filter(|e| e.streamer.same_channel(&own)) {
             e.streamer_alive = false;
             e.streamer_pid = None;
         }
         if !keep_dead {
-            close_if_create(&sessions, &session_id);
+            close_if_create(&sessions, &session_id, &own);
         }
     });
     Ok((tx, pid))
 }
 
 /// Create-mode sessions end with their streamer; keepalive ones stay listed (a known leak).
-fn close_if_create(sessions: &Sessions, session_id: &str) {
-    let is_create = sessions.lock().get(session_id).map(|e| e.mode == "create").unwrap_or(false);
+/// Only the entry this streamer serves: a reconnect may have reused the `session_id`.
+fn close_if_create(sessions: &Sessions, session_id: &str, streamer: &mpsc::UnboundedSender<ServerToStreamer>) {
+    let is_create = sessions.lock().get(session_id).is_some_and(|e| e.mode == "create" && e.streamer.same_channel(streamer));
     if is_create {
         sessions.remove(session_id);
     }
