@@ -74,6 +74,9 @@ struct RunArgs {
     /// Detector thresholds (TOML, see e2e/detectors.toml); built-in defaults otherwise.
     #[arg(long)]
     thresholds: Option<PathBuf>,
+    /// Go on after a documented failure has been named (a scenario stops there by default).
+    #[arg(long)]
+    keep_going: bool,
     /// Multiply every wait of the scenarios (active/idle/hold times) by this; 0.1 for CI.
     /// Default: 1 (the design's times) for named scenarios, 0.2 for the default suite so it
     /// stays under the design's five minutes.
@@ -139,6 +142,8 @@ struct RunRecord {
     sessions: Vec<String>,
     #[serde(default)]
     thresholds: Option<PathBuf>,
+    #[serde(default)]
+    keep_going: bool,
 }
 
 #[derive(clap::Args)]
@@ -304,6 +309,12 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
     for f in &args.faults {
         flags.push_str(&format!(" --fault {f}"));
     }
+    if let Some(t) = &args.thresholds {
+        flags.push_str(&format!(" --thresholds {}", t.display()));
+    }
+    if args.keep_going {
+        flags.push_str(" --keep-going");
+    }
     let ops = args.ops.map(|o| format!(" --ops {o}")).unwrap_or_default();
     let replay = format!("helix-e2e run {} --seed {seed}{ops}{flags}", scenarios.join(" "));
     let record = RunRecord {
@@ -315,6 +326,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         faults: args.faults.iter().map(|f| f.to_string()).collect(),
         sessions: args.sessions.clone(),
         thresholds: args.thresholds.clone(),
+        keep_going: args.keep_going,
     };
     let target = match &args.target {
         Some(p) => TargetChoice::File(p.clone()),
@@ -337,6 +349,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         replay,
         sessions: args.sessions.clone(),
         thresholds,
+        keep_going: args.keep_going,
         time_scale,
         params,
         plans,
@@ -417,6 +430,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
         budget_s: None,
         hold_s: None,
         thresholds: record.thresholds,
+        keep_going: record.keep_going,
     };
     // The plans embody the recorded parameters; they are recorded again as they were.
     run(run_args, Some(Replayed { plans, params }))

@@ -86,7 +86,7 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mark = format!("f2-{}", std::process::id());
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f2-{}", std::process::id()));
-    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "2", "--fault", "webrtc-port-range=40000-40000"], &base, &mark);
+    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "2", "--keep-going", "--fault", "webrtc-port-range=40000-40000"], &base, &mark);
     assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
     assert_eq!(summary["verdict"], "fail");
     let scenario = &summary["scenarios"][0];

@@ -84,6 +84,8 @@ pub struct RunOptions {
     pub sessions: Vec<String>,
     /// Detector thresholds.
     pub thresholds: Thresholds,
+    /// Go on after the first named failure (by default a scenario stops there).
+    pub keep_going: bool,
     /// Multiplies every wait of the plans (1.0: the design's times; 0.1 for CI).
     pub time_scale: f64,
     /// Parameters per scenario (absent: the scenario's defaults).
@@ -258,7 +260,23 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
                 (other, None) => Err(driver::OpError { op: "plan".into(), detail: format!("no plan of operations for {other}") }),
             }
         };
-        let outcome = unless_interrupted(stop, scenario).await.unwrap_or_else(|e| Err(driver::OpError { op: "interrupted".into(), detail: e }));
+        let named = live.first_named();
+        let stop_early = async {
+            if opts.keep_going {
+                std::future::pending::<()>().await
+            } else {
+                named.await
+            }
+        };
+        let outcome = tokio::select! {
+            r = unless_interrupted(stop, scenario) => r.unwrap_or_else(|e| Err(driver::OpError { op: "interrupted".into(), detail: e })),
+            // Fail fast: a named failure is the verdict; the rest of the scenario would only
+            // wait out deadlines it can no longer meet.
+            _ = stop_early => Ok(()),
+        };
+        if d.failed_op.is_none() && !opts.keep_going && !live.is_empty() {
+            d.failed_op = d.current_op.clone();
+        }
         let detections = live.finish();
         d.phase.clear();
         for det in &detections {

@@ -11,6 +11,7 @@ pub const EVERY: Duration = Duration::from_millis(250);
 
 pub struct LiveDetectors {
     found: Arc<Mutex<Vec<Detection>>>,
+    count: tokio::sync::watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
     timeline: Timeline,
     thresholds: Thresholds,
@@ -21,8 +22,21 @@ impl LiveDetectors {
     /// Watch observations from `since` on.
     pub fn start(timeline: Timeline, thresholds: Thresholds, since: EpochMs) -> Self {
         let found = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(run(timeline.clone(), thresholds.clone(), since, found.clone()));
-        LiveDetectors { found, task, timeline, thresholds, since }
+        let (count_tx, count) = tokio::sync::watch::channel(0);
+        let task = tokio::spawn(run(timeline.clone(), thresholds.clone(), since, found.clone(), count_tx));
+        LiveDetectors { found, count, task, timeline, thresholds, since }
+    }
+
+    /// Resolves once some failure has been named.
+    pub fn first_named(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let mut count = self.count.clone();
+        async move {
+            let _ = count.wait_for(|n| *n > 0).await;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self.count.borrow() == 0
     }
 
     /// Stop watching; a last evaluation catches evidence of the final moments.
@@ -34,7 +48,7 @@ impl LiveDetectors {
     }
 }
 
-async fn run(timeline: Timeline, thresholds: Thresholds, since: EpochMs, found: Arc<Mutex<Vec<Detection>>>) {
+async fn run(timeline: Timeline, thresholds: Thresholds, since: EpochMs, found: Arc<Mutex<Vec<Detection>>>, count: tokio::sync::watch::Sender<usize>) {
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
@@ -43,6 +57,8 @@ async fn run(timeline: Timeline, thresholds: Thresholds, since: EpochMs, found: 
         let f = found.clone();
         // Folding the timeline is CPU work; keep it off the async workers.
         let _ = tokio::task::spawn_blocking(move || evaluate(&t, &th, since, &f)).await;
+        let n = found.lock().unwrap_or_else(|e| e.into_inner()).len();
+        count.send_if_modified(|c| std::mem::replace(c, n) != n);
     }
 }
 
