@@ -274,8 +274,14 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
             // wait out deadlines it can no longer meet.
             _ = stop_early => Ok(()),
         };
-        if d.failed_op.is_none() && !opts.keep_going && !live.is_empty() {
-            d.failed_op = d.current_op.clone();
+        if !live.is_empty() {
+            if d.failed_op.is_none() && !opts.keep_going {
+                d.failed_op = d.current_op.clone();
+            }
+            // What each open tab showed when the failure was named.
+            for tab in d.tabs.iter().filter(|t| t.open).map(|t| t.id).collect::<Vec<_>>() {
+                d.screenshot(tab, "at-failure").await;
+            }
         }
         let detections = live.finish();
         d.phase.clear();

@@ -1,0 +1,61 @@
+//! Every fault switch of the reference stack, run once through real Chromium with the scenario
+//! that exposes it: the driver must name exactly that failure. Plus a clean run that names
+//! nothing. (The statistics over many runs are `helix-e2e matrix`, not CI.)
+
+use helix_e2e::matrix::CASES;
+use std::path::Path;
+use std::process::Command;
+
+/// Every process a run starts inherits this variable; leftovers are found by it.
+const MARK: &str = "HELIX_E2E_TEST_MARK";
+
+fn marked_processes(mark: &str) -> Vec<u32> {
+    let needle = format!("{MARK}={mark}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+            !zombie && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn each_fault_is_named_and_a_clean_run_names_nothing() {
+    let base = std::env::temp_dir().join(format!("helix-e2e-detect-{}", std::process::id()));
+    let thresholds = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/detectors-matrix.toml");
+    let mut wrong = Vec::new();
+    for (i, case) in CASES.iter().enumerate() {
+        let mark = format!("detect-{}-{i}", std::process::id());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_helix-e2e"));
+        cmd.args(["run", case.scenario, "--json", "--seed", "7", "--time-scale", "0.2", "--thresholds"]).arg(&thresholds).arg("--artifacts").arg(&base).env(MARK, &mark);
+        if let Some(s) = case.switch {
+            cmd.args(["--fault", s]);
+        }
+        let out = cmd.output().expect("run helix-e2e");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: no summary ({e}): {}", case.fault, String::from_utf8_lossy(&out.stderr)));
+        let named: Vec<String> = summary["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["detections"].as_array().unwrap().iter().map(|d| format!("{} {}", d["fault"].as_str().unwrap(), d["message"].as_str().unwrap())))
+            .collect();
+        let faults: Vec<&str> = named.iter().map(|n| n.split(' ').next().unwrap()).collect();
+        let expected: Vec<&str> = if case.switch.is_some() { vec![case.fault] } else { vec![] };
+        eprintln!("{} ({}): named {:?}", case.fault, case.switch.unwrap_or("clean"), faults);
+        if faults != expected {
+            wrong.push(format!("{} with {:?}: expected {expected:?}, named {named:?} ({})", case.fault, case.switch, summary["artifacts"]));
+        }
+        let code = out.status.code();
+        if case.switch.is_some() && code != Some(1) || case.switch.is_none() && code != Some(0) {
+            wrong.push(format!("{}: exit code {code:?}, verdict {}", case.fault, summary["verdict"]));
+        }
+        let left = marked_processes(&mark);
+        assert!(left.is_empty(), "{}: processes left behind: {left:?}", case.fault);
+    }
+    assert!(wrong.is_empty(), "misnamed or missed:\n{}", wrong.join("\n"));
+    let _ = std::fs::remove_dir_all(&base);
+}
