@@ -16,6 +16,8 @@ const STREAM_DEADLINE: Duration = Duration::from_secs(45);
 /// Failures of seed 001 showed 4–12 s after the join; watch both viewers for this long.
 const HOLD: Duration = Duration::from_secs(6);
 const CLEANUP_DEADLINE: Duration = Duration::from_secs(20);
+/// How long moonlight-web may take to end the session of a closed tab.
+const TAB_CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A viewer is streaming its own lobby: connected, moving pixels, and (stamped) the right stamp.
 fn streaming(rows: &[Row], state: &ServerState, expected_viewers: usize, stamped: bool) -> bool {
@@ -81,6 +83,13 @@ async fn close_and_verify(d: &mut Driver, tabs: &[usize], sessions: &[String]) -
     for &t in tabs {
         d.close_tab(t).await?;
     }
+    // A closed tab ends its moonlight-web and Wolf sessions by itself; only then are the agents
+    // stopped, so a session that outlives its tab is seen as what it is.
+    let (gone, gone_uids) = (mlw.clone(), uids.clone());
+    d.wait_until("closed tabs' sessions end", &[], TAB_CLOSE_DEADLINE, move |_, s| {
+        !s.mlw_sessions.iter().any(|m| gone.contains(&m.session_id)) && !s.wolf_sessions.iter().any(|w| gone_uids.contains(&w.client_unique_id))
+    })
+    .await;
     for s in sessions {
         d.finish_session(s).await?;
     }

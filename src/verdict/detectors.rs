@@ -50,7 +50,7 @@ impl Default for Thresholds {
             freeze_secs: 2.0,
             sctp_lines: 3,
             sctp_window_secs: 10.0,
-            launch_stall_secs: 10.0,
+            launch_stall_secs: 12.0,
             busy_answers: 2,
         }
     }
@@ -465,7 +465,11 @@ fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     None
 }
 
+/// With Wolf's own buffer-pool error logged, two black samples in a row are enough.
+const BLACK_WITH_POOL_ERROR_MS: f64 = 300.0;
+
 fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let pool_error = c.first_log("Failed to acquire buffer from pool", 0.0).map(|(at, _)| at);
     c.viewers
         .iter()
         .filter_map(|v| {
@@ -473,7 +477,8 @@ fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             for f in v.frames.iter().filter(|f| f.sample.video_width > 0) {
                 if f.sample.mean_luma < crate::frames::analysis::BLACK_LUMA {
                     let s = *start.get_or_insert(f.at);
-                    if f.at - s >= t.black_secs * 1000.0 && !c.excused(v, f.at) {
+                    let needed = if pool_error.is_some_and(|p| p <= f.at) { BLACK_WITH_POOL_ERROR_MS.min(t.black_secs * 1000.0) } else { t.black_secs * 1000.0 };
+                    if f.at - s >= needed && !c.excused(v, f.at) {
                         let decoding = v.last_stats.as_ref().and_then(|s| s.stats.frames_decoded).unwrap_or(0);
                         let pool = c.first_log("Failed to acquire buffer from pool", 0.0).map(|(_, l)| format!("; Wolf logged \"{l}\"")).unwrap_or_default();
                         return Some(Detection {
