@@ -275,9 +275,6 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
             _ = stop_early => Ok(()),
         };
         if !live.is_empty() {
-            if d.failed_op.is_none() && !opts.keep_going {
-                d.failed_op = d.current_op.clone();
-            }
             // What each open tab showed when the failure was named.
             for tab in d.tabs.iter().filter(|t| t.open).map(|t| t.id).collect::<Vec<_>>() {
                 d.screenshot(tab, "at-failure").await;
