@@ -382,8 +382,12 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
         artifacts: dir.join("runs"),
         first_seed: args.seed,
     };
-    let rows = helix_e2e::matrix::run(&opts)?;
-    helix_e2e::matrix::write(&dir, &rows)?;
+    let mut rows = Vec::new();
+    for case in helix_e2e::matrix::selected(&opts)? {
+        rows.push(helix_e2e::matrix::run_case(&opts, case)?);
+        // Rewritten after every row, so a long matrix stopped half way keeps what it measured.
+        helix_e2e::matrix::write(&dir, &rows)?;
+    }
     println!("{}", helix_e2e::matrix::markdown(&rows));
     eprintln!("helix-e2e: matrix written to {}", dir.display());
     Ok(0)

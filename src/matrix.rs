@@ -80,25 +80,26 @@ pub struct MatrixOptions {
     pub first_seed: u64,
 }
 
-/// Run the matrix; progress on stderr.
-pub fn run(opts: &MatrixOptions) -> Result<Vec<Row>, MatrixError> {
+/// The cases the options select, in catalog order.
+pub fn selected(opts: &MatrixOptions) -> Result<Vec<&'static Case>, MatrixError> {
     for f in &opts.only {
         if !CASES.iter().any(|c| c.fault == f) {
             return Err(MatrixError::UnknownFault(f.clone()));
         }
     }
-    let mut rows = Vec::new();
-    for case in CASES.iter().filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c.fault)) {
-        let mut outcomes = Vec::new();
-        for i in 0..opts.runs {
-            let seed = opts.first_seed + i as u64;
-            let o = run_once(opts, case, seed)?;
-            eprintln!("matrix: {} run {}/{}: {} named {:?}{}", case.fault, i + 1, opts.runs, o.verdict, o.named, o.latency_ms.map(|l| format!(" in {l:.0} ms")).unwrap_or_default());
-            outcomes.push(o);
-        }
-        rows.push(tabulate(case, outcomes));
+    Ok(CASES.iter().filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c.fault)).collect())
+}
+
+/// Run one case `opts.runs` times; progress on stderr.
+pub fn run_case(opts: &MatrixOptions, case: &Case) -> Result<Row, MatrixError> {
+    let mut outcomes = Vec::new();
+    for i in 0..opts.runs {
+        let seed = opts.first_seed + i as u64;
+        let o = run_once(opts, case, seed)?;
+        eprintln!("matrix: {} run {}/{}: {} named {:?}{}", case.fault, i + 1, opts.runs, o.verdict, o.named, o.latency_ms.map(|l| format!(" in {l:.0} ms")).unwrap_or_default());
+        outcomes.push(o);
     }
-    Ok(rows)
+    Ok(tabulate(case, outcomes))
 }
 
 fn run_once(opts: &MatrixOptions, case: &Case, seed: u64) -> Result<RunOutcome, MatrixError> {
