@@ -3,7 +3,7 @@
 //! Wolf and moonlight-web said then — without the rest of the artifact directory.
 
 use super::digest::{brief_json, tabs_named, Digest, TabDigest};
-use super::junit::anchor;
+use super::junit::{anchor, escape};
 use super::{contact_sheet, ScenarioResult, Summary, Verdict};
 use crate::timeline::EpochMs;
 use base64::Engine;
@@ -34,21 +34,6 @@ applyFilters();
 /// Width of the time axis in the swimlane and the sparklines, so both line up.
 const PLOT_W: f64 = 1000.0;
 const LABEL_W: f64 = 150.0;
-
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn verdict_class(v: Verdict) -> &'static str {
     match v {
@@ -107,7 +92,7 @@ pub fn render(summary: &Summary, digest: &Digest, root: &Path) -> String {
     let _ = write!(
         h,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>helix-e2e {verdict} {}</title><style>{CSS}</style></head><body>\n",
-        esc(&what)
+        escape(&what)
     );
     header(&mut h, summary, &verdict, &what);
     h.push_str("<nav><a href=\"#failures\">Failures</a><a href=\"#timeline\">Timeline</a><a href=\"#correlation\">State at failure</a><a href=\"#tabs\">Tabs</a><a href=\"#invariants\">Invariants</a><a href=\"#events\">Events</a><a href=\"#files\">Files</a></nav>\n<main>\n");
@@ -130,16 +115,16 @@ fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
          <div class=\"meta\"><span>run <b>{}</b></span><span>target <b>{}</b></span><span>seed <b>{}</b></span><span>{:.1} s</span><span>started {}</span></div>\
          <div class=\"replay\"><code id=\"replay\">{}</code><button data-copy=\"replay\" type=\"button\">copy</button></div>",
         verdict_class(s.verdict),
-        esc(if what.is_empty() { "no scenario ran" } else { what }),
-        esc(&s.run_id),
-        esc(&s.target),
+        escape(if what.is_empty() { "no scenario ran" } else { what }),
+        escape(&s.run_id),
+        escape(&s.target),
         s.seed,
         s.duration_s,
-        esc(&s.started_at),
-        esc(&s.replay)
+        escape(&s.started_at),
+        escape(&s.replay)
     );
     if let Some(e) = &s.error {
-        let _ = write!(h, "<div class=\"meta\"><span>error: <b>{}</b></span></div>", esc(e));
+        let _ = write!(h, "<div class=\"meta\"><span>error: <b>{}</b></span></div>", escape(e));
     }
     h.push_str("</header>\n");
 }
@@ -201,9 +186,9 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
                 "<div class=\"card failure\"><h3><span class=\"pill {}\">{}</span> {} stopped with an error</h3><div class=\"msg\">{}</div><div class=\"facts\"><span>during <b>{}</b></span></div></div>",
                 verdict_class(sc.verdict),
                 verdict_class(sc.verdict).to_uppercase(),
-                esc(&sc.name),
-                esc(e),
-                esc(sc.failed_op.as_deref().unwrap_or("-"))
+                escape(&sc.name),
+                escape(e),
+                escape(sc.failed_op.as_deref().unwrap_or("-"))
             );
         }
         for inv in sc.invariants.iter().filter(|i| !i.passed) {
@@ -213,22 +198,22 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
                 "<div class=\"card failure\" id=\"{}\"><h3><span class=\"pill fail\">FAIL</span> {} <span class=\"muted\">/ {}</span></h3><div class=\"msg\">{}</div>\
                  <div class=\"facts\"><span>at <b>{}</b> ({})</span><span>{}</span><a href=\"#ev-{}\">events around it</a></div>",
                 anchor(&sc.name, &inv.name),
-                esc(&inv.name),
-                esc(&sc.name),
-                esc(&inv.message),
+                escape(&inv.name),
+                escape(&sc.name),
+                escape(&inv.message),
                 axis.rel(inv.at),
                 clock(inv.at),
-                esc(&d.op_at(inv.at).unwrap_or_default()),
+                escape(&d.op_at(inv.at).unwrap_or_default()),
                 event_near(events, inv.at)
             );
             for tab in tabs_named(&inv.message) {
                 let Some(t) = d.tab(tab) else { continue };
-                let problems: Vec<String> = t.problems_before(inv.at, 3).iter().map(|p| format!("<b class=\"bad\">{}</b> <span class=\"muted\">{}</span>", esc(&p.text), axis.rel(p.at))).collect();
+                let problems: Vec<String> = t.problems_before(inv.at, 3).iter().map(|p| format!("<b class=\"bad\">{}</b> <span class=\"muted\">{}</span>", escape(&p.text), axis.rel(p.at))).collect();
                 let _ = write!(
                     h,
                     "<div class=\"facts\"><span><a href=\"#tab-{tab}\">tab {tab}</a>: <b style=\"color:{}\">{}</b></span>{}</div>",
                     state_colour(t.state_at(inv.at).unwrap_or("")),
-                    esc(&t.connections_at(inv.at)),
+                    escape(&t.connections_at(inv.at)),
                     if problems.is_empty() { String::new() } else { format!("<span>problems: {}</span>", problems.join(", ")) }
                 );
             }
@@ -251,7 +236,7 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
         let x1 = axis.x(op.end.unwrap_or(d.end)).max(x0 + 2.0);
         let y = if i % 2 == 0 { 5.0 } else { 15.0 };
         let colour = if op.failed.is_some() { "#d64545" } else { "#4f6bed" };
-        let _ = write!(g, "<rect x=\"{x0:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"9\" rx=\"2\" fill=\"{colour}\"><title>{} {}{}</title></rect>", x1 - x0, axis.rel(op.start), esc(&op.name), op.failed.as_ref().map(|e| format!(" \u{2014} failed: {}", esc(e))).unwrap_or_default());
+        let _ = write!(g, "<rect x=\"{x0:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"9\" rx=\"2\" fill=\"{colour}\"><title>{} {}{}</title></rect>", x1 - x0, axis.rel(op.start), escape(&op.name), op.failed.as_ref().map(|e| format!(" \u{2014} failed: {}", escape(e))).unwrap_or_default());
     }
     lanes.push(("operations".into(), g));
     for t in &d.tabs {
@@ -263,7 +248,7 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
     let mut g = String::new();
     for m in &d.wolf_events {
         let x = axis.x(m.at);
-        let _ = write!(g, "<path d=\"M{x:.1} 8 l5 7 l-5 7 l-5 -7z\" fill=\"#7c4dcc\"><title>{} {}</title></path>", axis.rel(m.at), esc(&m.text));
+        let _ = write!(g, "<path d=\"M{x:.1} 8 l5 7 l-5 7 l-5 -7z\" fill=\"#7c4dcc\"><title>{} {}</title></path>", axis.rel(m.at), escape(&m.text));
     }
     lanes.push(("Wolf events".into(), g));
     let mut services: Vec<&str> = d.logs.iter().map(|l| l.service.as_str()).collect();
@@ -278,7 +263,7 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
                 "WARN" | "WARNING" => ("#e0a526", 6.0, 18.0),
                 _ => ("#9aa1ab", 10.0, 10.0),
             };
-            let _ = write!(g, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y}\" y2=\"{:.0}\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{} {} {}</title></line>", y + len, axis.rel(l.at), esc(&l.level), esc(&l.message));
+            let _ = write!(g, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y}\" y2=\"{:.0}\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{} {} {}</title></line>", y + len, axis.rel(l.at), escape(&l.level), escape(&l.message));
         }
         lanes.push((format!("{svc} log"), g));
     }
@@ -298,13 +283,13 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
     h.push_str("</g>");
     for (i, (label, g)) in lanes.iter().enumerate() {
         let y = 20.0 + LANE * i as f64;
-        let _ = write!(h, "<g transform=\"translate(0,{y})\"><rect x=\"{LABEL_W}\" y=\"2\" width=\"{PLOT_W}\" height=\"{}\" fill=\"{}\"/><text x=\"{}\" y=\"18\" text-anchor=\"end\">{}</text>{g}</g>", LANE - 4.0, if i % 2 == 0 { "#fafbfc" } else { "#ffffff" }, LABEL_W - 8.0, esc(label));
+        let _ = write!(h, "<g transform=\"translate(0,{y})\"><rect x=\"{LABEL_W}\" y=\"2\" width=\"{PLOT_W}\" height=\"{}\" fill=\"{}\"/><text x=\"{}\" y=\"18\" text-anchor=\"end\">{}</text>{g}</g>", LANE - 4.0, if i % 2 == 0 { "#fafbfc" } else { "#ffffff" }, LABEL_W - 8.0, escape(label));
     }
     // Failed invariants across all lanes.
     for sc in &s.scenarios {
         for inv in sc.invariants.iter().filter(|i| !i.passed) {
             let x = axis.x(inv.at);
-            let _ = write!(h, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"16\" y2=\"{height}\" stroke=\"#d64545\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>FAIL {} {}: {}</title></line>", axis.rel(inv.at), esc(&inv.name), esc(&inv.message));
+            let _ = write!(h, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"16\" y2=\"{height}\" stroke=\"#d64545\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>FAIL {} {}: {}</title></line>", axis.rel(inv.at), escape(&inv.name), escape(&inv.message));
         }
     }
     h.push_str("</svg><div class=\"legend\">");
@@ -323,15 +308,15 @@ fn tab_lane(t: &TabDigest, d: &Digest, axis: &Axis) -> String {
         let until = t.states.get(i + 1).map(|n| n.at).unwrap_or(end).max(m.at);
         let state = m.text.split_once(": ").map(|(_, s)| s).unwrap_or(&m.text);
         let (x0, x1) = (axis.x(m.at), axis.x(until));
-        let _ = write!(g, "<rect x=\"{x0:.1}\" y=\"6\" width=\"{:.1}\" height=\"14\" rx=\"2\" fill=\"{}\"><title>{} {}</title></rect>", (x1 - x0).max(2.0), state_colour(state), axis.rel(m.at), esc(&m.text));
+        let _ = write!(g, "<rect x=\"{x0:.1}\" y=\"6\" width=\"{:.1}\" height=\"14\" rx=\"2\" fill=\"{}\"><title>{} {}</title></rect>", (x1 - x0).max(2.0), state_colour(state), axis.rel(m.at), escape(&m.text));
     }
     for m in &t.stages {
         let x = axis.x(m.at);
-        let _ = write!(g, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"1\" y2=\"6\" stroke=\"#222\" stroke-width=\"1.2\"><title>{} {}</title></line>", axis.rel(m.at), esc(&m.text));
+        let _ = write!(g, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"1\" y2=\"6\" stroke=\"#222\" stroke-width=\"1.2\"><title>{} {}</title></line>", axis.rel(m.at), escape(&m.text));
     }
     for m in &t.problems {
         let x = axis.x(m.at);
-        let _ = write!(g, "<path d=\"M{:.1} 8 l8 10 m0 -10 l-8 10\" stroke=\"#d64545\" stroke-width=\"2.2\"><title>{} {}</title></path>", x - 4.0, axis.rel(m.at), esc(&m.text));
+        let _ = write!(g, "<path d=\"M{:.1} 8 l8 10 m0 -10 l-8 10\" stroke=\"#d64545\" stroke-width=\"2.2\"><title>{} {}</title></path>", x - 4.0, axis.rel(m.at), escape(&m.text));
     }
     g
 }
@@ -359,7 +344,7 @@ fn correlation(h: &mut String, s: &Summary) {
     for sc in &s.scenarios {
         let Some(state) = &sc.state_at_failure else { continue };
         any = true;
-        let _ = write!(h, "<div class=\"card\"><h3>{} \u{2014} when <a href=\"#{}\">{}</a> failed</h3>", esc(&sc.name), anchor(&sc.name, state.get("invariant").and_then(Value::as_str).unwrap_or("")), esc(state.get("invariant").and_then(Value::as_str).unwrap_or("?")));
+        let _ = write!(h, "<div class=\"card\"><h3>{} \u{2014} when <a href=\"#{}\">{}</a> failed</h3>", escape(&sc.name), anchor(&sc.name, state.get("invariant").and_then(Value::as_str).unwrap_or("")), escape(state.get("invariant").and_then(Value::as_str).unwrap_or("?")));
         if let Some(rows) = state.get("correlation").and_then(Value::as_array) {
             h.push_str("<div class=\"scroll\"><table><thead><tr><th>tab</th><th>client_unique_id</th><th>mode</th><th>pc state</th><th>errors</th><th>moonlight-web session</th><th>ws</th><th>streamer</th><th>Wolf session</th><th>lobby</th><th>clients</th><th>pixels</th></tr></thead><tbody>");
             for r in rows {
@@ -368,30 +353,30 @@ fn correlation(h: &mut String, s: &Summary) {
                     Some(Value::String(s)) => s.clone(),
                     Some(v) => v.to_string(),
                 };
-                let pixels = r.get("pixels").map(pixel_word).unwrap_or("-");
+                let pixels = r.get("pixels").map(super::pixel_word).unwrap_or("-");
                 let bad = |ok: bool| if ok { "" } else { " class=\"bad\"" };
                 let errors = r.get("errors").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default();
                 let _ = write!(
                     h,
                     "<tr><td><a href=\"#tab-{0}\">{0}</a></td><td class=\"mono\">{1}</td><td>{2}</td><td{3}>{4}</td><td{5}>{6}</td><td class=\"mono\">{7}</td><td{8}>{9}</td><td{10}>{11}</td><td class=\"mono\">{12}</td><td class=\"mono\">{13}</td><td>{14}</td><td{15}>{16} {17}</td></tr>",
-                    esc(&txt("tab")),
-                    esc(&txt("client_unique_id")),
-                    esc(&txt("mode")),
+                    escape(&txt("tab")),
+                    escape(&txt("client_unique_id")),
+                    escape(&txt("mode")),
                     bad(txt("connection_state") == "connected"),
-                    esc(&txt("connection_state")),
+                    escape(&txt("connection_state")),
                     bad(errors.is_empty()),
-                    esc(&errors),
-                    esc(&txt("mlw_session")),
+                    escape(&errors),
+                    escape(&txt("mlw_session")),
                     bad(txt("mlw_has_websocket") == "true"),
-                    esc(&txt("mlw_has_websocket")),
+                    escape(&txt("mlw_has_websocket")),
                     bad(txt("mlw_streamer_alive") == "true"),
-                    esc(&txt("mlw_streamer_alive")),
-                    esc(&txt("wolf_session")),
-                    esc(&txt("lobby")),
-                    esc(&txt("lobby_client_count")),
+                    escape(&txt("mlw_streamer_alive")),
+                    escape(&txt("wolf_session")),
+                    escape(&txt("lobby")),
+                    escape(&txt("lobby_client_count")),
                     bad(pixels == "moving"),
                     pixels,
-                    esc(r.get("pixels_lobby").and_then(Value::as_str).unwrap_or(""))
+                    escape(r.get("pixels_lobby").and_then(Value::as_str).unwrap_or(""))
                 );
             }
             h.push_str("</tbody></table></div>");
@@ -403,7 +388,7 @@ fn correlation(h: &mut String, s: &Summary) {
                 }
             }
             if let Some(m) = servers.get("memory").filter(|m| !m.is_null()) {
-                let _ = write!(h, "<details><summary>Wolf memory</summary><pre>{}</pre></details>", esc(&serde_json::to_string_pretty(m).unwrap_or_default()));
+                let _ = write!(h, "<details><summary>Wolf memory</summary><pre>{}</pre></details>", escape(&serde_json::to_string_pretty(m).unwrap_or_default()));
             }
         }
         h.push_str("</div>\n");
@@ -414,29 +399,16 @@ fn correlation(h: &mut String, s: &Summary) {
     h.push_str("</section>\n");
 }
 
-fn pixel_word(p: &Value) -> &'static str {
-    let n = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let b = |k: &str| p.get(k).and_then(Value::as_bool).unwrap_or(false);
-    if n("with_video") == 0 {
-        "no video"
-    } else if b("black") {
-        "black"
-    } else if !b("advancing") {
-        "frozen"
-    } else {
-        "moving"
-    }
-}
 
 /// An array of objects as a table (columns: the union of keys in first-seen order); anything
 /// else as preformatted JSON.
 fn json_table(v: &Value) -> String {
-    let Some(items) = v.as_array() else { return format!("<pre>{}</pre>", esc(&serde_json::to_string_pretty(v).unwrap_or_default())) };
+    let Some(items) = v.as_array() else { return format!("<pre>{}</pre>", escape(&serde_json::to_string_pretty(v).unwrap_or_default())) };
     if items.is_empty() {
         return "<div class=\"muted\">none</div>".into();
     }
     if !items.iter().all(Value::is_object) {
-        return format!("<pre>{}</pre>", esc(&items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join("\n")));
+        return format!("<pre>{}</pre>", escape(&items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join("\n")));
     }
     let mut cols: Vec<&str> = Vec::new();
     for i in items {
@@ -448,7 +420,7 @@ fn json_table(v: &Value) -> String {
     }
     let mut t = String::from("<div class=\"scroll\"><table><thead><tr>");
     for c in &cols {
-        let _ = write!(t, "<th>{}</th>", esc(c));
+        let _ = write!(t, "<th>{}</th>", escape(c));
     }
     t.push_str("</tr></thead><tbody>");
     for i in items {
@@ -459,7 +431,7 @@ fn json_table(v: &Value) -> String {
                 Some(Value::String(s)) => s.clone(),
                 Some(v) => brief_json(v, 200),
             };
-            let _ = write!(t, "<td class=\"mono\">{}</td>", esc(&cell));
+            let _ = write!(t, "<td class=\"mono\">{}</td>", escape(&cell));
         }
         t.push_str("</tr>");
     }
@@ -499,12 +471,12 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
             "<div class=\"card{}\" id=\"tab-{id}\"><div class=\"tabhead\"><h3>tab {id} {}</h3><span class=\"muted mono\">{}</span></div>",
             if failed { " failure" } else { "" },
             if failed { "<span class=\"pill fail\">named in a failure</span>" } else { "" },
-            esc(facts.map(|f| f.url.as_str()).or(t.url.as_deref()).unwrap_or(""))
+            escape(facts.map(|f| f.url.as_str()).or(t.url.as_deref()).unwrap_or(""))
         );
         if let Some(f) = facts {
             h.push_str("<dl class=\"kv\">");
             for (k, v) in [("client_unique_id", &f.client_unique_ids), ("moonlight-web session", &f.session_ids), ("Wolf session", &f.wolf_sessions), ("connection states", &f.connection_states), ("errors", &f.errors)] {
-                let _ = write!(h, "<dt>{k}</dt><dd class=\"mono{}\">{}</dd>", if k == "errors" && !v.is_empty() { " bad" } else { "" }, if v.is_empty() { "-".into() } else { esc(&v.join(", ")) });
+                let _ = write!(h, "<dt>{k}</dt><dd class=\"mono{}\">{}</dd>", if k == "errors" && !v.is_empty() { " bad" } else { "" }, if v.is_empty() { "-".into() } else { escape(&v.join(", ")) });
             }
             h.push_str("</dl>");
         }
@@ -547,7 +519,7 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
             for p in &shots {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 if let Ok(bytes) = std::fs::read(p) {
-                    let _ = write!(h, "<figure><a href=\"screenshots/{0}\"><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"></a><figcaption>{0}</figcaption></figure>", esc(name), base64::engine::general_purpose::STANDARD.encode(bytes));
+                    let _ = write!(h, "<figure><a href=\"screenshots/{0}\"><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"></a><figcaption>{0}</figcaption></figure>", escape(name), base64::engine::general_purpose::STANDARD.encode(bytes));
                 }
             }
             h.push_str("</div>");
@@ -557,7 +529,7 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
         if !marks.is_empty() {
             let _ = write!(h, "<details{}><summary>{} stage(s), state change(s) and problem(s)</summary><div class=\"marks\">", if failed { " open" } else { "" }, marks.len());
             for (at, text, problem) in marks {
-                let _ = write!(h, "<div{}><span class=\"t\">{}</span>{}</div>", if problem { " class=\"problem\"" } else { "" }, axis.rel(at), esc(&text));
+                let _ = write!(h, "<div{}><span class=\"t\">{}</span>{}</div>", if problem { " class=\"problem\"" } else { "" }, axis.rel(at), escape(&text));
             }
             h.push_str("</div></details>");
         }
@@ -574,12 +546,12 @@ fn invariants(h: &mut String, s: &Summary, axis: &Axis) {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td class=\"mono\">{}</td><td><span class=\"pill {}\">{}</span></td><td class=\"muted\">{}</td><td>{}</td></tr>",
-                esc(name),
-                esc(&i.name),
+                escape(name),
+                escape(&i.name),
                 if i.passed { "pass" } else { "fail" },
                 if i.passed { "PASS" } else { "FAIL" },
                 axis.rel(i.at),
-                esc(&i.message)
+                escape(&i.message)
             );
         }
     }
@@ -610,8 +582,8 @@ fn events_table(h: &mut String, s: &Summary, axis: &Axis, events: &[EventRow]) {
             if classes.is_empty() { String::new() } else { format!(" class=\"{}\"", classes.join(" ")) },
             clock(e.at),
             axis.rel(e.at),
-            esc(&e.who),
-            esc(&e.text)
+            escape(&e.who),
+            escape(&e.text)
         );
     }
     h.push_str("</tbody></table></div><p class=\"muted\">Rows within 3 s of the first failure are highlighted. Frames, stats and server polls are in <code>timeline.jsonl</code>.</p></section>\n");
@@ -623,7 +595,7 @@ fn files(h: &mut String, root: &Path) {
     collect(root, root, &mut all);
     all.sort();
     for rel in all {
-        let _ = write!(h, "<a href=\"{0}\">{0}</a>", esc(&rel));
+        let _ = write!(h, "<a href=\"{0}\">{0}</a>", escape(&rel));
     }
     h.push_str("</div></section>\n");
 }

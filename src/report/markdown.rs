@@ -53,7 +53,7 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
             m.push_str("| tab | client_unique_id | pc state | moonlight-web session (ws/streamer) | Wolf session | lobby (clients) | pixels |\n|---|---|---|---|---|---|---|\n");
             for r in rows {
                 let s = |k: &str| r.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() })).unwrap_or_else(|| "-".into());
-                let pixels = r.get("pixels").map(pixel_word).unwrap_or("-");
+                let pixels = r.get("pixels").map(super::pixel_word).unwrap_or("-");
                 let _ = writeln!(
                     m,
                     "| {} | `{}` | {} | {} ({}/{}) | {} | {} ({}) | {} {} |",
@@ -87,17 +87,3 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
     m
 }
 
-/// The same words as `PixelSummary::verdict`, from the serialized summary.
-fn pixel_word(p: &serde_json::Value) -> &'static str {
-    let n = |k: &str| p.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-    let b = |k: &str| p.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-    if n("with_video") == 0 {
-        "no video"
-    } else if b("black") {
-        "black"
-    } else if !b("advancing") {
-        "frozen"
-    } else {
-        "moving"
-    }
-}

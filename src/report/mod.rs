@@ -160,3 +160,18 @@ pub fn write_reports(artifacts: &ArtifactDir, summary: &Summary, observations: &
     keep(artifacts.write("report.html", html::render(summary, &digest, artifacts.root()).as_bytes()));
     errors
 }
+
+/// The same words as `PixelSummary::verdict`, from the serialized summary.
+pub(crate) fn pixel_word(p: &serde_json::Value) -> &'static str {
+    let n = |k: &str| p.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let b = |k: &str| p.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    if n("with_video") == 0 {
+        "no video"
+    } else if b("black") {
+        "black"
+    } else if !b("advancing") {
+        "frozen"
+    } else {
+        "moving"
+    }
+}
