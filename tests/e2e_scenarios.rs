@@ -1,6 +1,7 @@
 //! End to end, short (time-scaled) versions of every scenario: the real binary drives real
 //! Chromium against the embedded reference stack. Also: the plan on disk replays to the same
-//! verdict, `concurrent-sessions` fails by name when WebRTC ports run out (F2), and
+//! verdict, `concurrent-sessions` fails by name when WebRTC ports run out (F2),
+//! `multi-tab-same-lobby` fails by name when client certificates collide (F1), and
 //! `restart-chaos` refuses to pretend.
 
 use std::collections::BTreeSet;
@@ -133,4 +134,21 @@ fn restart_chaos_is_listed_but_refuses_to_run_without_service_control() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs service control (issue 5)"), "{stderr}");
+}
+
+/// Seed 001's first root cause: with one certificate subject for every client, the second tab
+/// on the lobby is taken for a resume of a session that does not exist.
+#[test]
+fn multi_tab_same_lobby_fails_by_name_when_certificates_collide() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = project_processes();
+    let base = std::env::temp_dir().join(format!("helix-e2e-scen-f1-{}", std::process::id()));
+    let (code, summary, stderr) = run(&["run", "multi-tab-same-lobby", "--seed", "4", "--time-scale", "0.2", "--fault", "cert-subject-collision"], &base);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    let failed: Vec<(String, String)> = invariants(&summary["scenarios"][0]).into_iter().filter(|(_, p, _)| !p).map(|(n, _, m)| (n, m)).collect();
+    let f1 = failed.iter().find(|(n, _)| n == "F1 treated-as-resume").unwrap_or_else(|| panic!("F1 not named: {failed:?}"));
+    assert!(f1.1.starts_with("tab 1 ") && f1.1.contains("unregistered session"), "the second tab, with Wolf's line: {}", f1.1);
+    assert!(failed.iter().all(|(n, _)| n != "no-leftovers"), "cleanup still leaves nothing: {failed:?}");
+    assert_no_new_processes(&before);
+    let _ = std::fs::remove_dir_all(&base);
 }
