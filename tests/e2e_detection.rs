@@ -2,26 +2,12 @@
 //! that exposes it: the driver must name exactly that failure. Plus a clean run that names
 //! nothing. (The statistics over many runs are `helix-e2e matrix`, not CI.)
 
+mod common;
+
+use common::{marked_processes, MARK};
 use helix_e2e::matrix::CASES;
 use std::path::Path;
 use std::process::Command;
-
-/// Every process a run starts inherits this variable; leftovers are found by it.
-const MARK: &str = "HELIX_E2E_TEST_MARK";
-
-fn marked_processes(mark: &str) -> Vec<u32> {
-    let needle = format!("{MARK}={mark}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|pid| {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
-            !zombie && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
-        })
-        .collect()
-}
 
 #[test]
 fn each_fault_is_named_and_a_clean_run_names_nothing() {

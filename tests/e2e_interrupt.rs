@@ -2,52 +2,23 @@
 //! sends it) still leaves a consistent artifact directory: whole files only, every report, a
 //! `summary.json` saying `interrupted`, exit code 2, and no process of the run left behind.
 
+mod common;
+
+use common::{all_files, marked_processes, MARK};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Live processes carrying `marker` in their environment: the run and everything it started
-/// (Chromium, the stand-in, streamers inherit it), and nothing of other runs on this machine.
-fn processes_marked(marker: &str) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        if !env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.contains(") Z ") {
-            continue;
-        }
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).replace('\0', " ")).unwrap_or_default();
-        out.push((pid, cmd));
-    }
-    out
-}
-
-fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            all_files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
 
 #[test]
 fn ctrl_c_mid_run_leaves_a_consistent_interrupted_artifact_directory() {
     let marker_value = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-    let marker = format!("HELIX_E2E_TEST_RUN={marker_value}");
     let base = std::env::temp_dir().join(format!("helix-e2e-interrupt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let mut child = Command::new(env!("CARGO_BIN_EXE_helix-e2e"))
         .args(["run", "second-connection", "--seed", "3", "--artifacts"])
         .arg(&base)
-        .env("HELIX_E2E_TEST_RUN", &marker_value)
+        .env(MARK, &marker_value)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         // Its own process group, so the signal reaches the run and its children like a
@@ -58,7 +29,7 @@ fn ctrl_c_mid_run_leaves_a_consistent_interrupted_artifact_directory() {
     let pgid = child.id() as i32;
     std::thread::sleep(Duration::from_secs(8));
     assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
-    assert!(processes_marked(&marker).len() > 2, "the marker does not reach the run's children; the leak check would prove nothing");
+    assert!(marked_processes(&marker_value).len() > 2, "the marker does not reach the run's children; the leak check would prove nothing");
     // SAFETY: signalling a process group this test created.
     assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -86,8 +57,7 @@ fn ctrl_c_mid_run_leaves_a_consistent_interrupted_artifact_directory() {
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).expect("summary.json")).unwrap();
     assert_eq!(summary["verdict"], "interrupted", "{summary:#}");
     assert!(summary["error"].as_str().unwrap_or("").contains("interrupted"), "{summary:#}");
-    let mut files = Vec::new();
-    all_files(dir, &mut files);
+    let files = all_files(dir);
     for f in &files {
         assert!(!f.to_string_lossy().contains(".partial"), "half-written file left: {}", f.display());
     }
@@ -102,7 +72,7 @@ fn ctrl_c_mid_run_leaves_a_consistent_interrupted_artifact_directory() {
     // Give the process tree a moment to be reaped, then check nothing is left.
     let deadline = Instant::now() + Duration::from_secs(10);
     let leaked = loop {
-        let leaked = processes_marked(&marker);
+        let leaked = marked_processes(&marker_value);
         if leaked.is_empty() || Instant::now() > deadline {
             break leaked;
         }

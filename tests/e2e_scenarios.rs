@@ -4,34 +4,21 @@
 //! `multi-tab-same-lobby` fails by name when client certificates collide (F1), and
 //! `restart-chaos` refuses to pretend.
 
+mod common;
+
+use common::MARK;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-/// Every run of this test file carries this in its environment; children inherit it, so the
-/// leak check sees only this file's processes, not those of other runs on the machine.
-const MARK: &str = "HELIX_E2E_SCENARIO_TEST";
-
+/// This file's runs carry `MARK=<this test process id>`.
 fn mark_value() -> String {
-    format!("{}", std::process::id())
+    std::process::id().to_string()
 }
 
-/// Live processes started by this test file's runs.
+/// Live processes started by this file's runs.
 fn project_processes() -> BTreeSet<u32> {
-    let needle = format!("{MARK}={}", mark_value());
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.contains(") Z ") {
-            continue;
-        }
-        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-            out.insert(pid);
-        }
-    }
-    out
+    common::marked_processes(&mark_value()).into_iter().map(|(pid, _)| pid).collect()
 }
 
 /// Runs share two cores: one at a time keeps timings honest.

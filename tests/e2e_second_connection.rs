@@ -1,29 +1,13 @@
 //! End to end: the real binary drives real Chromium against the embedded reference stack
 //! through `second-connection`, and leaves artifacts that show each tab its own lobby.
 
+mod common;
+
+use common::{marked_processes, MARK};
 use helix_e2e::frames::analysis::stamp_from_png;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-
-/// Every process a run starts inherits this variable, so leftovers can be told apart from
-/// processes of anything else running on the machine.
-const MARK: &str = "HELIX_E2E_TEST_MARK";
-
-/// Live processes carrying `MARK=<mark>` in their environment.
-fn marked_processes(mark: &str) -> BTreeSet<u32> {
-    let needle = format!("{MARK}={mark}");
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
-        if !zombie && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-            out.insert(pid);
-        }
-    }
-    out
-}
 
 /// Runs share two cores: one at a time keeps timings honest.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -4,6 +4,8 @@
 //! schema's attributes and consistent counts, `report.html` in real headless Chromium, the dumps
 //! against the importers' format, and the whole directory for the planted secrets.
 
+mod common;
+
 use helix_e2e::browser::{validate_dump, Browser, BrowserOptions};
 use helix_e2e::report::{self, dumps, ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
 use helix_e2e::timeline::{Direction, Event, OpPhase, PcStateKind, ProbeEvent, StatsSample, Timeline};
@@ -145,16 +147,6 @@ fn fresh_base(name: &str) -> PathBuf {
     base
 }
 
-fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            all_files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
 
 #[test]
 fn junit_is_well_formed_with_the_schema_attributes_and_consistent_counts() {
@@ -211,8 +203,7 @@ fn junit_is_well_formed_with_the_schema_attributes_and_consistent_counts() {
 fn no_planted_secret_reaches_any_artifact() {
     let base = fresh_base("secrets");
     let (art, _) = failing_run(&base);
-    let mut files = Vec::new();
-    all_files(art.root(), &mut files);
+    let files = common::all_files(art.root());
     for want in ["summary.json", "timeline.jsonl", "junit.xml", "report.md", "report.html", "logs/wolf.log", "webrtc-internals/final.json", "webrtc-internals/tab-0/final.json"] {
         assert!(files.contains(&art.root().join(want)), "{want} missing: {files:?}");
     }
