@@ -50,24 +50,11 @@ struct RunArgs {
     /// sessions are never stopped by the run.
     #[arg(long = "session")]
     sessions: Vec<String>,
-    /// Where run directories are created.
-    #[arg(long, default_value = "artifacts")]
-    artifacts: PathBuf,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Do not run inside a private network namespace even when possible.
-    #[arg(long)]
-    no_netns: bool,
+    #[command(flatten)]
+    runner: RunnerArgs,
     /// Do not install Chromium with apt-get when it is missing.
     #[arg(long)]
     no_install: bool,
-    /// Chromium executable.
-    #[arg(long, env = "CHROMIUM", default_value = "/usr/bin/chromium")]
-    chromium: PathBuf,
-    /// Show the browser window (needs a display).
-    #[arg(long)]
-    headed: bool,
     /// Run the embedded stack with a fault switch on: NAME[=VALUE], repeatable.
     #[arg(long = "fault")]
     faults: Vec<Fault>,
@@ -113,7 +100,14 @@ struct RunArgs {
 struct ReplayArgs {
     /// The run directory, e.g. artifacts/20251108T101500Z-00000000000004d2.
     dir: PathBuf,
-    /// Where the replay's run directory is created.
+    #[command(flatten)]
+    runner: RunnerArgs,
+}
+
+/// How a run is carried out and reported, whether `run` or `replay` chose its operations.
+#[derive(clap::Args)]
+struct RunnerArgs {
+    /// Where run directories are created.
     #[arg(long, default_value = "artifacts")]
     artifacts: PathBuf,
     /// Print the summary as JSON on stdout.
@@ -272,7 +266,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         Some(r) => (Some(r.plans), r.params),
         None => (None, params),
     };
-    if !args.no_netns && !netns::inside() && args.target.is_none() && netns::available() {
+    if !args.runner.no_netns && !netns::inside() && args.target.is_none() && netns::available() {
         eprintln!("helix-e2e: running inside a private network namespace (use --no-netns to skip)");
         return Ok(netns::reexec_inside()?);
     }
@@ -332,7 +326,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         Some(p) => TargetChoice::File(p.clone()),
         None => TargetChoice::Embedded { exe, args: args.faults.iter().flat_map(|f| ["--fault".to_string(), f.to_string()]).collect() },
     };
-    let browser = BrowserOptions { executable: args.chromium.clone(), headless: !args.headed, ..BrowserOptions::default() };
+    let browser = BrowserOptions { executable: args.runner.chromium.clone(), headless: !args.runner.headed, ..BrowserOptions::default() };
     let thresholds = match &args.thresholds {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading thresholds {}", p.display()))?;
@@ -344,7 +338,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         scenarios,
         seed,
         target,
-        artifacts_base: args.artifacts.clone(),
+        artifacts_base: args.runner.artifacts.clone(),
         browser,
         replay,
         sessions: args.sessions.clone(),
@@ -357,7 +351,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         replay_flags: flags,
     };
     let summary = runtime().block_on(scenario::run(opts))?;
-    if args.json {
+    if args.runner.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     eprintln!("helix-e2e: {} — artifacts in {}", format!("{:?}", summary.verdict).to_uppercase(), summary.artifacts);
@@ -417,12 +411,8 @@ fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
         seed: Some(record.seed),
         target: record.target,
         sessions: record.sessions,
-        artifacts: args.artifacts,
-        json: args.json,
-        no_netns: args.no_netns,
+        runner: args.runner,
         no_install: false,
-        chromium: args.chromium,
-        headed: args.headed,
         faults,
         time_scale: Some(record.time_scale),
         params: None,
@@ -448,11 +438,11 @@ fn rand_seed() -> u64 {
 /// Chromium is a system package; install it when missing (as root with apt-get), because the
 /// first command a newcomer runs should just work.
 fn ensure_chromium(args: &RunArgs) -> anyhow::Result<()> {
-    if args.chromium.exists() {
+    if args.runner.chromium.exists() {
         return Ok(());
     }
     if args.no_install || unsafe { libc::geteuid() } != 0 || !PathBuf::from("/usr/bin/apt-get").exists() {
-        bail!("Chromium not found at {} (install it, e.g. `apt-get install -y chromium`, or pass --chromium PATH)", args.chromium.display());
+        bail!("Chromium not found at {} (install it, e.g. `apt-get install -y chromium`, or pass --chromium PATH)", args.runner.chromium.display());
     }
     eprintln!("helix-e2e: Chromium not found; installing it with apt-get (skip with --no-install)");
     for cmd in [&["update", "-qq"][..], &["install", "-y", "-qq", "chromium"][..]] {
@@ -461,8 +451,8 @@ fn ensure_chromium(args: &RunArgs) -> anyhow::Result<()> {
             bail!("`apt-get {}` failed; install Chromium by hand", cmd.join(" "));
         }
     }
-    if !args.chromium.exists() {
-        bail!("Chromium still not found at {} after installing", args.chromium.display());
+    if !args.runner.chromium.exists() {
+        bail!("Chromium still not found at {} after installing", args.runner.chromium.display());
     }
     Ok(())
 }

@@ -49,13 +49,7 @@
     this.moonlightSessionId = opts.moonlightSessionId || ('agent-' + this.sessionId + '-' + this.uuid);
     this.generation = 0;
     this.retryAttempt = 0;
-    this.ws = null;
-    this.pc = null;
-    this.channels = {};
-    this.pendingCandidates = [];
-    this.signaling = Promise.resolve();
-    this.offerSent = false;
-    this.negotiationStarted = false;
+    this.resetConnection();
     this.retryTimer = null;
     this.autoJoinTimer = null;
     this.statsTimer = null;
@@ -438,11 +432,8 @@
       .catch(function (e) { console.warn('[HelixStreamViewer] auto-join failed:', e.message); });
   };
 
-  HelixStreamViewer.prototype.teardown = function () {
-    this.generation += 1;
-    clearTimeout(this.autoJoinTimer);
-    var ws = this.ws;
-    var pc = this.pc;
+  // The state of one connection attempt; a reconnect starts from here again.
+  HelixStreamViewer.prototype.resetConnection = function () {
     this.ws = null;
     this.pc = null;
     this.channels = {};
@@ -450,6 +441,14 @@
     this.signaling = Promise.resolve();
     this.offerSent = false;
     this.negotiationStarted = false;
+  };
+
+  HelixStreamViewer.prototype.teardown = function () {
+    this.generation += 1;
+    clearTimeout(this.autoJoinTimer);
+    var ws = this.ws;
+    var pc = this.pc;
+    this.resetConnection();
     if (ws) {
       ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
       try { ws.close(); } catch (_) { /* already closed */ }
