@@ -3,6 +3,7 @@
 //! These are the only doors into the services, whether the target is the real stack or the
 //! reference stack. One error type covers them so callers can say *which* service failed *how*.
 
+pub mod control;
 pub mod embedded;
 pub mod helix;
 pub mod monitor;

@@ -1,0 +1,1 @@
+//! Docker flavour of service control (bollard). Being written.

@@ -1,0 +1,1 @@
+//! Process flavour of service control. Being written.
