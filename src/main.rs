@@ -7,6 +7,7 @@ use helix_e2e::browser::BrowserOptions;
 use helix_e2e::refstack::faults::Fault;
 use helix_e2e::scenario::params::Params;
 use helix_e2e::scenario::{self, RunOptions, TargetChoice};
+use helix_e2e::sut::control::processes::ProcessStack;
 use helix_e2e::{netns, refstack};
 use std::path::PathBuf;
 
@@ -29,8 +30,10 @@ enum Command {
     /// Run again exactly the operations of an earlier run (its ops.jsonl), on the same target,
     /// faults, parameters and time scale (its run.json).
     Replay(ReplayArgs),
-    /// Run the reference stack alone until Ctrl-C.
+    /// Run the reference stack alone until Ctrl-C: its three services as child processes.
     Refstack(RefstackArgs),
+    /// Run one service of the reference stack (what each process and container runs).
+    Service(ServiceArgs),
     /// The streamer child of the stand-in moonlight-web (internal).
     #[command(name = "__streamer", hide = true)]
     Streamer,
@@ -159,8 +162,16 @@ struct MatrixArgs {
 }
 
 #[derive(clap::Args)]
+struct ServiceArgs {
+    service: helix_e2e::sut::control::Service,
+    #[command(flatten)]
+    layout: refstack::Layout,
+}
+
+#[derive(clap::Args)]
 struct RefstackArgs {
-    /// Directory for the Wolf socket and the service logs (a temporary one by default).
+    /// Directory for the Wolf socket, the API's store and the service logs (a temporary one by
+    /// default).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Write the endpoints as JSON to this file once ready (atomically).
@@ -191,6 +202,10 @@ fn main() {
         Command::Refstack(args) => {
             init_tracing("info");
             runtime().block_on(run_refstack(args)).map(|_| 0)
+        }
+        Command::Service(args) => {
+            init_tracing("info");
+            runtime().block_on(run_service(args)).map(|_| 0)
         }
         Command::Run(args) => {
             // chromiumoxide warns about every CDP event newer than its generated types.
@@ -324,7 +339,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
     };
     let target = match &args.target {
         Some(p) => TargetChoice::File(p.clone()),
-        None => TargetChoice::Embedded { exe, args: args.faults.iter().flat_map(|f| ["--fault".to_string(), f.to_string()]).collect() },
+        None => TargetChoice::Embedded { exe, faults: args.faults.clone() },
     };
     let browser = BrowserOptions { executable: args.runner.chromium.clone(), headless: !args.runner.headed, ..BrowserOptions::default() };
     let thresholds = match &args.thresholds {
@@ -462,22 +477,39 @@ async fn run_refstack(args: RefstackArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("helix-e2e-refstack-{}", std::process::id())),
     };
-    let opts = refstack::Options { dir: dir.clone(), streamer_exe: std::env::current_exe()?, faults: args.faults.clone() };
-    let endpoints = refstack::start(&opts).await?;
-    let json = serde_json::to_string_pretty(&endpoints)?;
+    let stack = ProcessStack::start(&std::env::current_exe()?, &dir, args.faults.clone()).await?;
+    let endpoints = stack.endpoints();
     if let Some(path) = &args.announce {
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, &json)?;
+        std::fs::write(&tmp, serde_json::to_string_pretty(&endpoints)?)?;
         std::fs::rename(&tmp, path)?;
     }
     eprintln!("reference stack ready:\n  Helix API + viewer: {}\n  moonlight-web:      {}\n  Wolf socket:        {}\n  login:              {} (password in {})\n  logs:               {}",
         endpoints.helix_url, endpoints.moonlight_web_url, endpoints.wolf_socket.display(), endpoints.user_email,
         args.announce.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "--announce FILE".into()), dir.display());
+    wait_for_stop().await?;
+    stack.shutdown().await;
+    Ok(())
+}
+
+async fn run_service(args: ServiceArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    tokio::select! {
+        r = refstack::serve(args.service, &args.layout, exe) => r?,
+        r = wait_for_stop() => r?,
+    }
+    if args.service == helix_e2e::sut::control::Service::Wolf {
+        let _ = std::fs::remove_file(args.layout.wolf_socket());
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (`docker stop`, the supervisor).
+async fn wait_for_stop() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    let _ = std::fs::remove_file(&endpoints.wolf_socket);
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 use futures::{SinkExt, StreamExt};
 use helix_e2e::refstack::{self, streamer::rtc};
+use helix_e2e::sut::control::processes::ProcessStack;
 use helix_e2e::sut::helix::HelixClient;
 use helix_e2e::sut::moonlight_web::{MlwSession, MoonlightWebClient};
 use helix_e2e::sut::wolf::WolfClient;
@@ -23,6 +24,7 @@ use webrtc::peer_connection::RTCPeerConnection;
 const UNREGISTERED: &str = "WARN  | [HTTPS] Received resume event from an unregistered session, ip: 127.0.0.1";
 
 struct Stack {
+    _processes: ProcessStack,
     e: refstack::Endpoints,
     mlw: MoonlightWebClient,
     wolf: WolfClient,
@@ -33,11 +35,11 @@ async fn stack(faults: &[&str]) -> Stack {
     std::env::set_var(rtc::LOOPBACK_ONLY_ENV, "1");
     let dir = std::env::temp_dir().join(format!("helix-e2e-faults-{}", uuid::Uuid::new_v4()));
     let faults = faults.iter().map(|f| f.parse().unwrap()).collect();
-    let opts = refstack::Options { dir, streamer_exe: env!("CARGO_BIN_EXE_helix-e2e").into(), faults };
-    let e = refstack::start(&opts).await.unwrap();
+    let processes = ProcessStack::start(env!("CARGO_BIN_EXE_helix-e2e").as_ref(), &dir, faults).await.unwrap();
+    let e = processes.endpoints();
     let mlw = MoonlightWebClient::new(&e.moonlight_web_url, Some(e.moonlight_credentials.clone()));
     let wolf = WolfClient::new(e.wolf_socket.clone());
-    Stack { e, mlw, wolf }
+    Stack { _processes: processes, e, mlw, wolf }
 }
 
 impl Stack {

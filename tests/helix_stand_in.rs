@@ -64,7 +64,8 @@ async fn start_helix(wolf_socket: std::path::PathBuf, moonlight_web: String, cre
         user_email: EMAIL.into(),
         user_password: PASSWORD.into(),
         runner_token: RUNNER.into(),
-        session_id_reuse: false,
+        store: std::env::temp_dir().join(format!("helix-standin-store-{}.json", uuid::Uuid::new_v4())),
+        faults: Default::default(),
     };
     tokio::spawn(helix::serve(listener, cfg));
     url
@@ -300,16 +301,18 @@ async fn auto_join_takes_the_last_wolf_ui_session_and_reports_wolf_refusals() {
     let mem = s.wolf.memory().await.unwrap();
     assert_eq!(mem.lobbies.iter().find(|l| l.lobby_id == lobby.id).unwrap().client_count, 1);
 
-    // Wolf's own refusal text reaches the caller: the agent's lobby is gone behind Helix's back.
+    // The lobby is gone behind Helix's back (as after a Wolf restart): the join recreates it
+    // for the same session and joins the new one; the session now names the new lobby.
     let pin = s.wolf_state.lobbies().into_iter().find(|l| l.id == lobby.id).unwrap().pin.unwrap();
     s.wolf.stop_lobby(&lobby.id, Some(&pin)).await.unwrap();
-    let wolf_says = match s.wolf.join_lobby(&lobby.id, &last, Some(&pin)).await.unwrap_err() {
-        helix_e2e::sut::SutError::Refused { error, .. } => error,
-        e => panic!("{e}"),
-    };
-    let (status, body) = s.call(reqwest::Method::POST, &path, &token).await;
-    assert_eq!(status, 500);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], format!("failed to join lobby: {wolf_says}"));
+    let v = s.json(reqwest::Method::POST, &path, &token).await;
+    let new_lobby = v["lobby_id"].as_str().unwrap().to_string();
+    assert_ne!(new_lobby, lobby.id);
+    let recreated = s.wolf.lobbies().await.unwrap().into_iter().find(|l| l.id == new_lobby).unwrap();
+    assert_eq!(recreated.helix_session(), Some(ses.as_str()));
+    assert_eq!(recreated.connected_sessions, vec![last.clone()]);
+    let session = s.json(reqwest::Method::GET, &format!("/api/v1/sessions/{ses}"), &token).await;
+    assert_eq!(session["config"]["wolf_lobby_id"], json!(new_lobby));
 
     let (status, _) = s.call(reqwest::Method::POST, "/api/v1/external-agents/ses_unknown/auto-join-lobby", &token).await;
     assert_eq!(status, 404);

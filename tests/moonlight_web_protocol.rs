@@ -3,6 +3,7 @@
 
 use futures::{SinkExt, StreamExt};
 use helix_e2e::refstack;
+use helix_e2e::sut::control::processes::ProcessStack;
 use helix_e2e::sut::moonlight_web::MoonlightWebClient;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -10,10 +11,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn stack() -> refstack::Endpoints {
+async fn stack() -> ProcessStack {
     let dir = std::env::temp_dir().join(format!("helix-e2e-mlw-{}", uuid::Uuid::new_v4()));
-    let opts = refstack::Options { dir, streamer_exe: env!("CARGO_BIN_EXE_helix-e2e").into(), faults: Vec::new() };
-    refstack::start(&opts).await.unwrap()
+    ProcessStack::start(env!("CARGO_BIN_EXE_helix-e2e").as_ref(), &dir, Vec::new()).await.unwrap()
 }
 
 fn init(credentials: &str, session_id: &str, mode: &str) -> String {
@@ -43,7 +43,8 @@ async fn next(ws: &mut Ws) -> Option<Value> {
 
 #[tokio::test]
 async fn create_mode_follows_the_documented_stage_sequence() {
-    let e = stack().await;
+    let stack = stack().await;
+    let e = stack.endpoints();
     let mut ws = connect(&e).await;
     ws.send(Message::text(init(&e.moonlight_credentials, "agent-ses_test-1", "create"))).await.unwrap();
     let mut got = Vec::new();
@@ -88,7 +89,8 @@ async fn create_mode_follows_the_documented_stage_sequence() {
 
 #[tokio::test]
 async fn bad_credentials_join_without_session_and_http_auth() {
-    let e = stack().await;
+    let stack = stack().await;
+    let e = stack.endpoints();
     let mut ws = connect(&e).await;
     ws.send(Message::text(init("wrong", "agent-ses_test-2", "create"))).await.unwrap();
     assert_eq!(next(&mut ws).await, Some(json!({"StageFailed": {"stage": "Authentication", "error_code": -1}})));

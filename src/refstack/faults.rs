@@ -35,6 +35,9 @@ pub enum Fault {
     BlackAfter(u32),
     /// F9: every lobby's producer stops this long after the lobby was created.
     FreezeAfter(Duration),
+    /// F10: after a Wolf restart the API keeps believing in the lobbies Wolf lost and never
+    /// recreates them (the ghosts of the Nov 2025 restarts).
+    NoLobbyRecreate,
     /// F11: the streamer's SCTP layer meets mangled chunks (`chunk too short`).
     SctpErrors,
     /// F12: Wolf's Moonlight endpoint accepts connections but answers only after this long.
@@ -62,6 +65,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("orphan-wolf-session", ""),
     ("black-after", "N"),
     ("freeze-after", "SECS"),
+    ("no-lobby-recreate", ""),
     ("sctp-errors", ""),
     ("slow-tls", "MS"),
     ("session-id-reuse", ""),
@@ -110,6 +114,7 @@ impl FromStr for Fault {
             "join-not-counted" => flag(Fault::JoinNotCounted),
             "stuck-session" => flag(Fault::StuckSession),
             "orphan-wolf-session" => flag(Fault::OrphanWolfSession),
+            "no-lobby-recreate" => flag(Fault::NoLobbyRecreate),
             "sctp-errors" => flag(Fault::SctpErrors),
             "session-id-reuse" => flag(Fault::SessionIdReuse),
             "zombie-streamer" => match value {
@@ -149,6 +154,7 @@ impl fmt::Display for Fault {
             Fault::OrphanWolfSession => write!(f, "orphan-wolf-session"),
             Fault::BlackAfter(n) => write!(f, "black-after={n}"),
             Fault::FreezeAfter(d) => write!(f, "freeze-after={}", d.as_secs()),
+            Fault::NoLobbyRecreate => write!(f, "no-lobby-recreate"),
             Fault::SctpErrors => write!(f, "sctp-errors"),
             Fault::SlowTls(d) => write!(f, "slow-tls={}", d.as_millis()),
             Fault::SessionIdReuse => write!(f, "session-id-reuse"),
@@ -168,6 +174,7 @@ pub struct FaultSet {
     pub orphan_wolf_session: bool,
     pub black_after: Option<u32>,
     pub freeze_after: Option<Duration>,
+    pub no_lobby_recreate: bool,
     pub sctp_errors: bool,
     pub slow_tls: Option<Duration>,
     pub session_id_reuse: bool,
@@ -188,6 +195,7 @@ impl FaultSet {
                 Fault::OrphanWolfSession => s.orphan_wolf_session = true,
                 Fault::BlackAfter(n) => s.black_after = Some(n),
                 Fault::FreezeAfter(d) => s.freeze_after = Some(d),
+                Fault::NoLobbyRecreate => s.no_lobby_recreate = true,
                 Fault::SctpErrors => s.sctp_errors = true,
                 Fault::SlowTls(d) => s.slow_tls = Some(d),
                 Fault::SessionIdReuse => s.session_id_reuse = true,
@@ -217,12 +225,12 @@ mod tests {
         for text in [
             "cert-subject-collision", "webrtc-port-range=40000-40000", "join-not-counted", "control-idle-timeout=4",
             "stuck-session", "zombie-streamer", "zombie-streamer=listed", "orphan-wolf-session", "black-after=2",
-            "freeze-after=3", "sctp-errors", "slow-tls=1500", "session-id-reuse",
+            "freeze-after=3", "no-lobby-recreate", "sctp-errors", "slow-tls=1500", "session-id-reuse",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), text);
         }
-        assert_eq!(KNOWN.len(), 12);
+        assert_eq!(KNOWN.len(), 13);
         assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));

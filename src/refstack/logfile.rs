@@ -30,6 +30,11 @@ impl LogFile {
         Ok(Self::new(Box::new(f), style))
     }
 
+    /// Where a service process writes: its supervisor or container engine keeps the lines.
+    pub fn stdout(style: Style) -> Self {
+        Self::new(Box::new(std::io::stdout()), style)
+    }
+
     pub fn stderr(style: Style) -> Self {
         Self::new(Box::new(std::io::stderr()), style)
     }

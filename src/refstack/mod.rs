@@ -14,29 +14,93 @@ pub mod streamer;
 pub mod wolf;
 
 use crate::refstack::logfile::{LogFile, Style};
+use crate::sut::control::Service;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// How to start the stand-in.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Holds the Wolf socket and the service logs.
+/// Where every service of one stand-in stack listens and what it shares: fixed for the life of
+/// the stack, so a restarted service comes back where its clients look for it. The supervisor
+/// (`sut::control::processes`) and `docker-compose.e2e.yaml` pass the same flags to each of the
+/// three service processes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Layout {
+    /// Holds the Wolf socket (`wolf.sock`) and the API's store file.
+    #[arg(long)]
     pub dir: PathBuf,
-    /// The executable that runs `__streamer` (this binary).
-    pub streamer_exe: PathBuf,
+    /// Wolf's Moonlight HTTP port (pairing, launch).
+    #[arg(long, default_value_t = 47989)]
+    pub wolf_http_port: u16,
+    /// Wolf's stream port (the per-session H.264 stream).
+    #[arg(long, default_value_t = 48010)]
+    pub wolf_stream_port: u16,
+    #[arg(long, default_value_t = 8081)]
+    pub moonlight_web_port: u16,
+    #[arg(long, default_value_t = 8080)]
+    pub api_port: u16,
+    /// Reproduce a documented failure: NAME[=VALUE], repeatable (e.g. webrtc-port-range=40000-40001).
+    #[arg(long = "fault")]
     pub faults: Vec<faults::Fault>,
+    /// moonlight-web's credentials, which the API's proxy puts into `AuthenticateAndInit`.
+    #[arg(long, env = "MOONLIGHT_CREDENTIALS", hide_env_values = true)]
+    pub moonlight_credentials: String,
+    #[arg(long, env = "HELIX_E2E_EMAIL", default_value = "e2e@helix.local")]
+    pub user_email: String,
+    #[arg(long, env = "HELIX_E2E_PASSWORD", hide_env_values = true)]
+    pub user_password: String,
 }
 
-impl Options {
-    /// The switches as each service asks for them.
+impl Layout {
     pub fn fault_set(&self) -> faults::FaultSet {
         faults::FaultSet::new(&self.faults)
     }
+
+    pub fn wolf_socket(&self) -> PathBuf {
+        self.dir.join("wolf.sock")
+    }
+
+    /// The command-line flags that reproduce this layout, secrets excepted (they travel in
+    /// the environment, see [`Layout::env`]).
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--dir".into(),
+            self.dir.display().to_string(),
+            "--wolf-http-port".into(),
+            self.wolf_http_port.to_string(),
+            "--wolf-stream-port".into(),
+            self.wolf_stream_port.to_string(),
+            "--moonlight-web-port".into(),
+            self.moonlight_web_port.to_string(),
+            "--api-port".into(),
+            self.api_port.to_string(),
+        ];
+        for f in &self.faults {
+            a.push("--fault".into());
+            a.push(f.to_string());
+        }
+        a
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("MOONLIGHT_CREDENTIALS", self.moonlight_credentials.clone()), ("HELIX_E2E_EMAIL", self.user_email.clone()), ("HELIX_E2E_PASSWORD", self.user_password.clone())]
+    }
+
+    pub fn endpoints(&self, logs: Vec<(String, PathBuf)>) -> Endpoints {
+        Endpoints {
+            helix_url: format!("http://127.0.0.1:{}", self.api_port),
+            moonlight_web_url: format!("http://127.0.0.1:{}", self.moonlight_web_port),
+            moonlight_credentials: self.moonlight_credentials.clone(),
+            wolf_socket: self.wolf_socket(),
+            wolf_moonlight_http: format!("127.0.0.1:{}", self.wolf_http_port),
+            user_email: self.user_email.clone(),
+            user_password: self.user_password.clone(),
+            logs,
+        }
+    }
 }
 
-/// Where the running stand-in can be reached: what `helix-e2e refstack` prints and the driver
-/// reads. Credentials here are throwaway values of a local test stack.
+/// Where a running stand-in can be reached, as the driver needs it. Credentials here are
+/// throwaway values of a local test stack.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Endpoints {
     pub helix_url: String,
@@ -54,86 +118,75 @@ pub struct Endpoints {
 pub enum RefstackError {
     #[error("reference stack: cannot prepare {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("reference stack: cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RefstackError + '_ {
     move |source| RefstackError::Io { path: path.to_path_buf(), source }
 }
 
-async fn loopback_listener(dir: &Path) -> Result<tokio::net::TcpListener, RefstackError> {
-    tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(io_err(dir))
+async fn listen(port: u16) -> Result<tokio::net::TcpListener, RefstackError> {
+    let addr = format!("127.0.0.1:{port}");
+    tokio::net::TcpListener::bind(&addr).await.map_err(|source| RefstackError::Bind { addr, source })
 }
 
-/// Start Wolf, moonlight-web and Helix on free loopback ports; they run until the process ends.
-pub async fn start(opts: &Options) -> Result<Endpoints, RefstackError> {
-    std::fs::create_dir_all(&opts.dir).map_err(io_err(&opts.dir))?;
-    let log_path = |name: &str| opts.dir.join(format!("{name}.log"));
-    let wolf_log = LogFile::open(&log_path("wolf"), Style::Wolf).map_err(io_err(&opts.dir))?;
-    let mlw_log = LogFile::open(&log_path("moonlight-web"), Style::EnvLogger("moonlight_web")).map_err(io_err(&opts.dir))?;
-
-    // Wolf
-    let faults = opts.fault_set();
+/// Run one service of the stand-in until the process is told to stop. Its log lines go to
+/// stdout in the service's own format, as in a container.
+pub async fn serve(service: Service, layout: &Layout, streamer_exe: PathBuf) -> Result<(), RefstackError> {
+    std::fs::create_dir_all(&layout.dir).map_err(io_err(&layout.dir))?;
+    let faults = layout.fault_set();
     if faults != faults::FaultSet::default() {
-        let names: Vec<String> = opts.faults.iter().map(ToString::to_string).collect();
-        tracing::info!("reference stack with faults: {}", names.join(" "));
+        let names: Vec<String> = layout.faults.iter().map(ToString::to_string).collect();
+        tracing::info!("{service} with faults: {}", names.join(" "));
     }
-    let wolf = Arc::new(wolf::state::WolfState::with_faults(wolf_log.clone(), faults.clone()));
-    let socket = opts.dir.join("wolf.sock");
-    let api_listener = wolf::api::bind(&socket).map_err(io_err(&socket))?;
-    let stream_listener = loopback_listener(&opts.dir).await?;
-    let stream_port = stream_listener.local_addr().map_err(io_err(&opts.dir))?.port();
-    let http_listener = loopback_listener(&opts.dir).await?;
-    let wolf_http = http_listener.local_addr().map_err(io_err(&opts.dir))?.to_string();
-    tokio::spawn(wolf::api::serve(api_listener, wolf.clone()));
-    tokio::spawn(wolf::stream::serve(stream_listener, wolf.clone()));
-    tokio::spawn(wolf::moonlight::serve(http_listener, wolf.clone(), stream_port));
-    tokio::spawn(wolf.clone().watchdog());
-    wolf_log.info(format!("Wolf API listening on {}", socket.display()));
-
-    // moonlight-web
-    let credentials = format!("mlw-{}", uuid::Uuid::new_v4().simple());
-    let mlw_listener = loopback_listener(&opts.dir).await?;
-    let mlw_addr = mlw_listener.local_addr().map_err(io_err(&opts.dir))?;
-    let mlw_config = moonlight_web::MlwConfig {
-        credentials: Some(credentials.clone()),
-        bind_address: mlw_addr.to_string(),
-        webrtc_ice_servers: Vec::new(),
-        webrtc_port_range: faults.webrtc_port_range,
-        pair_device_name: "roth".into(),
-        streamer_path: opts.streamer_exe.clone(),
-        wolf_http: wolf_http.clone(),
-        faults: faults.clone(),
-    };
-    mlw_log.info(format!("Listening on {mlw_addr}"));
-    tokio::spawn(moonlight_web::serve(mlw_listener, mlw_config, mlw_log));
-
-    // Helix
-    let helix_listener = loopback_listener(&opts.dir).await?;
-    let helix_addr = helix_listener.local_addr().map_err(io_err(&opts.dir))?;
-    let user_email = "e2e@helix.local".to_string();
-    let user_password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    let helix_cfg = helix::HelixConfig {
-        wolf_socket: socket.clone(),
-        moonlight_web: format!("http://{mlw_addr}"),
-        moonlight_credentials: Some(credentials.clone()),
-        user_email: user_email.clone(),
-        user_password: user_password.clone(),
-        runner_token: "oh-hallo-insecure-token".into(),
-        session_id_reuse: faults.session_id_reuse,
-    };
-    tokio::spawn(helix::serve(helix_listener, helix_cfg));
-
-    Ok(Endpoints {
-        helix_url: format!("http://{helix_addr}"),
-        moonlight_web_url: format!("http://{mlw_addr}"),
-        moonlight_credentials: credentials,
-        wolf_socket: socket,
-        wolf_moonlight_http: wolf_http,
-        user_email,
-        user_password,
-        logs: vec![
-            ("wolf".into(), log_path("wolf")),
-            ("moonlight-web".into(), log_path("moonlight-web")),
-        ],
-    })
+    match service {
+        Service::Wolf => {
+            let log = LogFile::stdout(Style::Wolf);
+            let wolf = Arc::new(wolf::state::WolfState::with_faults(log.clone(), faults));
+            let socket = layout.wolf_socket();
+            let api_listener = wolf::api::bind(&socket).map_err(io_err(&socket))?;
+            let stream_listener = listen(layout.wolf_stream_port).await?;
+            let http_listener = listen(layout.wolf_http_port).await?;
+            tokio::spawn(wolf::api::serve(api_listener, wolf.clone()));
+            tokio::spawn(wolf::stream::serve(stream_listener, wolf.clone()));
+            tokio::spawn(wolf::moonlight::serve(http_listener, wolf.clone(), layout.wolf_stream_port));
+            tokio::spawn(wolf.clone().watchdog());
+            log.info(format!("Wolf API listening on {}", socket.display()));
+            std::future::pending::<()>().await;
+        }
+        Service::MoonlightWeb => {
+            let log = LogFile::stdout(Style::EnvLogger("moonlight_web"));
+            let listener = listen(layout.moonlight_web_port).await?;
+            let addr = format!("127.0.0.1:{}", layout.moonlight_web_port);
+            let config = moonlight_web::MlwConfig {
+                credentials: Some(layout.moonlight_credentials.clone()),
+                bind_address: addr.clone(),
+                webrtc_ice_servers: Vec::new(),
+                webrtc_port_range: faults.webrtc_port_range,
+                pair_device_name: "roth".into(),
+                streamer_path: streamer_exe,
+                wolf_http: format!("127.0.0.1:{}", layout.wolf_http_port),
+                faults,
+            };
+            log.info(format!("Listening on {addr}"));
+            moonlight_web::serve(listener, config, log).await.map_err(|source| RefstackError::Bind { addr, source })?;
+        }
+        Service::Api => {
+            let listener = listen(layout.api_port).await?;
+            let cfg = helix::HelixConfig {
+                wolf_socket: layout.wolf_socket(),
+                moonlight_web: format!("http://127.0.0.1:{}", layout.moonlight_web_port),
+                moonlight_credentials: Some(layout.moonlight_credentials.clone()),
+                user_email: layout.user_email.clone(),
+                user_password: layout.user_password.clone(),
+                runner_token: helix::DEFAULT_RUNNER_TOKEN.into(),
+                store: layout.dir.join("helix-store.json"),
+                faults,
+            };
+            let addr = format!("127.0.0.1:{}", layout.api_port);
+            helix::serve(listener, cfg).await.map_err(|source| RefstackError::Bind { addr, source })?;
+        }
+    }
+    Ok(())
 }

@@ -15,7 +15,8 @@ pub mod second_connection;
 use crate::browser::{Browser, BrowserOptions};
 use crate::config::Target;
 use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
-use crate::sut::embedded::EmbeddedStack;
+use crate::refstack::faults::Fault;
+use crate::sut::control::processes::ProcessStack;
 use crate::sut::helix::HelixClient;
 use crate::sut::monitor::Monitor;
 use crate::sut::moonlight_web::MoonlightWebClient;
@@ -66,9 +67,9 @@ pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64
 }
 
 pub enum TargetChoice {
-    /// Start the reference stack with this executable (`helix-e2e` itself) and these extra
-    /// `refstack` arguments.
-    Embedded { exe: PathBuf, args: Vec<String> },
+    /// Start the reference stack's services as child processes of this executable
+    /// (`helix-e2e` itself), with these fault switches.
+    Embedded { exe: PathBuf, faults: Vec<Fault> },
     File(PathBuf),
 }
 
@@ -192,11 +193,11 @@ async fn unless_interrupted<T>(stop: &watch::Receiver<bool>, fut: impl std::futu
 async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, timeline: Timeline, stop: watch::Receiver<bool>) -> Result<(), String> {
     let mut stack = None;
     let target = match &opts.target {
-        TargetChoice::Embedded { exe, args } => {
+        TargetChoice::Embedded { exe, faults } => {
             eprintln!("helix-e2e: starting the embedded reference stack");
             let dir = std::env::temp_dir().join(format!("helix-e2e-{}", summary.run_id));
-            let s = unless_interrupted(&stop, EmbeddedStack::start(exe, &dir, args)).await?.map_err(|e| e.to_string())?;
-            let t = Target::embedded(&s.endpoints);
+            let s = unless_interrupted(&stop, ProcessStack::start(exe, &dir, faults.clone())).await?.map_err(|e| e.to_string())?;
+            let t = Target::embedded(&s.endpoints());
             stack = Some(s);
             t
         }
@@ -214,9 +215,8 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
         }
     }
     if let Some(s) = stack {
-        let dir = s.dir().to_path_buf();
-        s.stop().await;
-        let _ = std::fs::remove_dir_all(dir);
+        s.shutdown().await;
+        let _ = std::fs::remove_dir_all(s.dir());
     }
     result
 }

@@ -4,7 +4,6 @@
 //! reference stack. One error type covers them so callers can say *which* service failed *how*.
 
 pub mod control;
-pub mod embedded;
 pub mod helix;
 pub mod monitor;
 pub mod moonlight_web;

@@ -33,7 +33,7 @@ fn known_agent(helix: &Helix, ses_id: &str) -> Result<AgentSession, HelixError> 
     if !store::is_session_id(ses_id) {
         return Err(HelixError::NotFound(format!("session {ses_id} not found")));
     }
-    helix.agents.get(ses_id).ok_or_else(|| HelixError::NotFound(format!("session {ses_id} not found")))
+    helix.store.agent(ses_id).ok_or_else(|| HelixError::NotFound(format!("session {ses_id} not found")))
 }
 
 pub async fn config() -> Json<Value> {
@@ -61,7 +61,7 @@ pub async fn wolf_health(State(helix): State<Arc<Helix>>) -> Result<Json<Value>,
 }
 
 /// The create-lobby body Helix sends for a zed_external agent (wolf.md).
-fn lobby_request(ses_id: &str, pin: [u8; 4]) -> Value {
+pub(super) fn lobby_request(ses_id: &str, pin: [u8; 4]) -> Value {
     let bare = ses_id.trim_start_matches("ses_");
     let last4 = &ses_id[ses_id.len().saturating_sub(4)..];
     json!({
@@ -127,7 +127,7 @@ async fn start_agent(helix: &Helix, name: String) -> Result<AgentSession, HelixE
         created: chrono::Utc::now().to_rfc3339(),
     };
     tracing::info!(ses_id = %ses_id, lobby_id = %lobby_id, "agent session started");
-    helix.agents.insert(agent.clone());
+    helix.store.insert_agent(agent.clone());
     Ok(agent)
 }
 
@@ -137,7 +137,16 @@ pub async fn create_session(State(helix): State<Arc<Helix>>, Json(body): Json<Va
         return Err(HelixError::BadRequest(format!("the stand-in only starts zed_external agents, not {agent_type:?}")));
     }
     let agent = start_agent(&helix, session_name(&body)).await?;
-    Ok(Json(json!({
+    Ok(Json(session_json(&helix, &agent)))
+}
+
+/// `GET /sessions/<ses_id>`: the session as Helix stores it, with the lobby it believes in.
+pub async fn get_session(State(helix): State<Arc<Helix>>, Path(ses_id): Path<String>) -> Result<Json<Value>, HelixError> {
+    Ok(Json(session_json(&helix, &known_agent(&helix, &ses_id)?)))
+}
+
+fn session_json(helix: &Helix, agent: &AgentSession) -> Value {
+    json!({
         "id": agent.id,
         "name": agent.name,
         "created": agent.created,
@@ -155,7 +164,7 @@ pub async fn create_session(State(helix): State<Arc<Helix>>, Json(body): Json<Va
             "external_agent_status": "running",
         },
         "interactions": [],
-    })))
+    })
 }
 
 /// `POST /external-agents`: the other way to start an agent. Its `session_id` is a `req_` id
@@ -197,7 +206,7 @@ pub async fn stop_agent(State(helix): State<Arc<Helix>>, Path(ses_id): Path<Stri
         }
         Err(e) => return Err(wolf_err("failed to stop lobby", e)),
     }
-    helix.agents.remove(&ses_id);
+    helix.store.remove_agent(&ses_id);
     tracing::info!(ses_id = %ses_id, lobby_id = %agent.lobby_id, stopped = stopped.len(), "agent session stopped");
     Ok(Json(json!({
         "success": true,
@@ -209,7 +218,7 @@ pub async fn stop_agent(State(helix): State<Arc<Helix>>, Path(ses_id): Path<Stri
 }
 
 pub async fn auto_join_lobby(State(helix): State<Arc<Helix>>, Path(ses_id): Path<String>) -> Result<Json<Value>, HelixError> {
-    let agent = known_agent(&helix, &ses_id)?;
+    let agent = super::lobbies::ensure(&helix, known_agent(&helix, &ses_id)?).await?;
     let ui_app = wolf_ui_app_id(&helix).await?;
     let sessions = helix.wolf.sessions().await.map_err(|e| wolf_err("failed to join lobby", e))?;
     // Helix's rule, including its weakness: the *last* matching session wins, whichever
@@ -313,7 +322,7 @@ pub async fn sandboxes_debug(State(helix): State<Arc<Helix>>) -> Json<Value> {
             Value::Null
         }
     };
-    let agents: Vec<Value> = helix.agents.all().iter().map(|a| json!({"session_id": a.id, "lobby_id": a.lobby_id, "container_name": a.container_name, "created": a.created})).collect();
+    let agents: Vec<Value> = helix.store.agents().iter().map(|a| json!({"session_id": a.id, "lobby_id": a.lobby_id, "container_name": a.container_name, "created": a.created})).collect();
     let mut out = json!({
         "wolf_mode": "lobbies",
         "memory": memory,

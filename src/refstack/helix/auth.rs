@@ -13,36 +13,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// Tokens handed out by login. Kept for the life of the process: the stand-in has no expiry,
-/// so a driver's token never goes stale in the middle of a run.
-#[derive(Default)]
-pub struct Tokens {
-    issued: Mutex<HashSet<String>>,
-}
-
-impl Tokens {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.issued.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A JWT-shaped token, because Helix's frontend and tools treat access tokens as JWTs. The
-    /// signature is random: only this process checks it, by lookup.
-    pub fn issue(&self, user_id: &str, email: &str) -> String {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let claims = URL_SAFE_NO_PAD.encode(json!({"sub": user_id, "email": email, "iat": iat}).to_string());
-        let sig = URL_SAFE_NO_PAD.encode([uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat());
-        let token = format!("{header}.{claims}.{sig}");
-        self.lock().insert(token.clone());
-        token
-    }
-
-    pub fn is_issued(&self, token: &str) -> bool {
-        self.lock().contains(token)
-    }
+/// A JWT-shaped token, because Helix's frontend and tools treat access tokens as JWTs. The
+/// signature is random: only the stand-in checks it, by lookup in its store.
+fn new_token(user_id: &str, email: &str) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let claims = URL_SAFE_NO_PAD.encode(json!({"sub": user_id, "email": email, "iat": iat}).to_string());
+    let sig = URL_SAFE_NO_PAD.encode([uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat());
+    format!("{header}.{claims}.{sig}")
 }
 
 /// The token a request carries, in Helix's order of precedence.
@@ -97,7 +77,7 @@ fn percent_decode(s: &str) -> String {
 
 impl Helix {
     pub fn token_valid(&self, token: &str) -> bool {
-        token == self.cfg.runner_token || self.tokens.is_issued(token)
+        token == self.cfg.runner_token || self.store.has_token(token)
     }
 }
 
@@ -123,7 +103,8 @@ pub async fn login(State(helix): State<Arc<Helix>>, Json(body): Json<Login>) -> 
         tracing::info!(email = %body.email, "login refused");
         return Err(HelixError::Unauthorized("invalid email or password"));
     }
-    let token = helix.tokens.issue(&helix.user_id, &helix.cfg.user_email);
+    let token = new_token(&helix.user_id, &helix.cfg.user_email);
+    helix.store.add_token(token.clone());
     let refresh = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().into_bytes());
     tracing::info!(email = %body.email, "login");
     let mut resp = Json(json!({"id": helix.user_id, "email": helix.cfg.user_email, "token": token, "name": helix.user_name()})).into_response();
@@ -159,12 +140,9 @@ mod tests {
 
     #[test]
     fn issued_tokens_are_jwt_shaped_and_distinct() {
-        let t = Tokens::default();
-        let a = t.issue("u", "e@x");
-        let b = t.issue("u", "e@x");
+        let a = new_token("u", "e@x");
+        let b = new_token("u", "e@x");
         assert_ne!(a, b);
         assert_eq!(a.split('.').count(), 3);
-        assert!(t.is_issued(&a) && t.is_issued(&b));
-        assert!(!t.is_issued("eyJ.forged.token"));
     }
 }

@@ -8,6 +8,7 @@
 
 mod api;
 mod auth;
+mod lobbies;
 mod pages;
 mod proxy;
 mod store;
@@ -20,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use sha2::Digest;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -39,8 +41,10 @@ pub struct HelixConfig {
     pub user_password: String,
     /// Accepted as a token on every route (`RUNNER_TOKEN`), see [`DEFAULT_RUNNER_TOKEN`].
     pub runner_token: String,
-    /// F13: viewers get one moonlight-web `session_id` per agent session instead of one each.
-    pub session_id_reuse: bool,
+    /// The store file: what survives a restart of the API.
+    pub store: PathBuf,
+    /// F13 (`session_id_reuse`) and F10 (`no_lobby_recreate`) are the API's own switches.
+    pub faults: crate::refstack::faults::FaultSet,
 }
 
 impl std::fmt::Debug for HelixConfig {
@@ -98,25 +102,25 @@ pub(crate) struct Helix {
     cfg: HelixConfig,
     wolf: WolfClient,
     http: reqwest::Client,
-    tokens: auth::Tokens,
-    agents: store::Agents,
+    store: store::Store,
     user_id: String,
     /// Serialises lobby creation so two concurrent requests cannot both pass the 5-lobby limit.
     create_lock: tokio::sync::Mutex<()>,
 }
 
 impl Helix {
-    fn new(cfg: HelixConfig) -> Self {
-        let http = reqwest::Client::builder().timeout(crate::sut::REQUEST_TIMEOUT).no_proxy().build().expect("reqwest client");
-        Self {
+    fn new(cfg: HelixConfig) -> Result<Self, HelixError> {
+        let http = reqwest::Client::builder().timeout(crate::sut::REQUEST_TIMEOUT).no_proxy().build().map_err(|e| HelixError::Internal(format!("HTTP client: {e}")))?;
+        let store = store::Store::load(&cfg.store).map_err(HelixError::Internal)?;
+        Ok(Self {
             wolf: WolfClient::new(cfg.wolf_socket.clone()),
             http,
-            tokens: auth::Tokens::default(),
-            agents: store::Agents::default(),
-            user_id: uuid::Uuid::new_v4().to_string(),
+            store,
+            // Stable across restarts, like a user row in Helix's database.
+            user_id: uuid::Uuid::from_bytes(sha2::Sha256::digest(cfg.user_email.as_bytes())[..16].try_into().unwrap_or([0; 16])).to_string(),
             create_lock: tokio::sync::Mutex::new(()),
             cfg,
-        }
+        })
     }
 
     fn user_name(&self) -> String {
@@ -124,14 +128,14 @@ impl Helix {
     }
 }
 
-fn router(cfg: HelixConfig) -> Router {
-    let helix = Arc::new(Helix::new(cfg));
+fn router(helix: Arc<Helix>) -> Router {
     let api = Router::new()
         .route("/config", get(api::config))
         .route("/wolf/ui-app-id", get(api::ui_app_id))
         .route("/wolf/health", get(api::wolf_health))
         .route("/sessions/chat", post(api::create_session))
         .route("/external-agents", post(api::create_external_agent))
+        .route("/sessions/{ses_id}", get(api::get_session))
         .route("/sessions/{ses_id}/stop-external-agent", delete(api::stop_agent))
         .route("/sessions/{ses_id}/wolf-app-state", get(api::wolf_app_state))
         .route("/external-agents/{ses_id}/auto-join-lobby", post(api::auto_join_lobby))
@@ -151,8 +155,10 @@ fn router(cfg: HelixConfig) -> Router {
         .with_state(helix)
 }
 
-/// Serve the stand-in on `listener` until the listener fails.
+/// Serve the stand-in on `listener` until the listener fails, watching Wolf for lost lobbies.
 pub async fn serve(listener: tokio::net::TcpListener, cfg: HelixConfig) -> std::io::Result<()> {
     tracing::info!(addr = ?listener.local_addr().ok(), config = ?cfg, "helix stand-in listening");
-    axum::serve(listener, router(cfg)).await
+    let helix = Arc::new(Helix::new(cfg).map_err(std::io::Error::other)?);
+    tokio::spawn(lobbies::watch(helix.clone()));
+    axum::serve(listener, router(helix)).await
 }

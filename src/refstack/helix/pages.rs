@@ -25,8 +25,8 @@ fn boot_json(helix: &Helix, headers: &HeaderMap, ids: &[&str]) -> String {
     let sessions: Vec<Value> = ids
         .iter()
         .map(|id| {
-            let mut s = json!({"id": id, "lobby_id": helix.agents.get(id).map(|a| a.lobby_id).unwrap_or_default()});
-            if helix.cfg.session_id_reuse {
+            let mut s = json!({"id": id, "lobby_id": helix.store.agent(id).map(|a| a.lobby_id).unwrap_or_default()});
+            if helix.cfg.faults.session_id_reuse {
                 s["moonlight_session_id"] = json!(reused_session_id(id));
             }
             s

@@ -1,15 +1,19 @@
-//! The agent sessions this Helix started, kept in memory like the real API's agent map: a
-//! restart of the stand-in forgets them, as a restart of Helix's API did in Nov 2025.
+//! What the stand-in Helix keeps across restarts, as the real API keeps it in its database:
+//! the agent sessions with their lobbies, and the login tokens it issued (real tokens are
+//! signed JWTs that outlive a restart). Everything else (the lobby watch, open proxies) is
+//! memory only and is lost when the process is killed, as in the real API.
 
-use serde::Serialize;
-use std::collections::BTreeMap;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Crockford's base32 alphabet, lowercase, as Helix's ULID-based ids use it.
 const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 /// One agent session and the Wolf lobby it owns.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AgentSession {
     pub id: String,
     pub name: String,
@@ -26,31 +30,82 @@ impl AgentSession {
     }
 }
 
-#[derive(Default)]
-pub struct Agents {
-    map: Mutex<BTreeMap<String, AgentSession>>,
+/// A value mirrored to a JSON file after every change (written whole, then renamed over the
+/// old one, so a kill mid-write leaves the previous version).
+pub struct Persisted<T> {
+    path: PathBuf,
+    value: Mutex<T>,
 }
 
-impl Agents {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AgentSession>> {
-        // A panic while holding the map cannot leave it half-written (single inserts/removes).
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+impl<T: Serialize + DeserializeOwned + Default> Persisted<T> {
+    /// What the file holds, or the default when there is none yet. A file that cannot be read
+    /// back is an error: starting empty would silently drop what the API stored.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let value = match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("store {} is not valid: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => T::default(),
+            Err(e) => return Err(format!("cannot read store {}: {e}", path.display())),
+        };
+        Ok(Self { path: path.to_path_buf(), value: Mutex::new(value) })
     }
 
-    pub fn insert(&self, s: AgentSession) {
-        self.lock().insert(s.id.clone(), s);
+    fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        // Every change is one whole-value update: a panic cannot leave it half-made.
+        self.value.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn get(&self, id: &str) -> Option<AgentSession> {
-        self.lock().get(id).cloned()
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.lock())
     }
 
-    pub fn remove(&self, id: &str) -> Option<AgentSession> {
-        self.lock().remove(id)
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut v = self.lock();
+        let out = f(&mut v);
+        if let Err(e) = self.write(&v) {
+            tracing::error!("{e}");
+        }
+        out
     }
 
-    pub fn all(&self) -> Vec<AgentSession> {
-        self.lock().values().cloned().collect()
+    fn write(&self, v: &T) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.path)).map_err(|e| format!("cannot write store {}: {e}", self.path.display()))
+    }
+}
+
+/// The stored part of the API: one file in the stack's directory.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Stored {
+    pub agents: BTreeMap<String, AgentSession>,
+    pub tokens: BTreeSet<String>,
+}
+
+pub type Store = Persisted<Stored>;
+
+impl Store {
+    pub fn insert_agent(&self, s: AgentSession) {
+        self.update(|st| st.agents.insert(s.id.clone(), s));
+    }
+
+    pub fn agent(&self, id: &str) -> Option<AgentSession> {
+        self.read(|st| st.agents.get(id).cloned())
+    }
+
+    pub fn remove_agent(&self, id: &str) -> Option<AgentSession> {
+        self.update(|st| st.agents.remove(id))
+    }
+
+    pub fn agents(&self) -> Vec<AgentSession> {
+        self.read(|st| st.agents.values().cloned().collect())
+    }
+
+    pub fn add_token(&self, token: String) {
+        self.update(|st| st.tokens.insert(token));
+    }
+
+    pub fn has_token(&self, token: &str) -> bool {
+        self.read(|st| st.tokens.contains(token))
     }
 }
 
@@ -103,6 +158,24 @@ mod tests {
         let pins: std::collections::HashSet<[u8; 4]> = (0..50).map(|_| new_pin()).collect();
         assert!(pins.iter().all(|p| p.iter().all(|d| *d < 10)));
         assert!(pins.len() > 40, "50 random PINs should rarely collide");
+    }
+
+    #[test]
+    fn the_store_survives_a_restart_and_refuses_a_corrupt_file() {
+        let dir = std::env::temp_dir().join(format!("helix-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("helix-store.json");
+        let a = AgentSession { id: new_session_id(), name: "n".into(), lobby_id: "l1".into(), pin: [1, 2, 3, 4], container_name: "c".into(), created: "t".into() };
+        let store = Store::load(&path).unwrap();
+        store.insert_agent(a.clone());
+        store.add_token("tok".into());
+        drop(store);
+        let again = Store::load(&path).unwrap();
+        assert_eq!(again.agent(&a.id), Some(a));
+        assert!(again.has_token("tok") && !again.has_token("other"));
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(Store::load(&path).err().is_some_and(|e| e.contains("not valid")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
