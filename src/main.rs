@@ -251,9 +251,6 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         if !scenario::SCENARIOS.iter().any(|i| i.name == s) {
             bail!("unknown scenario {s:?} (see `helix-e2e list`)");
         }
-        if s == scenario::restart_chaos::NAME {
-            bail!("{}", scenario::restart_chaos::UNAVAILABLE);
-        }
     }
     if !(time_scale > 0.0 && time_scale.is_finite()) {
         bail!("--time-scale must be a positive number, not {time_scale}");

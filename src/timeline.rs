@@ -77,8 +77,13 @@ pub enum ProbeEvent {
     Candidate { pc: u32, local: bool, candidate: String },
     Stats { pc: u32, stats: StatsSample },
     Frame { video: u32, sample: FrameSample },
-    /// Text the viewer shows to the user (status line, error alert).
-    UiText { text: String },
+    /// Text the viewer shows to the user (status line, error alert); `role` is the element's
+    /// ARIA role (`alert` for errors), empty when it has none.
+    UiText {
+        text: String,
+        #[serde(default)]
+        role: String,
+    },
     Console { level: String, text: String },
     Exception { text: String },
 }
@@ -190,7 +195,7 @@ fn redact_event(r: &Redactor, event: Event) -> Event {
                 ProbeEvent::WsMessage { ws, dir, msg } => ProbeEvent::WsMessage { ws, dir, msg: r.json(&msg) },
                 ProbeEvent::WsOpen { ws, url } => ProbeEvent::WsOpen { ws, url: r.text(&url) },
                 ProbeEvent::PcCreated { pc, config } => ProbeEvent::PcCreated { pc, config: r.json(&config) },
-                ProbeEvent::UiText { text } => ProbeEvent::UiText { text: r.text(&text) },
+                ProbeEvent::UiText { text, role } => ProbeEvent::UiText { text: r.text(&text), role },
                 ProbeEvent::Console { level, text } => ProbeEvent::Console { level, text: r.text(&text) },
                 ProbeEvent::Exception { text } => ProbeEvent::Exception { text: r.text(&text) },
                 other => other,

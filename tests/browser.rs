@@ -382,7 +382,7 @@ async fn probe_sees_two_viewers_in_one_page() {
     for addr in pair.split([' ', '(']).filter(|w| w.contains(':')) {
         assert!(addr.starts_with("198.51.100.") || addr.starts_with("127."), "WebRTC left the test network: {pair}");
     }
-    assert!(ps.iter().any(|p| matches!(p, ProbeEvent::UiText { text } if text.starts_with("viewer ") && text.ends_with(" connected"))));
+    assert!(ps.iter().any(|p| matches!(p, ProbeEvent::UiText { text, .. } if text.starts_with("viewer ") && text.ends_with(" connected"))));
 
     let frame = ps.iter().rev().find_map(|p| if let ProbeEvent::Frame { sample, .. } = p { Some(sample) } else { None }).unwrap();
     assert_eq!((frame.video_width, frame.video_height), (320, 180));

@@ -416,7 +416,7 @@
       const text = String(el.textContent || '').replace(/\s+/g, ' ').trim();
       if (lastUi.get(el) === text) continue;
       lastUi.set(el, text);
-      if (text) emit('ui_text', { text: text.slice(0, 500) });
+      if (text) emit('ui_text', { text: text.slice(0, 500), role: el.getAttribute('role') || '' });
     }
   });
   try {

@@ -268,7 +268,8 @@ fn tab_event(t: &mut TabDigest, at: EpochMs, probe: &ProbeEvent, last_stats: &mu
                 .and_then(|l| stamp::decode(&l, LUMA_W, LUMA_H));
             t.frames.push(FramePoint { at, video: *video, presented: sample.presented, mean_luma: sample.mean_luma, stamp });
         }
-        ProbeEvent::UiText { text } => t.stages.push(mark(format!("shows \u{201c}{text}\u{201d}"))),
+        ProbeEvent::UiText { text, role } if role == "alert" => t.problems.push(mark(format!("shows error \u{201c}{text}\u{201d}"))),
+        ProbeEvent::UiText { text, .. } => t.stages.push(mark(format!("shows \u{201c}{text}\u{201d}"))),
         ProbeEvent::Console { level, text } if level == "error" => t.problems.push(mark(format!("console error: {text}"))),
         ProbeEvent::Exception { text } => t.problems.push(mark(format!("exception: {text}"))),
         _ => {}

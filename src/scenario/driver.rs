@@ -7,6 +7,7 @@ use crate::browser::Browser;
 use crate::config::Target;
 use crate::correlate::{self, Row};
 use crate::report::ArtifactDir;
+use crate::sut::control::{Service, ServiceControl};
 use crate::sut::helix::HelixClient;
 use crate::sut::monitor::{Monitor, ServerState};
 use crate::timeline::{now_ms, Event, OpPhase, TabId, Timeline};
@@ -48,6 +49,8 @@ pub struct Driver {
     pub state_at_failure: Option<serde_json::Value>,
     /// Prefix for invariant names, e.g. `two-tabs/`.
     pub phase: String,
+    /// How to restart the target's services, where the target has a way.
+    pub services: Option<std::sync::Arc<dyn ServiceControl>>,
 }
 
 impl Driver {
@@ -68,6 +71,7 @@ impl Driver {
             failed_op: None,
             state_at_failure: None,
             phase: String::new(),
+            services: None,
         }
     }
 
@@ -117,6 +121,7 @@ impl Driver {
         let helix = self.helix.clone();
         let ses = self.op("create agent session", helix.create_agent_session("helix-e2e")).await?;
         self.created.push(ses.clone());
+        self.monitor.watch_session(&ses);
         Ok(ses)
     }
 
@@ -241,7 +246,18 @@ impl Driver {
         let helix = self.helix.clone();
         self.op(format!("stop agent session {ses}"), helix.stop_agent_session(ses)).await?;
         self.created.retain(|s| s != ses);
+        self.monitor.unwatch_session(ses);
         Ok(())
+    }
+
+    /// Restart a service the way its operators do (`docker compose restart`, or a kill and
+    /// respawn of the stand-in's process); returns once it is ready again.
+    pub async fn restart_service(&mut self, service: Service) -> Result<(), OpError> {
+        let Some(control) = self.services.clone() else {
+            return Err(OpError { op: format!("restart {service}"), detail: format!("target {} names no way to restart services (a [containers] table, or the embedded stack)", self.target.name) });
+        };
+        self.snapshot_internals(&format!("before-restart-{service}")).await;
+        self.op(format!("restart {service}"), control.restart(service)).await
     }
 
     /// Every viewer observed so far.

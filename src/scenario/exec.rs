@@ -14,6 +14,7 @@ use crate::correlate::{self, Row};
 use crate::sut::monitor::ServerState;
 use crate::timeline::{now_ms, EpochMs, TabId};
 use crate::verdict::checks::{self, agent_session_of, HealthWatch};
+use crate::verdict::restarts;
 use crate::verdict::InvariantResult;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +28,9 @@ const CLEANUP_DEADLINE: Duration = Duration::from_secs(20);
 const MIN_STUCK_MS: f64 = 5000.0;
 const STUCK_MS: f64 = 60_000.0;
 const TICK: Duration = Duration::from_millis(250);
+/// How long a tab may stay silent after a restart. A viewer that only learns of the outage from
+/// its peer connection hears of it when Chromium's ICE consent checks give up (about 30 s).
+const CLEAR_ERROR_DEADLINE: Duration = Duration::from_secs(45);
 
 /// What the executor needs to know about the run around it.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ struct State {
     limit_ms: f64,
     /// Operations done so far (checks not counted): the random walk's `--ops` for a replay.
     ops_done: usize,
+    /// When the last service restart began.
+    restarted_at: Option<EpochMs>,
 }
 
 pub async fn execute(d: &mut Driver, plan: &Plan, ctx: &Context) -> Result<(), OpError> {
@@ -84,6 +90,7 @@ async fn run_steps(d: &mut Driver, plan: &Plan, ctx: &Context, st: &mut State) -
             Op::Check { label, hold_ms, expect } => {
                 check(d, st, label, Duration::from_millis(*hold_ms), expect, !plan.stop_at_first_failure).await;
             }
+            Op::ExpectErrors { label } => expect_errors(d, st, label).await,
             op => {
                 perform(d, st, op).await?;
                 st.ops_done += 1;
@@ -162,7 +169,11 @@ async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError>
             d.keep_idle(Duration::from_millis(*ms), |d| watch.observe(&d.server_state(), &sessions, limit)).await;
             st.watch = watch;
         }
-        Op::Check { .. } => unreachable!("checks are not operations"),
+        Op::RestartService { service } => {
+            st.restarted_at = Some(now_ms());
+            d.restart_service(*service).await?;
+        }
+        Op::Check { .. } | Op::ExpectErrors { .. } => unreachable!("checks are not operations"),
     }
     Ok(())
 }
@@ -289,6 +300,7 @@ async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expe
                 let ses = st.sessions.get(session).map(String::as_str).unwrap_or("?");
                 checks::lobby_survives_tab_close(&rows, &state, ses, st.lobby_at_check.get(session).map(String::as_str), stamped)
             }
+            Expect::NoGhostLobbies => restarts::no_ghost_lobbies(&state, &live),
         };
         d.check(r);
     }
@@ -303,6 +315,32 @@ async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expe
         for t in open {
             d.screenshot_videos(t, 1, label).await;
         }
+    }
+}
+
+/// Every open tab tells its user something went wrong after the last restart: an error alert
+/// on the page or an error from the server on its socket. Silence (a frozen picture, a spinner)
+/// is the failure the design's "clear errors" criterion is about.
+async fn expect_errors(d: &mut Driver, st: &mut State, label: &str) {
+    let since = st.restarted_at.unwrap_or(0.0);
+    let end = Instant::now() + CLEAR_ERROR_DEADLINE;
+    let open: Vec<TabId> = st.tabs.values().copied().collect();
+    let said = loop {
+        let obs = d.timeline.snapshot();
+        let said: Vec<(TabId, Option<(EpochMs, String)>)> = open.iter().map(|t| (*t, restarts::error_shown(&obs, *t, since))).collect();
+        if said.iter().all(|(_, s)| s.is_some()) || Instant::now() >= end {
+            break said;
+        }
+        tokio::time::sleep(TICK).await;
+        observe(d, st);
+    };
+    let obs = d.timeline.snapshot();
+    let servers = restarts::services_said(&obs, since, &["moonlight-web", "wolf"]);
+    d.phase = format!("{label}/");
+    d.check(restarts::clear_errors(&said, since, &d.viewers(), &servers, CLEAR_ERROR_DEADLINE));
+    d.phase.clear();
+    for t in open {
+        d.screenshot(t, label).await;
     }
 }
 

@@ -17,6 +17,7 @@ use crate::config::Target;
 use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
 use crate::refstack::faults::Fault;
 use crate::sut::control::processes::ProcessStack;
+use crate::sut::control::ServiceControl;
 use crate::sut::helix::HelixClient;
 use crate::sut::monitor::Monitor;
 use crate::sut::moonlight_web::MoonlightWebClient;
@@ -62,6 +63,7 @@ pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64
         concurrent_sessions::NAME => Some(concurrent_sessions::plan(&mut rng, params, time_scale)),
         multi_tab::NAME => Some(multi_tab::plan(&mut rng, params, time_scale)),
         random_walk::NAME => Some(random_walk::plan(&mut rng, params, time_scale)),
+        restart_chaos::NAME => Some(restart_chaos::plan(params, time_scale)),
         _ => None,
     }
 }
@@ -103,8 +105,6 @@ pub struct RunOptions {
 pub enum RunError {
     #[error("unknown scenario {0:?} (see `helix-e2e list`)")]
     UnknownScenario(String),
-    #[error("{0}")]
-    Unavailable(&'static str),
     #[error(transparent)]
     Artifacts(#[from] crate::report::ArtifactError),
 }
@@ -114,9 +114,6 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     for s in &opts.scenarios {
         if !SCENARIOS.iter().any(|i| i.name == s) {
             return Err(RunError::UnknownScenario(s.clone()));
-        }
-        if s == restart_chaos::NAME {
-            return Err(RunError::Unavailable(restart_chaos::UNAVAILABLE));
         }
     }
     let started = Instant::now();
@@ -198,13 +195,17 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
             let dir = std::env::temp_dir().join(format!("helix-e2e-{}", summary.run_id));
             let s = unless_interrupted(&stop, ProcessStack::start(exe, &dir, faults.clone())).await?.map_err(|e| e.to_string())?;
             let t = Target::embedded(&s.endpoints());
-            stack = Some(s);
+            stack = Some(std::sync::Arc::new(s));
             t
         }
         TargetChoice::File(p) => Target::load(p).map_err(|e| e.to_string())?,
     };
     summary.target = target.name.clone();
-    let result = drive(opts, plans, artifacts, summary, &target, timeline.clone(), &stop).await;
+    let services: Option<std::sync::Arc<dyn ServiceControl>> = match &stack {
+        Some(s) => Some(s.clone()),
+        None => None,
+    };
+    let result = drive(opts, plans, artifacts, summary, &target, services, timeline.clone(), &stop).await;
     // The timeline is written whatever happened.
     let _ = crate::report::write_timeline(artifacts, &timeline.snapshot());
     // Service logs, redacted, for people; the stack's own directory holds its credentials.
@@ -221,7 +222,8 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
     result
 }
 
-async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, timeline: Timeline, stop: &watch::Receiver<bool>) -> Result<(), String> {
+#[allow(clippy::too_many_arguments)]
+async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, services: Option<std::sync::Arc<dyn ServiceControl>>, timeline: Timeline, stop: &watch::Receiver<bool>) -> Result<(), String> {
     let mut helix = HelixClient::new(&target.helix_url);
     if let Some(login) = &target.login {
         timeline.add_secret(login.password.clone());
@@ -238,10 +240,11 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
     // Fail early and clearly when a service is not there at all.
     unless_interrupted(stop, wolf.apps()).await?.map_err(|e| e.to_string())?;
     unless_interrupted(stop, mlw.sessions()).await?.map_err(|e| e.to_string())?;
-    let monitor = Monitor::start(wolf, mlw, target.log_files.clone(), timeline.clone());
+    let monitor = Monitor::start(wolf, mlw, helix.clone(), target.log_files.clone(), timeline.clone());
     eprintln!("helix-e2e: launching Chromium");
     let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), opts.sessions.clone());
+    d.services = services;
     let mut verdict = Verdict::Pass;
     for name in &opts.scenarios {
         eprintln!("helix-e2e: scenario {name}");

@@ -11,6 +11,7 @@
 
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use crate::sut::control::Service;
 use serde::{Deserialize, Serialize};
 
 /// A plan-local agent session number.
@@ -41,6 +42,11 @@ pub enum Op {
     Reconnect { tab: TabNo },
     /// Leave every tab alone.
     Idle { ms: u64 },
+    /// Restart a service of the stack, as `docker compose restart` does; done once it is ready.
+    RestartService { service: Service },
+    /// Every open tab shows a clear error (not silence) after the last restart; what each tab,
+    /// moonlight-web and Wolf said is recorded (`<label>/clear-error-in-every-tab`).
+    ExpectErrors { label: String },
     /// Wait until every open tab streams (or a deadline), watch them `hold_ms`, then check the
     /// pass criteria; invariant names get `label/` in front.
     Check {
@@ -62,6 +68,8 @@ pub enum Expect {
     /// The session's lobby is the one of the previous check and still streams
     /// (`lobby-survives-tab-close`).
     LobbySurvivesTabClose { session: SessionNo },
+    /// Every lobby Helix believes a live session owns exists in Wolf (`no-ghost-lobbies`).
+    NoGhostLobbies,
 }
 
 /// One line of `ops.jsonl`.

@@ -90,6 +90,13 @@ impl HelixClient {
         self.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{ses_id}/stop-external-agent"), None).await.map(drop)
     }
 
+    /// The Wolf lobby Helix believes the session owns (`config.wolf_lobby_id` of
+    /// `GET /api/v1/sessions/<ses_id>`); `None` when the session has none.
+    pub async fn session_lobby(&self, ses_id: &str) -> Result<Option<String>, SutError> {
+        let v = self.call(reqwest::Method::GET, &format!("/api/v1/sessions/{ses_id}"), None).await?;
+        Ok(v.pointer("/config/wolf_lobby_id").and_then(Value::as_str).filter(|l| !l.is_empty()).map(str::to_string))
+    }
+
     pub async fn moonlight_status(&self) -> Result<Value, SutError> {
         self.call(reqwest::Method::GET, "/api/v1/moonlight/status", None).await
     }

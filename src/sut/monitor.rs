@@ -1,9 +1,11 @@
-//! Server truth, continuously: polls Wolf and moonlight-web, follows Wolf's event stream and
-//! tails service logs, pushing everything onto the timeline (which masks secrets) and keeping
+//! Server truth, continuously: polls Wolf and moonlight-web (and Helix, for the lobby it
+//! believes each of the run's sessions owns), follows Wolf's event stream and tails service
+//! logs, pushing everything onto the timeline (which masks secrets) and keeping
 //! the latest typed snapshot for the correlation table.
 
 use super::moonlight_web::{MlwSession, MoonlightWebClient};
 use super::wolf::{WolfClient, WolfLobby, WolfMemory, WolfSession};
+use super::helix::HelixClient;
 use super::wolf_log;
 use crate::timeline::{now_ms, EpochMs, Event, Timeline};
 use serde::Serialize;
@@ -23,7 +25,15 @@ pub struct ServerState {
     pub lobbies: Vec<WolfLobby>,
     pub memory: Option<WolfMemory>,
     pub mlw_sessions: Vec<MlwSession>,
+    /// Agent session → the lobby Helix believes it owns, for the sessions being watched.
+    pub helix_lobbies: Vec<HelixLobby>,
     pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct HelixLobby {
+    pub session: String,
+    pub lobby_id: Option<String>,
 }
 
 impl ServerState {
@@ -39,18 +49,35 @@ impl ServerState {
 pub struct Monitor {
     tasks: JoinSet<()>,
     pub state: watch::Receiver<ServerState>,
+    watched: Watched,
 }
 
+/// The agent sessions whose Helix record is polled.
+type Watched = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
 impl Monitor {
-    pub fn start(wolf: WolfClient, mlw: MoonlightWebClient, logs: Vec<(String, PathBuf)>, timeline: Timeline) -> Monitor {
+    pub fn start(wolf: WolfClient, mlw: MoonlightWebClient, helix: HelixClient, logs: Vec<(String, PathBuf)>, timeline: Timeline) -> Monitor {
         let (tx, rx) = watch::channel(ServerState::default());
+        let watched = Watched::default();
         let mut tasks = JoinSet::new();
-        tasks.spawn(poll_loop(wolf.clone(), mlw, timeline.clone(), tx));
+        tasks.spawn(poll_loop(wolf.clone(), mlw, (helix, watched.clone()), timeline.clone(), tx));
         tasks.spawn(event_loop(wolf, timeline.clone()));
         for (service, path) in logs {
             tasks.spawn(tail_log(service, path, timeline.clone()));
         }
-        Monitor { tasks, state: rx }
+        Monitor { tasks, state: rx, watched }
+    }
+
+    /// Poll Helix's record of this agent session from now on.
+    pub fn watch_session(&self, ses: &str) {
+        let mut w = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+        if !w.iter().any(|s| s == ses) {
+            w.push(ses.to_string());
+        }
+    }
+
+    pub fn unwatch_session(&self, ses: &str) {
+        self.watched.lock().unwrap_or_else(|p| p.into_inner()).retain(|s| s != ses);
     }
 
     pub fn latest(&self) -> ServerState {
@@ -68,13 +95,14 @@ impl Monitor {
     }
 }
 
-async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, timeline: Timeline, tx: watch::Sender<ServerState>) {
+async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): (HelixClient, Watched), timeline: Timeline, tx: watch::Sender<ServerState>) {
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let mut st = ServerState { at: now_ms(), ..Default::default() };
-        let (sessions, lobbies, memory, mlw_sessions) = tokio::join!(wolf.get_raw("/api/v1/sessions"), wolf.lobbies(), wolf.memory(), mlw.sessions());
+        let watching = watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (sessions, lobbies, memory, mlw_sessions, beliefs) = tokio::join!(wolf.get_raw("/api/v1/sessions"), wolf.lobbies(), wolf.memory(), mlw.sessions(), helix_lobbies(&helix, &watching));
         match sessions {
             Ok(raw) => {
                 timeline.push(Event::Poll { service: "wolf".into(), what: "sessions".into(), data: raw["sessions"].clone() });
@@ -103,6 +131,15 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, timeline: Timeline
             }
             Err(e) => st.errors.push(e.to_string()),
         }
+        match beliefs {
+            Ok(b) => {
+                if !b.is_empty() {
+                    timeline.push(Event::Poll { service: "api".into(), what: "session-lobbies".into(), data: serde_json::to_value(&b).unwrap_or_default() });
+                }
+                st.helix_lobbies = b;
+            }
+            Err(e) => st.errors.push(e.to_string()),
+        }
         for e in &st.errors {
             timeline.push(Event::Poll { service: "monitor".into(), what: "error".into(), data: serde_json::Value::String(e.clone()) });
         }
@@ -110,6 +147,11 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, timeline: Timeline
             return;
         }
     }
+}
+
+async fn helix_lobbies(helix: &HelixClient, sessions: &[String]) -> Result<Vec<HelixLobby>, crate::sut::SutError> {
+    let answers = futures::future::join_all(sessions.iter().map(|s| helix.session_lobby(s))).await;
+    sessions.iter().zip(answers).map(|(s, a)| a.map(|lobby_id| HelixLobby { session: s.clone(), lobby_id })).collect()
 }
 
 async fn event_loop(wolf: WolfClient, timeline: Timeline) {

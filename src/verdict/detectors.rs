@@ -8,6 +8,7 @@
 //! excused: a detector only accuses what happened to a viewer the driver was not tearing down.
 
 use crate::browser::viewers::{fold_viewers, ViewerFacts};
+use crate::sut::monitor::HelixLobby;
 use crate::sut::moonlight_web::MlwSession;
 use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfSession};
 use crate::timeline::{EpochMs, Event, Observation, OpPhase, TabId};
@@ -37,6 +38,8 @@ pub struct Thresholds {
     pub launch_stall_secs: f64,
     /// F13: `AlreadyStreaming` answers one viewer may get.
     pub busy_answers: usize,
+    /// F10: how long Helix may believe in a lobby Wolf does not have.
+    pub ghost_secs: f64,
 }
 
 impl Default for Thresholds {
@@ -52,6 +55,7 @@ impl Default for Thresholds {
             sctp_window_secs: 10.0,
             launch_stall_secs: 12.0,
             busy_answers: 2,
+            ghost_secs: 5.0,
         }
     }
 }
@@ -90,6 +94,7 @@ pub const DETECTORS: &[(&str, &str, &str)] = &[
     ("F7", "lobby-mismatch", "Wolf kept a session moonlight-web no longer has"),
     ("F8", "black-frames", "frames keep decoding but every pixel is black"),
     ("F9", "frozen-video", "the connection is up but the picture stands still"),
+    ("F10", "restart-ghost", "Helix still believes in a lobby Wolf no longer has (lost in a restart and never recreated)"),
     ("F11", "sctp-corruption", "moonlight-web logged `chunk too short` repeatedly"),
     ("F12", "slow-launch", "a viewer stalled in the Moonlight Stream stage (launch against Wolf timed out)"),
     ("F13", "already-streaming-loop", "a viewer was answered AlreadyStreaming again and again"),
@@ -109,6 +114,7 @@ pub fn detect(obs: &[Observation], t: &Thresholds) -> Vec<Detection> {
         f7_lobby_mismatch(&ctx, t),
         f8_black_frames(&ctx, t),
         f9_frozen_video(&ctx, t),
+        f10_restart_ghost(&ctx, t),
         f11_sctp_corruption(&ctx, t),
         f12_slow_launch(&ctx, t),
         f13_already_streaming_loop(&ctx, t),
@@ -131,6 +137,10 @@ struct Ctx<'a> {
     wolf_sessions: Vec<(EpochMs, Vec<WolfSession>)>,
     lobbies: Vec<(EpochMs, Vec<WolfLobby>)>,
     memory: Vec<(EpochMs, Vec<LobbyMemory>)>,
+    /// Helix's (agent session, lobby) beliefs, poll by poll.
+    helix_lobbies: Vec<(EpochMs, Vec<HelixLobby>)>,
+    /// Start times of the service restarts the driver caused.
+    restarts: Vec<EpochMs>,
     /// (start time, tab) of every close/reload the driver started.
     teardowns: Vec<(EpochMs, TabId)>,
     /// (start time, agent session) of every stop the driver started.
@@ -147,6 +157,8 @@ impl<'a> Ctx<'a> {
             wolf_sessions: Vec::new(),
             lobbies: Vec::new(),
             memory: Vec::new(),
+            helix_lobbies: Vec::new(),
+            restarts: Vec::new(),
             teardowns: Vec::new(),
             stops: Vec::new(),
             end: obs.last().map(|o| o.at).unwrap_or(0.0),
@@ -158,12 +170,16 @@ impl<'a> Ctx<'a> {
                     ("moonlight-web", "sessions") => c.mlw_polls.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
                     ("wolf", "sessions") => c.wolf_sessions.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
                     ("wolf", "lobbies") => c.lobbies.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
+                    ("api", "session-lobbies") => c.helix_lobbies.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
                     ("wolf", "memory") => c.memory.push((o.at, data.get("lobbies").cloned().and_then(|l| serde_json::from_value(l).ok()).unwrap_or_default())),
                     _ => {}
                 },
                 Event::Op { name, phase: OpPhase::Start } => {
                     if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
                         c.teardowns.push((o.at, tab));
+                    }
+                    if name.starts_with("restart ") {
+                        c.restarts.push(o.at);
                     }
                     if let Some(ses) = name.strip_prefix("stop agent session ") {
                         c.stops.push((o.at, ses.trim().to_string()));
@@ -175,11 +191,12 @@ impl<'a> Ctx<'a> {
         c
     }
 
-    /// Whether the driver was tearing this viewer down at `at` (closing/reloading its tab or
-    /// stopping its agent session).
+    /// Whether the driver was tearing this viewer down at `at` (closing/reloading its tab,
+    /// stopping its agent session, or restarting a service under it).
     fn excused(&self, v: &ViewerFacts, at: EpochMs) -> bool {
         let ses = v.client_unique_id.as_deref().and_then(crate::verdict::checks::agent_session_of);
         self.teardowns.iter().any(|(t, tab)| *tab == v.tab && *t >= v.started_at && *t <= at)
+            || self.restarts.iter().any(|t| *t >= v.started_at && *t <= at)
             || self.stops.iter().any(|(t, s)| Some(s.as_str()) == ses && *t <= at)
     }
 
@@ -456,6 +473,41 @@ fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
                     name: "lobby-mismatch",
                     tab: c.viewers.iter().find(|v| v.client_unique_id.as_deref() == Some(s.client_unique_id.as_str())).map(|v| v.tab),
                     message: format!("Wolf has kept session {} ({}) for {:.1} s that moonlight-web no longer has", s.client_id, s.client_unique_id, secs(at - start)),
+                    first_symptom: start,
+                    decided_at: *at,
+                });
+            }
+        }
+    }
+    None
+}
+
+fn f10_restart_ghost(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let mut since: BTreeMap<(String, String), EpochMs> = BTreeMap::new();
+    for (at, beliefs) in &c.helix_lobbies {
+        // Wolf's answer of the same poll round (it comes just before); none while Wolf is down.
+        let Some((_, lobbies)) = c.lobbies.iter().rev().find(|(w, _)| *w <= *at) else { continue };
+        let ghosts: Vec<(String, String)> = beliefs
+            .iter()
+            .filter_map(|b| Some((b.session.clone(), b.lobby_id.clone()?)))
+            .filter(|(_, l)| !lobbies.iter().any(|x| &x.id == l))
+            .collect();
+        since.retain(|k, _| ghosts.contains(k));
+        for g in ghosts {
+            let start = *since.entry(g.clone()).or_insert(*at);
+            if at - start >= t.ghost_secs * 1000.0 {
+                let restart = c.restarts.iter().rev().find(|r| **r <= start);
+                return Some(Detection {
+                    fault: "F10",
+                    name: "restart-ghost",
+                    tab: c.viewers.iter().rfind(|v| v.client_unique_id.as_deref().and_then(crate::verdict::checks::agent_session_of) == Some(g.0.as_str())).map(|v| v.tab),
+                    message: format!(
+                        "Helix has believed for {:.1} s that {} owns lobby {}, which Wolf does not have{}",
+                        secs(at - start),
+                        g.0,
+                        g.1,
+                        restart.map(|r| format!(" (lost {:.1} s after the restart began)", secs(start - r))).unwrap_or_default()
+                    ),
                     first_symptom: start,
                     decided_at: *at,
                 });

@@ -6,6 +6,7 @@
 pub mod checks;
 pub mod detectors;
 pub mod live;
+pub mod restarts;
 
 use crate::timeline::EpochMs;
 use serde::Serialize;
