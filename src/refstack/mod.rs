@@ -143,7 +143,8 @@ pub async fn serve(service: Service, layout: &Layout, streamer_exe: PathBuf) -> 
     match service {
         Service::Wolf => {
             let log = LogFile::stdout(Style::Wolf);
-            let wolf = Arc::new(wolf::state::WolfState::with_faults(log.clone(), faults));
+            let paired = layout.dir.join("wolf-paired.json");
+            let wolf = Arc::new(wolf::state::WolfState::with_faults(log.clone(), faults).with_paired_file(paired.clone()).map_err(io_err(&paired))?);
             let socket = layout.wolf_socket();
             let api_listener = wolf::api::bind(&socket).map_err(io_err(&socket))?;
             let stream_listener = listen(layout.wolf_stream_port).await?;

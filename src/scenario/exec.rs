@@ -233,8 +233,9 @@ fn leftovers_of_stopped(all_viewers: &[ViewerFacts], state: &ServerState, st: &S
 }
 
 /// A tab that will not recover by waiting: its connection failed or the server told it off.
-fn hopeless(viewers: &[ViewerFacts]) -> bool {
-    viewers.iter().any(|v| v.connection_state.as_deref() == Some("failed") || v.errors.iter().any(|e| e.message != "AlreadyStreaming"))
+/// A viewer older than the tab's last reload or Reconnect is on its way out, not hopeless.
+fn hopeless(viewers: &[ViewerFacts], st: &State) -> bool {
+    viewers.iter().filter(|v| st.fresh_after.get(&v.tab).is_none_or(|t| v.started_at > *t)).any(|v| v.connection_state.as_deref() == Some("failed") || v.errors.iter().any(|e| e.message != "AlreadyStreaming"))
 }
 
 async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expect: &[Expect], screenshots: bool) {
@@ -260,7 +261,7 @@ async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expe
                 break;
             }
         }
-        if Instant::now() >= end || hopeless(&viewers) {
+        if Instant::now() >= end || hopeless(&viewers, st) {
             tracing::warn!("{label}: not settled\n{}", correlate::render(&rows));
             break;
         }

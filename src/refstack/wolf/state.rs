@@ -23,7 +23,7 @@ pub const DEGRADED_REPEAT: Duration = Duration::from_secs(10);
 /// What Wolf's encoder logs when its CUDA buffer pool runs dry (F8).
 pub const BUFFER_POOL_ERROR: &str = "Failed to acquire buffer from pool: -2";
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PairedClient {
     pub client_id: u64,
     /// DER of the client certificate.
@@ -116,6 +116,8 @@ pub struct WolfState {
     pub app_id: String,
     pub started: Instant,
     pub faults: FaultSet,
+    /// Where paired clients are kept across restarts (Wolf's `config.toml`); memory only if none.
+    paired_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +149,20 @@ impl WolfState {
             app_id: "134906179".to_string(),
             started: Instant::now(),
             faults,
+            paired_file: None,
         }
+    }
+
+    /// Keep paired clients in `path`, as Wolf keeps them in its config file: a restarted Wolf
+    /// forgets sessions and lobbies but still knows the certificates it paired.
+    pub fn with_paired_file(mut self, path: std::path::PathBuf) -> std::io::Result<Self> {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => self.lock().paired = serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.paired_file = Some(path);
+        Ok(self)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -170,6 +185,13 @@ impl WolfState {
         let mut inner = self.lock();
         if !inner.paired.iter().any(|p| p.cert_der == cert_der) {
             inner.paired.push(PairedClient { client_id, cert_der });
+            if let Some(path) = &self.paired_file {
+                let tmp = path.with_extension("tmp");
+                let written = serde_json::to_vec(&inner.paired).map_err(std::io::Error::other).and_then(|b| std::fs::write(&tmp, b)).and_then(|_| std::fs::rename(&tmp, path));
+                if let Err(e) = written {
+                    self.log.error(format!("[CONFIG] cannot save paired clients to {}: {e}", path.display()));
+                }
+            }
             self.log.info(format!("[PAIRING] Paired new client {client_id}"));
             self.fire("PairSignal", json!({"client_id": client_id.to_string()}));
         }
