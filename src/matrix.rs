@@ -29,6 +29,8 @@ pub const CASES: &[Case] = &[
     Case { fault: "F7", switch: Some("orphan-wolf-session"), scenario: "second-connection" },
     Case { fault: "F8", switch: Some("black-after=2"), scenario: "second-connection" },
     Case { fault: "F9", switch: Some("freeze-after=3"), scenario: "second-connection" },
+    // Ghosts need a restart of Wolf under streaming tabs.
+    Case { fault: "F10", switch: Some("no-lobby-recreate"), scenario: "restart-chaos" },
     Case { fault: "F11", switch: Some("sctp-errors"), scenario: "second-connection" },
     Case { fault: "F12", switch: Some("slow-tls=15000"), scenario: "second-connection" },
     // Reuse needs two viewers of one agent session.

@@ -2,7 +2,7 @@
 //! Chromium against the embedded reference stack. Also: the plan on disk replays to the same
 //! verdict, `concurrent-sessions` fails by name when WebRTC ports run out (F2),
 //! `multi-tab-same-lobby` fails by name when client certificates collide (F1), and
-//! `restart-chaos` refuses to pretend.
+//! `restart-chaos` recovers from real restarts, and names the ghosts (F10) when it does not.
 
 mod common;
 
@@ -110,17 +110,48 @@ fn concurrent_sessions_fail_by_name_when_ports_run_out_and_the_replay_fails_alik
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// Scenario 3 against the process-supervised stack: Wolf, moonlight-web and the API are each
+/// killed and started again under three streaming tabs. Every tab must say so clearly, the
+/// viewers reconnect, and all three sessions stream their (recreated) lobbies again.
 #[test]
-fn restart_chaos_is_listed_but_refuses_to_run_without_service_control() {
+fn restart_chaos_recovers_from_real_restarts_of_every_service() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e")).arg("list").output().unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
     for name in ["second-connection", "rapid-cycles", "concurrent-sessions", "restart-chaos", "multi-tab-same-lobby", "random-walk"] {
         assert!(list.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{list}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e")).args(["run", "restart-chaos", "--no-netns"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("needs service control (issue 5)"), "{stderr}");
+    let before = project_processes();
+    let base = std::env::temp_dir().join(format!("helix-e2e-scen-restart-{}", std::process::id()));
+    let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", "5", "--time-scale", "0.2"], &base);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}\nsummary: {summary:#}");
+    let got = invariants(&summary["scenarios"][0]);
+    for service in ["wolf", "moonlight-web", "api"] {
+        for n in [format!("{service}-restart/clear-error-in-every-tab"), format!("after-{service}-restart/all-sessions-reconnect"), format!("after-{service}-restart/no-ghost-lobbies")] {
+            assert!(got.iter().any(|(g, passed, _)| *g == n && *passed), "{n} not checked and passed: {got:?}");
+        }
+    }
+    // What the tabs said is on record, per tab.
+    let (_, _, said) = got.iter().find(|(g, _, _)| g == "wolf-restart/clear-error-in-every-tab").unwrap();
+    assert!(said.contains("tab 0 after") && said.contains("tab 2 after") && said.contains("wolf:"), "{said}");
+    assert_no_new_processes(&before);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A stand-in API that does not recreate the lobbies a Wolf restart lost leaves ghosts: the
+/// run fails by the catalog's name for it (F10), not by a timeout.
+#[test]
+fn restart_chaos_names_the_ghosts_when_lobbies_are_not_recreated() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = project_processes();
+    let base = std::env::temp_dir().join(format!("helix-e2e-scen-ghost-{}", std::process::id()));
+    let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", "5", "--time-scale", "0.2", "--fault", "no-lobby-recreate"], &base);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    let got = invariants(&summary["scenarios"][0]);
+    let (_, _, msg) = got.iter().find(|(g, passed, _)| g == "F10 restart-ghost" && !passed).unwrap_or_else(|| panic!("F10 not named: {got:?}"));
+    assert!(msg.contains("which Wolf does not have") && msg.contains("after the restart began"), "{msg}");
+    assert_no_new_processes(&before);
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// Seed 001's first root cause: with one certificate subject for every client, the second tab
