@@ -45,36 +45,43 @@ pub struct DockerServices {
 }
 
 impl DockerServices {
-    /// Connect to the local engine (see [`engine_socket`]). Nothing is sent yet: call
-    /// [`DockerServices::check_engine`] to learn whether it answers.
-    pub fn connect(containers: Vec<(Service, String)>) -> Result<Self, ControlError> {
+    /// Connect to the local engine (see [`engine_socket`]) and agree on an API version with it;
+    /// an engine that is not there is an `Engine` error that says so.
+    pub async fn connect(containers: Vec<(Service, String)>) -> Result<Self, ControlError> {
         let host = std::env::var("DOCKER_HOST").ok();
         let socket = engine_socket(host.as_deref()).map_err(|detail| ControlError::Engine { endpoint: host.clone().unwrap_or_default(), detail })?;
-        Self::connect_socket(&socket, containers)
+        Self::connect_socket(&socket, containers).await
     }
 
-    pub fn connect_socket(socket: &std::path::Path, containers: Vec<(Service, String)>) -> Result<Self, ControlError> {
+    pub async fn connect_socket(socket: &std::path::Path, containers: Vec<(Service, String)>) -> Result<Self, ControlError> {
         let endpoint = format!("unix://{}", socket.display());
+        let engine_err = |detail: String| ControlError::Engine { endpoint: endpoint.clone(), detail };
         // bollard's own timeout covers waiting for response headers only; every call here has
         // its own deadline as well, so this is a backstop above the longest of them.
-        let docker = Docker::connect_with_unix(&endpoint, STOP_DEADLINE.as_secs() + 30, bollard::API_DEFAULT_VERSION).map_err(|e| ControlError::Engine {
-            endpoint: endpoint.clone(),
-            detail: match e {
+        let docker = Docker::connect_with_unix(&endpoint, STOP_DEADLINE.as_secs() + 30, bollard::API_DEFAULT_VERSION).map_err(|e| {
+            engine_err(match e {
                 bollard::errors::Error::SocketNotFoundError(_) => "no socket there; is the engine running? (e2e/reference/engine.sh start)".to_string(),
                 other => other.to_string(),
-            },
+            })
         })?;
+        // Engines refuse clients newer than themselves (Debian's docker.io 20.10 speaks API
+        // 1.41); bollard starts at its newest.
+        let docker = match tokio::time::timeout(CALL_DEADLINE, docker.negotiate_version()).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return Err(engine_err(format!("does not answer: {e}"))),
+            Err(_) => return Err(engine_err(format!("no answer within {} s", CALL_DEADLINE.as_secs()))),
+        };
         Ok(Self { docker, endpoint, containers })
     }
 
     /// From a target file's `[containers]` table (service name → container name).
-    pub fn for_target(containers: &[(String, String)]) -> Result<Self, ControlError> {
+    pub async fn for_target(containers: &[(String, String)]) -> Result<Self, ControlError> {
         let mut list = Vec::new();
         for (service, container) in containers {
-            let s: Service = service.parse().map_err(|detail| ControlError::Engine { endpoint: "(target file)".into(), detail })?;
+            let s: Service = service.parse().map_err(|detail| ControlError::Engine { endpoint: "(target file [containers])".into(), detail })?;
             list.push((s, container.clone()));
         }
-        Self::connect(list)
+        Self::connect(list).await
     }
 
     pub fn endpoint(&self) -> &str {
@@ -306,10 +313,13 @@ mod tests {
         assert!(err.contains("not a unix://"), "{err}");
     }
 
-    #[test]
-    fn a_missing_socket_is_an_engine_error_that_says_what_to_do() {
-        let err = DockerServices::connect_socket(std::path::Path::new("/nonexistent/docker.sock"), vec![]).err().map(|e| e.to_string()).unwrap_or_default();
+    #[tokio::test]
+    async fn a_missing_socket_is_an_engine_error_that_says_what_to_do() {
+        let err = DockerServices::connect_socket(std::path::Path::new("/nonexistent/docker.sock"), vec![]).await.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("unix:///nonexistent/docker.sock") && err.contains("engine.sh start"), "{err}");
+        // A path that is there but no engine.
+        let err = DockerServices::connect_socket(std::path::Path::new("/dev/null"), vec![]).await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("Docker engine at unix:///dev/null: does not answer"), "{err}");
     }
 
     #[test]
@@ -340,9 +350,10 @@ mod tests {
 
     #[test]
     fn a_service_without_a_container_is_named() {
-        let Ok(d) = DockerServices::connect_socket(std::path::Path::new("/dev/null"), vec![(Service::Wolf, "w".into())]) else {
-            panic!("connect_socket only checks that the path exists");
+        let Ok(docker) = Docker::connect_with_unix("/dev/null", 1, bollard::API_DEFAULT_VERSION) else {
+            panic!("connect_with_unix only checks that the path exists");
         };
+        let d = DockerServices { docker, endpoint: "unix:///dev/null".into(), containers: vec![(Service::Wolf, "w".into())] };
         let err = d.container(Service::Api).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.starts_with("api:") && err.contains("[containers]"), "{err}");
         assert_eq!(d.container(Service::Wolf).ok(), Some("w"));
