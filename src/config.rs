@@ -90,6 +90,9 @@ struct TargetFile {
     moonlight_web: MlwSection,
     #[serde(default)]
     containers: std::collections::BTreeMap<String, String>,
+    /// The target is the reference stack (e.g. as containers): its pictures carry the stamp.
+    #[serde(default)]
+    reference: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,7 +146,7 @@ impl Target {
             moonlight_web_url: f.moonlight_web.url,
             moonlight_credentials: need(&f.moonlight_web.credentials_env, "the moonlight-web credentials")?,
             containers: f.containers.into_iter().collect(),
-            stamped: false,
+            stamped: f.reference,
             log_files: Vec::new(),
         })
     }
@@ -180,6 +183,26 @@ mod tests {
         let err = Target::parse(p, &text, |_| None).unwrap_err().to_string();
         assert!(err.contains("HELIX_E2E_EMAIL"), "{err}");
         let err = Target::parse(p, "helix = 3", |_| None).unwrap_err().to_string();
+        assert!(err.contains("not valid"), "{err}");
+        assert!(!t.stamped, "a real deployment's pictures carry no stamp");
+    }
+
+    #[test]
+    fn compose_reference_target_is_the_stamped_stand_in_in_containers() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/targets/compose-reference.toml")).unwrap();
+        let t = Target::parse(Path::new("compose-reference.toml"), &text, |k| Some(format!("value-of-{k}"))).unwrap();
+        assert_eq!(t.name, "compose-reference");
+        assert!(t.stamped);
+        assert_eq!((t.helix_url.as_str(), t.moonlight_web_url.as_str()), ("http://127.0.0.1:8080", "http://127.0.0.1:8081"));
+        assert_eq!(t.wolf_socket, PathBuf::from("/tmp/helix-e2e-compose/wolf.sock"));
+        assert_eq!(t.moonlight_credentials.as_deref(), Some("value-of-MOONLIGHT_CREDENTIALS"));
+        assert_eq!(t.login.map(|l| l.email), Some("value-of-HELIX_E2E_EMAIL".to_string()));
+        let mut containers = t.containers.clone();
+        containers.sort();
+        assert_eq!(containers, [("api", "helix-e2e-api"), ("moonlight-web", "helix-e2e-moonlight-web"), ("wolf", "helix-e2e-wolf")].map(|(a, b)| (a.to_string(), b.to_string())));
+        // Every container key is a service service control knows.
+        assert!(t.containers.iter().all(|(s, _)| s.parse::<crate::sut::control::Service>().is_ok()));
+        let err = Target::parse(Path::new("x.toml"), &text.replace("reference = true", "reference = \"yes\""), |_| Some(String::new())).unwrap_err().to_string();
         assert!(err.contains("not valid"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ pub mod correlate;
 pub mod frames;
 pub mod matrix;
 pub mod netns;
+pub mod probe;
 pub mod redact;
 pub mod refstack;
 pub mod report;

@@ -8,7 +8,7 @@ use helix_e2e::refstack::faults::Fault;
 use helix_e2e::scenario::params::Params;
 use helix_e2e::scenario::{self, RunOptions, TargetChoice};
 use helix_e2e::sut::control::processes::ProcessStack;
-use helix_e2e::{netns, refstack};
+use helix_e2e::{netns, probe, refstack};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -37,6 +37,21 @@ enum Command {
     /// The streamer child of the stand-in moonlight-web (internal).
     #[command(name = "__streamer", hide = true)]
     Streamer,
+    /// Exit 0 if a connection succeeds within 2 s, else 1: the reference images' health check
+    /// (they are FROM scratch, with nothing else to run).
+    #[command(name = "__probe", hide = true)]
+    Probe(ProbeArgs),
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct ProbeArgs {
+    /// HOST:PORT to connect to.
+    #[arg(long)]
+    tcp: Option<String>,
+    /// Unix socket to connect to.
+    #[arg(long)]
+    unix: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -117,8 +132,12 @@ struct RunnerArgs {
     #[arg(long)]
     json: bool,
     /// Do not run inside a private network namespace even when possible.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "netns")]
     no_netns: bool,
+    /// Run inside this existing network namespace (e.g. `helix-e2e-docker`, where
+    /// e2e/reference/engine.sh runs the Docker engine) instead of a fresh one; it is not removed.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
     /// Chromium executable.
     #[arg(long, env = "CHROMIUM", default_value = "/usr/bin/chromium")]
     chromium: PathBuf,
@@ -188,6 +207,21 @@ fn main() {
         Command::Streamer => {
             init_tracing("info");
             runtime().block_on(refstack::streamer::session::run()).map(|_| 0)
+        }
+        Command::Probe(args) => {
+            let target = match (args.tcp, args.unix) {
+                (Some(a), _) => probe::ProbeTarget::Tcp(a),
+                (None, Some(p)) => probe::ProbeTarget::Unix(p),
+                // clap's group makes one of them required.
+                (None, None) => probe::ProbeTarget::Tcp(String::new()),
+            };
+            match probe::probe(&target, probe::PROBE_DEADLINE) {
+                Ok(()) => Ok(0),
+                Err(e) => {
+                    eprintln!("helix-e2e __probe: {e}");
+                    Ok(1)
+                }
+            }
         }
         Command::List => {
             for s in scenario::SCENARIOS {
@@ -278,6 +312,10 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         Some(r) => (Some(r.plans), r.params),
         None => (None, params),
     };
+    if let Some(name) = args.runner.netns.as_deref().filter(|_| !netns::inside()) {
+        eprintln!("helix-e2e: running inside network namespace {name}");
+        return Ok(netns::reexec_into(name)?);
+    }
     if !args.runner.no_netns && !netns::inside() && args.target.is_none() && netns::available() {
         eprintln!("helix-e2e: running inside a private network namespace (use --no-netns to skip)");
         return Ok(netns::reexec_inside()?);

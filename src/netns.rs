@@ -3,7 +3,9 @@
 //! TEST-NET-2 addresses that exist nowhere else).
 //!
 //! The driver re-executes itself under `ip netns exec` when it can (root, `ip` present); the
-//! namespace is removed when the child ends, whatever its outcome.
+//! namespace is removed when the child ends, whatever its outcome. With `--netns NAME` it joins
+//! an existing namespace instead (where a Docker engine for the containerised stack runs) and
+//! leaves it in place.
 
 use std::process::Command;
 
@@ -73,18 +75,46 @@ impl Drop for Namespace {
 pub fn reexec_inside() -> Result<i32, NetnsError> {
     let name = format!("helix-e2e-{}", std::process::id());
     let ns = Namespace::create(&name)?;
-    let exe = std::env::current_exe().map_err(|e| NetnsError { name: name.clone(), cmd: "current_exe".into(), detail: e.to_string() })?;
+    let code = exec_in(&ns.name);
+    drop(ns);
+    code
+}
+
+/// Re-run this very command inside an existing named namespace (one made by someone else, such
+/// as `e2e/reference/engine.sh`, whose Docker engine runs there) and return its exit code. The
+/// namespace is left as it was.
+pub fn reexec_into(name: &str) -> Result<i32, NetnsError> {
+    let path = std::path::Path::new("/var/run/netns").join(name);
+    if name.is_empty() || name.contains('/') || !path.exists() {
+        return Err(NetnsError { name: name.into(), cmd: "join".into(), detail: format!("{} does not exist (create it first, e.g. `bash e2e/reference/engine.sh start`)", path.display()) });
+    }
+    exec_in(name)
+}
+
+fn exec_in(name: &str) -> Result<i32, NetnsError> {
+    let exe = std::env::current_exe().map_err(|e| NetnsError { name: name.into(), cmd: "current_exe".into(), detail: e.to_string() })?;
     // Ctrl-C reaches the child directly (same terminal process group); the parent only waits.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
     let status = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
+        .args(["netns", "exec", name])
         .arg(exe)
         .args(std::env::args_os().skip(1))
-        .env(ENV_MARK, &ns.name)
+        .env(ENV_MARK, name)
         .status()
-        .map_err(|e| NetnsError { name: name.clone(), cmd: "ip netns exec".into(), detail: e.to_string() })?;
-    drop(ns);
+        .map_err(|e| NetnsError { name: name.into(), cmd: "ip netns exec".into(), detail: e.to_string() })?;
     Ok(status.code().unwrap_or(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joining_a_missing_namespace_says_how_to_make_it() {
+        let err = reexec_into("helix-e2e-no-such-namespace").unwrap_err().to_string();
+        assert!(err.contains("/var/run/netns/helix-e2e-no-such-namespace does not exist") && err.contains("engine.sh start"), "{err}");
+        assert!(reexec_into("../etc").is_err());
+    }
 }

@@ -63,7 +63,7 @@ pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64
         concurrent_sessions::NAME => Some(concurrent_sessions::plan(&mut rng, params, time_scale)),
         multi_tab::NAME => Some(multi_tab::plan(&mut rng, params, time_scale)),
         random_walk::NAME => Some(random_walk::plan(&mut rng, params, time_scale)),
-        restart_chaos::NAME => Some(restart_chaos::plan(params, time_scale)),
+        restart_chaos::NAME => Some(restart_chaos::plan(&mut rng, params, time_scale)),
         _ => None,
     }
 }

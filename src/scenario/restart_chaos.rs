@@ -5,7 +5,7 @@
 //! Helix believing only in lobbies Wolf has (no ghosts, F10).
 
 use super::params::Params;
-use super::plan::{scaled, Expect, Op, Plan, TabOpen};
+use super::plan::{scaled, Expect, Op, Plan, Rng, TabOpen};
 use crate::sut::control::Service;
 
 pub const NAME: &str = "restart-chaos";
@@ -17,7 +17,8 @@ pub const HOLD_S: f64 = 5.0;
 /// The design's order: Wolf first (it loses every lobby), then moonlight-web, then the API.
 pub const ORDER: [Service; 3] = [Service::Wolf, Service::MoonlightWeb, Service::Api];
 
-pub fn plan(p: &Params, scale: f64) -> Plan {
+/// The seed decides the order in which the users press Reconnect after each restart.
+pub fn plan(rng: &mut Rng, p: &Params, scale: f64) -> Plan {
     let n = p.sessions.unwrap_or(SESSIONS);
     let hold_ms = scaled(p.hold_s.unwrap_or(HOLD_S), scale);
     let mut plan = Plan::new(NAME);
@@ -27,7 +28,7 @@ pub fn plan(p: &Params, scale: f64) -> Plan {
     for service in ORDER {
         plan.push(Op::RestartService { service });
         plan.push(Op::ExpectErrors { label: format!("{service}-restart") });
-        for tab in 0..n {
+        for tab in rng.choose(n, n) {
             plan.push(Op::Reconnect { tab });
         }
         plan.push(Op::Check { label: format!("after-{service}-restart"), hold_ms, expect: vec![Expect::AllSessionsReconnect, Expect::NoGhostLobbies] });
@@ -41,7 +42,7 @@ mod tests {
 
     #[test]
     fn each_service_restarts_in_the_design_order_with_errors_reconnects_and_a_recovery_check() {
-        let p = plan(&Params::default(), 1.0);
+        let p = plan(&mut Rng::for_scenario(1, 0), &Params::default(), 1.0);
         let restarts: Vec<Service> = p.steps.iter().filter_map(|s| match s.op { Op::RestartService { service } => Some(service), _ => None }).collect();
         assert_eq!(restarts, ORDER);
         let after_wolf: Vec<&Op> = p.steps.iter().map(|s| &s.op).skip_while(|o| !matches!(o, Op::RestartService { .. })).take(6).collect();

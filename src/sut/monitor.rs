@@ -191,13 +191,25 @@ async fn tail_log(service: String, path: PathBuf, timeline: Timeline) {
                 // detectors compare log lines with browser events to the millisecond.
                 let text = line.trim_end().to_string();
                 let read_at = now_ms();
-                let (at, level, message) = match wolf_log::parse_line(&text) {
-                    Some(r) => (time_of_day_ms(&r.time, read_at), r.level, r.message),
-                    None => (rfc3339_prefix_ms(&text), env_logger_level(&text).unwrap_or("INFO").to_string(), text),
-                };
+                let (at, level, message) = parse_log_line(&text, read_at);
                 timeline.push_at(at.unwrap_or(read_at), Event::Log { service: service.clone(), level, message });
             }
             Err(_) => return,
+        }
+    }
+}
+
+/// A log line's event time (when it can be read from the line), level and message. Wolf lines
+/// are parsed; other services' lines are kept whole, less Docker's wrapping.
+fn parse_log_line(text: &str, read_at: EpochMs) -> (Option<EpochMs>, String, String) {
+    match wolf_log::parse_line(text) {
+        Some(r) => (r.docker_time.as_deref().and_then(rfc3339_ms).or_else(|| time_of_day_ms(&r.time, read_at)), r.level, r.message),
+        None => {
+            // Lines captured from Docker carry the engine's stamp in front; the service's own
+            // line follows it.
+            let (docker_time, body) = wolf_log::unwrap_docker(text);
+            let at = docker_time.and_then(rfc3339_ms).or_else(|| rfc3339_prefix_ms(body));
+            (at, env_logger_level(body).unwrap_or("INFO").to_string(), body.to_string())
         }
     }
 }
@@ -213,7 +225,10 @@ fn time_of_day_ms(time: &str, near: EpochMs) -> Option<EpochMs> {
 
 /// `[2026-11-21T05:24:14.804Z INFO  target] …` as env_logger writes it.
 fn rfc3339_prefix_ms(line: &str) -> Option<EpochMs> {
-    let stamp = line.strip_prefix('[')?.split_whitespace().next()?;
+    rfc3339_ms(line.strip_prefix('[')?.split_whitespace().next()?)
+}
+
+fn rfc3339_ms(stamp: &str) -> Option<EpochMs> {
     chrono::DateTime::parse_from_rfc3339(stamp).ok().map(|t| t.timestamp_micros() as f64 / 1000.0)
 }
 
@@ -236,5 +251,21 @@ mod tests {
         assert_eq!(time_of_day_ms("23:59:59.900000000", after_midnight).map(|t| t.round()), Some(1_795_219_199_900.0));
         assert_eq!(rfc3339_prefix_ms("[2026-11-21T05:24:14.804Z INFO  moonlight_web] x"), Some(1_795_238_654_804.0));
         assert_eq!(rfc3339_prefix_ms("no stamp"), None);
+        assert_eq!(rfc3339_ms("2026-11-21T05:24:14.804123456Z"), Some(1_795_238_654_804.123));
+    }
+
+    fn parse(text: &str) -> (Option<EpochMs>, String, String) {
+        parse_log_line(text, 1_795_238_654_000.0)
+    }
+
+    #[test]
+    fn docker_stamped_lines_take_the_engines_time() {
+        // Wolf's own time of day says 05:24:14.000; the engine's stamp is the instant used.
+        let (at, level, message) = parse("2026-11-21T05:24:14.804Z wolf-1  | 05:24:14.000000000 WARN  | [HTTPS] x");
+        assert_eq!((at, level.as_str(), message.as_str()), (Some(1_795_238_654_804.0), "WARN", "[HTTPS] x"));
+        let (at, level, message) = parse("2026-11-21T05:24:14.900Z [2026-11-21T05:24:14.804Z ERROR moonlight_web] boom");
+        assert_eq!((at, level.as_str(), message.as_str()), (Some(1_795_238_654_900.0), "ERROR", "[2026-11-21T05:24:14.804Z ERROR moonlight_web] boom"));
+        let (at, _, message) = parse("[2026-11-21T05:24:14.804Z INFO  moonlight_web] plain");
+        assert_eq!((at, message.as_str()), (Some(1_795_238_654_804.0), "[2026-11-21T05:24:14.804Z INFO  moonlight_web] plain"));
     }
 }

@@ -1,0 +1,194 @@
+//! The Docker side: the compose file as compose reads it, and service control plus log capture
+//! against a real engine (ignored unless one runs: `.ci/run` starts it with
+//! e2e/reference/engine.sh and builds the image with e2e/reference/build-images.sh).
+
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+use helix_e2e::sut::control::docker::{logs::line_time_ns, DockerServices};
+use helix_e2e::sut::control::{Service, ServiceControl};
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+const COMPOSE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.e2e.yaml");
+
+/// `docker compose` (v2) when the plugin is there, else `docker-compose` (v1, Debian's).
+fn compose() -> Vec<String> {
+    let works = |cmd: &[&str]| Command::new(cmd[0]).args(&cmd[1..]).output().map(|o| o.status.success()).unwrap_or(false);
+    if works(&["docker", "compose", "version"]) {
+        vec!["docker".into(), "compose".into()]
+    } else if works(&["docker-compose", "version"]) {
+        vec!["docker-compose".into()]
+    } else {
+        panic!("neither `docker compose` nor `docker-compose` runs here: install docker-compose (apt-get install -y docker-compose) to check docker-compose.e2e.yaml");
+    }
+}
+
+fn compose_config(profile: &str) -> Value {
+    let cmd = compose();
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .args(["-f", COMPOSE_FILE, "--profile", profile, "config"])
+        // The variables the file reads, as CI would set them; none is required.
+        .env("HELIX_E2E_REFERENCE_IMAGE", "helix-e2e-reference:local")
+        .env("HELIX_E2E_SOCKET_DIR", "/tmp/helix-e2e-compose")
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", cmd.join(" ")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{} --profile {profile} config failed: {}{}", cmd.join(" "), String::from_utf8_lossy(&out.stderr), stdout);
+    serde_yaml::from_str(&stdout).unwrap_or_else(|e| panic!("compose config output is not YAML ({e}):\n{stdout}"))
+}
+
+#[test]
+fn compose_profiles_are_valid_and_use_the_host_network_only() {
+    for (profile, expected) in [("reference", &["wolf", "moonlight-web", "api"][..]), ("helix", &["helix-api", "helix-frontend", "helix-wolf", "helix-moonlight-web"][..])] {
+        let config = compose_config(profile);
+        let services = config["services"].as_mapping().unwrap_or_else(|| panic!("{profile}: no services in {config:?}"));
+        for name in expected {
+            let s = &services[*name];
+            assert!(s.is_mapping(), "{profile}: service {name} missing");
+            assert_eq!(s["profiles"][0].as_str(), Some(profile), "{profile}: {name}");
+        }
+        for (name, s) in services {
+            assert_eq!(s["network_mode"].as_str(), Some("host"), "{profile}: service {name:?} must use the host network only");
+            assert!(s.get("networks").is_none(), "{profile}: service {name:?} joins networks: {:?}", s["networks"]);
+            assert!(s.get("ports").is_none(), "{profile}: service {name:?} maps ports, which host networking ignores");
+        }
+        // No network of any kind is declared (compose v1 prints none; v2 prints an empty map at most).
+        let networks = config.get("networks").and_then(Value::as_mapping).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(networks, 0, "{profile}: networks declared: {:?}", config["networks"]);
+    }
+    let reference = compose_config("reference");
+    let s = &reference["services"];
+    for (name, container, port) in [("wolf", "helix-e2e-wolf", "47989"), ("moonlight-web", "helix-e2e-moonlight-web", "8081"), ("api", "helix-e2e-api", "8080")] {
+        assert_eq!(s[name]["container_name"].as_str(), Some(container));
+        let test: Vec<&str> = s[name]["healthcheck"]["test"].as_sequence().map(|t| t.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        assert_eq!(test, ["CMD", "/helix-e2e", "__probe", "--tcp", &format!("127.0.0.1:{port}")], "{name}");
+        let command: Vec<&str> = s[name]["command"].as_sequence().map(|t| t.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        assert_eq!(&command[..4], ["service", name, "--dir", "/var/run/wolf"], "{name}");
+        assert_eq!(s[name]["volumes"][0].as_str().map(|v| v.trim_end_matches(":rw")), Some("/tmp/helix-e2e-compose:/var/run/wolf"), "{name}");
+    }
+    assert_eq!(s["api"]["depends_on"]["wolf"]["condition"].as_str(), Some("service_healthy"));
+    assert_eq!(s["moonlight-web"]["depends_on"]["wolf"]["condition"].as_str(), Some("service_healthy"));
+}
+
+/// Removes the test container however the test ends.
+struct ContainerGuard {
+    name: String,
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await; a runtime of its own on another thread can.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                if let Ok(d) = DockerServices::connect(vec![]).await {
+                    let _ = tokio::time::timeout(Duration::from_secs(30), d.client().remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() }))).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn ready_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter(|l| l.contains("reference stack ready")).map(str::to_string).collect()
+}
+
+async fn wait_for_ready_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = ready_lines(path);
+        if lines.len() >= n || tokio::time::Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn started_at(d: &DockerServices, name: &str) -> String {
+    let info = d.client().inspect_container(name, None).await.unwrap_or_else(|e| panic!("inspect {name}: {e}"));
+    info.state.and_then(|s| s.started_at).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Docker engine: .ci/run starts one (e2e/reference/engine.sh)"]
+async fn restart_through_the_engine_and_capture_logs_across_it() {
+    let image = std::env::var("HELIX_E2E_REFERENCE_IMAGE").unwrap_or_else(|_| "helix-e2e-reference:local".into());
+    let name = format!("helix-e2e-test-{}", std::process::id());
+    let control = DockerServices::connect(vec![(Service::Wolf, name.clone())]).await.unwrap_or_else(|e| panic!("{e}"));
+    let _guard = ContainerGuard { name: name.clone() };
+
+    // The all-in-one stand-in runs until stopped; its Wolf socket is the health check.
+    let body = ContainerCreateBody {
+        image: Some(image.clone()),
+        cmd: Some(["refstack", "--dir", "/tmp/x"].map(String::from).to_vec()),
+        healthcheck: Some(HealthConfig {
+            test: Some(["CMD", "/helix-e2e", "__probe", "--unix", "/tmp/x/wolf.sock"].map(String::from).to_vec()),
+            interval: Some(500_000_000),
+            timeout: Some(3_000_000_000),
+            retries: Some(30),
+            ..Default::default()
+        }),
+        host_config: Some(HostConfig { network_mode: Some("host".into()), ..Default::default() }),
+        ..Default::default()
+    };
+    let before_run = SystemTime::now();
+    control
+        .client()
+        .create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+        .await
+        .unwrap_or_else(|e| panic!("creating {name} from {image} (built by e2e/reference/build-images.sh?): {e}"));
+    control.start(Service::Wolf).await.unwrap_or_else(|e| panic!("{e}"));
+    let first_start = started_at(&control, &name).await;
+
+    let artifacts = std::env::temp_dir().join(format!("helix-e2e-docker-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let capture = control.capture_logs(before_run, &artifacts.join("logs"));
+    let log: PathBuf = capture.files()[0].1.clone();
+    assert_eq!(log, artifacts.join("logs/wolf.log"));
+    assert_eq!(wait_for_ready_lines(&log, 1).await.len(), 1, "first run's lines in {}", log.display());
+
+    // The engine records StartedAt only after the process is running (and may have logged), so
+    // the moment of asking for the restart is the dividing line.
+    let restart_asked = SystemTime::now();
+    control.restart(Service::Wolf).await.unwrap_or_else(|e| panic!("{e}"));
+    let second_start = started_at(&control, &name).await;
+    assert_ne!(first_start, second_start, "StartedAt unchanged: the container did not restart");
+    assert_eq!(wait_for_ready_lines(&log, 2).await.len(), 2, "second run's lines in {}", log.display());
+
+    // A kill ends the follow stream too; start brings it back (and healthy).
+    control.kill(Service::Wolf).await.unwrap_or_else(|e| panic!("{e}"));
+    control.kill(Service::Wolf).await.unwrap_or_else(|e| panic!("killing what is down already: {e}"));
+    control.start(Service::Wolf).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(wait_for_ready_lines(&log, 3).await.len(), 3);
+    control.stop(Service::Wolf).await.unwrap_or_else(|e| panic!("{e}"));
+    capture.stop().await;
+
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    // Every line carries the engine's stamp, in order, none twice (re-attaching repeats up to a
+    // second of lines, which must be dropped).
+    let times: Vec<i128> = lines.iter().map(|l| line_time_ns(l).unwrap_or_else(|| panic!("no docker timestamp: {l:?}"))).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "timestamps out of order:\n{text}");
+    let mut unique = lines.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), lines.len(), "duplicated lines:\n{text}");
+    // Lines from before and after the restart, placed by the engine's time.
+    let restart_ns = restart_asked.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+    let ready: Vec<i128> = ready_lines(&log).iter().filter_map(|l| line_time_ns(l)).collect();
+    assert!(ready[0] < restart_ns && ready[1] >= restart_ns, "ready lines at {ready:?}, restart at {restart_ns}");
+    // The monitor reads these lines with the engine's time.
+    let (stamp, body) = helix_e2e::sut::wolf_log::unwrap_docker(lines[0]);
+    assert!(stamp.is_some() && !body.is_empty(), "{:?}", lines[0]);
+
+    // Control of a container that does not exist names it.
+    let missing = DockerServices::connect(vec![(Service::Api, "helix-e2e-no-such-container".into())]).await.unwrap_or_else(|e| panic!("{e}"));
+    let err = missing.restart(Service::Api).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.starts_with("api: restart failed: container helix-e2e-no-such-container: engine answered 404"), "{err}");
+    let _ = std::fs::remove_dir_all(&artifacts);
+}
