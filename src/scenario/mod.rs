@@ -17,6 +17,7 @@ use crate::config::Target;
 use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
 use crate::refstack::faults::Fault;
 use crate::sut::control::processes::ProcessStack;
+use crate::sut::control::docker::DockerServices;
 use crate::sut::control::ServiceControl;
 use crate::sut::helix::HelixClient;
 use crate::sut::monitor::Monitor;
@@ -188,8 +189,9 @@ async fn unless_interrupted<T>(stop: &watch::Receiver<bool>, fut: impl std::futu
 }
 
 async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, timeline: Timeline, stop: watch::Receiver<bool>) -> Result<(), String> {
+    let run_start = std::time::SystemTime::now();
     let mut stack = None;
-    let target = match &opts.target {
+    let mut target = match &opts.target {
         TargetChoice::Embedded { exe, faults } => {
             eprintln!("helix-e2e: starting the embedded reference stack");
             let dir = std::env::temp_dir().join(format!("helix-e2e-{}", summary.run_id));
@@ -201,11 +203,26 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
         TargetChoice::File(p) => Target::load(p).map_err(|e| e.to_string())?,
     };
     summary.target = target.name.clone();
-    let services: Option<std::sync::Arc<dyn ServiceControl>> = match &stack {
+    let mut services: Option<std::sync::Arc<dyn ServiceControl>> = match &stack {
         Some(s) => Some(s.clone()),
         None => None,
     };
+    // A deployment in containers: restarts and logs go through the Docker engine. Logs land in
+    // a private directory first (they are unredacted) and reach the artifacts redacted below.
+    let mut capture = None;
+    let log_dir = std::env::temp_dir().join(format!("helix-e2e-logs-{}", summary.run_id));
+    if !target.containers.is_empty() {
+        let docker = unless_interrupted(&stop, DockerServices::for_target(&target.containers)).await?.map_err(|e| e.to_string())?;
+        eprintln!("helix-e2e: controlling containers through the Docker engine at {}", docker.endpoint());
+        let c = docker.capture_logs(run_start, &log_dir);
+        target.log_files.extend(c.files().iter().cloned());
+        capture = Some(c);
+        services = Some(std::sync::Arc::new(docker));
+    }
     let result = drive(opts, plans, artifacts, summary, &target, services, timeline.clone(), &stop).await;
+    if let Some(c) = capture {
+        c.stop().await;
+    }
     // The timeline is written whatever happened.
     let _ = crate::report::write_timeline(artifacts, &timeline.snapshot());
     // Service logs, redacted, for people; the stack's own directory holds its credentials.
@@ -219,6 +236,7 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
         s.shutdown().await;
         let _ = std::fs::remove_dir_all(s.dir());
     }
+    let _ = std::fs::remove_dir_all(&log_dir);
     result
 }
 
