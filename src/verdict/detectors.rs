@@ -441,8 +441,12 @@ fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     None
 }
 
+/// Whether a streamer process with this pid runs here. A pid moonlight-web reports from inside a
+/// container belongs to another PID namespace: whatever this machine runs under that number is
+/// not a streamer, so the command line must say it is one.
 fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"__streamer"))
 }
 
 fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
