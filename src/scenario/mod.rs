@@ -47,8 +47,8 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     ScenarioInfo { name: random_walk::NAME, about: random_walk::ABOUT },
 ];
 
-/// The suite `helix-e2e run` runs when no scenario is named (restart-chaos waits for issue 5).
-pub const DEFAULT_SUITE: &[&str] = &[second_connection::NAME, multi_tab::NAME, concurrent_sessions::NAME, rapid_cycles::NAME, random_walk::NAME];
+/// The suite `helix-e2e run` runs when no scenario is named: every scenario, in this order.
+pub const DEFAULT_SUITE: &[&str] = &[second_connection::NAME, multi_tab::NAME, concurrent_sessions::NAME, rapid_cycles::NAME, random_walk::NAME, restart_chaos::NAME];
 
 /// The default suite's time scale when none is given: the design's suite must finish in under
 /// five minutes, and rapid-cycles alone takes about three at the design's own times.
