@@ -330,8 +330,9 @@ fn f4_control_stream_timeout(c: &Ctx) -> Option<Detection> {
         if !m.contains("[ENET] disconnected client") {
             continue;
         }
-        // Wolf follows the disconnect with the session leaving its lobby.
-        let over = c.logs[i + 1..].iter().take_while(|(t, _, _)| *t - at < 500.0).find_map(|(_, _, m)| {
+        // Wolf follows the disconnect with the session leaving its lobby; a later disconnect's
+        // line belongs to that one (tabs closing together disconnect within milliseconds).
+        let over = c.logs[i + 1..].iter().take_while(|(t, _, m)| *t - at < 500.0 && !m.contains("[ENET] disconnected client")).find_map(|(_, _, m)| {
             let rest = m.strip_prefix("[LOBBY] Moonlight stream ")?;
             let (sid, lid) = rest.split_once(" over, leaving lobby ")?;
             Some((sid.trim().to_string(), lid.trim().to_string()))
@@ -746,6 +747,20 @@ mod tests {
         obs.insert(5, Observation { at: 6900.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
         obs.sort_by(|a, b| a.at.total_cmp(&b.at));
         assert!(detect(&obs, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn f4_pairs_each_leave_with_its_own_disconnect_when_tabs_close_together() {
+        // Another tab's disconnect at 6700 (nothing of ours), then ours at 7000 once its close
+        // began at 6950: the leave at 7001 belongs to the 7000 line, which the close excuses.
+        let mut obs = viewer("ses_a");
+        obs.push(received(2000.0, json!({"ConnectionComplete": {"capabilities": {"touch": false}, "width": 320, "height": 180, "client_id": "42"}})));
+        obs.push(log(3000.0, "wolf", "[LOBBY] Session 42 joining lobby L"));
+        obs.push(log(6700.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5001"));
+        obs.push(Observation { at: 6950.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
+        obs.push(log(7000.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5000"));
+        obs.push(log(7001.0, "wolf", "[LOBBY] Moonlight stream 42 over, leaving lobby L"));
+        assert!(detect(&obs, &Thresholds::default()).is_empty(), "{:?}", detect(&obs, &Thresholds::default()));
     }
 
     #[test]
