@@ -82,6 +82,10 @@ struct RunArgs {
     /// Go on after a documented failure has been named (a scenario stops there by default).
     #[arg(long)]
     keep_going: bool,
+    /// Move the mouse in every open viewer once a second (real input on its `mouseRelative`
+    /// channel), to tell "Wolf drops sessions without input" (F4) from other causes.
+    #[arg(long)]
+    keep_alive_input: bool,
     /// Multiply every wait of the scenarios (active/idle/hold times) by this; 0.1 for CI.
     /// Default: 1 (the design's times) for named scenarios, 0.2 for the default suite so it
     /// stays under the design's five minutes.
@@ -160,6 +164,8 @@ struct RunRecord {
     thresholds: Option<PathBuf>,
     #[serde(default)]
     keep_going: bool,
+    #[serde(default)]
+    keep_alive_input: bool,
 }
 
 #[derive(clap::Args)]
@@ -359,6 +365,9 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
     if args.keep_going {
         flags.push_str(" --keep-going");
     }
+    if args.keep_alive_input {
+        flags.push_str(" --keep-alive-input");
+    }
     let ops = args.ops.map(|o| format!(" --ops {o}")).unwrap_or_default();
     let replay = format!("helix-e2e run {} --seed {seed}{ops}{flags}", scenarios.join(" "));
     let record = RunRecord {
@@ -371,6 +380,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         sessions: args.sessions.clone(),
         thresholds: args.thresholds.clone(),
         keep_going: args.keep_going,
+        keep_alive_input: args.keep_alive_input,
     };
     let target = match &args.target {
         Some(p) => TargetChoice::File(p.clone()),
@@ -399,6 +409,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         plans,
         record: serde_json::to_value(&record)?,
         replay_flags: flags,
+        keep_alive_input: args.keep_alive_input,
     };
     let summary = runtime().block_on(scenario::run(opts))?;
     if args.runner.json {
@@ -475,6 +486,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
         hold_s: None,
         thresholds: record.thresholds,
         keep_going: record.keep_going,
+        keep_alive_input: record.keep_alive_input,
     };
     // The plans embody the recorded parameters; they are recorded again as they were.
     run(run_args, Some(Replayed { plans, params }))

@@ -91,3 +91,39 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// F4's two hypotheses, told apart: with Wolf dropping lobby sessions that send no input
+/// (`control-idle-timeout`), the run names F4; the same run with real mouse input on every
+/// viewer's `mouseRelative` channel (`--keep-alive-input`) keeps every session and passes.
+#[test]
+fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mark = format!("f4-{}", std::process::id());
+    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f4-{}", std::process::id()));
+    let thresholds = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/detectors-matrix.toml");
+    let common = ["run", "second-connection", "--seed", "3", "--time-scale", "0.2", "--thresholds", thresholds, "--fault", "control-idle-timeout=3"];
+    let named = |summary: &serde_json::Value| -> Vec<String> { summary["scenarios"][0]["detections"].as_array().unwrap().iter().map(|d| d["fault"].as_str().unwrap().to_string()).collect() };
+
+    let (code, summary, stderr) = run(&common, &base, &mark);
+    assert_eq!((code, named(&summary)), (Some(1), vec!["F4".to_string()]), "without input F4 is named; stderr:\n{stderr}");
+
+    let mut with_input = common.to_vec();
+    with_input.push("--keep-alive-input");
+    let (code, summary, stderr) = run(&with_input, &base, &mark);
+    assert_eq!(code, Some(0), "with input nothing is dropped; stderr:\n{stderr}\nsummary: {summary:#}");
+    assert!(named(&summary).is_empty(), "{summary:#}");
+    let dir = Path::new(summary["artifacts"].as_str().unwrap());
+    let timeline = std::fs::read_to_string(dir.join("timeline.jsonl")).unwrap();
+    for tab in 0..3 {
+        assert!(timeline.contains(&format!("keep-alive input reaches tab {tab}")), "tab {tab} got no input");
+    }
+    // Closing a tab ends its control peer; before the first close none may end.
+    let before_close = &timeline[..timeline.find("\"close tab ").expect("tabs were closed")];
+    assert!(!before_close.contains("[ENET] disconnected client"), "Wolf dropped a control peer despite the input");
+    let run_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run_json["keep_alive_input"], true, "a replay sends input too");
+
+    let leaked = marked_processes(&mark);
+    assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -4,6 +4,7 @@
 pub mod concurrent_sessions;
 pub mod driver;
 pub mod exec;
+pub mod keep_alive;
 pub mod multi_tab;
 pub mod params;
 pub mod plan;
@@ -100,6 +101,8 @@ pub struct RunOptions {
     pub record: serde_json::Value,
     /// Flags that reproduce the run's conditions, for the random walk's replay hint.
     pub replay_flags: String,
+    /// Send real mouse input to every open viewer throughout (`--keep-alive-input`).
+    pub keep_alive_input: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +266,7 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
     let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), opts.sessions.clone());
     d.services = services;
+    let keep_alive = opts.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone()));
     let mut verdict = Verdict::Pass;
     for name in &opts.scenarios {
         eprintln!("helix-e2e: scenario {name}");
@@ -336,6 +340,9 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
             error,
             duration_s: t0.elapsed().as_secs_f64(),
         });
+    }
+    if let Some(k) = keep_alive {
+        k.stop().await;
     }
     d.snapshot_internals("final").await;
     summary.tabs = tab_facts(&d);
