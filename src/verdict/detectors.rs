@@ -11,7 +11,7 @@ use crate::browser::viewers::{fold_viewers, ViewerFacts};
 use crate::sut::monitor::HelixLobby;
 use crate::sut::moonlight_web::MlwSession;
 use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfSession};
-use crate::timeline::{EpochMs, Event, Observation, OpPhase, TabId};
+use crate::timeline::{EpochMs, Event, Observation, OpPhase, ProbeEvent, TabId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,14 +23,23 @@ pub struct Thresholds {
     pub ice_connect_secs: f64,
     /// F3: discrepant `client_count` polls needed after a logged join.
     pub join_polls: usize,
-    /// F5: how long a moonlight-web session may lack its WebSocket.
+    /// F5: how long a keepalive/join moonlight-web session may lack its WebSocket.
     pub stuck_secs: f64,
-    /// F6/F7: how long server state may disagree before it counts.
+    /// F6/F7: how long server state may disagree before it counts, where it may for a while
+    /// (keepalive sessions, the moments after a service restart).
     pub mismatch_secs: f64,
+    /// F5/F6/F7: consecutive polls that must show a state the stack never keeps when healthy —
+    /// a create session without its socket or its streamer (moonlight-web removes it with
+    /// either), a streamer or Wolf session outliving its moonlight-web session. One poll may
+    /// catch a teardown half way; two cannot.
+    pub confirm_polls: usize,
     /// F8: how long decoded frames may stay black.
     pub black_secs: f64,
     /// F9: how long a connected viewer's picture may stand still.
     pub freeze_secs: f64,
+    /// F9: new frames presented with one unchanged picture that prove the source froze (the
+    /// frames arrive, so it is not the network or the tab).
+    pub freeze_frames: u64,
     /// F11: `chunk too short` lines within `sctp_window_secs`.
     pub sctp_lines: usize,
     pub sctp_window_secs: f64,
@@ -49,8 +58,10 @@ impl Default for Thresholds {
             join_polls: 2,
             stuck_secs: 60.0,
             mismatch_secs: 5.0,
+            confirm_polls: 2,
             black_secs: 1.0,
             freeze_secs: 2.0,
+            freeze_frames: 10,
             sctp_lines: 3,
             sctp_window_secs: 10.0,
             launch_stall_secs: 12.0,
@@ -145,6 +156,8 @@ struct Ctx<'a> {
     teardowns: Vec<(EpochMs, TabId)>,
     /// (start time, agent session) of every stop the driver started.
     stops: Vec<(EpochMs, String)>,
+    /// What tabs said in their console or on screen.
+    tab_texts: Vec<(EpochMs, TabId, &'a str)>,
     end: EpochMs,
 }
 
@@ -161,6 +174,7 @@ impl<'a> Ctx<'a> {
             restarts: Vec::new(),
             teardowns: Vec::new(),
             stops: Vec::new(),
+            tab_texts: Vec::new(),
             end: obs.last().map(|o| o.at).unwrap_or(0.0),
         };
         for o in obs {
@@ -174,6 +188,7 @@ impl<'a> Ctx<'a> {
                     ("wolf", "memory") => c.memory.push((o.at, data.get("lobbies").cloned().and_then(|l| serde_json::from_value(l).ok()).unwrap_or_default())),
                     _ => {}
                 },
+                Event::Tab { tab, probe: ProbeEvent::Console { text, .. } | ProbeEvent::UiText { text, .. } } => c.tab_texts.push((o.at, *tab, text.as_str())),
                 Event::Op { name, phase: OpPhase::Start } => {
                     if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
                         c.teardowns.push((o.at, tab));
@@ -362,20 +377,30 @@ fn f4_control_stream_timeout(c: &Ctx) -> Option<Detection> {
     None
 }
 
-/// How long each moonlight-web session has continuously matched `pred`, poll by poll.
-fn sustained(polls: &[(EpochMs, Vec<MlwSession>)], pred: impl Fn(&MlwSession) -> bool, min_ms: f64) -> Option<(MlwSession, EpochMs, EpochMs)> {
-    let mut since: BTreeMap<String, EpochMs> = BTreeMap::new();
+/// The first moonlight-web session that has matched `pred` in consecutive polls until `enough`
+/// says so, given the session, how long (ms) and in how many polls. Returns the session, the
+/// first poll that showed it and the deciding one.
+fn sustained(polls: &[(EpochMs, Vec<MlwSession>)], pred: impl Fn(&MlwSession) -> bool, enough: impl Fn(&MlwSession, f64, usize) -> bool) -> Option<(MlwSession, EpochMs, EpochMs)> {
+    let mut since: BTreeMap<String, (EpochMs, usize)> = BTreeMap::new();
     for (at, sessions) in polls {
         let now: BTreeSet<&str> = sessions.iter().filter(|s| pred(s)).map(|s| s.session_id.as_str()).collect();
         since.retain(|id, _| now.contains(id.as_str()));
         for s in sessions.iter().filter(|s| pred(s)) {
-            let start = *since.entry(s.session_id.clone()).or_insert(*at);
-            if at - start >= min_ms {
-                return Some((s.clone(), start, *at));
+            let (start, n) = since.entry(s.session_id.clone()).or_insert((*at, 0));
+            *n += 1;
+            if enough(s, at - *start, *n) {
+                return Some((s.clone(), *start, *at));
             }
         }
     }
     None
+}
+
+/// A create session ends with its socket and its streamer (moonlight-web's own rule), so a
+/// create session without either is wrong as soon as it is confirmed; other modes may be so for
+/// a while.
+fn confirmed_or_held(t: &Thresholds, hold_secs: f64) -> impl Fn(&MlwSession, f64, usize) -> bool + '_ {
+    move |s, ms, polls| if s.mode == "create" { polls >= t.confirm_polls.max(1) } else { ms >= hold_secs * 1000.0 }
 }
 
 fn tab_of(c: &Ctx, session_id: &str) -> Option<TabId> {
@@ -383,23 +408,24 @@ fn tab_of(c: &Ctx, session_id: &str) -> Option<TabId> {
 }
 
 fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
-    let (s, from, at) = sustained(&c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, t.stuck_secs * 1000.0)?;
+    let (s, from, at) = sustained(&c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, confirmed_or_held(t, t.stuck_secs))?;
+    let rule = if s.mode == "create" { "; a create session ends with its socket" } else { "" };
     Some(Detection {
         fault: "F5",
         name: "stuck-session",
         tab: tab_of(c, &s.session_id),
-        message: format!("moonlight-web session {} ({}) has had has_websocket:false for {:.1} s with its streamer alive", s.session_id, s.mode, secs(at - from)),
+        message: format!("moonlight-web session {} ({}) has had has_websocket:false for {:.1} s with its streamer alive{rule}", s.session_id, s.mode, secs(at - from)),
         first_symptom: from,
         decided_at: at,
     })
 }
 
 fn f6_zombie_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
-    let listed_dead = sustained(&c.mlw_polls, |s| !s.streamer_alive, t.mismatch_secs * 1000.0).map(|(s, from, at)| Detection {
+    let listed_dead = sustained(&c.mlw_polls, |s| !s.streamer_alive, confirmed_or_held(t, t.mismatch_secs)).map(|(s, from, at)| Detection {
         fault: "F6",
         name: "zombie-streamer",
         tab: tab_of(c, &s.session_id),
-        message: format!("moonlight-web still lists session {} with streamer_alive:false after {:.1} s", s.session_id, secs(at - from)),
+        message: format!("moonlight-web still lists {} session {} with streamer_alive:false after {:.1} s", s.mode, s.session_id, secs(at - from)),
         first_symptom: from,
         decided_at: at,
     });
@@ -417,8 +443,13 @@ fn f6_zombie_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     [listed_dead, zombie_line, orphan].into_iter().flatten().min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
 }
 
+/// Removing a session stops its streamer (a healthy one exits within milliseconds), so a
+/// streamer still running `confirm_polls` polls after its session left the list is a zombie.
+/// Liveness can only be read now, so only the latest polls can decide.
 fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let mut last_pid: BTreeMap<String, (u32, EpochMs)> = BTreeMap::new();
+    // First poll without the session, and polls without it so far.
+    let mut gone: BTreeMap<String, (EpochMs, usize)> = BTreeMap::new();
     for (at, sessions) in &c.mlw_polls {
         for s in sessions {
             if let Some(pid) = s.streamer_pid {
@@ -426,14 +457,23 @@ fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             }
         }
         let listed: BTreeSet<&str> = sessions.iter().map(|s| s.session_id.as_str()).collect();
+        // A pid serving a listed session now is that session's, whoever had it before.
+        let live_pids: BTreeSet<u32> = sessions.iter().filter_map(|s| s.streamer_pid).collect();
         for (id, (pid, seen)) in &last_pid {
-            if !listed.contains(id.as_str()) && at - seen >= t.mismatch_secs * 1000.0 && *at >= c.end - 1000.0 && process_alive(*pid) {
+            if listed.contains(id.as_str()) {
+                gone.remove(id);
+                continue;
+            }
+            let (from, polls) = gone.entry(id.clone()).or_insert((*at, 0));
+            *polls += 1;
+            let confirmed = *polls >= t.confirm_polls.max(1) || at - seen >= t.mismatch_secs * 1000.0;
+            if confirmed && *at >= c.end - 1000.0 && !live_pids.contains(pid) && process_alive(*pid) {
                 return Some(Detection {
                     fault: "F6",
                     name: "zombie-streamer",
                     tab: tab_of(c, id),
-                    message: format!("streamer pid {pid} of moonlight-web session {id} is still running {:.1} s after the session left /api/sessions", secs(at - seen)),
-                    first_symptom: *seen,
+                    message: format!("streamer pid {pid} of moonlight-web session {id} is still running {:.1} s after the session left /api/sessions ({polls} polls)", secs(at - *from)),
+                    first_symptom: *from,
                     decided_at: *at,
                 });
             }
@@ -461,23 +501,31 @@ fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             }
         }
     }
-    let mut since: BTreeMap<String, EpochMs> = BTreeMap::new();
+    let mut since: BTreeMap<String, (EpochMs, usize)> = BTreeMap::new();
     for (at, sessions) in &c.wolf_sessions {
         let Some((_, mlw)) = c.mlw_polls.iter().rev().find(|(t, _)| t <= at) else { continue };
+        // moonlight-web's next answer too: a session born between the two polls is not an orphan.
+        let next = c.mlw_polls.iter().find(|(t, _)| t > at).map(|(_, m)| m);
+        let knows = |m: &Vec<MlwSession>, s: &WolfSession| m.iter().any(|m| m.client_unique_id.as_deref() == Some(s.client_unique_id.as_str()));
         let orphans: Vec<&WolfSession> = sessions
             .iter()
-            .filter(|s| !mlw.iter().any(|m| m.client_unique_id.as_deref() == Some(s.client_unique_id.as_str())))
+            .filter(|s| !knows(mlw, s) && !next.is_some_and(|n| knows(n, s)))
             .filter(|s| !pid_of.get(s.client_unique_id.as_str()).is_some_and(|p| process_alive(*p)))
             .collect();
         since.retain(|id, _| orphans.iter().any(|s| &s.client_id == id));
+        // After a restart the driver caused, Wolf may take a while to notice peers that died
+        // with it (an ENet timeout): there only the grace period counts.
+        let settling = c.restarts.iter().any(|r| *r <= *at && at - r < t.mismatch_secs * 1000.0);
         for s in orphans {
-            let start = *since.entry(s.client_id.clone()).or_insert(*at);
-            if at - start >= t.mismatch_secs * 1000.0 {
+            let (start, polls) = since.entry(s.client_id.clone()).or_insert((*at, 0));
+            *polls += 1;
+            let start = *start;
+            if (*polls >= t.confirm_polls.max(1) && !settling) || at - start >= t.mismatch_secs * 1000.0 {
                 return Some(Detection {
                     fault: "F7",
                     name: "lobby-mismatch",
                     tab: c.viewers.iter().find(|v| v.client_unique_id.as_deref() == Some(s.client_unique_id.as_str())).map(|v| v.tab),
-                    message: format!("Wolf has kept session {} ({}) for {:.1} s that moonlight-web no longer has", s.client_id, s.client_unique_id, secs(at - start)),
+                    message: format!("Wolf has kept session {} ({}) for {:.1} s ({polls} polls) that moonlight-web no longer has, and no streamer serves", s.client_id, s.client_unique_id, secs(at - start)),
                     first_symptom: start,
                     decided_at: *at,
                 });
@@ -486,6 +534,9 @@ fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     }
     None
 }
+
+/// Helix's answer when a join fails (`POST …/auto-join-lobby`, 500).
+const JOIN_FAILED: &str = "failed to join lobby";
 
 fn f10_restart_ghost(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let mut since: BTreeMap<(String, String), EpochMs> = BTreeMap::new();
@@ -500,6 +551,28 @@ fn f10_restart_ghost(c: &Ctx, t: &Thresholds) -> Option<Detection> {
         since.retain(|k, _| ghosts.contains(k));
         for g in ghosts {
             let start = *since.entry(g.clone()).or_insert(*at);
+            // A restart loses lobbies and a healthy Helix recreates them, so a stale belief is
+            // not yet a failure. A viewer of that session failing to join a lobby while Helix
+            // believed — before this poll and still at it — is one: the session cannot recover.
+            // (`Wolf UI session not found` is Helix not finding the viewer's stream yet.)
+            let tabs_of_session: BTreeSet<TabId> = c.viewers.iter().filter(|v| v.client_unique_id.as_deref().and_then(crate::verdict::checks::agent_session_of) == Some(g.0.as_str())).map(|v| v.tab).collect();
+            let join_failed = c.tab_texts.iter().find(|(a, tab, text)| *a >= start && *a < *at && tabs_of_session.contains(tab) && text.contains(JOIN_FAILED) && !text.contains("Wolf UI session not found"));
+            if let Some((failed_at, tab, text)) = join_failed {
+                return Some(Detection {
+                    fault: "F10",
+                    name: "restart-ghost",
+                    tab: Some(*tab),
+                    message: format!(
+                        "tab {tab} of {} could not rejoin: \"{}\"; Helix still names lobby {}, which Wolf has not listed for {:.1} s",
+                        g.0,
+                        text.chars().take(200).collect::<String>(),
+                        g.1,
+                        secs(failed_at - start)
+                    ),
+                    first_symptom: *failed_at,
+                    decided_at: *at,
+                });
+            }
             if at - start >= t.ghost_secs * 1000.0 {
                 let restart = c.restarts.iter().rev().find(|r| **r <= start);
                 return Some(Detection {
@@ -561,23 +634,34 @@ fn f9_frozen_video(c: &Ctx, t: &Thresholds) -> Option<Detection> {
         .iter()
         .filter_map(|v| {
             let connected = v.first_connected_at?;
-            let mut run: Option<(EpochMs, String)> = None;
+            // (first sample, its key, frames presented by then)
+            let mut run: Option<(EpochMs, String, u64)> = None;
             for f in v.frames.iter().filter(|f| f.at > connected && f.sample.video_width > 0 && f.sample.mean_luma >= crate::frames::analysis::BLACK_LUMA) {
                 // With stamps the counter must move; without, the picture hash.
                 let key = f.stamp.map(|s| format!("{}:{}", s.tag, s.counter)).unwrap_or_else(|| f.sample.hash.clone());
-                let s = match &run {
-                    Some((s, k)) if *k == key => *s,
+                let (s, p0) = match &run {
+                    Some((s, k, p0)) if *k == key => (*s, *p0),
                     _ => {
-                        run = Some((f.at, key));
-                        f.at
+                        run = Some((f.at, key, f.sample.presented));
+                        (f.at, f.sample.presented)
                     }
                 };
-                if f.at - s >= t.freeze_secs * 1000.0 && v.closed_at.is_none_or(|x| x > f.at) && !c.excused(v, f.at) {
+                // A stamp's counter moves with every source frame: new frames presented with the
+                // same stamp prove the source froze, long before a duration would. (A picture
+                // without a stamp may be still on purpose, so it needs the duration.)
+                let new_frames = f.sample.presented.saturating_sub(p0);
+                let proven = f.stamp.is_some() && new_frames >= t.freeze_frames.max(1);
+                if (proven || f.at - s >= t.freeze_secs * 1000.0) && v.closed_at.is_none_or(|x| x > f.at) && !c.excused(v, f.at) {
                     return Some(Detection {
                         fault: "F9",
                         name: "frozen-video",
                         tab: Some(v.tab),
-                        message: format!("{} picture has not changed for {:.1} s while the peer connection is {}", who(v), secs(f.at - s), v.connection_state.as_deref().unwrap_or("?")),
+                        message: format!(
+                            "{} picture has not changed for {:.1} s ({new_frames} new frames presented) while the peer connection is {}",
+                            who(v),
+                            secs(f.at - s),
+                            v.connection_state.as_deref().unwrap_or("?")
+                        ),
                         first_symptom: s,
                         decided_at: f.at,
                     });
@@ -636,6 +720,43 @@ fn f12_slow_launch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
 }
 
 fn f13_already_streaming_loop(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    held_session_id(c).or_else(|| repeated_busy_answers(c, t))
+}
+
+/// The mechanism itself: a viewer answered `AlreadyStreaming` while a viewer in another tab
+/// that is streaming — and not being torn down — holds the same `session_id`. Every retry will
+/// be refused alike, so the first answer decides. (Within one tab a Reconnect may race its own
+/// old socket's close; that is left to the count.)
+fn held_session_id(c: &Ctx) -> Option<Detection> {
+    c.viewers
+        .iter()
+        .filter_map(|v| {
+            let sid = v.session_id.as_deref()?;
+            let at = Ctx::error_at(v, "AlreadyStreaming")?;
+            let holder = c.viewers.iter().find(|w| {
+                w.tab != v.tab
+                    && w.session_id.as_deref() == Some(sid)
+                    && w.connection_complete_at.is_some_and(|x| x < at)
+                    && w.closed_at.is_none_or(|x| x > at)
+                    && !c.excused(w, at)
+            })?;
+            Some(Detection {
+                fault: "F13",
+                name: "already-streaming-loop",
+                tab: Some(v.tab),
+                message: format!(
+                    "{} was answered AlreadyStreaming: its session_id {sid} is the one {} streams with (a reused session_id; every retry meets the same)",
+                    who(v),
+                    who(holder)
+                ),
+                first_symptom: at,
+                decided_at: at,
+            })
+        })
+        .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}
+
+fn repeated_busy_answers(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     // Retries open new sockets with the same client_unique_id: count per viewer identity.
     let mut answers: BTreeMap<(TabId, String), Vec<EpochMs>> = BTreeMap::new();
     for v in &c.viewers {
@@ -761,6 +882,116 @@ mod tests {
         obs.push(log(7000.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5000"));
         obs.push(log(7001.0, "wolf", "[LOBBY] Moonlight stream 42 over, leaving lobby L"));
         assert!(detect(&obs, &Thresholds::default()).is_empty(), "{:?}", detect(&obs, &Thresholds::default()));
+    }
+
+    fn mlw(at: EpochMs, mode: &str, has_websocket: bool) -> Observation {
+        poll(at, "moonlight-web", "sessions", json!([{"session_id": "agent-ses_a-u", "client_unique_id": "helix-agent-ses_a-L-u", "mode": mode, "has_websocket": has_websocket, "streamer_pid": null, "streamer_alive": true}]))
+    }
+
+    #[test]
+    fn f5_confirms_a_socketless_create_session_in_two_polls_but_lets_keepalive_ones_wait() {
+        let t = Thresholds::default();
+        let create = vec![mlw(1000.0, "create", true), mlw(1500.0, "create", false)];
+        assert!(detect(&create, &t).is_empty(), "one poll may catch a close half way");
+        let mut create = create;
+        create.push(mlw(2000.0, "create", false));
+        let d = detect(&create, &t);
+        assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F5 stuck-session"]);
+        assert_eq!((d[0].first_symptom, d[0].decided_at), (1500.0, 2000.0));
+        // Keepalive sessions live without a socket: only `stuck_secs` makes them stuck.
+        let keepalive: Vec<_> = (0..10).map(|i| mlw(1000.0 + 500.0 * i as f64, "keepalive", false)).collect();
+        assert!(detect(&keepalive, &t).is_empty());
+        let long = Thresholds { stuck_secs: 4.0, ..t };
+        assert_eq!(detect(&keepalive, &long)[0].label(), "F5 stuck-session");
+    }
+
+    /// A viewer on tab `n` whose session_id is `sid`, streaming from t=2000 (`ConnectionComplete`).
+    fn streaming_viewer(n: TabId, sid: &str, at: EpochMs) -> Vec<Observation> {
+        let ev = |at: EpochMs, probe| Observation { at, event: Event::Tab { tab: n, probe } };
+        vec![
+            ev(at, ProbeEvent::PageLoad { url: "http://x/session".into() }),
+            ev(at + 10.0, ProbeEvent::WsOpen { ws: 0, url: "ws://x/moonlight/host/stream".into() }),
+            ev(at + 20.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": sid, "mode": "create", "client_unique_id": format!("helix-agent-ses_a-L-{n}")}}) }),
+            ev(at + 1000.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!({"ConnectionComplete": {"capabilities": {}, "width": 1, "height": 1, "client_id": format!("{n}")}}) }),
+        ]
+    }
+
+    #[test]
+    fn f13_decides_on_the_first_busy_answer_when_another_tab_streams_with_that_session_id() {
+        let mut obs = streaming_viewer(1, "agent-ses_a-shared", 0.0);
+        obs.extend(streaming_viewer(2, "agent-ses_a-shared", 3000.0).into_iter().take(3));
+        obs.push(Observation { at: 3500.0, event: Event::Tab { tab: 2, probe: ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!("AlreadyStreaming") } } });
+        let d = detect(&obs, &Thresholds::default());
+        assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F13 already-streaming-loop"]);
+        assert_eq!((d[0].tab, d[0].first_symptom, d[0].decided_at), (Some(2), 3500.0, 3500.0));
+        assert!(d[0].message.contains("tab 1"), "{}", d[0].message);
+        // Not while the holder's tab is being closed: its session may still be going away.
+        obs.push(Observation { at: 3200.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
+        obs.sort_by(|a, b| a.at.total_cmp(&b.at));
+        assert!(detect(&obs, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn f9_takes_new_frames_with_one_stamp_as_proof_but_an_unstamped_still_picture_must_last() {
+        use crate::frames::stamp::{draw, Stamp};
+        use crate::timeline::{FrameSample, PcStateKind, LUMA_H, LUMA_W};
+        use base64::Engine;
+        let sample = |presented: u64, stamp: Option<u16>| {
+            let mut luma = vec![128u8; LUMA_W * LUMA_H];
+            if let Some(counter) = stamp {
+                draw(&mut luma, LUMA_W, LUMA_H, Stamp { tag: 7, counter });
+            }
+            FrameSample { video_width: 320, video_height: 180, presented, mean_luma: 120.0, hash: "same".into(), luma: base64::engine::general_purpose::STANDARD.encode(&luma) }
+        };
+        let frames = |stamped: bool| {
+            let mut obs = viewer("ses_a");
+            let ev = |at: EpochMs, probe| Observation { at, event: Event::Tab { tab: 1, probe } };
+            obs.push(ev(1100.0, ProbeEvent::PcCreated { pc: 0, config: json!({}) }));
+            obs.push(ev(1110.0, ProbeEvent::Link { ws: 0, pc: 0 }));
+            obs.push(ev(1500.0, ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: "connected".into() }));
+            obs.push(ev(1600.0, ProbeEvent::VideoLink { pc: 0, video: 0 }));
+            // Moving for a second, then 6 frames per 200 ms sample with one picture.
+            for i in 0..5u64 {
+                obs.push(ev(2000.0 + 200.0 * i as f64, ProbeEvent::Frame { video: 0, sample: sample(1 + 6 * i, stamped.then_some(6 * i as u16)).clone() }));
+            }
+            for i in 5..8u64 {
+                let mut s = sample(1 + 6 * i, stamped.then_some(24));
+                if !stamped {
+                    s.hash = "frozen".into();
+                }
+                obs.push(ev(2000.0 + 200.0 * i as f64, ProbeEvent::Frame { video: 0, sample: s }));
+            }
+            obs
+        };
+        let d = detect(&frames(true), &Thresholds::default());
+        assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F9 frozen-video"]);
+        // Counter 24 first showed at 2800; 12 more frames with it by 3200.
+        assert_eq!((d[0].first_symptom, d[0].decided_at), (2800.0, 3200.0));
+        let more = Thresholds { freeze_frames: 100, ..Thresholds::default() };
+        assert!(detect(&frames(true), &more).is_empty(), "12 frames are not 100, and 0.4 s is not freeze_secs");
+        assert!(detect(&frames(false), &Thresholds::default()).is_empty(), "a still picture without a stamp needs freeze_secs");
+    }
+
+    #[test]
+    fn f10_decides_when_a_viewer_fails_to_join_while_helix_believes_in_a_lost_lobby() {
+        // Wolf restarted and lists no lobby; Helix still names L for ses_a.
+        let mut obs = streaming_viewer(1, "agent-ses_a-u", 0.0);
+        let believe = |at: EpochMs| vec![poll(at - 5.0, "wolf", "lobbies", json!([])), poll(at, "api", "session-lobbies", json!([{"session": "ses_a", "lobby_id": "L"}]))];
+        obs.extend(believe(3000.0));
+        obs.extend(believe(3500.0));
+        let t = Thresholds::default();
+        assert!(detect(&obs, &t).is_empty(), "a belief alone is not a failure before ghost_secs: Helix may recreate the lobby");
+        let text = |at: EpochMs, text: &str| Observation { at, event: Event::Tab { tab: 1, probe: ProbeEvent::Console { level: "warning".into(), text: text.into() } } };
+        // Helix not finding the viewer's stream yet is not about the lobby.
+        obs.push(text(3600.0, "auto-join failed: HTTP 500 {\"error\":\"failed to join lobby: Wolf UI session not found - client may not have connected yet\"}"));
+        obs.extend(believe(4000.0));
+        assert!(detect(&obs, &t).is_empty());
+        obs.push(text(4100.0, "auto-join failed: HTTP 500 {\"error\":\"failed to join lobby: Lobby or session not found\"}"));
+        assert!(detect(&obs, &t).is_empty(), "decided only once a later poll shows Helix still believing");
+        obs.extend(believe(4500.0));
+        let d = detect(&obs, &t);
+        assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F10 restart-ghost"]);
+        assert_eq!((d[0].tab, d[0].first_symptom, d[0].decided_at), (Some(1), 4100.0, 4500.0));
     }
 
     #[test]
