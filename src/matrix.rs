@@ -17,7 +17,8 @@ pub struct Case {
     pub scenario: &'static str,
 }
 
-/// The cases, in catalog order; the last is the clean baseline.
+/// The cases, in catalog order; then the clean baselines, one per scenario the faults use (a
+/// detector that decides early must stay silent wherever it runs).
 pub const CASES: &[Case] = &[
     Case { fault: "F1", switch: Some("cert-subject-collision"), scenario: "second-connection" },
     Case { fault: "F2", switch: Some("webrtc-port-range=40000-40000"), scenario: "second-connection" },
@@ -36,6 +37,8 @@ pub const CASES: &[Case] = &[
     // Reuse needs two viewers of one agent session.
     Case { fault: "F13", switch: Some("session-id-reuse"), scenario: "multi-tab-same-lobby" },
     Case { fault: "clean", switch: None, scenario: "second-connection" },
+    Case { fault: "clean", switch: None, scenario: "restart-chaos" },
+    Case { fault: "clean", switch: None, scenario: "multi-tab-same-lobby" },
 ];
 
 #[derive(Debug, Clone, Serialize)]

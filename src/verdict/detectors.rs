@@ -467,7 +467,10 @@ fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             let (from, polls) = gone.entry(id.clone()).or_insert((*at, 0));
             *polls += 1;
             let confirmed = *polls >= t.confirm_polls.max(1) || at - seen >= t.mismatch_secs * 1000.0;
-            if confirmed && *at >= c.end - 1000.0 && !live_pids.contains(pid) && process_alive(*pid) {
+            // Live detection looks within a second of the confirmation; later, the pid may
+            // belong to another process by now.
+            let recent = at - *from <= t.mismatch_secs * 1000.0 + 2000.0;
+            if confirmed && recent && *at >= c.end - 1000.0 && !live_pids.contains(pid) && process_alive(*pid) {
                 return Some(Detection {
                     fault: "F6",
                     name: "zombie-streamer",
