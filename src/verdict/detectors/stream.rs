@@ -1,0 +1,131 @@
+//! Detectors of streams that were up and went wrong: the control peer dropped (F4), black
+//! (F8) or frozen (F9) pictures, a data channel's SCTP corruption (F11).
+
+use super::*;
+
+pub(super) fn f4_control_stream_timeout(c: &Ctx) -> Option<Detection> {
+    for (i, (at, _, m)) in c.logs.iter().enumerate() {
+        if !m.contains("[ENET] disconnected client") {
+            continue;
+        }
+        // Wolf follows the disconnect with the session leaving its lobby; a later disconnect's
+        // line belongs to that one (tabs closing together disconnect within milliseconds).
+        let over = c.logs[i + 1..].iter().take_while(|(t, _, m)| *t - at < 500.0 && !m.contains("[ENET] disconnected client")).find_map(|(_, _, m)| {
+            let rest = m.strip_prefix("[LOBBY] Moonlight stream ")?;
+            let (sid, lid) = rest.split_once(" over, leaving lobby ")?;
+            Some((sid.trim().to_string(), lid.trim().to_string()))
+        });
+        let Some((sid, lid)) = over else { continue };
+        let Some(v) = c.viewers.iter().find(|v| v.client_id.as_deref() == Some(sid.as_str())) else { continue };
+        // A streaming viewer the driver was not tearing down, whose tab learned of it after.
+        let streaming = v.connection_complete_at.is_some_and(|t| t < *at) && v.closed_at.is_none_or(|x| x > *at);
+        let told_after = Ctx::error_at(v, "PeerDisconnect").is_none_or(|p| p >= *at);
+        if !streaming || !told_after || c.excused(v, *at) {
+            continue;
+        }
+        let joined = c.logs.iter().rev().find(|(t, _, m)| t <= at && parse_join(m).is_some_and(|(s, _)| s == sid)).map(|(t, _, _)| *t);
+        return Some(Detection {
+            fault: "F4",
+            name: "control-stream-timeout",
+            tab: Some(v.tab),
+            message: format!(
+                "Wolf logged \"{m}\" for session {sid} of {}{}; it left lobby {lid} while the tab was streaming",
+                who(v),
+                joined.map(|j| format!(", {:.1} s after it joined", secs(at - j))).unwrap_or_default()
+            ),
+            first_symptom: *at,
+            decided_at: *at,
+        });
+    }
+    None
+}
+
+/// With Wolf's own buffer-pool error logged, two black samples in a row are enough.
+pub(super) const BLACK_WITH_POOL_ERROR_MS: f64 = 300.0;
+
+pub(super) fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let pool_error = c.first_log("Failed to acquire buffer from pool", 0.0).map(|(at, _)| at);
+    c.viewers
+        .iter()
+        .filter_map(|v| {
+            let mut start: Option<EpochMs> = None;
+            for f in v.frames.iter().filter(|f| f.sample.video_width > 0) {
+                if f.sample.mean_luma < crate::frames::analysis::BLACK_LUMA {
+                    let s = *start.get_or_insert(f.at);
+                    let needed = if pool_error.is_some_and(|p| p <= f.at) { BLACK_WITH_POOL_ERROR_MS.min(t.black_secs * 1000.0) } else { t.black_secs * 1000.0 };
+                    if f.at - s >= needed && !c.excused(v, f.at) {
+                        let decoding = v.last_stats.as_ref().and_then(|s| s.stats.frames_decoded).map(|n| format!("{n} frames decoded")).unwrap_or_else(|| format!("{} frames presented", f.sample.presented));
+                        let pool = c.first_log("Failed to acquire buffer from pool", 0.0).map(|(_, l)| format!("; Wolf logged \"{l}\"")).unwrap_or_default();
+                        return Some(Detection {
+                            fault: "F8",
+                            name: "black-frames",
+                            tab: Some(v.tab),
+                            message: format!("{} shows black frames (mean luma {:.0}) for {:.1} s while decoding ({decoding}){pool}", who(v), f.sample.mean_luma, secs(f.at - s)),
+                            first_symptom: s,
+                            decided_at: f.at,
+                        });
+                    }
+                } else {
+                    start = None;
+                }
+            }
+            None
+        })
+        .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}
+
+pub(super) fn f9_frozen_video(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    c.viewers
+        .iter()
+        .filter_map(|v| {
+            let connected = v.first_connected_at?;
+            // (first sample, its key, frames presented by then)
+            let mut run: Option<(EpochMs, String, u64)> = None;
+            for f in v.frames.iter().filter(|f| f.at > connected && f.sample.video_width > 0 && f.sample.mean_luma >= crate::frames::analysis::BLACK_LUMA) {
+                // With stamps the counter must move; without, the picture hash.
+                let key = f.stamp.map(|s| format!("{}:{}", s.tag, s.counter)).unwrap_or_else(|| f.sample.hash.clone());
+                let (s, p0) = match &run {
+                    Some((s, k, p0)) if *k == key => (*s, *p0),
+                    _ => {
+                        run = Some((f.at, key, f.sample.presented));
+                        (f.at, f.sample.presented)
+                    }
+                };
+                // A stamp's counter moves with every source frame: new frames presented with the
+                // same stamp prove the source froze, long before a duration would. (A picture
+                // without a stamp may be still on purpose, so it needs the duration.)
+                let new_frames = f.sample.presented.saturating_sub(p0);
+                let proven = f.stamp.is_some() && new_frames >= t.freeze_frames.max(1);
+                if (proven || f.at - s >= t.freeze_secs * 1000.0) && v.closed_at.is_none_or(|x| x > f.at) && !c.excused(v, f.at) {
+                    return Some(Detection {
+                        fault: "F9",
+                        name: "frozen-video",
+                        tab: Some(v.tab),
+                        message: format!(
+                            "{} picture has not changed for {:.1} s ({new_frames} new frames presented) while the peer connection is {}",
+                            who(v),
+                            secs(f.at - s),
+                            v.connection_state.as_deref().unwrap_or("?")
+                        ),
+                        first_symptom: s,
+                        decided_at: f.at,
+                    });
+                }
+            }
+            None
+        })
+        .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+}
+
+pub(super) fn f11_sctp_corruption(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let lines: Vec<EpochMs> = c.logs.iter().filter(|(_, _, m)| m.contains("chunk too short")).map(|(t, _, _)| *t).collect();
+    let n = t.sctp_lines.max(1);
+    lines.windows(n).find(|w| w[n - 1] - w[0] <= t.sctp_window_secs * 1000.0).map(|w| Detection {
+        fault: "F11",
+        name: "sctp-corruption",
+        tab: None,
+        message: format!("moonlight-web logged `chunk too short` {n} times in {:.1} s", secs(w[n - 1] - w[0])),
+        first_symptom: w[0],
+        decided_at: w[n - 1],
+    })
+}

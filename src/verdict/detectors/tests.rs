@@ -1,0 +1,228 @@
+use super::*;
+use crate::timeline::{Direction, ProbeEvent};
+use serde_json::json;
+
+fn log(at: EpochMs, service: &str, message: &str) -> Observation {
+    Observation { at, event: Event::Log { service: service.into(), level: "INFO".into(), message: message.into() } }
+}
+fn poll(at: EpochMs, service: &str, what: &str, data: serde_json::Value) -> Observation {
+    Observation { at, event: Event::Poll { service: service.into(), what: what.into(), data } }
+}
+fn tab(at: EpochMs, probe: ProbeEvent) -> Observation {
+    Observation { at, event: Event::Tab { tab: 1, probe } }
+}
+fn received(at: EpochMs, msg: serde_json::Value) -> Observation {
+    tab(at, ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg })
+}
+/// A viewer of `ses` on tab 1 that got as far as WebRTC negotiation at t=1000.
+fn viewer(ses: &str) -> Vec<Observation> {
+    vec![
+        tab(0.0, ProbeEvent::PageLoad { url: "http://x/session".into() }),
+        tab(10.0, ProbeEvent::WsOpen { ws: 0, url: "ws://x/moonlight/host/stream".into() }),
+        tab(20.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": format!("agent-{ses}-u"), "mode": "create", "client_unique_id": format!("helix-agent-{ses}-L-u")}}) }),
+        received(1000.0, json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})),
+    ]
+}
+fn lobby(sessions: &[&str]) -> serde_json::Value {
+    json!([{"id": "L", "name": "Agent", "runner": {"env": ["HELIX_SESSION_ID=ses_a"]}, "connected_sessions": sessions}])
+}
+
+#[test]
+fn f2_names_a_viewer_whose_ice_never_connects_and_cites_the_bind_failure() {
+    let mut obs = viewer("ses_a");
+    obs.push(log(1100.0, "moonlight-web", "[Streamer x] WARN webrtc_ice: could not listen udp 198.51.100.2: no port available"));
+    obs.push(log(1500.0, "moonlight-web", "still going"));
+    let d = detect(&obs, &Thresholds::default());
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].label(), "F2 webrtc-ports-exhausted");
+    assert_eq!((d[0].first_symptom, d[0].decided_at), (1100.0, 1400.0));
+    assert!(d[0].message.contains("could not listen udp 198.51.100.2"), "{}", d[0].message);
+}
+
+#[test]
+fn f2_ignores_ipv6_link_local_noise_and_a_viewer_that_connects() {
+    let mut obs = viewer("ses_a");
+    obs.push(log(1100.0, "moonlight-web", "could not listen udp fe80::1: invalid port number"));
+    obs.push(tab(1200.0, ProbeEvent::PcCreated { pc: 0, config: json!({}) }));
+    obs.push(tab(1200.0, ProbeEvent::Link { ws: 0, pc: 0 }));
+    obs.push(tab(1500.0, ProbeEvent::PcState { pc: 0, which: crate::timeline::PcStateKind::Connection, state: "connected".into() }));
+    obs.push(log(20_000.0, "moonlight-web", "later"));
+    assert!(detect(&obs, &Thresholds::default()).is_empty());
+}
+
+#[test]
+fn f3_needs_consecutive_polls_missing_a_logged_join() {
+    let sessions = json!([{"app_id": "1", "client_id": "42", "client_ip": "127.0.0.1", "client_unique_id": "helix-agent-ses_a-L-u"}]);
+    let mut obs = vec![log(1000.0, "wolf", "[LOBBY] Session 42 joining lobby L"), poll(1050.0, "wolf", "sessions", sessions.clone()), poll(1060.0, "wolf", "lobbies", lobby(&[]))];
+    assert!(detect(&obs, &Thresholds::default()).is_empty(), "a poll racing the join is no evidence");
+    obs.push(poll(1500.0, "wolf", "sessions", sessions.clone()));
+    obs.push(poll(1510.0, "wolf", "lobbies", lobby(&[])));
+    assert!(detect(&obs, &Thresholds::default()).is_empty(), "one late poll is not enough");
+    obs.push(poll(2000.0, "wolf", "sessions", sessions.clone()));
+    obs.push(poll(2010.0, "wolf", "lobbies", lobby(&[])));
+    let d = detect(&obs, &Thresholds::default());
+    assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F3 join-not-counted"]);
+    assert_eq!((d[0].first_symptom, d[0].decided_at), (1510.0, 2010.0));
+    // Counted: nothing to say.
+    let ok = vec![log(1000.0, "wolf", "[LOBBY] Session 42 joining lobby L"), poll(1500.0, "wolf", "sessions", sessions.clone()), poll(1510.0, "wolf", "lobbies", lobby(&["42"])), poll(2000.0, "wolf", "sessions", sessions), poll(2010.0, "wolf", "lobbies", lobby(&["42"]))];
+    assert!(detect(&ok, &Thresholds::default()).is_empty());
+}
+
+#[test]
+fn f4_is_an_enet_drop_of_a_streaming_viewer_not_one_the_driver_closed() {
+    let mut obs = viewer("ses_a");
+    obs.push(received(2000.0, json!({"ConnectionComplete": {"capabilities": {"touch": false}, "width": 320, "height": 180, "client_id": "42"}})));
+    obs.push(log(3000.0, "wolf", "[LOBBY] Session 42 joining lobby L"));
+    obs.push(log(7000.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5000"));
+    obs.push(log(7001.0, "wolf", "[LOBBY] Moonlight stream 42 over, leaving lobby L"));
+    obs.push(received(7100.0, json!("PeerDisconnect")));
+    let d = detect(&obs, &Thresholds::default());
+    assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F4 control-stream-timeout"]);
+    assert!(d[0].message.contains("4.0 s after it joined"), "{}", d[0].message);
+    // The same lines after the driver started closing the tab are the driver's doing.
+    obs.insert(5, Observation { at: 6900.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
+    obs.sort_by(|a, b| a.at.total_cmp(&b.at));
+    assert!(detect(&obs, &Thresholds::default()).is_empty());
+}
+
+#[test]
+fn f4_pairs_each_leave_with_its_own_disconnect_when_tabs_close_together() {
+    // Another tab's disconnect at 6700 (nothing of ours), then ours at 7000 once its close
+    // began at 6950: the leave at 7001 belongs to the 7000 line, which the close excuses.
+    let mut obs = viewer("ses_a");
+    obs.push(received(2000.0, json!({"ConnectionComplete": {"capabilities": {"touch": false}, "width": 320, "height": 180, "client_id": "42"}})));
+    obs.push(log(3000.0, "wolf", "[LOBBY] Session 42 joining lobby L"));
+    obs.push(log(6700.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5001"));
+    obs.push(Observation { at: 6950.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
+    obs.push(log(7000.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5000"));
+    obs.push(log(7001.0, "wolf", "[LOBBY] Moonlight stream 42 over, leaving lobby L"));
+    assert!(detect(&obs, &Thresholds::default()).is_empty(), "{:?}", detect(&obs, &Thresholds::default()));
+}
+
+fn mlw(at: EpochMs, mode: &str, has_websocket: bool) -> Observation {
+    poll(at, "moonlight-web", "sessions", json!([{"session_id": "agent-ses_a-u", "client_unique_id": "helix-agent-ses_a-L-u", "mode": mode, "has_websocket": has_websocket, "streamer_pid": null, "streamer_alive": true}]))
+}
+
+#[test]
+fn f5_confirms_a_socketless_create_session_in_two_polls_but_lets_keepalive_ones_wait() {
+    let t = Thresholds::default();
+    let create = vec![mlw(1000.0, "create", true), mlw(1500.0, "create", false)];
+    assert!(detect(&create, &t).is_empty(), "one poll may catch a close half way");
+    let mut create = create;
+    create.push(mlw(2000.0, "create", false));
+    let d = detect(&create, &t);
+    assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F5 stuck-session"]);
+    assert_eq!((d[0].first_symptom, d[0].decided_at), (1500.0, 2000.0));
+    // Keepalive sessions live without a socket: only `stuck_secs` makes them stuck.
+    let keepalive: Vec<_> = (0..10).map(|i| mlw(1000.0 + 500.0 * i as f64, "keepalive", false)).collect();
+    assert!(detect(&keepalive, &t).is_empty());
+    let long = Thresholds { stuck_secs: 4.0, ..t };
+    assert_eq!(detect(&keepalive, &long)[0].label(), "F5 stuck-session");
+}
+
+/// A viewer on tab `n` whose session_id is `sid`, streaming from t=2000 (`ConnectionComplete`).
+fn streaming_viewer(n: TabId, sid: &str, at: EpochMs) -> Vec<Observation> {
+    let ev = |at: EpochMs, probe| Observation { at, event: Event::Tab { tab: n, probe } };
+    vec![
+        ev(at, ProbeEvent::PageLoad { url: "http://x/session".into() }),
+        ev(at + 10.0, ProbeEvent::WsOpen { ws: 0, url: "ws://x/moonlight/host/stream".into() }),
+        ev(at + 20.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": sid, "mode": "create", "client_unique_id": format!("helix-agent-ses_a-L-{n}")}}) }),
+        ev(at + 1000.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!({"ConnectionComplete": {"capabilities": {}, "width": 1, "height": 1, "client_id": format!("{n}")}}) }),
+    ]
+}
+
+#[test]
+fn f13_decides_on_the_first_busy_answer_when_another_tab_streams_with_that_session_id() {
+    let mut obs = streaming_viewer(1, "agent-ses_a-shared", 0.0);
+    obs.extend(streaming_viewer(2, "agent-ses_a-shared", 3000.0).into_iter().take(3));
+    obs.push(Observation { at: 3500.0, event: Event::Tab { tab: 2, probe: ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!("AlreadyStreaming") } } });
+    let d = detect(&obs, &Thresholds::default());
+    assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F13 already-streaming-loop"]);
+    assert_eq!((d[0].tab, d[0].first_symptom, d[0].decided_at), (Some(2), 3500.0, 3500.0));
+    assert!(d[0].message.contains("tab 1"), "{}", d[0].message);
+    // Not while the holder's tab is being closed: its session may still be going away.
+    obs.push(Observation { at: 3200.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
+    obs.sort_by(|a, b| a.at.total_cmp(&b.at));
+    assert!(detect(&obs, &Thresholds::default()).is_empty());
+}
+
+#[test]
+fn f9_takes_new_frames_with_one_stamp_as_proof_but_an_unstamped_still_picture_must_last() {
+    use crate::frames::stamp::{draw, Stamp};
+    use crate::timeline::{FrameSample, PcStateKind, LUMA_H, LUMA_W};
+    use base64::Engine;
+    let sample = |presented: u64, stamp: Option<u16>| {
+        let mut luma = vec![128u8; LUMA_W * LUMA_H];
+        if let Some(counter) = stamp {
+            draw(&mut luma, LUMA_W, LUMA_H, Stamp { tag: 7, counter });
+        }
+        FrameSample { video_width: 320, video_height: 180, presented, mean_luma: 120.0, hash: "same".into(), luma: base64::engine::general_purpose::STANDARD.encode(&luma) }
+    };
+    let frames = |stamped: bool| {
+        let mut obs = viewer("ses_a");
+        let ev = |at: EpochMs, probe| Observation { at, event: Event::Tab { tab: 1, probe } };
+        obs.push(ev(1100.0, ProbeEvent::PcCreated { pc: 0, config: json!({}) }));
+        obs.push(ev(1110.0, ProbeEvent::Link { ws: 0, pc: 0 }));
+        obs.push(ev(1500.0, ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: "connected".into() }));
+        obs.push(ev(1600.0, ProbeEvent::VideoLink { pc: 0, video: 0 }));
+        // Moving for a second, then 6 frames per 200 ms sample with one picture.
+        for i in 0..5u64 {
+            obs.push(ev(2000.0 + 200.0 * i as f64, ProbeEvent::Frame { video: 0, sample: sample(1 + 6 * i, stamped.then_some(6 * i as u16)).clone() }));
+        }
+        for i in 5..8u64 {
+            let mut s = sample(1 + 6 * i, stamped.then_some(24));
+            if !stamped {
+                s.hash = "frozen".into();
+            }
+            obs.push(ev(2000.0 + 200.0 * i as f64, ProbeEvent::Frame { video: 0, sample: s }));
+        }
+        obs
+    };
+    let d = detect(&frames(true), &Thresholds::default());
+    assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F9 frozen-video"]);
+    // Counter 24 first showed at 2800; 12 more frames with it by 3200.
+    assert_eq!((d[0].first_symptom, d[0].decided_at), (2800.0, 3200.0));
+    let more = Thresholds { freeze_frames: 100, ..Thresholds::default() };
+    assert!(detect(&frames(true), &more).is_empty(), "12 frames are not 100, and 0.4 s is not freeze_secs");
+    assert!(detect(&frames(false), &Thresholds::default()).is_empty(), "a still picture without a stamp needs freeze_secs");
+}
+
+#[test]
+fn f10_decides_when_a_viewer_fails_to_join_while_helix_believes_in_a_lost_lobby() {
+    // Wolf restarted and lists no lobby; Helix still names L for ses_a.
+    let mut obs = streaming_viewer(1, "agent-ses_a-u", 0.0);
+    let believe = |at: EpochMs| vec![poll(at - 5.0, "wolf", "lobbies", json!([])), poll(at, "api", "session-lobbies", json!([{"session": "ses_a", "lobby_id": "L"}]))];
+    obs.extend(believe(3000.0));
+    obs.extend(believe(3500.0));
+    let t = Thresholds::default();
+    assert!(detect(&obs, &t).is_empty(), "a belief alone is not a failure before ghost_secs: Helix may recreate the lobby");
+    let text = |at: EpochMs, text: &str| Observation { at, event: Event::Tab { tab: 1, probe: ProbeEvent::Console { level: "warning".into(), text: text.into() } } };
+    // Helix not finding the viewer's stream yet is not about the lobby.
+    obs.push(text(3600.0, "auto-join failed: HTTP 500 {\"error\":\"failed to join lobby: Wolf UI session not found - client may not have connected yet\"}"));
+    obs.extend(believe(4000.0));
+    assert!(detect(&obs, &t).is_empty());
+    obs.push(text(4100.0, "auto-join failed: HTTP 500 {\"error\":\"failed to join lobby: Lobby or session not found\"}"));
+    assert!(detect(&obs, &t).is_empty(), "decided only once a later poll shows Helix still believing");
+    obs.extend(believe(4500.0));
+    let d = detect(&obs, &t);
+    assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F10 restart-ghost"]);
+    assert_eq!((d[0].tab, d[0].first_symptom, d[0].decided_at), (Some(1), 4100.0, 4500.0));
+}
+
+#[test]
+fn f11_counts_lines_in_a_window_and_f13_counts_busy_answers() {
+    let obs = vec![log(0.0, "moonlight-web", "chunk too short"), log(20_000.0, "moonlight-web", "chunk too short"), log(21_000.0, "moonlight-web", "chunk too short")];
+    assert!(detect(&obs, &Thresholds::default()).is_empty(), "3 lines over 21 s is not 3 in 10 s");
+    let mut obs = obs;
+    obs.push(log(22_000.0, "moonlight-web", "chunk too short"));
+    assert_eq!(detect(&obs, &Thresholds::default())[0].label(), "F11 sctp-corruption");
+
+    let mut obs = viewer("ses_a");
+    obs.push(received(1500.0, json!("AlreadyStreaming")));
+    assert!(detect(&obs, &Thresholds::default()).is_empty(), "one busy answer is a retry, not a loop");
+    obs.push(tab(3500.0, ProbeEvent::WsOpen { ws: 1, url: "ws://x/moonlight/host/stream".into() }));
+    obs.push(tab(3510.0, ProbeEvent::WsMessage { ws: 1, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": "agent-ses_a-u", "mode": "create", "client_unique_id": "helix-agent-ses_a-L-u"}}) }));
+    obs.push(tab(3600.0, ProbeEvent::WsMessage { ws: 1, dir: Direction::Received, msg: json!("AlreadyStreaming") }));
+    let d = detect(&obs, &Thresholds::default());
+    assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F13 already-streaming-loop"]);
+}
