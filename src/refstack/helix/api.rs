@@ -198,6 +198,9 @@ pub async fn stop_agent(State(helix): State<Arc<Helix>>, Path(ses_id): Path<Stri
             Err(e) => tracing::warn!(ses_id = %ses_id, wolf_session = %s.client_id, "stopping Wolf session failed: {e}"),
         }
     }
+    // Held until the agent is gone from the store, so the lobby watch cannot take the stopped
+    // lobby for a lost one and recreate it.
+    let _no_recreate = helix.create_lock.lock().await;
     match helix.wolf.stop_lobby(&agent.lobby_id, Some(&agent.pin)).await {
         Ok(()) => {}
         // Wolf already forgot the lobby (a restart): the agent is stopped as far as Wolf goes.

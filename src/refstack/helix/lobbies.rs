@@ -19,9 +19,12 @@ pub async fn watch(helix: Arc<Helix>) {
     let mut reported: HashSet<String> = HashSet::new();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
+        // Agents first, Wolf second: an agent stored after Wolf answered would have a lobby
+        // newer than the answer, and look lost.
+        let agents = helix.store.agents();
         let Ok(lobbies) = helix.wolf.lobbies().await else { continue };
         let live: HashSet<&str> = lobbies.iter().map(|l| l.id.as_str()).collect();
-        for agent in helix.store.agents() {
+        for agent in agents {
             if live.contains(agent.lobby_id.as_str()) {
                 continue;
             }
@@ -31,8 +34,10 @@ pub async fn watch(helix: Arc<Helix>) {
                 }
                 continue;
             }
-            if let Err(e) = recreate(&helix, &agent).await {
-                tracing::warn!(ses_id = %agent.id, "recreating lost lobby failed: {e}");
+            match recreate(&helix, &agent).await {
+                // Stopped meanwhile: its lobby went with it.
+                Ok(_) | Err(HelixError::NotFound(_)) => {}
+                Err(e) => tracing::warn!(ses_id = %agent.id, "recreating lost lobby failed: {e}"),
             }
         }
     }
