@@ -71,7 +71,18 @@ pub(super) fn tab_of(c: &Ctx, session_id: &str) -> Option<TabId> {
 }
 
 pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
-    let (s, from, at) = sustained(&c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, confirmed_or_held(t, t.stuck_secs))?;
+    // moonlight-web's API says "alive" until it has reaped the process, and a streamer told to
+    // stop may take a moment (F6's listed zombie starts exactly so): the quick rule also wants
+    // the streamer seen running on this machine when it decides. Where its pid cannot be
+    // checked (another machine, a container), only `stuck_secs` counts.
+    let quick = |s: &MlwSession, ms: f64, polls: usize| {
+        if s.mode == "create" && s.streamer_pid.is_some_and(process_alive) {
+            polls >= t.confirm_polls.max(1)
+        } else {
+            ms >= t.stuck_secs * 1000.0
+        }
+    };
+    let (s, from, at) = sustained(&c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, quick)?;
     let rule = if s.mode == "create" { "; a create session ends with its socket" } else { "" };
     Some(Detection {
         fault: "F5",
