@@ -60,10 +60,10 @@ pub(super) fn sustained(polls: &[(EpochMs, Vec<MlwSession>)], pred: impl Fn(&Mlw
 }
 
 /// A create session ends with its socket and its streamer (moonlight-web's own rule), so a
-/// create session without either is wrong as soon as it is confirmed; other modes may be so for
-/// a while.
-pub(super) fn confirmed_or_held(t: &Thresholds, hold_secs: f64) -> impl Fn(&MlwSession, f64, usize) -> bool + '_ {
-    move |s, ms, polls| if s.mode == "create" { polls >= t.confirm_polls.max(1) } else { ms >= hold_secs * 1000.0 }
+/// create session without either is wrong as soon as it is confirmed — where `provable` says the
+/// evidence holds; other modes, and unprovable cases, may be so for `hold_secs`.
+pub(super) fn confirmed_or_held<'a>(t: &'a Thresholds, hold_secs: f64, provable: impl Fn(&MlwSession) -> bool + 'a) -> impl Fn(&MlwSession, f64, usize) -> bool + 'a {
+    move |s, ms, polls| if s.mode == "create" && provable(s) { polls >= t.confirm_polls.max(1) } else { ms >= hold_secs * 1000.0 }
 }
 
 pub(super) fn tab_of(c: &Ctx, session_id: &str) -> Option<TabId> {
@@ -75,14 +75,8 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     // stop may take a moment (F6's listed zombie starts exactly so): the quick rule also wants
     // the streamer seen running on this machine when it decides. Where its pid cannot be
     // checked (another machine, a container), only `stuck_secs` counts.
-    let quick = |s: &MlwSession, ms: f64, polls: usize| {
-        if s.mode == "create" && s.streamer_pid.is_some_and(process_alive) {
-            polls >= t.confirm_polls.max(1)
-        } else {
-            ms >= t.stuck_secs * 1000.0
-        }
-    };
-    let (s, from, at) = sustained(&c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, quick)?;
+    let running_here = |s: &MlwSession| s.streamer_pid.is_some_and(process_alive);
+    let (s, from, at) = sustained(&c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, confirmed_or_held(t, t.stuck_secs, running_here))?;
     let rule = if s.mode == "create" { "; a create session ends with its socket" } else { "" };
     Some(Detection {
         fault: "F5",
@@ -95,7 +89,7 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
 }
 
 pub(super) fn f6_zombie_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
-    let listed_dead = sustained(&c.mlw_polls, |s| !s.streamer_alive, confirmed_or_held(t, t.mismatch_secs)).map(|(s, from, at)| Detection {
+    let listed_dead = sustained(&c.mlw_polls, |s| !s.streamer_alive, confirmed_or_held(t, t.mismatch_secs, |_| true)).map(|(s, from, at)| Detection {
         fault: "F6",
         name: "zombie-streamer",
         tab: tab_of(c, &s.session_id),
