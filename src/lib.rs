@@ -16,6 +16,7 @@ pub mod redact;
 pub mod refstack;
 pub mod report;
 pub mod scenario;
+pub mod supervisor;
 pub mod sut;
 pub mod timeline;
 pub mod verdict;

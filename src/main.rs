@@ -8,7 +8,7 @@ use helix_e2e::refstack::faults::Fault;
 use helix_e2e::scenario::params::Params;
 use helix_e2e::scenario::{self, RunOptions, TargetChoice};
 use helix_e2e::sut::control::processes::ProcessStack;
-use helix_e2e::{netns, probe, refstack};
+use helix_e2e::{netns, probe, refstack, supervisor};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -260,10 +260,26 @@ fn main() {
     match code {
         Ok(c) => std::process::exit(c),
         Err(e) => {
-            eprintln!("helix-e2e: error: {e:#}");
+            eprintln!("helix-e2e: error: {}", one_line(&e));
             std::process::exit(2);
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: many errors already quote their source
+/// (`reading x: No such file (os error 2)`), and anyhow's chain would say it again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn init_tracing(default: &str) {
@@ -318,18 +334,45 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         Some(r) => (Some(r.plans), r.params),
         None => (None, params),
     };
-    if let Some(name) = args.runner.netns.as_deref().filter(|_| !netns::inside()) {
-        eprintln!("helix-e2e: running inside network namespace {name}");
-        return Ok(netns::reexec_into(name)?);
-    }
-    if !args.runner.no_netns && !netns::inside() && args.target.is_none() && netns::available() {
-        eprintln!("helix-e2e: running inside a private network namespace (use --no-netns to skip)");
-        return Ok(netns::reexec_inside()?);
-    }
     if args.target.is_some() && !args.faults.is_empty() {
         bail!("--fault switches apply to the embedded reference stack only, not to --target");
     }
-    ensure_chromium(&args)?;
+    // Bad input is refused here, before a namespace, a temp directory or an artifact directory
+    // exists: the target file (and the secrets it names), the thresholds file.
+    if let Some(p) = &args.target {
+        helix_e2e::config::Target::load(p)?;
+    }
+    let thresholds = match &args.thresholds {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading thresholds {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("thresholds file {} is not valid", p.display()))?
+        }
+        None => Default::default(),
+    };
+    let Some(inner) = supervisor::Inner::from_env() else {
+        // Chromium is installed here, outside any namespace (apt needs the network).
+        ensure_chromium(&args)?;
+        let choice = match &args.runner.netns {
+            Some(name) => {
+                eprintln!("helix-e2e: running inside network namespace {name}");
+                supervisor::NetnsChoice::Join(name.clone())
+            }
+            None if !args.runner.no_netns && args.target.is_none() && netns::available() => {
+                eprintln!("helix-e2e: running inside a private network namespace (use --no-netns to skip)");
+                supervisor::NetnsChoice::Fresh
+            }
+            None => supervisor::NetnsChoice::Host,
+        };
+        return Ok(supervisor::supervise(choice)?);
+    };
+    let code = run_supervised(args, scenarios, time_scale, params, plans, thresholds);
+    // Whoever survives cleans up: when the supervisor is gone, nobody else deletes these.
+    inner.cleanup();
+    code
+}
+
+/// The run itself, in the supervised child.
+fn run_supervised(args: RunArgs, scenarios: Vec<String>, time_scale: f64, params: std::collections::BTreeMap<String, Params>, plans: Option<Vec<scenario::plan::Plan>>, thresholds: helix_e2e::verdict::detectors::Thresholds) -> anyhow::Result<i32> {
     let seed = args.seed.unwrap_or_else(rand_seed);
     let exe = std::env::current_exe().context("locating the helix-e2e executable")?;
     // Flags that set up the same conditions; the scenario names and seed go in front.
@@ -387,13 +430,6 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         None => TargetChoice::Embedded { exe, faults: args.faults.clone() },
     };
     let browser = BrowserOptions { executable: args.runner.chromium.clone(), headless: !args.runner.headed, ..BrowserOptions::default() };
-    let thresholds = match &args.thresholds {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading thresholds {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("thresholds file {} is not valid", p.display()))?
-        }
-        None => Default::default(),
-    };
     let opts = RunOptions {
         scenarios,
         seed,
@@ -415,7 +451,11 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
     if args.runner.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
-    eprintln!("helix-e2e: {} — artifacts in {}", format!("{:?}", summary.verdict).to_uppercase(), summary.artifacts);
+    // A run-level error (a login refused, a service not there) is said here, once, with its cause.
+    match &summary.error {
+        Some(e) => eprintln!("helix-e2e: {}: {e} — artifacts in {}", format!("{:?}", summary.verdict).to_uppercase(), summary.artifacts),
+        None => eprintln!("helix-e2e: {} — artifacts in {}", format!("{:?}", summary.verdict).to_uppercase(), summary.artifacts),
+    }
     if summary.verdict != helix_e2e::report::Verdict::Pass {
         eprintln!("helix-e2e: replay with: {}  (or exactly: helix-e2e replay {})", summary.replay, summary.artifacts);
     }
@@ -452,7 +492,13 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
 fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
     let read = |name: &str| std::fs::read_to_string(args.dir.join(name)).with_context(|| format!("reading {}", args.dir.join(name).display()));
     let record: RunRecord = serde_json::from_str(&read("run.json")?).context("run.json")?;
-    let groups = scenario::plan::parse_jsonl(&read("ops.jsonl")?)?;
+    let known: Vec<&str> = scenario::SCENARIOS.iter().map(|s| s.name).collect();
+    for s in &record.scenarios {
+        if !known.contains(&s.as_str()) {
+            bail!("{}: unknown scenario {s:?} in run.json (known: {})", args.dir.join("run.json").display(), known.join(", "));
+        }
+    }
+    let groups = scenario::plan::parse_jsonl(&read("ops.jsonl")?, &known).with_context(|| args.dir.join("ops.jsonl").display().to_string())?;
     let plans = groups
         .into_iter()
         .map(|(name, steps)| {

@@ -178,7 +178,7 @@ pub fn markdown(rows: &[Row]) -> String {
 
 /// Write `matrix.md` and `matrix.json` into `dir`.
 pub fn write(dir: &Path, rows: &[Row]) -> Result<(), crate::report::ArtifactError> {
-    let a = crate::report::ArtifactDir::create(dir.parent().unwrap_or(Path::new(".")), &dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())?;
+    let a = crate::report::ArtifactDir::open(dir)?;
     a.write_json("matrix.json", &rows)?;
     a.write("matrix.md", markdown(rows).as_bytes())?;
     Ok(())

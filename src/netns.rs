@@ -1,16 +1,13 @@
-//! Run inside a network namespace of the project's own, so WebRTC media between Chromium and
-//! the stand-in never touches the machine's real interfaces (only loopback and a veth pair on
-//! TEST-NET-2 addresses that exist nowhere else).
+//! Network namespaces of the project's own, so WebRTC media between Chromium and the stand-in
+//! never touches the machine's real interfaces (only loopback and a veth pair on TEST-NET-2
+//! addresses that exist nowhere else).
 //!
-//! The driver re-executes itself under `ip netns exec` when it can (root, `ip` present); the
-//! namespace is removed when the child ends, whatever its outcome. With `--netns NAME` it joins
-//! an existing namespace instead (where a Docker engine for the containerised stack runs) and
-//! leaves it in place.
+//! [`crate::supervisor`] creates one per run (or joins an existing one with `--netns NAME`, such
+//! as the one where `e2e/reference/engine.sh` runs a Docker engine) and starts the run in it with
+//! `setns(2)` only — not `ip netns exec`, whose private mount namespace would keep the run from
+//! deleting the namespace itself when its supervisor is gone.
 
 use std::process::Command;
-
-/// Set in the re-executed child so it does not try again.
-pub const ENV_MARK: &str = "HELIX_E2E_NETNS";
 
 #[derive(Debug, thiserror::Error)]
 #[error("network namespace {name}: `{cmd}` failed: {detail}")]
@@ -18,10 +15,6 @@ pub struct NetnsError {
     pub name: String,
     pub cmd: String,
     pub detail: String,
-}
-
-pub fn inside() -> bool {
-    std::env::var_os(ENV_MARK).is_some()
 }
 
 /// Whether this process may create namespaces.
@@ -40,71 +33,43 @@ fn ip(name: &str, args: &[&str]) -> Result<(), NetnsError> {
 }
 
 /// A namespace with `lo` and a veth pair whose ends both stay inside, plus a default route
-/// (Chromium gathers no candidates without one). Removed on drop.
-pub struct Namespace {
-    pub name: String,
-}
-
-impl Namespace {
-    pub fn create(name: &str) -> Result<Self, NetnsError> {
-        let _ = ip(name, &["netns", "del", name]);
-        ip(name, &["netns", "add", name])?;
-        let ns = Namespace { name: name.to_string() };
-        for args in [
-            vec!["-n", name, "link", "set", "lo", "up"],
-            vec!["-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
-            vec!["-n", name, "addr", "add", "198.51.100.2/24", "dev", "v0"],
-            vec!["-n", name, "addr", "add", "198.51.100.3/24", "dev", "v1"],
-            vec!["-n", name, "link", "set", "v0", "up"],
-            vec!["-n", name, "link", "set", "v1", "up"],
-            vec!["-n", name, "route", "add", "default", "dev", "v0"],
-        ] {
-            ip(name, &args)?;
+/// (Chromium gathers no candidates without one). Deleted again when any step fails.
+pub fn create(name: &str) -> Result<(), NetnsError> {
+    let _ = ip(name, &["netns", "del", name]);
+    ip(name, &["netns", "add", name])?;
+    for args in [
+        vec!["-n", name, "link", "set", "lo", "up"],
+        vec!["-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+        vec!["-n", name, "addr", "add", "198.51.100.2/24", "dev", "v0"],
+        vec!["-n", name, "addr", "add", "198.51.100.3/24", "dev", "v1"],
+        vec!["-n", name, "link", "set", "v0", "up"],
+        vec!["-n", name, "link", "set", "v1", "up"],
+        vec!["-n", name, "route", "add", "default", "dev", "v0"],
+    ] {
+        if let Err(e) = ip(name, &args) {
+            delete(name);
+            return Err(e);
         }
-        Ok(ns)
+    }
+    Ok(())
+}
+
+/// Delete a namespace (its name; the kernel frees it once its last process leaves).
+pub fn delete(name: &str) {
+    if std::path::Path::new("/var/run/netns").join(name).exists() {
+        if let Err(e) = ip(name, &["netns", "del", name]) {
+            tracing::warn!("{e}");
+        }
     }
 }
 
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = ip(&self.name, &["netns", "del", &self.name]);
-    }
-}
-
-/// Re-run this very command inside a fresh namespace and return its exit code.
-pub fn reexec_inside() -> Result<i32, NetnsError> {
-    let name = format!("helix-e2e-{}", std::process::id());
-    let ns = Namespace::create(&name)?;
-    let code = exec_in(&ns.name);
-    drop(ns);
-    code
-}
-
-/// Re-run this very command inside an existing named namespace (one made by someone else, such
-/// as `e2e/reference/engine.sh`, whose Docker engine runs there) and return its exit code. The
-/// namespace is left as it was.
-pub fn reexec_into(name: &str) -> Result<i32, NetnsError> {
+/// The namespace's file, for `setns(2)`.
+pub fn open(name: &str) -> Result<std::fs::File, NetnsError> {
     let path = std::path::Path::new("/var/run/netns").join(name);
     if name.is_empty() || name.contains('/') || !path.exists() {
         return Err(NetnsError { name: name.into(), cmd: "join".into(), detail: format!("{} does not exist (create it first, e.g. `bash e2e/reference/engine.sh start`)", path.display()) });
     }
-    exec_in(name)
-}
-
-fn exec_in(name: &str) -> Result<i32, NetnsError> {
-    let exe = std::env::current_exe().map_err(|e| NetnsError { name: name.into(), cmd: "current_exe".into(), detail: e.to_string() })?;
-    // Ctrl-C reaches the child directly (same terminal process group); the parent only waits.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-    }
-    let status = Command::new("ip")
-        .args(["netns", "exec", name])
-        .arg(exe)
-        .args(std::env::args_os().skip(1))
-        .env(ENV_MARK, name)
-        .status()
-        .map_err(|e| NetnsError { name: name.into(), cmd: "ip netns exec".into(), detail: e.to_string() })?;
-    Ok(status.code().unwrap_or(2))
+    std::fs::File::open(&path).map_err(|e| NetnsError { name: name.into(), cmd: "join".into(), detail: format!("{}: {e}", path.display()) })
 }
 
 #[cfg(test)]
@@ -113,8 +78,8 @@ mod tests {
 
     #[test]
     fn joining_a_missing_namespace_says_how_to_make_it() {
-        let err = reexec_into("helix-e2e-no-such-namespace").unwrap_err().to_string();
+        let err = open("helix-e2e-no-such-namespace").unwrap_err().to_string();
         assert!(err.contains("/var/run/netns/helix-e2e-no-such-namespace does not exist") && err.contains("engine.sh start"), "{err}");
-        assert!(reexec_into("../etc").is_err());
+        assert!(open("../etc").is_err());
     }
 }

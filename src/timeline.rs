@@ -45,8 +45,25 @@ pub enum Event {
     Log { service: String, level: String, message: String },
     /// A poll of server truth, already redacted.
     Poll { service: String, what: String, data: serde_json::Value },
+    /// A part of the system under test stopped without the driver stopping it, as seen by what
+    /// watches it (the browser layer, the stand-in's process supervisor).
+    Died { what: Casualty, detail: String },
     /// A detector named a documented failure.
     Detection { fault: String, name: String, tab: Option<TabId>, message: String, first_symptom: EpochMs },
+}
+
+/// What died (see [`Event::Died`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Casualty {
+    /// The Chromium browser process (every tab with it).
+    Browser,
+    /// One tab's renderer crashed; `None`: the webrtc-internals page.
+    TabCrashed { tab: Option<TabId> },
+    /// One tab stopped answering DevTools.
+    TabUnresponsive { tab: TabId },
+    /// A service process of the stack (`wolf`, `moonlight-web`, `api`).
+    Service { service: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,6 +224,7 @@ fn redact_event(r: &Redactor, event: Event) -> Event {
         Event::Log { service, level, message } => Event::Log { service, level, message: r.text(&message) },
         Event::Poll { service, what, data } => Event::Poll { service, what, data: r.json(&data) },
         Event::Detection { fault, name, tab, message, first_symptom } => Event::Detection { fault, name, tab, message: r.text(&message), first_symptom },
+        Event::Died { what, detail } => Event::Died { what, detail: r.text(&detail) },
         other => other,
     }
 }

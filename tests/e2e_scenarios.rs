@@ -47,9 +47,10 @@ fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
     let before = project_processes();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-{}", std::process::id()));
     let params = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/scenarios/ci.toml");
+    let seed = common::seed();
     let started = std::time::Instant::now();
     let (code, summary, stderr) = run(
-        &["run", "multi-tab-same-lobby", "concurrent-sessions", "rapid-cycles", "random-walk", "--seed", "13", "--time-scale", "0.1", "--params", params],
+        &["run", "multi-tab-same-lobby", "concurrent-sessions", "rapid-cycles", "random-walk", "--seed", &seed, "--time-scale", "0.1", "--params", params],
         &base,
     );
     eprintln!("short suite took {:.0} s", started.elapsed().as_secs_f64());
@@ -87,7 +88,8 @@ fn concurrent_sessions_fail_by_name_when_ports_run_out_and_the_replay_fails_alik
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = project_processes();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-f2-{}", std::process::id()));
-    let (code, summary, stderr) = run(&["run", "concurrent-sessions", "--seed", "3", "--time-scale", "0.1", "--fault", "webrtc-port-range=40000-40000"], &base);
+    let seed = common::seed();
+    let (code, summary, stderr) = run(&["run", "concurrent-sessions", "--seed", &seed, "--time-scale", "0.1", "--fault", "webrtc-port-range=40000-40000"], &base);
     assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
     let failed = |s: &serde_json::Value| -> Vec<String> { invariants(&s["scenarios"][0]).into_iter().filter(|(_, p, _)| !p).map(|(n, _, _)| n).collect() };
     let first = failed(&summary);
@@ -123,7 +125,8 @@ fn restart_chaos_recovers_from_real_restarts_of_every_service() {
     }
     let before = project_processes();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-restart-{}", std::process::id()));
-    let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", "5", "--time-scale", "0.2"], &base);
+    let seed = common::seed();
+    let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", &seed, "--time-scale", "0.2"], &base);
     assert_eq!(code, Some(0), "stderr:\n{stderr}\nsummary: {summary:#}");
     let got = invariants(&summary["scenarios"][0]);
     for service in ["wolf", "moonlight-web", "api"] {
@@ -145,7 +148,8 @@ fn restart_chaos_names_the_ghosts_when_lobbies_are_not_recreated() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = project_processes();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-ghost-{}", std::process::id()));
-    let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", "5", "--time-scale", "0.2", "--fault", "no-lobby-recreate"], &base);
+    let seed = common::seed();
+    let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", &seed, "--time-scale", "0.2", "--fault", "no-lobby-recreate"], &base);
     assert_eq!(code, Some(1), "stderr:\n{stderr}");
     let got = invariants(&summary["scenarios"][0]);
     let (_, _, msg) = got.iter().find(|(g, passed, _)| g == "F10 restart-ghost" && !passed).unwrap_or_else(|| panic!("F10 not named: {got:?}"));
@@ -162,7 +166,8 @@ fn multi_tab_same_lobby_fails_by_name_when_certificates_collide() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = project_processes();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-f1-{}", std::process::id()));
-    let (code, summary, stderr) = run(&["run", "multi-tab-same-lobby", "--seed", "4", "--time-scale", "0.2", "--fault", "cert-subject-collision"], &base);
+    let seed = common::seed();
+    let (code, summary, stderr) = run(&["run", "multi-tab-same-lobby", "--seed", &seed, "--time-scale", "0.2", "--fault", "cert-subject-collision"], &base);
     assert_eq!(code, Some(1), "stderr:\n{stderr}");
     let failed: Vec<(String, String)> = invariants(&summary["scenarios"][0]).into_iter().filter(|(_, p, _)| !p).map(|(n, _, m)| (n, m)).collect();
     let f1 = failed.iter().find(|(n, _)| n == "F1 treated-as-resume").unwrap_or_else(|| panic!("F1 not named: {failed:?}"));

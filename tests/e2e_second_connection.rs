@@ -26,7 +26,8 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mark = format!("pass-{}", std::process::id());
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-{}", std::process::id()));
-    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "1"], &base, &mark);
+    let seed = common::seed();
+    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", &seed], &base, &mark);
     assert_eq!(code, Some(0), "exit code; stderr:\n{stderr}\nsummary: {summary:#}");
     assert_eq!(summary["verdict"], "pass", "{summary:#}");
     assert_eq!(summary["seed"], 1);
@@ -70,7 +71,8 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mark = format!("f2-{}", std::process::id());
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f2-{}", std::process::id()));
-    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", "2", "--keep-going", "--fault", "webrtc-port-range=40000-40000"], &base, &mark);
+    let seed = common::seed();
+    let (code, summary, stderr) = run(&["run", "second-connection", "--seed", &seed, "--keep-going", "--fault", "webrtc-port-range=40000-40000"], &base, &mark);
     assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
     assert_eq!(summary["verdict"], "fail");
     let scenario = &summary["scenarios"][0];
@@ -101,7 +103,8 @@ fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     let mark = format!("f4-{}", std::process::id());
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f4-{}", std::process::id()));
     let thresholds = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/detectors-matrix.toml");
-    let common = ["run", "second-connection", "--seed", "3", "--time-scale", "0.2", "--thresholds", thresholds, "--fault", "control-idle-timeout=3"];
+    let seed = common::seed();
+    let common = ["run", "second-connection", "--seed", &seed, "--time-scale", "0.2", "--thresholds", thresholds, "--fault", "control-idle-timeout=3"];
     let named = |summary: &serde_json::Value| -> Vec<String> { summary["scenarios"][0]["detections"].as_array().unwrap().iter().map(|d| d["fault"].as_str().unwrap().to_string()).collect() };
 
     let (code, summary, stderr) = run(&common, &base, &mark);

@@ -28,6 +28,10 @@ impl Browser {
     /// A webrtc-internals dump of every peer connection the browser currently has (closed and
     /// reloaded tabs' connections are gone: dump before destructive steps).
     pub async fn internals_dump(&self) -> Result<Value, BrowserError> {
+        self.health.check(None)?;
+        if let Some(why) = self.health.internals.get() {
+            return Err(BrowserError::Internals(why.clone()));
+        }
         let page = self.internals.as_ref().ok_or_else(|| BrowserError::Internals("page not open".into()))?;
         let result = cdp("read webrtc-internals", page.evaluate_expression(DUMP_JS)).await?;
         let text = match result.value() {

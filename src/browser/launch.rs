@@ -162,6 +162,28 @@ pub(super) async fn stop(mut browser: chromiumoxide::Browser, pid: u32) -> Resul
     result
 }
 
+/// How the browser process ended, once it has; `None` while it runs. Checked without reaping
+/// it (`WNOWAIT`), so chromiumoxide's own `wait` still works.
+pub(super) fn exit_of(pid: u32) -> Option<String> {
+    // SAFETY: waitid fills a zeroed siginfo_t for a child of ours; no other memory is touched.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    if r != 0 {
+        // Reaped already, or never ours: it is gone either way.
+        return Some("is gone".into());
+    }
+    // SAFETY: the fields of a siginfo_t filled by waitid for SIGCHLD.
+    let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if child == 0 {
+        return None;
+    }
+    Some(match info.si_code {
+        libc::CLD_EXITED => format!("exited with code {status}"),
+        libc::CLD_KILLED | libc::CLD_DUMPED => format!("was killed by signal {status}"),
+        _ => "ended".into(),
+    })
+}
+
 /// Synchronous last resort for `Drop`: SIGKILL the browser and everything below it.
 pub(super) fn kill_tree(pid: u32) {
     let mut tree = descendants(pid);

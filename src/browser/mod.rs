@@ -13,7 +13,7 @@ mod probe;
 mod tab;
 pub mod viewers;
 
-use crate::timeline::{Event, TabId, Timeline};
+use crate::timeline::{Casualty, Event, TabId, Timeline};
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::target::{CreateTargetParams, EventTargetCrashed, TargetId};
 use chromiumoxide::Page;
@@ -21,7 +21,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -58,6 +58,10 @@ pub enum BrowserError {
     NoSuchTab(TabId),
     #[error("tab {tab}: {what}")]
     Page { tab: TabId, what: String },
+    #[error("the browser died: {0}")]
+    BrowserDied(String),
+    #[error("tab {tab} is dead: {why}")]
+    TabDead { tab: TabId, why: String },
     #[error("webrtc-internals: {0}")]
     Internals(String),
     #[error("io: {0}")]
@@ -123,6 +127,40 @@ impl Default for BrowserOptions {
     }
 }
 
+/// What the browser layer knows about deaths, shared with its watchers: once the browser or a
+/// tab is dead, operations on it fail at once instead of waiting out DevTools deadlines on a
+/// connection nobody will answer.
+#[derive(Default)]
+struct Health {
+    browser: OnceLock<String>,
+    /// The webrtc-internals page's renderer crashed.
+    internals: OnceLock<String>,
+    tabs: Mutex<HashMap<TabId, String>>,
+}
+
+impl Health {
+    fn tab_dead(&self, tab: TabId, why: String) {
+        self.tabs.lock().unwrap_or_else(|e| e.into_inner()).entry(tab).or_insert(why);
+    }
+
+    fn check(&self, tab: Option<TabId>) -> Result<(), BrowserError> {
+        if let Some(why) = self.browser.get() {
+            return Err(BrowserError::BrowserDied(why.clone()));
+        }
+        match tab.and_then(|t| self.tabs.lock().unwrap_or_else(|e| e.into_inner()).get(&t).cloned().map(|why| (t, why))) {
+            Some((tab, why)) => Err(BrowserError::TabDead { tab, why }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How often the browser process and each tab are checked for life.
+const LIFE_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// A tab that does not evaluate `1` within this long has stopped answering (B3). Generous: a
+/// viewer's renderer never blocks its main thread this long when healthy, even on a loaded
+/// 2-core machine.
+const TAB_ANSWER_DEADLINE: Duration = Duration::from_secs(3);
+
 /// One open tab: its page, its private browser context and the tasks forwarding its events.
 struct TabState {
     page: Page,
@@ -134,6 +172,8 @@ pub struct Browser {
     inner: Option<chromiumoxide::Browser>,
     handler: Option<JoinHandle<()>>,
     crash_watch: Option<JoinHandle<()>>,
+    death_watch: Option<JoinHandle<()>>,
+    health: Arc<Health>,
     /// The `chrome://webrtc-internals` page, kept open for the whole life of the browser.
     internals: Option<Page>,
     tabs: Arc<Mutex<HashMap<TabId, Arc<TabState>>>>,
@@ -158,10 +198,14 @@ impl Browser {
         )
         .await;
         // From here on, Drop cleans up whatever fails.
+        let health = Arc::new(Health::default());
+        let death_watch = Some(tokio::spawn(watch_process(pid, handler.abort_handle(), health.clone(), timeline.clone())));
         let mut this = Browser {
             inner: Some(browser),
             handler: Some(handler),
             crash_watch: None,
+            death_watch,
+            health,
             internals: None,
             tabs: Arc::default(),
             targets: Arc::default(),
@@ -190,19 +234,38 @@ impl Browser {
             cdp("listen for crashes", self.browser().event_listener::<EventTargetCrashed>()).await?;
         let targets = self.targets.clone();
         let timeline = self.timeline.clone();
+        let health = self.health.clone();
+        let internals = self.internals.as_ref().map(|p| p.target_id().clone());
         Ok(tokio::spawn(async move {
             while let Some(ev) = crashes.next().await {
                 let tab = targets.lock().unwrap_or_else(|e| e.into_inner()).get(&ev.target_id).copied();
-                tracing::warn!(?tab, status = %ev.status, code = ev.error_code, "renderer crashed");
-                timeline.push(Event::Browser {
-                    tab,
-                    what: format!("target crashed: {} (code {})", ev.status, ev.error_code),
-                });
+                let is_internals = internals.as_ref() == Some(&ev.target_id);
+                tracing::warn!(?tab, is_internals, status = %ev.status, code = ev.error_code, "renderer crashed");
+                // Targets of neither kind (a spare renderer, a worker) carry no viewer.
+                let whose = match (tab, is_internals) {
+                    (Some(t), _) => format!("tab {t}"),
+                    (None, true) => "the webrtc-internals page".into(),
+                    (None, false) => continue,
+                };
+                let detail = format!("the renderer of {whose} crashed: {} (code {})", ev.status, ev.error_code);
+                match tab {
+                    Some(t) => health.tab_dead(t, detail.clone()),
+                    None => {
+                        let _ = health.internals.set(detail.clone());
+                    }
+                }
+                timeline.push(Event::Died { what: Casualty::TabCrashed { tab }, detail });
             }
         }))
     }
 
+    /// Why the browser died, once it has: the run cannot go on without it.
+    pub fn death(&self) -> Option<String> {
+        self.health.browser.get().cloned()
+    }
+
     fn tab(&self, tab: TabId) -> Result<Arc<TabState>, BrowserError> {
+        self.health.check(Some(tab))?;
         self.tabs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -221,6 +284,10 @@ impl Browser {
     /// Closes every tab, then the browser, and waits for the process tree to be gone; kills it
     /// when it does not exit in time. The temporary profile is removed.
     pub async fn close(mut self) -> Result<(), BrowserError> {
+        // A browser asked to quit is not a browser that died.
+        if let Some(w) = self.death_watch.take() {
+            w.abort();
+        }
         for tab in self.open_tabs() {
             if let Err(e) = self.close_tab(tab).await {
                 tracing::warn!(tab, error = %e, "closing tab failed; the browser goes anyway");
@@ -239,14 +306,66 @@ impl Browser {
         result
     }
 
+    /// Kill Chromium at once (an interrupted run has no time for a polite close), and remove
+    /// its profile.
+    pub fn kill(mut self) {
+        if let Some(w) = self.death_watch.take() {
+            w.abort();
+        }
+        launch::kill_tree(self.pid);
+        self.inner = None;
+        self.abort_tasks();
+        if let Some(dir) = self.temp_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
     fn abort_tasks(&mut self) {
-        for t in self.crash_watch.take().into_iter().chain(self.handler.take()) {
+        for t in self.crash_watch.take().into_iter().chain(self.handler.take()).chain(self.death_watch.take()) {
             t.abort();
         }
         for (_, tab) in self.tabs.lock().unwrap_or_else(|e| e.into_inner()).drain() {
             for t in &tab.tasks {
                 t.abort();
             }
+        }
+    }
+}
+
+/// Watches the browser process. When it dies, every DevTools call fails at once (the handler
+/// goes, and with it every pending command's channel) and the timeline says how it died.
+async fn watch_process(pid: u32, handler: tokio::task::AbortHandle, health: Arc<Health>, timeline: Timeline) {
+    loop {
+        tokio::time::sleep(LIFE_CHECK_EVERY).await;
+        if let Some(how) = launch::exit_of(pid) {
+            let detail = format!("Chromium (pid {pid}) {how}");
+            tracing::error!("{detail}");
+            let _ = health.browser.set(detail.clone());
+            handler.abort();
+            timeline.push(Event::Died { what: Casualty::Browser, detail });
+            return;
+        }
+    }
+}
+
+/// Asks a tab for `1` every second; one that does not answer within [`TAB_ANSWER_DEADLINE`]
+/// has stopped answering DevTools (a hung renderer) — unless the whole browser died.
+async fn watch_tab(page: Page, tab: TabId, health: Arc<Health>, timeline: Timeline) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if health.check(Some(tab)).is_err() {
+            return;
+        }
+        match tokio::time::timeout(TAB_ANSWER_DEADLINE, page.evaluate_expression("1")).await {
+            Ok(_) => {}
+            Err(_) if health.check(Some(tab)).is_ok() => {
+                let detail = format!("tab {tab} did not answer DevTools within {:.0} s", TAB_ANSWER_DEADLINE.as_secs_f64());
+                tracing::error!("{detail}");
+                health.tab_dead(tab, detail.clone());
+                timeline.push(Event::Died { what: Casualty::TabUnresponsive { tab }, detail });
+                return;
+            }
+            Err(_) => return,
         }
     }
 }

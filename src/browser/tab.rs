@@ -153,6 +153,7 @@ impl Browser {
             t
         };
         let url = tagged_url(url, tab);
+        self.health.check(None)?;
         let browser = self.browser();
         let context =
             cdp("create browser context", browser.create_browser_context(CreateBrowserContextParams::default())).await?;
@@ -200,7 +201,8 @@ impl Browser {
             .map_err(|e| BrowserError::Page { tab, what: e })?;
         let page = cdp("create tab", browser.new_page(target)).await?;
         let setup = async {
-            let tasks = listen(&page, tab, &self.timeline).await?;
+            let mut tasks = listen(&page, tab, &self.timeline).await?;
+            tasks.push(tokio::spawn(super::watch_tab(page.clone(), tab, self.health.clone(), self.timeline.clone())));
             let state = Arc::new(TabState { page: page.clone(), context: context.clone(), tasks });
             self.tabs.lock().unwrap_or_else(|e| e.into_inner()).insert(tab, state);
             self.targets.lock().unwrap_or_else(|e| e.into_inner()).insert(page.target_id().clone(), tab);
@@ -290,9 +292,20 @@ impl Browser {
         .await
     }
 
-    /// Closes the tab and disposes its browser context.
+    /// Closes the tab and disposes its browser context. A dead tab is only disposed of (its
+    /// page would never answer); in a dead browser there is nothing left to ask.
     pub async fn close_tab(&self, tab: TabId) -> Result<(), BrowserError> {
         let state = self.forget_tab(tab).ok_or(BrowserError::NoSuchTab(tab))?;
+        if let Err(dead) = self.health.check(Some(tab)) {
+            for t in &state.tasks {
+                t.abort();
+            }
+            if !matches!(dead, BrowserError::BrowserDied(_)) {
+                let _ = cdp(&format!("tab {tab}: dispose context"), self.browser().dispose_browser_context(state.context.clone())).await;
+            }
+            self.timeline.push(Event::Browser { tab: Some(tab), what: super::viewers::TAB_CLOSED.into() });
+            return Ok(());
+        }
         let closed = cdp(&format!("tab {tab}: close"), state.page.clone().close()).await;
         let disposed = cdp(
             &format!("tab {tab}: dispose context"),

@@ -190,6 +190,14 @@ pub fn digest(observations: &[Observation]) -> Digest {
                 d.logs.push(LogLine { at: o.at, service: service.clone(), level: level.to_ascii_uppercase(), message: message.clone() })
             }
             Event::Poll { .. } => {}
+            Event::Died { what, detail } => match what {
+                crate::timeline::Casualty::TabCrashed { tab: Some(tab) } | crate::timeline::Casualty::TabUnresponsive { tab } => {
+                    let t = tabs.entry(*tab).or_insert_with(|| TabDigest { tab: *tab, ..TabDigest::default() });
+                    t.problems.push(Mark { at: o.at, text: format!("died: {detail}") });
+                }
+                crate::timeline::Casualty::Service { service } => d.logs.push(LogLine { at: o.at, service: service.clone(), level: "ERROR".into(), message: format!("died: {detail}") }),
+                _ => d.logs.push(LogLine { at: o.at, service: "browser".into(), level: "ERROR".into(), message: format!("died: {detail}") }),
+            },
             Event::Detection { fault, name, tab, message, first_symptom } => {
                 if let Some(tab) = tab {
                     let t = tabs.entry(*tab).or_insert_with(|| TabDigest { tab: *tab, ..TabDigest::default() });

@@ -32,8 +32,16 @@ pub struct ArtifactDir {
 impl ArtifactDir {
     pub fn create(base: &Path, run_id: &str) -> Result<Self, ArtifactError> {
         let root = base.join(run_id);
-        std::fs::create_dir_all(&root).map_err(|source| ArtifactError { path: root.clone(), source })?;
+        std::fs::create_dir_all(base).map_err(|source| ArtifactError { path: base.to_path_buf(), source })?;
+        // Never share a directory with another run: run ids are unique, and this says so.
+        std::fs::create_dir(&root).map_err(|source| ArtifactError { path: root.clone(), source })?;
         Ok(Self { root })
+    }
+
+    /// A directory that may exist already (the matrix rewrites its tables after every row).
+    pub fn open(dir: &Path) -> Result<Self, ArtifactError> {
+        std::fs::create_dir_all(dir).map_err(|source| ArtifactError { path: dir.to_path_buf(), source })?;
+        Ok(Self { root: dir.to_path_buf() })
     }
 
     pub fn root(&self) -> &Path {
@@ -46,7 +54,12 @@ impl ArtifactDir {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let tmp = path.with_extension(format!("{}.partial", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+        // Unique per writer (process and call), so two writers of one file never share a
+        // half-written temp file; the rename makes the last one win whole.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.{}-{n}.partial", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(err)?;
         std::fs::rename(&tmp, &path).map_err(err)?;
         Ok(path)

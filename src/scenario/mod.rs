@@ -122,7 +122,9 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     }
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let run_id = format!("{}-{:016x}", started_at.format("%Y%m%dT%H%M%SZ"), opts.seed);
+    // Time and seed say what a run is; the suffix keeps two runs of one seed started in the same
+    // second apart.
+    let run_id = format!("{}-{:016x}-{}", started_at.format("%Y%m%dT%H%M%SZ"), opts.seed, &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let artifacts = ArtifactDir::create(&opts.artifacts_base, &run_id)?;
     eprintln!("helix-e2e: run {run_id}, seed {}, artifacts in {}", opts.seed, artifacts.root().display());
     // The plans exist, and are on disk, before the first operation runs.
@@ -155,9 +157,9 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
         summary.error = Some(e);
         summary.verdict = Verdict::Error;
     }
-    if *stop.borrow() {
+    if let Some(why) = interrupted_by(&stop) {
         summary.verdict = Verdict::Interrupted;
-        summary.error.get_or_insert_with(|| "interrupted by Ctrl-C".into());
+        summary.error.get_or_insert(why);
     }
     summary.duration_s = started.elapsed().as_secs_f64();
     let observations = timeline.snapshot();
@@ -166,41 +168,67 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     Ok(summary)
 }
 
-/// Turns Ctrl-C into a flag the run checks at every step, so cleanup still runs; a second
-/// Ctrl-C exits at once.
-fn interrupt_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nhelix-e2e: interrupted; cleaning up (Ctrl-C again to abort at once)");
-            let _ = tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
+/// How long an interrupted run spends closing tabs and stopping the sessions it created, so it
+/// still ends within a few seconds of the signal.
+const CLEANUP_IN_A_HURRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why the run stops early, when it does: the signal that asked for it.
+pub type Stop = watch::Receiver<Option<&'static str>>;
+
+/// Turns SIGINT, SIGTERM and SIGHUP into a flag the run checks at every step, so cleanup still
+/// runs and the summary says `interrupted` (a supervisor forwards every signal it gets here, once;
+/// see [`crate::supervisor`]). A second signal exits at once; the supervisor cleans up after it.
+fn interrupt_signal() -> Stop {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = watch::channel(None);
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(mut s) => {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    if tx.borrow().is_some() {
+                        eprintln!("helix-e2e: {name} again; stopping at once");
+                        std::process::exit(2);
+                    }
+                    eprintln!("\nhelix-e2e: {name}: interrupted; cleaning up (signal again to stop at once)");
+                    let _ = tx.send(Some(name));
+                }
+            });
         }
-    });
+        Err(e) => tracing::warn!("cannot listen for {name}: {e}"),
+    };
+    listen(SignalKind::interrupt(), "SIGINT");
+    listen(SignalKind::terminate(), "SIGTERM");
+    listen(SignalKind::hangup(), "SIGHUP");
     rx
 }
 
+fn interrupted_by(stop: &Stop) -> Option<String> {
+    stop.borrow().map(|sig| format!("interrupted by {sig}"))
+}
+
 /// Run `fut` unless the run is interrupted first.
-async fn unless_interrupted<T>(stop: &watch::Receiver<bool>, fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+async fn unless_interrupted<T>(stop: &Stop, fut: impl std::future::Future<Output = T>) -> Result<T, String> {
     let mut stop = stop.clone();
     tokio::select! {
         v = fut => Ok(v),
-        _ = stop.wait_for(|s| *s) => Err("interrupted by Ctrl-C".into()),
+        r = stop.wait_for(|s| s.is_some()) => Err(r.ok().and_then(|s| s.map(|sig| format!("interrupted by {sig}"))).unwrap_or_else(|| "interrupted".into())),
     }
 }
 
-async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, timeline: Timeline, stop: watch::Receiver<bool>) -> Result<(), String> {
+async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, timeline: Timeline, stop: Stop) -> Result<(), String> {
     let run_start = std::time::SystemTime::now();
     let mut stack = None;
+    let mut deaths_watch = None;
     let mut target = match &opts.target {
         TargetChoice::Embedded { exe, faults } => {
             eprintln!("helix-e2e: starting the embedded reference stack");
             let dir = std::env::temp_dir().join(format!("helix-e2e-{}", summary.run_id));
             let s = unless_interrupted(&stop, ProcessStack::start(exe, &dir, faults.clone())).await?.map_err(|e| e.to_string())?;
             let t = Target::embedded(&s.endpoints());
-            stack = Some(std::sync::Arc::new(s));
+            let s = std::sync::Arc::new(s);
+            deaths_watch = Some(s.watch_deaths(timeline.clone()));
+            stack = Some(s);
             t
         }
         TargetChoice::File(p) => Target::load(p).map_err(|e| e.to_string())?,
@@ -235,6 +263,9 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
             let _ = artifacts.write(&format!("logs/{service}.log"), redactor.text(&text).as_bytes());
         }
     }
+    if let Some(w) = deaths_watch {
+        w.abort();
+    }
     if let Some(s) = stack {
         s.shutdown().await;
         let _ = std::fs::remove_dir_all(s.dir());
@@ -244,7 +275,7 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, services: Option<std::sync::Arc<dyn ServiceControl>>, timeline: Timeline, stop: &watch::Receiver<bool>) -> Result<(), String> {
+async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, services: Option<std::sync::Arc<dyn ServiceControl>>, timeline: Timeline, stop: &Stop) -> Result<(), String> {
     let mut helix = HelixClient::new(&target.helix_url);
     if let Some(login) = &target.login {
         timeline.add_secret(login.password.clone());
@@ -272,7 +303,7 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
         eprintln!("helix-e2e: scenario {name}");
         let t0 = Instant::now();
         d.begin_scenario();
-        if *stop.borrow() {
+        if stop.borrow().is_some() {
             break;
         }
         let ctx = exec::Context { seed: opts.seed, time_scale: opts.time_scale, replay_flags: opts.replay_flags.clone() };
@@ -299,13 +330,15 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
             // wait out deadlines it can no longer meet.
             _ = stop_early => Ok(()),
         };
-        if !live.is_empty() {
+        // Interrupted: the user wants the run to end now (within seconds), not a tidy one.
+        let hurry = stop.borrow().is_some();
+        if !live.is_empty() && !hurry {
             // What each open tab showed when the failure was named.
             for tab in d.tabs.iter().filter(|t| t.open).map(|t| t.id).collect::<Vec<_>>() {
                 d.screenshot(tab, "at-failure").await;
             }
         }
-        let detections = live.finish();
+        let detections = live.finish().await;
         d.phase.clear();
         for det in &detections {
             d.check(crate::verdict::InvariantResult::fail(&det.label(), det.message.clone()));
@@ -314,7 +347,13 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
             d.failed_op.get_or_insert(e.op.clone());
             e.to_string()
         });
-        d.cleanup().await;
+        if hurry {
+            if tokio::time::timeout(CLEANUP_IN_A_HURRY, d.cleanup()).await.is_err() {
+                tracing::warn!("cleanup cut short after {:?}: the run was interrupted", CLEANUP_IN_A_HURRY);
+            }
+        } else {
+            d.cleanup().await;
+        }
         let v = if error.is_some() {
             Verdict::Error
         } else if d.results.iter().all(|r| r.passed) {
@@ -340,15 +379,26 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
             error,
             duration_s: t0.elapsed().as_secs_f64(),
         });
+        if let Some(why) = d.browser.death() {
+            let rest: Vec<&str> = opts.scenarios.iter().skip_while(|s| *s != name).skip(1).map(String::as_str).collect();
+            if !rest.is_empty() {
+                eprintln!("helix-e2e: {why}; not running {}", rest.join(", "));
+            }
+            break;
+        }
     }
     if let Some(k) = keep_alive {
         k.stop().await;
     }
-    d.snapshot_internals("final").await;
+    let hurry = stop.borrow().is_some();
+    if !hurry && d.browser.death().is_none() {
+        d.snapshot_internals("final").await;
+    }
     summary.tabs = tab_facts(&d);
     summary.verdict = verdict;
     let Driver { browser, monitor, .. } = d;
     match std::sync::Arc::try_unwrap(browser) {
+        Ok(b) if hurry => b.kill(),
         Ok(b) => {
             if let Err(e) = b.close().await {
                 tracing::warn!("closing Chromium: {e}");

@@ -125,11 +125,46 @@ impl Plan {
     }
 }
 
-/// The steps of `ops.jsonl`, grouped by scenario in file order.
-pub fn parse_jsonl(text: &str) -> Result<Vec<(String, Vec<Step>)>, PlanError> {
+/// The longest wait one step of a plan may ask for (a due time, an idle spell, a hold): the
+/// design's longest scenario at its own times takes minutes; a file asking for more is not a
+/// plan this tool wrote, and would hang the replay.
+pub const MAX_WAIT_MS: u64 = 6 * 3600 * 1000;
+/// Sessions and tabs a plan may number; the scenarios use a handful.
+pub const MAX_NUMBERED: usize = 1000;
+
+/// The steps of `ops.jsonl`, grouped by scenario in file order. Each line must be an operation
+/// of a known scenario (`known`), with waits under [`MAX_WAIT_MS`] and small numbers: replay
+/// trusts nothing it did not check.
+pub fn parse_jsonl(text: &str, known: &[&str]) -> Result<Vec<(String, Vec<Step>)>, PlanError> {
     let mut out: Vec<(String, Vec<Step>)> = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let step: Step = serde_json::from_str(line).map_err(|e| PlanError::Parse { line: i + 1, detail: e.to_string() })?;
+        let bad = |detail: String| PlanError::Parse { line: i + 1, detail };
+        let step: Step = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        if !known.contains(&step.scenario.as_str()) {
+            return Err(bad(format!("unknown scenario {:?} (known: {})", step.scenario, known.join(", "))));
+        }
+        let waits = [("at_ms", step.at_ms.unwrap_or(0)), ("ms", if let Op::Idle { ms } = &step.op { *ms } else { 0 }), ("hold_ms", if let Op::Check { hold_ms, .. } = &step.op { *hold_ms } else { 0 })];
+        if let Some((field, v)) = waits.iter().find(|(_, v)| *v > MAX_WAIT_MS) {
+            return Err(bad(format!("{field} {v} is longer than any run ({} ms at most)", MAX_WAIT_MS)));
+        }
+        let numbers: Vec<usize> = match &step.op {
+            Op::CreateSessions { sessions } => sessions.clone(),
+            Op::StopSession { session } => vec![*session],
+            Op::OpenTabs { tabs } => tabs.iter().flat_map(|t| [t.tab, t.session]).collect(),
+            Op::CloseTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } => vec![*tab],
+            Op::Check { expect, .. } => expect
+                .iter()
+                .filter_map(|e| match e {
+                    Expect::SeveralTabsOneLobby { session, tabs } => Some(*session.max(tabs)),
+                    Expect::LobbySurvivesTabClose { session } => Some(*session),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if let Some(n) = numbers.iter().find(|n| **n >= MAX_NUMBERED) {
+            return Err(bad(format!("session or tab number {n} is out of range (below {MAX_NUMBERED})")));
+        }
         match out.last_mut() {
             Some((name, steps)) if *name == step.scenario => steps.push(step),
             _ => out.push((step.scenario.clone(), vec![step])),
@@ -261,10 +296,28 @@ mod tests {
         text.extend(q.to_jsonl());
         let text = String::from_utf8(text).unwrap();
         assert!(text.lines().next().unwrap().contains("\"op\":\"create-sessions\""), "{text}");
-        let groups = parse_jsonl(&text).unwrap();
+        let groups = parse_jsonl(&text, &[&p.scenario, "b"]).unwrap();
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].1, p.steps);
         assert_eq!(groups[1].1, q.steps);
-        assert!(parse_jsonl("{\"nope\":1}\n").unwrap_err().to_string().contains("line 1"));
+        assert!(parse_jsonl("{\"nope\":1}\n", &[]).unwrap_err().to_string().contains("line 1"));
+    }
+
+    #[test]
+    fn replayed_plans_are_checked_line_by_line() {
+        let err = |text: &str| parse_jsonl(text, &["a"]).unwrap_err().to_string();
+        let ok = "{\"scenario\":\"a\",\"step\":0,\"op\":\"idle\",\"ms\":5}\n";
+        // A due time no run reaches would make the replay wait forever.
+        let e = err(&format!("{ok}{{\"scenario\":\"a\",\"step\":1,\"at_ms\":18446744073709551615,\"op\":\"idle\",\"ms\":5}}\n"));
+        assert!(e.starts_with("ops.jsonl line 2: at_ms 18446744073709551615 is longer than any run"), "{e}");
+        let e = err("{\"scenario\":\"zzz\",\"step\":0,\"op\":\"idle\",\"ms\":5}\n");
+        assert!(e.contains("line 1: unknown scenario \"zzz\""), "{e}");
+        let e = err(&format!("{ok}{ok}{{\"scenario\":\"a\",\"step\":2,\"op\":\"fly\"}}\n"));
+        assert!(e.contains("line 3") && e.contains("fly"), "{e}");
+        let e = err("{\"scenario\":\"a\",\"step\":0,\"op\":\"close-tab\",\"tab\":99999}\n");
+        assert!(e.contains("line 1: session or tab number 99999"), "{e}");
+        assert_eq!(parse_jsonl(ok, &["a"]).unwrap().len(), 1);
+        // second-connection alone has no plan: an empty file is a valid one.
+        assert!(parse_jsonl("", &["a"]).unwrap().is_empty());
     }
 }

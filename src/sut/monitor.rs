@@ -108,28 +108,28 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
                 timeline.push(Event::Poll { service: "wolf".into(), what: "sessions".into(), data: raw["sessions"].clone() });
                 st.wolf_sessions = serde_json::from_value(raw["sessions"].clone()).unwrap_or_default();
             }
-            Err(e) => st.errors.push(e.to_string()),
+            Err(e) => poll_failed(&timeline, &mut st, e),
         }
         match lobbies {
             Ok(l) => {
                 timeline.push(Event::Poll { service: "wolf".into(), what: "lobbies".into(), data: serde_json::to_value(&l).unwrap_or_default() });
                 st.lobbies = l;
             }
-            Err(e) => st.errors.push(e.to_string()),
+            Err(e) => poll_failed(&timeline, &mut st, e),
         }
         match memory {
             Ok(m) => {
                 timeline.push(Event::Poll { service: "wolf".into(), what: "memory".into(), data: serde_json::to_value(&m).unwrap_or_default() });
                 st.memory = Some(m);
             }
-            Err(e) => st.errors.push(e.to_string()),
+            Err(e) => poll_failed(&timeline, &mut st, e),
         }
         match mlw_sessions {
             Ok(s) => {
                 timeline.push(Event::Poll { service: "moonlight-web".into(), what: "sessions".into(), data: serde_json::to_value(&s).unwrap_or_default() });
                 st.mlw_sessions = s;
             }
-            Err(e) => st.errors.push(e.to_string()),
+            Err(e) => poll_failed(&timeline, &mut st, e),
         }
         match beliefs {
             Ok(b) => {
@@ -138,15 +138,23 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
                 }
                 st.helix_lobbies = b;
             }
-            Err(e) => st.errors.push(e.to_string()),
-        }
-        for e in &st.errors {
-            timeline.push(Event::Poll { service: "monitor".into(), what: "error".into(), data: serde_json::Value::String(e.clone()) });
+            Err(e) => poll_failed(&timeline, &mut st, e),
         }
         if tx.send(st).is_err() {
             return;
         }
     }
+}
+
+/// A failed poll is a fact about the server: one that answers nothing at all is evidence of
+/// its death (D2, by service); any other error is kept as it is.
+fn poll_failed(timeline: &Timeline, st: &mut ServerState, e: crate::sut::SutError) {
+    let (service, what) = match &e {
+        crate::sut::SutError::Unreachable { service, .. } => (if *service == "helix" { "api" } else { service }, "unreachable"),
+        _ => ("monitor", "error"),
+    };
+    timeline.push(Event::Poll { service: service.into(), what: what.into(), data: serde_json::Value::String(e.to_string()) });
+    st.errors.push(e.to_string());
 }
 
 async fn helix_lobbies(helix: &HelixClient, sessions: &[String]) -> Result<Vec<HelixLobby>, crate::sut::SutError> {

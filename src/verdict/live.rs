@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const EVERY: Duration = Duration::from_millis(250);
+/// How long the last evaluation waits for late evidence once something was named: the log
+/// followers read every 100 ms and a poll round takes a few ms.
+pub const SETTLE: Duration = Duration::from_millis(600);
 
 pub struct LiveDetectors {
     found: Arc<Mutex<Vec<Detection>>>,
@@ -39,11 +42,22 @@ impl LiveDetectors {
         *self.count.borrow() == 0
     }
 
-    /// Stop watching; a last evaluation catches evidence of the final moments.
-    pub fn finish(self) -> Vec<Detection> {
+    /// Stop watching; a last evaluation catches evidence of the final moments. When something
+    /// was named, the witnesses of a death that explains it may still be writing it down (a log
+    /// line a moment behind a poll): they get [`SETTLE`] first, and the rule of
+    /// [`super::detectors::deaths`] is applied to everything named.
+    pub async fn finish(self) -> Vec<Detection> {
         self.task.abort();
+        if !self.is_empty() {
+            tokio::time::sleep(SETTLE).await;
+        }
         evaluate(&self.timeline, &self.thresholds, self.since, &self.found);
-        let found = self.found.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let before: Vec<String> = found.iter().map(|d| d.label()).collect();
+        super::detectors::deaths::explained_by_deaths(&mut found);
+        for label in before.iter().filter(|l| !found.iter().any(|d| &d.label() == *l)) {
+            tracing::warn!("{label} withdrawn: a death explains it");
+        }
         found
     }
 }

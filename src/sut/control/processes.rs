@@ -116,16 +116,37 @@ impl ProcessStack {
     }
 
     async fn end(&self, s: Service, grace: Duration) {
-        if let Some(mut child) = self.children.lock().await.remove(&s) {
+        let child = self.children.lock().await.remove(&s);
+        if let Some(mut child) = child {
             kill_group(&mut child, grace).await;
         }
     }
 
-    /// Stop every service (SIGTERM, then SIGKILL after a grace period).
+    /// Stop every service at once (SIGTERM, then SIGKILL after a grace period).
     pub async fn shutdown(&self) {
-        for s in Service::ALL.into_iter().rev() {
-            self.end(s, STOP_GRACE).await;
-        }
+        futures::future::join_all(Service::ALL.into_iter().map(|s| self.end(s, STOP_GRACE))).await;
+    }
+
+    /// Watch the services for deaths the driver did not cause (it takes a service out of the
+    /// watched set before it stops one): each lands in the timeline with its exit status (D2),
+    /// and the service is left down, as a crashed one would be.
+    pub fn watch_deaths(self: &std::sync::Arc<Self>, timeline: crate::timeline::Timeline) -> tokio::task::JoinHandle<()> {
+        let stack = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Some(stack) = stack.upgrade() else { return };
+                let mut children = stack.children.lock().await;
+                let dead: Vec<(Service, std::process::ExitStatus, Option<u32>)> =
+                    children.iter_mut().filter_map(|(s, c)| { let pid = c.id(); c.try_wait().ok().flatten().map(|st| (*s, st, pid)) }).collect();
+                for (s, status, pid) in dead {
+                    children.remove(&s);
+                    let detail = format!("{} (pid {}) {status}", s.name(), pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()));
+                    tracing::error!("service died: {detail}");
+                    timeline.push(crate::timeline::Event::Died { what: crate::timeline::Casualty::Service { service: s.name().to_string() }, detail });
+                }
+            }
+        })
     }
 }
 

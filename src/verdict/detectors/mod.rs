@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 mod connect;
+pub mod deaths;
 mod server_state;
 mod stream;
 #[cfg(test)]
@@ -123,6 +124,13 @@ pub const DETECTORS: &[(&str, &str, &str)] = &[
     ("F11", "sctp-corruption", "moonlight-web logged `chunk too short` repeatedly"),
     ("F12", "slow-launch", "a viewer stalled in the Moonlight Stream stage (launch against Wolf timed out)"),
     ("F13", "already-streaming-loop", "a viewer was answered AlreadyStreaming again and again"),
+    // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
+    // They explain the catalog failures that follow them (the rule is written there).
+    ("B1", "tab-crashed", "a tab's renderer crashed (Chromium's crash event for its target)"),
+    ("B2", "browser-died", "the Chromium browser process ended (its exit status)"),
+    ("B3", "tab-unresponsive", "a tab stopped answering DevTools"),
+    ("D1", "streamer-died", "a streamer died by a signal (moonlight-web's log of its exit)"),
+    ("D2", "service-died", "a service process died, or answered nothing in consecutive polls, without the driver restarting it"),
 ];
 
 /// Run every detector over the observations; at most one detection per fault, the earliest.
@@ -146,9 +154,11 @@ pub fn detect(obs: &[Observation], t: &Thresholds) -> Vec<Detection> {
     ]
     .into_iter()
     .flatten()
+    .chain(deaths::deaths(&ctx, t))
     {
         found.push(d);
     }
+    deaths::explained_by_deaths(&mut found);
     found.sort_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom));
     found
 }
@@ -172,6 +182,12 @@ struct Ctx<'a> {
     stops: Vec<(EpochMs, String)>,
     /// What tabs said in their console or on screen.
     tab_texts: Vec<(EpochMs, TabId, &'a str)>,
+    /// Parts that ended without the driver ending them, as their watchers reported it.
+    deaths: Vec<(EpochMs, &'a crate::timeline::Casualty, &'a str)>,
+    /// Every poll of a service: answered, or not answered at all (with the error).
+    service_polls: Vec<(EpochMs, &'a str, Result<(), &'a str>)>,
+    /// (start, end) of each restart of a service the driver did; no end while it runs.
+    restart_spans: Vec<(EpochMs, Option<EpochMs>, &'a str)>,
     end: EpochMs,
 }
 
@@ -189,11 +205,27 @@ impl<'a> Ctx<'a> {
             teardowns: Vec::new(),
             stops: Vec::new(),
             tab_texts: Vec::new(),
+            deaths: Vec::new(),
+            service_polls: Vec::new(),
+            restart_spans: Vec::new(),
             end: obs.last().map(|o| o.at).unwrap_or(0.0),
         };
         for o in obs {
+            if let Event::Poll { service, what, data } = &o.event {
+                match (service.as_str(), what.as_str()) {
+                    (s, "unreachable") => c.service_polls.push((o.at, s, Err(data.as_str().unwrap_or("")))),
+                    (s @ ("wolf" | "moonlight-web" | "api"), _) => c.service_polls.push((o.at, s, Ok(()))),
+                    _ => {}
+                }
+            }
             match &o.event {
                 Event::Log { service, message, .. } => c.logs.push((o.at, service.as_str(), message.as_str())),
+                Event::Died { what, detail } => c.deaths.push((o.at, what, detail.as_str())),
+                Event::Op { name, phase: OpPhase::Ok | OpPhase::Failed { .. } } if name.starts_with("restart ") => {
+                    if let Some(span) = c.restart_spans.iter_mut().rev().find(|(_, end, s)| end.is_none() && Some(*s) == name.strip_prefix("restart ")) {
+                        span.1 = Some(o.at);
+                    }
+                }
                 Event::Poll { service, what, data } => match (service.as_str(), what.as_str()) {
                     ("moonlight-web", "sessions") => c.mlw_polls.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
                     ("wolf", "sessions") => c.wolf_sessions.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
@@ -207,8 +239,9 @@ impl<'a> Ctx<'a> {
                     if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
                         c.teardowns.push((o.at, tab));
                     }
-                    if name.starts_with("restart ") {
+                    if let Some(service) = name.strip_prefix("restart ") {
                         c.restarts.push(o.at);
+                        c.restart_spans.push((o.at, None, service));
                     }
                     if let Some(ses) = name.strip_prefix("stop agent session ") {
                         c.stops.push((o.at, ses.trim().to_string()));
@@ -227,6 +260,12 @@ impl<'a> Ctx<'a> {
         self.teardowns.iter().any(|(t, tab)| *tab == v.tab && *t >= v.started_at && *t <= at)
             || self.restarts.iter().any(|t| *t >= v.started_at && *t <= at)
             || self.stops.iter().any(|(t, s)| Some(s.as_str()) == ses && *t <= at)
+    }
+
+    /// Whether the driver was restarting `service` at `at` (until a moment after it was back:
+    /// a poll sent just before may still be answered by nobody).
+    fn restarting(&self, service: &str, at: EpochMs) -> bool {
+        self.restart_spans.iter().any(|(start, end, s)| *s == service && at >= *start && end.is_none_or(|e| at <= e + 1000.0))
     }
 
     fn error_at(v: &ViewerFacts, what: &str) -> Option<EpochMs> {
