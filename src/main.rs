@@ -566,9 +566,11 @@ fn ensure_chromium(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run_refstack(args: RefstackArgs) -> anyhow::Result<()> {
-    let dir = match args.dir {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!("helix-e2e-refstack-{}", std::process::id())),
+    // A directory of our own making goes when we do: it holds the stand-in's stores (login
+    // tokens) and unredacted logs.
+    let (dir, ours) = match args.dir {
+        Some(d) => (d, false),
+        None => (std::env::temp_dir().join(format!("helix-e2e-refstack-{}", std::process::id())), true),
     };
     let stack = ProcessStack::start(&std::env::current_exe()?, &dir, args.faults.clone()).await?;
     let endpoints = stack.endpoints();
@@ -582,6 +584,9 @@ async fn run_refstack(args: RefstackArgs) -> anyhow::Result<()> {
         args.announce.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "--announce FILE".into()), dir.display());
     wait_for_stop().await?;
     stack.shutdown().await;
+    if ours {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 

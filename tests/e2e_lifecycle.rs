@@ -115,6 +115,16 @@ impl Run {
             assert!(Instant::now() < deadline, "left behind {:.1} s after the end: processes {procs:?}, {other:?}\nstderr:\n{}", since.elapsed().as_secs_f64(), self.stderr());
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Drop for Run {
+    /// A failed assertion must not leave the run (or its files) behind either.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.base);
         let _ = std::fs::remove_file(&self.stderr_path);
     }

@@ -161,6 +161,17 @@ pub(super) fn process_alive(pid: u32) -> bool {
         && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"__streamer"))
 }
 
+/// F7's quick rule: the longest a healthy teardown keeps a Wolf session after moonlight-web
+/// dropped its entry. moonlight-web removes a create session when its socket closes, then the
+/// streamer's stop cascade tells the browser, waits up to 500 ms for `ConnectionTerminated` to
+/// leave (its flush deadline), and only then `/cancel`s the Wolf session. Measured on the
+/// stand-in (2 cores, a default suite): the cancel lands 0.50–0.52 s after the entry went; one
+/// poll before and one after can thus both see an ordinary teardown (0.5 s apart), which is the
+/// false alarm two polls alone raised in rapid-cycles. The streamer's pid is no help when the
+/// session lived less than one moonlight-web poll. So the quick rule also wants the orphan older
+/// than this: more than twice the cascade, room for a loaded machine.
+pub(super) const TEARDOWN_MS: f64 = 1200.0;
+
 pub(super) fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     // The streamer pid moonlight-web last listed per client: a Wolf session whose streamer still
     // runs is F6's zombie, not a lobby mismatch.
@@ -191,7 +202,8 @@ pub(super) fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             let (start, polls) = since.entry(s.client_id.clone()).or_insert((*at, 0));
             *polls += 1;
             let start = *start;
-            if (*polls >= t.confirm_polls.max(1) && !settling) || at - start >= t.mismatch_secs * 1000.0 {
+            let quick = *polls >= t.confirm_polls.max(1) && at - start >= TEARDOWN_MS && !settling;
+            if quick || at - start >= t.mismatch_secs * 1000.0 {
                 return Some(Detection {
                     fault: "F7",
                     name: "lobby-mismatch",

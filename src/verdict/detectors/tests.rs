@@ -225,3 +225,19 @@ fn f11_counts_lines_in_a_window_and_f13_counts_busy_answers() {
     let d = detect(&obs, &Thresholds::default());
     assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F13 already-streaming-loop"]);
 }
+
+#[test]
+fn f7_lets_an_ordinary_teardown_pass_two_polls_but_not_an_orphan_that_stays() {
+    // moonlight-web dropped the entry; Wolf keeps the session while the old streamer's cascade
+    // flushes for 0.5 s before its `/cancel` — two polls can see that, and it is not F7.
+    let wolf = |at: EpochMs, present: bool| poll(at, "wolf", "sessions", if present { json!([{"app_id": "1", "client_id": "42", "client_ip": "127.0.0.1", "client_unique_id": "helix-agent-ses_a-L-u"}]) } else { json!([]) });
+    let empty_mlw = |at: EpochMs| poll(at, "moonlight-web", "sessions", json!([]));
+    let t = Thresholds::default();
+    let teardown: Vec<Observation> = vec![empty_mlw(0.0), wolf(1.0, true), empty_mlw(500.0), wolf(501.0, true), empty_mlw(1000.0), wolf(1001.0, false)];
+    assert!(detect(&teardown, &t).is_empty(), "a 0.5 s teardown seen by two polls");
+    let mut stays = teardown[..4].to_vec();
+    stays.extend([empty_mlw(1000.0), wolf(1001.0, true), empty_mlw(1500.0), wolf(1501.0, true)]);
+    let d = detect(&stays, &t);
+    assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F7 lobby-mismatch"]);
+    assert_eq!((d[0].first_symptom, d[0].decided_at), (1.0, 1501.0));
+}
