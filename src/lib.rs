@@ -12,6 +12,7 @@ pub mod frames;
 pub mod matrix;
 pub mod netns;
 pub mod probe;
+pub mod procs;
 pub mod redact;
 pub mod refstack;
 pub mod report;

@@ -36,16 +36,123 @@ pub const CASES: &[Case] = &[
     Case { fault: "F12", switch: Some("slow-tls=15000"), scenario: "second-connection" },
     // Reuse needs two viewers of one agent session.
     Case { fault: "F13", switch: Some("session-id-reuse"), scenario: "multi-tab-same-lobby" },
+    // The race needs a Reconnect press on a streaming viewer; the walk presses one (seed 7 at
+    // its 4th operation) and stops at the first failure.
+    Case { fault: "F14", switch: Some("reconnect-teardown-race"), scenario: "random-walk" },
     Case { fault: "clean", switch: None, scenario: "second-connection" },
     Case { fault: "clean", switch: None, scenario: "restart-chaos" },
     Case { fault: "clean", switch: None, scenario: "multi-tab-same-lobby" },
+    Case { fault: "clean", switch: None, scenario: "random-walk" },
+    Case { fault: "clean", switch: None, scenario: "rapid-cycles" },
+    // Deaths the harness injects at a seeded moment while the first tab streams: each must be
+    // named for what died, never as a fault of the stack.
+    Case { fault: "B1", switch: Some("kill:renderer"), scenario: "second-connection" },
+    Case { fault: "B2", switch: Some("kill:browser"), scenario: "second-connection" },
+    Case { fault: "D1", switch: Some("kill:streamer"), scenario: "second-connection" },
+    Case { fault: "D2", switch: Some("kill:wolf"), scenario: "second-connection" },
+    Case { fault: "D2", switch: Some("kill:moonlight-web"), scenario: "second-connection" },
+    Case { fault: "D2", switch: Some("kill:api"), scenario: "second-connection" },
 ];
+
+impl Case {
+    /// Whether a named failure (`F2 webrtc-ports-exhausted`, `D2 service-died wolf`) is the
+    /// one this case expects: a kill row wants its exact label, a fault row its catalog id.
+    pub fn expects(&self, label: &str) -> bool {
+        match self.switch.and_then(Kill::of) {
+            Some(k) => label == k.expected(),
+            None => label.split_whitespace().next() == Some(self.fault),
+        }
+    }
+}
+
+/// A death the harness injects instead of a fault switch: the process it kills (SIGKILL) at a
+/// seeded moment while the first tab streams. Written in the `switch` column as `kill:<what>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// Every renderer of the run's browser (the viewer tabs' and webrtc-internals').
+    Renderers,
+    /// Chromium's browser process.
+    Browser,
+    /// One streamer of the stand-in's moonlight-web.
+    Streamer,
+    /// A service process of the stand-in: `wolf`, `moonlight-web` or `api`.
+    Service(&'static str),
+}
+
+impl Kill {
+    /// `kill:<what>` in a case's switch column.
+    pub fn of(switch: &str) -> Option<Kill> {
+        Some(match switch.strip_prefix("kill:")? {
+            "renderer" => Kill::Renderers,
+            "browser" => Kill::Browser,
+            "streamer" => Kill::Streamer,
+            "wolf" => Kill::Service("wolf"),
+            "moonlight-web" => Kill::Service("moonlight-web"),
+            "api" => Kill::Service("api"),
+            _ => return None,
+        })
+    }
+
+    /// The label a correct verdict names.
+    pub fn expected(self) -> String {
+        match self {
+            Kill::Renderers => "B1 tab-crashed".into(),
+            Kill::Browser => "B2 browser-died".into(),
+            Kill::Streamer => "D1 streamer-died".into(),
+            Kill::Service(s) => format!("D2 service-died {s}"),
+        }
+    }
+
+    /// Which of the run's processes are the victims.
+    fn matches(self, cmdline: &str) -> bool {
+        match self {
+            Kill::Renderers => cmdline.contains("--type=renderer"),
+            // chromiumoxide starts the browser with a debugging port; its helpers have a type.
+            Kill::Browser => cmdline.contains("--remote-debugging-port") && !cmdline.contains("--type="),
+            Kill::Streamer => cmdline.ends_with(" __streamer") || cmdline.contains(" __streamer "),
+            Kill::Service(s) => cmdline.contains(&format!(" service {s} ")),
+        }
+    }
+}
+
+/// Wait until the run below `root` streams (a streamer runs), then a seeded 0.5–3 s more, and
+/// kill the victims. Returns what it killed, or why it could not.
+fn inject(root: u32, kill: Kill, seed: u64) -> Result<Vec<u32>, String> {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let streams = || crate::procs::descendants(root).iter().any(|p| Kill::Streamer.matches(&p.cmdline));
+    while !streams() {
+        if Instant::now() > deadline {
+            return Err("the run never streamed".into());
+        }
+        if crate::procs::Proc::read(root).is_none_or(|p| !p.alive()) {
+            return Err("the run ended before it streamed".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A splitmix64 step of the seed: the moment is part of what the seed replays.
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    std::thread::sleep(Duration::from_millis(500 + (z ^ (z >> 31)) % 2500));
+    let mut victims: Vec<crate::procs::Proc> = crate::procs::descendants(root).into_iter().filter(|p| kill.matches(&p.cmdline)).collect();
+    if kill == Kill::Streamer {
+        victims.truncate(1);
+    }
+    if victims.is_empty() {
+        return Err(format!("nothing to kill for {kill:?}"));
+    }
+    for v in &victims {
+        v.kill();
+    }
+    Ok(victims.iter().map(|v| v.pid).collect())
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunOutcome {
     pub seed: u64,
     pub verdict: String,
-    /// Faults the detectors named, e.g. `["F2"]`.
+    /// Failures the detectors named, e.g. `["F2 webrtc-ports-exhausted"]`.
     pub named: Vec<String>,
     /// Latency of the expected detection, first symptom → verdict.
     pub latency_ms: Option<f64>,
@@ -111,13 +218,22 @@ fn run_once(opts: &MatrixOptions, case: &Case, seed: u64) -> Result<RunOutcome, 
     let mut cmd = Command::new(&opts.exe);
     // Scenario waits at a fifth of the design's times: a run only has to expose the fault.
     cmd.args(["run", case.scenario, "--json", "--seed", &seed.to_string(), "--time-scale", "0.2", "--artifacts"]).arg(&opts.artifacts);
-    if let Some(s) = case.switch {
+    let kill = case.switch.and_then(Kill::of);
+    if let Some(s) = case.switch.filter(|_| kill.is_none()) {
         cmd.args(["--fault", s]);
     }
     if let Some(t) = &opts.thresholds {
         cmd.arg("--thresholds").arg(t);
     }
-    let out = cmd.output().map_err(|source| MatrixError::Spawn { exe: opts.exe.clone(), source })?;
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().map_err(|source| MatrixError::Spawn { exe: opts.exe.clone(), source })?;
+    let injected = kill.map(|k| {
+        let root = child.id();
+        std::thread::spawn(move || inject(root, k, seed))
+    });
+    let out = child.wait_with_output().map_err(|source| MatrixError::Spawn { exe: opts.exe.clone(), source })?;
+    if let Some(Err(why)) = injected.map(|h| h.join().unwrap_or_else(|_| Err("the injector panicked".into()))) {
+        return Ok(RunOutcome { seed, verdict: "error".into(), named: vec![], latency_ms: None, artifacts: String::new(), error: Some(format!("kill not injected: {why}")) });
+    }
     let summary: serde_json::Value = match serde_json::from_slice(&out.stdout) {
         Ok(v) => v,
         Err(e) => {
@@ -127,9 +243,10 @@ fn run_once(opts: &MatrixOptions, case: &Case, seed: u64) -> Result<RunOutcome, 
         }
     };
     let detections: Vec<&serde_json::Value> = summary["scenarios"].as_array().into_iter().flatten().flat_map(|s| s["detections"].as_array().into_iter().flatten()).collect();
-    let mut named: Vec<String> = detections.iter().filter_map(|d| d["fault"].as_str().map(str::to_string)).collect();
+    let label = |d: &serde_json::Value| format!("{} {}", d["fault"].as_str().unwrap_or("?"), d["name"].as_str().unwrap_or("?"));
+    let mut named: Vec<String> = detections.iter().map(|d| label(d)).collect();
     named.dedup();
-    let latency_ms = detections.iter().find(|d| d["fault"] == case.fault).and_then(|d| Some(d["decided_at"].as_f64()? - d["first_symptom"].as_f64()?));
+    let latency_ms = detections.iter().find(|d| case.expects(&label(d))).and_then(|d| Some(d["decided_at"].as_f64()? - d["first_symptom"].as_f64()?));
     Ok(RunOutcome {
         seed,
         verdict: summary["verdict"].as_str().unwrap_or("?").to_string(),
@@ -141,8 +258,8 @@ fn run_once(opts: &MatrixOptions, case: &Case, seed: u64) -> Result<RunOutcome, 
 }
 
 fn tabulate(case: &Case, outcomes: Vec<RunOutcome>) -> Row {
-    let named_correctly = outcomes.iter().filter(|o| o.named.iter().any(|n| n == case.fault)).count();
-    let misnamed = outcomes.iter().filter(|o| o.named.iter().any(|n| n != case.fault)).count();
+    let named_correctly = outcomes.iter().filter(|o| o.named.iter().any(|n| case.expects(n))).count();
+    let misnamed = outcomes.iter().filter(|o| o.named.iter().any(|n| !case.expects(n))).count();
     let mut lat: Vec<f64> = outcomes.iter().filter_map(|o| o.latency_ms).collect();
     lat.sort_by(f64::total_cmp);
     let median_latency_ms = (!lat.is_empty()).then(|| if lat.len() % 2 == 1 { lat[lat.len() / 2] } else { (lat[lat.len() / 2 - 1] + lat[lat.len() / 2]) / 2.0 });
@@ -195,10 +312,28 @@ mod tests {
     #[test]
     fn rows_count_correct_and_other_names_and_take_the_median() {
         let case = &CASES[1];
-        let r = tabulate(case, vec![outcome(&["F2"], Some(300.0)), outcome(&["F2", "F4"], Some(500.0)), outcome(&[], None)]);
+        let r = tabulate(case, vec![outcome(&["F2 webrtc-ports-exhausted"], Some(300.0)), outcome(&["F2 webrtc-ports-exhausted", "F4 control-stream-timeout"], Some(500.0)), outcome(&[], None)]);
         assert_eq!((r.named_correctly, r.misnamed), (2, 1));
         assert_eq!(r.median_latency_ms, Some(400.0));
         let md = markdown(&[r]);
         assert!(md.contains("| F2 | `webrtc-port-range=40000-40000` | second-connection | 2/3 | 1/3 | 0.40 s |"), "{md}");
+    }
+
+    #[test]
+    fn a_kill_row_wants_its_exact_death_and_its_victims_are_told_apart() {
+        let wolf = Case { fault: "D2", switch: Some("kill:wolf"), scenario: "second-connection" };
+        assert!(wolf.expects("D2 service-died wolf"));
+        assert!(!wolf.expects("D2 service-died api") && !wolf.expects("F4 control-stream-timeout"));
+        // A fault row matches by catalog id, and F1 is not F10.
+        let f1 = Case { fault: "F1", switch: Some("cert-subject-collision"), scenario: "second-connection" };
+        assert!(f1.expects("F1 treated-as-resume") && !f1.expects("F10 restart-ghost"));
+        assert!(Kill::of("kill:nothing").is_none() && Kill::of("webrtc-port-range=1-2").is_none());
+        let browser = "/usr/lib/chromium/chromium --headless=new --remote-debugging-port=0 --user-data-dir=/tmp/x";
+        assert!(Kill::Browser.matches(browser) && !Kill::Renderers.matches(browser));
+        assert!(Kill::Renderers.matches("/usr/lib/chromium/chromium --type=renderer --lang=en"));
+        assert!(!Kill::Browser.matches("/usr/lib/chromium/chromium --type=renderer --remote-debugging-port=0"));
+        assert!(Kill::Service("wolf").matches("/x/helix-e2e service wolf --dir /tmp/a"));
+        assert!(!Kill::Service("wolf").matches("/x/helix-e2e service moonlight-web --dir /tmp/a"));
+        assert!(Kill::Streamer.matches("/x/helix-e2e __streamer"));
     }
 }

@@ -214,7 +214,7 @@ fn reap_orphans() {
     let me = std::process::id();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let kids = children_of(me);
+        let kids = crate::procs::children_of(me);
         for &pid in &kids {
             // SAFETY: our own children: their pids cannot be reused before we reap them.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
@@ -228,19 +228,6 @@ fn reap_orphans() {
     }
 }
 
-fn children_of(parent: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,13 +239,5 @@ mod tests {
         let host = Inner::parse(&Inner::encode(None, false, Path::new("/tmp/x|y"))).unwrap();
         assert_eq!((host.netns, host.owned_netns, host.temp_root), (None, false, PathBuf::from("/tmp/x|y")));
         assert!(Inner::parse("garbage").is_none());
-    }
-
-    #[test]
-    fn orphans_of_a_subreaper_are_found() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        assert!(children_of(std::process::id()).contains(&child.id()));
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
