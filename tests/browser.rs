@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use helix_e2e::browser::viewers::fold_tab_viewers;
 use helix_e2e::browser::{peer_connections_of_tab, validate_dump, Browser, BrowserError, BrowserOptions};
-use helix_e2e::timeline::{Direction, Event, Observation, PcStateKind, ProbeEvent, TabId, Timeline};
+use helix_e2e::timeline::{Casualty, Direction, Event, Observation, PcStateKind, ProbeEvent, TabId, Timeline};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -490,11 +490,44 @@ async fn renderer_crash_lands_in_the_timeline() {
     let _ = tokio::time::timeout(Duration::from_secs(5), browser.navigate(tab, "chrome://crash")).await;
     let what = wait_for(&timeline, "a crash event for the tab", 10, |obs| {
         obs.iter().find_map(|o| match &o.event {
-            Event::Browser { tab: Some(t), what } if *t == tab && what.contains("crash") => Some(what.clone()),
+            Event::Died { what: Casualty::TabCrashed { tab: Some(t) }, detail } if *t == tab => Some(detail.clone()),
             _ => None,
         })
     })
     .await;
-    assert!(what.starts_with("target crashed"), "{what}");
+    assert!(what.starts_with(&format!("the renderer of tab {tab} crashed")), "{what}");
+    // A dead tab fails at once instead of waiting out DevTools deadlines, and still closes.
+    let t0 = std::time::Instant::now();
+    let err = browser.screenshot(tab).await.unwrap_err().to_string();
+    assert!(err.contains("is dead") && t0.elapsed() < Duration::from_secs(1), "{err} after {:?}", t0.elapsed());
+    browser.close_tab(tab).await.expect("a crashed tab closes");
     browser.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_killed_browser_is_reported_and_every_call_fails_at_once() {
+    let addr = serve().await;
+    let timeline = Timeline::new();
+    let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
+    let tab = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("open");
+    // SAFETY: our own Chromium.
+    unsafe { libc::kill(browser.pid() as i32, libc::SIGKILL) };
+    let killed = std::time::Instant::now();
+    let detail = wait_for(&timeline, "the browser's death", 5, |obs| {
+        obs.iter().find_map(|o| match &o.event {
+            Event::Died { what: Casualty::Browser, detail } => Some(detail.clone()),
+            _ => None,
+        })
+    })
+    .await;
+    assert!(killed.elapsed() < Duration::from_secs(1), "reported {:?} after the kill", killed.elapsed());
+    assert!(detail.contains("was killed by signal 9"), "{detail}");
+    assert!(browser.death().is_some());
+    let t0 = std::time::Instant::now();
+    for err in [browser.evaluate(tab, "1").await.unwrap_err(), browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.unwrap_err()] {
+        assert!(matches!(err, BrowserError::BrowserDied(_)), "{err}");
+    }
+    browser.close_tab(tab).await.expect("closing a tab of a dead browser is a no-op");
+    let _ = browser.close().await;
+    assert!(t0.elapsed() < Duration::from_secs(3), "calls on a dead browser took {:?}", t0.elapsed());
 }

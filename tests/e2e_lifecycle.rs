@@ -224,6 +224,10 @@ fn sigkill_of_the_run_inside() {
 /// A death mid-run: the verdict is a failure named after what died, decided within a second of
 /// the death and never a catalog fault of the stack; the run ends within 5 s of it.
 fn death_run(label: &str, kill: impl FnOnce(&Run) -> Vec<u32>, want: &str) {
+    death_run_with(label, kill, libc::SIGKILL, END_WITHIN, want)
+}
+
+fn death_run_with(label: &str, kill: impl FnOnce(&Run) -> Vec<u32>, sig: libc::c_int, end_within: Duration, want: &str) {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut run = Run::start(label);
     run.wait_until_streaming();
@@ -231,12 +235,12 @@ fn death_run(label: &str, kill: impl FnOnce(&Run) -> Vec<u32>, want: &str) {
     assert!(!victims.is_empty(), "nothing to kill for {label}");
     let at = Instant::now();
     for pid in &victims {
-        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        unsafe { libc::kill(*pid as i32, sig) };
     }
     let (status, took) = run.wait_exit(at);
     let stderr = run.stderr();
     assert_eq!(status.code(), Some(1), "{label}: exit code\n{stderr}");
-    assert!(took <= END_WITHIN, "{label}: the run ended {:.1} s after the death\n{stderr}", took.as_secs_f64());
+    assert!(took <= end_within, "{label}: the run ended {:.1} s after the death\n{stderr}", took.as_secs_f64());
     let summary = run.summary().unwrap_or_else(|| panic!("{label}: no summary.json\n{stderr}"));
     let detections: Vec<&serde_json::Value> = summary["scenarios"].as_array().unwrap().iter().flat_map(|s| s["detections"].as_array().unwrap().iter()).collect();
     let labels: Vec<String> = detections.iter().map(|d| format!("{} {}", d["fault"].as_str().unwrap(), d["name"].as_str().unwrap())).collect();
@@ -263,4 +267,11 @@ fn a_killed_browser_is_a_dead_browser() {
 #[test]
 fn a_killed_streamer_is_a_dead_streamer() {
     death_run("streamer", |r| r.processes("__streamer", None).into_iter().take(1).collect(), "D1 streamer-died");
+}
+
+/// A renderer that stops (SIGSTOP: alive, silent) is a tab that stopped answering: named once
+/// it has not answered DevTools for 3 s, and the run still ends (a hung page never holds it).
+#[test]
+fn a_hung_renderer_is_an_unresponsive_tab() {
+    death_run_with("hung-renderer", |r| r.processes("--type=renderer", None), libc::SIGSTOP, Duration::from_secs(10), "B3 tab-unresponsive");
 }

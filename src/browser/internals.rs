@@ -5,13 +5,16 @@
 //! in the format of the page's own "Create a WebRTC-Internals dump" button lets the usual
 //! importers (rtcstats dump-importer, fippo's webrtc-dump-importer) open a failed run's evidence.
 
-use super::{cdp, Browser, BrowserError, TAB_PARAM};
+use super::{deadline, Browser, BrowserError, TAB_PARAM};
 use crate::timeline::TabId;
 use serde_json::{Map, Value};
 
 /// Serialising in the page keeps the transfer to one string and uses the store's own `toJSON`,
 /// which is exactly the dump format in Chromium 156 (`record_` with `pid`, `url`,
 /// `rtcConfiguration`, `stats`, `updateLog`).
+/// How long reading the dump may take (a healthy page answers in well under a second).
+const DUMP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 const DUMP_JS: &str = r#"(() => {
   const store = window.peerConnectionDataStore;
   if (!store) return null;
@@ -33,7 +36,15 @@ impl Browser {
             return Err(BrowserError::Internals(why.clone()));
         }
         let page = self.internals.as_ref().ok_or_else(|| BrowserError::Internals("page not open".into()))?;
-        let result = cdp("read webrtc-internals", page.evaluate_expression(DUMP_JS)).await?;
+        // A hung internals page must not hold the run for the standard 20 s at every snapshot:
+        // it gets a shorter deadline once, and is then given up for dead.
+        let result = match deadline("read webrtc-internals", DUMP_DEADLINE, async { page.evaluate_expression(DUMP_JS).await.map_err(BrowserError::cdp("read webrtc-internals")) }).await {
+            Err(e @ BrowserError::Timeout { .. }) => {
+                let _ = self.health.internals.set(format!("the webrtc-internals page stopped answering: {e}"));
+                return Err(e);
+            }
+            r => r?,
+        };
         let text = match result.value() {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(BrowserError::Internals("peerConnectionDataStore is missing (page not loaded?)".into())),

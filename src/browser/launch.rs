@@ -151,8 +151,9 @@ pub(super) async fn stop(mut browser: chromiumoxide::Browser, pid: u32) -> Resul
             }
         }
     };
-    // Children are reparented once the browser exits; they normally follow it within a moment.
-    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    // Children are reparented once the browser exits; they normally follow it within a few
+    // hundred ms (a hung renderer never does).
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
     while tree.iter().any(|p| p.alive()) && tokio::time::Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

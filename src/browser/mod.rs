@@ -173,6 +173,7 @@ pub struct Browser {
     handler: Option<JoinHandle<()>>,
     crash_watch: Option<JoinHandle<()>>,
     death_watch: Option<JoinHandle<()>>,
+    internals_watch: Option<JoinHandle<()>>,
     health: Arc<Health>,
     /// The `chrome://webrtc-internals` page, kept open for the whole life of the browser.
     internals: Option<Page>,
@@ -205,6 +206,7 @@ impl Browser {
             handler: Some(handler),
             crash_watch: None,
             death_watch,
+            internals_watch: None,
             health,
             internals: None,
             tabs: Arc::default(),
@@ -216,6 +218,9 @@ impl Browser {
         };
         this.internals = Some(internals?);
         this.crash_watch = Some(this.watch_crashes().await?);
+        if let Some(page) = this.internals.clone() {
+            this.internals_watch = Some(tokio::spawn(watch_answers(page, None, this.health.clone(), this.timeline.clone())));
+        }
         tracing::info!(pid, "chromium launched");
         Ok(this)
     }
@@ -321,7 +326,7 @@ impl Browser {
     }
 
     fn abort_tasks(&mut self) {
-        for t in self.crash_watch.take().into_iter().chain(self.handler.take()).chain(self.death_watch.take()) {
+        for t in self.crash_watch.take().into_iter().chain(self.handler.take()).chain(self.death_watch.take()).chain(self.internals_watch.take()) {
             t.abort();
         }
         for (_, tab) in self.tabs.lock().unwrap_or_else(|e| e.into_inner()).drain() {
@@ -348,25 +353,36 @@ async fn watch_process(pid: u32, handler: tokio::task::AbortHandle, health: Arc<
     }
 }
 
-/// Asks a tab for `1` every second; one that does not answer within [`TAB_ANSWER_DEADLINE`]
-/// has stopped answering DevTools (a hung renderer) — unless the whole browser died.
-async fn watch_tab(page: Page, tab: TabId, health: Arc<Health>, timeline: Timeline) {
+/// Asks a page for `1` every second; one that does not answer within [`TAB_ANSWER_DEADLINE`]
+/// has stopped answering DevTools (a hung renderer) — unless the whole browser died. `tab` is
+/// `None` for the webrtc-internals page: the driver's own, so only marked dead (snapshots then
+/// fail at once), not named.
+async fn watch_answers(page: Page, tab: Option<TabId>, health: Arc<Health>, timeline: Timeline) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if health.check(Some(tab)).is_err() {
+        let dead = match tab {
+            Some(t) => health.check(Some(t)).is_err(),
+            None => health.check(None).is_err() || health.internals.get().is_some(),
+        };
+        if dead {
             return;
         }
-        match tokio::time::timeout(TAB_ANSWER_DEADLINE, page.evaluate_expression("1")).await {
-            Ok(_) => {}
-            Err(_) if health.check(Some(tab)).is_ok() => {
-                let detail = format!("tab {tab} did not answer DevTools within {:.0} s", TAB_ANSWER_DEADLINE.as_secs_f64());
-                tracing::error!("{detail}");
-                health.tab_dead(tab, detail.clone());
-                timeline.push(Event::Died { what: Casualty::TabUnresponsive { tab }, detail });
-                return;
-            }
-            Err(_) => return,
+        if tokio::time::timeout(TAB_ANSWER_DEADLINE, page.evaluate_expression("1")).await.is_ok() || health.check(None).is_err() {
+            continue;
         }
+        let whose = tab.map(|t| format!("tab {t}")).unwrap_or_else(|| "the webrtc-internals page".into());
+        let detail = format!("{whose} did not answer DevTools within {:.0} s", TAB_ANSWER_DEADLINE.as_secs_f64());
+        tracing::error!("{detail}");
+        match tab {
+            Some(t) => {
+                health.tab_dead(t, detail.clone());
+                timeline.push(Event::Died { what: Casualty::TabUnresponsive { tab: t }, detail });
+            }
+            None => {
+                let _ = health.internals.set(detail);
+            }
+        }
+        return;
     }
 }
 

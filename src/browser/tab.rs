@@ -202,7 +202,7 @@ impl Browser {
         let page = cdp("create tab", browser.new_page(target)).await?;
         let setup = async {
             let mut tasks = listen(&page, tab, &self.timeline).await?;
-            tasks.push(tokio::spawn(super::watch_tab(page.clone(), tab, self.health.clone(), self.timeline.clone())));
+            tasks.push(tokio::spawn(super::watch_answers(page.clone(), Some(tab), self.health.clone(), self.timeline.clone())));
             let state = Arc::new(TabState { page: page.clone(), context: context.clone(), tasks });
             self.tabs.lock().unwrap_or_else(|e| e.into_inner()).insert(tab, state);
             self.targets.lock().unwrap_or_else(|e| e.into_inner()).insert(page.target_id().clone(), tab);
