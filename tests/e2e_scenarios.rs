@@ -35,16 +35,30 @@ fn invariants(scenario: &serde_json::Value) -> Vec<(String, bool, String)> {
     scenario["invariants"].as_array().unwrap().iter().map(|i| (i["name"].as_str().unwrap().to_string(), i["passed"] == true, i["message"].as_str().unwrap().to_string())).collect()
 }
 
-fn assert_no_new_processes(before: &BTreeSet<u32>) {
+/// What runs must not leave: processes (by mark, and orphans re-parented to this test), temp
+/// directories and namespaces.
+struct Before {
+    processes: BTreeSet<u32>,
+    leftovers: BTreeSet<String>,
+}
+
+fn before_run() -> Before {
+    common::become_subreaper();
+    Before { processes: project_processes(), leftovers: common::project_leftovers() }
+}
+
+fn assert_no_new_processes(before: &Before, base: &Path) {
     let after = project_processes();
-    let leaked: Vec<&u32> = after.difference(before).collect();
+    let leaked: Vec<&u32> = after.difference(&before.processes).collect();
     assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
+    let left = common::leaks_since(&before.leftovers, &[base]);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]
 fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let before = project_processes();
+    let before = before_run();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-{}", std::process::id()));
     let params = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/scenarios/ci.toml");
     let seed = common::seed();
@@ -76,7 +90,7 @@ fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
     assert!(ops.lines().any(|l| l.contains("\"scenario\":\"random-walk\"") && l.contains("\"op\":\"reload-tab\"")), "{ops}");
     assert!(ops.lines().any(|l| l.contains("\"scenario\":\"rapid-cycles\"") && l.contains("\"at_ms\"")));
     assert!(dir.join("run.json").exists());
-    assert_no_new_processes(&before);
+    assert_no_new_processes(&before, &base);
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -86,7 +100,7 @@ fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
 #[test]
 fn concurrent_sessions_fail_by_name_when_ports_run_out_and_the_replay_fails_alike() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let before = project_processes();
+    let before = before_run();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-f2-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "concurrent-sessions", "--seed", &seed, "--time-scale", "0.1", "--fault", "webrtc-port-range=40000-40000"], &base);
@@ -108,7 +122,7 @@ fn concurrent_sessions_fail_by_name_when_ports_run_out_and_the_replay_fails_alik
     let ops = |d: &str| std::fs::read(Path::new(d).join("ops.jsonl")).unwrap();
     assert_eq!(ops(&dir), ops(again["artifacts"].as_str().unwrap()), "the replay ran the same plan");
     assert_ne!(dir, again["artifacts"].as_str().unwrap());
-    assert_no_new_processes(&before);
+    assert_no_new_processes(&before, &base);
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -123,7 +137,7 @@ fn restart_chaos_recovers_from_real_restarts_of_every_service() {
     for name in ["second-connection", "rapid-cycles", "concurrent-sessions", "restart-chaos", "multi-tab-same-lobby", "random-walk"] {
         assert!(list.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{list}");
     }
-    let before = project_processes();
+    let before = before_run();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-restart-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", &seed, "--time-scale", "0.2"], &base);
@@ -137,7 +151,7 @@ fn restart_chaos_recovers_from_real_restarts_of_every_service() {
     // What the tabs said is on record, per tab.
     let (_, _, said) = got.iter().find(|(g, _, _)| g == "wolf-restart/clear-error-in-every-tab").unwrap();
     assert!(said.contains("tab 0 after") && said.contains("tab 2 after") && said.contains("wolf:"), "{said}");
-    assert_no_new_processes(&before);
+    assert_no_new_processes(&before, &base);
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -146,7 +160,7 @@ fn restart_chaos_recovers_from_real_restarts_of_every_service() {
 #[test]
 fn restart_chaos_names_the_ghosts_when_lobbies_are_not_recreated() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let before = project_processes();
+    let before = before_run();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-ghost-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", &seed, "--time-scale", "0.2", "--fault", "no-lobby-recreate"], &base);
@@ -155,7 +169,7 @@ fn restart_chaos_names_the_ghosts_when_lobbies_are_not_recreated() {
     let (_, _, msg) = got.iter().find(|(g, passed, _)| g == "F10 restart-ghost" && !passed).unwrap_or_else(|| panic!("F10 not named: {got:?}"));
     // Named when a tab's reconnect fails on the lost lobby (or, failing that, after `ghost_secs`).
     assert!((msg.contains("could not rejoin") || msg.contains("which Wolf does not have")) && msg.contains("after the restart began"), "{msg}");
-    assert_no_new_processes(&before);
+    assert_no_new_processes(&before, &base);
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -164,7 +178,7 @@ fn restart_chaos_names_the_ghosts_when_lobbies_are_not_recreated() {
 #[test]
 fn multi_tab_same_lobby_fails_by_name_when_certificates_collide() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let before = project_processes();
+    let before = before_run();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-f1-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "multi-tab-same-lobby", "--seed", &seed, "--time-scale", "0.2", "--fault", "cert-subject-collision"], &base);
@@ -173,6 +187,6 @@ fn multi_tab_same_lobby_fails_by_name_when_certificates_collide() {
     let f1 = failed.iter().find(|(n, _)| n == "F1 treated-as-resume").unwrap_or_else(|| panic!("F1 not named: {failed:?}"));
     assert!(f1.1.starts_with("tab 1 ") && f1.1.contains("unregistered session"), "the second tab, with Wolf's line: {}", f1.1);
     assert!(failed.iter().all(|(n, _)| n != "no-leftovers"), "cleanup still leaves nothing: {failed:?}");
-    assert_no_new_processes(&before);
+    assert_no_new_processes(&before, &base);
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -24,13 +24,15 @@ fn run(args: &[&str], base: &Path, mark: &str) -> (Option<i32>, serde_json::Valu
 #[test]
 fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::become_subreaper();
+    let before = common::project_leftovers();
     let mark = format!("pass-{}", std::process::id());
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "second-connection", "--seed", &seed], &base, &mark);
     assert_eq!(code, Some(0), "exit code; stderr:\n{stderr}\nsummary: {summary:#}");
     assert_eq!(summary["verdict"], "pass", "{summary:#}");
-    assert_eq!(summary["seed"], 1);
+    assert_eq!(summary["seed"].as_u64(), seed.parse::<u64>().ok());
 
     let scenario = &summary["scenarios"][0];
     let names: Vec<&str> = scenario["invariants"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
@@ -61,6 +63,8 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
 
     let leaked = marked_processes(&mark);
     assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
+    let left = common::leaks_since(&before, &[&base]);
+    assert!(left.is_empty(), "left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -69,6 +73,8 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
 #[test]
 fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::become_subreaper();
+    let before = common::project_leftovers();
     let mark = format!("f2-{}", std::process::id());
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f2-{}", std::process::id()));
     let seed = common::seed();
@@ -91,6 +97,8 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     assert!(summary["replay"].as_str().unwrap().contains("--fault webrtc-port-range=40000-40000"));
     let leaked = marked_processes(&mark);
     assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
+    let left = common::leaks_since(&before, &[&base]);
+    assert!(left.is_empty(), "left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -100,6 +108,8 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
 #[test]
 fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::become_subreaper();
+    let before = common::project_leftovers();
     let mark = format!("f4-{}", std::process::id());
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f4-{}", std::process::id()));
     let thresholds = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/detectors-matrix.toml");
@@ -128,5 +138,7 @@ fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
 
     let leaked = marked_processes(&mark);
     assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
+    let left = common::leaks_since(&before, &[&base]);
+    assert!(left.is_empty(), "left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -12,8 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn stack() -> ProcessStack {
-    let dir = std::env::temp_dir().join(format!("helix-e2e-mlw-{}", uuid::Uuid::new_v4()));
-    ProcessStack::start(env!("CARGO_BIN_EXE_helix-e2e").as_ref(), &dir, Vec::new()).await.unwrap()
+    ProcessStack::start_temp(env!("CARGO_BIN_EXE_helix-e2e").as_ref(), Vec::new()).await.unwrap()
 }
 
 fn init(credentials: &str, session_id: &str, mode: &str) -> String {

@@ -223,8 +223,7 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
     let mut target = match &opts.target {
         TargetChoice::Embedded { exe, faults } => {
             eprintln!("helix-e2e: starting the embedded reference stack");
-            let dir = std::env::temp_dir().join(format!("helix-e2e-{}", summary.run_id));
-            let s = unless_interrupted(&stop, ProcessStack::start(exe, &dir, faults.clone())).await?.map_err(|e| e.to_string())?;
+            let s = unless_interrupted(&stop, ProcessStack::start_temp(exe, faults.clone())).await?.map_err(|e| e.to_string())?;
             let t = Target::embedded(&s.endpoints());
             let s = std::sync::Arc::new(s);
             deaths_watch = Some(s.watch_deaths(timeline.clone()));
@@ -267,8 +266,8 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
         w.abort();
     }
     if let Some(s) = stack {
+        // Its directory goes with its last reference.
         s.shutdown().await;
-        let _ = std::fs::remove_dir_all(s.dir());
     }
     let _ = std::fs::remove_dir_all(&log_dir);
     result

@@ -145,3 +145,19 @@ pub fn orphans(except: &[u32]) -> Vec<(u32, String)> {
     }
     descendants(std::process::id()).into_iter().filter(|(p, _)| !keep.contains(p)).collect()
 }
+
+/// What a run left behind, against a snapshot taken before it (`project_leftovers()`): processes
+/// re-parented to this test (call [`become_subreaper`] before the run), and new temp dirs or
+/// namespaces of the project other than `except` (the test's own artifact directories). Waits up
+/// to 5 s for a run's last processes to go.
+pub fn leaks_since(before: &std::collections::BTreeSet<String>, except: &[&Path]) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut found: Vec<String> = orphans(&[]).into_iter().map(|(pid, cmd)| format!("process {pid}: {cmd}")).collect();
+        found.extend(project_leftovers().difference(before).filter(|l| !except.iter().any(|e| l.ends_with(&e.display().to_string()))).cloned());
+        if found.is_empty() || std::time::Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -23,6 +23,9 @@ pub struct ProcessStack {
     exe: PathBuf,
     layout: Layout,
     children: Mutex<BTreeMap<Service, Child>>,
+    /// The directory is ours (made by [`ProcessStack::start_temp`]) and goes with the stack: it
+    /// holds the services' stores (login tokens) and unredacted logs.
+    owns_dir: bool,
 }
 
 impl ProcessStack {
@@ -42,7 +45,7 @@ impl ProcessStack {
             user_email: "e2e@helix.local".into(),
             user_password: format!("pw-{}", uuid::Uuid::new_v4().simple()),
         };
-        let stack = ProcessStack { exe: exe.to_path_buf(), layout, children: Mutex::new(BTreeMap::new()) };
+        let stack = ProcessStack { exe: exe.to_path_buf(), layout, children: Mutex::new(BTreeMap::new()), owns_dir: false };
         for s in Service::ALL {
             if let Err(e) = stack.start_service(s).await {
                 stack.shutdown().await;
@@ -50,6 +53,22 @@ impl ProcessStack {
             }
         }
         Ok(stack)
+    }
+
+    /// [`ProcessStack::start`] in a fresh temporary directory that is removed when the stack is
+    /// dropped (after its services are gone).
+    pub async fn start_temp(exe: &Path, faults: Vec<Fault>) -> Result<Self, ControlError> {
+        let dir = std::env::temp_dir().join(format!("helix-e2e-stack-{}", uuid::Uuid::new_v4().simple()));
+        match Self::start(exe, &dir, faults).await {
+            Ok(mut s) => {
+                s.owns_dir = true;
+                Ok(s)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
     }
 
     pub fn endpoints(&self) -> Endpoints {
@@ -190,6 +209,9 @@ impl Drop for ProcessStack {
                     libc::kill(-(pid as i32), libc::SIGKILL);
                 }
             }
+        }
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.layout.dir);
         }
     }
 }
