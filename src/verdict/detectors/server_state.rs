@@ -111,9 +111,12 @@ pub(super) fn f6_zombie_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     [listed_dead, zombie_line, orphan].into_iter().flatten().min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
 }
 
-/// Removing a session stops its streamer (a healthy one exits within milliseconds), so a
-/// streamer still running `confirm_polls` polls after its session left the list is a zombie.
-/// Liveness can only be read now, so only the latest polls can decide.
+/// Removing a session stops its streamer, so a streamer still running after its session left
+/// the list is a zombie — once it has outlived a healthy stop cascade: a streamer told to stop
+/// flushes for up to 500 ms before it cancels its Wolf session and exits (see [`TEARDOWN_MS`]),
+/// so `confirm_polls` polls alone (0.5 s apart) can catch an ordinary exit; the quick rule also
+/// wants the session gone for `TEARDOWN_MS`. Liveness can only be read now, so only the latest
+/// polls can decide.
 pub(super) fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let mut last_pid: BTreeMap<String, (u32, EpochMs)> = BTreeMap::new();
     // First poll without the session, and polls without it so far.
@@ -134,7 +137,7 @@ pub(super) fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             }
             let (from, polls) = gone.entry(id.clone()).or_insert((*at, 0));
             *polls += 1;
-            let confirmed = *polls >= t.confirm_polls.max(1) || at - seen >= t.mismatch_secs * 1000.0;
+            let confirmed = (*polls >= t.confirm_polls.max(1) && at - *from >= TEARDOWN_MS) || at - seen >= t.mismatch_secs * 1000.0;
             // Live detection looks within a second of the confirmation; later, the pid may
             // belong to another process by now.
             let recent = at - *from <= t.mismatch_secs * 1000.0 + 2000.0;
