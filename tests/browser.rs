@@ -508,6 +508,10 @@ async fn renderer_crash_lands_in_the_timeline() {
 async fn a_killed_browser_is_reported_and_every_call_fails_at_once() {
     let addr = serve().await;
     let timeline = Timeline::new();
+    let chromium_temp = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(std::env::temp_dir()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("org.chromium.")).collect()
+    };
+    let temp_before = chromium_temp();
     let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
     let tab = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("open");
     // SAFETY: our own Chromium.
@@ -530,4 +534,7 @@ async fn a_killed_browser_is_reported_and_every_call_fails_at_once() {
     browser.close_tab(tab).await.expect("closing a tab of a dead browser is a no-op");
     let _ = browser.close().await;
     assert!(t0.elapsed() < Duration::from_secs(3), "calls on a dead browser took {:?}", t0.elapsed());
+    // Chromium's own temp files lived in the profile, and went with it.
+    let left: Vec<String> = chromium_temp().difference(&temp_before).cloned().collect();
+    assert!(left.is_empty(), "a killed Chromium left {left:?} in the temp dir");
 }

@@ -26,6 +26,10 @@ const SWITCHES: &[&str] = &[
 ];
 const VALUED_SWITCHES: &[(&str, &str)] = &[("autoplay-policy", "no-user-gesture-required")];
 
+/// What Chromium appends to its TMPDIR for its singleton socket:
+/// `/org.chromium.Chromium.XXXXXX/SingletonSocket`.
+const SINGLETON_SUFFIX_LEN: usize = 46;
+
 /// How long Chromium gets to print its DevTools address.
 const LAUNCH_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a polite `Browser.close` plus process exit may take before the tree is killed.
@@ -45,7 +49,7 @@ pub(super) async fn start(opts: &BrowserOptions) -> Result<Launched, BrowserErro
     let (data_dir, temp_dir) = match &opts.user_data_dir {
         Some(d) => (d.clone(), None),
         None => {
-            let d = std::env::temp_dir().join(format!("helix-e2e-chromium-{}", uuid::Uuid::new_v4()));
+            let d = std::env::temp_dir().join(format!("helix-e2e-chromium-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
             (d.clone(), Some(d))
         }
     };
@@ -65,6 +69,13 @@ pub(super) async fn start(opts: &BrowserOptions) -> Result<Launched, BrowserErro
         .launch_timeout(LAUNCH_DEADLINE)
         .request_timeout(CDP_DEADLINE);
     builder = if opts.headless { builder.new_headless_mode() } else { builder.with_head() };
+    // Chromium's own temp files (its singleton socket among them) go inside the profile we remove,
+    // not into the machine's /tmp, where a killed browser would leave them.
+    // The socket's path must fit a Unix socket address (108 bytes); where the profile's path is
+    // too long for that, Chromium keeps the inherited TMPDIR (a supervised run's is private).
+    if let Some(d) = temp_dir.as_ref().filter(|d| d.as_os_str().len() + SINGLETON_SUFFIX_LEN < 108) {
+        builder = builder.env("TMPDIR", d.display().to_string());
+    }
     for s in SWITCHES {
         builder = builder.arg(*s);
     }
