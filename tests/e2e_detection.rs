@@ -1,11 +1,15 @@
 //! Every fault switch of the reference stack, run once through real Chromium with the scenario
 //! that exposes it: the driver must name exactly that failure. Plus a clean run that names
 //! nothing. (The statistics over many runs are `helix-e2e matrix`, not CI.)
+//!
+//! F14 (`reconnect-teardown-race`) is found by a random walk: seed 7 presses Reconnect on a
+//! streaming tab at its 4th operation and must break there
+//! (`helix-e2e run random-walk --seed 7 --ops 4 --fault reconnect-teardown-race` names it).
 
 mod common;
 
 use common::{marked_processes, MARK};
-use helix_e2e::matrix::CASES;
+use helix_e2e::matrix::{Kill, CASES};
 use std::path::Path;
 use std::process::Command;
 
@@ -16,7 +20,11 @@ fn each_fault_is_named_and_a_clean_run_names_nothing() {
     let mut wrong = Vec::new();
     // The other clean baselines (restart-chaos, multi-tab-same-lobby) pass in e2e_scenarios.rs,
     // and a pass names nothing: once is enough for CI.
-    for (i, case) in CASES.iter().enumerate().filter(|(_, c)| c.switch.is_some() || c.scenario == "second-connection") {
+    // Kill rows (`kill:…`) are injected by the matrix's harness; tests/e2e_lifecycle.rs covers
+    // each death through a real run.
+    common::become_subreaper();
+    let leftovers = common::project_leftovers();
+    for (i, case) in CASES.iter().enumerate().filter(|(_, c)| c.switch.is_some_and(|s| Kill::of(s).is_none()) || c.switch.is_none() && c.scenario == "second-connection") {
         let mark = format!("detect-{}-{i}", std::process::id());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_helix-e2e"));
         cmd.args(["run", case.scenario, "--json", "--seed", "7", "--time-scale", "0.2", "--thresholds"]).arg(&thresholds).arg("--artifacts").arg(&base).env(MARK, &mark);
@@ -37,6 +45,14 @@ fn each_fault_is_named_and_a_clean_run_names_nothing() {
         if faults != expected {
             wrong.push(format!("{} with {:?}: expected {expected:?}, named {named:?} ({})", case.fault, case.switch, summary["artifacts"]));
         }
+        if case.scenario == "random-walk" && case.switch.is_some() {
+            // The walk breaks at the Reconnect it races (what `failed_op` names); the scenario
+            // stops there, so `--ops` up to that operation reproduces it.
+            let failed_op = summary["scenarios"][0]["failed_op"].as_str().unwrap_or_default();
+            if !failed_op.starts_with("reconnect tab ") {
+                wrong.push(format!("{}: the walk did not break at a Reconnect but at {failed_op:?} ({})", case.fault, summary["artifacts"]));
+            }
+        }
         let code = out.status.code();
         if case.switch.is_some() && code != Some(1) || case.switch.is_none() && code != Some(0) {
             wrong.push(format!("{}: exit code {code:?}, verdict {}", case.fault, summary["verdict"]));
@@ -45,5 +61,7 @@ fn each_fault_is_named_and_a_clean_run_names_nothing() {
         assert!(left.is_empty(), "{}: processes left behind: {left:?}", case.fault);
     }
     assert!(wrong.is_empty(), "misnamed or missed:\n{}", wrong.join("\n"));
+    let left = common::leaks_since(&leftovers, &[&base]);
+    assert!(left.is_empty(), "left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&base);
 }

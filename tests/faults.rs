@@ -33,9 +33,9 @@ struct Stack {
 async fn stack(faults: &[&str]) -> Stack {
     // The streamer children inherit this: their peers gather loopback candidates only.
     std::env::set_var(rtc::LOOPBACK_ONLY_ENV, "1");
-    let dir = std::env::temp_dir().join(format!("helix-e2e-faults-{}", uuid::Uuid::new_v4()));
     let faults = faults.iter().map(|f| f.parse().unwrap()).collect();
-    let processes = ProcessStack::start(env!("CARGO_BIN_EXE_helix-e2e").as_ref(), &dir, faults).await.unwrap();
+    // Its directory (stores, unredacted logs, Wolf's socket) goes with the stack.
+    let processes = ProcessStack::start_temp(env!("CARGO_BIN_EXE_helix-e2e").as_ref(), faults).await.unwrap();
     let e = processes.endpoints();
     let mlw = MoonlightWebClient::new(&e.moonlight_web_url, Some(e.moonlight_credentials.clone()));
     let wolf = WolfClient::new(e.wolf_socket.clone());
@@ -190,6 +190,11 @@ impl Tab {
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false)
+}
+
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: the pid is a streamer child of the stack this test started.
+    unsafe { libc::kill(pid as i32, signal) };
 }
 
 fn kill(pid: u32) {
@@ -424,4 +429,85 @@ async fn f13_every_viewer_of_an_agent_gets_one_session_id_and_the_second_is_alre
     let ses = helix.create_agent_session("ok").await.unwrap();
     let boot = boot(&healthy.e.helix_url, &format!("/session/{ses}"), helix.token().unwrap()).await;
     assert!(boot["sessions"][0].get("moonlight_session_id").is_none(), "{boot}");
+}
+
+/// Press the viewer's Reconnect as the page does: its socket closes, then its peer, and a new
+/// socket with the same `session_id` and `client_unique_id` opens at once.
+async fn reconnect(s: &Stack, old: Tab, session_id: &str, client_unique_id: &str) -> Tab {
+    let closed = format!("[Stream] WebSocket of session {session_id} closed");
+    let before = s.log("moonlight-web").matches(&closed).count();
+    let _ = old.close.send(());
+    s.until(Duration::from_secs(2), "moonlight-web never saw the socket close", || async { (s.log("moonlight-web").matches(&closed).count() > before).then_some(()) }).await;
+    let _ = old.pc.close().await;
+    open_tab(s, session_id, client_unique_id, true).await
+}
+
+/// The streamer lines (`[Streamer <session>] … streamer{pid=P}: …`) of moonlight-web's log
+/// that contain `text`: (line number, pid).
+fn streamer_lines(log: &str, text: &str) -> Vec<(usize, u32)> {
+    log.lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("[Streamer ") && l.contains(text))
+        .filter_map(|(i, l)| Some((i, l.split("streamer{pid=").nth(1)?.split('}').next()?.parse().ok()?)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f14_a_reconnect_during_teardown_resumes_the_session_the_old_streamer_then_cancels() {
+    let (sid, cuid) = ("agent-ses_j-1", "helix-agent-ses_j-L-1");
+    let s = stack(&["reconnect-teardown-race"]).await;
+    let mut tab = open_tab(&s, sid, cuid, true).await;
+    let wolf_id = tab.connected().await;
+    let body = json!({"profile_id": "helix-sessions", "name": "Agent 0003", "multi_user": true, "stop_when_everyone_leaves": false,
+        "video_settings": {"width": 320, "height": 180, "refresh_rate": 30}, "audio_settings": {"channel_count": 2}, "runner": {"type": "docker", "env": []}});
+    let lobby = s.wolf.create_lobby(&body).await.unwrap();
+    s.wolf.join_lobby(&lobby, &wolf_id, None).await.unwrap();
+    let old_pid = s.sessions().await[0].streamer_pid.expect("pid");
+
+    let mut tab = reconnect(&s, tab, sid, cuid).await;
+    // The new streamer finds the client's Wolf session still there and resumes it...
+    assert_eq!(tab.connected().await, wolf_id, "the same Wolf session, resumed");
+    let new_pid = s.sessions().await.iter().find(|x| x.session_id == sid).and_then(|x| x.streamer_pid).expect("new pid");
+    assert_ne!(new_pid, old_pid);
+    // ...and the old streamer's stop cascade cancels it under the new one.
+    tab.peer_disconnect(Duration::from_secs(10)).await;
+    let log = s.log("moonlight-web");
+    let resumed = streamer_lines(&log, "resuming app");
+    assert!(matches!(resumed[..], [(_, p)] if p == new_pid), "{resumed:?}\n{log}");
+    let cancels = streamer_lines(&log, &format!("stop: cancelling the Wolf session {wolf_id}"));
+    assert!(cancels.iter().any(|(i, p)| *p == old_pid && *i > resumed[0].0), "the old streamer's cancel after the resume: {cancels:?}\n{log}");
+    // Wolf saw a cancel, not a lost control peer: the old connection had been superseded.
+    let wolf = s.log("wolf");
+    assert!(!wolf.contains("[ENET] disconnected client"), "{wolf}");
+    assert!(wolf.contains(&format!("[LOBBY] Moonlight stream {wolf_id} over, leaving lobby {lobby}")), "{wolf}");
+    assert_eq!(s.wolf.memory().await.unwrap().lobbies[0].client_count, 0);
+    assert!(s.wolf.sessions().await.unwrap().is_empty());
+    tab.close().await;
+
+    // The healthy moonlight-web starts the new streamer only once the old one has cancelled. A
+    // healthy cascade may end before the new socket comes, so the old streamer is held (as a
+    // loaded host would) for a second: moonlight-web must wait it out.
+    let s = stack(&[]).await;
+    let mut tab = open_tab(&s, sid, cuid, true).await;
+    let wolf_id = tab.connected().await;
+    let old_pid = s.sessions().await[0].streamer_pid.expect("pid");
+    signal(old_pid, libc::SIGSTOP);
+    let held = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        signal(old_pid, libc::SIGCONT);
+    });
+    let mut tab = reconnect(&s, tab, sid, cuid).await;
+    assert_eq!(tab.connected().await, wolf_id, "the client's certificate names its session");
+    held.await.unwrap();
+    assert!(!tab.drain(Duration::from_millis(1500)).await.contains(&json!("PeerDisconnect")), "{:#?}", tab.seen);
+    let log = s.log("moonlight-web");
+    assert!(log.contains(&format!("[Stream] Client {cuid} reconnects while its previous streamer (pid {old_pid}) tears down; waiting for it")), "{log}");
+    let waited: f64 = log.split(&format!("[Stream] Previous streamer of client {cuid} done after ")).nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("{log}"));
+    assert!(waited >= 0.5, "waited only {waited} s for a streamer held for 1 s");
+    assert!(streamer_lines(&log, "resuming app").is_empty(), "{log}");
+    let cancel = streamer_lines(&log, "stop: cancelling the Wolf session");
+    let launches = streamer_lines(&log, "launching app");
+    assert!(matches!((&cancel[..], &launches[..]), ([(c, p)], [_, (l, _)]) if *p == old_pid && c < l), "{cancel:?} {launches:?}\n{log}");
+    assert_eq!(s.wolf.sessions().await.unwrap().iter().map(|w| w.client_unique_id.as_str()).collect::<Vec<_>>(), [cuid]);
+    tab.close().await;
 }

@@ -44,6 +44,9 @@ pub enum Fault {
     SlowTls(Duration),
     /// F13: the viewer reuses one moonlight-web `session_id` per agent session.
     SessionIdReuse,
+    /// F14: moonlight-web launches a client's new streamer while that client's previous one is
+    /// still tearing down; the new one resumes the Wolf session the old one then cancels.
+    ReconnectTeardownRace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("sctp-errors", ""),
     ("slow-tls", "MS"),
     ("session-id-reuse", ""),
+    ("reconnect-teardown-race", ""),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -117,6 +121,7 @@ impl FromStr for Fault {
             "no-lobby-recreate" => flag(Fault::NoLobbyRecreate),
             "sctp-errors" => flag(Fault::SctpErrors),
             "session-id-reuse" => flag(Fault::SessionIdReuse),
+            "reconnect-teardown-race" => flag(Fault::ReconnectTeardownRace),
             "zombie-streamer" => match value {
                 None => Ok(Fault::ZombieStreamer(Zombie::Unlisted)),
                 Some("listed") => Ok(Fault::ZombieStreamer(Zombie::Listed)),
@@ -158,6 +163,7 @@ impl fmt::Display for Fault {
             Fault::SctpErrors => write!(f, "sctp-errors"),
             Fault::SlowTls(d) => write!(f, "slow-tls={}", d.as_millis()),
             Fault::SessionIdReuse => write!(f, "session-id-reuse"),
+            Fault::ReconnectTeardownRace => write!(f, "reconnect-teardown-race"),
         }
     }
 }
@@ -178,6 +184,7 @@ pub struct FaultSet {
     pub sctp_errors: bool,
     pub slow_tls: Option<Duration>,
     pub session_id_reuse: bool,
+    pub reconnect_teardown_race: bool,
 }
 
 impl FaultSet {
@@ -199,6 +206,7 @@ impl FaultSet {
                 Fault::SctpErrors => s.sctp_errors = true,
                 Fault::SlowTls(d) => s.slow_tls = Some(d),
                 Fault::SessionIdReuse => s.session_id_reuse = true,
+                Fault::ReconnectTeardownRace => s.reconnect_teardown_race = true,
             }
         }
         s
@@ -226,11 +234,12 @@ mod tests {
             "cert-subject-collision", "webrtc-port-range=40000-40000", "join-not-counted", "control-idle-timeout=4",
             "stuck-session", "zombie-streamer", "zombie-streamer=listed", "orphan-wolf-session", "black-after=2",
             "freeze-after=3", "no-lobby-recreate", "sctp-errors", "slow-tls=1500", "session-id-reuse",
+            "reconnect-teardown-race",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), text);
         }
-        assert_eq!(KNOWN.len(), 13);
+        assert_eq!(KNOWN.len(), 14);
         assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// What the WebSocket writer of a session is told to do.
 #[derive(Debug)]
@@ -37,6 +37,27 @@ pub struct Entry {
 pub struct Sessions {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
     next_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Every streamer process started and not yet exited, whether a session still has it or
+    /// not (one told to stop runs its stop cascade after its entry is gone).
+    running: Arc<Mutex<Vec<Running>>>,
+}
+
+/// A streamer process from its start to its exit.
+struct Running {
+    client_unique_id: Option<String>,
+    pid: Option<u32>,
+    channel: mpsc::UnboundedSender<ServerToStreamer>,
+    /// Set once its stop cascade is over (IPC `Stop`, after its `/cancel`) or it exited.
+    done: watch::Sender<bool>,
+    /// Set once it sent `ConnectionComplete` (its Moonlight stream is up).
+    connected: watch::Sender<bool>,
+}
+
+/// A streamer whose session is gone (or went to a newer streamer) but whose stop cascade is not
+/// over yet: it may still `/cancel` its client's Wolf session.
+pub struct TearingDown {
+    pub pid: Option<u32>,
+    pub done: watch::Receiver<bool>,
 }
 
 impl Sessions {
@@ -77,6 +98,55 @@ impl Sessions {
         if let Some(e) = self.lock().get(session_id) {
             let _ = e.streamer.send(ServerToStreamer::Stop);
         }
+    }
+
+    /// The streamers of `client_unique_id` still tearing down: no session has them any more and
+    /// their stop cascade has not ended.
+    pub fn tearing_down(&self, client_unique_id: &str) -> Vec<TearingDown> {
+        let serving: Vec<mpsc::UnboundedSender<ServerToStreamer>> = self.lock().values().map(|e| e.streamer.clone()).collect();
+        self.running()
+            .iter()
+            .filter(|r| r.client_unique_id.as_deref() == Some(client_unique_id) && !*r.done.borrow())
+            .filter(|r| !serving.iter().any(|s| s.same_channel(&r.channel)))
+            .map(|r| TearingDown { pid: r.pid, done: r.done.subscribe() })
+            .collect()
+    }
+
+    /// Resolves to whether the streamer on `channel` has sent `ConnectionComplete`; `None` once it
+    /// has exited.
+    pub fn connected(&self, channel: &mpsc::UnboundedSender<ServerToStreamer>) -> Option<watch::Receiver<bool>> {
+        self.running().iter().find(|r| r.channel.same_channel(channel)).map(|r| r.connected.subscribe())
+    }
+
+    /// Send `signal` to streamer `pid` while it is listed as running (so it reaches that
+    /// streamer, not a process that reused the number). Returns whether it was sent.
+    pub fn signal(&self, pid: u32, signal: i32) -> bool {
+        let running = self.running();
+        if !running.iter().any(|r| r.pid == Some(pid)) {
+            return false;
+        }
+        // SAFETY: plain kill(2) on a child this moonlight-web started and has not reaped.
+        unsafe { libc::kill(pid as i32, signal) == 0 }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_running(&self, channel: &mpsc::UnboundedSender<ServerToStreamer>, f: impl FnOnce(&Running)) {
+        if let Some(r) = self.running().iter().find(|r| r.channel.same_channel(channel)) {
+            f(r);
+        }
+    }
+
+    fn exited(&self, channel: &mpsc::UnboundedSender<ServerToStreamer>) {
+        self.running().retain(|r| {
+            let this = r.channel.same_channel(channel);
+            if this {
+                r.done.send_replace(true);
+            }
+            !this
+        });
     }
 
     /// Drop a session: close its socket and tell its streamer to stop.
@@ -120,6 +190,13 @@ pub fn spawn_streamer(
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, mut rx) = mpsc::unbounded_channel::<ServerToStreamer>();
+    sessions.running().push(Running {
+        client_unique_id: init.client_unique_id.clone(),
+        pid,
+        channel: tx.clone(),
+        done: watch::channel(false).0,
+        connected: watch::channel(false).0,
+    });
     tx.send(ServerToStreamer::Init(init)).expect("fresh channel");
 
     tokio::spawn(async move {
@@ -149,8 +226,18 @@ pub fn spawn_streamer(
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             match serde_json::from_str::<StreamerToServer>(&line) {
-                Ok(StreamerToServer::WebSocket(msg)) => sessions.send_to_browser(&session_id, &own, &msg),
+                Ok(StreamerToServer::WebSocket(msg)) => {
+                    if msg.get("ConnectionComplete").is_some() {
+                        sessions.with_running(&own, |r| {
+                            r.connected.send_replace(true);
+                        });
+                    }
+                    sessions.send_to_browser(&session_id, &own, &msg)
+                }
                 Ok(StreamerToServer::Stop) => {
+                    sessions.with_running(&own, |r| {
+                        r.done.send_replace(true);
+                    });
                     log.info(format!("[Stream] Streamer of session {session_id} stopped"));
                     if !keep_dead {
                         close_if_create(&sessions, &session_id, &own);
@@ -160,6 +247,7 @@ pub fn spawn_streamer(
             }
         }
         let status = child.wait().await;
+        sessions.exited(&own);
         log.info(format!("[Stream] Streamer of session {session_id} exited: {status:?}"));
         if let Some(e) = sessions.lock().get_mut(&session_id).filter(|e| e.streamer.same_channel(&own)) {
             e.streamer_alive = false;

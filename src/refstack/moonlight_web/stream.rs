@@ -1,7 +1,7 @@
 //! The `/api/host/stream` WebSocket: authentication, session modes, and the relay between the
 //! browser and the session's streamer.
 
-use super::sessions::{spawn_streamer, Attached, Entry, WsOut};
+use super::sessions::{spawn_streamer, Attached, Entry, TearingDown, WsOut};
 use super::Mlw;
 use crate::refstack::faults::Zombie;
 use crate::refstack::streamer::ipc::{ServerToStreamer, StreamerFaults, StreamerInit};
@@ -15,6 +15,13 @@ use tokio::sync::mpsc;
 
 /// How long a fresh socket may stay silent before its `AuthenticateAndInit`.
 const INIT_DEADLINE: Duration = Duration::from_secs(15);
+/// How long a client's new streamer waits for that client's previous streamer to end its stop
+/// cascade. Each step of a cascade is bounded (5 s), and a healthy one takes milliseconds to
+/// half a second; past this the previous streamer is stuck and waiting longer would not help.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(10);
+/// F14 (`reconnect-teardown-race`): how long the previous streamer's teardown is held up at most
+/// while its successor connects.
+const RACE_STALL_MAX: Duration = Duration::from_secs(3);
 /// The stand-in streams at this size whatever the browser asks: small frames keep CI cheap.
 pub const STREAM_WIDTH: u32 = 320;
 pub const STREAM_HEIGHT: u32 = 180;
@@ -90,10 +97,21 @@ pub async fn handle(socket: WebSocket, mlw: Arc<Mlw>) {
         return;
     }
 
+    // A new streamer for a client whose previous streamer is still tearing down would find the
+    // client's Wolf session still there and resume it, and the previous streamer's `/cancel`
+    // would then end it under the new one (F14). The previous one goes first.
+    let racing = match init.client_unique_id.as_deref() {
+        Some(client) if init.mode == "create" || init.mode == "keepalive" => after_previous_teardown(&mlw, client).await,
+        _ => Vec::new(),
+    };
     let generation = mlw.sessions.generation();
     let attached = Attached { generation, tx: out_tx.clone() };
     let sid = init.session_id.clone();
-    let streamer = match attach(&mlw, &init, attached) {
+    let attached_to = attach(&mlw, &init, attached);
+    if let Ok(successor) = &attached_to {
+        stall_while_successor_connects(&mlw, racing, successor);
+    }
+    let streamer = match attached_to {
         Ok(s) => s,
         Err(reply) => {
             if let Some(r) = reply {
@@ -174,6 +192,7 @@ fn attach(mlw: &Arc<Mlw>, init: &AuthenticateAndInit, attached: Attached) -> Res
         faults: StreamerFaults {
             linger: mlw.config.faults.stuck_session || mlw.config.faults.zombie_streamer == Some(Zombie::Unlisted),
             sctp_errors: mlw.config.faults.sctp_errors,
+            slow_teardown: mlw.config.faults.reconnect_teardown_race,
         },
     };
     let _ = init.host_id;
@@ -195,6 +214,53 @@ fn attach(mlw: &Arc<Mlw>, init: &AuthenticateAndInit, attached: Attached) -> Res
     );
     let _ = attached.tx.send(text(json!({"StageComplete": {"stage": "Launch Streamer"}})));
     Ok(tx)
+}
+
+/// Wait until the streamers of `client` that are still tearing down have ended their stop
+/// cascade (at most [`TEARDOWN_WAIT`]). Under F14 nothing is waited for: the streamers still
+/// tearing down are returned, racing the one about to start.
+async fn after_previous_teardown(mlw: &Mlw, client: &str) -> Vec<TearingDown> {
+    let previous = mlw.sessions.tearing_down(client);
+    if previous.is_empty() || mlw.config.faults.reconnect_teardown_race {
+        return previous;
+    }
+    let pids = previous.iter().map(|p| p.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())).collect::<Vec<_>>().join(", ");
+    mlw.log.info(format!("[Stream] Client {client} reconnects while its previous streamer (pid {pids}) tears down; waiting for it"));
+    let t0 = tokio::time::Instant::now();
+    let deadline = t0 + TEARDOWN_WAIT;
+    let mut done = true;
+    for mut p in previous {
+        done &= matches!(tokio::time::timeout_at(deadline, p.done.wait_for(|d| *d)).await, Ok(Ok(_)));
+    }
+    if done {
+        mlw.log.info(format!("[Stream] Previous streamer of client {client} done after {:.2} s", t0.elapsed().as_secs_f64()));
+    } else {
+        mlw.log.warn(format!("[Stream] Previous streamer of client {client} still tearing down after {:.0} s; starting the new one anyway", TEARDOWN_WAIT.as_secs_f64()));
+    }
+    Vec::new()
+}
+
+/// F14: the previous streamers of a reconnecting client get no CPU until their successor has
+/// connected (or [`RACE_STALL_MAX`] passed), as on the loaded host where the real race was
+/// seen. Their stop cascade then goes on from where it was: its `/cancel` ends the Wolf session
+/// the successor has resumed meanwhile. A healthy teardown takes milliseconds to half a second,
+/// less than a successor needs to connect, so without the stall the race is hit only sometimes.
+fn stall_while_successor_connects(mlw: &Arc<Mlw>, racing: Vec<TearingDown>, successor: &mpsc::UnboundedSender<ServerToStreamer>) {
+    let pids: Vec<u32> = racing.iter().filter_map(|p| p.pid).filter(|pid| mlw.sessions.signal(*pid, libc::SIGSTOP)).collect();
+    if pids.is_empty() {
+        return;
+    }
+    tracing::debug!("reconnect-teardown-race: previous streamers {pids:?} held while their successor connects");
+    let connected = mlw.sessions.connected(successor);
+    let sessions = mlw.sessions.clone();
+    tokio::spawn(async move {
+        if let Some(mut c) = connected {
+            let _ = tokio::time::timeout(RACE_STALL_MAX, c.wait_for(|c| *c)).await;
+        }
+        for pid in pids {
+            sessions.signal(pid, libc::SIGCONT);
+        }
+    });
 }
 
 /// The socket of generation `generation` closed: create sessions end, others lose their socket.

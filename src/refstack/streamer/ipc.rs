@@ -51,6 +51,10 @@ pub struct StreamerFaults {
     /// F11: the SCTP layer keeps meeting mangled chunks once the peer is up.
     #[serde(default)]
     pub sctp_errors: bool,
+    /// F14: the stop cascade always takes its full flush time before it drops the Moonlight
+    /// stream, as when `ConnectionTerminated` cannot leave, so a Reconnect always meets it.
+    #[serde(default)]
+    pub slow_teardown: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

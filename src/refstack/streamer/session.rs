@@ -19,6 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use webrtc::data_channel::data_channel_state::RTCDataChannelState;
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::media::Sample;
@@ -77,7 +78,10 @@ pub async fn run() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .try_init();
     let opts = Options { loopback_only: PeerOptions::loopback_only_from_env() };
-    let reason = run_with(tokio::io::stdin(), tokio::io::stdout(), opts).await?;
+    // Every line carries the pid: a reconnect reuses the moonlight-web `session_id`, so two
+    // streamers of one session (the one tearing down and its successor) log under one prefix.
+    let span = tracing::info_span!("streamer", pid = std::process::id());
+    let reason = run_with(tokio::io::stdin(), tokio::io::stdout(), opts).instrument(span).await?;
     tracing::info!("streamer exiting after stop cascade ({reason:?})");
     // Exit explicitly: tokio's stdin reader sits on a blocking thread that would hold a runtime
     // shutdown until the parent closes the pipe.
@@ -199,6 +203,8 @@ struct Streamer {
     /// Where input from the browser's channels goes once the Wolf stream is up.
     input: Arc<Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>>,
     host: Option<HostClient>,
+    /// Wolf's id of the session this streamer launched or resumed.
+    wolf_session: Option<String>,
     wolf: Option<WolfLink>,
     moonlight_started: bool,
     /// F11's stream of SCTP parse errors, while the peer lives.
@@ -222,6 +228,7 @@ impl Streamer {
             gate: Arc::default(),
             input: Arc::default(),
             host: None,
+            wolf_session: None,
             wolf: None,
             moonlight_started: false,
             sctp_noise: None,
@@ -420,6 +427,7 @@ impl Streamer {
         tracing::info!("{} app {} on Wolf", if resume { "resuming" } else { "launching" }, params.app_id);
         let info = host.start(resume, &params).await.map_err(failed)?;
         tracing::info!("Wolf session {} streams on port {}", info.session_id, info.stream_port);
+        self.wolf_session = Some(info.session_id.clone());
 
         let launch_failed = |error: String| {
             tracing::error!("starting the Moonlight stream failed: {error}");
@@ -469,6 +477,7 @@ impl Streamer {
     /// session, close the peer, tell moonlight-web.
     async fn stop(&mut self, reason: &StopReason) {
         tracing::info!("stop cascade: {reason:?}");
+        let started = tokio::time::Instant::now();
         if let Some(noise) = self.sctp_noise.take() {
             noise.abort();
         }
@@ -495,6 +504,10 @@ impl Streamer {
                 }
             }
         }
+        if self.init.as_ref().is_some_and(|i| i.faults.slow_teardown) {
+            // F14: as slow as a cascade whose `ConnectionTerminated` never leaves, every time.
+            tokio::time::sleep_until(started + FLUSH_TIMEOUT).await;
+        }
         *lock(&self.input) = None;
         if let Some(link) = self.wolf.take() {
             tracing::info!("stop: closing the Wolf stream");
@@ -505,7 +518,12 @@ impl Streamer {
             let _ = link.writer.await;
         }
         if let Some(host) = &self.host {
-            tracing::info!("stop: cancelling the Wolf session");
+            // With the Wolf session's id when this streamer got one: whose session a cancel
+            // hits is the evidence of a reconnect racing a teardown (F14).
+            match &self.wolf_session {
+                Some(id) => tracing::info!("stop: cancelling the Wolf session {id}"),
+                None => tracing::info!("stop: cancelling the Wolf session"),
+            }
             match tokio::time::timeout(STEP_TIMEOUT, host.cancel()).await {
                 Ok(Ok(())) => tracing::info!("stop: Wolf session cancelled"),
                 Ok(Err(e)) => tracing::info!("stop: cancel: {e}"),

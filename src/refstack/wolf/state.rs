@@ -47,6 +47,9 @@ pub struct Session {
     pub joined: Option<Instant>,
     /// The session's encoder has no buffers: it keeps encoding, all black (F8).
     pub black: bool,
+    /// The stream connection that is the session's control peer now (see
+    /// [`WolfState::attach_control`]); `None` until one attaches.
+    pub control: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +85,8 @@ struct Inner {
     lobbies: Vec<Lobby>,
     /// Sessions launched since start (F8 counts them).
     launches: u32,
+    /// Stream connections attached since start: each one's control token.
+    streams: u64,
 }
 
 /// One thread in `/system/health`.
@@ -254,6 +259,7 @@ impl WolfState {
             started: Instant::now(),
             joined: None,
             black,
+            control: None,
         };
         inner.sessions.push(session.clone());
         drop(inner);
@@ -295,6 +301,26 @@ impl WolfState {
         }
         self.log.debug(format!("Stopping Wolf-UI container Wolf-UI_{id}"));
         true
+    }
+
+    /// A stream connection attached to session `id` becomes its control peer and returns its
+    /// token; `None` when the session is gone. A resume attaches a second connection to a live
+    /// session: the new one takes the control over, as Wolf moves a resumed session to the
+    /// client's new ENet peer, so the old one leaving is no longer the session's disconnect.
+    pub fn attach_control(&self, id: u64) -> Option<u64> {
+        let mut inner = self.lock();
+        inner.streams += 1;
+        let token = inner.streams;
+        let session = inner.sessions.iter_mut().find(|s| s.id == id)?;
+        session.control = Some(token);
+        Some(token)
+    }
+
+    /// Whether the connection with `token` is still session `id`'s control peer. Not after a
+    /// resume handed the control to another connection, nor once the session has ended — a
+    /// session launched again under the same id (the same certificate) starts without one.
+    pub fn is_control(&self, id: u64, token: u64) -> bool {
+        self.session(id).is_some_and(|s| s.control == Some(token))
     }
 
     /// The ENet control peer of a session went away: Helix's Wolf fires `StopStreamEvent`.

@@ -168,7 +168,7 @@ async fn handle(sock: TcpStream, peer: SocketAddr, state: Arc<WolfState>) {
             return;
         }
     };
-    let Some(id) = hello.session_id.parse::<u64>().ok().filter(|id| state.session(*id).is_some()) else {
+    let Some((id, control)) = hello.session_id.parse::<u64>().ok().and_then(|id| Some((id, state.attach_control(id)?))) else {
         tracing::info!("stream from {peer}: unknown session {:?}; closing", hello.session_id);
         return;
     };
@@ -253,9 +253,11 @@ async fn handle(sock: TcpStream, peer: SocketAddr, state: Arc<WolfState>) {
     tracing::debug!("session {id}: stream from {peer} ended: {end:?}");
     match end {
         End::SessionGone => {}
-        // The session may have been stopped meanwhile (e.g. /cancel raced the close); Wolf only
-        // reports a disconnect for a peer whose session it still has.
-        _ if state.session(id).is_some() => state.control_lost(id, peer),
+        // The session may have been stopped meanwhile (e.g. /cancel raced the close), or a
+        // resume may have moved its control to a newer connection: Wolf only reports a
+        // disconnect for the peer that controls a session it still has.
+        _ if state.is_control(id, control) => state.control_lost(id, peer),
+        _ if state.session(id).is_some() => tracing::debug!("session {id}: superseded stream from {peer} ended; the session stays"),
         _ => {}
     }
 }
@@ -446,6 +448,32 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(log.text().contains(&format!("[ENET] disconnected client: 127.0.0.1:{}", local.port())));
+    }
+
+    #[tokio::test]
+    async fn a_resumed_session_belongs_to_its_newest_connection() {
+        let (state, log, id, addr) = wolf_with_session().await;
+        let (mut rd1, mut wr1, _) = connect(addr, &id.to_string()).await;
+        wire::write_frame(&mut wr1, wire::HEARTBEAT, &[]).await.unwrap();
+        assert!(next_frame(&mut rd1).await.is_some());
+        // A resume: a second connection to the same session takes the control over.
+        let (mut rd2, wr2, local2) = connect(addr, &id.to_string()).await;
+        let beat = keep_alive(wr2, None);
+        assert!(next_frame(&mut rd2).await.is_some());
+        wr1.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(state.session(id).is_some(), "the superseded connection's end stopped the session");
+        assert!(!log.text().contains("[ENET] disconnected client"), "{}", log.text());
+        assert!(next_frame(&mut rd2).await.is_some(), "the new connection still gets video");
+        // Its own end is the session's disconnect.
+        beat.abort();
+        drop(rd2);
+        let t0 = Instant::now();
+        while state.session(id).is_some() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "session survived its control peer");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(log.text().contains(&format!("[ENET] disconnected client: 127.0.0.1:{}", local2.port())), "{}", log.text());
     }
 
     /// Heartbeats every interval, plus a mouse move every `input_every` when given.

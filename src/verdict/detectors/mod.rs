@@ -21,12 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod connect;
 pub mod deaths;
+mod reconnect;
 mod server_state;
 mod stream;
 #[cfg(test)]
 mod tests;
 
 use connect::{f12_slow_launch, f13_already_streaming_loop, f1_treated_as_resume, f2_webrtc_ports_exhausted};
+use reconnect::f14_reconnect_teardown_race;
 use server_state::{f10_restart_ghost, f3_join_not_counted, f5_stuck_session, f6_zombie_streamer, f7_lobby_mismatch};
 use stream::{f11_sctp_corruption, f4_control_stream_timeout, f8_black_frames, f9_frozen_video};
 
@@ -124,6 +126,7 @@ pub const DETECTORS: &[(&str, &str, &str)] = &[
     ("F11", "sctp-corruption", "moonlight-web logged `chunk too short` repeatedly"),
     ("F12", "slow-launch", "a viewer stalled in the Moonlight Stream stage (launch against Wolf timed out)"),
     ("F13", "already-streaming-loop", "a viewer was answered AlreadyStreaming again and again"),
+    ("F14", "reconnect-teardown-race", "a reconnected viewer's new streamer resumed the client's Wolf session and the client's previous streamer, still tearing down, cancelled it"),
     // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
     // They explain the catalog failures that follow them (the rule is written there).
     ("B1", "tab-crashed", "a tab's renderer crashed (Chromium's crash event for its target)"),
@@ -151,6 +154,7 @@ pub fn detect(obs: &[Observation], t: &Thresholds) -> Vec<Detection> {
         f11_sctp_corruption(&ctx, t),
         f12_slow_launch(&ctx, t),
         f13_already_streaming_loop(&ctx, t),
+        f14_reconnect_teardown_race(&ctx),
     ]
     .into_iter()
     .flatten()
@@ -176,7 +180,8 @@ struct Ctx<'a> {
     helix_lobbies: Vec<(EpochMs, Vec<HelixLobby>)>,
     /// Start times of the service restarts the driver caused.
     restarts: Vec<EpochMs>,
-    /// (start time, tab) of every close/reload the driver started.
+    /// (start time, tab) of every close, reload or Reconnect the driver started: each ends the
+    /// viewer the tab had (a Reconnect starts a new one, which is not excused).
     teardowns: Vec<(EpochMs, TabId)>,
     /// (start time, agent session) of every stop the driver started.
     stops: Vec<(EpochMs, String)>,
@@ -236,7 +241,7 @@ impl<'a> Ctx<'a> {
                 },
                 Event::Tab { tab, probe: ProbeEvent::Console { text, .. } | ProbeEvent::UiText { text, .. } } => c.tab_texts.push((o.at, *tab, text.as_str())),
                 Event::Op { name, phase: OpPhase::Start } => {
-                    if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
+                    if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).or_else(|| name.strip_prefix("reconnect tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
                         c.teardowns.push((o.at, tab));
                     }
                     if let Some(service) = name.strip_prefix("restart ") {
