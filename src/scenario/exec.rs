@@ -255,6 +255,11 @@ async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expe
                 tokio::time::sleep(TICK.min(hold_end - Instant::now())).await;
                 observe(d, st);
             }
+            // Judge the end of the hold on a fresh poll, the one the verdict will read: a poll
+            // from before a Reconnect's old session was cancelled can still show its lobby
+            // counting a session the new viewer has not joined yet (auto-join is 1 s after
+            // ConnectionComplete).
+            d.monitor.refresh().await;
             let viewers = latest_viewers(d, st);
             let state = d.server_state();
             if settled(&viewers, &rows_of(&viewers, &state), &state, st, stamped) {

@@ -342,9 +342,18 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
         for det in &detections {
             d.check(crate::verdict::InvariantResult::fail(&det.label(), det.message.clone()));
         }
-        let error = outcome.err().map(|e| {
+        let death = detections.iter().find(|d| crate::verdict::detectors::deaths::is_death(d)).map(|d| d.label());
+        let error = outcome.err().and_then(|e| {
             d.failed_op.get_or_insert(e.op.clone());
-            e.to_string()
+            match &death {
+                // An operation cut short by a death (a tab opening in a browser that died) is
+                // that death's doing, already named: the verdict is the failure, not an error.
+                Some(label) => {
+                    tracing::info!("{e} — explained by {label}");
+                    None
+                }
+                None => Some(e.to_string()),
+            }
         });
         if hurry {
             if tokio::time::timeout(CLEANUP_IN_A_HURRY, d.cleanup()).await.is_err() {

@@ -102,6 +102,11 @@ pub(super) fn f12_slow_launch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
         .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
 }
 
+/// F13's quick rule: the first `AlreadyStreaming` answer while a streaming viewer in *another*
+/// tab holds the same `session_id`. A teardown cannot satisfy it: the other tab's viewer is
+/// streaming (its connection complete and not closed) when the answer comes, and every retry
+/// will meet the same live holder; a busy answer during an ordinary teardown (the holder
+/// closing) needs `busy_answers` answers instead.
 pub(super) fn f13_already_streaming_loop(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     held_session_id(c).or_else(|| repeated_busy_answers(c, t))
 }

@@ -70,6 +70,11 @@ pub(super) fn tab_of(c: &Ctx, session_id: &str) -> Option<TabId> {
     c.viewers.iter().find(|v| v.session_id.as_deref() == Some(session_id)).map(|v| v.tab)
 }
 
+/// F5's quick rule: a create session without its socket in `confirm_polls` polls (0.5 s apart)
+/// while its streamer is seen running here. A teardown cannot satisfy it: moonlight-web removes a
+/// create session in the same step that handles its socket's close and tells the streamer to
+/// stop (the stand-in's log: the streamer's `stop cascade: IpcStop` 1–2 ms after `WebSocket …
+/// closed`), so no poll sees it socketless for 0.5 s, let alone two polls.
 pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     // moonlight-web's API says "alive" until it has reaped the process, and a streamer told to
     // stop may take a moment (F6's listed zombie starts exactly so): the quick rule also wants
@@ -88,6 +93,10 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     })
 }
 
+/// F6's quick rules: a create session listed with a dead streamer in `confirm_polls` polls — a
+/// healthy exit removes the entry first (the streamer's IPC `Stop` comes before it exits) — and a
+/// streamer alive after its session left the list, which waits out a healthy stop cascade too
+/// (see [`orphan_streamer`]).
 pub(super) fn f6_zombie_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let listed_dead = sustained(&c.mlw_polls, |s| !s.streamer_alive, confirmed_or_held(t, t.mismatch_secs, |_| true)).map(|(s, from, at)| Detection {
         fault: "F6",
@@ -224,6 +233,11 @@ pub(super) fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
 /// Helix's answer when a join fails (`POST …/auto-join-lobby`, 500).
 pub(super) const JOIN_FAILED: &str = "failed to join lobby";
 
+/// F10's quick rule: a viewer of the session fails to rejoin (`failed to join lobby`) while Helix
+/// still believes in a lobby Wolf lost. A healthy restart cannot satisfy it: the API recreates a
+/// lost lobby within about a second of Wolf coming back (its watch runs every second) and checks
+/// again right before every auto-join, so a join never meets the lost lobby; the belief alone
+/// (before a viewer tries) still needs `ghost_secs`.
 pub(super) fn f10_restart_ghost(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let mut since: BTreeMap<(String, String), EpochMs> = BTreeMap::new();
     for (at, beliefs) in &c.helix_lobbies {

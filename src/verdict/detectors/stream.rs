@@ -74,6 +74,12 @@ pub(super) fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
         .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
 }
 
+/// F9's quick rule: `freeze_frames` new frames *presented* with one unchanged stamp. A teardown
+/// cannot satisfy it: a stream that ends stops presenting frames (the count stands still), while
+/// a frozen producer keeps the connection delivering identical ones (the stamp's counter moves
+/// with every source frame, 30 per second, so ten presented frames with one stamp span ~0.3 s of
+/// a source that did not move). An unstamped picture may stand still on purpose and still needs
+/// `freeze_secs`.
 pub(super) fn f9_frozen_video(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     c.viewers
         .iter()
