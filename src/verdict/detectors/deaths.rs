@@ -81,9 +81,10 @@ fn d2(at: EpochMs, service: &str, message: String) -> Detection {
 
 /// D1: moonlight-web reaped a streamer that died by a signal. A streamer that ends by itself
 /// exits with a code (0 after a stop, non-zero after an error it reported): those are the
-/// symptoms of something else, not a death.
+/// symptoms of something else, not a death. A restart of moonlight-web the driver caused signals
+/// its whole process group, streamers included: those deaths are the driver's.
 fn streamer_died(c: &Ctx) -> Option<Detection> {
-    c.logs.iter().filter(|(_, s, _)| *s == "moonlight-web").find_map(|(at, _, m)| {
+    c.logs.iter().filter(|(at, s, _)| *s == "moonlight-web" && !c.restarting("moonlight-web", *at)).find_map(|(at, _, m)| {
         let (session, status) = m.split_once("Streamer of session ")?.1.split_once(" exited: ")?;
         let signal = killed_by(status)?;
         Some(Detection {
@@ -162,6 +163,19 @@ mod tests {
         let mut clean = vec![det("F4", 1.0), det("F7", 2.0)];
         explained_by_deaths(&mut clean);
         assert_eq!(clean.len(), 2);
+    }
+
+    #[test]
+    fn a_streamer_killed_by_a_restart_the_driver_caused_is_not_a_death() {
+        use crate::timeline::{Event, Observation, OpPhase};
+        let line = "[Stream] Streamer of session S exited: Ok(ExitStatus(unix_wait_status(15)))";
+        let log = |at: f64| Observation { at, event: Event::Log { service: "moonlight-web".into(), level: "INFO".into(), message: line.into() } };
+        let op = |at: f64, phase: OpPhase| Observation { at, event: Event::Op { name: "restart moonlight-web".into(), phase } };
+        let t = Thresholds::default();
+        let during = vec![op(1000.0, OpPhase::Start), log(1100.0), op(1500.0, OpPhase::Ok)];
+        assert!(detect(&during, &t).is_empty());
+        let alone = vec![log(1100.0)];
+        assert_eq!(detect(&alone, &t).iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["D1 streamer-died"]);
     }
 
     #[test]
