@@ -44,6 +44,7 @@ pub const CASES: &[Case] = &[
     Case { fault: "clean", switch: None, scenario: "multi-tab-same-lobby" },
     Case { fault: "clean", switch: None, scenario: "random-walk" },
     Case { fault: "clean", switch: None, scenario: "rapid-cycles" },
+    Case { fault: "clean", switch: None, scenario: "concurrent-sessions" },
     // Deaths the harness injects at a seeded moment while the first tab streams: each must be
     // named for what died, never as a fault of the stack.
     Case { fault: "B1", switch: Some("kill:renderer"), scenario: "second-connection" },

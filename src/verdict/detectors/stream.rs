@@ -10,17 +10,20 @@ pub(super) fn f4_control_stream_timeout(c: &Ctx) -> Option<Detection> {
         }
         // Wolf follows the disconnect with the session leaving its lobby; a later disconnect's
         // line belongs to that one (tabs closing together disconnect within milliseconds).
-        let over = c.logs[i + 1..].iter().take_while(|(t, _, m)| *t - at < 500.0 && !m.contains("[ENET] disconnected client")).find_map(|(_, _, m)| {
+        let over = c.logs[i + 1..].iter().take_while(|(t, _, m)| *t - at < 500.0 && !m.contains("[ENET] disconnected client")).find_map(|(t, _, m)| {
             let rest = m.strip_prefix("[LOBBY] Moonlight stream ")?;
             let (sid, lid) = rest.split_once(" over, leaving lobby ")?;
-            Some((sid.trim().to_string(), lid.trim().to_string()))
+            Some((*t, sid.trim().to_string(), lid.trim().to_string()))
         });
-        let Some((sid, lid)) = over else { continue };
+        let Some((left_at, sid, lid)) = over else { continue };
         let Some(v) = c.viewers.iter().find(|v| v.client_id.as_deref() == Some(sid.as_str())) else { continue };
         // A streaming viewer the driver was not tearing down, whose tab learned of it after.
         let streaming = v.connection_complete_at.is_some_and(|t| t < *at) && v.closed_at.is_none_or(|x| x > *at);
         let told_after = Ctx::error_at(v, "PeerDisconnect").is_none_or(|p| p >= *at);
-        if !streaming || !told_after || c.excused(v, *at) {
+        // The line names no session: a leave that comes after the driver began tearing the
+        // viewer down (its own close, a moment after another tab's disconnect) is the
+        // teardown's, not the disconnect's.
+        if !streaming || !told_after || c.excused(v, *at) || c.excused(v, left_at) {
             continue;
         }
         let joined = c.logs.iter().rev().find(|(t, _, m)| t <= at && parse_join(m).is_some_and(|(s, _)| s == sid)).map(|(t, _, _)| *t);

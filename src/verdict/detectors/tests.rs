@@ -99,6 +99,22 @@ fn f4_pairs_each_leave_with_its_own_disconnect_when_tabs_close_together() {
     assert!(detect(&obs, &Thresholds::default()).is_empty(), "{:?}", detect(&obs, &Thresholds::default()));
 }
 
+#[test]
+fn f4_leaves_a_leave_the_driver_caused_to_the_driver_even_after_another_tabs_disconnect() {
+    // Seen in a default suite: another tab's disconnect at 6700 (its close), then our own close at
+    // 7060 and its cascade's leave at 7077 — with no disconnect line of ours in between.
+    let mut obs = viewer("ses_a");
+    obs.push(received(2000.0, json!({"ConnectionComplete": {"capabilities": {"touch": false}, "width": 320, "height": 180, "client_id": "42"}})));
+    obs.push(log(3000.0, "wolf", "[LOBBY] Session 42 joining lobby L"));
+    obs.push(log(6700.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5001"));
+    obs.push(Observation { at: 7060.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
+    obs.push(log(7077.0, "wolf", "[LOBBY] Moonlight stream 42 over, leaving lobby L"));
+    assert!(detect(&obs, &Thresholds::default()).is_empty(), "{:?}", detect(&obs, &Thresholds::default()));
+    // Without the close, the same leave after a disconnect is F4.
+    obs.retain(|o| !matches!(o.event, Event::Op { .. }));
+    assert_eq!(detect(&obs, &Thresholds::default()).iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F4 control-stream-timeout"]);
+}
+
 fn mlw(at: EpochMs, mode: &str, has_websocket: bool) -> Observation {
     poll(at, "moonlight-web", "sessions", json!([{"session_id": "agent-ses_a-u", "client_unique_id": "helix-agent-ses_a-L-u", "mode": mode, "has_websocket": has_websocket, "streamer_pid": null, "streamer_alive": true}]))
 }
