@@ -53,7 +53,7 @@ pub enum NetnsChoice {
 /// What the child knows about the run's supervision (from [`ENV_INNER`]).
 #[derive(Debug, Clone)]
 pub struct Inner {
-    pub netns: Option<String>,
+    netns: Option<String>,
     owned_netns: bool,
     temp_root: PathBuf,
 }
@@ -94,12 +94,14 @@ fn remove_owned(netns: Option<&str>, temp_root: &Path) {
     }
 }
 
+/// Labels an I/O error with what the supervisor was doing.
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> SupervisorError {
+    let what = what.to_string();
+    move |source| SupervisorError::Io { what, source }
+}
+
 /// Run this very command again as a supervised child and return the exit code to use.
 pub fn supervise(choice: NetnsChoice) -> Result<i32, SupervisorError> {
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| SupervisorError::Io { what, source }
-    };
     let pid = std::process::id();
     let temp_root = std::env::temp_dir().join(format!("helix-e2e-{pid}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     std::fs::create_dir(&temp_root).map_err(io("creating the run's temp directory"))?;
@@ -123,10 +125,6 @@ pub fn supervise(choice: NetnsChoice) -> Result<i32, SupervisorError> {
 }
 
 fn run_child(netns: Option<&str>, owned: bool, temp_root: &Path) -> Result<i32, SupervisorError> {
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| SupervisorError::Io { what, source }
-    };
     // SAFETY: prctl on this process only.
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
