@@ -87,7 +87,13 @@ fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
     // The plan was on disk, and the same seed and parameters give the same bytes.
     let dir = Path::new(summary["artifacts"].as_str().unwrap());
     let ops = std::fs::read_to_string(dir.join("ops.jsonl")).unwrap();
-    assert!(ops.lines().any(|l| l.contains("\"scenario\":\"random-walk\"") && l.contains("\"op\":\"reload-tab\"")), "{ops}");
+    let seed: u64 = seed.parse().unwrap();
+    let mut expected = Vec::new();
+    for name in ["multi-tab-same-lobby", "concurrent-sessions", "rapid-cycles", "random-walk"] {
+        let p = helix_e2e::scenario::params::Params::load_for(Path::new(params), name).unwrap();
+        expected.extend(helix_e2e::scenario::make_plan(name, seed, &p, 0.1).unwrap().to_jsonl());
+    }
+    assert!(ops.as_bytes() == expected.as_slice(), "ops.jsonl is not the plan of seed {seed}:\n{ops}");
     assert!(ops.lines().any(|l| l.contains("\"scenario\":\"rapid-cycles\"") && l.contains("\"at_ms\"")));
     assert!(dir.join("run.json").exists());
     assert_no_new_processes(&before, &base);
