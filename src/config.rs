@@ -3,6 +3,7 @@
 //! One type serves both the embedded reference stack and a real Helix deployment (a TOML file
 //! under `e2e/targets/`), so every scenario runs one code path against either.
 
+use crate::sut::log_source::{LogSource, ReadFrom};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -19,8 +20,10 @@ pub struct Target {
     pub containers: Vec<(String, String)>,
     /// Whether pictures carry the reference stack's stamp (true only for the stand-in).
     pub stamped: bool,
-    /// Service log files the driver can tail (embedded stack).
-    pub log_files: Vec<(String, PathBuf)>,
+    /// Service name → where its log comes from: the embedded stack's files, a target file's
+    /// `[logs]`; the log capture of `[containers]` adds its files for the services `[logs]` does
+    /// not name.
+    pub logs: Vec<(String, LogSource)>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,9 +93,37 @@ struct TargetFile {
     moonlight_web: MlwSection,
     #[serde(default)]
     containers: std::collections::BTreeMap<String, String>,
+    /// Service name → its log: `{ file = "…" }` or `{ command = ["…", …] }`.
+    #[serde(default)]
+    logs: std::collections::BTreeMap<String, LogEntry>,
     /// The target is the reference stack (e.g. as containers): its pictures carry the stamp.
     #[serde(default)]
     reference: bool,
+}
+
+/// One service's entry in `[logs]`: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogEntry {
+    /// A file the deployment writes; followed from its end at run start, across rotations.
+    file: Option<PathBuf>,
+    /// A command whose stdout is the log, e.g. `["journalctl", "-f", "-o", "short-iso", "-u", "wolf"]`.
+    command: Option<Vec<String>>,
+}
+
+impl LogEntry {
+    fn source(self, service: &str) -> Result<LogSource, String> {
+        match (self.file, self.command) {
+            (Some(path), None) if path.as_os_str().is_empty() => Err(format!("[logs] {service}: the file path is empty")),
+            // A deployment's file holds its history from before the run: only what comes after
+            // the run starts is this run's.
+            (Some(path), None) => Ok(LogSource::File { path, from: ReadFrom::End }),
+            (None, Some(argv)) if argv.first().is_none_or(|p| p.trim().is_empty()) => Err(format!("[logs] {service}: the command is empty (give the program and its arguments, e.g. [\"journalctl\", \"-f\", \"-u\", \"{service}\"])")),
+            (None, Some(argv)) => Ok(LogSource::Command(argv)),
+            (Some(_), Some(_)) => Err(format!("[logs] {service}: give either file or command, not both")),
+            (None, None) => Err(format!("[logs] {service}: give file = \"…\" or command = [\"…\", …]")),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +168,13 @@ impl Target {
             (Some(email), Some(password)) => Some(Login { email, password }),
             _ => None,
         };
+        let invalid = |detail: String| ConfigError::Parse { path: path.into(), detail };
+        let mut logs = Vec::new();
+        for (service, entry) in f.logs {
+            service.parse::<crate::sut::control::Service>().map_err(|e| invalid(format!("[logs]: {e}")))?;
+            let source = entry.source(&service).map_err(invalid)?;
+            logs.push((service, source));
+        }
         Ok(Target {
             name: f.name.unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
             helix_url: f.helix.url,
@@ -147,7 +185,7 @@ impl Target {
             moonlight_credentials: need(&f.moonlight_web.credentials_env, "the moonlight-web credentials")?,
             containers: f.containers.into_iter().collect(),
             stamped: f.reference,
-            log_files: Vec::new(),
+            logs,
         })
     }
 
@@ -163,7 +201,8 @@ impl Target {
             moonlight_credentials: Some(e.moonlight_credentials.clone()),
             containers: Vec::new(),
             stamped: true,
-            log_files: e.logs.clone(),
+            // Written for this run by the stack's own processes: all of each is the run's.
+            logs: e.logs.iter().map(|(s, p)| (s.clone(), LogSource::run_file(p.clone()))).collect(),
         }
     }
 }
@@ -185,6 +224,63 @@ mod tests {
         let err = Target::parse(p, "helix = 3", |_| None).unwrap_err().to_string();
         assert!(err.contains("not valid"), "{err}");
         assert!(!t.stamped, "a real deployment's pictures carry no stamp");
+        // Its logs come through the container capture (`[logs]` is commented out).
+        assert!(t.logs.is_empty());
+        let uncommented: String = text.lines().map(|l| l.strip_prefix("# ").filter(|r| r.starts_with("[logs]") || r.starts_with("wolf = {") || r.starts_with("moonlight-web = {") || r.starts_with("api = {")).unwrap_or(l)).collect::<Vec<_>>().join("\n");
+        let t = Target::parse(p, &uncommented, |k| Some(format!("value-of-{k}"))).unwrap();
+        assert_eq!(t.logs.len(), 3, "the commented example is a valid [logs] section: {:?}", t.logs);
+    }
+
+    fn with_logs(logs: &str) -> Result<Target, ConfigError> {
+        let text = format!("[helix]\nurl = \"http://h\"\n[wolf]\nsocket = \"/w.sock\"\n[moonlight_web]\nurl = \"http://m\"\n{logs}");
+        Target::parse(Path::new("t.toml"), &text, |_| None)
+    }
+
+    #[test]
+    fn logs_section_takes_files_and_commands_and_refuses_the_rest() {
+        assert!(with_logs("").unwrap().logs.is_empty());
+        let t = with_logs("[logs]\nwolf = { file = \"/var/log/wolf.log\" }\nmoonlight-web = { command = [\"journalctl\", \"-f\", \"-o\", \"short-iso\", \"-u\", \"moonlight-web\"] }\napi = { command = [\"kubectl\", \"logs\", \"-f\", \"deploy/api\"] }").unwrap();
+        let mut logs = t.logs.clone();
+        logs.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            logs,
+            vec![
+                ("api".to_string(), LogSource::Command(["kubectl", "logs", "-f", "deploy/api"].map(String::from).to_vec())),
+                ("moonlight-web".to_string(), LogSource::Command(["journalctl", "-f", "-o", "short-iso", "-u", "moonlight-web"].map(String::from).to_vec())),
+                // A deployment's file: only what it gains during the run.
+                ("wolf".to_string(), LogSource::File { path: "/var/log/wolf.log".into(), from: ReadFrom::End }),
+            ]
+        );
+        let err = |logs: &str| with_logs(logs).unwrap_err().to_string();
+        let e = err("[logs]\nwolff = { file = \"/x\" }");
+        assert!(e.contains("unknown service `wolff`") && e.contains("wolf, moonlight-web or api") && e.contains("t.toml"), "{e}");
+        let e = err("[logs]\nwolf = { command = [] }");
+        assert!(e.contains("[logs] wolf: the command is empty"), "{e}");
+        let e = err("[logs]\nwolf = { command = [\"\"] }");
+        assert!(e.contains("the command is empty"), "{e}");
+        let e = err("[logs]\nwolf = { file = \"/x\", command = [\"cat\"] }");
+        assert!(e.contains("not both"), "{e}");
+        let e = err("[logs]\nwolf = {}");
+        assert!(e.contains("give file"), "{e}");
+        let e = err("[logs]\nwolf = { path = \"/x\" }");
+        assert!(e.contains("not valid") && e.contains("path"), "{e}");
+        let e = err("[logs]\nwolf = { file = \"\" }");
+        assert!(e.contains("the file path is empty"), "{e}");
+    }
+
+    #[test]
+    fn the_embedded_stacks_logs_are_its_own_files_read_from_their_start() {
+        let e = crate::refstack::Endpoints {
+            helix_url: "http://h".into(),
+            moonlight_web_url: "http://m".into(),
+            moonlight_credentials: "c".into(),
+            wolf_socket: "/w".into(),
+            wolf_moonlight_http: "w".into(),
+            user_email: "e".into(),
+            user_password: "p".into(),
+            logs: vec![("wolf".into(), "/s/wolf.log".into())],
+        };
+        assert_eq!(Target::embedded(&e).logs, vec![("wolf".to_string(), LogSource::File { path: "/s/wolf.log".into(), from: ReadFrom::Start })]);
     }
 
     #[test]

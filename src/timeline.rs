@@ -103,6 +103,19 @@ pub enum ProbeEvent {
     },
     Console { level: String, text: String },
     Exception { text: String },
+    /// A finished call of the page to Helix's API (`/api/v1/...`), seen by the browser's network
+    /// stack: what the real viewer exposes when it logs only an error object. `body` is kept for
+    /// the auto-join and for errors (never for `/auth/` routes); `error` when no answer came.
+    Http {
+        method: String,
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +228,9 @@ fn redact_event(r: &Redactor, event: Event) -> Event {
                 ProbeEvent::UiText { text, role } => ProbeEvent::UiText { text: r.text(&text), role },
                 ProbeEvent::Console { level, text } => ProbeEvent::Console { level, text: r.text(&text) },
                 ProbeEvent::Exception { text } => ProbeEvent::Exception { text: r.text(&text) },
+                ProbeEvent::Http { method, path, status, body, error } => {
+                    ProbeEvent::Http { method, path: r.text(&path), status, body: body.map(|b| r.text(&b)), error }
+                }
                 other => other,
             },
         },

@@ -65,6 +65,42 @@ setTimeout(() => { console.error('probe-console-check'); }, 50);
 setTimeout(() => { throw new Error('probe-exception-check'); }, 60);
 </script></body></html>"#;
 
+/// The shape of the real Helix viewer where a user meets it (../shared/reference/helix-viewer.md):
+/// a `<video>` with a centred overlay whose status line has no ARIA role, an MUI-like error alert
+/// with its `Reconnect` action inside, a toolbar at opacity 0 whose `Reconnect` is disabled, and
+/// input only through DOM handlers on the video and its focusable container. Nothing in it is a
+/// hook for a driver.
+const REAL_LIKE: &str = r#"<!doctype html><html><body style="margin:0">
+<div id="viewer" tabindex="0" style="position:relative;width:640px;height:360px;background:#000">
+  <video autoplay playsinline muted style="width:100%;height:100%;background:#000"></video>
+  <div id="toolbar" style="position:absolute;top:4px;right:4px;opacity:0">
+    <button title="Reconnect" id="tb-reconnect" disabled onclick="window.pressed.push('toolbar')">R</button>
+  </div>
+  <div style="position:absolute;inset:0;display:flex;flex-direction:column;align-items:center;justify-content:center;pointer-events:none">
+    <p id="status" style="margin:0">Connecting to streaming server...</p>
+    <div role="alert" id="alert" hidden style="pointer-events:auto;display:flex;gap:8px">
+      <div>Connection state is disconnected (client: helix-agent-x)</div>
+      <div><button onclick="window.pressed.push('alert')">Reconnect</button></div>
+    </div>
+  </div>
+</div>
+<script>
+window.pressed = [];
+window.input = [];
+const v = document.querySelector('video');
+['mousemove', 'mousedown', 'mouseup'].forEach((t) => v.addEventListener(t, (e) => window.input.push(t + ':' + e.isTrusted)));
+document.getElementById('viewer').addEventListener('keydown', (e) => window.input.push('keydown ' + e.key + ':' + e.isTrusted));
+v.addEventListener('mousedown', () => document.getElementById('viewer').focus());
+// A canvas stream so the video has a picture (and a rect that paints).
+const c = document.createElement('canvas'); c.width = 64; c.height = 36; c.getContext('2d').fillRect(0, 0, 64, 36);
+v.srcObject = c.captureStream(5);
+fetch('/api/v1/external-agents/ses_x/auto-join-lobby', { method: 'POST' }).then((r) => {
+  if (!r.ok) console.error('[AUTO-JOIN] Error calling auto-join endpoint:', new Error('Request failed with status code ' + r.status));
+});
+setTimeout(() => { document.getElementById('status').textContent = 'WebRTC Peer Negotiation'; }, 300);
+setTimeout(() => { document.getElementById('alert').hidden = false; }, 600);
+</script></body></html>"#;
+
 const PLAIN: &str = r#"<!doctype html><html><body><p id="p">plain</p>
 <button onclick="document.getElementById('p').textContent = 'clicked'">Press me</button></body></html>"#;
 
@@ -102,6 +138,11 @@ async fn serve() -> SocketAddr {
     let app = Router::new()
         .route("/two.html", get(|| async { Html(TWO_VIEWERS) }))
         .route("/plain.html", get(|| async { Html(PLAIN) }))
+        .route("/real-like.html", get(|| async { Html(REAL_LIKE) }))
+        .route(
+            "/api/v1/external-agents/ses_x/auto-join-lobby",
+            axum::routing::post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "failed to join lobby: Lobby or session not found\n") }),
+        )
         .route("/ws", get(ws_endpoint));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind test server");
     let addr = listener.local_addr().unwrap();
@@ -304,6 +345,58 @@ async fn tabs_are_isolated_and_driveable() {
     browser.close_tab(t1).await.expect("close tab");
     assert!(matches!(browser.evaluate(t1, "1").await, Err(BrowserError::NoSuchTab(1))));
     assert_eq!(browser.open_tabs(), vec![t0]);
+    browser.close().await.expect("close");
+}
+
+/// The driver meets a page as a user does: it reads status text without ARIA roles and alert
+/// text without its buttons' labels, presses the visible enabled `Reconnect` (the alert's, not the
+/// invisible disabled toolbar icon), sends trusted mouse and key events to the `<video>`, and
+/// learns the auto-join's error text from the HTTP answer, which the page never logs.
+#[tokio::test]
+async fn a_viewer_is_met_as_a_user_meets_it() {
+    let addr = serve().await;
+    let timeline = Timeline::new();
+    let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
+    let tab = browser.open_tab(&format!("http://{addr}/real-like.html"), vec![]).await.expect("open");
+    let texts = wait_for(&timeline, "status line and alert", 10, |obs| {
+        let ui: Vec<(String, String)> = probes(obs, tab).iter().filter_map(|p| if let ProbeEvent::UiText { text, role } = p { Some((text.clone(), role.clone())) } else { None }).collect();
+        (ui.iter().any(|(_, r)| r == "alert") && ui.iter().any(|(t, _)| t == "WebRTC Peer Negotiation")).then_some(ui)
+    })
+    .await;
+    assert!(texts.contains(&("Connecting to streaming server...".to_string(), String::new())), "status without a role: {texts:?}");
+    assert!(
+        texts.contains(&("Connection state is disconnected (client: helix-agent-x)".to_string(), "alert".to_string())),
+        "alert text without its button's label: {texts:?}"
+    );
+
+    browser.click_text(tab, "Reconnect").await.expect("press Reconnect");
+    assert_eq!(browser.evaluate(tab, "window.pressed").await.unwrap(), json!(["alert"]), "the alert's button, not the invisible toolbar icon");
+    // Connected: the alert goes, the toolbar shows and is enabled: now that is the one.
+    browser.evaluate(tab, "document.getElementById('alert').hidden = true; document.getElementById('toolbar').style.opacity = 1; document.getElementById('tb-reconnect').disabled = false").await.unwrap();
+    browser.click_text(tab, "Reconnect").await.expect("press Reconnect");
+    assert_eq!(browser.evaluate(tab, "window.pressed").await.unwrap(), json!(["alert", "toolbar"]));
+
+    let n = browser.video_input(tab, "video", helix_e2e::browser::VideoInput::Move { dx: 1.0 }).await.expect("move");
+    assert_eq!(n, 1);
+    browser.video_input(tab, "video", helix_e2e::browser::VideoInput::Click).await.expect("click");
+    browser.press_key(tab, "a", "KeyA", 65).await.expect("key");
+    let input = browser.evaluate(tab, "window.input").await.unwrap();
+    for want in ["mousemove:true", "mousedown:true", "mouseup:true", "keydown a:true"] {
+        assert!(input.as_array().unwrap().contains(&json!(want)), "{want} missing from {input}");
+    }
+
+    let http = wait_for(&timeline, "the auto-join's answer", 10, |obs| {
+        probes(obs, tab).iter().find_map(|p| match p {
+            ProbeEvent::Http { method, path, status, body, .. } if path.ends_with("/auto-join-lobby") => Some((method.clone(), *status, body.clone())),
+            _ => None,
+        })
+    })
+    .await;
+    assert_eq!(http.0, "POST");
+    assert_eq!(http.1, Some(500));
+    assert!(http.2.as_deref().is_some_and(|b| b.contains("failed to join lobby: Lobby or session not found")), "{http:?}");
+    let console: Vec<String> = probes(&timeline.snapshot(), tab).iter().filter_map(|p| if let ProbeEvent::Console { text, .. } = p { Some(text.clone()) } else { None }).collect();
+    assert!(console.iter().all(|t| !t.contains("failed to join lobby")), "the page logs only the error object: {console:?}");
     browser.close().await.expect("close");
 }
 

@@ -103,8 +103,8 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
 }
 
 /// F4's two hypotheses, told apart: with Wolf dropping lobby sessions that send no input
-/// (`control-idle-timeout`), the run names F4; the same run with real mouse input on every
-/// viewer's `mouseRelative` channel (`--keep-alive-input`) keeps every session and passes.
+/// (`control-idle-timeout`), the run names F4; the same run with real mouse input over every
+/// viewer's `<video>` (`--keep-alive-input`, CDP mouse events) keeps every session and passes.
 #[test]
 fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -128,8 +128,12 @@ fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     let dir = Path::new(summary["artifacts"].as_str().unwrap());
     let timeline = std::fs::read_to_string(dir.join("timeline.jsonl")).unwrap();
     for tab in 0..3 {
-        assert!(timeline.contains(&format!("keep-alive input reaches tab {tab}")), "tab {tab} got no input");
+        assert!(timeline.contains(&format!("keep-alive input: mouse moves over tab {tab}'s video")), "tab {tab} got no input");
     }
+    // The moves were real DOM events the viewer's own handlers turned into stream input: Wolf
+    // (the stand-in's, in its log) saw input start on each of the three sessions.
+    let started = timeline.lines().filter(|l| l.contains("\"service\":\"wolf\"") && l.contains("input from the client started")).count();
+    assert!(started >= 3, "Wolf saw input on {started} session(s):\n{}", timeline.lines().filter(|l| l.contains("input from the client")).collect::<Vec<_>>().join("\n"));
     // Closing a tab ends its control peer; before the first close none may end.
     let before_close = &timeline[..timeline.find("\"close tab ").expect("tabs were closed")];
     assert!(!before_close.contains("[ENET] disconnected client"), "Wolf dropped a control peer despite the input");

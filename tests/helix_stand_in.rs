@@ -163,7 +163,8 @@ async fn api_routes_take_a_token_from_header_cookie_or_query_and_refuse_others()
     let s = stack(Mlw::StandIn).await;
     let token = s.login().await;
     let routes = [
-        (reqwest::Method::GET, "/api/v1/config".to_string()),
+        (reqwest::Method::GET, "/api/v1/auth/user".to_string()),
+        (reqwest::Method::GET, "/api/v1/external-agents/ses_x/clipboard".to_string()),
         (reqwest::Method::GET, "/api/v1/wolf/ui-app-id".to_string()),
         (reqwest::Method::GET, "/api/v1/wolf/health".to_string()),
         (reqwest::Method::GET, "/api/v1/moonlight/status".to_string()),
@@ -183,7 +184,7 @@ async fn api_routes_take_a_token_from_header_cookie_or_query_and_refuse_others()
         assert_eq!(status, 401, "{method} {path} with a forged token");
     }
     let config = |req: reqwest::RequestBuilder| async move { req.send().await.unwrap() };
-    let url = format!("{}/api/v1/config", s.url);
+    let url = format!("{}/api/v1/wolf/ui-app-id", s.url);
     for (how, resp) in [
         ("bearer", config(s.http.get(&url).bearer_auth(&token)).await),
         ("cookie", config(s.http.get(&url).header("cookie", format!("theme=dark; access_token={token}"))).await),
@@ -191,11 +192,43 @@ async fn api_routes_take_a_token_from_header_cookie_or_query_and_refuse_others()
         ("runner token", config(s.http.get(&url).bearer_auth(RUNNER)).await),
     ] {
         assert_eq!(resp.status(), 200, "{how}");
-        assert_eq!(resp.json::<Value>().await.unwrap(), json!({"moonlight_web_mode": "single", "streaming_bitrate_mbps": 40}), "{how}");
+        assert!(resp.json::<Value>().await.unwrap()["wolf_ui_app_id"].is_string(), "{how}");
     }
+    // Real Helix serves its config to anyone (the app reads it before login).
+    let open = s.http.get(format!("{}/api/v1/config", s.url)).send().await.unwrap();
+    assert_eq!(open.status(), 200);
+    assert_eq!(open.json::<Value>().await.unwrap(), json!({"moonlight_web_mode": "single", "streaming_bitrate_mbps": 40}));
     // The header is looked at first: a bad Bearer is not rescued by a good cookie.
     let r = s.http.get(&url).bearer_auth("forged").header("cookie", format!("access_token={token}")).send().await.unwrap();
     assert_eq!(r.status(), 401);
+}
+
+/// The app's account context, as the real viewer gets its token: `auth/authenticated` from the
+/// cookie (always 200), then `auth/user` with the token; and the clipboard route every connected
+/// viewer polls.
+#[tokio::test]
+async fn account_routes_give_the_app_its_token_and_the_clipboard_answers() {
+    let s = stack(Mlw::StandIn).await;
+    let token = s.login().await;
+    let authenticated = |cookie: Option<String>| {
+        let mut r = s.http.get(format!("{}/api/v1/auth/authenticated", s.url));
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        async move { let r = r.send().await.unwrap(); (r.status().as_u16(), r.json::<Value>().await.unwrap()) }
+    };
+    assert_eq!(authenticated(None).await, (200, json!({"authenticated": false})));
+    assert_eq!(authenticated(Some("access_token=forged.jwt.token".into())).await, (200, json!({"authenticated": false})));
+    assert_eq!(authenticated(Some(format!("access_token={token}"))).await, (200, json!({"authenticated": true})));
+    let user: Value = s.http.get(format!("{}/api/v1/auth/user", s.url)).header("cookie", format!("access_token={token}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(user["token"], token);
+    assert!(user["email"].is_string() && user["id"].is_string(), "{user}");
+
+    let ses = s.create_agent(&token).await["id"].as_str().unwrap().to_string();
+    let clip = s.json(reqwest::Method::GET, &format!("/api/v1/external-agents/{ses}/clipboard"), &token).await;
+    assert_eq!(clip, json!({"type": "text", "data": ""}));
+    let (status, _) = s.call(reqwest::Method::GET, "/api/v1/external-agents/ses_nope/clipboard", &token).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
@@ -526,7 +559,7 @@ async fn session_page_starts_in_screenshot_mode_with_a_live_stream_toggle() {
     assert!(page.contains(r#"<script src="/static/viewer.js"></script>"#));
     let boot = boot_data(&page);
     assert_eq!(boot["sessions"], json!([{"id": ses, "lobby_id": lobby}]));
-    assert_eq!(boot["token"], token);
+    assert_eq!(boot["token"], Value::Null, "the token comes from /api/v1/auth/user, as in the real app");
 
     let anonymous = s.http.get(format!("{}/session/{ses}", s.url)).send().await.unwrap().text().await.unwrap();
     assert_eq!(boot_data(&anonymous)["token"], Value::Null, "no cookie, no token in the page");
@@ -553,6 +586,7 @@ async fn specs_page_mounts_one_viewer_per_listed_session() {
     assert_eq!(ids, vec![a.as_str(), b.as_str()]);
     assert!(boot["sessions"].as_array().unwrap().iter().all(|x| x["lobby_id"].as_str().is_some_and(|l| !l.is_empty())));
     assert!(page.contains("new HelixStreamViewer(body"), "each dialog mounts its own viewer");
+    assert!(page.contains("lobbyId: s.id,"), "the task dialogs pass the session id as the lobby id (wolfLobbyId = sessionId)");
 }
 
 #[tokio::test]
@@ -569,8 +603,14 @@ async fn viewer_script_speaks_the_documented_protocol() {
         "'helix-agent-' + this.sessionId + '-' + this.lobbyId + '-' + this.uuid",
         "'agent-' + this.sessionId + '-' + this.uuid",
         "video_colorspace: 'Rec709'",
-        "'Stream busy (attempt ' + this.retryAttempt + ') - retrying in ' + delay + ' seconds...'",
-        "'Connection state is failed (client: ' + self.clientUniqueId + ')'",
+        "'Stream busy (attempt ' + this.retryAttempt + ') - retrying in ' + delay + ' second' + (delay === 1 ? '' : 's') + '...'",
+        "ERROR_STATES = ['failed', 'disconnected', 'closed']",
+        "'Connection state is ' + pc.connectionState + ' (client: ' + self.clientUniqueId + ')'",
+        "'/clipboard'",
+        "CLIPBOARD_POLL_MS = 2000",
+        "'/api/v1/auth/authenticated'",
+        "'/api/v1/auth/user'",
+        "console.error('[AUTO-JOIN] Error calling auto-join endpoint:', err)",
         "'Stream terminated (code: ' + msg.ConnectionTerminated.error_code + ')'",
         "'/auto-join-lobby'",
         "AUTO_JOIN_DELAY_MS = 1000",
@@ -580,12 +620,17 @@ async fn viewer_script_speaks_the_documented_protocol() {
         "title: 'Enter Fullscreen'",
         "id: 'custom-cursor'",
         "role: 'alert'",
-        "'data-status'",
+        "title: 'Disable Video'",
+        "title: 'Mute Audio'",
     ] {
         assert!(js.contains(needle), "viewer.js lacks {needle}");
     }
     for label in ["keyboard", "mouseClicks", "mouseAbsolute", "mouseRelative", "touch", "controllers"] {
         assert!(js.contains(&format!("'{label}'")), "input channel {label}");
+    }
+    // Nothing a driver could use instead of the page's own controls.
+    for hook in ["helixViewer", "data-status", "role: 'status'"] {
+        assert!(!js.contains(hook), "viewer.js exposes {hook}");
     }
     let css = s.http.get(format!("{}/static/viewer.css", s.url)).send().await.unwrap();
     assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));

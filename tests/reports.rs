@@ -134,6 +134,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
             .collect(),
         artifacts: art.root().display().to_string(),
         error: None,
+        logs_missing: vec![],
     };
     let errors = report::write_reports(&art, &summary, &observations);
     assert!(errors.is_empty(), "{errors:?}");

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub use internals::{peer_connections_of_tab, tab_marker, validate_dump};
-pub use tab::tagged_url;
+pub use tab::{tagged_url, VideoInput};
 pub use viewers::{fold_viewers, ViewerFacts};
 
 /// Name of the CDP binding the probe reports through.

@@ -406,22 +406,69 @@
     }
   }), FRAME_MS);
 
-  // ---- Text the page shows as status or error. Generic on purpose: ARIA roles and data-status.
-  const UI_SELECTOR = '[role="alert"], [role="status"], [aria-live], [data-status]';
+  // ---- Text the page shows as status or error. Generic on purpose: ARIA alerts and live
+  // regions where a page has them, and any text drawn over a <video> (a viewer's overlay: the
+  // real one's status line is a plain Typography with no role). Labels of buttons inside are not
+  // part of the text (an MUI alert carries its "Reconnect" action inside the alert element).
+  const ROLE_SELECTOR = '[role="alert"], [role="status"], [aria-live]';
+  const CONTROLS = 'button, [role="button"], a, input, select, textarea';
   const lastUi = new WeakMap();
   let uiScheduled = false;
+  function shown(el) {
+    for (let e = el; e; e = e.parentElement) {
+      const cs = getComputedStyle(e);
+      if (cs.display === 'none' || cs.visibility === 'hidden' || parseFloat(cs.opacity) < 0.1) return false;
+    }
+    return true;
+  }
+  function textOf(el) {
+    const parts = [];
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const p = n.parentElement;
+      if (p && p.closest(CONTROLS) && el.contains(p.closest(CONTROLS))) continue;
+      parts.push(n.nodeValue);
+    }
+    return parts.join(' ').replace(/\s+/g, ' ').trim();
+  }
+  function inside(r, boxes) {
+    const x = r.left + r.width / 2, y = r.top + r.height / 2;
+    return boxes.some(function (b) { return x >= b.left && x <= b.right && y >= b.top && y <= b.bottom; });
+  }
+  // Elements with their own text whose centre lies over a shown video, outside any ARIA region.
+  function overlayTexts() {
+    const boxes = [];
+    for (const v of document.querySelectorAll('video')) {
+      const r = v.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0) boxes.push(r);
+    }
+    const out = new Set();
+    if (boxes.length === 0 || !document.body) return out;
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!el || out.has(el) || !n.nodeValue.trim()) continue;
+      if (el.closest(CONTROLS) || el.closest(ROLE_SELECTOR) || el.closest('script, style, pre')) continue;
+      if (inside(el.getBoundingClientRect(), boxes)) out.add(el);
+    }
+    return out;
+  }
   const scanUi = safe(function () {
     uiScheduled = false;
-    for (const el of document.querySelectorAll(UI_SELECTOR)) {
-      const text = String(el.textContent || '').replace(/\s+/g, ' ').trim();
+    const els = new Set(document.querySelectorAll(ROLE_SELECTOR));
+    for (const el of overlayTexts()) els.add(el);
+    for (const el of els) {
+      const text = shown(el) ? textOf(el) : '';
       if (lastUi.get(el) === text) continue;
       lastUi.set(el, text);
       if (text) emit('ui_text', { text: text.slice(0, 500), role: el.getAttribute('role') || '' });
     }
   });
+  // An overlay that was hidden and comes back with the same text is news again; a scan on
+  // attribute changes (hidden, style, class) catches that as well as text changes.
   try {
     new MutationObserver(function () {
       if (!uiScheduled) { uiScheduled = true; nativeSetTimeout(scanUi, 100); }
-    }).observe(document, { childList: true, subtree: true, characterData: true });
+    }).observe(document, { childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: ['hidden', 'style', 'class', 'data-state'] });
   } catch (_) { /* no document yet: nothing to watch */ }
 })();

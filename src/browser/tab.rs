@@ -7,7 +7,14 @@
 use super::{cdp, deadline, probe, Browser, BrowserError, TabState, NAV_DEADLINE, PROBE_BINDING, TAB_PARAM};
 use crate::timeline::{Event, ProbeEvent, TabId, Timeline};
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
-use chromiumoxide::cdp::browser_protocol::network::CookieParam;
+use chromiumoxide::cdp::browser_protocol::emulation::SetFocusEmulationEnabledParams;
+use chromiumoxide::cdp::browser_protocol::input::{
+    DispatchKeyEventParams, DispatchKeyEventType, DispatchMouseEventParams, DispatchMouseEventType, MouseButton,
+};
+use chromiumoxide::cdp::browser_protocol::network::{
+    CookieParam, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
+    GetResponseBodyParams, RequestId,
+};
 use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, Viewport};
 use chromiumoxide::cdp::browser_protocol::storage::SetCookiesParams;
 use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
@@ -19,6 +26,7 @@ use chromiumoxide::layout::Point;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -96,27 +104,145 @@ async fn listen(page: &Page, tab: TabId, timeline: &Timeline) -> Result<Vec<Join
             t3.push_at(*ev.timestamp.inner(), Event::Tab { tab, probe: ProbeEvent::Exception { text } });
         }
     });
-    Ok(vec![probe_task, console_task, exception_task])
+    let network_task = tokio::spawn(follow_api_calls(page.clone(), tab, timeline.clone()).await?);
+    Ok(vec![probe_task, console_task, exception_task, network_task])
 }
 
-/// Finds a clickable element by its visible text, `title`, `aria-label` or `value` (exact match
-/// first, then case-insensitive containment), scrolls it into view and returns its centre.
-const FIND_BY_TEXT: &str = r#"(want) => {
+/// Helix API calls worth a body on the timeline: the auto-join (its error text is only there).
+fn keeps_body(path: &str, status: u16) -> bool {
+    !path.starts_with("/api/v1/auth/") && (status >= 400 || path.ends_with("/auto-join-lobby"))
+}
+
+/// The longest response body kept on the timeline.
+const BODY_CHARS: usize = 500;
+
+/// Follows the page's calls to `/api/v1/...` through the browser's network events (the Network
+/// domain is on in every page chromiumoxide opens) and puts each finished one on the timeline as
+/// [`ProbeEvent::Http`]. The clipboard poll's successes are left out: one every 2 s per viewer,
+/// and they say nothing.
+async fn follow_api_calls(page: Page, tab: TabId, timeline: Timeline) -> Result<impl std::future::Future<Output = ()>, BrowserError> {
+    let mut sent = cdp("listen for requests", page.event_listener::<EventRequestWillBeSent>()).await?;
+    let mut answered = cdp("listen for responses", page.event_listener::<EventResponseReceived>()).await?;
+    let mut finished = cdp("listen for loads", page.event_listener::<EventLoadingFinished>()).await?;
+    let mut failed = cdp("listen for failed loads", page.event_listener::<EventLoadingFailed>()).await?;
+    Ok(async move {
+        struct Call {
+            method: String,
+            path: String,
+            status: Option<u16>,
+            /// Epoch ms = monotonic seconds × 1000 + offset, from the request's two clocks.
+            offset_ms: f64,
+        }
+        let mut calls: HashMap<RequestId, Call> = HashMap::new();
+        loop {
+            tokio::select! {
+                Some(ev) = sent.next() => {
+                    let url = &ev.request.url;
+                    let Some(path) = origin_of(url).map(|o| url[o.len()..].to_string()).filter(|p| p.starts_with("/api/v1/")) else { continue };
+                    let offset_ms = ev.wall_time.inner() * 1000.0 - ev.timestamp.inner() * 1000.0;
+                    calls.insert(ev.request_id.clone(), Call { method: ev.request.method.clone(), path, status: None, offset_ms });
+                }
+                Some(ev) = answered.next() => {
+                    if let Some(c) = calls.get_mut(&ev.request_id) {
+                        c.status = u16::try_from(ev.response.status).ok();
+                    }
+                }
+                Some(ev) = finished.next() => {
+                    let Some(c) = calls.remove(&ev.request_id) else { continue };
+                    let status = c.status.unwrap_or(0);
+                    if status < 400 && c.path.contains("/clipboard") {
+                        continue;
+                    }
+                    let body = if keeps_body(&c.path, status) {
+                        match page.execute(GetResponseBodyParams::new(ev.request_id.clone())).await {
+                            Ok(r) if !r.result.base64_encoded => Some(r.result.body.chars().take(BODY_CHARS).collect()),
+                            _ => None,
+                        }
+                    } else {
+                        None
+                    };
+                    let at = c.offset_ms + ev.timestamp.inner() * 1000.0;
+                    timeline.push_at(at, Event::Tab { tab, probe: ProbeEvent::Http { method: c.method, path: c.path, status: c.status, body, error: None } });
+                }
+                Some(ev) = failed.next() => {
+                    let Some(c) = calls.remove(&ev.request_id) else { continue };
+                    let at = c.offset_ms + ev.timestamp.inner() * 1000.0;
+                    timeline.push_at(at, Event::Tab { tab, probe: ProbeEvent::Http { method: c.method, path: c.path, status: c.status, body: None, error: Some(ev.error_text.clone()) } });
+                }
+                else => return,
+            }
+        }
+    })
+}
+
+/// Finds the control a user would press: by its visible text, `title`, `aria-label` or `value`
+/// (exact match first, then case-insensitive containment), or by a CSS selector when `want`
+/// starts with `css:`. Only what a person can see and press counts: laid out, not hidden by
+/// `display`, `visibility` or an opacity near 0 on it or an ancestor, not disabled, and not
+/// covered by another element at its centre. Returns its centre after scrolling it into view,
+/// or why nothing qualified (so a wait that runs out can say so).
+const FIND_CONTROL: &str = r#"(want) => {
   const norm = (s) => String(s || '').replace(/\s+/g, ' ').trim();
-  const sel = 'button, [role="button"], [role="switch"], [role="tab"], [role="menuitem"], a, label, input, [title], [aria-label]';
-  const els = Array.from(document.querySelectorAll(sel)).filter((el) => {
+  const laidOut = (el) => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const seen = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const cs = getComputedStyle(e);
+      if (cs.display === 'none' || cs.visibility === 'hidden' || parseFloat(cs.opacity) < 0.1) return false;
+    }
+    return true;
+  };
+  const enabled = (el) => !el.disabled && el.getAttribute('aria-disabled') !== 'true' && !el.closest('fieldset:disabled');
+  let found;
+  if (want.startsWith('css:')) {
+    found = Array.from(document.querySelectorAll(want.slice(4)));
+  } else {
+    const sel = 'button, [role="button"], [role="switch"], [role="tab"], [role="menuitem"], a, label, input, [title], [aria-label]';
+    const all = Array.from(document.querySelectorAll(sel));
+    const names = (el) => [norm(el.innerText), el.getAttribute('title'), el.getAttribute('aria-label'), el.value].map(norm);
+    const lower = want.toLowerCase();
+    found = all.filter((el) => names(el).includes(want));
+    if (found.length === 0) found = all.filter((el) => names(el).some((n) => n && n.toLowerCase().includes(lower)));
+  }
+  if (found.length === 0) return { why: 'no such control' };
+  const visible = found.filter((el) => laidOut(el) && seen(el));
+  if (visible.length === 0) return { why: found.length + ' match(es), none visible' };
+  const usable = visible.filter(enabled);
+  if (usable.length === 0) return { why: visible.length + ' visible match(es), all disabled' };
+  for (const el of usable) {
+    el.scrollIntoView({ block: 'center', inline: 'center' });
     const r = el.getBoundingClientRect();
-    return r.width > 0 && r.height > 0;
-  });
-  const names = (el) => [norm(el.innerText), el.getAttribute('title'), el.getAttribute('aria-label'), el.value].map(norm);
-  const lower = want.toLowerCase();
-  let hit = els.find((el) => names(el).includes(want))
-    || els.find((el) => names(el).some((n) => n && n.toLowerCase().includes(lower)));
-  if (!hit) return null;
-  hit.scrollIntoView({ block: 'center', inline: 'center' });
-  const r = hit.getBoundingClientRect();
-  return { x: r.left + r.width / 2, y: r.top + r.height / 2 };
+    const x = r.left + r.width / 2, y = r.top + r.height / 2;
+    const top = document.elementFromPoint(x, y);
+    if (top && (top === el || el.contains(top))) return { x: x, y: y };
+  }
+  return { why: usable.length + ' usable match(es), all covered by other elements' };
 }"#;
+
+/// Points inside each visible `<video>` matching a selector where the video itself is what a
+/// mouse would hit (an alert or toolbar over its centre would take the event instead).
+const VIDEO_TARGETS: &str = r#"(sel) => {
+  const out = [];
+  for (const v of document.querySelectorAll(sel)) {
+    const r = v.getBoundingClientRect();
+    if (r.width < 4 || r.height < 4) continue;
+    for (const [fx, fy] of [[0.5, 0.5], [0.25, 0.75], [0.75, 0.75], [0.25, 0.25], [0.75, 0.25]]) {
+      const x = r.left + r.width * fx, y = r.top + r.height * fy;
+      if (document.elementFromPoint(x, y) === v) { out.push({ x: x, y: y }); break; }
+    }
+  }
+  return out;
+}"#;
+
+/// How long an action waits for its control to be visible and enabled, as a user would wait
+/// for a page to settle.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Found {
+    At { x: f64, y: f64 },
+    Not { why: String },
+}
 
 /// The n-th `<video>` in document order, in page coordinates for a clipped screenshot.
 const VIDEO_RECT: &str = r#"(n) => {
@@ -138,6 +264,15 @@ struct Rect {
 struct Centre {
     x: f64,
     y: f64,
+}
+
+/// One input action of a user on a viewer's `<video>`.
+#[derive(Debug, Clone, Copy)]
+pub enum VideoInput {
+    /// Move the mouse to `dx` pixels right of the chosen point (a wiggle keeps the cursor still).
+    Move { dx: f64 },
+    /// Press and release the left button there.
+    Click,
 }
 
 impl Browser {
@@ -207,6 +342,9 @@ impl Browser {
             self.tabs.lock().unwrap_or_else(|e| e.into_inner()).insert(tab, state);
             self.targets.lock().unwrap_or_else(|e| e.into_inner()).insert(page.target_id().clone(), tab);
             cdp("add probe binding", page.execute(AddBindingParams::new(PROBE_BINDING))).await?;
+            // Every tab behaves as the focused window, so key events reach the page even while
+            // other tabs of the run are in front.
+            cdp("emulate focus", page.execute(SetFocusEmulationEnabledParams::new(true))).await?;
             cdp("install probe", page.evaluate_on_new_document(probe::script())).await?;
             Ok::<(), BrowserError>(())
         };
@@ -234,41 +372,86 @@ impl Browser {
         Ok(result.value().cloned().unwrap_or(serde_json::Value::Null))
     }
 
-    /// Sends one relative mouse move (`dx`, `dy`) over the `mouseRelative` data channel of every
-    /// stand-in viewer in the tab, in moonlight-web's wire format (type 0 "move", then big-endian
-    /// i16 dx and dy). Returns how many open channels took it. Real input keeps Wolf's control
-    /// peer busy, which is how a scenario tells "no input after join" (F4) from other causes.
-    pub async fn send_mouse_relative(&self, tab: TabId, dx: i16, dy: i16) -> Result<u64, BrowserError> {
-        let js = format!(
-            "(function(dx,dy){{var n=0;document.querySelectorAll('.hv-viewer').forEach(function(el){{\
-             var v=el.helixViewer,c=v&&v.channels&&v.channels.mouseRelative;if(!c||c.readyState!=='open')return;\
-             var b=new DataView(new ArrayBuffer(5));b.setUint8(0,0);b.setInt16(1,dx);b.setInt16(3,dy);c.send(b.buffer);n++;}});return n;}})({dx},{dy})"
-        );
-        Ok(self.evaluate(tab, &js).await?.as_u64().unwrap_or(0))
+    /// Real mouse input (CDP `Input.dispatchMouseEvent`) on every visible `<video>` matching
+    /// `selector`, at a point where the video itself is hit. Returns how many videos got it: what
+    /// the viewer makes of the events (its input channels) is the page's own business.
+    pub async fn video_input(&self, tab: TabId, selector: &str, input: VideoInput) -> Result<usize, BrowserError> {
+        let page = self.tab(tab)?.page.clone();
+        let call = format!("({VIDEO_TARGETS})({})", serde_json::Value::String(selector.to_string()));
+        let found = cdp(&format!("tab {tab}: locate {selector}"), page.evaluate_expression(call)).await?;
+        let points: Vec<Centre> = found.into_value().unwrap_or_default();
+        for p in &points {
+            let mouse = |kind: DispatchMouseEventType, x: f64| {
+                let moved = matches!(kind, DispatchMouseEventType::MouseMoved);
+                let b = DispatchMouseEventParams::builder().r#type(kind).x(x).y(p.y);
+                let b = if moved { b } else { b.button(MouseButton::Left).click_count(1) };
+                b.build().map_err(|e| BrowserError::Page { tab, what: e })
+            };
+            match input {
+                VideoInput::Move { dx } => {
+                    cdp(&format!("tab {tab}: mouse move"), page.execute(mouse(DispatchMouseEventType::MouseMoved, p.x + dx)?)).await?;
+                }
+                VideoInput::Click => {
+                    cdp(&format!("tab {tab}: mouse move"), page.execute(mouse(DispatchMouseEventType::MouseMoved, p.x)?)).await?;
+                    cdp(&format!("tab {tab}: mouse down"), page.execute(mouse(DispatchMouseEventType::MousePressed, p.x)?)).await?;
+                    cdp(&format!("tab {tab}: mouse up"), page.execute(mouse(DispatchMouseEventType::MouseReleased, p.x)?)).await?;
+                }
+            }
+        }
+        Ok(points.len())
+    }
+
+    /// A real key press (CDP `Input.dispatchKeyEvent`, down then up) to whatever has the focus
+    /// in the tab; click the video first to give it to the viewer.
+    pub async fn press_key(&self, tab: TabId, key: &str, code: &str, key_code: i64) -> Result<(), BrowserError> {
+        let page = self.tab(tab)?.page.clone();
+        for kind in [DispatchKeyEventType::KeyDown, DispatchKeyEventType::KeyUp] {
+            let p = DispatchKeyEventParams::builder()
+                .r#type(kind)
+                .key(key)
+                .code(code)
+                .windows_virtual_key_code(key_code)
+                .native_virtual_key_code(key_code)
+                .build()
+                .map_err(|e| BrowserError::Page { tab, what: e })?;
+            cdp(&format!("tab {tab}: key {key}"), page.execute(p)).await?;
+        }
+        Ok(())
     }
 
     /// Clicks the first element matching a CSS selector, with real mouse events at its centre.
     pub async fn click(&self, tab: TabId, css_selector: &str) -> Result<(), BrowserError> {
-        let page = self.tab(tab)?.page.clone();
-        let el = cdp(&format!("tab {tab}: find {css_selector}"), page.find_element(css_selector))
-            .await
-            .map_err(|e| BrowserError::Page { tab, what: format!("no element {css_selector}: {e}") })?;
-        cdp(&format!("tab {tab}: click {css_selector}"), el.click()).await?;
-        Ok(())
+        self.press(tab, &format!("css:{css_selector}")).await
     }
 
-    /// Clicks the visible control whose text, `title` or `aria-label` is `text` (e.g. the
-    /// "Live Stream" toggle or the "Reconnect" button), with real mouse events.
+    /// Clicks the visible, enabled control whose text, `title` or `aria-label` is `text` (e.g.
+    /// the "Live Stream" toggle or "Reconnect"), with real mouse events.
     pub async fn click_text(&self, tab: TabId, text: &str) -> Result<(), BrowserError> {
+        self.press(tab, text).await
+    }
+
+    /// Waits (up to [`CONTROL_DEADLINE`]) for the control `want` names (text, or `css:` and a
+    /// selector) to be one a user could press, then clicks its centre with real mouse events.
+    pub async fn press(&self, tab: TabId, want: &str) -> Result<(), BrowserError> {
         let page = self.tab(tab)?.page.clone();
-        let call = format!("({FIND_BY_TEXT})({})", serde_json::Value::String(text.to_string()));
-        let found = cdp(&format!("tab {tab}: find \"{text}\""), page.evaluate_expression(call)).await?;
-        let centre: Option<Centre> = found.into_value().ok();
-        let Some(c) = centre else {
-            return Err(BrowserError::Page { tab, what: format!("nothing clickable labelled \"{text}\"") });
-        };
-        cdp(&format!("tab {tab}: click \"{text}\""), page.click(Point::new(c.x, c.y))).await?;
-        Ok(())
+        let label = want.strip_prefix("css:").map(str::to_string).unwrap_or_else(|| format!("\"{want}\""));
+        let call = format!("({FIND_CONTROL})({})", serde_json::Value::String(want.to_string()));
+        let started = tokio::time::Instant::now();
+        loop {
+            self.health.check(Some(tab))?;
+            let found = cdp(&format!("tab {tab}: find {label}"), page.evaluate_expression(call.clone())).await?;
+            match found.into_value::<Found>() {
+                Ok(Found::At { x, y }) => {
+                    cdp(&format!("tab {tab}: click {label}"), page.click(Point::new(x, y))).await?;
+                    return Ok(());
+                }
+                Ok(Found::Not { why }) if started.elapsed() >= CONTROL_DEADLINE => {
+                    return Err(BrowserError::Page { tab, what: format!("nothing a user could press for {label} within {} s: {why}", CONTROL_DEADLINE.as_secs()) });
+                }
+                Ok(Found::Not { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => return Err(BrowserError::Page { tab, what: format!("finding {label}: {e}") }),
+            }
+        }
     }
 
     /// Reloads the tab and waits for the new document to load. The probe re-installs itself

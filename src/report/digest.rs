@@ -280,6 +280,20 @@ fn tab_event(t: &mut TabDigest, at: EpochMs, probe: &ProbeEvent, last_stats: &mu
         ProbeEvent::UiText { text, .. } => t.stages.push(mark(format!("shows \u{201c}{text}\u{201d}"))),
         ProbeEvent::Console { level, text } if level == "error" => t.problems.push(mark(format!("console error: {text}"))),
         ProbeEvent::Exception { text } => t.problems.push(mark(format!("exception: {text}"))),
+        ProbeEvent::Http { method, path, status, body, error } => {
+            let answer = match (status, error) {
+                (_, Some(e)) => format!("failed: {e}"),
+                (Some(s), None) => s.to_string(),
+                (None, None) => "no status".into(),
+            };
+            let body = body.as_deref().map(|b| format!(" \u{201c}{}\u{201d}", b.trim())).unwrap_or_default();
+            let line = format!("{method} {path} \u{2192} {answer}{body}");
+            if error.is_some() || status.is_some_and(|s| s >= 400) {
+                t.problems.push(mark(line));
+            } else {
+                t.stages.push(mark(line));
+            }
+        }
         _ => {}
     }
 }

@@ -126,6 +126,9 @@ fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
     if let Some(e) = &s.error {
         let _ = write!(h, "<div class=\"meta\"><span>error: <b>{}</b></span></div>", escape(e));
     }
+    if let Some(l) = crate::sut::log_source::missing_logs_message(&s.logs_missing) {
+        let _ = write!(h, "<div class=\"meta\" id=\"logs-missing\"><span>{}</span></div>", escape(&l));
+    }
     h.push_str("</header>\n");
 }
 

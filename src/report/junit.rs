@@ -208,6 +208,7 @@ mod tests {
             tabs: vec![],
             artifacts: "a".into(),
             error: Some("interrupted by Ctrl-C".into()),
+            logs_missing: vec![],
         }
     }
 

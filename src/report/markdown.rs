@@ -22,6 +22,9 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
     if let Some(e) = &summary.error {
         let _ = writeln!(m, "- **error**: {}", cell(e));
     }
+    if let Some(l) = crate::sut::log_source::missing_logs_message(&summary.logs_missing) {
+        let _ = writeln!(m, "- **logs**: {}", cell(&l));
+    }
     m.push('\n');
     for sc in &summary.scenarios {
         let failed: Vec<_> = sc.invariants.iter().filter(|i| !i.passed).collect();
@@ -87,3 +90,34 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
     m
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_without_logs_says_which_detectors_were_blind() {
+        let mut s = Summary {
+            run_id: "r".into(),
+            verdict: super::super::Verdict::Pass,
+            seed: 1,
+            target: "t".into(),
+            started_at: "2026-01-01T00:00:00+00:00".into(),
+            duration_s: 1.0,
+            replay: "helix-e2e run x --seed 1".into(),
+            scenarios: vec![],
+            tabs: vec![],
+            artifacts: "a".into(),
+            error: None,
+            logs_missing: vec!["wolf".into()],
+        };
+        let d = super::super::digest::digest(&[]);
+        let m = render(&s, &d);
+        assert!(m.contains("- **logs**: no logs for wolf: detectors F1, F3, F4 are blind; F8 loses its log evidence\n"), "{m}");
+        let h = super::super::html::render(&s, &d, std::path::Path::new("/nonexistent"));
+        assert!(h.contains("id=\"logs-missing\"><span>no logs for wolf: detectors F1, F3, F4 are blind"), "{h}");
+        s.logs_missing.clear();
+        assert!(!render(&s, &d).contains("**logs**"));
+        assert!(!super::super::html::render(&s, &d, std::path::Path::new("/nonexistent")).contains("logs-missing"));
+    }
+}

@@ -130,6 +130,9 @@ pub struct Summary {
     pub tabs: Vec<TabFacts>,
     pub artifacts: String,
     pub error: Option<String>,
+    /// Services whose log the run had no way to read (`wolf`, `moonlight-web`, `api`): the
+    /// detectors that read them were blind (`sut::log_source::LOG_READERS` says which).
+    pub logs_missing: Vec<String>,
 }
 
 /// `timeline.jsonl`: one observation per line, in time order.

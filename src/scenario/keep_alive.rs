@@ -3,10 +3,12 @@
 //! peer saw no input, tabs that move the mouse survive; if they drop anyway, the cause is
 //! elsewhere.
 //!
-//! The input is what a user's mouse makes: a `mouseRelative` move on the viewer's data channel,
-//! one pixel right then one back, so the remote cursor does not drift.
+//! The input is what a user's mouse makes: real mouse moves (CDP `Input.dispatchMouseEvent`)
+//! over each viewer's `<video>`, one pixel right then back, so the remote cursor does not drift.
+//! What the viewer does with them is its own code's business, as with a person's mouse; whether
+//! they reached Wolf is Wolf's to say (the stand-in's Wolf logs when a session's input starts).
 
-use crate::browser::Browser;
+use crate::browser::{Browser, VideoInput};
 use crate::timeline::{Event, OpPhase, TabId, Timeline};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,9 +24,10 @@ pub struct KeepAlive {
 }
 
 impl KeepAlive {
-    pub fn start(browser: Arc<Browser>, timeline: Timeline) -> Self {
-        timeline.push(Event::Op { name: format!("keep-alive input: a mouseRelative move to every viewer each {} s", EVERY.as_secs_f64()), phase: OpPhase::Ok });
-        KeepAlive { task: tokio::spawn(run(browser, timeline)) }
+    /// `video_selector` finds the viewers' `<video>` elements (the target's viewer spec).
+    pub fn start(browser: Arc<Browser>, timeline: Timeline, video_selector: String) -> Self {
+        timeline.push(Event::Op { name: format!("keep-alive input: a mouse move over every viewer's video each {} s", EVERY.as_secs_f64()), phase: OpPhase::Ok });
+        KeepAlive { task: tokio::spawn(run(browser, timeline, video_selector)) }
     }
 
     pub async fn stop(mut self) {
@@ -40,21 +43,21 @@ impl Drop for KeepAlive {
     }
 }
 
-async fn run(browser: Arc<Browser>, timeline: Timeline) {
+async fn run(browser: Arc<Browser>, timeline: Timeline, video_selector: String) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Tabs whose viewer took a move, so the timeline says once per tab that input flows.
+    // Tabs with a video that got a move, so the timeline says once per tab that input is sent.
     let mut reached: BTreeSet<TabId> = BTreeSet::new();
     let mut right = true;
     loop {
         tick.tick().await;
-        let dx = if right { 1 } else { -1 };
+        let dx = if right { 1.0 } else { -1.0 };
         right = !right;
         for tab in browser.open_tabs() {
             // A tab may close between the listing and the move; the next tick lists it no more.
-            match tokio::time::timeout(EVERY, browser.send_mouse_relative(tab, dx, 0)).await {
+            match tokio::time::timeout(EVERY, browser.video_input(tab, &video_selector, VideoInput::Move { dx })).await {
                 Ok(Ok(n)) if n > 0 && reached.insert(tab) => {
-                    timeline.push(Event::Op { name: format!("keep-alive input reaches tab {tab}"), phase: OpPhase::Ok });
+                    timeline.push(Event::Op { name: format!("keep-alive input: mouse moves over tab {tab}'s video"), phase: OpPhase::Ok });
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::debug!(tab, "keep-alive input not sent: {e}"),

@@ -146,6 +146,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
         tabs: Vec::new(),
         artifacts: artifacts.root().display().to_string(),
         error: None,
+        logs_missing: Vec::new(),
     };
 
     let stop = interrupt_signal();
@@ -240,14 +241,24 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
     // A deployment in containers: restarts and logs go through the Docker engine. Logs land in
     // a private directory first (they are unredacted) and reach the artifacts redacted below.
     let mut capture = None;
-    let log_dir = std::env::temp_dir().join(format!("helix-e2e-logs-{}", summary.run_id));
+    let log_dir = private_log_dir(&summary.run_id);
     if !target.containers.is_empty() {
         let docker = unless_interrupted(&stop, DockerServices::for_target(&target.containers)).await?.map_err(|e| e.to_string())?;
         eprintln!("helix-e2e: controlling containers through the Docker engine at {}", docker.endpoint());
         let c = docker.capture_logs(run_start, &log_dir);
-        target.log_files.extend(c.files().iter().cloned());
+        // `[logs]` says where a service's log really is; the containers' output covers the rest.
+        for (service, path) in c.files() {
+            if !target.logs.iter().any(|(s, _)| s == service) {
+                target.logs.push((service.clone(), crate::sut::log_source::LogSource::run_file(path.clone())));
+            }
+        }
         capture = Some(c);
         services = Some(std::sync::Arc::new(docker));
+    }
+    // A run that cannot read a service's log must say so: the detectors that read it are blind.
+    summary.logs_missing = crate::sut::log_source::missing(&target.logs);
+    if let Some(m) = crate::sut::log_source::missing_logs_message(&summary.logs_missing) {
+        eprintln!("helix-e2e: {m}");
     }
     let result = drive(opts, plans, artifacts, summary, &target, services, timeline.clone(), &stop).await;
     if let Some(c) = capture {
@@ -257,8 +268,9 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
     let _ = crate::report::write_timeline(artifacts, &timeline.snapshot());
     // Service logs, redacted, for people; the stack's own directory holds its credentials.
     let redactor = timeline.redactor();
-    for (service, path) in &target.log_files {
-        if let Ok(text) = std::fs::read_to_string(path) {
+    for (service, source) in &target.logs {
+        let feed = crate::sut::log_source::LogFeed::new(service, source, &log_dir);
+        if let Some(Ok(text)) = feed.run_lines().map(std::fs::read_to_string) {
             let _ = artifacts.write(&format!("logs/{service}.log"), redactor.text(&text).as_bytes());
         }
     }
@@ -271,6 +283,12 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
     }
     let _ = std::fs::remove_dir_all(&log_dir);
     result
+}
+
+/// Where the run keeps service logs before they reach the artifacts redacted: the Docker
+/// capture's files and copies of what other sources gave.
+fn private_log_dir(run_id: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("helix-e2e-logs-{run_id}"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -291,12 +309,14 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
     // Fail early and clearly when a service is not there at all.
     unless_interrupted(stop, wolf.apps()).await?.map_err(|e| e.to_string())?;
     unless_interrupted(stop, mlw.sessions()).await?.map_err(|e| e.to_string())?;
-    let monitor = Monitor::start(wolf, mlw, helix.clone(), target.log_files.clone(), timeline.clone());
+    let log_dir = private_log_dir(&summary.run_id);
+    let feeds = target.logs.iter().map(|(service, source)| crate::sut::log_source::LogFeed::new(service, source, &log_dir)).collect();
+    let monitor = Monitor::start(wolf, mlw, helix.clone(), feeds, timeline.clone());
     eprintln!("helix-e2e: launching Chromium");
     let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), opts.sessions.clone());
     d.services = services;
-    let keep_alive = opts.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone()));
+    let keep_alive = opts.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone(), target.viewer.video_selector.clone()));
     let mut verdict = Verdict::Pass;
     for name in &opts.scenarios {
         eprintln!("helix-e2e: scenario {name}");

@@ -1,15 +1,15 @@
 //! Server truth, continuously: polls Wolf and moonlight-web (and Helix, for the lobby it
-//! believes each of the run's sessions owns), follows Wolf's event stream and tails service
-//! logs, pushing everything onto the timeline (which masks secrets) and keeping
-//! the latest typed snapshot for the correlation table.
+//! believes each of the run's sessions owns), follows Wolf's event stream and service logs
+//! (from the sources of `log_source`), pushing everything onto the timeline (which masks
+//! secrets) and keeping the latest typed snapshot for the correlation table.
 
 use super::moonlight_web::{MlwSession, MoonlightWebClient};
 use super::wolf::{WolfClient, WolfLobby, WolfMemory, WolfSession};
 use super::helix::HelixClient;
+use super::log_source::{self, LogFeed};
 use super::wolf_log;
 use crate::timeline::{now_ms, EpochMs, Event, Timeline};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -56,14 +56,16 @@ pub struct Monitor {
 type Watched = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Monitor {
-    pub fn start(wolf: WolfClient, mlw: MoonlightWebClient, helix: HelixClient, logs: Vec<(String, PathBuf)>, timeline: Timeline) -> Monitor {
+    /// Start observing. Each log feed is followed until [`Monitor::stop`] (or the monitor's
+    /// drop) aborts it, which also kills a feed's command.
+    pub fn start(wolf: WolfClient, mlw: MoonlightWebClient, helix: HelixClient, logs: Vec<LogFeed>, timeline: Timeline) -> Monitor {
         let (tx, rx) = watch::channel(ServerState::default());
         let watched = Watched::default();
         let mut tasks = JoinSet::new();
         tasks.spawn(poll_loop(wolf.clone(), mlw, (helix, watched.clone()), timeline.clone(), tx));
         tasks.spawn(event_loop(wolf, timeline.clone()));
-        for (service, path) in logs {
-            tasks.spawn(tail_log(service, path, timeline.clone()));
+        for feed in logs {
+            tasks.spawn(log_source::follow(feed, timeline.clone()));
         }
         Monitor { tasks, state: rx, watched }
     }
@@ -179,39 +181,36 @@ async fn event_loop(wolf: WolfClient, timeline: Timeline) {
     }
 }
 
-/// Follow a log file from its start; Wolf lines are parsed, other services' lines kept whole.
-async fn tail_log(service: String, path: PathBuf, timeline: Timeline) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let file = loop {
-        match tokio::fs::File::open(&path).await {
-            Ok(f) => break f,
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    };
-    let mut reader = BufReader::new(file);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line).await {
-            Ok(0) => tokio::time::sleep(Duration::from_millis(100)).await,
-            Ok(_) => {
-                // Lines carry the time they were written; reading them comes later, and
-                // detectors compare log lines with browser events to the millisecond.
-                let text = line.trim_end().to_string();
-                let read_at = now_ms();
-                let (at, level, message) = parse_log_line(&text, read_at);
-                timeline.push_at(at.unwrap_or(read_at), Event::Log { service: service.clone(), level, message });
-            }
-            Err(_) => return,
-        }
-    }
+/// Put one line of a service's log on the timeline at the time it was written, when the line
+/// says it: reading it comes later, and detectors compare log lines with browser events to the
+/// millisecond.
+pub(crate) fn push_log_line(timeline: &Timeline, service: &str, text: &str) {
+    let read_at = now_ms();
+    let (at, level, message) = parse_log_line(text, read_at);
+    timeline.push_at(at.unwrap_or(read_at), Event::Log { service: service.to_string(), level, message });
 }
 
 /// A log line's event time (when it can be read from the line), level and message. Wolf lines
-/// are parsed; other services' lines are kept whole, less Docker's wrapping.
+/// are parsed; other services' lines are kept whole, less Docker's or the journal's wrapping.
 fn parse_log_line(text: &str, read_at: EpochMs) -> (Option<EpochMs>, String, String) {
+    match journal_prefix(text) {
+        Some((stamp, whole_second, body)) => {
+            // The service's own stamp, where its line has one, is finer than the journal's
+            // (Wolf's time of day is placed on the journal's day).
+            let (own, level, message) = parse_service_line(body, stamp);
+            // A whole-second stamp says the line was written in that second, and not after it
+            // was read: the latest such instant is nearest for a line read as it comes.
+            let journal = if whole_second { read_at.clamp(stamp, stamp + 999.0) } else { stamp };
+            (Some(own.unwrap_or(journal)), level, message)
+        }
+        None => parse_service_line(text, read_at),
+    }
+}
+
+/// A service's own line, maybe wrapped by Docker; `near` places a bare time of day.
+fn parse_service_line(text: &str, near: EpochMs) -> (Option<EpochMs>, String, String) {
     match wolf_log::parse_line(text) {
-        Some(r) => (r.docker_time.as_deref().and_then(rfc3339_ms).or_else(|| time_of_day_ms(&r.time, read_at)), r.level, r.message),
+        Some(r) => (r.docker_time.as_deref().and_then(rfc3339_ms).or_else(|| time_of_day_ms(&r.time, near)), r.level, r.message),
         None => {
             // Lines captured from Docker carry the engine's stamp in front; the service's own
             // line follows it.
@@ -220,6 +219,26 @@ fn parse_log_line(text: &str, read_at: EpochMs) -> (Option<EpochMs>, String, Str
             (at, env_logger_level(body).unwrap_or("INFO").to_string(), body.to_string())
         }
     }
+}
+
+/// `journalctl -o short-iso` (or `short-iso-precise`) wraps each line as
+/// `2026-11-21T05:24:14+0000 host wolf[1234]: <line>`: its stamp (ms since the epoch), whether
+/// the stamp is whole seconds, and the line.
+fn journal_prefix(text: &str) -> Option<(EpochMs, bool, &str)> {
+    let (stamp, rest) = text.split_once(' ')?;
+    // Cheap refusal first: most lines are not the journal's.
+    // A `Z` stamp is Docker's or kubectl's (`--timestamps`), handled with the service's line.
+    if stamp.len() < 20 || !stamp.as_bytes()[0].is_ascii_digit() || stamp.as_bytes().get(10) != Some(&b'T') || stamp.ends_with('Z') {
+        return None;
+    }
+    let t = chrono::DateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f%z").ok()?;
+    let (_host, rest) = rest.split_once(' ')?;
+    let (ident, body) = rest.split_once(": ").or_else(|| rest.strip_suffix(':').map(|i| (i, "")))?;
+    // `wolf[1234]` or `wolf`: one word.
+    if ident.is_empty() || ident.contains(' ') {
+        return None;
+    }
+    Some((t.timestamp_micros() as f64 / 1000.0, !stamp.contains('.'), body))
 }
 
 /// Wolf writes only the UTC time of day: place it on the day that puts it nearest to `near`.
@@ -275,5 +294,28 @@ mod tests {
         assert_eq!((at, level.as_str(), message.as_str()), (Some(1_795_238_654_900.0), "ERROR", "[2026-11-21T05:24:14.804Z ERROR moonlight_web] boom"));
         let (at, _, message) = parse("[2026-11-21T05:24:14.804Z INFO  moonlight_web] plain");
         assert_eq!((at, message.as_str()), (Some(1_795_238_654_804.0), "[2026-11-21T05:24:14.804Z INFO  moonlight_web] plain"));
+    }
+
+    #[test]
+    fn journal_lines_take_the_services_time_or_the_journals() {
+        // 2026-11-21T05:24:14Z is 1_795_238_654_000: read 120 ms into that second.
+        let read_at = 1_795_238_654_120.0;
+        // A Wolf line: Wolf's own time of day (finer) on the journal's day; the message as Wolf wrote it.
+        let (at, level, message) = parse_log_line("2026-11-21T05:24:14+0000 gpu-host wolf[812]: 05:24:14.100000000 INFO  | [LOBBY] Session 1 joining lobby x", read_at);
+        assert_eq!((at.map(f64::round), level.as_str(), message.as_str()), (Some(1_795_238_654_100.0), "INFO", "[LOBBY] Session 1 joining lobby x"));
+        // The colon form of the offset (newer journalctl), an env_logger line with its own stamp.
+        let (at, level, message) = parse_log_line("2026-11-21T05:24:14+00:00 h moonlight-web[9]: [2026-11-21T05:24:14.050Z WARN  moonlight_web] chunk too short", read_at);
+        assert_eq!((at, level.as_str(), message.as_str()), (Some(1_795_238_654_050.0), "WARN", "[2026-11-21T05:24:14.050Z WARN  moonlight_web] chunk too short"));
+        // No stamp of its own: the journal's second, as late in it as the reading allows.
+        let (at, _, message) = parse_log_line("2026-11-21T05:24:14+0000 h api: started", read_at);
+        assert_eq!((at, message.as_str()), (Some(read_at), "started"));
+        let (at, _, _) = parse_log_line("2026-11-21T05:24:14+0000 h api: started", read_at + 60_000.0);
+        assert_eq!(at, Some(1_795_238_654_999.0), "read long after: the end of its second");
+        // `short-iso-precise` is exact; another zone is converted.
+        let (at, _, _) = parse_log_line("2026-11-21T06:24:14.804321+01:00 h api[3]: x", read_at);
+        assert_eq!(at, Some(1_795_238_654_804.321));
+        // Not the journal's: kept whole.
+        let (at, _, message) = parse_log_line("2026-11-21 is a date, not a stamp: ok", read_at);
+        assert_eq!((at, message.as_str()), (None, "2026-11-21 is a date, not a stamp: ok"));
     }
 }

@@ -40,6 +40,13 @@ pub async fn config() -> Json<Value> {
     Json(json!({"moonlight_web_mode": "single", "streaming_bitrate_mbps": 40}))
 }
 
+/// `GET /external-agents/<ses>/clipboard`: the desktop's clipboard, polled by every connected
+/// viewer every 2 s. The stand-in's desktops never copy anything.
+pub async fn clipboard(State(helix): State<Arc<Helix>>, Path(ses_id): Path<String>) -> Result<Json<Value>, HelixError> {
+    known_agent(&helix, &ses_id)?;
+    Ok(Json(json!({"type": "text", "data": ""})))
+}
+
 async fn wolf_ui_app_id(helix: &Helix) -> Result<String, HelixError> {
     let apps = helix.wolf.apps().await.map_err(|e| wolf_err("failed to list Wolf apps", e))?;
     apps.iter()

@@ -115,6 +115,20 @@ pub async fn login(State(helix): State<Arc<Helix>>, Json(body): Json<Login>) -> 
     Ok(resp)
 }
 
+/// `GET /api/v1/auth/authenticated`: whether the `access_token` cookie holds a valid token.
+/// Always 200, as Helix's: the app asks it first, before it knows whether anyone is logged in.
+pub async fn authenticated(State(helix): State<Arc<Helix>>, headers: HeaderMap) -> Json<serde_json::Value> {
+    let ok = cookie(&headers, "access_token").is_some_and(|t| helix.token_valid(&t));
+    Json(json!({"authenticated": ok}))
+}
+
+/// `GET /api/v1/auth/user`: the logged-in user with the token the request carried, which is how
+/// the app's account context (and so the viewer) gets a token it can send as a Bearer.
+pub async fn user(State(helix): State<Arc<Helix>>, req: Request) -> Result<Json<serde_json::Value>, HelixError> {
+    let token = token_from(req.headers(), req.uri().query()).ok_or(HelixError::Unauthorized("missing token"))?;
+    Ok(Json(json!({"id": helix.user_id, "email": helix.cfg.user_email, "name": helix.user_name(), "token": token})))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,7 +130,7 @@ impl Helix {
 
 fn router(helix: Arc<Helix>) -> Router {
     let api = Router::new()
-        .route("/config", get(api::config))
+        .route("/auth/user", get(auth::user))
         .route("/wolf/ui-app-id", get(api::ui_app_id))
         .route("/wolf/health", get(api::wolf_health))
         .route("/sessions/chat", post(api::create_session))
@@ -139,12 +139,15 @@ fn router(helix: Arc<Helix>) -> Router {
         .route("/sessions/{ses_id}/stop-external-agent", delete(api::stop_agent))
         .route("/sessions/{ses_id}/wolf-app-state", get(api::wolf_app_state))
         .route("/external-agents/{ses_id}/auto-join-lobby", post(api::auto_join_lobby))
+        .route("/external-agents/{ses_id}/clipboard", get(api::clipboard))
         .route("/moonlight/status", get(api::moonlight_status))
         .route("/admin/agent-sandboxes/debug", get(api::sandboxes_debug))
         .route("/admin/agent-sandboxes/events", get(api::sandboxes_events))
         .route_layer(axum::middleware::from_fn_with_state(helix.clone(), auth::require))
-        // Added after the layer: login is the one API route that needs no token.
-        .route("/auth/login", post(auth::login));
+        // Added after the layer: the routes real Helix serves without a token.
+        .route("/auth/login", post(auth::login))
+        .route("/auth/authenticated", get(auth::authenticated))
+        .route("/config", get(api::config));
     Router::new()
         .nest("/api/v1", api)
         .route("/moonlight/host/stream", get(proxy::stream))

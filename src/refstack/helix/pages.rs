@@ -1,14 +1,14 @@
 //! The pages that mount the stream viewer, and the viewer's static files. Plain HTML/JS/CSS
 //! compiled into the binary: no build step, nothing fetched from outside.
 //!
-//! Each page gets its boot data (sessions with their lobby ids, and the caller's token if its
-//! cookie holds a valid one) embedded as JSON, the way Helix's frontend already knows both from
-//! its session query and its account state.
+//! Each page gets its boot data (sessions with their lobby ids) embedded as JSON, the way
+//! Helix's frontend knows them from its session query; the token comes from the account routes
+//! (`/api/v1/auth/authenticated`, `/api/v1/auth/user`), as in the real app.
 
-use super::{auth, store, Helix};
+use super::{store, Helix};
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ const VIEWER_CSS: &str = include_str!("viewer.css");
 /// More dialogs than this would not fit a screen; the driver opens two.
 const MAX_DIALOGS: usize = 8;
 
-fn boot_json(helix: &Helix, headers: &HeaderMap, ids: &[&str]) -> String {
+fn boot_json(helix: &Helix, ids: &[&str]) -> String {
     let sessions: Vec<Value> = ids
         .iter()
         .map(|id| {
@@ -32,9 +32,9 @@ fn boot_json(helix: &Helix, headers: &HeaderMap, ids: &[&str]) -> String {
             s
         })
         .collect();
-    let token = auth::cookie(headers, "access_token").filter(|t| helix.token_valid(t));
-    // `<` escaped so no value can close the surrounding <script> element.
-    json!({"sessions": sessions, "token": token}).to_string().replace('<', "\\u003c")
+    // `<` escaped so no value can close the surrounding <script> element. No token here: the
+    // page asks `/api/v1/auth/user` for it, as Helix's app does.
+    json!({"sessions": sessions}).to_string().replace('<', "\\u003c")
 }
 
 /// F13: one moonlight-web `session_id` per agent session, the same for every viewer and every
@@ -54,11 +54,11 @@ fn is_project_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-pub async fn session(State(helix): State<Arc<Helix>>, Path(ses_id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn session(State(helix): State<Arc<Helix>>, Path(ses_id): Path<String>) -> Response {
     if !store::is_session_id(&ses_id) {
         return not_found("Session");
     }
-    let page = SESSION_HTML.replace("{{SES_ID}}", &ses_id).replace("{{BOOT}}", &boot_json(&helix, &headers, &[&ses_id]));
+    let page = SESSION_HTML.replace("{{SES_ID}}", &ses_id).replace("{{BOOT}}", &boot_json(&helix, &[&ses_id]));
     ([(CACHE_CONTROL, "no-store")], Html(page)).into_response()
 }
 
@@ -68,12 +68,12 @@ pub struct SpecsQuery {
     sessions: String,
 }
 
-pub async fn specs(State(helix): State<Arc<Helix>>, Path(project_id): Path<String>, Query(q): Query<SpecsQuery>, headers: HeaderMap) -> Response {
+pub async fn specs(State(helix): State<Arc<Helix>>, Path(project_id): Path<String>, Query(q): Query<SpecsQuery>) -> Response {
     if !is_project_id(&project_id) {
         return not_found("Project");
     }
     let ids: Vec<&str> = q.sessions.split(',').map(str::trim).filter(|s| store::is_session_id(s)).take(MAX_DIALOGS).collect();
-    let page = SPECS_HTML.replace("{{PROJECT_ID}}", &project_id).replace("{{BOOT}}", &boot_json(&helix, &headers, &ids));
+    let page = SPECS_HTML.replace("{{PROJECT_ID}}", &project_id).replace("{{BOOT}}", &boot_json(&helix, &ids));
     ([(CACHE_CONTROL, "no-store")], Html(page)).into_response()
 }
 

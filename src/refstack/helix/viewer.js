@@ -4,8 +4,19 @@
  * share nothing (each has its own UUID, socket, peer connection and timers), which is what makes
  * two dialogs on one page two distinct Moonlight clients.
  *
- * Usage: new HelixStreamViewer(containerElement, {sessionId, lobbyId, token, moonlightSessionId?}).mount();
+ * Usage: new HelixStreamViewer(containerElement, {sessionId, lobbyId, account, moonlightSessionId?}).mount();
+ *        (`account` is HelixAccount.load(): the token is read from it at each connect, as the
+ *        real viewer reads `account.user.token`)
  *        viewer.unmount();
+ *
+ * Faithful to the real one where a user or a driver can tell (../shared/reference/helix-viewer.md):
+ * the offer leaves as soon as WebRtcConfig arrives; peer states failed, disconnected and closed
+ * all raise the error; the error alert carries its Reconnect button inside (it runs connect()
+ * alone, without disconnect()); the toolbar is invisible unless connected and its Reconnect is
+ * disabled while connecting; the status line has no ARIA role; a failed auto-join is logged as an
+ * error object, the server's text only in the HTTP body; every `general` message is JSON.parse'd;
+ * input reaches the stream only from DOM events on the <video> and its container. Nothing here is
+ * reachable from outside the page's own event handlers: a driver has to act as a user does.
  */
 (function () {
   'use strict';
@@ -13,7 +24,9 @@
   var AUTO_JOIN_DELAY_MS = 1000;
   var RETRY_MAX_SECONDS = 10;
   var STATS_INTERVAL_MS = 1000;
-  var NEGOTIATION_STAGE = 'WebRTC Peer Negotiation';
+  var CLIPBOARD_POLL_MS = 2000;
+  // Peer states that make the real client raise its error (IDX:465-475).
+  var ERROR_STATES = ['failed', 'disconnected', 'closed'];
   var INPUT_CHANNELS = ['keyboard', 'mouseClicks', 'mouseAbsolute', 'mouseRelative', 'touch', 'controllers'];
 
   // crypto.randomUUID exists only in secure contexts; the test namespace serves plain http on a
@@ -41,7 +54,7 @@
     this.container = container;
     this.sessionId = opts.sessionId;
     this.lobbyId = opts.lobbyId || '';
-    this.token = opts.token || null;
+    this.opts = opts;
     // Per component, like React state: reconnects and retries keep it, a new mount does not.
     this.uuid = randomUUID();
     this.clientUniqueId = 'helix-agent-' + this.sessionId + '-' + this.lobbyId + '-' + this.uuid;
@@ -52,6 +65,7 @@
     this.resetConnection();
     this.retryTimer = null;
     this.autoJoinTimer = null;
+    this.clipboardTimer = null;
     this.statsTimer = null;
     this.lastStats = null;
     this.mounted = false;
@@ -60,9 +74,8 @@
 
   HelixStreamViewer.prototype.build = function () {
     var self = this;
-    var root = make('div', { 'class': 'hv-viewer', 'data-session-id': this.sessionId });
-    // Lets a test driver reach the viewer's input channels (e.g. to send real mouse input).
-    root.helixViewer = this;
+    // tabindex: keyboard input goes to the focused container, as in the real viewer.
+    var root = make('div', { 'class': 'hv-viewer', 'data-session-id': this.sessionId, tabindex: '0' });
     var video = document.createElement('video');
     video.autoplay = true;
     video.playsInline = true;
@@ -78,39 +91,57 @@
     var cursor = make('div', { id: 'custom-cursor', 'class': 'hv-cursor', 'aria-hidden': 'true' });
     root.appendChild(cursor);
 
-    var toolbar = make('div', { 'class': 'hv-toolbar', role: 'toolbar' });
-    var reconnect = make('button', { type: 'button', title: 'Reconnect', 'aria-label': 'Reconnect' }, '\u21bb');
-    var stats = make('button', { type: 'button', title: 'Stats for Nerds', 'aria-label': 'Stats for Nerds' }, '\u2139');
-    var fullscreen = make('button', { type: 'button', title: 'Enter Fullscreen', 'aria-label': 'Enter Fullscreen' }, '\u26f6');
-    toolbar.appendChild(reconnect);
-    toolbar.appendChild(stats);
-    toolbar.appendChild(fullscreen);
+    // Icon buttons with titles, invisible (opacity 0) unless connected.
+    var toolbar = make('div', { 'class': 'hv-toolbar' });
+    var videoToggle = make('button', { type: 'button', title: 'Disable Video' }, '\u25a3');
+    var audioToggle = make('button', { type: 'button', title: 'Mute Audio' }, '\u266a');
+    var reconnect = make('button', { type: 'button', title: 'Reconnect' }, '\u21bb');
+    var stats = make('button', { type: 'button', title: 'Stats for Nerds' }, '\u2139');
+    var fullscreen = make('button', { type: 'button', title: 'Enter Fullscreen' }, '\u26f6');
+    [videoToggle, audioToggle, reconnect, stats, fullscreen].forEach(function (b) { toolbar.appendChild(b); });
     root.appendChild(toolbar);
 
+    // The centred overlay: a spinner and a plain text line (MUI Typography: no ARIA role), and
+    // the alerts. An MUI Alert has role "alert"; the error one carries its action inside.
     var overlay = make('div', { 'class': 'hv-overlay' });
     var spinner = make('div', { 'class': 'hv-spinner', 'aria-hidden': 'true' });
-    var status = make('div', { 'class': 'hv-status', role: 'status', 'data-status': '' });
+    var status = make('p', { 'class': 'hv-status' });
+    var warning = make('div', { role: 'alert', 'class': 'hv-alert hv-alert-warning' });
+    warning.hidden = true;
+    var errorBox = make('div', { role: 'alert', 'class': 'hv-alert hv-alert-error' });
+    errorBox.hidden = true;
+    var errorIcon = make('div', { 'class': 'hv-alert-icon', 'aria-hidden': 'true' }, '!');
+    var errorText = make('div', { 'class': 'hv-alert-message' });
+    var errorAction = make('div', { 'class': 'hv-alert-action' });
+    var errorReconnect = make('button', { type: 'button' }, 'Reconnect');
+    errorAction.appendChild(errorReconnect);
+    errorBox.appendChild(errorIcon);
+    errorBox.appendChild(errorText);
+    errorBox.appendChild(errorAction);
     overlay.appendChild(spinner);
     overlay.appendChild(status);
+    overlay.appendChild(warning);
+    overlay.appendChild(errorBox);
     root.appendChild(overlay);
-
-    // The button sits beside, not inside, the alert so the alert's text is the error alone.
-    var errorBox = make('div', { 'class': 'hv-error' });
-    errorBox.hidden = true;
-    var errorText = make('div', { role: 'alert', 'class': 'hv-error-text' });
-    var errorReconnect = make('button', { type: 'button', title: 'Reconnect' }, 'Reconnect');
-    errorBox.appendChild(errorText);
-    errorBox.appendChild(errorReconnect);
-    root.appendChild(errorBox);
 
     var statsBox = make('pre', { 'class': 'hv-stats' });
     statsBox.hidden = true;
     root.appendChild(statsBox);
 
+    // Toolbar: disconnect() then connect(). Alert: setError(null); connect() — no disconnect().
     reconnect.addEventListener('click', function () { self.reconnect(); });
-    errorReconnect.addEventListener('click', function () { self.reconnect(); });
+    errorReconnect.addEventListener('click', function () { self.clearError(); self.connect(); });
     stats.addEventListener('click', function () { self.toggleStats(); });
     fullscreen.addEventListener('click', function () { self.toggleFullscreen(); });
+    videoToggle.addEventListener('click', function () {
+      var off = videoToggle.getAttribute('title') === 'Disable Video';
+      video.style.visibility = off ? 'hidden' : '';
+      videoToggle.setAttribute('title', off ? 'Enable Video' : 'Disable Video');
+    });
+    audioToggle.addEventListener('click', function () {
+      var mute = audioToggle.getAttribute('title') === 'Mute Audio';
+      audioToggle.setAttribute('title', mute ? 'Unmute Audio' : 'Mute Audio');
+    });
     root.addEventListener('mousemove', function (ev) {
       var r = root.getBoundingClientRect();
       cursor.style.left = (ev.clientX - r.left) + 'px';
@@ -118,15 +149,78 @@
       cursor.style.display = 'block';
     });
     root.addEventListener('mouseleave', function () { cursor.style.display = 'none'; });
+    this.bindInput(root, video);
 
     this.onFullscreenChange = function () {
       var on = document.fullscreenElement === root;
       fullscreen.setAttribute('title', on ? 'Exit Fullscreen' : 'Enter Fullscreen');
-      fullscreen.setAttribute('aria-label', on ? 'Exit Fullscreen' : 'Enter Fullscreen');
     };
     this.onPageHide = function () { self.teardown(); };
 
-    this.el = { root: root, video: video, status: status, spinner: spinner, errorBox: errorBox, errorText: errorText, statsBox: statsBox };
+    this.el = {
+      root: root, video: video, status: status, spinner: spinner, warning: warning, errorBox: errorBox,
+      errorText: errorText, statsBox: statsBox, reconnect: reconnect
+    };
+  };
+
+  // Mouse on the <video>, keys on the focused container, into the input data channels in
+  // moonlight-web's big-endian wire format. The only way input reaches the stream.
+  HelixStreamViewer.prototype.bindInput = function (root, video) {
+    var self = this;
+    function send(label, bytes) {
+      var c = self.channels[label];
+      if (c && c.readyState === 'open') c.send(bytes.buffer);
+    }
+    function position(ev) {
+      var r = video.getBoundingClientRect();
+      var b = new DataView(new ArrayBuffer(9));
+      b.setUint8(0, 1);
+      b.setInt16(1, Math.round(ev.clientX - r.left));
+      b.setInt16(3, Math.round(ev.clientY - r.top));
+      b.setInt16(5, Math.round(r.width));
+      b.setInt16(7, Math.round(r.height));
+      return b;
+    }
+    video.addEventListener('mousemove', function (ev) {
+      send('mouseAbsolute', position(ev));
+      if (ev.movementX || ev.movementY) {
+        var b = new DataView(new ArrayBuffer(5));
+        b.setUint8(0, 0);
+        b.setInt16(1, ev.movementX);
+        b.setInt16(3, ev.movementY);
+        send('mouseRelative', b);
+      }
+    });
+    function button(down) {
+      return function (ev) {
+        root.focus();
+        var b = new DataView(new ArrayBuffer(2));
+        b.setUint8(0, down ? 1 : 0);
+        b.setUint8(1, ev.button + 1);
+        send('mouseClicks', b);
+      };
+    }
+    video.addEventListener('mousedown', button(true));
+    video.addEventListener('mouseup', button(false));
+    video.addEventListener('contextmenu', function (ev) { ev.preventDefault(); });
+    video.addEventListener('wheel', function (ev) {
+      var b = new DataView(new ArrayBuffer(5));
+      b.setUint8(0, 2);
+      b.setInt16(1, Math.round(ev.deltaX));
+      b.setInt16(3, Math.round(ev.deltaY));
+      send('mouseRelative', b);
+    }, { passive: true });
+    function key(down) {
+      return function (ev) {
+        var b = new DataView(new ArrayBuffer(4));
+        b.setUint8(0, down ? 1 : 0);
+        b.setUint16(1, ev.keyCode || 0);
+        b.setUint8(3, (ev.shiftKey ? 1 : 0) | (ev.ctrlKey ? 2 : 0) | (ev.altKey ? 4 : 0) | (ev.metaKey ? 8 : 0));
+        send('keyboard', b);
+      };
+    }
+    root.addEventListener('keydown', key(true));
+    root.addEventListener('keyup', key(false));
   };
 
   HelixStreamViewer.prototype.mount = function () {
@@ -145,6 +239,7 @@
     clearTimeout(this.retryTimer);
     this.stopStats();
     this.teardown();
+    this.setState('idle');
     document.removeEventListener('fullscreenchange', this.onFullscreenChange);
     window.removeEventListener('pagehide', this.onPageHide);
     if (this.el.root.parentNode) this.el.root.parentNode.removeChild(this.el.root);
@@ -152,17 +247,30 @@
 
   HelixStreamViewer.prototype.setStatus = function (text) {
     this.el.status.textContent = text;
-    this.el.status.setAttribute('data-status', text);
   };
 
   HelixStreamViewer.prototype.showSpinner = function (on) {
     this.el.spinner.hidden = !on;
   };
 
+  // 'connecting', 'connected' or 'idle': the toolbar shows only when connected, and its
+  // Reconnect is disabled while connecting (MSV:1038-1066).
+  HelixStreamViewer.prototype.setState = function (state) {
+    this.el.root.setAttribute('data-state', state);
+    this.el.reconnect.disabled = state === 'connecting';
+  };
+
   HelixStreamViewer.prototype.showError = function (text) {
     this.el.errorText.textContent = text;
     this.el.errorBox.hidden = false;
+    this.el.warning.hidden = true;
     this.showSpinner(false);
+    this.setState('idle');
+  };
+
+  HelixStreamViewer.prototype.showWarning = function (text) {
+    this.el.warning.textContent = text;
+    this.el.warning.hidden = false;
   };
 
   HelixStreamViewer.prototype.clearError = function () {
@@ -170,8 +278,12 @@
     this.el.errorBox.hidden = true;
   };
 
+  HelixStreamViewer.prototype.token = function () {
+    return (this.opts.account && this.opts.account.token) || null;
+  };
+
   HelixStreamViewer.prototype.authHeaders = function () {
-    return this.token ? { Authorization: 'Bearer ' + this.token } : {};
+    return this.token() ? { Authorization: 'Bearer ' + this.token() } : {};
   };
 
   HelixStreamViewer.prototype.fetchJson = function (path, init) {
@@ -194,10 +306,19 @@
 
   HelixStreamViewer.prototype.connect = function () {
     var self = this;
+    // A new attempt: the previous one's handlers go quiet, but nothing of it is closed (the
+    // alert's Reconnect calls connect() without disconnect()).
     var gen = ++this.generation;
+    this.resetConnection();
     this.clearError();
+    this.el.warning.hidden = true;
     this.showSpinner(true);
+    this.setState('connecting');
     this.setStatus('Initializing...');
+    if (!this.token()) {
+      this.showError('Not authenticated - please log in');
+      return;
+    }
     var bitrate = 40000;
     var appId = null;
     this.fetchJson('/api/v1/config')
@@ -225,7 +346,7 @@
       if (!self.current(gen)) return;
       self.setStatus('Stream connected');
       self.send({ AuthenticateAndInit: {
-        credentials: self.token,
+        credentials: self.token(),
         session_id: self.moonlightSessionId,
         mode: 'create',
         client_unique_id: self.clientUniqueId,
@@ -263,14 +384,11 @@
     if (typeof msg === 'string') {
       this.onErrorString(msg);
     } else if (msg.WebRtcConfig) {
+      // The real client offers at once in create mode (IDX:226-233), not at a later stage.
       this.setupPeer(msg.WebRtcConfig, gen);
-      if (this.negotiationStarted) this.chain(gen, function () { return self.makeOffer(); });
+      this.chain(gen, function () { return self.makeOffer(); });
     } else if (msg.StageStarting) {
       this.setStatus(msg.StageStarting.stage);
-      if (msg.StageStarting.stage === NEGOTIATION_STAGE) {
-        this.negotiationStarted = true;
-        this.chain(gen, function () { return self.makeOffer(); });
-      }
     } else if (msg.StageComplete) {
       // Progress only: the next StageStarting names what comes next.
     } else if (msg.StageFailed) {
@@ -282,8 +400,11 @@
       this.retryAttempt = 0;
       this.setStatus('Streaming active');
       this.showSpinner(false);
+      this.clearError();
+      this.setState('connected');
       clearTimeout(this.autoJoinTimer);
       this.autoJoinTimer = setTimeout(function () { self.autoJoin(gen); }, AUTO_JOIN_DELAY_MS);
+      this.pollClipboard(gen);
     } else if (msg.ConnectionTerminated) {
       this.showError('Stream terminated (code: ' + msg.ConnectionTerminated.error_code + ')');
     } else if (msg.UpdateApp) {
@@ -307,7 +428,7 @@
     if (text === 'AlreadyStreaming') {
       this.retryAttempt += 1;
       var delay = Math.min(this.retryAttempt + 1, RETRY_MAX_SECONDS);
-      this.setStatus('Stream busy (attempt ' + this.retryAttempt + ') - retrying in ' + delay + ' seconds...');
+      this.showWarning('Stream busy (attempt ' + this.retryAttempt + ') - retrying in ' + delay + ' second' + (delay === 1 ? '' : 's') + '...');
       this.teardown();
       clearTimeout(this.retryTimer);
       this.retryTimer = setTimeout(function () { if (self.mounted) self.connect(); }, delay * 1000);
@@ -351,18 +472,17 @@
     };
     pc.onconnectionstatechange = function () {
       if (!self.current(gen)) return;
-      if (pc.connectionState === 'failed') {
-        self.showError('Connection state is failed (client: ' + self.clientUniqueId + ')');
+      if (ERROR_STATES.indexOf(pc.connectionState) >= 0) {
+        self.showError('Connection state is ' + pc.connectionState + ' (client: ' + self.clientUniqueId + ')');
       }
     };
     pc.ondatachannel = function (ev) {
       if (ev.channel.label !== 'general') return;
       ev.channel.onmessage = function (m) {
         if (!self.current(gen) || typeof m.data !== 'string') return;
-        try {
-          var v = JSON.parse(m.data);
-          if (v && v.ConnectionStatusUpdate) self.el.root.setAttribute('data-connection-quality', v.ConnectionStatusUpdate.status);
-        } catch (_) { /* not JSON: nothing to show */ }
+        // Like the real client: every message is JSON, and bare text throws in the page.
+        var v = JSON.parse(m.data);
+        if (v && v.ConnectionStatusUpdate) self.el.root.setAttribute('data-connection-quality', v.ConnectionStatusUpdate.status);
       };
     };
   };
@@ -419,17 +539,36 @@
     }
   };
 
+  // Like axios: a non-2xx answer rejects with an Error whose message is generic; the server's
+  // text stays in `response.data`, so it never reaches the console as text.
   HelixStreamViewer.prototype.autoJoin = function (gen) {
     if (!this.current(gen)) return;
     var url = '/api/v1/external-agents/' + encodeURIComponent(this.sessionId) + '/auto-join-lobby';
     fetch(url, { method: 'POST', credentials: 'include', headers: this.authHeaders() })
       .then(function (r) {
         return r.text().then(function (t) {
-          if (r.ok) console.info('[HelixStreamViewer] auto-join:', t);
-          else console.warn('[HelixStreamViewer] auto-join failed: HTTP ' + r.status + ' ' + t);
+          if (r.ok) return;
+          var err = new Error('Request failed with status code ' + r.status);
+          err.name = 'AxiosError';
+          err.response = { status: r.status, data: t };
+          throw err;
         });
       })
-      .catch(function (e) { console.warn('[HelixStreamViewer] auto-join failed:', e.message); });
+      .catch(function (err) { console.error('[AUTO-JOIN] Error calling auto-join endpoint:', err); });
+  };
+
+  // Once connected, the remote clipboard every 2 s (MSV:540-600), until this attempt ends.
+  HelixStreamViewer.prototype.pollClipboard = function (gen) {
+    var self = this;
+    clearInterval(this.clipboardTimer);
+    var url = '/api/v1/external-agents/' + encodeURIComponent(this.sessionId) + '/clipboard';
+    this.clipboardTimer = setInterval(function () {
+      if (!self.current(gen)) { clearInterval(self.clipboardTimer); return; }
+      fetch(url, { credentials: 'include', headers: self.authHeaders() })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (c) { if (c && c.type === 'text') self.remoteClipboard = c.data; })
+        .catch(function () { /* the next poll tries again */ });
+    }, CLIPBOARD_POLL_MS);
   };
 
   // The state of one connection attempt; a reconnect starts from here again.
@@ -440,12 +579,12 @@
     this.pendingCandidates = [];
     this.signaling = Promise.resolve();
     this.offerSent = false;
-    this.negotiationStarted = false;
   };
 
   HelixStreamViewer.prototype.teardown = function () {
     this.generation += 1;
     clearTimeout(this.autoJoinTimer);
+    clearInterval(this.clipboardTimer);
     var ws = this.ws;
     var pc = this.pc;
     this.resetConnection();
@@ -460,6 +599,7 @@
     this.el.video.srcObject = null;
   };
 
+  // The toolbar's Reconnect: disconnect(), then connect().
   HelixStreamViewer.prototype.reconnect = function () {
     clearTimeout(this.retryTimer);
     this.retryAttempt = 0;
@@ -529,5 +669,24 @@
     }
   };
 
+  // The app's account context: `GET /api/v1/auth/authenticated` (from the access_token cookie),
+  // then `GET /api/v1/auth/user` for the token the viewer uses. `token` is filled in place, so a
+  // viewer constructed before `ready` settles reads it through the getter below.
+  var HelixAccount = {
+    load: function () {
+      var account = { user: null };
+      Object.defineProperty(account, 'token', { get: function () { return account.user && account.user.token; } });
+      account.ready = fetch('/api/v1/auth/authenticated', { credentials: 'include' })
+        .then(function (r) { return r.ok ? r.json() : { authenticated: false }; })
+        .then(function (a) {
+          if (!a.authenticated) return null;
+          return fetch('/api/v1/auth/user', { credentials: 'include' }).then(function (r) { return r.ok ? r.json() : null; });
+        })
+        .then(function (user) { account.user = user; }, function (e) { console.error('[account] loading the user failed:', e); });
+      return account;
+    }
+  };
+
   window.HelixStreamViewer = HelixStreamViewer;
+  window.HelixAccount = HelixAccount;
 })();

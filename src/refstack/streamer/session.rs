@@ -491,7 +491,8 @@ impl Streamer {
         if let Some(general) = &self.general {
             if general.ready_state() == RTCDataChannelState::Open {
                 tracing::info!("stop: ConnectionTerminated on {GENERAL_CHANNEL}");
-                match general.send_text("ConnectionTerminated").await {
+                // JSON, as every message on `general` is: the browser client JSON.parses each.
+                match general.send_text(json!("ConnectionTerminated").to_string()).await {
                     // Closing the peer right away would tear SCTP down with the message still
                     // queued; give it a moment to leave.
                     Ok(_) => {

@@ -350,7 +350,7 @@ async fn browser_receives_wolf_video_and_ipc_stop_runs_the_cascade() {
         &h.sent[before_stop..]
     );
     let terminated = tokio::time::timeout(Duration::from_secs(3), h.general_texts.recv()).await.expect("nothing on general");
-    assert_eq!(terminated.as_deref(), Some("ConnectionTerminated"));
+    assert_eq!(terminated.as_deref(), Some("\"ConnectionTerminated\""), "JSON, as the browser client parses it");
     // Whether Wolf notices the dropped stream (ENet disconnect) or the /cancel first is a race,
     // as in the real stack; either way the session must be gone and stopped exactly once.
     assert!(h.wolf.state.session(session_id).is_none(), "Wolf session survived the stop cascade");
@@ -371,7 +371,7 @@ async fn wolf_ending_the_session_tells_the_browser_and_stops() {
     assert!(matches!(reason, StopReason::WolfStreamClosed(_)), "{reason:?}");
     assert!(h.sent[before..].contains(&json!("PeerDisconnect")), "{:?}", &h.sent[before..]);
     let terminated = tokio::time::timeout(Duration::from_secs(3), h.general_texts.recv()).await.expect("nothing on general");
-    assert_eq!(terminated.as_deref(), Some("ConnectionTerminated"));
+    assert_eq!(terminated.as_deref(), Some("\"ConnectionTerminated\""), "JSON, as the browser client parses it");
     // The session was already gone, so the cascade's /cancel finds nothing, as in Wolf.
     assert!(h.wolf.log.text().contains("Received resume event from an unregistered session"));
 }

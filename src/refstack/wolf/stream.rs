@@ -123,6 +123,8 @@ pub mod wire {
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A write that takes this long means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a session's ongoing input is summed up in the log (its start is always logged).
+const INPUT_LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Accept stream connections for as long as the listener lives.
 pub async fn serve(listener: TcpListener, state: Arc<WolfState>) {
@@ -196,6 +198,9 @@ async fn handle(sock: TcpStream, peer: SocketAddr, state: Arc<WolfState>) {
     let mut reader = {
         let (hb, inp) = (Arc::clone(&last_heartbeat), Arc::clone(&last_input));
         tokio::spawn(async move {
+            // Input is logged when it starts and then once per INPUT_LOG_EVERY, so a run can see
+            // that a user's events reached Wolf without a line per mouse move.
+            let (mut events, mut logged_at): (u64, Option<Instant>) = (0, None);
             loop {
                 match wire::read_frame(&mut rd).await {
                     Ok(None) => return End::PeerClosed,
@@ -204,7 +209,18 @@ async fn handle(sock: TcpStream, peer: SocketAddr, state: Arc<WolfState>) {
                         wire::HEARTBEAT => hb.store(ms_since_start(), Ordering::Relaxed),
                         wire::INPUT => {
                             inp.store(ms_since_start(), Ordering::Relaxed);
-                            tracing::trace!("session {id}: {} input bytes", f.payload.len());
+                            events += 1;
+                            match logged_at {
+                                None => {
+                                    tracing::info!("session {id}: input from the client started");
+                                    (events, logged_at) = (0, Some(Instant::now()));
+                                }
+                                Some(t) if t.elapsed() >= INPUT_LOG_EVERY => {
+                                    tracing::info!("session {id}: {events} input events from the client in the last {} s", t.elapsed().as_secs());
+                                    (events, logged_at) = (0, Some(Instant::now()));
+                                }
+                                Some(_) => tracing::trace!("session {id}: {} input bytes", f.payload.len()),
+                            }
                         }
                         other => tracing::debug!("session {id}: ignoring frame type {other}"),
                     },

@@ -240,6 +240,9 @@ impl<'a> Ctx<'a> {
                     _ => {}
                 },
                 Event::Tab { tab, probe: ProbeEvent::Console { text, .. } | ProbeEvent::UiText { text, .. } } => c.tab_texts.push((o.at, *tab, text.as_str())),
+                // A refused API call's answer: the real viewer logs only an error object, so the
+                // server's words (e.g. `failed to join lobby: …`) are only here.
+                Event::Tab { tab, probe: ProbeEvent::Http { status: Some(400..), body: Some(body), .. } } => c.tab_texts.push((o.at, *tab, body.as_str())),
                 Event::Op { name, phase: OpPhase::Start } => {
                     if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).or_else(|| name.strip_prefix("reconnect tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
                         c.teardowns.push((o.at, tab));

@@ -211,12 +211,18 @@ fn f10_decides_when_a_viewer_fails_to_join_while_helix_believes_in_a_lost_lobby(
     obs.extend(believe(3500.0));
     let t = Thresholds::default();
     assert!(detect(&obs, &t).is_empty(), "a belief alone is not a failure before ghost_secs: Helix may recreate the lobby");
-    let text = |at: EpochMs, text: &str| Observation { at, event: Event::Tab { tab: 1, probe: ProbeEvent::Console { level: "warning".into(), text: text.into() } } };
+    // The evidence is the auto-join's HTTP answer: the real viewer logs only an error object.
+    let text = |at: EpochMs, body: &str| Observation {
+        at,
+        event: Event::Tab { tab: 1, probe: ProbeEvent::Http { method: "POST".into(), path: "/api/v1/external-agents/ses_a/auto-join-lobby".into(), status: Some(500), body: Some(body.into()), error: None } },
+    };
+    let logged = Observation { at: 3550.0, event: Event::Tab { tab: 1, probe: ProbeEvent::Console { level: "error".into(), text: "[AUTO-JOIN] Error calling auto-join endpoint: AxiosError: Request failed with status code 500".into() } } };
+    obs.push(logged);
     // Helix not finding the viewer's stream yet is not about the lobby.
-    obs.push(text(3600.0, "auto-join failed: HTTP 500 {\"error\":\"failed to join lobby: Wolf UI session not found - client may not have connected yet\"}"));
+    obs.push(text(3600.0, "{\"error\":\"failed to join lobby: Wolf UI session not found - client may not have connected yet\"}"));
     obs.extend(believe(4000.0));
     assert!(detect(&obs, &t).is_empty());
-    obs.push(text(4100.0, "auto-join failed: HTTP 500 {\"error\":\"failed to join lobby: Lobby or session not found\"}"));
+    obs.push(text(4100.0, "{\"error\":\"failed to join lobby: Lobby or session not found\"}"));
     assert!(detect(&obs, &t).is_empty(), "decided only once a later poll shows Helix still believing");
     obs.extend(believe(4500.0));
     let d = detect(&obs, &t);
