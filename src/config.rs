@@ -44,6 +44,10 @@ pub struct ViewerSpec {
     /// Page with several viewers at once, e.g. `/projects/{project}/specs?sessions={sessions}`.
     #[serde(default)]
     pub board_url: Option<String>,
+    /// The control a user presses to reconnect, as a CSS selector; by default whatever visible,
+    /// enabled control is labelled `Reconnect` (the alert's button, else the toolbar's icon).
+    #[serde(default)]
+    pub reconnect_selector: Option<String>,
 }
 
 fn default_video_selector() -> String {
@@ -58,6 +62,15 @@ impl ViewerSpec {
             clicks: vec!["Live Stream".into()],
             video_selector: default_video_selector(),
             board_url: Some("/projects/{project}/specs?sessions={sessions}".into()),
+            reconnect_selector: None,
+        }
+    }
+
+    /// What [`crate::browser::Browser::press`] is given for a Reconnect: a selector or a label.
+    pub fn reconnect_control(&self) -> String {
+        match &self.reconnect_selector {
+            Some(css) => format!("css:{css}"),
+            None => "Reconnect".into(),
         }
     }
 
@@ -118,7 +131,9 @@ impl LogEntry {
             // A deployment's file holds its history from before the run: only what comes after
             // the run starts is this run's.
             (Some(path), None) => Ok(LogSource::File { path, from: ReadFrom::End }),
-            (None, Some(argv)) if argv.first().is_none_or(|p| p.trim().is_empty()) => Err(format!("[logs] {service}: the command is empty (give the program and its arguments, e.g. [\"journalctl\", \"-f\", \"-u\", \"{service}\"])")),
+            (None, Some(argv)) if argv.first().is_none_or(|p| p.trim().is_empty()) => {
+                Err(format!("[logs] {service}: the command is empty (give the program and its arguments, e.g. [\"journalctl\", \"-f\", \"-u\", \"{service}\"])"))
+            }
             (None, Some(argv)) => Ok(LogSource::Command(argv)),
             (Some(_), Some(_)) => Err(format!("[logs] {service}: give either file or command, not both")),
             (None, None) => Err(format!("[logs] {service}: give file = \"…\" or command = [\"…\", …]")),
@@ -226,7 +241,8 @@ mod tests {
         assert!(!t.stamped, "a real deployment's pictures carry no stamp");
         // Its logs come through the container capture (`[logs]` is commented out).
         assert!(t.logs.is_empty());
-        let uncommented: String = text.lines().map(|l| l.strip_prefix("# ").filter(|r| r.starts_with("[logs]") || r.starts_with("wolf = {") || r.starts_with("moonlight-web = {") || r.starts_with("api = {")).unwrap_or(l)).collect::<Vec<_>>().join("\n");
+        let example = |r: &&str| ["[logs]", "wolf = {", "moonlight-web = {", "api = {"].iter().any(|p| r.starts_with(p));
+        let uncommented = text.lines().map(|l| l.strip_prefix("# ").filter(example).unwrap_or(l)).collect::<Vec<_>>().join("\n");
         let t = Target::parse(p, &uncommented, |k| Some(format!("value-of-{k}"))).unwrap();
         assert_eq!(t.logs.len(), 3, "the commented example is a valid [logs] section: {:?}", t.logs);
     }

@@ -54,7 +54,8 @@ enum Mlw {
     At(String),
 }
 
-async fn start_helix(wolf_socket: std::path::PathBuf, moonlight_web: String, credentials: Option<String>) -> String {
+/// `store` holds login tokens: it lives in the test's own temp dir, which goes with the test.
+async fn start_helix(wolf_socket: std::path::PathBuf, moonlight_web: String, credentials: Option<String>, store: std::path::PathBuf) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let cfg = HelixConfig {
@@ -64,7 +65,7 @@ async fn start_helix(wolf_socket: std::path::PathBuf, moonlight_web: String, cre
         user_email: EMAIL.into(),
         user_password: PASSWORD.into(),
         runner_token: RUNNER.into(),
-        store: std::env::temp_dir().join(format!("helix-standin-store-{}.json", uuid::Uuid::new_v4())),
+        store,
         faults: Default::default(),
     };
     tokio::spawn(helix::serve(listener, cfg));
@@ -97,7 +98,7 @@ async fn stack(mlw: Mlw) -> Stack {
         Mlw::StandIn => start_mlw().await,
         Mlw::At(u) => u,
     };
-    let url = start_helix(socket.clone(), mlw_url.clone(), Some(MLW_SECRET.into())).await;
+    let url = start_helix(socket.clone(), mlw_url.clone(), Some(MLW_SECRET.into()), dir.0.join("helix-store.json")).await;
     let http = reqwest::Client::builder().no_proxy().timeout(WAIT).build().unwrap();
     Stack { _dir: dir, wolf_state, wolf: WolfClient::new(socket), mlw_url, url, http }
 }
@@ -537,7 +538,7 @@ async fn moonlight_web_accepts_the_swapped_credentials_and_refuses_a_wrong_swap(
     assert!(reply.get("UpdateApp").is_some(), "moonlight-web should have accepted the init: {reply}");
 
     // The same moonlight-web behind a Helix configured with the wrong credentials.
-    let misconfigured = start_helix(s.wolf.socket().to_path_buf(), s.mlw_url.clone(), Some("wrong".into())).await;
+    let misconfigured = start_helix(s.wolf.socket().to_path_buf(), s.mlw_url.clone(), Some("wrong".into()), s._dir.0.join("helix-store-2.json")).await;
     let mut ws = open_stream(&misconfigured, Some(RUNNER)).await;
     ws.send(Message::Text(init_message(RUNNER).into())).await.unwrap();
     let reply: Value = serde_json::from_str(&next_text(&mut ws).await.expect("a reply")).unwrap();

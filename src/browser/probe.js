@@ -427,6 +427,8 @@
     for (let n = walker.nextNode(); n; n = walker.nextNode()) {
       const p = n.parentElement;
       if (p && p.closest(CONTROLS) && el.contains(p.closest(CONTROLS))) continue;
+      // Icons and decorations hidden from assistive technology are not part of the message.
+      if (p && p.closest('[aria-hidden="true"]') && el.contains(p.closest('[aria-hidden="true"]'))) continue;
       parts.push(n.nodeValue);
     }
     return parts.join(' ').replace(/\s+/g, ' ').trim();

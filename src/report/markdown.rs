@@ -90,7 +90,6 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
     m
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -202,12 +202,15 @@ impl Driver {
         self.op(format!("reload tab {tab}"), fut).await
     }
 
-    /// Press the viewer's `Reconnect` button (`title="Reconnect"`): the same viewer tears its
-    /// connection down and connects again with the same `client_unique_id`.
+    /// Press `Reconnect` as a user would: the visible, enabled control of that name — the error
+    /// alert's button when the viewer shows an error (it runs `connect()` alone), the toolbar's
+    /// icon while streaming (`disconnect()` then `connect()`), waiting a while for one to be
+    /// pressable. The target's viewer spec may name the control instead.
     pub async fn reconnect(&mut self, tab: TabId) -> Result<(), OpError> {
         self.snapshot_internals(&format!("before-reconnect-tab-{tab}")).await;
         let browser = self.browser.clone();
-        self.op(format!("reconnect tab {tab}"), browser.click_text(tab, "Reconnect")).await
+        let control = self.target.viewer.reconnect_control();
+        self.op(format!("reconnect tab {tab}"), async move { browser.press(tab, &control).await }).await
     }
 
     /// Leave every tab alone for a while (a user watching, or away); `tick` sees the driver

@@ -49,7 +49,10 @@ pub enum ReadFrom {
 /// A service's log, as a target names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogSource {
-    File { path: PathBuf, from: ReadFrom },
+    File {
+        path: PathBuf,
+        from: ReadFrom,
+    },
     /// Program and arguments; never empty (the target file's parser refuses that).
     Command(Vec<String>),
 }
@@ -336,10 +339,9 @@ async fn run_once(argv: &[String], out: &mut Out) -> String {
     let _group = Group(child.id());
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else { return "has no stdout".into() };
     let mut stdout = BufReader::new(stdout);
-    let mut stderr = BufReader::new(stderr);
-    let (mut line, mut err_line) = (Vec::new(), Vec::new());
-    let mut last_err = String::new();
-    let mut err_open = true;
+    let stderr = BufReader::new(stderr);
+    let mut line = Vec::new();
+    let mut err = Stderr { lines: stderr, buf: Vec::new(), last: String::new(), open: true };
     loop {
         tokio::select! {
             r = stdout.read_until(b'\n', &mut line) => match r {
@@ -351,19 +353,19 @@ async fn run_once(argv: &[String], out: &mut Out) -> String {
                     out.line(&std::mem::take(&mut line));
                 },
             },
-            r = stderr.read_until(b'\n', &mut err_line), if err_open => match r {
-                Ok(0) | Err(_) => err_open = false,
-                Ok(_) => if err_line.ends_with(b"\n") {
-                    let text = String::from_utf8_lossy(&err_line).trim_end().to_string();
-                    if !text.is_empty() {
-                        tracing::debug!("{} log command stderr: {text}", out.service);
-                        last_err = text;
-                    }
-                    err_line.clear();
-                },
-            },
+            r = err.lines.read_until(b'\n', &mut err.buf), if err.open => err.took(r, &out.service),
         }
     }
+    // Its stdout is closed: what it says last on stderr (why it ended) comes with its exit,
+    // unless something it started holds stderr open.
+    let rest_of_stderr = async {
+        while err.open {
+            let r = err.lines.read_until(b'\n', &mut err.buf).await;
+            err.took(r, &out.service);
+        }
+    };
+    let _ = tokio::time::timeout(EXIT_GRACE, rest_of_stderr).await;
+    let last_err = std::mem::take(&mut err.last);
     let status = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
         Ok(Ok(s)) => s.to_string(),
         Ok(Err(e)) => format!("cannot be waited for: {e}"),
@@ -374,6 +376,31 @@ async fn run_once(argv: &[String], out: &mut Out) -> String {
         status
     } else {
         format!("{status} (stderr: {last_err})")
+    }
+}
+
+/// A command's stderr, read line by line; the last line says why it failed.
+struct Stderr {
+    lines: BufReader<tokio::process::ChildStderr>,
+    buf: Vec<u8>,
+    last: String,
+    open: bool,
+}
+
+impl Stderr {
+    fn took(&mut self, r: std::io::Result<usize>, service: &str) {
+        match r {
+            Ok(0) | Err(_) => self.open = false,
+            Ok(_) if self.buf.ends_with(b"\n") => {
+                let text = String::from_utf8_lossy(&self.buf).trim_end().to_string();
+                if !text.is_empty() {
+                    tracing::debug!("{service} log command stderr: {text}");
+                    self.last = text;
+                }
+                self.buf.clear();
+            }
+            Ok(_) => {}
+        }
     }
 }
 
@@ -431,7 +458,7 @@ pub fn missing_logs_message(missing: &[impl AsRef<str>]) -> Option<String> {
         m.push_str(&format!(": detectors {} {} blind", blind.join(", "), if blind.len() == 1 { "is" } else { "are" }));
     }
     if !weaker.is_empty() {
-        m.push_str(&format!("{} {} {} their log evidence", if blind.is_empty() { ":" } else { ";" }, weaker.join(", "), if weaker.len() == 1 { "loses" } else { "lose" }));
+        m.push_str(&format!("{} {} {}", if blind.is_empty() { ":" } else { ";" }, weaker.join(", "), if weaker.len() == 1 { "loses its log evidence" } else { "lose their log evidence" }));
     }
     if blind.is_empty() && weaker.is_empty() {
         m.push_str(" (no detector reads them)");
@@ -579,10 +606,14 @@ mod tests {
         h.abort();
         let _ = h.await;
         assert_eq!(messages(&t), ["once", "once"]);
-        let ended: Vec<serde_json::Value> = t.snapshot().into_iter().filter_map(|o| match o.event {
-            Event::Poll { service, what, data } if service == "monitor" && what == "log-source-ended" => Some(data),
-            _ => None,
-        }).collect();
+        let ended: Vec<serde_json::Value> = t
+            .snapshot()
+            .into_iter()
+            .filter_map(|o| match o.event {
+                Event::Poll { service, what, data } if service == "monitor" && what == "log-source-ended" => Some(data),
+                _ => None,
+            })
+            .collect();
         assert!(!ended.is_empty());
         assert_eq!(ended[0]["service"], "moonlight-web");
         let why = ended[0]["ended"].as_str().unwrap();
@@ -593,10 +624,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         h.abort();
         let _ = h.await;
-        let notes: Vec<String> = t.snapshot().into_iter().filter_map(|o| match o.event {
-            Event::Poll { what, data, .. } if what == "log-source-ended" => Some(data["ended"].as_str().unwrap_or("").to_string()),
-            _ => None,
-        }).collect();
+        let notes: Vec<String> = t
+            .snapshot()
+            .into_iter()
+            .filter_map(|o| match o.event {
+                Event::Poll { what, data, .. } if what == "log-source-ended" => Some(data["ended"].as_str().unwrap_or("").to_string()),
+                _ => None,
+            })
+            .collect();
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(notes[0].starts_with("could not start"), "{notes:?}");
     }

@@ -3,10 +3,10 @@
 //! (from the sources of `log_source`), pushing everything onto the timeline (which masks
 //! secrets) and keeping the latest typed snapshot for the correlation table.
 
-use super::moonlight_web::{MlwSession, MoonlightWebClient};
-use super::wolf::{WolfClient, WolfLobby, WolfMemory, WolfSession};
 use super::helix::HelixClient;
 use super::log_source::{self, LogFeed};
+use super::moonlight_web::{MlwSession, MoonlightWebClient};
+use super::wolf::{WolfClient, WolfLobby, WolfMemory, WolfSession};
 use super::wolf_log;
 use crate::timeline::{now_ms, EpochMs, Event, Timeline};
 use serde::Serialize;
