@@ -253,6 +253,14 @@ mod tests {
     }
 
     #[test]
+    fn the_reconnect_control_is_the_labelled_one_unless_the_target_names_a_selector() {
+        assert_eq!(ViewerSpec::helix_default().reconnect_control(), "Reconnect");
+        let text = "[helix]\nurl = \"http://h\"\n[viewer]\nsession_url = \"/s/{session}\"\nreconnect_selector = \"[role=alert] button\"\n[wolf]\nsocket = \"/w.sock\"\n[moonlight_web]\nurl = \"http://m\"\n";
+        let t = Target::parse(Path::new("t.toml"), text, |_| None).unwrap();
+        assert_eq!(t.viewer.reconnect_control(), "css:[role=alert] button");
+    }
+
+    #[test]
     fn logs_section_takes_files_and_commands_and_refuses_the_rest() {
         assert!(with_logs("").unwrap().logs.is_empty());
         let t = with_logs("[logs]\nwolf = { file = \"/var/log/wolf.log\" }\nmoonlight-web = { command = [\"journalctl\", \"-f\", \"-o\", \"short-iso\", \"-u\", \"moonlight-web\"] }\napi = { command = [\"kubectl\", \"logs\", \"-f\", \"deploy/api\"] }").unwrap();
