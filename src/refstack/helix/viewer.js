@@ -14,7 +14,8 @@
  * all raise the error; the error alert carries its Reconnect button inside (it runs connect()
  * alone, without disconnect()); the toolbar is invisible unless connected and its Reconnect is
  * disabled while connecting; the status line has no ARIA role; a failed auto-join is logged as an
- * error object, the server's text only in the HTTP body; every `general` message is JSON.parse'd;
+ * error object, the server's text only in the HTTP body; every `general` message is JSON.parse'd
+ * and handled like a socket message (a string is an error);
  * input reaches the stream only from DOM events on the <video> and its container. Nothing here is
  * reachable from outside the page's own event handlers: a driver has to act as a user does.
  */
@@ -407,6 +408,8 @@
       this.pollClipboard(gen);
     } else if (msg.ConnectionTerminated) {
       this.showError('Stream terminated (code: ' + msg.ConnectionTerminated.error_code + ')');
+    } else if (msg.ConnectionStatusUpdate) {
+      this.el.root.setAttribute('data-connection-quality', msg.ConnectionStatusUpdate.status);
     } else if (msg.UpdateApp) {
       this.appTitle = msg.UpdateApp.app && msg.UpdateApp.app.title;
     }
@@ -480,9 +483,10 @@
       if (ev.channel.label !== 'general') return;
       ev.channel.onmessage = function (m) {
         if (!self.current(gen) || typeof m.data !== 'string') return;
-        // Like the real client: every message is JSON, and bare text throws in the page.
-        var v = JSON.parse(m.data);
-        if (v && v.ConnectionStatusUpdate) self.el.root.setAttribute('data-connection-quality', v.ConnectionStatusUpdate.status);
+        // Like the real client: every message is JSON (bare text throws in the page) and goes
+        // the way of the socket's messages, so the JSON string "ConnectionTerminated" the
+        // streamer's stop sends here is an error the user sees.
+        self.onServerMessage(JSON.parse(m.data), gen);
       };
     };
   };

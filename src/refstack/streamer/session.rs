@@ -12,6 +12,7 @@ use super::rtc::{self, PeerOptions, GENERAL_CHANNEL, INPUT_CHANNELS};
 use crate::refstack::wolf::stream::wire;
 use bytes::Bytes;
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -118,6 +119,20 @@ enum Event {
     StdinClosed,
     PeerState(RTCPeerConnectionState),
     WolfClosed(String),
+}
+
+/// Whether an event ends the streamer, as [`Streamer::run`] decides it: the same rules, for
+/// events that arrive while the Moonlight stream is being started.
+fn stop_reason(ev: &Event, lingers: bool) -> Option<StopReason> {
+    match ev {
+        Event::Ipc(ServerToStreamer::Stop) if !lingers => Some(StopReason::IpcStop),
+        Event::StdinClosed if !lingers => Some(StopReason::StdinClosed),
+        Event::WolfClosed(why) => Some(StopReason::WolfStreamClosed(why.clone())),
+        Event::PeerState(state @ (RTCPeerConnectionState::Failed | RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Closed)) if !lingers => {
+            Some(StopReason::Peer(state.to_string()))
+        }
+        _ => None,
+    }
 }
 
 #[derive(Clone)]
@@ -242,8 +257,16 @@ impl Streamer {
 
     /// Handle events until something calls for the stop cascade.
     async fn run(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> StopReason {
+        // Events that arrived while the Moonlight stream was being started, in order.
+        let mut deferred: VecDeque<Event> = VecDeque::new();
         loop {
-            let Some(ev) = events.recv().await else { return StopReason::StdinClosed };
+            let ev = match deferred.pop_front() {
+                Some(ev) => ev,
+                None => match events.recv().await {
+                    Some(ev) => ev,
+                    None => return StopReason::StdinClosed,
+                },
+            };
             match ev {
                 Event::Ipc(ServerToStreamer::Init(init)) if self.init.is_none() => {
                     if let Err(e) = self.setup(init).await {
@@ -274,7 +297,29 @@ impl Streamer {
                             }
                             self.ipc.stage_complete(STAGE_NEGOTIATION);
                             self.ipc.stage_starting(STAGE_MOONLIGHT);
-                            if let Err(reason) = self.start_moonlight().await {
+                            // Starting takes Wolf round trips and a renegotiation, which
+                            // webrtc-rs may never finish on a peer the browser has just closed.
+                            // A stop meanwhile must not wait for it: it abandons the start, and
+                            // the cascade cancels whatever Wolf session the start got as far as.
+                            let lingers = self.lingers();
+                            let start = self.start_moonlight();
+                            tokio::pin!(start);
+                            let outcome = loop {
+                                tokio::select! {
+                                    r = &mut start => break r,
+                                    ev = events.recv() => match ev {
+                                        None => break Err(StopReason::StdinClosed),
+                                        Some(ev) => match stop_reason(&ev, lingers) {
+                                            Some(reason) => {
+                                                tracing::info!("stop requested while starting the Moonlight stream: {reason:?}");
+                                                break Err(reason);
+                                            }
+                                            None => deferred.push_back(ev),
+                                        },
+                                    },
+                                }
+                            };
+                            if let Err(reason) = outcome {
                                 return reason;
                             }
                         }

@@ -413,6 +413,38 @@ async fn an_unreachable_wolf_fails_the_launch_and_runs_the_cascade() {
     assert!(!h.stages().contains(&format!("StageComplete {}", session::STAGE_MOONLIGHT)));
 }
 
+/// A stop that arrives while the Moonlight stream is being started (here: Wolf accepts the
+/// pairing request and never answers) ends the streamer at once. Before, the event loop sat in
+/// the start until it finished, which on a peer the browser had just closed could be never, and
+/// the Wolf session it had launched stayed behind (F7 on a clean stand-in, 1 default suite in 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_the_start_is_not_held_up_by_it() {
+    let ck = rcgen::generate_simple_self_signed(vec!["moonlight-stall".into()]).unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    // Accept connections and hold them open without a byte of answer.
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let mut h = Harness::start_against(start_wolf().await, &ck, addr).await;
+    h.pump(Duration::from_secs(20), |m| m == &json!({"StageStarting": {"stage": session::STAGE_MOONLIGHT}})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    h.to_streamer.send(ServerToStreamer::Stop).unwrap();
+    // The cascade starts by telling the browser on `general`; its /cancel then meets the same
+    // silent Wolf and gives up after its step timeout, which is the cascade's business.
+    let told = tokio::time::timeout(Duration::from_secs(10), h.general_texts.recv()).await.expect("nothing on general after Stop");
+    assert_eq!(told.as_deref(), Some("\"ConnectionTerminated\""));
+    assert!(asked.elapsed() < Duration::from_secs(1), "the stop waited {:?} for the start", asked.elapsed());
+    let reason = h.until_stop().await;
+    assert_eq!(reason, StopReason::IpcStop);
+    assert!(!h.sent.iter().any(|m| m.get("ConnectionComplete").is_some()));
+    held.abort();
+}
+
 #[tokio::test]
 async fn stdin_eof_before_init_still_writes_stop() {
     let (stdin_test, stdin_streamer) = tokio::io::duplex(1024);
