@@ -573,6 +573,41 @@ async fn internals_dump_has_the_documented_shape() {
     browser.close().await.expect("close");
 }
 
+/// A call already waiting on a tab when its renderer hangs ends when the tab is declared
+/// unresponsive (3 s), not when its own DevTools deadline would pass: a run must not sit 20 s on
+/// a screenshot of a dead tab.
+#[tokio::test]
+async fn a_call_in_flight_ends_when_its_tab_is_declared_unresponsive() {
+    let addr = serve().await;
+    let timeline = Timeline::new();
+    let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
+    let tab = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("open");
+    let mut family = children_of(browser.pid());
+    let mut i = 0;
+    while i < family.len() {
+        let more = children_of(family[i]);
+        family.extend(more);
+        i += 1;
+    }
+    let renderers: Vec<u32> = family
+        .into_iter()
+        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains("--type=renderer")).unwrap_or(false))
+        .collect();
+    assert!(!renderers.is_empty(), "no renderer found");
+    for p in &renderers {
+        unsafe { libc::kill(*p as i32, libc::SIGSTOP) };
+    }
+    let t0 = std::time::Instant::now();
+    let err = browser.evaluate(tab, "1 + 1").await.unwrap_err().to_string();
+    let took = t0.elapsed();
+    for p in &renderers {
+        unsafe { libc::kill(*p as i32, libc::SIGCONT) };
+    }
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(took < Duration::from_secs(6), "the call waited {took:?}");
+    browser.close().await.expect("close");
+}
+
 #[tokio::test]
 async fn renderer_crash_lands_in_the_timeline() {
     let addr = serve().await;

@@ -129,18 +129,47 @@ impl Default for BrowserOptions {
 
 /// What the browser layer knows about deaths, shared with its watchers: once the browser or a
 /// tab is dead, operations on it fail at once instead of waiting out DevTools deadlines on a
-/// connection nobody will answer.
+/// connection nobody will answer — those already waiting too ([`Health::while_alive`]).
 #[derive(Default)]
 struct Health {
     browser: OnceLock<String>,
     /// The webrtc-internals page's renderer crashed.
     internals: OnceLock<String>,
     tabs: Mutex<HashMap<TabId, String>>,
+    /// Bumped at every death, so calls in flight learn of it.
+    deaths: tokio::sync::watch::Sender<u64>,
 }
 
 impl Health {
     fn tab_dead(&self, tab: TabId, why: String) {
         self.tabs.lock().unwrap_or_else(|e| e.into_inner()).entry(tab).or_insert(why);
+        self.deaths.send_modify(|n| *n += 1);
+    }
+
+    fn browser_dead(&self, why: String) {
+        let _ = self.browser.set(why);
+        self.deaths.send_modify(|n| *n += 1);
+    }
+
+    /// `fut`, unless the browser or `tab` dies first: then the death's error at once. A call
+    /// that started just before a death (a screenshot of a tab whose renderer hung) would
+    /// otherwise wait out its whole deadline, and the run with it.
+    async fn while_alive<T>(&self, tab: Option<TabId>, fut: impl Future<Output = Result<T, BrowserError>>) -> Result<T, BrowserError> {
+        let mut deaths = self.deaths.subscribe();
+        self.check(tab)?;
+        tokio::select! {
+            r = fut => r,
+            dead = async {
+                loop {
+                    if deaths.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if let Err(e) = self.check(tab) {
+                        return e;
+                    }
+                }
+            } => Err(dead),
+        }
     }
 
     fn check(&self, tab: Option<TabId>) -> Result<(), BrowserError> {
@@ -345,7 +374,7 @@ async fn watch_process(pid: u32, handler: tokio::task::AbortHandle, health: Arc<
         if let Some(how) = launch::exit_of(pid) {
             let detail = format!("Chromium (pid {pid}) {how}");
             tracing::error!("{detail}");
-            let _ = health.browser.set(detail.clone());
+            health.browser_dead(detail.clone());
             handler.abort();
             timeline.push(Event::Died { what: Casualty::Browser, detail });
             return;

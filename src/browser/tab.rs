@@ -368,7 +368,7 @@ impl Browser {
     /// awaited). For scenario steps and tests; observation goes through the probe.
     pub async fn evaluate(&self, tab: TabId, expression: &str) -> Result<serde_json::Value, BrowserError> {
         let page = self.tab(tab)?.page.clone();
-        let result = cdp(&format!("tab {tab}: evaluate"), page.evaluate_expression(expression)).await?;
+        let result = self.health.while_alive(Some(tab), cdp(&format!("tab {tab}: evaluate"), page.evaluate_expression(expression))).await?;
         Ok(result.value().cloned().unwrap_or(serde_json::Value::Null))
     }
 
@@ -376,6 +376,10 @@ impl Browser {
     /// `selector`, at a point where the video itself is hit. Returns how many videos got it: what
     /// the viewer makes of the events (its input channels) is the page's own business.
     pub async fn video_input(&self, tab: TabId, selector: &str, input: VideoInput) -> Result<usize, BrowserError> {
+        self.health.while_alive(Some(tab), self.video_input_now(tab, selector, input)).await
+    }
+
+    async fn video_input_now(&self, tab: TabId, selector: &str, input: VideoInput) -> Result<usize, BrowserError> {
         let page = self.tab(tab)?.page.clone();
         let call = format!("({VIDEO_TARGETS})({})", serde_json::Value::String(selector.to_string()));
         let found = cdp(&format!("tab {tab}: locate {selector}"), page.evaluate_expression(call)).await?;
@@ -433,6 +437,10 @@ impl Browser {
     /// Waits (up to [`CONTROL_DEADLINE`]) for the control `want` names (text, or `css:` and a
     /// selector) to be one a user could press, then clicks its centre with real mouse events.
     pub async fn press(&self, tab: TabId, want: &str) -> Result<(), BrowserError> {
+        self.health.while_alive(Some(tab), self.press_now(tab, want)).await
+    }
+
+    async fn press_now(&self, tab: TabId, want: &str) -> Result<(), BrowserError> {
         let page = self.tab(tab)?.page.clone();
         let label = want.strip_prefix("css:").map(str::to_string).unwrap_or_else(|| format!("\"{want}\""));
         let call = format!("({FIND_CONTROL})({})", serde_json::Value::String(want.to_string()));
@@ -508,11 +516,15 @@ impl Browser {
     pub async fn screenshot(&self, tab: TabId) -> Result<Vec<u8>, BrowserError> {
         let page = self.tab(tab)?.page.clone();
         let params = ScreenshotParams::builder().format(CaptureScreenshotFormat::Png).build();
-        cdp(&format!("tab {tab}: screenshot"), page.screenshot(params)).await
+        self.health.while_alive(Some(tab), cdp(&format!("tab {tab}: screenshot"), page.screenshot(params))).await
     }
 
     /// PNG of the `index`-th `<video>` element (document order) of the tab.
     pub async fn screenshot_video(&self, tab: TabId, index: usize) -> Result<Vec<u8>, BrowserError> {
+        self.health.while_alive(Some(tab), self.screenshot_video_now(tab, index)).await
+    }
+
+    async fn screenshot_video_now(&self, tab: TabId, index: usize) -> Result<Vec<u8>, BrowserError> {
         let page = self.tab(tab)?.page.clone();
         let call = format!("({VIDEO_RECT})({index})");
         let found = cdp(&format!("tab {tab}: locate video {index}"), page.evaluate_expression(call)).await?;
