@@ -173,7 +173,8 @@ struct MatrixArgs {
     /// Runs per fault (and clean runs).
     #[arg(long, default_value_t = 10)]
     runs: usize,
-    /// Only these rows: fault ids (F1, F2, ...) or `clean`; repeatable.
+    /// Only these rows: fault ids (F1, F2, ...), `clean` (every clean row) or
+    /// `clean:<scenario>`; repeatable.
     #[arg(long = "only")]
     only: Vec<String>,
     /// Detector thresholds for the runs.

@@ -186,7 +186,7 @@ pub enum MatrixError {
 pub struct MatrixOptions {
     pub exe: PathBuf,
     pub runs: usize,
-    /// Only these rows (fault ids or `clean`); all when empty.
+    /// Only these rows (fault ids, `clean`, or `clean:<scenario>`); all when empty.
     pub only: Vec<String>,
     pub thresholds: Option<PathBuf>,
     pub artifacts: PathBuf,
@@ -195,12 +195,14 @@ pub struct MatrixOptions {
 
 /// The cases the options select, in catalog order.
 pub fn selected(opts: &MatrixOptions) -> Result<Vec<&'static Case>, MatrixError> {
+    // `clean` is every clean row; `clean:<scenario>` one of them.
+    let picks = |o: &str, c: &Case| o == c.fault || (c.fault == "clean" && o.strip_prefix("clean:") == Some(c.scenario));
     for f in &opts.only {
-        if !CASES.iter().any(|c| c.fault == f) {
+        if !CASES.iter().any(|c| picks(f, c)) {
             return Err(MatrixError::UnknownFault(f.clone()));
         }
     }
-    Ok(CASES.iter().filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c.fault)).collect())
+    Ok(CASES.iter().filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| picks(o, c))).collect())
 }
 
 /// Run one case `opts.runs` times; progress on stderr.
@@ -308,6 +310,16 @@ mod tests {
 
     fn outcome(named: &[&str], latency: Option<f64>) -> RunOutcome {
         RunOutcome { seed: 1, verdict: "fail".into(), named: named.iter().map(|s| s.to_string()).collect(), latency_ms: latency, artifacts: String::new(), error: None }
+    }
+
+    #[test]
+    fn only_picks_faults_every_clean_row_or_one_clean_row() {
+        let opts = |only: &[&str]| MatrixOptions { exe: "x".into(), runs: 1, only: only.iter().map(|s| s.to_string()).collect(), thresholds: None, artifacts: "a".into(), first_seed: 1 };
+        let names = |only: &[&str]| selected(&opts(only)).unwrap().iter().map(|c| format!("{} {}", c.fault, c.scenario)).collect::<Vec<_>>();
+        assert_eq!(names(&["clean:random-walk", "F14"]), ["F14 random-walk", "clean random-walk"]);
+        assert_eq!(names(&["clean"]).len(), CASES.iter().filter(|c| c.fault == "clean").count());
+        assert!(selected(&opts(&["clean:no-such-scenario"])).is_err());
+        assert!(selected(&opts(&["F99"])).is_err());
     }
 
     #[test]
