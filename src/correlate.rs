@@ -48,7 +48,7 @@ pub fn table(viewers: &[ViewerFacts], state: &ServerState, now: EpochMs) -> Vec<
                 if s.tag == stamp::WOLF_UI_TAG {
                     "Wolf UI".to_string()
                 } else {
-                    state.lobbies.iter().find(|l| stamp::lobby_tag(&l.id) == s.tag).map(|l| l.id.clone()).unwrap_or_else(|| format!("unknown lobby (tag {})", s.tag))
+                    lobby_of_tag(state, s.tag, lobby.map(|l| l.id.as_str())).unwrap_or_else(|| format!("unknown lobby (tag {})", s.tag))
                 }
             });
             Row {
@@ -68,6 +68,16 @@ pub fn table(viewers: &[ViewerFacts], state: &ServerState, now: EpochMs) -> Vec<
             }
         })
         .collect()
+}
+
+/// The lobby whose picture carries `tag`. Tags are 12 bits, so two live lobbies can share one
+/// (1 run in 10 of a 5-lobby scenario met such a pair); the picture cannot tell them apart, and
+/// the rule is: when the lobby Wolf says the tab's session is in (`own`) carries the tag, the
+/// picture is that lobby's; otherwise the first lobby with the tag.
+fn lobby_of_tag(state: &ServerState, tag: u16, own: Option<&str>) -> Option<String> {
+    let mut with_tag = state.lobbies.iter().filter(|l| stamp::lobby_tag(&l.id) == tag).map(|l| l.id.as_str());
+    let first = with_tag.next()?;
+    Some(own.filter(|o| *o == first || with_tag.any(|l| l == *o)).unwrap_or(first).to_string())
 }
 
 /// A plain-text rendering for messages and report.md.
@@ -90,4 +100,29 @@ pub fn render(rows: &[Row]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sut::wolf::WolfLobby;
+
+    fn lobby(id: &str) -> WolfLobby {
+        serde_json::from_value(serde_json::json!({"id": id, "name": "Agent"})).unwrap()
+    }
+
+    #[test]
+    fn a_tag_two_lobbies_share_is_the_tabs_own_lobby_when_it_is_one_of_them() {
+        // Two lobby ids of one real run whose 12-bit tags collide (both 1317).
+        let (a, b) = ("b67b75e5-d709-4069-b81b-5a884f101aa9", "9815dc34-6181-4b34-95bc-576a9f1dc6ac");
+        assert_eq!(stamp::lobby_tag(a), stamp::lobby_tag(b));
+        let state = ServerState { lobbies: vec![lobby(a), lobby(b), lobby("other")], ..Default::default() };
+        let tag = stamp::lobby_tag(b);
+        assert_eq!(lobby_of_tag(&state, tag, Some(b)).as_deref(), Some(b));
+        assert_eq!(lobby_of_tag(&state, tag, Some(a)).as_deref(), Some(a));
+        // A tab whose own lobby does not carry the tag shows another lobby: the first with it.
+        assert_eq!(lobby_of_tag(&state, tag, Some("other")).as_deref(), Some(a));
+        assert_eq!(lobby_of_tag(&state, stamp::lobby_tag("other"), Some(b)).as_deref(), Some("other"));
+        assert_eq!(lobby_of_tag(&state, 0, None), None);
+    }
 }
