@@ -478,10 +478,21 @@ mod tests {
     use super::*;
     use crate::timeline::Observation;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("helix-e2e-logsrc-{tag}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A test's own directory, removed when the test ends, passing or failing.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(tag: &str) -> TestDir {
+            let d = std::env::temp_dir().join(format!("helix-e2e-logsrc-{tag}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&d).unwrap();
+            TestDir(d)
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     fn messages(t: &Timeline) -> Vec<String> {
@@ -514,7 +525,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_is_followed_across_appends_rotation_and_truncation_each_line_once() {
-        let dir = temp_dir("rotate");
+        let guard = TestDir::new("rotate");
+        let dir = &guard.0;
         let path = dir.join("wolf.log");
         let copy = dir.join("copy/wolf.log");
         // Not there yet: the follower waits for it.
@@ -553,13 +565,12 @@ mod tests {
         let want = ["one", "two", "three", "four", "five", "six", "seven", "eight, late in the old file", "9", "ten"];
         assert_eq!(messages(&t), want);
         assert_eq!(std::fs::read_to_string(&copy).unwrap(), want.map(|l| format!("{l}\n")).concat());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn a_deployment_file_that_was_there_is_read_from_its_end_a_run_file_from_its_start() {
-        let dir = temp_dir("end");
-        let path = dir.join("moonlight-web.log");
+        let guard = TestDir::new("end");
+        let path = guard.0.join("moonlight-web.log");
         append(&path, "[2026-11-21T05:24:14.804Z ERROR moonlight_web] yesterday's trouble\n");
         let (t, h) = start("moonlight-web", LogSource::File { path: path.clone(), from: ReadFrom::End }, None);
         let (t_run, h_run) = start("moonlight-web", LogSource::run_file(path.clone()), None);
@@ -574,7 +585,6 @@ mod tests {
         let obs = t_run.snapshot();
         // The line's own stamp is its time, however late it was read.
         assert_eq!(obs[0].at, 1_795_238_654_804.0);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Processes below this test process whose command line contains `needle`.
