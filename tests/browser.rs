@@ -8,6 +8,8 @@
 //! interfaces. That needs root; run as root, or run the whole binary inside such a namespace
 //! (`ip netns exec <ns> <test binary>`), in which case the test uses it as it is.
 
+mod common;
+
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -582,17 +584,7 @@ async fn a_call_in_flight_ends_when_its_tab_is_declared_unresponsive() {
     let timeline = Timeline::new();
     let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
     let tab = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("open");
-    let mut family = children_of(browser.pid());
-    let mut i = 0;
-    while i < family.len() {
-        let more = children_of(family[i]);
-        family.extend(more);
-        i += 1;
-    }
-    let renderers: Vec<u32> = family
-        .into_iter()
-        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains("--type=renderer")).unwrap_or(false))
-        .collect();
+    let renderers: Vec<u32> = common::descendants(browser.pid()).into_iter().filter(|(_, cmd)| cmd.contains("--type=renderer")).map(|(p, _)| p).collect();
     assert!(!renderers.is_empty(), "no renderer found");
     for p in &renderers {
         unsafe { libc::kill(*p as i32, libc::SIGSTOP) };

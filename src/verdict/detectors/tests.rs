@@ -68,11 +68,17 @@ fn f3_needs_consecutive_polls_missing_a_logged_join() {
     assert!(detect(&ok, &Thresholds::default()).is_empty());
 }
 
-#[test]
-fn f4_is_an_enet_drop_of_a_streaming_viewer_not_one_the_driver_closed() {
+/// Tab 1's viewer of ses_a, connected at 2000 as Wolf session 42, which joined lobby L at 3000.
+fn joined_lobby_l() -> Vec<Observation> {
     let mut obs = viewer("ses_a");
     obs.push(received(2000.0, json!({"ConnectionComplete": {"capabilities": {"touch": false}, "width": 320, "height": 180, "client_id": "42"}})));
     obs.push(log(3000.0, "wolf", "[LOBBY] Session 42 joining lobby L"));
+    obs
+}
+
+#[test]
+fn f4_is_an_enet_drop_of_a_streaming_viewer_not_one_the_driver_closed() {
+    let mut obs = joined_lobby_l();
     obs.push(log(7000.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5000"));
     obs.push(log(7001.0, "wolf", "[LOBBY] Moonlight stream 42 over, leaving lobby L"));
     obs.push(received(7100.0, json!("PeerDisconnect")));
@@ -89,9 +95,7 @@ fn f4_is_an_enet_drop_of_a_streaming_viewer_not_one_the_driver_closed() {
 fn f4_pairs_each_leave_with_its_own_disconnect_when_tabs_close_together() {
     // Another tab's disconnect at 6700 (nothing of ours), then ours at 7000 once its close
     // began at 6950: the leave at 7001 belongs to the 7000 line, which the close excuses.
-    let mut obs = viewer("ses_a");
-    obs.push(received(2000.0, json!({"ConnectionComplete": {"capabilities": {"touch": false}, "width": 320, "height": 180, "client_id": "42"}})));
-    obs.push(log(3000.0, "wolf", "[LOBBY] Session 42 joining lobby L"));
+    let mut obs = joined_lobby_l();
     obs.push(log(6700.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5001"));
     obs.push(Observation { at: 6950.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
     obs.push(log(7000.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5000"));
@@ -103,9 +107,7 @@ fn f4_pairs_each_leave_with_its_own_disconnect_when_tabs_close_together() {
 fn f4_leaves_a_leave_the_driver_caused_to_the_driver_even_after_another_tabs_disconnect() {
     // Seen in a default suite: another tab's disconnect at 6700 (its close), then our own close at
     // 7060 and its cascade's leave at 7077 — with no disconnect line of ours in between.
-    let mut obs = viewer("ses_a");
-    obs.push(received(2000.0, json!({"ConnectionComplete": {"capabilities": {"touch": false}, "width": 320, "height": 180, "client_id": "42"}})));
-    obs.push(log(3000.0, "wolf", "[LOBBY] Session 42 joining lobby L"));
+    let mut obs = joined_lobby_l();
     obs.push(log(6700.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5001"));
     obs.push(Observation { at: 7060.0, event: Event::Op { name: "close tab 1".into(), phase: OpPhase::Start } });
     obs.push(log(7077.0, "wolf", "[LOBBY] Moonlight stream 42 over, leaving lobby L"));
