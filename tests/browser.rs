@@ -332,7 +332,7 @@ async fn tabs_are_isolated_and_driveable() {
     assert_eq!(browser.evaluate(t0, "document.getElementById('p').textContent").await.unwrap(), json!("clicked"));
     assert_eq!(browser.evaluate(t1, "document.getElementById('p').textContent").await.unwrap(), json!("plain"));
     assert!(matches!(browser.click_text(t0, "No such button").await, Err(BrowserError::Page { .. })));
-    assert!(browser.click(t0, "#does-not-exist").await.is_err());
+    assert!(browser.press(t0, "css:#does-not-exist").await.is_err());
 
     let png = browser.screenshot(t0).await.expect("screenshot");
     let img = image::load_from_memory(&png).expect("screenshot is an image");

@@ -423,11 +423,6 @@ impl Browser {
         Ok(())
     }
 
-    /// Clicks the first element matching a CSS selector, with real mouse events at its centre.
-    pub async fn click(&self, tab: TabId, css_selector: &str) -> Result<(), BrowserError> {
-        self.press(tab, &format!("css:{css_selector}")).await
-    }
-
     /// Clicks the visible, enabled control whose text, `title` or `aria-label` is `text` (e.g.
     /// the "Live Stream" toggle or "Reconnect"), with real mouse events.
     pub async fn click_text(&self, tab: TabId, text: &str) -> Result<(), BrowserError> {

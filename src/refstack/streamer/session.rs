@@ -121,8 +121,8 @@ enum Event {
     WolfClosed(String),
 }
 
-/// Whether an event ends the streamer, as [`Streamer::run`] decides it: the same rules, for
-/// events that arrive while the Moonlight stream is being started.
+/// Whether an event ends the streamer: the one rule [`Streamer::run`] applies to every event,
+/// including those that arrive while the Moonlight stream is being started.
 fn stop_reason(ev: &Event, lingers: bool) -> Option<StopReason> {
     match ev {
         Event::Ipc(ServerToStreamer::Stop) if !lingers => Some(StopReason::IpcStop),
@@ -267,6 +267,9 @@ impl Streamer {
                     None => return StopReason::StdinClosed,
                 },
             };
+            if let Some(reason) = stop_reason(&ev, self.lingers()) {
+                return reason;
+            }
             match ev {
                 Event::Ipc(ServerToStreamer::Init(init)) if self.init.is_none() => {
                     if let Err(e) = self.setup(init).await {
@@ -283,10 +286,9 @@ impl Streamer {
                     }
                 }
                 Event::Ipc(ServerToStreamer::ClientJoined) => tracing::info!("a client joined this session"),
-                Event::Ipc(ServerToStreamer::Stop) if self.lingers() => tracing::info!("ignoring Stop: lingering (fault)"),
-                Event::Ipc(ServerToStreamer::Stop) => return StopReason::IpcStop,
-                Event::StdinClosed if self.lingers() => tracing::info!("moonlight-web closed stdin: lingering (fault)"),
-                Event::StdinClosed => return StopReason::StdinClosed,
+                // What ends the streamer was decided above: these only linger (F5/F6).
+                Event::Ipc(ServerToStreamer::Stop) => tracing::info!("ignoring Stop: lingering (fault)"),
+                Event::StdinClosed => tracing::info!("moonlight-web closed stdin: lingering (fault)"),
                 Event::PeerState(state) => {
                     tracing::info!("peer connection state: {state}");
                     match state {
@@ -323,18 +325,14 @@ impl Streamer {
                                 return reason;
                             }
                         }
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Closed
-                            if self.lingers() =>
-                        {
-                            tracing::info!("peer {state}: lingering (fault), the Wolf stream stays up");
-                        }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Closed => {
-                            return StopReason::Peer(state.to_string());
+                            tracing::info!("peer {state}: lingering (fault), the Wolf stream stays up");
                         }
                         _ => {}
                     }
                 }
-                Event::WolfClosed(why) => return StopReason::WolfStreamClosed(why),
+                // Always a stop, returned above.
+                Event::WolfClosed(_) => {}
             }
         }
     }
