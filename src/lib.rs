@@ -5,6 +5,7 @@
 //! interfaces: HTTP, WebSocket, Wolf's Unix socket, and real Chromium tabs. `refstack` is walled
 //! off: the driver starts it as a child process and never calls into it.
 
+pub mod bench;
 pub mod browser;
 pub mod config;
 pub mod correlate;

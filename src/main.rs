@@ -30,6 +30,9 @@ enum Command {
     /// Run again exactly the operations of an earlier run (its ops.jsonl), on the same target,
     /// faults, parameters and time scale (its run.json).
     Replay(ReplayArgs),
+    /// Measure what reading a run costs the driver per observation, early and late in a long
+    /// run (a synthetic healthy timeline through the model, detectors and progress line).
+    Bench(BenchArgs),
     /// Run the reference stack alone until Ctrl-C: its three services as child processes.
     Refstack(RefstackArgs),
     /// Run one service of the reference stack (what each process and container runs).
@@ -188,6 +191,19 @@ struct MatrixArgs {
 }
 
 #[derive(clap::Args)]
+struct BenchArgs {
+    /// Streaming tabs in the synthetic run.
+    #[arg(long, default_value_t = 8)]
+    tabs: usize,
+    /// Length of the synthetic run (run time, not wall time).
+    #[arg(long, default_value_t = 60)]
+    minutes: u64,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
 struct ServiceArgs {
     service: helix_e2e::sut::control::Service,
     #[command(flatten)]
@@ -240,6 +256,10 @@ fn main() {
             init_tracing("warn");
             run_matrix(args)
         }
+        Command::Bench(args) => {
+            init_tracing("warn");
+            run_bench(args)
+        }
         Command::Refstack(args) => {
             init_tracing("info");
             runtime().block_on(run_refstack(args)).map(|_| 0)
@@ -281,6 +301,26 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     line
+}
+
+/// `bench`: exit 0 when a late observation costs under twice an early one and peak memory stays
+/// under 100 MB (issue 13's bounds), else 1.
+fn run_bench(args: BenchArgs) -> anyhow::Result<i32> {
+    if args.tabs == 0 || args.minutes < 2 {
+        anyhow::bail!("bench needs --tabs of at least 1 and --minutes of at least 2");
+    }
+    let b = helix_e2e::bench::model(args.tabs, args.minutes);
+    let ok = b.ratio < 2.0 && b.peak_rss_mb < 100.0 && b.detections.is_empty();
+    if args.json {
+        println!("{}", serde_json::to_string(&b)?);
+    } else {
+        println!("{} tabs, {} min of run time, {} observations", b.tabs, b.minutes, b.observations);
+        println!("cost per observation: {:.1} µs in the first minutes, {:.1} µs in the last ({:.2}x)", b.early_us_per_obs, b.late_us_per_obs, b.ratio);
+        println!("records the detectors' model holds: {} early, {} late", b.early_held, b.late_held);
+        println!("peak memory: {:.1} MB; failures named: {}", b.peak_rss_mb, if b.detections.is_empty() { "none".to_string() } else { b.detections.join(", ") });
+        println!("{}", if ok { "within bounds (< 2x, < 100 MB, nothing named)" } else { "OUT OF BOUNDS" });
+    }
+    Ok(if ok { 0 } else { 1 })
 }
 
 fn init_tracing(default: &str) {

@@ -5,6 +5,7 @@
 //! here is what lets a verdict point at "the state at that moment".
 
 use serde::{Deserialize, Serialize};
+use crate::frames::stamp::Stamp;
 use crate::redact::Redactor;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -160,8 +161,26 @@ pub struct FrameSample {
     pub mean_luma: f64,
     /// A hash of the downscaled luma, to tell identical frames apart from moving ones.
     pub hash: String,
-    /// Base64 of `LUMA_W x LUMA_H` luma bytes, row-major.
+    /// Base64 of `LUMA_W x LUMA_H` luma bytes, row-major. Read once, when the sample enters the
+    /// timeline (into `stamp`), written to `timeline.jsonl`, and not kept in memory: at 5 samples
+    /// a second per video it would be most of a long run's memory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub luma: String,
+    /// The reference stack's picture stamp, decoded from `luma` on the way in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<Stamp>,
+}
+
+impl FrameSample {
+    /// The stamp the luma grid carries, if it is one.
+    pub fn decode_stamp(&self) -> Option<Stamp> {
+        use base64::Engine;
+        if self.luma.is_empty() {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.luma).ok()?;
+        (bytes.len() == LUMA_W * LUMA_H).then(|| crate::frames::stamp::decode(&bytes, LUMA_W, LUMA_H)).flatten()
+    }
 }
 
 /// Size of the luma grid the probe samples; the stamp is laid out so it decodes at this size.
@@ -171,10 +190,30 @@ pub const LUMA_H: usize = 36;
 /// A shared, append-only timeline. Cheap to clone; every producer holds one.
 ///
 /// Secrets are masked on the way in, so nothing rendered from the timeline can leak them.
-#[derive(Clone, Default)]
+/// Readers fold it incrementally: [`Timeline::read_from`] hands out what was appended after a
+/// cursor, and [`Timeline::changed`] wakes them when something was, so no reader re-reads the
+/// run (cost grows with events, not with the age of the run). With [`Timeline::stream_to`]
+/// every observation is also written to a file as it arrives, whole (frame luma included).
+#[derive(Clone)]
 pub struct Timeline {
     inner: Arc<Mutex<Vec<Observation>>>,
     redactor: Arc<Mutex<Redactor>>,
+    sink: Arc<Mutex<Option<Sink>>>,
+    appended: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// Where [`Timeline::stream_to`] writes: a temporary file renamed to its name when finished,
+/// so the artifact directory never holds a half-written `timeline.jsonl` under its real name.
+struct Sink {
+    writer: std::io::BufWriter<std::fs::File>,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline { inner: Arc::default(), redactor: Arc::default(), sink: Arc::default(), appended: Arc::new(tokio::sync::watch::channel(0).0) }
+    }
 }
 
 impl Timeline {
@@ -195,17 +234,66 @@ impl Timeline {
         self.redactor.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn push_at(&self, at: EpochMs, event: Event) {
-        let event = redact_event(&self.redactor(), event);
-        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        v.push(Observation { at, event });
+    /// Write every observation from now on to `path` (JSON lines, in the order they arrive;
+    /// `at` orders them in time). Secrets are masked as in memory.
+    pub fn stream_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+        let writer = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sink { writer, tmp, path: path.to_path_buf() });
+        Ok(())
     }
 
-    /// A copy of everything observed so far, ordered by time.
+    /// Flush the stream of [`Timeline::stream_to`] and give the file its name.
+    pub fn finish_stream(&self) -> std::io::Result<()> {
+        match self.sink.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(mut s) => {
+                std::io::Write::flush(&mut s.writer)?;
+                std::fs::rename(&s.tmp, &s.path)
+            }
+            None => Ok(()),
+        }
+    }
+
+    pub fn push_at(&self, at: EpochMs, event: Event) {
+        let mut event = redact_event(&self.redactor(), event);
+        if let Event::Tab { probe: ProbeEvent::Frame { sample, .. }, .. } = &mut event {
+            sample.stamp = sample.stamp.or_else(|| sample.decode_stamp());
+        }
+        let mut obs = Observation { at, event };
+        if let Some(Sink { writer: w, .. }) = self.sink.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            if let Ok(line) = serde_json::to_string(&obs) {
+                let _ = std::io::Write::write_all(w, line.as_bytes()).and_then(|_| std::io::Write::write_all(w, b"\n"));
+            }
+        }
+        if let Event::Tab { probe: ProbeEvent::Frame { sample, .. }, .. } = &mut obs.event {
+            sample.luma = String::new();
+        }
+        let n = {
+            let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            v.push(obs);
+            v.len()
+        };
+        self.appended.send_replace(n);
+    }
+
+    /// A copy of everything observed so far, ordered by time. For the end of a run and for
+    /// tests; anything that runs while the run does reads with [`Timeline::read_from`].
     pub fn snapshot(&self) -> Vec<Observation> {
         let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone();
         v.sort_by(|a, b| a.at.total_cmp(&b.at));
         v
+    }
+
+    /// What was appended since `cursor` (in the order it arrived), and the new cursor.
+    pub fn read_from(&self, cursor: usize) -> (Vec<Observation>, usize) {
+        let v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (v.get(cursor..).map(<[Observation]>::to_vec).unwrap_or_default(), v.len())
+    }
+
+    /// Resolves whenever something is appended (the count of observations rides along).
+    pub fn changed(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.appended.subscribe()
     }
 
     pub fn len(&self) -> usize {

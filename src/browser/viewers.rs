@@ -6,14 +6,11 @@
 //! A viewer is one WebSocket that sent `AuthenticateAndInit`; the probe's `Link` and `VideoLink`
 //! events attach its peer connection and `<video>`.
 
-use crate::frames::stamp::{self, Stamp};
-use crate::timeline::{
-    Direction, EpochMs, Event, FrameSample, Observation, PcStateKind, ProbeEvent, StatsSample, TabId, LUMA_H, LUMA_W,
-};
-use base64::Engine;
+use crate::frames::stamp::Stamp;
+use crate::timeline::{Direction, EpochMs, Event, FrameSample, Observation, PcStateKind, ProbeEvent, StatsSample, TabId};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// What [`crate::browser::Browser::close_tab`] records, so viewers of a closed tab count as closed.
 pub const TAB_CLOSED: &str = "tab closed";
@@ -154,147 +151,213 @@ impl ViewerFacts {
     }
 }
 
-/// Everything one load of one tab reported, in time order.
+/// How long a video's frame samples stay in memory. Every frame rule looks at recent frames
+/// only (F8's `black_secs`, F9's `freeze_secs`, the correlation's `PIXEL_WINDOW_MS`, all a few
+/// seconds; the configuration refuses thresholds past this), and keeping all of them would make
+/// every reader's cost grow with the age of the run. The whole record is in `timeline.jsonl`.
+pub const FRAME_MEMORY_MS: f64 = 20_000.0;
+
+/// What one peer connection reported.
+#[derive(Default, Clone)]
+struct PcFacts {
+    connection_state: Option<String>,
+    ice_state: Option<String>,
+    first_connected_at: Option<EpochMs>,
+    last_stats: Option<TimedStats>,
+}
+
+/// One load of one tab: its viewers and the wiring the probe reported, folded as it arrives.
 #[derive(Default)]
-struct PageEvents<'a> {
-    started: Option<EpochMs>,
-    events: Vec<(EpochMs, &'a ProbeEvent)>,
+struct Page {
+    /// Whether anything of this load was seen (a `PageLoad` with nothing after it is reused).
+    seen: bool,
+    viewers: BTreeMap<u32, ViewerFacts>,
+    ws_urls: HashMap<u32, String>,
+    /// Peer connections linked to each WebSocket, the latest last.
+    ws_pcs: HashMap<u32, Vec<u32>>,
+    pc_videos: HashMap<u32, Vec<u32>>,
+    pcs: HashMap<u32, PcFacts>,
+    /// Recent frames per `<video>` ([`FRAME_MEMORY_MS`]).
+    frames: HashMap<u32, VecDeque<TimedFrame>>,
     /// When and why this page stopped (reload or tab closed).
     ended: Option<(EpochMs, String)>,
 }
 
-/// One [`ViewerFacts`] per viewer in the observations, ordered by tab, page and WebSocket.
-pub fn fold_viewers(observations: &[Observation]) -> Vec<ViewerFacts> {
-    let mut pages: BTreeMap<(TabId, u32), PageEvents> = BTreeMap::new();
-    let mut current: HashMap<TabId, u32> = HashMap::new();
-    let mut ordered: Vec<&Observation> = observations.iter().collect();
-    ordered.sort_by(|a, b| a.at.total_cmp(&b.at));
-    for o in ordered {
+/// The viewers of a run, folded one observation at a time: each observation costs the same
+/// however long the run has been going. [`ViewerFold::viewers`] assembles the records.
+#[derive(Default)]
+pub struct ViewerFold {
+    pages: BTreeMap<(TabId, u32), Page>,
+    current: HashMap<TabId, u32>,
+}
+
+impl ViewerFold {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Take in one observation (in the order they arrived; a tab's probe reports in order).
+    pub fn ingest(&mut self, o: &Observation) {
         match &o.event {
-            Event::Tab { tab, probe } => {
-                if let ProbeEvent::PageLoad { .. } = probe {
-                    let next = match current.get(tab) {
-                        Some(p) => {
-                            let old = pages.entry((*tab, *p)).or_default();
-                            if old.events.is_empty() && old.started.is_none() {
-                                *p
-                            } else {
-                                if old.ended.is_none() {
-                                    old.ended = Some((o.at, "page reloaded".into()));
-                                }
-                                p + 1
-                            }
+            Event::Tab { tab, probe: ProbeEvent::PageLoad { .. } } => {
+                let next = match self.current.get(tab) {
+                    Some(p) => {
+                        let old = self.pages.entry((*tab, *p)).or_default();
+                        if !old.seen {
+                            *p
+                        } else {
+                            old.ended.get_or_insert((o.at, "page reloaded".into()));
+                            p + 1
                         }
-                        None => 0,
-                    };
-                    current.insert(*tab, next);
-                    pages.entry((*tab, next)).or_default().started = Some(o.at);
-                } else {
-                    let p = *current.entry(*tab).or_insert(0);
-                    pages.entry((*tab, p)).or_default().events.push((o.at, probe));
-                }
+                    }
+                    None => 0,
+                };
+                self.current.insert(*tab, next);
+                self.pages.entry((*tab, next)).or_default().seen = true;
+            }
+            Event::Tab { tab, probe } => {
+                let p = *self.current.entry(*tab).or_insert(0);
+                let page = self.pages.entry((*tab, p)).or_default();
+                page.seen = true;
+                page.event(*tab, p, o.at, probe);
             }
             Event::Browser { tab: Some(tab), what } if what == TAB_CLOSED => {
-                if let Some(p) = current.get(tab) {
-                    let page = pages.entry((*tab, *p)).or_default();
-                    page.ended.get_or_insert((o.at, TAB_CLOSED.into()));
+                if let Some(p) = self.current.get(tab) {
+                    self.pages.entry((*tab, *p)).or_default().ended.get_or_insert((o.at, TAB_CLOSED.into()));
                 }
             }
             _ => {}
         }
     }
-    pages.into_iter().flat_map(|((tab, page), events)| fold_page(tab, page, &events)).collect()
+
+    /// Every viewer so far, ordered by tab, page and WebSocket.
+    pub fn viewers(&self) -> Vec<ViewerFacts> {
+        self.pages.values().flat_map(Page::assemble).collect()
+    }
+
+    /// The viewers of these tabs only.
+    pub fn viewers_of(&self, tabs: &[TabId]) -> Vec<ViewerFacts> {
+        self.pages.iter().filter(|((tab, _), _)| tabs.contains(tab)).flat_map(|(_, p)| p.assemble()).collect()
+    }
+
+    /// Forget pages that ended before `cutoff`: readers that only judge recent evidence (the
+    /// live detectors) need not carry every viewer of a long run.
+    pub fn forget_ended_before(&mut self, cutoff: EpochMs) {
+        self.pages.retain(|_, p| p.ended.as_ref().is_none_or(|(at, _)| *at >= cutoff));
+    }
+
+    /// Frame samples held in memory (bounded by [`FRAME_MEMORY_MS`] per video).
+    pub fn frames_held(&self) -> usize {
+        self.pages.values().flat_map(|p| p.frames.values()).map(VecDeque::len).sum()
+    }
+}
+
+impl Page {
+    fn event(&mut self, tab: TabId, page: u32, at: EpochMs, ev: &ProbeEvent) {
+        match ev {
+            ProbeEvent::WsOpen { ws, url } => {
+                self.ws_urls.insert(*ws, url.clone());
+            }
+            ProbeEvent::WsMessage { ws, dir: Direction::Sent, msg } => {
+                if let Some(init) = msg.get("AuthenticateAndInit") {
+                    self.viewers.entry(*ws).or_insert_with(|| ViewerFacts::new(tab, page, *ws, at, init));
+                }
+            }
+            ProbeEvent::WsMessage { ws, dir: Direction::Received, msg } => {
+                if let Some(v) = self.viewers.get_mut(ws) {
+                    v.server_message(at, msg);
+                }
+            }
+            ProbeEvent::WsClose { ws, code, reason } => {
+                if let Some(v) = self.viewers.get_mut(ws) {
+                    v.close(at, format!("websocket closed (code {code}{}{reason})", if reason.is_empty() { "" } else { ": " }));
+                }
+            }
+            ProbeEvent::Link { ws, pc } => {
+                let pcs = self.ws_pcs.entry(*ws).or_default();
+                pcs.retain(|p| p != pc);
+                pcs.push(*pc);
+            }
+            ProbeEvent::VideoLink { pc, video } => {
+                let vs = self.pc_videos.entry(*pc).or_default();
+                if !vs.contains(video) {
+                    vs.push(*video);
+                }
+            }
+            ProbeEvent::PcState { pc, which, state } => {
+                let f = self.pcs.entry(*pc).or_default();
+                match which {
+                    PcStateKind::Connection => {
+                        if state == "connected" && f.first_connected_at.is_none() {
+                            f.first_connected_at = Some(at);
+                        }
+                        f.connection_state = Some(state.clone());
+                    }
+                    PcStateKind::IceConnection => f.ice_state = Some(state.clone()),
+                    _ => {}
+                }
+            }
+            ProbeEvent::Stats { pc, stats } => {
+                self.pcs.entry(*pc).or_default().last_stats = Some(TimedStats { at, stats: stats.clone() });
+            }
+            ProbeEvent::Frame { video, sample } => {
+                let frames = self.frames.entry(*video).or_default();
+                frames.push_back(TimedFrame { at, video: *video, sample: sample.clone(), stamp: sample.stamp.or_else(|| sample.decode_stamp()) });
+                while frames.front().is_some_and(|f| f.at < at - FRAME_MEMORY_MS) {
+                    frames.pop_front();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The page's viewers with their peer connection, video and frames attached.
+    fn assemble(&self) -> Vec<ViewerFacts> {
+        self.viewers
+            .values()
+            .map(|base| {
+                let mut v = base.clone();
+                v.ws_url = self.ws_urls.get(&v.ws).cloned();
+                // Both ends of an in-page loopback share ufrags, and a page may replace its pc:
+                // prefer the latest linked pc that feeds a <video>, else the latest linked one.
+                let linked = self.ws_pcs.get(&v.ws).map(Vec::as_slice).unwrap_or_default();
+                v.pc = linked.iter().rev().find(|p| self.pc_videos.contains_key(p)).or(linked.last()).copied();
+                if let Some((at, why)) = &self.ended {
+                    v.close(*at, why.clone());
+                }
+                let Some(pc) = v.pc else { return v };
+                let videos = self.pc_videos.get(&pc).map(Vec::as_slice).unwrap_or_default();
+                v.video = videos.last().copied();
+                if let Some(f) = self.pcs.get(&pc) {
+                    v.connection_state = f.connection_state.clone();
+                    v.ice_state = f.ice_state.clone();
+                    v.first_connected_at = f.first_connected_at;
+                    v.last_stats = f.last_stats.clone();
+                }
+                v.frames = videos.iter().filter_map(|video| self.frames.get(video)).flatten().cloned().collect();
+                if videos.len() > 1 {
+                    v.frames.sort_by(|a, b| a.at.total_cmp(&b.at));
+                }
+                v
+            })
+            .collect()
+    }
+}
+
+/// One [`ViewerFacts`] per viewer in the observations, ordered by tab, page and WebSocket.
+pub fn fold_viewers(observations: &[Observation]) -> Vec<ViewerFacts> {
+    let mut ordered: Vec<&Observation> = observations.iter().collect();
+    ordered.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let mut fold = ViewerFold::new();
+    for o in ordered {
+        fold.ingest(o);
+    }
+    fold.viewers()
 }
 
 /// The viewers of one tab only.
 pub fn fold_tab_viewers(observations: &[Observation], tab: TabId) -> Vec<ViewerFacts> {
     fold_viewers(observations).into_iter().filter(|v| v.tab == tab).collect()
-}
-
-fn fold_page(tab: TabId, page: u32, pe: &PageEvents) -> Vec<ViewerFacts> {
-    let mut viewers: BTreeMap<u32, ViewerFacts> = BTreeMap::new();
-    let mut ws_urls: HashMap<u32, String> = HashMap::new();
-    let mut ws_pcs: HashMap<u32, Vec<u32>> = HashMap::new();
-    let mut pc_videos: HashMap<u32, Vec<u32>> = HashMap::new();
-
-    for (at, ev) in &pe.events {
-        match ev {
-            ProbeEvent::WsOpen { ws, url } => {
-                ws_urls.insert(*ws, url.clone());
-            }
-            ProbeEvent::WsMessage { ws, dir: Direction::Sent, msg } => {
-                if let Some(init) = msg.get("AuthenticateAndInit") {
-                    viewers.entry(*ws).or_insert_with(|| ViewerFacts::new(tab, page, *ws, *at, init));
-                }
-            }
-            ProbeEvent::WsMessage { ws, dir: Direction::Received, msg } => {
-                if let Some(v) = viewers.get_mut(ws) {
-                    v.server_message(*at, msg);
-                }
-            }
-            ProbeEvent::WsClose { ws, code, reason } => {
-                if let Some(v) = viewers.get_mut(ws) {
-                    v.close(*at, format!("websocket closed (code {code}{}{reason})", if reason.is_empty() { "" } else { ": " }));
-                }
-            }
-            ProbeEvent::Link { ws, pc } => {
-                let pcs = ws_pcs.entry(*ws).or_default();
-                pcs.retain(|p| p != pc);
-                pcs.push(*pc);
-            }
-            ProbeEvent::VideoLink { pc, video } => {
-                let vs = pc_videos.entry(*pc).or_default();
-                if !vs.contains(video) {
-                    vs.push(*video);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    for v in viewers.values_mut() {
-        v.ws_url = ws_urls.get(&v.ws).cloned();
-        // Both ends of an in-page loopback share ufrags, and a page may replace its pc: prefer
-        // the latest linked pc that feeds a <video>, else the latest linked one.
-        let linked = ws_pcs.get(&v.ws).cloned().unwrap_or_default();
-        v.pc = linked.iter().rev().find(|p| pc_videos.contains_key(p)).or(linked.last()).copied();
-        if let Some((at, why)) = &pe.ended {
-            v.close(*at, why.clone());
-        }
-        let Some(pc) = v.pc else { continue };
-        let videos = pc_videos.get(&pc).cloned().unwrap_or_default();
-        v.video = videos.last().copied();
-        for (at, ev) in &pe.events {
-            match ev {
-                ProbeEvent::PcState { pc: p, which, state } if *p == pc => match which {
-                    PcStateKind::Connection => {
-                        if state == "connected" && v.first_connected_at.is_none() {
-                            v.first_connected_at = Some(*at);
-                        }
-                        v.connection_state = Some(state.clone());
-                    }
-                    PcStateKind::IceConnection => v.ice_state = Some(state.clone()),
-                    _ => {}
-                },
-                ProbeEvent::Stats { pc: p, stats } if *p == pc => {
-                    v.last_stats = Some(TimedStats { at: *at, stats: stats.clone() });
-                }
-                ProbeEvent::Frame { video, sample } if videos.contains(video) => {
-                    v.frames.push(TimedFrame { at: *at, video: *video, sample: sample.clone(), stamp: decode_stamp(sample) });
-                }
-                _ => {}
-            }
-        }
-    }
-    viewers.into_values().collect()
-}
-
-fn decode_stamp(sample: &FrameSample) -> Option<Stamp> {
-    if sample.luma.is_empty() {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::STANDARD.decode(&sample.luma).ok()?;
-    (bytes.len() == LUMA_W * LUMA_H).then(|| stamp::decode(&bytes, LUMA_W, LUMA_H)).flatten()
 }
 
 #[cfg(test)]
@@ -319,7 +382,7 @@ mod tests {
     }
 
     fn frame(luma: f64) -> FrameSample {
-        FrameSample { video_width: 320, video_height: 180, presented: 1, mean_luma: luma, hash: "x".into(), luma: String::new() }
+        FrameSample { video_width: 320, video_height: 180, presented: 1, mean_luma: luma, hash: "x".into(), luma: String::new(), stamp: None }
     }
 
     #[test]

@@ -3,9 +3,8 @@
 //! scenario's operations, Wolf events and log lines. The HTML and Markdown reports and the live
 //! progress line all render from this one reading of the timeline.
 
-use crate::frames::stamp::{self, Stamp};
-use crate::timeline::{Direction, EpochMs, Event, Observation, OpPhase, PcStateKind, ProbeEvent, TabId, LUMA_H, LUMA_W};
-use base64::Engine;
+use crate::frames::stamp::Stamp;
+use crate::timeline::{Direction, EpochMs, Event, Observation, OpPhase, PcStateKind, ProbeEvent, TabId};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +116,10 @@ pub struct Digest {
     pub ops: Vec<OpSpan>,
     pub wolf_events: Vec<Mark>,
     pub logs: Vec<LogLine>,
+    /// Last cumulative stats per (tab, pc), to turn counters into rates.
+    last_stats: BTreeMap<(TabId, u32), (EpochMs, u64, u64)>,
+    /// Whether anything was taken in (`start` and `end` mean something).
+    seen: bool,
 }
 
 impl Digest {
@@ -137,27 +140,44 @@ impl Digest {
 
 /// Read the timeline once, in time order.
 pub fn digest(observations: &[Observation]) -> Digest {
-    let mut d = Digest {
-        start: observations.iter().map(|o| o.at).fold(f64::INFINITY, f64::min),
-        end: observations.iter().map(|o| o.at).fold(f64::NEG_INFINITY, f64::max),
-        ..Digest::default()
-    };
-    if observations.is_empty() {
-        d.start = 0.0;
-        d.end = 0.0;
-    }
-    let mut tabs: BTreeMap<TabId, TabDigest> = BTreeMap::new();
-    // Last cumulative stats per (tab, pc), to turn counters into rates.
-    let mut last_stats: BTreeMap<(TabId, u32), (EpochMs, u64, u64)> = BTreeMap::new();
+    let mut d = Digest::default();
     for o in observations {
+        d.ingest(o);
+    }
+    d
+}
+
+impl Digest {
+    /// The tab's digest, made when first seen (tabs stay ordered by id).
+    fn tab_mut(&mut self, tab: TabId) -> &mut TabDigest {
+        let i = match self.tabs.binary_search_by_key(&tab, |t| t.tab) {
+            Ok(i) => i,
+            Err(i) => {
+                self.tabs.insert(i, TabDigest { tab, ..TabDigest::default() });
+                i
+            }
+        };
+        &mut self.tabs[i]
+    }
+
+    /// Take in one more observation; the live progress line keeps one digest and feeds it
+    /// what arrives, so a redraw costs the same late in a run as early.
+    pub fn ingest(&mut self, o: &Observation) {
+        if !self.seen {
+            self.seen = true;
+            (self.start, self.end) = (o.at, o.at);
+        }
+        self.start = self.start.min(o.at);
+        self.end = self.end.max(o.at);
         match &o.event {
             Event::Tab { tab, probe } => {
-                let t = tabs.entry(*tab).or_insert_with(|| TabDigest { tab: *tab, ..TabDigest::default() });
-                tab_event(t, o.at, probe, &mut last_stats);
+                let mut last_stats = std::mem::take(&mut self.last_stats);
+                tab_event(self.tab_mut(*tab), o.at, probe, &mut last_stats);
+                self.last_stats = last_stats;
             }
             Event::Browser { tab, what } => {
                 if let Some(tab) = tab {
-                    let t = tabs.entry(*tab).or_insert_with(|| TabDigest { tab: *tab, ..TabDigest::default() });
+                    let t = self.tab_mut(*tab);
                     if what == "tab closed" {
                         t.closed_at = Some(o.at);
                         t.stages.push(Mark { at: o.at, text: "tab closed".into() });
@@ -165,50 +185,46 @@ pub fn digest(observations: &[Observation]) -> Digest {
                         t.problems.push(Mark { at: o.at, text: format!("browser: {what}") });
                     }
                 } else {
-                    d.logs.push(LogLine { at: o.at, service: "browser".into(), level: "WARN".into(), message: what.clone() });
+                    self.logs.push(LogLine { at: o.at, service: "browser".into(), level: "WARN".into(), message: what.clone() });
                 }
             }
             Event::Op { name, phase } => match phase {
-                OpPhase::Start => d.ops.push(OpSpan { name: name.clone(), start: o.at, end: None, failed: None }),
+                OpPhase::Start => self.ops.push(OpSpan { name: name.clone(), start: o.at, end: None, failed: None }),
                 OpPhase::Ok | OpPhase::Failed { .. } => {
                     let failed = match phase {
                         OpPhase::Failed { error } => Some(error.clone()),
                         _ => None,
                     };
-                    match d.ops.iter_mut().rev().find(|s| s.name == *name && s.end.is_none()) {
+                    match self.ops.iter_mut().rev().find(|s| s.name == *name && s.end.is_none()) {
                         Some(s) => {
                             s.end = Some(o.at);
                             s.failed = failed;
                         }
                         // An operation with no start (e.g. a given session used as is).
-                        None => d.ops.push(OpSpan { name: name.clone(), start: o.at, end: Some(o.at), failed }),
+                        None => self.ops.push(OpSpan { name: name.clone(), start: o.at, end: Some(o.at), failed }),
                     }
                 }
             },
-            Event::WolfEvent { name, data } => d.wolf_events.push(Mark { at: o.at, text: format!("{name} {}", brief_json(data, 160)) }),
+            Event::WolfEvent { name, data } => self.wolf_events.push(Mark { at: o.at, text: format!("{name} {}", brief_json(data, 160)) }),
             Event::Log { service, level, message } => {
-                d.logs.push(LogLine { at: o.at, service: service.clone(), level: level.to_ascii_uppercase(), message: message.clone() })
+                self.logs.push(LogLine { at: o.at, service: service.clone(), level: level.to_ascii_uppercase(), message: message.clone() })
             }
             Event::Poll { .. } => {}
             Event::Died { what, detail } => match what {
                 crate::timeline::Casualty::TabCrashed { tab: Some(tab) } | crate::timeline::Casualty::TabUnresponsive { tab } => {
-                    let t = tabs.entry(*tab).or_insert_with(|| TabDigest { tab: *tab, ..TabDigest::default() });
-                    t.problems.push(Mark { at: o.at, text: format!("died: {detail}") });
+                    self.tab_mut(*tab).problems.push(Mark { at: o.at, text: format!("died: {detail}") });
                 }
-                crate::timeline::Casualty::Service { service } => d.logs.push(LogLine { at: o.at, service: service.clone(), level: "ERROR".into(), message: format!("died: {detail}") }),
-                _ => d.logs.push(LogLine { at: o.at, service: "browser".into(), level: "ERROR".into(), message: format!("died: {detail}") }),
+                crate::timeline::Casualty::Service { service } => self.logs.push(LogLine { at: o.at, service: service.clone(), level: "ERROR".into(), message: format!("died: {detail}") }),
+                _ => self.logs.push(LogLine { at: o.at, service: "browser".into(), level: "ERROR".into(), message: format!("died: {detail}") }),
             },
             Event::Detection { fault, name, tab, message, first_symptom } => {
                 if let Some(tab) = tab {
-                    let t = tabs.entry(*tab).or_insert_with(|| TabDigest { tab: *tab, ..TabDigest::default() });
-                    t.problems.push(Mark { at: o.at, text: format!("{fault} {name} (first symptom {:.1} s earlier)", (o.at - first_symptom) / 1000.0) });
+                    self.tab_mut(*tab).problems.push(Mark { at: o.at, text: format!("{fault} {name} (first symptom {:.1} s earlier)", (o.at - first_symptom) / 1000.0) });
                 }
-                d.logs.push(LogLine { at: o.at, service: "detector".into(), level: "ERROR".into(), message: format!("{fault} {name}: {message}") });
+                self.logs.push(LogLine { at: o.at, service: "detector".into(), level: "ERROR".into(), message: format!("{fault} {name}: {message}") });
             }
         }
     }
-    d.tabs = tabs.into_values().collect();
-    d
 }
 
 fn tab_event(t: &mut TabDigest, at: EpochMs, probe: &ProbeEvent, last_stats: &mut BTreeMap<(TabId, u32), (EpochMs, u64, u64)>) {
@@ -269,12 +285,7 @@ fn tab_event(t: &mut TabDigest, at: EpochMs, probe: &ProbeEvent, last_stats: &mu
             last_stats.insert(key, (at, frames, bytes));
         }
         ProbeEvent::Frame { video, sample } => {
-            let stamp = base64::engine::general_purpose::STANDARD
-                .decode(&sample.luma)
-                .ok()
-                .filter(|l| l.len() == LUMA_W * LUMA_H)
-                .and_then(|l| stamp::decode(&l, LUMA_W, LUMA_H));
-            t.frames.push(FramePoint { at, video: *video, presented: sample.presented, mean_luma: sample.mean_luma, stamp });
+            t.frames.push(FramePoint { at, video: *video, presented: sample.presented, mean_luma: sample.mean_luma, stamp: sample.stamp.or_else(|| sample.decode_stamp()) });
         }
         ProbeEvent::UiText { text, role } if role == "alert" => t.problems.push(mark(format!("shows error \u{201c}{text}\u{201d}"))),
         ProbeEvent::UiText { text, .. } => t.stages.push(mark(format!("shows \u{201c}{text}\u{201d}"))),

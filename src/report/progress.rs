@@ -2,9 +2,10 @@
 //! place, with the running operation and each tab's connection state and picture. Quiet when
 //! stderr is not a terminal (CI logs get the runner's own lines and the reports instead).
 //!
-//! It reads the timeline rather than being called from every step, so scenarios need no hooks.
+//! It reads the timeline rather than being called from every step, so scenarios need no hooks,
+//! and folds only what arrived since its last redraw.
 
-use super::digest::{digest, Digest};
+use super::digest::Digest;
 use crate::timeline::{now_ms, Timeline};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +27,15 @@ impl Progress {
             tokio::spawn(async move {
                 let mut printed = 0;
                 let started = now_ms();
+                // One digest, fed what arrives: a redraw never reads the run again.
+                let mut d = Digest::default();
+                let mut cursor = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let d = digest(&timeline.snapshot());
+                    let (new, next) = timeline.read_from(cursor);
+                    cursor = next;
+                    for o in &new {
+                        d.ingest(o);
+                    }
                     let (lines, done) = finished_steps(&d, printed);
                     printed = done;
                     {
@@ -112,6 +120,7 @@ fn fit(s: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::digest::digest;
     use crate::timeline::{Event, OpPhase, PcStateKind, ProbeEvent};
 
     #[test]

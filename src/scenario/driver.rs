@@ -2,7 +2,7 @@
 //! tab, close it, stop the session), each recorded on the timeline, and checks of named
 //! invariants against the correlated state.
 
-use crate::browser::viewers::{fold_viewers, ViewerFacts};
+use crate::browser::viewers::{ViewerFacts, ViewerFold};
 use crate::browser::Browser;
 use crate::config::Target;
 use crate::correlate::{self, Row};
@@ -51,6 +51,8 @@ pub struct Driver {
     pub phase: String,
     /// How to restart the target's services, where the target has a way.
     pub services: Option<std::sync::Arc<dyn ServiceControl>>,
+    /// The viewers, folded as the timeline grows (the cursor says how far).
+    viewer_fold: std::sync::Mutex<(usize, ViewerFold)>,
 }
 
 impl Driver {
@@ -72,6 +74,7 @@ impl Driver {
             state_at_failure: None,
             phase: String::new(),
             services: None,
+            viewer_fold: std::sync::Mutex::new((0, ViewerFold::new())),
         }
     }
 
@@ -265,14 +268,26 @@ impl Driver {
 
     /// Every viewer observed so far.
     pub fn viewers(&self) -> Vec<ViewerFacts> {
-        fold_viewers(&self.timeline.snapshot())
+        self.with_viewers(ViewerFold::viewers)
+    }
+
+    /// Read the viewers after taking in what the timeline gained since the last read.
+    fn with_viewers<T>(&self, read: impl FnOnce(&ViewerFold) -> T) -> T {
+        let mut guard = self.viewer_fold.lock().unwrap_or_else(|e| e.into_inner());
+        let (cursor, fold) = &mut *guard;
+        let (new, next) = self.timeline.read_from(*cursor);
+        *cursor = next;
+        for o in &new {
+            fold.ingest(o);
+        }
+        read(fold)
     }
 
     /// The current viewers of some tabs: per `client_unique_id`, the latest connection, carrying
     /// the errors of its earlier attempts (a viewer that reconnected keeps its history).
     pub fn current_viewers(&self, tabs: &[TabId]) -> Vec<ViewerFacts> {
         let mut out: Vec<ViewerFacts> = Vec::new();
-        for v in self.viewers().into_iter().filter(|v| tabs.contains(&v.tab)) {
+        for v in self.with_viewers(|f| f.viewers_of(tabs)) {
             match out.iter_mut().find(|o| o.tab == v.tab && o.client_unique_id.is_some() && o.client_unique_id == v.client_unique_id) {
                 Some(prev) => {
                     let mut errors = std::mem::take(&mut prev.errors);

@@ -151,6 +151,10 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
 
     let stop = interrupt_signal();
     let timeline = Timeline::new();
+    // Every observation goes to disk as it arrives (frames whole); memory keeps what readers need.
+    if let Err(e) = timeline.stream_to(&artifacts.root().join("timeline.jsonl")) {
+        tracing::warn!("cannot write timeline.jsonl: {e}");
+    }
     let progress = crate::report::progress::Progress::start(timeline.clone());
     let outcome = run_inner(&opts, &plans, &artifacts, &mut summary, timeline.clone(), stop.clone()).await;
     progress.finish().await;
@@ -265,7 +269,9 @@ async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &Artifact
         c.stop().await;
     }
     // The timeline is written whatever happened.
-    let _ = crate::report::write_timeline(artifacts, &timeline.snapshot());
+    if let Err(e) = timeline.finish_stream() {
+        tracing::warn!("cannot finish timeline.jsonl: {e}");
+    }
     // Service logs, redacted, for people; the stack's own directory holds its credentials.
     let redactor = timeline.redactor();
     for (service, source) in &target.logs {

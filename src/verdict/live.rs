@@ -1,13 +1,21 @@
-//! Detectors, live: re-evaluated on the timeline every 250 ms while a scenario runs, so a
-//! failure is named within a fraction of a second of its evidence — and recorded once, with the
-//! moment the driver knew.
+//! Detectors, live: the [`Model`] takes in each new observation as it arrives, and the
+//! detectors run over it when new evidence came — so a failure is named within a fraction of a
+//! second of its evidence, and recorded once, with the moment the driver knew. Nothing here
+//! reads the run's history again: an evaluation costs what the model holds (a window of recent
+//! evidence), however long the run has been going.
 
-use super::detectors::{detect, Detection, Thresholds};
+use super::detectors::{Detection, Model, Thresholds};
 use crate::timeline::{now_ms, EpochMs, Event, Timeline};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const EVERY: Duration = Duration::from_millis(250);
+/// The least time between two evaluations: evidence arrives in bursts (a probe batch, a poll
+/// round), and one evaluation per burst is enough. Detection latency is at most this plus the
+/// evaluation.
+pub const SPACING: Duration = Duration::from_millis(100);
+/// An evaluation at least this often without new evidence, for the rules that decide on a
+/// deadline passing (F2's ICE deadline, F12's launch stall).
+pub const IDLE_EVERY: Duration = Duration::from_millis(500);
 /// How long the last evaluation waits for late evidence once something was named: the log
 /// followers read every 100 ms and a poll round takes a few ms.
 pub const SETTLE: Duration = Duration::from_millis(600);
@@ -16,9 +24,16 @@ pub struct LiveDetectors {
     found: Arc<Mutex<Vec<Detection>>>,
     count: tokio::sync::watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
+    state: Arc<Mutex<Watcher>>,
+}
+
+/// The model and where it is in the timeline.
+struct Watcher {
     timeline: Timeline,
     thresholds: Thresholds,
     since: EpochMs,
+    cursor: usize,
+    model: Model,
 }
 
 impl LiveDetectors {
@@ -26,8 +41,10 @@ impl LiveDetectors {
     pub fn start(timeline: Timeline, thresholds: Thresholds, since: EpochMs) -> Self {
         let found = Arc::new(Mutex::new(Vec::new()));
         let (count_tx, count) = tokio::sync::watch::channel(0);
-        let task = tokio::spawn(run(timeline.clone(), thresholds.clone(), since, found.clone(), count_tx));
-        LiveDetectors { found, count, task, timeline, thresholds, since }
+        let model = Model::new(&thresholds);
+        let state = Arc::new(Mutex::new(Watcher { timeline, thresholds, since, cursor: 0, model }));
+        let task = tokio::spawn(run(state.clone(), found.clone(), count_tx));
+        LiveDetectors { found, count, task, state }
     }
 
     /// Resolves once some failure has been named.
@@ -51,7 +68,7 @@ impl LiveDetectors {
         if !self.is_empty() {
             tokio::time::sleep(SETTLE).await;
         }
-        evaluate(&self.timeline, &self.thresholds, self.since, &self.found);
+        evaluate(&self.state, &self.found);
         let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let before: Vec<String> = found.iter().map(|d| d.label()).collect();
         super::detectors::deaths::explained_by_deaths(&mut found);
@@ -62,33 +79,42 @@ impl LiveDetectors {
     }
 }
 
-async fn run(timeline: Timeline, thresholds: Thresholds, since: EpochMs, found: Arc<Mutex<Vec<Detection>>>, count: tokio::sync::watch::Sender<usize>) {
-    let mut tick = tokio::time::interval(EVERY);
+async fn run(state: Arc<Mutex<Watcher>>, found: Arc<Mutex<Vec<Detection>>>, count: tokio::sync::watch::Sender<usize>) {
+    let mut changed = state.lock().unwrap_or_else(|e| e.into_inner()).timeline.changed();
     loop {
-        tick.tick().await;
-        let t = timeline.clone();
-        let th = thresholds.clone();
-        let f = found.clone();
-        // Folding the timeline is CPU work; keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || evaluate(&t, &th, since, &f)).await;
+        // New evidence, or a deadline that may have passed meanwhile.
+        let _ = tokio::time::timeout(IDLE_EVERY, changed.changed()).await;
+        let (s, f) = (state.clone(), found.clone());
+        // Detecting is CPU work; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || evaluate(&s, &f)).await;
         let n = found.lock().unwrap_or_else(|e| e.into_inner()).len();
         count.send_if_modified(|c| std::mem::replace(c, n) != n);
+        tokio::time::sleep(SPACING).await;
     }
 }
 
-/// Record detections of faults not yet recorded, stamped with the time the driver knew.
-fn evaluate(timeline: &Timeline, thresholds: &Thresholds, since: EpochMs, found: &Mutex<Vec<Detection>>) {
-    let obs: Vec<_> = timeline.snapshot().into_iter().filter(|o| o.at >= since).collect();
+/// Take in what arrived, then record detections of faults not yet recorded, stamped with the
+/// time the driver knew.
+fn evaluate(state: &Mutex<Watcher>, found: &Mutex<Vec<Detection>>) {
+    let mut w = state.lock().unwrap_or_else(|e| e.into_inner());
+    let (new, cursor) = w.timeline.read_from(w.cursor);
+    w.cursor = cursor;
+    let since = w.since;
+    for o in new.iter().filter(|o| o.at >= since) {
+        w.model.ingest(o);
+    }
     let now = now_ms();
+    let Watcher { model, thresholds, .. } = &mut *w;
+    let detections = model.detect(thresholds);
     let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
-    for mut d in detect(&obs, thresholds) {
+    for mut d in detections {
         if found.iter().any(|f| f.fault == d.fault) {
             continue;
         }
         // The evidence may be older than this evaluation: the driver knew only now.
         d.decided_at = now.max(d.decided_at);
         tracing::warn!("{}: {}", d.label(), d.message);
-        timeline.push(Event::Detection { fault: d.fault.to_string(), name: d.name.to_string(), tab: d.tab, message: d.message.clone(), first_symptom: d.first_symptom });
+        w.timeline.push(Event::Detection { fault: d.fault.to_string(), name: d.name.to_string(), tab: d.tab, message: d.message.clone(), first_symptom: d.first_symptom });
         found.push(d);
     }
 }

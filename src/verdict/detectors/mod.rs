@@ -11,7 +11,7 @@
 //! detectors live by what went wrong: `connect` (a viewer never gets its stream), `stream` (a
 //! running stream breaks), `server_state` (the servers' own state disagrees).
 
-use crate::browser::viewers::{fold_viewers, ViewerFacts};
+use crate::browser::viewers::{ViewerFacts, ViewerFold};
 use crate::sut::monitor::HelixLobby;
 use crate::sut::moonlight_web::MlwSession;
 use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfSession};
@@ -138,69 +138,70 @@ pub const DETECTORS: &[(&str, &str, &str)] = &[
 
 /// Run every detector over the observations; at most one detection per fault, the earliest.
 pub fn detect(obs: &[Observation], t: &Thresholds) -> Vec<Detection> {
-    let ctx = Ctx::new(obs);
-    let mut found: Vec<Detection> = Vec::new();
-    for d in [
-        f1_treated_as_resume(&ctx),
-        f2_webrtc_ports_exhausted(&ctx, t),
-        f3_join_not_counted(&ctx, t),
-        f4_control_stream_timeout(&ctx),
-        f5_stuck_session(&ctx, t),
-        f6_zombie_streamer(&ctx, t),
-        f7_lobby_mismatch(&ctx, t),
-        f8_black_frames(&ctx, t),
-        f9_frozen_video(&ctx, t),
-        f10_restart_ghost(&ctx, t),
-        f11_sctp_corruption(&ctx, t),
-        f12_slow_launch(&ctx, t),
-        f13_already_streaming_loop(&ctx, t),
-        f14_reconnect_teardown_race(&ctx),
-    ]
-    .into_iter()
-    .flatten()
-    .chain(deaths::deaths(&ctx, t))
-    {
-        found.push(d);
+    let mut ordered: Vec<&Observation> = obs.iter().collect();
+    ordered.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let mut model = Model::new(t);
+    for o in ordered {
+        model.ingest(o);
     }
-    deaths::explained_by_deaths(&mut found);
-    found.sort_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom));
-    found
+    model.detect(t)
 }
 
-/// What detectors share: the viewers, the polls and logs in order, and the driver's own
-/// teardown operations.
-struct Ctx<'a> {
-    viewers: Vec<ViewerFacts>,
-    logs: Vec<(EpochMs, &'a str, &'a str)>,
+/// What the detectors know of the run, folded one observation at a time ([`Model::ingest`]):
+/// the viewers, and the recent polls, log lines and tab texts, each parsed once. Evidence older
+/// than the longest rule needs ([`Model::history_ms`]) is let go, so an observation costs the
+/// same at the end of a long run as at its start; the driver's own operations and the deaths,
+/// which are few, are kept for the whole run.
+pub struct Model {
+    history_ms: f64,
+    viewers: ViewerFold,
+    /// (at, service, message), in time order (log followers deliver a moment apart).
+    logs: Vec<(EpochMs, String, String)>,
+    /// moonlight-web's streamer launches (`[Stream] New … session`), for the whole run: a
+    /// streamer's launch may be long before what it does wrong.
+    launches: Vec<(EpochMs, String, String)>,
     mlw_polls: Vec<(EpochMs, Vec<MlwSession>)>,
     wolf_sessions: Vec<(EpochMs, Vec<WolfSession>)>,
     lobbies: Vec<(EpochMs, Vec<WolfLobby>)>,
     memory: Vec<(EpochMs, Vec<LobbyMemory>)>,
-    /// Helix's (agent session, lobby) beliefs, poll by poll.
     helix_lobbies: Vec<(EpochMs, Vec<HelixLobby>)>,
-    /// Start times of the service restarts the driver caused.
     restarts: Vec<EpochMs>,
-    /// (start time, tab) of every close, reload or Reconnect the driver started: each ends the
-    /// viewer the tab had (a Reconnect starts a new one, which is not excused).
     teardowns: Vec<(EpochMs, TabId)>,
-    /// (start time, agent session) of every stop the driver started.
     stops: Vec<(EpochMs, String)>,
-    /// What tabs said in their console or on screen.
-    tab_texts: Vec<(EpochMs, TabId, &'a str)>,
-    /// Parts that ended without the driver ending them, as their watchers reported it.
-    deaths: Vec<(EpochMs, &'a crate::timeline::Casualty, &'a str)>,
-    /// Every poll of a service: answered, or not answered at all (with the error).
-    service_polls: Vec<(EpochMs, &'a str, Result<(), &'a str>)>,
-    /// (start, end) of each restart of a service the driver did; no end while it runs.
-    restart_spans: Vec<(EpochMs, Option<EpochMs>, &'a str)>,
+    tab_texts: Vec<(EpochMs, TabId, String)>,
+    deaths: Vec<(EpochMs, crate::timeline::Casualty, String)>,
+    service_polls: Vec<(EpochMs, String, Result<(), String>)>,
+    restart_spans: Vec<(EpochMs, Option<EpochMs>, String)>,
+    /// Server replies whose shape did not parse: (at, what, why). Never taken for "none".
+    malformed: Vec<(EpochMs, String, String)>,
     end: EpochMs,
+    trimmed_at: EpochMs,
+    /// Typed poll replies taken in so far, and what the detectors of server state (which decide
+    /// only at a poll) found when it was last this: they run once per poll round, not once per
+    /// probe batch.
+    polls_taken: usize,
+    server_state_found: Option<(usize, Vec<Detection>)>,
 }
 
-impl<'a> Ctx<'a> {
-    fn new(obs: &'a [Observation]) -> Self {
-        let mut c = Ctx {
-            viewers: fold_viewers(obs),
+/// Insert keeping time order; observations arrive nearly in order, so this looks at the back.
+fn insert_by_time<T>(v: &mut Vec<(EpochMs, T)>, at: EpochMs, item: T) {
+    let i = v.iter().rposition(|(t, _)| *t <= at).map_or(0, |i| i + 1);
+    v.insert(i, (at, item));
+}
+
+/// The same for the three-field records.
+fn insert3<A, B>(v: &mut Vec<(EpochMs, A, B)>, at: EpochMs, a: A, b: B) {
+    let i = v.iter().rposition(|(t, _, _)| *t <= at).map_or(0, |i| i + 1);
+    v.insert(i, (at, a, b));
+}
+
+impl Model {
+    pub fn new(t: &Thresholds) -> Self {
+        Model {
+            history_ms: Self::history_ms(t),
+            viewers: ViewerFold::new(),
             logs: Vec::new(),
+            launches: Vec::new(),
             mlw_polls: Vec::new(),
             wolf_sessions: Vec::new(),
             lobbies: Vec::new(),
@@ -213,54 +214,239 @@ impl<'a> Ctx<'a> {
             deaths: Vec::new(),
             service_polls: Vec::new(),
             restart_spans: Vec::new(),
-            end: obs.last().map(|o| o.at).unwrap_or(0.0),
-        };
-        for o in obs {
-            if let Event::Poll { service, what, data } = &o.event {
-                match (service.as_str(), what.as_str()) {
-                    (s, "unreachable") => c.service_polls.push((o.at, s, Err(data.as_str().unwrap_or("")))),
-                    (s @ ("wolf" | "moonlight-web" | "api"), _) => c.service_polls.push((o.at, s, Ok(()))),
-                    _ => {}
-                }
-            }
-            match &o.event {
-                Event::Log { service, message, .. } => c.logs.push((o.at, service.as_str(), message.as_str())),
-                Event::Died { what, detail } => c.deaths.push((o.at, what, detail.as_str())),
-                Event::Op { name, phase: OpPhase::Ok | OpPhase::Failed { .. } } if name.starts_with("restart ") => {
-                    if let Some(span) = c.restart_spans.iter_mut().rev().find(|(_, end, s)| end.is_none() && Some(*s) == name.strip_prefix("restart ")) {
-                        span.1 = Some(o.at);
-                    }
-                }
-                Event::Poll { service, what, data } => match (service.as_str(), what.as_str()) {
-                    ("moonlight-web", "sessions") => c.mlw_polls.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
-                    ("wolf", "sessions") => c.wolf_sessions.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
-                    ("wolf", "lobbies") => c.lobbies.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
-                    ("api", "session-lobbies") => c.helix_lobbies.push((o.at, serde_json::from_value(data.clone()).unwrap_or_default())),
-                    ("wolf", "memory") => c.memory.push((o.at, data.get("lobbies").cloned().and_then(|l| serde_json::from_value(l).ok()).unwrap_or_default())),
-                    _ => {}
-                },
-                Event::Tab { tab, probe: ProbeEvent::Console { text, .. } | ProbeEvent::UiText { text, .. } } => c.tab_texts.push((o.at, *tab, text.as_str())),
-                // A refused API call's answer: the real viewer logs only an error object, so the
-                // server's words (e.g. `failed to join lobby: …`) are only here.
-                Event::Tab { tab, probe: ProbeEvent::Http { status: Some(400..), body: Some(body), .. } } => c.tab_texts.push((o.at, *tab, body.as_str())),
-                Event::Op { name, phase: OpPhase::Start } => {
-                    if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).or_else(|| name.strip_prefix("reconnect tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
-                        c.teardowns.push((o.at, tab));
-                    }
-                    if let Some(service) = name.strip_prefix("restart ") {
-                        c.restarts.push(o.at);
-                        c.restart_spans.push((o.at, None, service));
-                    }
-                    if let Some(ses) = name.strip_prefix("stop agent session ") {
-                        c.stops.push((o.at, ses.trim().to_string()));
-                    }
-                }
-                _ => {}
-            }
+            malformed: Vec::new(),
+            end: 0.0,
+            trimmed_at: 0.0,
+            polls_taken: 0,
+            server_state_found: None,
         }
-        c
     }
 
+    /// How far back the detectors look: the longest of their windows (F5's `stuck_secs` by
+    /// default), plus 20 s for the grace periods that come on top (a launch stall, a ghost, F1's
+    /// 20 s between a log line and a tab's error).
+    pub fn history_ms(t: &Thresholds) -> f64 {
+        let longest = [t.ice_connect_secs, t.stuck_secs, t.mismatch_secs, t.black_secs, t.freeze_secs, t.sctp_window_secs, t.launch_stall_secs, t.ghost_secs].into_iter().fold(0.0, f64::max);
+        longest * 1000.0 + 20_000.0
+    }
+
+    /// Take in one observation.
+    pub fn ingest(&mut self, o: &Observation) {
+        self.end = self.end.max(o.at);
+        self.viewers.ingest(o);
+        match &o.event {
+            Event::Poll { service, what, data } => self.poll(o.at, service, what, data),
+            Event::Log { service, message, .. } => {
+                if message.contains("[Stream] New ") {
+                    insert3(&mut self.launches, o.at, service.clone(), message.clone());
+                }
+                insert3(&mut self.logs, o.at, service.clone(), message.clone());
+            }
+            Event::Died { what, detail } => insert3(&mut self.deaths, o.at, what.clone(), detail.clone()),
+            Event::Op { name, phase: OpPhase::Ok | OpPhase::Failed { .. } } if name.starts_with("restart ") => {
+                if let Some(span) = self.restart_spans.iter_mut().rev().find(|(_, end, s)| end.is_none() && Some(s.as_str()) == name.strip_prefix("restart ")) {
+                    span.1 = Some(o.at);
+                }
+            }
+            Event::Tab { tab, probe: ProbeEvent::Console { text, .. } | ProbeEvent::UiText { text, .. } } => insert3(&mut self.tab_texts, o.at, *tab, text.clone()),
+            // A refused API call's answer: the real viewer logs only an error object, so the
+            // server's words (e.g. `failed to join lobby: …`) are only here.
+            Event::Tab { tab, probe: ProbeEvent::Http { status: Some(400..), body: Some(body), .. } } => insert3(&mut self.tab_texts, o.at, *tab, body.clone()),
+            Event::Op { name, phase: OpPhase::Start } => {
+                if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).or_else(|| name.strip_prefix("reconnect tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
+                    self.teardowns.push((o.at, tab));
+                }
+                if let Some(service) = name.strip_prefix("restart ") {
+                    self.restarts.push(o.at);
+                    self.restart_spans.push((o.at, None, service.to_string()));
+                }
+                if let Some(ses) = name.strip_prefix("stop agent session ") {
+                    self.stops.push((o.at, ses.trim().to_string()));
+                }
+            }
+            _ => {}
+        }
+        // Let go of old evidence about once a second (the cost of trimming is the window's).
+        if self.end - self.trimmed_at >= 1000.0 {
+            self.trimmed_at = self.end;
+            self.forget_before(self.end - self.history_ms);
+        }
+    }
+
+    fn poll(&mut self, at: EpochMs, service: &str, what: &str, data: &serde_json::Value) {
+        match (service, what) {
+            (s, "unreachable") => insert3(&mut self.service_polls, at, s.to_string(), Err(data.as_str().unwrap_or("").to_string())),
+            (s @ ("wolf" | "moonlight-web" | "api"), _) => insert3(&mut self.service_polls, at, s.to_string(), Ok(())),
+            _ => {}
+        }
+        fn typed<T: serde::de::DeserializeOwned>(malformed: &mut Vec<(EpochMs, String, String)>, at: EpochMs, what: String, data: &serde_json::Value) -> Option<T> {
+            serde_json::from_value(data.clone()).map_err(|e| malformed.push((at, what, e.to_string()))).ok()
+        }
+        let name = format!("{service} {what}");
+        self.polls_taken += 1;
+        match (service, what) {
+            ("moonlight-web", "sessions") => {
+                if let Some(v) = typed(&mut self.malformed, at, name, data) {
+                    insert_by_time(&mut self.mlw_polls, at, v)
+                }
+            }
+            ("wolf", "sessions") => {
+                if let Some(v) = typed(&mut self.malformed, at, name, data) {
+                    insert_by_time(&mut self.wolf_sessions, at, v)
+                }
+            }
+            ("wolf", "lobbies") => {
+                if let Some(v) = typed(&mut self.malformed, at, name, data) {
+                    insert_by_time(&mut self.lobbies, at, v)
+                }
+            }
+            ("api", "session-lobbies") => {
+                if let Some(v) = typed(&mut self.malformed, at, name, data) {
+                    insert_by_time(&mut self.helix_lobbies, at, v)
+                }
+            }
+            ("wolf", "memory") => {
+                if let Some(v) = typed(&mut self.malformed, at, name, data.get("lobbies").unwrap_or(&serde_json::Value::Null)) {
+                    insert_by_time(&mut self.memory, at, v)
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn forget_before(&mut self, cutoff: EpochMs) {
+        self.viewers.forget_ended_before(cutoff);
+        self.logs.retain(|(t, _, _)| *t >= cutoff);
+        self.tab_texts.retain(|(t, _, _)| *t >= cutoff);
+        self.service_polls.retain(|(t, _, _)| *t >= cutoff);
+        self.malformed.retain(|(t, _, _)| *t >= cutoff);
+        self.mlw_polls.retain(|(t, _)| *t >= cutoff);
+        self.wolf_sessions.retain(|(t, _)| *t >= cutoff);
+        self.lobbies.retain(|(t, _)| *t >= cutoff);
+        self.memory.retain(|(t, _)| *t >= cutoff);
+        self.helix_lobbies.retain(|(t, _)| *t >= cutoff);
+    }
+
+    /// How many records the model holds (viewers' frames, polls, lines): bounded by the
+    /// history window on a steady run, whatever its age.
+    pub fn held(&self) -> usize {
+        self.viewers.frames_held()
+            + self.logs.len()
+            + self.tab_texts.len()
+            + self.service_polls.len()
+            + self.mlw_polls.len()
+            + self.wolf_sessions.len()
+            + self.lobbies.len()
+            + self.memory.len()
+            + self.helix_lobbies.len()
+    }
+
+    /// Server replies that did not parse into their type, most recent last: (at, what, why).
+    pub fn malformed(&self) -> &[(EpochMs, String, String)] {
+        &self.malformed
+    }
+
+    /// Every detector over what the model holds; at most one detection per fault.
+    pub fn detect(&mut self, t: &Thresholds) -> Vec<Detection> {
+        let ctx = self.ctx();
+        // F3, F5, F6, F7 and F10 decide at a poll (their times are poll times): between polls
+        // their answer stands.
+        let server_state = match &self.server_state_found {
+            Some((n, found)) if *n == self.polls_taken => found.clone(),
+            _ => [f3_join_not_counted(&ctx, t), f5_stuck_session(&ctx, t), f6_zombie_streamer(&ctx, t), f7_lobby_mismatch(&ctx, t), f10_restart_ghost(&ctx, t)].into_iter().flatten().collect(),
+        };
+        let mut found: Vec<Detection> = Vec::new();
+        for d in [
+            f1_treated_as_resume(&ctx),
+            f2_webrtc_ports_exhausted(&ctx, t),
+            f4_control_stream_timeout(&ctx),
+            f8_black_frames(&ctx, t),
+            f9_frozen_video(&ctx, t),
+            f11_sctp_corruption(&ctx, t),
+            f12_slow_launch(&ctx, t),
+            f13_already_streaming_loop(&ctx, t),
+            f14_reconnect_teardown_race(&ctx),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(server_state.iter().cloned())
+        .chain(deaths::deaths(&ctx, t))
+        {
+            found.push(d);
+        }
+        drop(ctx);
+        self.server_state_found = Some((self.polls_taken, server_state));
+        deaths::explained_by_deaths(&mut found);
+        found.sort_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom));
+        found
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            viewers: self.viewers.viewers(),
+            logs: self.logs.iter().map(|(t, s, m)| (*t, s.as_str(), m.as_str())).collect(),
+            launches: self.launches.iter().map(|(t, s, m)| (*t, s.as_str(), m.as_str())).collect(),
+            mlw_polls: &self.mlw_polls,
+            wolf_sessions: &self.wolf_sessions,
+            lobbies: &self.lobbies,
+            memory: &self.memory,
+            helix_lobbies: &self.helix_lobbies,
+            restarts: &self.restarts,
+            teardowns: &self.teardowns,
+            stops: &self.stops,
+            tab_texts: self.tab_texts.iter().map(|(t, tab, m)| (*t, *tab, m.as_str())).collect(),
+            deaths: self.deaths.iter().map(|(t, w, d)| (*t, w, d.as_str())).collect(),
+            service_polls: self.service_polls.iter().map(|(t, s, r)| (*t, s.as_str(), r.as_ref().map(|_| ()).map_err(String::as_str))).collect(),
+            restart_spans: self.restart_spans.iter().map(|(a, b, s)| (*a, *b, s.as_str())).collect(),
+            end: self.end,
+        }
+    }
+}
+
+/// The model of these observations, in time order (for tests of one detector).
+#[cfg(test)]
+fn model_of(obs: &[Observation]) -> Model {
+    let mut ordered: Vec<&Observation> = obs.iter().collect();
+    ordered.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let mut model = Model::new(&Thresholds::default());
+    for o in ordered {
+        model.ingest(o);
+    }
+    model
+}
+
+/// What detectors share, borrowed from the [`Model`] for one evaluation: the viewers, the polls
+/// and logs in order, and the driver's own teardown operations.
+struct Ctx<'a> {
+    viewers: Vec<ViewerFacts>,
+    logs: Vec<(EpochMs, &'a str, &'a str)>,
+    /// Streamer launches of the whole run (see [`Model`]).
+    launches: Vec<(EpochMs, &'a str, &'a str)>,
+    mlw_polls: &'a [(EpochMs, Vec<MlwSession>)],
+    wolf_sessions: &'a [(EpochMs, Vec<WolfSession>)],
+    lobbies: &'a [(EpochMs, Vec<WolfLobby>)],
+    memory: &'a [(EpochMs, Vec<LobbyMemory>)],
+    /// Helix's (agent session, lobby) beliefs, poll by poll.
+    helix_lobbies: &'a [(EpochMs, Vec<HelixLobby>)],
+    /// Start times of the service restarts the driver caused.
+    restarts: &'a [EpochMs],
+    /// (start time, tab) of every close, reload or Reconnect the driver started: each ends the
+    /// viewer the tab had (a Reconnect starts a new one, which is not excused).
+    teardowns: &'a [(EpochMs, TabId)],
+    /// (start time, agent session) of every stop the driver started.
+    stops: &'a [(EpochMs, String)],
+    /// What tabs said in their console or on screen.
+    tab_texts: Vec<(EpochMs, TabId, &'a str)>,
+    /// Parts that ended without the driver ending them, as their watchers reported it.
+    deaths: Vec<(EpochMs, &'a crate::timeline::Casualty, &'a str)>,
+    /// Every poll of a service: answered, or not answered at all (with the error).
+    service_polls: Vec<(EpochMs, &'a str, Result<(), &'a str>)>,
+    /// (start, end) of each restart of a service the driver did; no end while it runs.
+    restart_spans: Vec<(EpochMs, Option<EpochMs>, &'a str)>,
+    end: EpochMs,
+}
+
+impl<'a> Ctx<'a> {
     /// Whether the driver was tearing this viewer down at `at` (closing/reloading its tab,
     /// stopping its agent session, or restarting a service under it).
     fn excused(&self, v: &ViewerFacts, at: EpochMs) -> bool {

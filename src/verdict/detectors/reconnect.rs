@@ -51,7 +51,7 @@ pub(super) fn f14_reconnect_teardown_race(c: &Ctx) -> Option<Detection> {
     // (at, session, client, pid) of every streamer moonlight-web started; a pid may come back
     // in a long run, so a line belongs to the latest launch of its pid before it.
     let launches: Vec<(EpochMs, &str, &str, u32)> = c
-        .logs
+        .launches
         .iter()
         .filter_map(|(at, _, m)| launch_line(m).map(|(s, cl, p)| (*at, s, cl, p)))
         .collect();
@@ -354,17 +354,17 @@ mod tests {
         let mut obs: Vec<Observation> = reconnect(false).into_iter().filter(|o| !matches!(&o.event, Event::Log { message, .. } if message.contains("pid=100") && message.contains(CANCELLING))).collect();
         obs.push(streamer(5100.0, 100, &format!("{CANCELLING} {W}")));
         obs.sort_by(|a, b| a.at.total_cmp(&b.at));
-        assert!(f14_reconnect_teardown_race(&Ctx::new(&obs)).is_none());
+        assert!(f14_reconnect_teardown_race(&model_of(&obs).ctx()).is_none());
     }
 
     #[test]
     fn needs_the_cancel_of_another_streamer_and_a_tab_that_lost_its_stream() {
         // Only the resumer's own cancel (after its stream ended): not a race.
         let own: Vec<Observation> = reconnect(false).into_iter().filter(|o| !matches!(&o.event, Event::Log { message, .. } if message.contains("pid=100") && message.contains(CANCELLING))).collect();
-        assert!(f14_reconnect_teardown_race(&Ctx::new(&own)).is_none());
+        assert!(f14_reconnect_teardown_race(&model_of(&own).ctx()).is_none());
         // The tab kept its stream.
         let kept: Vec<Observation> = reconnect(false).into_iter().filter(|o| !matches!(&o.event, Event::Tab { probe: ProbeEvent::WsMessage { msg, .. }, .. } if msg == &json!("PeerDisconnect"))).collect();
-        assert!(f14_reconnect_teardown_race(&Ctx::new(&kept)).is_none());
+        assert!(f14_reconnect_teardown_race(&model_of(&kept).ctx()).is_none());
         // The driver was closing the tab when it lost the stream.
         let mut closing = reconnect(false);
         closing.push(Observation {
@@ -375,7 +375,7 @@ mod tests {
             },
         });
         closing.sort_by(|a, b| a.at.total_cmp(&b.at));
-        assert!(f14_reconnect_teardown_race(&Ctx::new(&closing)).is_none());
+        assert!(f14_reconnect_teardown_race(&model_of(&closing).ctx()).is_none());
     }
 
     #[test]

@@ -4,13 +4,18 @@
 
 use super::*;
 
+/// The last poll taken at or before `at` (polls are in time order).
+fn latest<T>(polls: &[(EpochMs, T)], at: EpochMs) -> Option<&(EpochMs, T)> {
+    polls[..polls.partition_point(|(t, _)| *t <= at)].last()
+}
+
 pub(super) fn f3_join_not_counted(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     for (join_at, _, m) in &c.logs {
         let Some((sid, lid)) = parse_join(m) else { continue };
         // Polls taken after the join, while Wolf still has the session.
         let mut bad = Vec::new();
         for (at, lobbies) in c.lobbies.iter().filter(|(at, _)| *at > join_at + 100.0) {
-            let alive = c.wolf_sessions.iter().rev().find(|(t, _)| t <= at).is_some_and(|(_, s)| s.iter().any(|s| s.client_id == sid));
+            let alive = latest(c.wolf_sessions, *at).is_some_and(|(_, s)| s.iter().any(|s| s.client_id == sid));
             let Some(lobby) = lobbies.iter().find(|l| l.id == lid) else { break };
             if !alive {
                 break;
@@ -21,7 +26,7 @@ pub(super) fn f3_join_not_counted(c: &Ctx, t: &Thresholds) -> Option<Detection> 
             }
             bad.push(*at);
             if bad.len() >= t.join_polls {
-                let count = c.memory.iter().rev().find(|(t, _)| t <= at).and_then(|(_, m)| m.iter().find(|l| l.lobby_id == lid)).map(|l| l.client_count);
+                let count = latest(c.memory, *at).and_then(|(_, m)| m.iter().find(|l| l.lobby_id == lid)).map(|l| l.client_count);
                 return Some(Detection {
                     fault: "F3",
                     name: "join-not-counted",
@@ -130,7 +135,7 @@ pub(super) fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let mut last_pid: BTreeMap<String, (u32, EpochMs)> = BTreeMap::new();
     // First poll without the session, and polls without it so far.
     let mut gone: BTreeMap<String, (EpochMs, usize)> = BTreeMap::new();
-    for (at, sessions) in &c.mlw_polls {
+    for (at, sessions) in c.mlw_polls {
         for s in sessions {
             if let Some(pid) = s.streamer_pid {
                 last_pid.insert(s.session_id.clone(), (pid, *at));
@@ -189,7 +194,7 @@ pub(super) fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     // The streamer pid moonlight-web last listed per client: a Wolf session whose streamer still
     // runs is F6's zombie, not a lobby mismatch.
     let mut pid_of: BTreeMap<&str, u32> = BTreeMap::new();
-    for (_, sessions) in &c.mlw_polls {
+    for (_, sessions) in c.mlw_polls {
         for s in sessions {
             if let (Some(u), Some(p)) = (s.client_unique_id.as_deref(), s.streamer_pid) {
                 pid_of.insert(u, p);
@@ -197,10 +202,10 @@ pub(super) fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
         }
     }
     let mut since: BTreeMap<String, (EpochMs, usize)> = BTreeMap::new();
-    for (at, sessions) in &c.wolf_sessions {
-        let Some((_, mlw)) = c.mlw_polls.iter().rev().find(|(t, _)| t <= at) else { continue };
+    for (at, sessions) in c.wolf_sessions {
+        let Some((_, mlw)) = latest(c.mlw_polls, *at) else { continue };
         // moonlight-web's next answer too: a session born between the two polls is not an orphan.
-        let next = c.mlw_polls.iter().find(|(t, _)| t > at).map(|(_, m)| m);
+        let next = c.mlw_polls.get(c.mlw_polls.partition_point(|(t, _)| t <= at)).map(|(_, m)| m);
         let knows = |m: &Vec<MlwSession>, s: &WolfSession| m.iter().any(|m| m.client_unique_id.as_deref() == Some(s.client_unique_id.as_str()));
         let orphans: Vec<&WolfSession> = sessions
             .iter()
@@ -241,9 +246,9 @@ pub(super) const JOIN_FAILED: &str = "failed to join lobby";
 /// (before a viewer tries) still needs `ghost_secs`.
 pub(super) fn f10_restart_ghost(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let mut since: BTreeMap<(String, String), EpochMs> = BTreeMap::new();
-    for (at, beliefs) in &c.helix_lobbies {
+    for (at, beliefs) in c.helix_lobbies {
         // Wolf's answer of the same poll round (it comes just before); none while Wolf is down.
-        let Some((_, lobbies)) = c.lobbies.iter().rev().find(|(w, _)| *w <= *at) else { continue };
+        let Some((_, lobbies)) = latest(c.lobbies, *at) else { continue };
         let ghosts: Vec<(String, String)> = beliefs
             .iter()
             .filter_map(|b| Some((b.session.clone(), b.lobby_id.clone()?)))

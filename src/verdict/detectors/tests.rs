@@ -173,7 +173,7 @@ fn f9_takes_new_frames_with_one_stamp_as_proof_but_an_unstamped_still_picture_mu
         if let Some(counter) = stamp {
             draw(&mut luma, LUMA_W, LUMA_H, Stamp { tag: 7, counter });
         }
-        FrameSample { video_width: 320, video_height: 180, presented, mean_luma: 120.0, hash: "same".into(), luma: base64::engine::general_purpose::STANDARD.encode(&luma) }
+        FrameSample { video_width: 320, video_height: 180, presented, mean_luma: 120.0, hash: "same".into(), luma: base64::engine::general_purpose::STANDARD.encode(&luma), stamp: None }
     };
     let frames = |stamped: bool| {
         let mut obs = viewer("ses_a");
