@@ -14,8 +14,8 @@ use crate::frames::stamp::{self, Stamp};
 use crate::report::digest::Digest;
 use crate::sut::monitor::HelixLobby;
 use crate::sut::moonlight_web::MlwSession;
-use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfSession};
-use crate::timeline::{Direction, EpochMs, Event, FrameSample, PcStateKind, ProbeEvent, StatsSample, Timeline, LUMA_H, LUMA_W};
+use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfMemory, WolfSession};
+use crate::timeline::{Direction, EpochMs, Event, FrameSample, PcStateKind, ProbeEvent, Reply, StatsSample, Timeline, LUMA_H, LUMA_W};
 use crate::verdict::detectors::{Model, Thresholds};
 use base64::Engine;
 use serde::Serialize;
@@ -244,8 +244,8 @@ impl Source {
         while self.next_poll <= at {
             let when = self.next_poll;
             self.next_poll += 500.0;
-            for (service, what, data) in self.polls() {
-                out.push((when, Event::Poll { service: service.into(), what: what.into(), data }));
+            for (service, reply) in self.polls() {
+                out.push((when, Event::Poll { service: service.into(), reply }));
             }
         }
         while self.next_log <= at {
@@ -259,7 +259,7 @@ impl Source {
     }
 
     /// One poll round of the servers' truth, agreeing with the tabs.
-    fn polls(&self) -> Vec<(&'static str, &'static str, serde_json::Value)> {
+    fn polls(&self) -> Vec<(&'static str, Reply)> {
         let mlw: Vec<MlwSession> = (0..self.tabs)
             .map(|tab| MlwSession { session_id: format!("agent-ses_{tab}-{}", Self::cuid(tab)), client_unique_id: Some(Self::cuid(tab)), mode: "create".into(), has_websocket: true, streamer_pid: None, streamer_alive: true })
             .collect();
@@ -272,17 +272,13 @@ impl Source {
         let memory: Vec<LobbyMemory> = (0..self.tabs).map(|tab| LobbyMemory { lobby_id: format!("lobby-{tab}"), lobby_name: format!("ses_{tab}"), client_count: 1 }).collect();
         let helix: Vec<HelixLobby> = (0..self.tabs).map(|tab| HelixLobby { session: format!("ses_{tab}"), lobby_id: Some(format!("lobby-{tab}")) }).collect();
         vec![
-            ("moonlight-web", "sessions", val(&mlw)),
-            ("wolf", "sessions", val(&wolf)),
-            ("wolf", "lobbies", val(&lobbies)),
-            ("wolf", "memory", json!({ "lobbies": val(&memory), "clients": [] })),
-            ("api", "session-lobbies", val(&helix)),
+            ("moonlight-web", Reply::MlwSessions(mlw)),
+            ("wolf", Reply::WolfSessions(wolf)),
+            ("wolf", Reply::WolfLobbies(lobbies)),
+            ("wolf", Reply::WolfMemory(WolfMemory { lobbies: memory, clients: Vec::new() })),
+            ("api", Reply::HelixLobbies(helix)),
         ]
     }
-}
-
-fn val<T: Serialize>(x: &T) -> serde_json::Value {
-    serde_json::to_value(x).unwrap_or_default()
 }
 
 #[cfg(test)]

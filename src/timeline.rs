@@ -7,6 +7,9 @@
 use serde::{Deserialize, Serialize};
 use crate::frames::stamp::Stamp;
 use crate::redact::Redactor;
+use crate::sut::monitor::HelixLobby;
+use crate::sut::moonlight_web::MlwSession;
+use crate::sut::wolf::{WolfLobby, WolfMemory, WolfSession};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,13 +47,72 @@ pub enum Event {
     WolfEvent { name: String, data: serde_json::Value },
     /// A parsed service log record.
     Log { service: String, level: String, message: String },
-    /// A poll of server truth, already redacted.
-    Poll { service: String, what: String, data: serde_json::Value },
+    /// A poll of server truth, parsed into its type where it was taken (see [`Reply`]).
+    Poll {
+        service: String,
+        #[serde(flatten)]
+        reply: Reply,
+    },
     /// A part of the system under test stopped without the driver stopping it, as seen by what
     /// watches it (the browser layer, the stand-in's process supervisor).
     Died { what: Casualty, detail: String },
     /// A detector named a documented failure.
     Detection { fault: String, name: String, tab: Option<TabId>, message: String, first_symptom: EpochMs },
+}
+
+/// A service's answer to a poll, typed once at the edge: every reader gets the type, and an
+/// answer that does not have the interface's shape is [`Reply::Malformed`] — a fact the checks
+/// report — never an empty list. Typed replies hold no secrets (the types leave Wolf's
+/// `aes_key`/`aes_iv` out).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "what", content = "data", rename_all = "kebab-case")]
+pub enum Reply {
+    WolfSessions(Vec<WolfSession>),
+    WolfLobbies(Vec<WolfLobby>),
+    WolfMemory(WolfMemory),
+    MlwSessions(Vec<MlwSession>),
+    /// Helix's (agent session, lobby) beliefs for the sessions the run watches.
+    HelixLobbies(Vec<HelixLobby>),
+    /// The service answered nothing at all (connection refused, socket gone): evidence of a death.
+    Unreachable(String),
+    /// The service answered, but not in the interface's shape.
+    Malformed(String),
+    /// Any other failed call (an HTTP error status, a timeout).
+    Failed(String),
+    /// Wolf's event stream ended (it is opened again).
+    EventsEnded,
+    /// A log follower's source ended: `{"service": …, "ended": why}`.
+    LogSourceEnded(serde_json::Value),
+}
+
+impl Reply {
+    /// A reply as JSON, typed by the poll it answers (`service`, `what`) — for readers of
+    /// recorded JSON (and tests); the monitor builds replies from its typed clients directly.
+    pub fn parse(service: &str, what: &str, data: serde_json::Value) -> Reply {
+        fn typed<T: serde::de::DeserializeOwned>(data: serde_json::Value, make: fn(T) -> Reply) -> Reply {
+            serde_json::from_value(data).map(make).unwrap_or_else(|e| Reply::Malformed(e.to_string()))
+        }
+        match (service, what) {
+            ("wolf", "sessions") => typed(data, Reply::WolfSessions),
+            ("wolf", "lobbies") => typed(data, Reply::WolfLobbies),
+            ("wolf", "memory") => typed(data, Reply::WolfMemory),
+            ("moonlight-web", "sessions") => typed(data, Reply::MlwSessions),
+            ("api", "session-lobbies") => typed(data, Reply::HelixLobbies),
+            (_, "unreachable") => Reply::Unreachable(data.as_str().unwrap_or_default().to_string()),
+            (s, w) => Reply::Malformed(format!("no poll {w} of {s}")),
+        }
+    }
+
+    /// Whether this says the service is there (`Some(true)`: it answered, if only with a
+    /// malformed reply), is not (`Some(false)`: nothing answered), or neither (an error status
+    /// or a timeout says little; the monitor's own notes say nothing).
+    pub fn answered(&self) -> Option<bool> {
+        match self {
+            Reply::Unreachable(_) => Some(false),
+            Reply::Failed(_) | Reply::EventsEnded | Reply::LogSourceEnded(_) => None,
+            _ => Some(true),
+        }
+    }
 }
 
 /// What died (see [`Event::Died`]).
@@ -326,9 +388,37 @@ fn redact_event(r: &Redactor, event: Event) -> Event {
         Event::Op { name, phase: OpPhase::Failed { error } } => Event::Op { name, phase: OpPhase::Failed { error: r.text(&error) } },
         Event::WolfEvent { name, data } => Event::WolfEvent { name, data: r.json(&data) },
         Event::Log { service, level, message } => Event::Log { service, level, message: r.text(&message) },
-        Event::Poll { service, what, data } => Event::Poll { service, what, data: r.json(&data) },
+        Event::Poll { service, reply } => Event::Poll {
+            service,
+            reply: match reply {
+                Reply::Unreachable(e) => Reply::Unreachable(r.text(&e)),
+                Reply::Malformed(e) => Reply::Malformed(r.text(&e)),
+                Reply::Failed(e) => Reply::Failed(r.text(&e)),
+                Reply::LogSourceEnded(v) => Reply::LogSourceEnded(r.json(&v)),
+                typed => typed,
+            },
+        },
         Event::Detection { fault, name, tab, message, first_symptom } => Event::Detection { fault, name, tab, message: r.text(&message), first_symptom },
         Event::Died { what, detail } => Event::Died { what, detail: r.text(&detail) },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_poll_reads_back_as_written_and_a_drifted_one_is_malformed() {
+        let sessions = serde_json::json!([{"app_id": "1", "client_id": "42", "client_ip": "127.0.0.1", "client_unique_id": "u", "aes_key": "00112233445566778899aabbccddeeff"}]);
+        let o = Observation { at: 1.0, event: Event::Poll { service: "wolf".into(), reply: Reply::parse("wolf", "sessions", sessions) } };
+        let line = serde_json::to_string(&o).unwrap();
+        assert!(line.contains(r#""source":"poll","service":"wolf","what":"wolf-sessions","data":[{"app_id":"1""#), "{line}");
+        assert!(!line.contains("aes_key"), "the type leaves the key out: {line}");
+        let back: Observation = serde_json::from_str(&line).unwrap();
+        assert!(matches!(back.event, Event::Poll { reply: Reply::WolfSessions(ref s), .. } if s[0].client_id == "42"));
+        // A shape that drifted is said to be one, not taken for "no sessions".
+        let drifted = Reply::parse("wolf", "sessions", serde_json::json!({"sessions": []}));
+        assert!(matches!(drifted, Reply::Malformed(ref e) if e.contains("expected a sequence")), "{drifted:?}");
     }
 }

@@ -13,7 +13,7 @@
 //! [`LOG_READERS`] is the one list of which detectors read which service's log; the run's
 //! warning, the report and the README are made from it.
 
-use crate::timeline::{Event, Timeline};
+use crate::timeline::{Event, Reply, Timeline};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -140,10 +140,10 @@ impl Out {
         super::monitor::push_log_line(&self.timeline, &self.service, text);
     }
 
-    /// A fact about the follower itself, on the timeline under `monitor` (a `Poll` of a
+    /// That the follower's source ended, on the timeline under `monitor` (a `Poll` of a
     /// service's name would count as that service answering).
-    fn note(&self, what: &str, data: serde_json::Value) {
-        self.timeline.push(Event::Poll { service: "monitor".into(), what: what.into(), data });
+    fn note_ended(&self, data: serde_json::Value) {
+        self.timeline.push(Event::Poll { service: "monitor".into(), reply: Reply::LogSourceEnded(data) });
     }
 }
 
@@ -294,7 +294,7 @@ async fn follow_command(argv: &[String], out: &mut Out) {
             pause = RESTART_FIRST;
         }
         tracing::warn!("{} log: `{}` {ended}; starting it again in {:.0} s", out.service, argv.join(" "), pause.as_secs_f64());
-        out.note("log-source-ended", serde_json::json!({"service": out.service, "command": argv, "ended": ended, "restart_in_ms": pause.as_millis() as u64}));
+        out.note_ended(serde_json::json!({"service": out.service, "command": argv, "ended": ended, "restart_in_ms": pause.as_millis() as u64}));
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RESTART_MAX);
     }
@@ -620,7 +620,7 @@ mod tests {
             .snapshot()
             .into_iter()
             .filter_map(|o| match o.event {
-                Event::Poll { service, what, data } if service == "monitor" && what == "log-source-ended" => Some(data),
+                Event::Poll { service, reply: Reply::LogSourceEnded(data) } if service == "monitor" => Some(data),
                 _ => None,
             })
             .collect();
@@ -638,7 +638,7 @@ mod tests {
             .snapshot()
             .into_iter()
             .filter_map(|o| match o.event {
-                Event::Poll { what, data, .. } if what == "log-source-ended" => Some(data["ended"].as_str().unwrap_or("").to_string()),
+                Event::Poll { reply: Reply::LogSourceEnded(data), .. } => Some(data["ended"].as_str().unwrap_or("").to_string()),
                 _ => None,
             })
             .collect();

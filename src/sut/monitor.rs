@@ -8,7 +8,7 @@ use super::log_source::{self, LogFeed};
 use super::moonlight_web::{MlwSession, MoonlightWebClient};
 use super::wolf::{WolfClient, WolfLobby, WolfMemory, WolfSession};
 use super::wolf_log;
-use crate::timeline::{now_ms, EpochMs, Event, Timeline};
+use crate::timeline::{now_ms, EpochMs, Event, Reply, Timeline};
 use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -105,30 +105,35 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
         let mut st = ServerState { at: now_ms(), ..Default::default() };
         let watching = watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (sessions, lobbies, memory, mlw_sessions, beliefs) = tokio::join!(wolf.get_raw("/api/v1/sessions"), wolf.lobbies(), wolf.memory(), mlw.sessions(), helix_lobbies(&helix, &watching));
-        match sessions {
-            Ok(raw) => {
-                timeline.push(Event::Poll { service: "wolf".into(), what: "sessions".into(), data: raw["sessions"].clone() });
-                st.wolf_sessions = serde_json::from_value(raw["sessions"].clone()).unwrap_or_default();
+        // Wolf's sessions come raw (the typed list leaves secrets out): parse once, here.
+        match sessions.map(|raw| Reply::parse("wolf", "sessions", raw["sessions"].clone())) {
+            Ok(Reply::WolfSessions(s)) => {
+                st.wolf_sessions = s.clone();
+                push(&timeline, "wolf", Reply::WolfSessions(s));
+            }
+            Ok(other) => {
+                st.errors.push(format!("wolf /api/v1/sessions: {}", describe(&other)));
+                push(&timeline, "wolf", other);
             }
             Err(e) => poll_failed(&timeline, &mut st, e),
         }
         match lobbies {
             Ok(l) => {
-                timeline.push(Event::Poll { service: "wolf".into(), what: "lobbies".into(), data: serde_json::to_value(&l).unwrap_or_default() });
+                push(&timeline, "wolf", Reply::WolfLobbies(l.clone()));
                 st.lobbies = l;
             }
             Err(e) => poll_failed(&timeline, &mut st, e),
         }
         match memory {
             Ok(m) => {
-                timeline.push(Event::Poll { service: "wolf".into(), what: "memory".into(), data: serde_json::to_value(&m).unwrap_or_default() });
+                push(&timeline, "wolf", Reply::WolfMemory(m.clone()));
                 st.memory = Some(m);
             }
             Err(e) => poll_failed(&timeline, &mut st, e),
         }
         match mlw_sessions {
             Ok(s) => {
-                timeline.push(Event::Poll { service: "moonlight-web".into(), what: "sessions".into(), data: serde_json::to_value(&s).unwrap_or_default() });
+                push(&timeline, "moonlight-web", Reply::MlwSessions(s.clone()));
                 st.mlw_sessions = s;
             }
             Err(e) => poll_failed(&timeline, &mut st, e),
@@ -136,7 +141,7 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
         match beliefs {
             Ok(b) => {
                 if !b.is_empty() {
-                    timeline.push(Event::Poll { service: "api".into(), what: "session-lobbies".into(), data: serde_json::to_value(&b).unwrap_or_default() });
+                    push(&timeline, "api", Reply::HelixLobbies(b.clone()));
                 }
                 st.helix_lobbies = b;
             }
@@ -151,12 +156,25 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
 /// A failed poll is a fact about the server: one that answers nothing at all is evidence of
 /// its death (D2, by service); any other error is kept as it is.
 fn poll_failed(timeline: &Timeline, st: &mut ServerState, e: crate::sut::SutError) {
-    let (service, what) = match &e {
-        crate::sut::SutError::Unreachable { service, .. } => (if *service == "helix" { "api" } else { service }, "unreachable"),
-        _ => ("monitor", "error"),
+    use crate::sut::SutError;
+    let (service, reply) = match &e {
+        SutError::Unreachable { service, .. } => (*service, Reply::Unreachable(e.to_string())),
+        SutError::Malformed { service, .. } => (*service, Reply::Malformed(e.to_string())),
+        SutError::Status { service, .. } | SutError::Refused { service, .. } | SutError::Timeout { service, .. } => (*service, Reply::Failed(e.to_string())),
     };
-    timeline.push(Event::Poll { service: service.into(), what: what.into(), data: serde_json::Value::String(e.to_string()) });
+    push(timeline, if service == "helix" { "api" } else { service }, reply);
     st.errors.push(e.to_string());
+}
+
+fn push(timeline: &Timeline, service: &str, reply: Reply) {
+    timeline.push(Event::Poll { service: service.into(), reply });
+}
+
+fn describe(r: &Reply) -> String {
+    match r {
+        Reply::Malformed(e) | Reply::Failed(e) | Reply::Unreachable(e) => e.clone(),
+        other => format!("{other:?}"),
+    }
 }
 
 async fn helix_lobbies(helix: &HelixClient, sessions: &[String]) -> Result<Vec<HelixLobby>, crate::sut::SutError> {
@@ -173,7 +191,7 @@ async fn event_loop(wolf: WolfClient, timeline: Timeline) {
                     let name = ev.name.rsplit("::").next().unwrap_or(&ev.name).to_string();
                     timeline.push(Event::WolfEvent { name, data });
                 }
-                timeline.push(Event::Poll { service: "wolf".into(), what: "events-ended".into(), data: serde_json::Value::Null });
+                push(&timeline, "wolf", Reply::EventsEnded);
             }
             Err(e) => tracing::debug!("wolf events: {e}"),
         }

@@ -15,7 +15,7 @@ use crate::browser::viewers::{ViewerFacts, ViewerFold};
 use crate::sut::monitor::HelixLobby;
 use crate::sut::moonlight_web::MlwSession;
 use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfSession};
-use crate::timeline::{EpochMs, Event, Observation, OpPhase, ProbeEvent, TabId};
+use crate::timeline::{EpochMs, Event, Observation, OpPhase, ProbeEvent, Reply, TabId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -172,7 +172,7 @@ pub struct Model {
     deaths: Vec<(EpochMs, crate::timeline::Casualty, String)>,
     service_polls: Vec<(EpochMs, String, Result<(), String>)>,
     restart_spans: Vec<(EpochMs, Option<EpochMs>, String)>,
-    /// Server replies whose shape did not parse: (at, what, why). Never taken for "none".
+    /// Server replies whose shape did not parse: (at, service, why). Never taken for "none".
     malformed: Vec<(EpochMs, String, String)>,
     end: EpochMs,
     trimmed_at: EpochMs,
@@ -235,7 +235,7 @@ impl Model {
         self.end = self.end.max(o.at);
         self.viewers.ingest(o);
         match &o.event {
-            Event::Poll { service, what, data } => self.poll(o.at, service, what, data),
+            Event::Poll { service, reply } => self.poll(o.at, service, reply),
             Event::Log { service, message, .. } => {
                 if message.contains("[Stream] New ") {
                     insert3(&mut self.launches, o.at, service.clone(), message.clone());
@@ -273,43 +273,22 @@ impl Model {
         }
     }
 
-    fn poll(&mut self, at: EpochMs, service: &str, what: &str, data: &serde_json::Value) {
-        match (service, what) {
-            (s, "unreachable") => insert3(&mut self.service_polls, at, s.to_string(), Err(data.as_str().unwrap_or("").to_string())),
-            (s @ ("wolf" | "moonlight-web" | "api"), _) => insert3(&mut self.service_polls, at, s.to_string(), Ok(())),
-            _ => {}
+    fn poll(&mut self, at: EpochMs, service: &str, reply: &Reply) {
+        if matches!(service, "wolf" | "moonlight-web" | "api") {
+            match (reply.answered(), reply) {
+                (Some(true), _) => insert3(&mut self.service_polls, at, service.to_string(), Ok(())),
+                (Some(false), Reply::Unreachable(e)) => insert3(&mut self.service_polls, at, service.to_string(), Err(e.clone())),
+                _ => {}
+            }
         }
-        fn typed<T: serde::de::DeserializeOwned>(malformed: &mut Vec<(EpochMs, String, String)>, at: EpochMs, what: String, data: &serde_json::Value) -> Option<T> {
-            serde_json::from_value(data.clone()).map_err(|e| malformed.push((at, what, e.to_string()))).ok()
-        }
-        let name = format!("{service} {what}");
         self.polls_taken += 1;
-        match (service, what) {
-            ("moonlight-web", "sessions") => {
-                if let Some(v) = typed(&mut self.malformed, at, name, data) {
-                    insert_by_time(&mut self.mlw_polls, at, v)
-                }
-            }
-            ("wolf", "sessions") => {
-                if let Some(v) = typed(&mut self.malformed, at, name, data) {
-                    insert_by_time(&mut self.wolf_sessions, at, v)
-                }
-            }
-            ("wolf", "lobbies") => {
-                if let Some(v) = typed(&mut self.malformed, at, name, data) {
-                    insert_by_time(&mut self.lobbies, at, v)
-                }
-            }
-            ("api", "session-lobbies") => {
-                if let Some(v) = typed(&mut self.malformed, at, name, data) {
-                    insert_by_time(&mut self.helix_lobbies, at, v)
-                }
-            }
-            ("wolf", "memory") => {
-                if let Some(v) = typed(&mut self.malformed, at, name, data.get("lobbies").unwrap_or(&serde_json::Value::Null)) {
-                    insert_by_time(&mut self.memory, at, v)
-                }
-            }
+        match reply {
+            Reply::MlwSessions(v) => insert_by_time(&mut self.mlw_polls, at, v.clone()),
+            Reply::WolfSessions(v) => insert_by_time(&mut self.wolf_sessions, at, v.clone()),
+            Reply::WolfLobbies(v) => insert_by_time(&mut self.lobbies, at, v.clone()),
+            Reply::HelixLobbies(v) => insert_by_time(&mut self.helix_lobbies, at, v.clone()),
+            Reply::WolfMemory(m) => insert_by_time(&mut self.memory, at, m.lobbies.clone()),
+            Reply::Malformed(why) => self.malformed.push((at, service.to_string(), why.clone())),
             _ => {}
         }
     }
@@ -341,7 +320,7 @@ impl Model {
             + self.helix_lobbies.len()
     }
 
-    /// Server replies that did not parse into their type, most recent last: (at, what, why).
+    /// Server replies that did not parse into their type, most recent last: (at, service, why).
     pub fn malformed(&self) -> &[(EpochMs, String, String)] {
         &self.malformed
     }
