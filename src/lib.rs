@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod catalog;
 pub mod config;
 pub mod correlate;
 pub mod frames;

@@ -111,31 +111,6 @@ impl Detection {
     }
 }
 
-/// The catalog: fault id, detector name, what it means.
-pub const DETECTORS: &[(&str, &str, &str)] = &[
-    ("F1", "treated-as-resume", "a new viewer was taken for a resume: Wolf logged an unregistered resume and the tab got PeerDisconnect before ConnectionComplete"),
-    ("F2", "webrtc-ports-exhausted", "a viewer's ICE never connected (the streamer could not bind WebRTC ports)"),
-    ("F3", "join-not-counted", "Wolf logged a lobby join but the lobby's client_count does not include the session"),
-    ("F4", "control-stream-timeout", "Wolf dropped a streaming viewer's control peer ([ENET] disconnected client) and the tab lost its stream"),
-    ("F5", "stuck-session", "a moonlight-web session kept has_websocket:false"),
-    ("F6", "zombie-streamer", "a streamer outlived its session, or a dead streamer stayed listed"),
-    ("F7", "lobby-mismatch", "Wolf kept a session moonlight-web no longer has"),
-    ("F8", "black-frames", "frames keep decoding but every pixel is black"),
-    ("F9", "frozen-video", "the connection is up but the picture stands still"),
-    ("F10", "restart-ghost", "Helix still believes in a lobby Wolf no longer has (lost in a restart and never recreated)"),
-    ("F11", "sctp-corruption", "moonlight-web logged `chunk too short` repeatedly"),
-    ("F12", "slow-launch", "a viewer stalled in the Moonlight Stream stage (launch against Wolf timed out)"),
-    ("F13", "already-streaming-loop", "a viewer was answered AlreadyStreaming again and again"),
-    ("F14", "reconnect-teardown-race", "a reconnected viewer's new streamer resumed the client's Wolf session and the client's previous streamer, still tearing down, cancelled it"),
-    // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
-    // They explain the catalog failures that follow them (the rule is written there).
-    ("B1", "tab-crashed", "a tab's renderer crashed (Chromium's crash event for its target)"),
-    ("B2", "browser-died", "the Chromium browser process ended (its exit status)"),
-    ("B3", "tab-unresponsive", "a tab stopped answering DevTools"),
-    ("D1", "streamer-died", "a streamer died by a signal (moonlight-web's log of its exit)"),
-    ("D2", "service-died", "a service process died, or answered nothing in consecutive polls, without the driver restarting it"),
-];
-
 /// Run every detector over the observations; at most one detection per fault, the earliest.
 pub fn detect(obs: &[Observation], t: &Thresholds) -> Vec<Detection> {
     let mut ordered: Vec<&Observation> = obs.iter().collect();
@@ -355,6 +330,9 @@ impl Model {
         }
         drop(ctx);
         self.server_state_found = Some((self.polls_taken, server_state));
+        for d in &found {
+            debug_assert!(crate::catalog::entry(d.fault).is_some_and(|e| e.names(d.name)), "{} is not in the catalog", d.label());
+        }
         deaths::explained_by_deaths(&mut found);
         found.sort_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom));
         found

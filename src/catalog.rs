@@ -1,0 +1,131 @@
+//! The failure catalog, once: every failure the driver can name, with its detector's name, how
+//! the stand-in or the harness brings it about, and what it means.
+//!
+//! Everything else that lists failures is checked against this table by the tests at the
+//! bottom: the stand-in's fault switches (`refstack::faults::KNOWN`), the detection matrix's
+//! rows (`matrix::CASES`), the names detectors give their detections, and the README's two
+//! tables. A switch without a detector or a matrix row, or a detector the README does not
+//! describe, fails the build's tests instead of drifting.
+
+/// How a failure is brought about for the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A fault switch of the stand-in (`--fault NAME[=VALUE]`).
+    Switch(&'static str),
+    /// The harness kills a process (`kill:<what>` in the matrix).
+    Kill(&'static str),
+    /// Nothing brings it about on purpose (observed on real deployments only).
+    None,
+}
+
+/// One failure of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// `F1` … `F14` (the stack's failures), `B1` … (the browser's), `D1` … (deaths).
+    pub id: &'static str,
+    /// The detector's name, e.g. `webrtc-ports-exhausted` (`D2` adds the service to it).
+    pub name: &'static str,
+    pub causes: &'static [Cause],
+    pub summary: &'static str,
+}
+
+impl Entry {
+    /// Whether a detection's name is this entry's (D2 names its service after it).
+    pub fn names(&self, name: &str) -> bool {
+        name == self.name || name.strip_prefix(self.name).is_some_and(|rest| rest.starts_with(' '))
+    }
+}
+
+use Cause::{Kill, Switch};
+
+pub const CATALOG: &[Entry] = &[
+    Entry { id: "F1", name: "treated-as-resume", causes: &[Switch("cert-subject-collision")], summary: "a new viewer was taken for a resume: Wolf logged an unregistered resume and the tab got PeerDisconnect before ConnectionComplete" },
+    Entry { id: "F2", name: "webrtc-ports-exhausted", causes: &[Switch("webrtc-port-range")], summary: "a viewer's ICE never connected (the streamer could not bind WebRTC ports)" },
+    Entry { id: "F3", name: "join-not-counted", causes: &[Switch("join-not-counted")], summary: "Wolf logged a lobby join but the lobby's client_count does not include the session" },
+    Entry { id: "F4", name: "control-stream-timeout", causes: &[Switch("control-idle-timeout")], summary: "Wolf dropped a streaming viewer's control peer ([ENET] disconnected client) and the tab lost its stream" },
+    Entry { id: "F5", name: "stuck-session", causes: &[Switch("stuck-session")], summary: "a moonlight-web session kept has_websocket:false" },
+    Entry { id: "F6", name: "zombie-streamer", causes: &[Switch("zombie-streamer")], summary: "a streamer outlived its session, or a dead streamer stayed listed" },
+    Entry { id: "F7", name: "lobby-mismatch", causes: &[Switch("orphan-wolf-session")], summary: "Wolf kept a session moonlight-web no longer has" },
+    Entry { id: "F8", name: "black-frames", causes: &[Switch("black-after")], summary: "frames keep decoding but every pixel is black" },
+    Entry { id: "F9", name: "frozen-video", causes: &[Switch("freeze-after")], summary: "the connection is up but the picture stands still" },
+    Entry { id: "F10", name: "restart-ghost", causes: &[Switch("no-lobby-recreate")], summary: "Helix still believes in a lobby Wolf no longer has (lost in a restart and never recreated)" },
+    Entry { id: "F11", name: "sctp-corruption", causes: &[Switch("sctp-errors")], summary: "moonlight-web logged `chunk too short` repeatedly" },
+    Entry { id: "F12", name: "slow-launch", causes: &[Switch("slow-tls")], summary: "a viewer stalled in the Moonlight Stream stage (launch against Wolf timed out)" },
+    Entry { id: "F13", name: "already-streaming-loop", causes: &[Switch("session-id-reuse")], summary: "a viewer was answered AlreadyStreaming again and again" },
+    Entry { id: "F14", name: "reconnect-teardown-race", causes: &[Switch("reconnect-teardown-race")], summary: "a reconnected viewer's new streamer resumed the client's Wolf session and the client's previous streamer, still tearing down, cancelled it" },
+    // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
+    // They explain the catalog failures that follow them (the rule is written there).
+    Entry { id: "B1", name: "tab-crashed", causes: &[Kill("renderer")], summary: "a tab's renderer crashed (Chromium's crash event for its target)" },
+    Entry { id: "B2", name: "browser-died", causes: &[Kill("browser")], summary: "the Chromium browser process ended (its exit status)" },
+    Entry { id: "B3", name: "tab-unresponsive", causes: &[], summary: "a tab stopped answering DevTools" },
+    Entry { id: "D1", name: "streamer-died", causes: &[Kill("streamer")], summary: "a streamer died by a signal (moonlight-web's log of its exit)" },
+    Entry { id: "D2", name: "service-died", causes: &[Kill("wolf"), Kill("moonlight-web"), Kill("api")], summary: "a service process died, or answered nothing in consecutive polls, without the driver restarting it" },
+];
+
+/// The entry of a catalog id.
+pub fn entry(id: &str) -> Option<&'static Entry> {
+    CATALOG.iter().find(|e| e.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn switches() -> Vec<&'static str> {
+        CATALOG.iter().flat_map(|e| e.causes).filter_map(|c| if let Switch(s) = c { Some(*s) } else { None }).collect()
+    }
+
+    #[test]
+    fn every_switch_of_the_stand_in_has_one_entry_and_every_entry_switch_exists() {
+        let known: Vec<&str> = crate::refstack::faults::KNOWN.iter().map(|(n, _)| *n).collect();
+        for s in &known {
+            assert_eq!(switches().iter().filter(|x| *x == s).count(), 1, "switch {s} has no (or more than one) catalog entry");
+        }
+        for s in switches() {
+            assert!(known.contains(&s), "the catalog names switch {s}, which the stand-in does not have");
+        }
+        let ids: Vec<&str> = CATALOG.iter().map(|e| e.id).collect();
+        let mut unique = ids.clone();
+        unique.dedup();
+        assert_eq!(ids, unique, "an id twice");
+    }
+
+    #[test]
+    fn every_cause_has_a_matrix_row_and_every_row_a_catalog_entry() {
+        use crate::matrix::CASES;
+        for e in CATALOG {
+            for c in e.causes {
+                let found = CASES.iter().any(|case| {
+                    case.fault == e.id
+                        && match (c, case.switch) {
+                            (Switch(s), Some(sw)) => sw == *s || sw.starts_with(&format!("{s}=")),
+                            (Kill(k), Some(sw)) => sw == format!("kill:{k}"),
+                            _ => false,
+                        }
+                });
+                assert!(found, "{} ({c:?}) has no row in the detection matrix", e.id);
+            }
+        }
+        for case in CASES {
+            assert!(case.fault == "clean" || entry(case.fault).is_some(), "matrix row {} is not in the catalog", case.fault);
+        }
+    }
+
+    #[test]
+    fn the_readme_describes_every_detector_and_every_switch() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        for e in CATALOG {
+            let name = if e.id == "D2" { "service-died <name>".to_string() } else { e.name.to_string() };
+            let row = format!("| {} | `{name}` |", e.id);
+            assert!(readme.contains(&row), "README's detector table lacks {row}");
+        }
+        for s in switches() {
+            assert!(readme.lines().any(|l| l.starts_with(&format!("| `{s}")) && l.contains(" (F")), "README's switch table lacks {s}");
+        }
+        for case in crate::matrix::CASES {
+            let switch = case.switch.map(|s| format!("`{s}`")).unwrap_or_else(|| "(none)".into());
+            let row = format!("| {} | {switch} | {} |", case.fault, case.scenario);
+            assert!(readme.contains(&row), "README's matrix table lacks {row}");
+        }
+    }
+}
