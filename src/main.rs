@@ -386,7 +386,9 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
     let thresholds = match &args.thresholds {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading thresholds {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("thresholds file {} is not valid", p.display()))?
+            let t: helix_e2e::verdict::detectors::Thresholds = toml::from_str(&text).with_context(|| format!("thresholds file {} is not valid", p.display()))?;
+            t.check().map_err(|e| anyhow::anyhow!("thresholds file {}: {e}", p.display()))?;
+            t
         }
         None => Default::default(),
     };

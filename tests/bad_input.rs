@@ -79,6 +79,12 @@ fn input_refused_at_the_edge_leaves_no_artifact_directory() {
     let out = helix_e2e(&["run", "second-connection", "--target", target.to_str().unwrap()], &[("HELIX_E2E_EMAIL", "a@b"), ("MOONLIGHT_CREDENTIALS", "x")], &arts);
     assert_one_clear_line(&out, "names environment variable HELIX_E2E_PASSWORD for the Helix login password, but it is not set");
 
+    // A frame rule longer than the frames a viewer keeps could never fire.
+    let thresholds = dir.join("thresholds.toml");
+    std::fs::write(&thresholds, "freeze_secs = 60.0\n").unwrap();
+    let out = helix_e2e(&["run", "second-connection", "--thresholds", thresholds.to_str().unwrap()], &[], &arts);
+    assert_one_clear_line(&out, "freeze_secs = 60 is outside (0, 10] s");
+
     assert!(run_dirs(&arts).is_empty(), "refused input left {:?}", run_dirs(&arts));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -88,6 +88,20 @@ impl Default for Thresholds {
     }
 }
 
+impl Thresholds {
+    /// Refuse thresholds the model cannot judge: a frame rule that needs more frames than a
+    /// viewer keeps ([`crate::browser::viewers::FRAME_MEMORY_MS`]) would never fire.
+    pub fn check(&self) -> Result<(), String> {
+        let keep = crate::browser::viewers::FRAME_MEMORY_MS / 1000.0;
+        for (name, v) in [("black_secs", self.black_secs), ("freeze_secs", self.freeze_secs)] {
+            if !(v > 0.0 && v <= keep / 2.0) {
+                return Err(format!("{name} = {v} is outside (0, {}] s: viewers keep {keep} s of frames", keep / 2.0));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Detection {
     /// `F1` … `F13`.
