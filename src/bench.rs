@@ -20,7 +20,7 @@ use crate::verdict::detectors::{Model, Thresholds};
 use base64::Engine;
 use serde::Serialize;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a bench run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -28,7 +28,8 @@ pub struct ModelBench {
     pub tabs: usize,
     pub minutes: u64,
     pub observations: usize,
-    /// Mean cost per observation (µs of this thread) over the first and the last window.
+    /// Mean cost per observation (µs of this thread's CPU time) over the first and the last
+    /// window.
     pub early_us_per_obs: f64,
     pub late_us_per_obs: f64,
     /// `late / early`.
@@ -68,7 +69,7 @@ pub fn model(tabs: usize, minutes: u64) -> ModelBench {
     let mut next_detect = start;
     let mut next_progress = start;
     while at < end {
-        let began = Instant::now();
+        let began = thread_cpu();
         let mut n = 0;
         for (when, event) in source.events_until(at) {
             timeline.push_at(when, event);
@@ -96,7 +97,7 @@ pub fn model(tabs: usize, minutes: u64) -> ModelBench {
             }
             std::hint::black_box(crate::report::progress::status_line(&digest, start, at));
         }
-        let spent = began.elapsed();
+        let spent = thread_cpu().saturating_sub(began);
         if at < start + window {
             early.add(spent, n);
             early_held = model.held();
@@ -138,6 +139,16 @@ impl Cost {
     fn per_obs_us(&self) -> f64 {
         self.spent.as_secs_f64() * 1e6 / self.observations.max(1) as f64
     }
+}
+
+/// CPU time this thread has used: what the readers cost, whatever else the machine runs.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for the call to write.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// VmHWM of this process, MB (0 where /proc does not say).

@@ -226,11 +226,22 @@ pub struct FrameSample {
     /// Base64 of `LUMA_W x LUMA_H` luma bytes, row-major. Read once, when the sample enters the
     /// timeline (into `stamp`), written to `timeline.jsonl`, and not kept in memory: at 5 samples
     /// a second per video it would be most of a long run's memory.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty", serialize_with = "finished_json_string")]
     pub luma: String,
     /// The reference stack's picture stamp, decoded from `luma` on the way in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stamp: Option<Stamp>,
+}
+
+/// Base64 needs no escaping: it goes out as a finished JSON string. (serde_json's escape scan,
+/// generic over the writer and so compiled at this crate's level — unoptimised in the debug
+/// build the README runs — was a quarter of what reading a run cost, 3 KB per sample.)
+fn finished_json_string<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    let plain = !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+    match plain.then(|| serde_json::value::RawValue::from_string(format!("\"{text}\""))) {
+        Some(Ok(raw)) => raw.serialize(s),
+        _ => s.serialize_str(text),
+    }
 }
 
 impl FrameSample {

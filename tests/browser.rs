@@ -509,7 +509,7 @@ async fn probe_sees_two_viewers_in_one_page() {
         assert!(!v.closed());
     }
     // The two pages draw different colours; each viewer's frames show its own.
-    let lumas: Vec<f64> = viewers.iter().map(|v| v.frames.last().unwrap().sample.mean_luma).collect();
+    let lumas: Vec<f64> = viewers.iter().map(|v| v.frames.last().unwrap().mean_luma).collect();
     assert!((lumas[0] - lumas[1]).abs() > 10.0, "viewers' frames must come from their own videos: {lumas:?}");
 
     browser.click_text(tab, "Reconnect").await.expect("click by title");

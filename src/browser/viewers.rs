@@ -45,13 +45,29 @@ pub struct TimedStats {
     pub stats: StatsSample,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One frame sample of a viewer's video, as the frame rules read it (small and `Copy`: a
+/// viewer's recent frames are copied for every evaluation).
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct TimedFrame {
     pub at: EpochMs,
     pub video: u32,
-    pub sample: FrameSample,
+    pub video_width: u32,
+    /// Presented frames so far.
+    pub presented: u64,
+    pub mean_luma: f64,
+    /// The probe's picture hash, hashed again to a number (equal pictures, equal numbers).
+    pub hash: u64,
     /// The reference stack's picture stamp, when the frame carries one.
     pub stamp: Option<Stamp>,
+}
+
+impl TimedFrame {
+    pub fn of(at: EpochMs, video: u32, sample: &FrameSample) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        sample.hash.hash(&mut h);
+        TimedFrame { at, video, video_width: sample.video_width, presented: sample.presented, mean_luma: sample.mean_luma, hash: h.finish(), stamp: sample.stamp.or_else(|| sample.decode_stamp()) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -302,7 +318,7 @@ impl Page {
             }
             ProbeEvent::Frame { video, sample } => {
                 let frames = self.frames.entry(*video).or_default();
-                frames.push_back(TimedFrame { at, video: *video, sample: sample.clone(), stamp: sample.stamp.or_else(|| sample.decode_stamp()) });
+                frames.push_back(TimedFrame::of(at, *video, sample));
                 while frames.front().is_some_and(|f| f.at < at - FRAME_MEMORY_MS) {
                     frames.pop_front();
                 }
@@ -334,7 +350,7 @@ impl Page {
                     v.first_connected_at = f.first_connected_at;
                     v.last_stats = f.last_stats.clone();
                 }
-                v.frames = videos.iter().filter_map(|video| self.frames.get(video)).flatten().cloned().collect();
+                v.frames = videos.iter().filter_map(|video| self.frames.get(video)).flatten().copied().collect();
                 if videos.len() > 1 {
                     v.frames.sort_by(|a, b| a.at.total_cmp(&b.at));
                 }
@@ -419,7 +435,7 @@ mod tests {
         assert_eq!(a.stages.len(), 1);
         assert_eq!(a.stages[0].phase, StagePhase::Starting);
         assert_eq!(a.frames.len(), 1, "only its own video's frames");
-        assert_eq!(a.frames[0].sample.mean_luma, 80.0);
+        assert_eq!(a.frames[0].mean_luma, 80.0);
         assert!(a.errors.is_empty());
         assert!(!a.closed());
         let b = &vs[1];

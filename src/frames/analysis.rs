@@ -48,14 +48,14 @@ pub fn summarize(frames: &[TimedFrame], from: EpochMs, to: EpochMs) -> PixelSumm
     if window.is_empty() {
         return sum;
     }
-    let live: Vec<&TimedFrame> = window.iter().copied().filter(|f| f.sample.video_width > 0).collect();
+    let live: Vec<&TimedFrame> = window.iter().copied().filter(|f| f.video_width > 0).collect();
     sum.with_video = live.len();
     if live.is_empty() {
         return sum;
     }
-    sum.mean_luma = live.iter().map(|f| f.sample.mean_luma).sum::<f64>() / live.len() as f64;
-    sum.black = live.iter().all(|f| f.sample.mean_luma < BLACK_LUMA);
-    let mut hashes: Vec<&str> = live.iter().map(|f| f.sample.hash.as_str()).collect();
+    sum.mean_luma = live.iter().map(|f| f.mean_luma).sum::<f64>() / live.len() as f64;
+    sum.black = live.iter().all(|f| f.mean_luma < BLACK_LUMA);
+    let mut hashes: Vec<u64> = live.iter().map(|f| f.hash).collect();
     hashes.sort();
     hashes.dedup();
     sum.distinct_hashes = hashes.len();
@@ -74,7 +74,7 @@ pub fn summarize(frames: &[TimedFrame], from: EpochMs, to: EpochMs) -> PixelSumm
     if let (Some(first), Some(last)) = (live.first(), live.last()) {
         let dt = (last.at - first.at) / 1000.0;
         if dt > 0.0 {
-            sum.presented_fps = last.sample.presented.saturating_sub(first.sample.presented) as f64 / dt;
+            sum.presented_fps = last.presented.saturating_sub(first.presented) as f64 / dt;
         }
     }
     sum

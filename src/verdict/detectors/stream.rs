@@ -52,18 +52,18 @@ pub(super) fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
         .iter()
         .filter_map(|v| {
             let mut start: Option<EpochMs> = None;
-            for f in v.frames.iter().filter(|f| f.sample.video_width > 0) {
-                if f.sample.mean_luma < crate::frames::analysis::BLACK_LUMA {
+            for f in v.frames.iter().filter(|f| f.video_width > 0) {
+                if f.mean_luma < crate::frames::analysis::BLACK_LUMA {
                     let s = *start.get_or_insert(f.at);
                     let needed = if pool_error.is_some_and(|p| p <= f.at) { BLACK_WITH_POOL_ERROR_MS.min(t.black_secs * 1000.0) } else { t.black_secs * 1000.0 };
                     if f.at - s >= needed && !c.excused(v, f.at) {
-                        let decoding = v.last_stats.as_ref().and_then(|s| s.stats.frames_decoded).map(|n| format!("{n} frames decoded")).unwrap_or_else(|| format!("{} frames presented", f.sample.presented));
+                        let decoding = v.last_stats.as_ref().and_then(|s| s.stats.frames_decoded).map(|n| format!("{n} frames decoded")).unwrap_or_else(|| format!("{} frames presented", f.presented));
                         let pool = c.first_log("Failed to acquire buffer from pool", 0.0).map(|(_, l)| format!("; Wolf logged \"{l}\"")).unwrap_or_default();
                         return Some(Detection {
                             fault: "F8",
                             name: "black-frames",
                             tab: Some(v.tab),
-                            message: format!("{} shows black frames (mean luma {:.0}) for {:.1} s while decoding ({decoding}){pool}", who(v), f.sample.mean_luma, secs(f.at - s)),
+                            message: format!("{} shows black frames (mean luma {:.0}) for {:.1} s while decoding ({decoding}){pool}", who(v), f.mean_luma, secs(f.at - s)),
                             first_symptom: s,
                             decided_at: f.at,
                         });
@@ -89,21 +89,21 @@ pub(super) fn f9_frozen_video(c: &Ctx, t: &Thresholds) -> Option<Detection> {
         .filter_map(|v| {
             let connected = v.first_connected_at?;
             // (first sample, its key, frames presented by then)
-            let mut run: Option<(EpochMs, String, u64)> = None;
-            for f in v.frames.iter().filter(|f| f.at > connected && f.sample.video_width > 0 && f.sample.mean_luma >= crate::frames::analysis::BLACK_LUMA) {
+            let mut run: Option<(EpochMs, (u64, u64), u64)> = None;
+            for f in v.frames.iter().filter(|f| f.at > connected && f.video_width > 0 && f.mean_luma >= crate::frames::analysis::BLACK_LUMA) {
                 // With stamps the counter must move; without, the picture hash.
-                let key = f.stamp.map(|s| format!("{}:{}", s.tag, s.counter)).unwrap_or_else(|| f.sample.hash.clone());
+                let key = f.stamp.map_or((0, f.hash), |s| (1 + u64::from(s.tag), u64::from(s.counter)));
                 let (s, p0) = match &run {
                     Some((s, k, p0)) if *k == key => (*s, *p0),
                     _ => {
-                        run = Some((f.at, key, f.sample.presented));
-                        (f.at, f.sample.presented)
+                        run = Some((f.at, key, f.presented));
+                        (f.at, f.presented)
                     }
                 };
                 // A stamp's counter moves with every source frame: new frames presented with the
                 // same stamp prove the source froze, long before a duration would. (A picture
                 // without a stamp may be still on purpose, so it needs the duration.)
-                let new_frames = f.sample.presented.saturating_sub(p0);
+                let new_frames = f.presented.saturating_sub(p0);
                 let proven = f.stamp.is_some() && new_frames >= t.freeze_frames.max(1);
                 if (proven || f.at - s >= t.freeze_secs * 1000.0) && v.closed_at.is_none_or(|x| x > f.at) && !c.excused(v, f.at) {
                     return Some(Detection {
