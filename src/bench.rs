@@ -172,11 +172,12 @@ struct Source {
     bytes: u64,
     /// A stamped luma grid per tab, base64; only the counter changes, so one is drawn per frame.
     luma: Vec<Vec<u8>>,
+    replies: crate::sut::monitor::Replies,
 }
 
 impl Source {
     fn new(tabs: usize) -> Self {
-        Source { tabs, next_frame: 0.0, next_stats: 0.0, next_poll: 0.0, next_log: 0.0, started: false, frame: 0, bytes: 0, luma: vec![vec![128u8; LUMA_W * LUMA_H]; tabs] }
+        Source { tabs, next_frame: 0.0, next_stats: 0.0, next_poll: 0.0, next_log: 0.0, started: false, frame: 0, bytes: 0, luma: vec![vec![128u8; LUMA_W * LUMA_H]; tabs], replies: Default::default() }
     }
 
     fn cuid(tab: usize) -> String {
@@ -256,6 +257,7 @@ impl Source {
             let when = self.next_poll;
             self.next_poll += 500.0;
             for (service, reply) in self.polls() {
+                let reply = self.replies.share(service, reply);
                 out.push((when, Event::Poll { service: service.into(), reply }));
             }
         }

@@ -47,11 +47,13 @@ pub enum Event {
     WolfEvent { name: String, data: serde_json::Value },
     /// A parsed service log record.
     Log { service: String, level: String, message: String },
-    /// A poll of server truth, parsed into its type where it was taken (see [`Reply`]).
+    /// A poll of server truth, parsed into its type where it was taken (see [`Reply`]). Shared:
+    /// a reply equal to the service's previous one is the same allocation (a steady stack
+    /// answers the same every 500 ms, and a long run would otherwise hold each copy).
     Poll {
         service: String,
         #[serde(flatten)]
-        reply: Reply,
+        reply: Arc<Reply>,
     },
     /// A part of the system under test stopped without the driver stopping it, as seen by what
     /// watches it (the browser layer, the stand-in's process supervisor).
@@ -64,7 +66,7 @@ pub enum Event {
 /// answer that does not have the interface's shape is [`Reply::Malformed`] — a fact the checks
 /// report — never an empty list. Typed replies hold no secrets (the types leave Wolf's
 /// `aes_key`/`aes_iv` out).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "what", content = "data", rename_all = "kebab-case")]
 pub enum Reply {
     WolfSessions(Vec<WolfSession>),
@@ -269,10 +271,36 @@ pub const LUMA_H: usize = 36;
 /// every observation is also written to a file as it arrives, whole (frame luma included).
 #[derive(Clone)]
 pub struct Timeline {
-    inner: Arc<Mutex<Vec<Observation>>>,
+    inner: Arc<Mutex<Log>>,
     redactor: Arc<Mutex<Redactor>>,
     sink: Arc<Mutex<Option<Sink>>>,
     appended: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// The observations in arrival order, in fixed-size chunks: growing never copies what is there
+/// (one vector doubling would, for a moment, hold a long run twice).
+#[derive(Default)]
+struct Log {
+    chunks: Vec<Vec<Observation>>,
+    len: usize,
+}
+
+const CHUNK: usize = 4096;
+
+impl Log {
+    fn push(&mut self, o: Observation) {
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(c) = self.chunks.last_mut() {
+            c.push(o);
+        }
+        self.len += 1;
+    }
+
+    fn from(&self, cursor: usize) -> impl Iterator<Item = &Observation> {
+        self.chunks.iter().skip(cursor / CHUNK).flatten().skip(cursor % CHUNK)
+    }
 }
 
 /// Where [`Timeline::stream_to`] writes: a temporary file renamed to its name when finished,
@@ -343,9 +371,9 @@ impl Timeline {
             sample.luma = String::new();
         }
         let n = {
-            let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            v.push(obs);
-            v.len()
+            let mut log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            log.push(obs);
+            log.len
         };
         self.appended.send_replace(n);
     }
@@ -353,15 +381,15 @@ impl Timeline {
     /// A copy of everything observed so far, ordered by time. For the end of a run and for
     /// tests; anything that runs while the run does reads with [`Timeline::read_from`].
     pub fn snapshot(&self) -> Vec<Observation> {
-        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut v: Vec<Observation> = self.inner.lock().unwrap_or_else(|e| e.into_inner()).from(0).cloned().collect();
         v.sort_by(|a, b| a.at.total_cmp(&b.at));
         v
     }
 
     /// What was appended since `cursor` (in the order it arrived), and the new cursor.
     pub fn read_from(&self, cursor: usize) -> (Vec<Observation>, usize) {
-        let v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        (v.get(cursor..).map(<[Observation]>::to_vec).unwrap_or_default(), v.len())
+        let log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (log.from(cursor).cloned().collect(), log.len)
     }
 
     /// Resolves whenever something is appended (the count of observations rides along).
@@ -370,7 +398,7 @@ impl Timeline {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -401,12 +429,12 @@ fn redact_event(r: &Redactor, event: Event) -> Event {
         Event::Log { service, level, message } => Event::Log { service, level, message: r.text(&message) },
         Event::Poll { service, reply } => Event::Poll {
             service,
-            reply: match reply {
-                Reply::Unreachable(e) => Reply::Unreachable(r.text(&e)),
-                Reply::Malformed(e) => Reply::Malformed(r.text(&e)),
-                Reply::Failed(e) => Reply::Failed(r.text(&e)),
-                Reply::LogSourceEnded(v) => Reply::LogSourceEnded(r.json(&v)),
-                typed => typed,
+            reply: match &*reply {
+                Reply::Unreachable(e) => Arc::new(Reply::Unreachable(r.text(e))),
+                Reply::Malformed(e) => Arc::new(Reply::Malformed(r.text(e))),
+                Reply::Failed(e) => Arc::new(Reply::Failed(r.text(e))),
+                Reply::LogSourceEnded(v) => Arc::new(Reply::LogSourceEnded(r.json(v))),
+                _ => reply,
             },
         },
         Event::Detection { fault, name, tab, message, first_symptom } => Event::Detection { fault, name, tab, message: r.text(&message), first_symptom },
@@ -422,12 +450,12 @@ mod tests {
     #[test]
     fn a_typed_poll_reads_back_as_written_and_a_drifted_one_is_malformed() {
         let sessions = serde_json::json!([{"app_id": "1", "client_id": "42", "client_ip": "127.0.0.1", "client_unique_id": "u", "aes_key": "00112233445566778899aabbccddeeff"}]);
-        let o = Observation { at: 1.0, event: Event::Poll { service: "wolf".into(), reply: Reply::parse("wolf", "sessions", sessions) } };
+        let o = Observation { at: 1.0, event: Event::Poll { service: "wolf".into(), reply: Arc::new(Reply::parse("wolf", "sessions", sessions)) } };
         let line = serde_json::to_string(&o).unwrap();
         assert!(line.contains(r#""source":"poll","service":"wolf","what":"wolf-sessions","data":[{"app_id":"1""#), "{line}");
         assert!(!line.contains("aes_key"), "the type leaves the key out: {line}");
         let back: Observation = serde_json::from_str(&line).unwrap();
-        assert!(matches!(back.event, Event::Poll { reply: Reply::WolfSessions(ref s), .. } if s[0].client_id == "42"));
+        assert!(matches!(back.event, Event::Poll { ref reply, .. } if matches!(&**reply, Reply::WolfSessions(s) if s[0].client_id == "42")));
         // A shape that drifted is said to be one, not taken for "no sessions".
         let drifted = Reply::parse("wolf", "sessions", serde_json::json!({"sessions": []}));
         assert!(matches!(drifted, Reply::Malformed(ref e) if e.contains("expected a sequence")), "{drifted:?}");

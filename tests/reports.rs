@@ -43,7 +43,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
     tl.push_at(at(0.0), Event::Op { name: "create agent session".into(), phase: OpPhase::Start });
     tl.push_at(at(0.1), Event::Op { name: "create agent session".into(), phase: OpPhase::Ok });
     tl.push_at(at(0.2), Event::WolfEvent { name: "StreamSession".into(), data: json!({"client_id": "4242", "aes_key": AES_KEY, "aes_iv": AES_IV, "rtp_secret": KNOWN_TOKEN}) });
-    tl.push_at(at(0.3), Event::Poll { service: "moonlight-web".into(), reply: helix_e2e::timeline::Reply::Failed(format!("moonlight-web answered 401 to credentials {MLW_CREDENTIALS}")) });
+    tl.push_at(at(0.3), Event::Poll { service: "moonlight-web".into(), reply: std::sync::Arc::new(helix_e2e::timeline::Reply::Failed(format!("moonlight-web answered 401 to credentials {MLW_CREDENTIALS}"))) });
     tl.push_at(at(0.35), Event::Log { service: "moonlight-web".into(), level: "INFO".into(), message: "session m-0 created".into() });
     tl.push_at(at(0.4), Event::Log { service: "wolf".into(), level: "WARN".into(), message: format!("token={KNOWN_TOKEN} rejected <script>") });
     for tab in [0usize, 1] {

@@ -143,7 +143,7 @@ impl Out {
     /// That the follower's source ended, on the timeline under `monitor` (a `Poll` of a
     /// service's name would count as that service answering).
     fn note_ended(&self, data: serde_json::Value) {
-        self.timeline.push(Event::Poll { service: "monitor".into(), reply: Reply::LogSourceEnded(data) });
+        self.timeline.push(Event::Poll { service: "monitor".into(), reply: std::sync::Arc::new(Reply::LogSourceEnded(data)) });
     }
 }
 
@@ -620,7 +620,10 @@ mod tests {
             .snapshot()
             .into_iter()
             .filter_map(|o| match o.event {
-                Event::Poll { service, reply: Reply::LogSourceEnded(data) } if service == "monitor" => Some(data),
+                Event::Poll { service, reply } if service == "monitor" => match &*reply {
+                    Reply::LogSourceEnded(data) => Some(data.clone()),
+                    _ => None,
+                },
                 _ => None,
             })
             .collect();
@@ -638,7 +641,10 @@ mod tests {
             .snapshot()
             .into_iter()
             .filter_map(|o| match o.event {
-                Event::Poll { reply: Reply::LogSourceEnded(data), .. } => Some(data["ended"].as_str().unwrap_or("").to_string()),
+                Event::Poll { reply, .. } => match &*reply {
+                    Reply::LogSourceEnded(data) => Some(data["ended"].as_str().unwrap_or("").to_string()),
+                    _ => None,
+                },
                 _ => None,
             })
             .collect();

@@ -9,6 +9,7 @@ use super::moonlight_web::{MlwSession, MoonlightWebClient};
 use super::wolf::{WolfClient, WolfLobby, WolfMemory, WolfSession};
 use super::wolf_log;
 use crate::timeline::{now_ms, EpochMs, Event, Reply, Timeline};
+use std::sync::Arc;
 use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -100,6 +101,8 @@ impl Monitor {
 async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): (HelixClient, Watched), timeline: Timeline, tx: watch::Sender<ServerState>) {
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut replies = Replies::default();
+    let r = &mut replies;
     loop {
         tick.tick().await;
         let mut st = ServerState { at: now_ms(), ..Default::default() };
@@ -109,43 +112,43 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
         match sessions.map(|raw| Reply::parse("wolf", "sessions", raw["sessions"].clone())) {
             Ok(Reply::WolfSessions(s)) => {
                 st.wolf_sessions = s.clone();
-                push(&timeline, "wolf", Reply::WolfSessions(s));
+                push(&timeline, r, "wolf", Reply::WolfSessions(s));
             }
             Ok(other) => {
                 st.errors.push(format!("wolf /api/v1/sessions: {}", describe(&other)));
-                push(&timeline, "wolf", other);
+                push(&timeline, r, "wolf", other);
             }
-            Err(e) => poll_failed(&timeline, &mut st, e),
+            Err(e) => poll_failed(&timeline, r, &mut st, e),
         }
         match lobbies {
             Ok(l) => {
-                push(&timeline, "wolf", Reply::WolfLobbies(l.clone()));
+                push(&timeline, r, "wolf", Reply::WolfLobbies(l.clone()));
                 st.lobbies = l;
             }
-            Err(e) => poll_failed(&timeline, &mut st, e),
+            Err(e) => poll_failed(&timeline, r, &mut st, e),
         }
         match memory {
             Ok(m) => {
-                push(&timeline, "wolf", Reply::WolfMemory(m.clone()));
+                push(&timeline, r, "wolf", Reply::WolfMemory(m.clone()));
                 st.memory = Some(m);
             }
-            Err(e) => poll_failed(&timeline, &mut st, e),
+            Err(e) => poll_failed(&timeline, r, &mut st, e),
         }
         match mlw_sessions {
             Ok(s) => {
-                push(&timeline, "moonlight-web", Reply::MlwSessions(s.clone()));
+                push(&timeline, r, "moonlight-web", Reply::MlwSessions(s.clone()));
                 st.mlw_sessions = s;
             }
-            Err(e) => poll_failed(&timeline, &mut st, e),
+            Err(e) => poll_failed(&timeline, r, &mut st, e),
         }
         match beliefs {
             Ok(b) => {
                 if !b.is_empty() {
-                    push(&timeline, "api", Reply::HelixLobbies(b.clone()));
+                    push(&timeline, r, "api", Reply::HelixLobbies(b.clone()));
                 }
                 st.helix_lobbies = b;
             }
-            Err(e) => poll_failed(&timeline, &mut st, e),
+            Err(e) => poll_failed(&timeline, r, &mut st, e),
         }
         if tx.send(st).is_err() {
             return;
@@ -155,19 +158,39 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
 
 /// A failed poll is a fact about the server: one that answers nothing at all is evidence of
 /// its death (D2, by service); any other error is kept as it is.
-fn poll_failed(timeline: &Timeline, st: &mut ServerState, e: crate::sut::SutError) {
+fn poll_failed(timeline: &Timeline, replies: &mut Replies, st: &mut ServerState, e: crate::sut::SutError) {
     use crate::sut::SutError;
     let (service, reply) = match &e {
         SutError::Unreachable { service, .. } => (*service, Reply::Unreachable(e.to_string())),
         SutError::Malformed { service, .. } => (*service, Reply::Malformed(e.to_string())),
         SutError::Status { service, .. } | SutError::Refused { service, .. } | SutError::Timeout { service, .. } => (*service, Reply::Failed(e.to_string())),
     };
-    push(timeline, if service == "helix" { "api" } else { service }, reply);
+    push(timeline, replies, if service == "helix" { "api" } else { service }, reply);
     st.errors.push(e.to_string());
 }
 
-fn push(timeline: &Timeline, service: &str, reply: Reply) {
-    timeline.push(Event::Poll { service: service.into(), reply });
+/// The last reply of each kind per service, so an unchanged one is shared (see [`Event::Poll`]).
+#[derive(Default)]
+pub struct Replies {
+    last: std::collections::HashMap<(&'static str, std::mem::Discriminant<Reply>), Arc<Reply>>,
+}
+
+impl Replies {
+    pub fn share(&mut self, service: &'static str, reply: Reply) -> Arc<Reply> {
+        let key = (service, std::mem::discriminant(&reply));
+        match self.last.get(&key) {
+            Some(prev) if **prev == reply => prev.clone(),
+            _ => {
+                let r = Arc::new(reply);
+                self.last.insert(key, r.clone());
+                r
+            }
+        }
+    }
+}
+
+fn push(timeline: &Timeline, replies: &mut Replies, service: &'static str, reply: Reply) {
+    timeline.push(Event::Poll { service: service.into(), reply: replies.share(service, reply) });
 }
 
 fn describe(r: &Reply) -> String {
@@ -191,7 +214,7 @@ async fn event_loop(wolf: WolfClient, timeline: Timeline) {
                     let name = ev.name.rsplit("::").next().unwrap_or(&ev.name).to_string();
                     timeline.push(Event::WolfEvent { name, data });
                 }
-                push(&timeline, "wolf", Reply::EventsEnded);
+                timeline.push(Event::Poll { service: "wolf".into(), reply: Arc::new(Reply::EventsEnded) });
             }
             Err(e) => tracing::debug!("wolf events: {e}"),
         }

@@ -6,7 +6,7 @@ fn log(at: EpochMs, service: &str, message: &str) -> Observation {
     Observation { at, event: Event::Log { service: service.into(), level: "INFO".into(), message: message.into() } }
 }
 fn poll(at: EpochMs, service: &str, what: &str, data: serde_json::Value) -> Observation {
-    Observation { at, event: Event::Poll { service: service.into(), reply: crate::timeline::Reply::parse(service, what, data) } }
+    Observation { at, event: Event::Poll { service: service.into(), reply: std::sync::Arc::new(crate::timeline::Reply::parse(service, what, data)) } }
 }
 fn tab(at: EpochMs, probe: ProbeEvent) -> Observation {
     Observation { at, event: Event::Tab { tab: 1, probe } }
