@@ -172,6 +172,26 @@ pub struct Model {
     server_state_found: Option<(usize, Vec<Detection>)>,
 }
 
+/// What the detectors look for in service logs. A line with none of these is read by no
+/// detector, so the model does not keep it (most lines are not evidence: a streaming Wolf logs
+/// input counts every few seconds), and no evaluation scans it again.
+const READ_LINES: &[&str] = &[
+    "Received resume event from an unregistered session", // F1
+    "could not listen udp",                                // F2
+    "[LOBBY] Session ",                                    // F3, F4: joins
+    "[ENET] disconnected client",                          // F4
+    "[LOBBY] Moonlight stream ",                           // F4: leaving the lobby
+    "zombie sessions detected",                            // F6
+    "Failed to acquire buffer from pool",                  // F8
+    "chunk too short",                                     // F11
+    "Error(Connect, TimedOut)",                            // F12
+    "[Stream] New ",                                       // F14: launches
+    "resuming app",                                        // F14
+    "stop: cancelling the Wolf session",                   // F14
+    " streams on port",                                    // F14
+    "Streamer of session ",                                // D1
+];
+
 /// Insert keeping time order; observations arrive nearly in order, so this looks at the back.
 fn insert_by_time<T>(v: &mut Vec<(EpochMs, T)>, at: EpochMs, item: T) {
     let i = v.iter().rposition(|(t, _)| *t <= at).map_or(0, |i| i + 1);
@@ -229,7 +249,9 @@ impl Model {
                 if message.contains("[Stream] New ") {
                     insert3(&mut self.launches, o.at, service.clone(), message.clone());
                 }
-                insert3(&mut self.logs, o.at, service.clone(), message.clone());
+                if READ_LINES.iter().any(|n| message.contains(n)) {
+                    insert3(&mut self.logs, o.at, service.clone(), message.clone());
+                }
             }
             Event::Died { what, detail } => insert3(&mut self.deaths, o.at, what.clone(), detail.clone()),
             Event::Op { name, phase: OpPhase::Ok | OpPhase::Failed { .. } } if name.starts_with("restart ") => {

@@ -147,6 +147,13 @@ mod tests {
     use crate::timeline::{Direction, ProbeEvent};
     use serde_json::json;
 
+    #[test]
+    fn the_model_keeps_the_lines_this_detector_reads() {
+        for needle in [RESUMING, CANCELLING] {
+            assert!(super::super::READ_LINES.contains(&needle), "{needle}");
+        }
+    }
+
     const S: &str = "agent-ses_a-u";
     const C: &str = "helix-agent-ses_a-L-u";
     const W: &str = "7274360167131249066";
