@@ -170,7 +170,16 @@ pub struct Model {
     /// probe batch.
     polls_taken: usize,
     server_state_found: Option<(usize, Vec<Detection>)>,
+    /// Observations other than frame samples and stats taken in so far, and what the other
+    /// detectors found when it was last this (and the run's time then): between two such
+    /// observations only the frame rules (F8, F9) have new evidence, so only they run — the rest
+    /// again at least every [`FULL_EVERY_MS`], for the rules that decide on a deadline.
+    others_taken: usize,
+    others_found: Option<(usize, EpochMs, Vec<Detection>)>,
 }
+
+/// The longest the detectors that do not read frames wait for an evaluation (run time).
+const FULL_EVERY_MS: f64 = 500.0;
 
 /// What the detectors look for in service logs. A line with none of these is read by no
 /// detector, so the model does not keep it (most lines are not evidence: a streaming Wolf logs
@@ -228,6 +237,8 @@ impl Model {
             trimmed_at: 0.0,
             polls_taken: 0,
             server_state_found: None,
+            others_taken: 0,
+            others_found: None,
         }
     }
 
@@ -242,6 +253,9 @@ impl Model {
     /// Take in one observation.
     pub fn ingest(&mut self, o: &Observation) {
         self.end = self.end.max(o.at);
+        if !matches!(o.event, Event::Tab { probe: ProbeEvent::Frame { .. } | ProbeEvent::Stats { .. }, .. }) {
+            self.others_taken += 1;
+        }
         self.viewers.ingest(o);
         match &o.event {
             Event::Poll { service, reply } => self.poll(o.at, service, reply),
@@ -345,27 +359,28 @@ impl Model {
             Some((n, found)) if *n == self.polls_taken => found.clone(),
             _ => [f3_join_not_counted(&ctx, t), f5_stuck_session(&ctx, t), f6_zombie_streamer(&ctx, t), f7_lobby_mismatch(&ctx, t), f10_restart_ghost(&ctx, t)].into_iter().flatten().collect(),
         };
-        let mut found: Vec<Detection> = Vec::new();
-        for d in [
-            f1_treated_as_resume(&ctx),
-            f2_webrtc_ports_exhausted(&ctx, t),
-            f4_control_stream_timeout(&ctx),
-            f8_black_frames(&ctx, t),
-            f9_frozen_video(&ctx, t),
-            f11_sctp_corruption(&ctx, t),
-            f12_slow_launch(&ctx, t),
-            f13_already_streaming_loop(&ctx, t),
-            f14_reconnect_teardown_race(&ctx),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(server_state.iter().cloned())
-        .chain(deaths::deaths(&ctx, t))
-        {
-            found.push(d);
-        }
+        let others = match &self.others_found {
+            Some((n, at, found)) if *n == self.others_taken && self.end - at < FULL_EVERY_MS => found.clone(),
+            _ => [
+                f1_treated_as_resume(&ctx),
+                f2_webrtc_ports_exhausted(&ctx, t),
+                f4_control_stream_timeout(&ctx),
+                f11_sctp_corruption(&ctx, t),
+                f12_slow_launch(&ctx, t),
+                f13_already_streaming_loop(&ctx, t),
+                f14_reconnect_teardown_race(&ctx),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(deaths::deaths(&ctx, t))
+            .collect(),
+        };
+        let mut found: Vec<Detection> = [f8_black_frames(&ctx, t), f9_frozen_video(&ctx, t)].into_iter().flatten().chain(others.iter().cloned()).chain(server_state.iter().cloned()).collect();
         drop(ctx);
         self.server_state_found = Some((self.polls_taken, server_state));
+        if self.others_found.as_ref().is_none_or(|(n, at, _)| *n != self.others_taken || self.end - at >= FULL_EVERY_MS) {
+            self.others_found = Some((self.others_taken, self.end, others));
+        }
         for d in &found {
             debug_assert!(crate::catalog::entry(d.fault).is_some_and(|e| e.names(d.name)), "{} is not in the catalog", d.label());
         }
