@@ -226,24 +226,14 @@ pub struct FrameSample {
     /// A hash of the downscaled luma, to tell identical frames apart from moving ones.
     pub hash: String,
     /// Base64 of `LUMA_W x LUMA_H` luma bytes, row-major. Read once, when the sample enters the
-    /// timeline (into `stamp`), written to `timeline.jsonl`, and not kept in memory: at 5 samples
-    /// a second per video it would be most of a long run's memory.
-    #[serde(default, skip_serializing_if = "String::is_empty", serialize_with = "finished_json_string")]
+    /// timeline (into `stamp`), then dropped: at 5 samples a second per video it would be most
+    /// of a long run's memory, and ~400 MB of `timeline.jsonl` per hour of 8 tabs. What it
+    /// showed stays (stamp, mean luma, hash).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub luma: String,
     /// The reference stack's picture stamp, decoded from `luma` on the way in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stamp: Option<Stamp>,
-}
-
-/// Base64 needs no escaping: it goes out as a finished JSON string. (serde_json's escape scan,
-/// generic over the writer and so compiled at this crate's level — unoptimised in the debug
-/// build the README runs — was a quarter of what reading a run cost, 3 KB per sample.)
-fn finished_json_string<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
-    let plain = !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
-    match plain.then(|| serde_json::value::RawValue::from_string(format!("\"{text}\""))) {
-        Some(Ok(raw)) => raw.serialize(s),
-        _ => s.serialize_str(text),
-    }
 }
 
 impl FrameSample {
@@ -268,7 +258,7 @@ pub const LUMA_H: usize = 36;
 /// Readers fold it incrementally: [`Timeline::read_from`] hands out what was appended after a
 /// cursor, and [`Timeline::changed`] wakes them when something was, so no reader re-reads the
 /// run (cost grows with events, not with the age of the run). With [`Timeline::stream_to`]
-/// every observation is also written to a file as it arrives, whole (frame luma included).
+/// every observation is also written to a file as it arrives.
 #[derive(Clone)]
 pub struct Timeline {
     inner: Arc<Mutex<Log>>,
@@ -360,15 +350,13 @@ impl Timeline {
         let mut event = redact_event(&self.redactor(), event);
         if let Event::Tab { probe: ProbeEvent::Frame { sample, .. }, .. } = &mut event {
             sample.stamp = sample.stamp.or_else(|| sample.decode_stamp());
+            sample.luma = String::new();
         }
-        let mut obs = Observation { at, event };
+        let obs = Observation { at, event };
         if let Some(Sink { writer: w, .. }) = self.sink.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             if let Ok(line) = serde_json::to_string(&obs) {
                 let _ = std::io::Write::write_all(w, line.as_bytes()).and_then(|_| std::io::Write::write_all(w, b"\n"));
             }
-        }
-        if let Event::Tab { probe: ProbeEvent::Frame { sample, .. }, .. } = &mut obs.event {
-            sample.luma = String::new();
         }
         let n = {
             let mut log = self.inner.lock().unwrap_or_else(|e| e.into_inner());

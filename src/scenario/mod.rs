@@ -151,7 +151,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
 
     let stop = interrupt_signal();
     let timeline = Timeline::new();
-    // Every observation goes to disk as it arrives (frames whole); memory keeps what readers need.
+    // Every observation goes to disk as it arrives, so even a killed run leaves its timeline.
     if let Err(e) = timeline.stream_to(&artifacts.root().join("timeline.jsonl")) {
         tracing::warn!("cannot write timeline.jsonl: {e}");
     }
