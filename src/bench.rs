@@ -177,7 +177,18 @@ struct Source {
 
 impl Source {
     fn new(tabs: usize) -> Self {
-        Source { tabs, next_frame: 0.0, next_stats: 0.0, next_poll: 0.0, next_log: 0.0, started: false, frame: 0, bytes: 0, luma: vec![vec![128u8; LUMA_W * LUMA_H]; tabs], replies: Default::default() }
+        Source {
+            tabs,
+            next_frame: 0.0,
+            next_stats: 0.0,
+            next_poll: 0.0,
+            next_log: 0.0,
+            started: false,
+            frame: 0,
+            bytes: 0,
+            luma: vec![vec![128u8; LUMA_W * LUMA_H]; tabs],
+            replies: Default::default(),
+        }
     }
 
     fn cuid(tab: usize) -> String {
@@ -197,7 +208,11 @@ impl Source {
                 for p in [
                     ProbeEvent::PageLoad { url: format!("http://127.0.0.1:8080/session/ses_{tab}") },
                     ProbeEvent::WsOpen { ws: 0, url: "ws://127.0.0.1:8080/moonlight/host/stream".into() },
-                    ProbeEvent::WsMessage { ws: 0, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": format!("agent-ses_{tab}-{cuid}"), "mode": "create", "client_unique_id": cuid}}) },
+                    ProbeEvent::WsMessage {
+                        ws: 0,
+                        dir: Direction::Sent,
+                        msg: json!({"AuthenticateAndInit": {"session_id": format!("agent-ses_{tab}-{cuid}"), "mode": "create", "client_unique_id": cuid}}),
+                    },
                     msg(json!({"StageStarting": {"stage": "Launch Streamer"}})),
                     msg(json!({"StageComplete": {"stage": "Launch Streamer"}})),
                     ProbeEvent::PcCreated { pc: 0, config: json!({}) },
@@ -265,7 +280,10 @@ impl Source {
             let when = self.next_log;
             self.next_log += 5000.0;
             for tab in 0..self.tabs {
-                out.push((when, Event::Log { service: "wolf".into(), level: "INFO".into(), message: format!("session {}: input from the client: 150 events", 1000 + tab) }));
+                out.push((
+                    when,
+                    Event::Log { service: "wolf".into(), level: "INFO".into(), message: format!("session {}: input from the client: 150 events", 1000 + tab) },
+                ));
             }
         }
         out
@@ -274,15 +292,38 @@ impl Source {
     /// One poll round of the servers' truth, agreeing with the tabs.
     fn polls(&self) -> Vec<(&'static str, Reply)> {
         let mlw: Vec<MlwSession> = (0..self.tabs)
-            .map(|tab| MlwSession { session_id: format!("agent-ses_{tab}-{}", Self::cuid(tab)), client_unique_id: Some(Self::cuid(tab)), mode: "create".into(), has_websocket: true, streamer_pid: None, streamer_alive: true })
+            .map(|tab| MlwSession {
+                session_id: format!("agent-ses_{tab}-{}", Self::cuid(tab)),
+                client_unique_id: Some(Self::cuid(tab)),
+                mode: "create".into(),
+                has_websocket: true,
+                streamer_pid: None,
+                streamer_alive: true,
+            })
             .collect();
         let wolf: Vec<WolfSession> = (0..self.tabs)
-            .map(|tab| WolfSession { app_id: "1".into(), client_id: format!("{}", 1000 + tab), client_ip: "127.0.0.1".into(), client_unique_id: Self::cuid(tab), video_width: 1280, video_height: 720 })
+            .map(|tab| WolfSession {
+                app_id: "1".into(),
+                client_id: format!("{}", 1000 + tab),
+                client_ip: "127.0.0.1".into(),
+                client_unique_id: Self::cuid(tab),
+                video_width: 1280,
+                video_height: 720,
+            })
             .collect();
         let lobbies: Vec<WolfLobby> = (0..self.tabs)
-            .map(|tab| WolfLobby { id: format!("lobby-{tab}"), name: format!("ses_{tab}"), multi_user: true, pin_required: false, stop_when_everyone_leaves: false, runner: json!({}), connected_sessions: vec![format!("{}", 1000 + tab)] })
+            .map(|tab| WolfLobby {
+                id: format!("lobby-{tab}"),
+                name: format!("ses_{tab}"),
+                multi_user: true,
+                pin_required: false,
+                stop_when_everyone_leaves: false,
+                runner: json!({}),
+                connected_sessions: vec![format!("{}", 1000 + tab)],
+            })
             .collect();
-        let memory: Vec<LobbyMemory> = (0..self.tabs).map(|tab| LobbyMemory { lobby_id: format!("lobby-{tab}"), lobby_name: format!("ses_{tab}"), client_count: 1 }).collect();
+        let memory: Vec<LobbyMemory> =
+            (0..self.tabs).map(|tab| LobbyMemory { lobby_id: format!("lobby-{tab}"), lobby_name: format!("ses_{tab}"), client_count: 1 }).collect();
         let helix: Vec<HelixLobby> = (0..self.tabs).map(|tab| HelixLobby { session: format!("ses_{tab}"), lobby_id: Some(format!("lobby-{tab}")) }).collect();
         vec![
             ("moonlight-web", Reply::MlwSessions(mlw)),

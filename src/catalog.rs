@@ -39,27 +39,77 @@ impl Entry {
 use Cause::{Kill, Switch};
 
 pub const CATALOG: &[Entry] = &[
-    Entry { id: "F1", name: "treated-as-resume", causes: &[Switch("cert-subject-collision")], summary: "a new viewer was taken for a resume: Wolf logged an unregistered resume and the tab got PeerDisconnect before ConnectionComplete" },
-    Entry { id: "F2", name: "webrtc-ports-exhausted", causes: &[Switch("webrtc-port-range")], summary: "a viewer's ICE never connected (the streamer could not bind WebRTC ports)" },
-    Entry { id: "F3", name: "join-not-counted", causes: &[Switch("join-not-counted")], summary: "Wolf logged a lobby join but the lobby's client_count does not include the session" },
-    Entry { id: "F4", name: "control-stream-timeout", causes: &[Switch("control-idle-timeout")], summary: "Wolf dropped a streaming viewer's control peer ([ENET] disconnected client) and the tab lost its stream" },
+    Entry {
+        id: "F1",
+        name: "treated-as-resume",
+        causes: &[Switch("cert-subject-collision")],
+        summary: "a new viewer was taken for a resume: Wolf logged an unregistered resume and the tab got PeerDisconnect before ConnectionComplete",
+    },
+    Entry {
+        id: "F2",
+        name: "webrtc-ports-exhausted",
+        causes: &[Switch("webrtc-port-range")],
+        summary: "a viewer's ICE never connected (the streamer could not bind WebRTC ports)",
+    },
+    Entry {
+        id: "F3",
+        name: "join-not-counted",
+        causes: &[Switch("join-not-counted")],
+        summary: "Wolf logged a lobby join but the lobby's client_count does not include the session",
+    },
+    Entry {
+        id: "F4",
+        name: "control-stream-timeout",
+        causes: &[Switch("control-idle-timeout")],
+        summary: "Wolf dropped a streaming viewer's control peer ([ENET] disconnected client) and the tab lost its stream",
+    },
     Entry { id: "F5", name: "stuck-session", causes: &[Switch("stuck-session")], summary: "a moonlight-web session kept has_websocket:false" },
-    Entry { id: "F6", name: "zombie-streamer", causes: &[Switch("zombie-streamer")], summary: "a streamer outlived its session, or a dead streamer stayed listed" },
+    Entry {
+        id: "F6",
+        name: "zombie-streamer",
+        causes: &[Switch("zombie-streamer")],
+        summary: "a streamer outlived its session, or a dead streamer stayed listed",
+    },
     Entry { id: "F7", name: "lobby-mismatch", causes: &[Switch("orphan-wolf-session")], summary: "Wolf kept a session moonlight-web no longer has" },
     Entry { id: "F8", name: "black-frames", causes: &[Switch("black-after")], summary: "frames keep decoding but every pixel is black" },
     Entry { id: "F9", name: "frozen-video", causes: &[Switch("freeze-after")], summary: "the connection is up but the picture stands still" },
-    Entry { id: "F10", name: "restart-ghost", causes: &[Switch("no-lobby-recreate")], summary: "Helix still believes in a lobby Wolf no longer has (lost in a restart and never recreated)" },
+    Entry {
+        id: "F10",
+        name: "restart-ghost",
+        causes: &[Switch("no-lobby-recreate")],
+        summary: "Helix still believes in a lobby Wolf no longer has (lost in a restart and never recreated)",
+    },
     Entry { id: "F11", name: "sctp-corruption", causes: &[Switch("sctp-errors")], summary: "moonlight-web logged `chunk too short` repeatedly" },
-    Entry { id: "F12", name: "slow-launch", causes: &[Switch("slow-tls")], summary: "a viewer stalled in the Moonlight Stream stage (launch against Wolf timed out)" },
-    Entry { id: "F13", name: "already-streaming-loop", causes: &[Switch("session-id-reuse")], summary: "a viewer was answered AlreadyStreaming again and again" },
-    Entry { id: "F14", name: "reconnect-teardown-race", causes: &[Switch("reconnect-teardown-race")], summary: "a reconnected viewer's new streamer resumed the client's Wolf session and the client's previous streamer, still tearing down, cancelled it" },
+    Entry {
+        id: "F12",
+        name: "slow-launch",
+        causes: &[Switch("slow-tls")],
+        summary: "a viewer stalled in the Moonlight Stream stage (launch against Wolf timed out)",
+    },
+    Entry {
+        id: "F13",
+        name: "already-streaming-loop",
+        causes: &[Switch("session-id-reuse")],
+        summary: "a viewer was answered AlreadyStreaming again and again",
+    },
+    Entry {
+        id: "F14",
+        name: "reconnect-teardown-race",
+        causes: &[Switch("reconnect-teardown-race")],
+        summary: "a reconnected viewer's new streamer resumed the client's Wolf session and the client's previous streamer, still tearing down, cancelled it",
+    },
     // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
     // They explain the catalog failures that follow them (the rule is written there).
     Entry { id: "B1", name: "tab-crashed", causes: &[Kill("renderer")], summary: "a tab's renderer crashed (Chromium's crash event for its target)" },
     Entry { id: "B2", name: "browser-died", causes: &[Kill("browser")], summary: "the Chromium browser process ended (its exit status)" },
     Entry { id: "B3", name: "tab-unresponsive", causes: &[], summary: "a tab stopped answering DevTools" },
     Entry { id: "D1", name: "streamer-died", causes: &[Kill("streamer")], summary: "a streamer died by a signal (moonlight-web's log of its exit)" },
-    Entry { id: "D2", name: "service-died", causes: &[Kill("wolf"), Kill("moonlight-web"), Kill("api")], summary: "a service process died, or answered nothing in consecutive polls, without the driver restarting it" },
+    Entry {
+        id: "D2",
+        name: "service-died",
+        causes: &[Kill("wolf"), Kill("moonlight-web"), Kill("api")],
+        summary: "a service process died, or answered nothing in consecutive polls, without the driver restarting it",
+    },
 ];
 
 /// The entry of a catalog id.

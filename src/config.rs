@@ -131,9 +131,9 @@ impl LogEntry {
             // A deployment's file holds its history from before the run: only what comes after
             // the run starts is this run's.
             (Some(path), None) => Ok(LogSource::File { path, from: ReadFrom::End }),
-            (None, Some(argv)) if argv.first().is_none_or(|p| p.trim().is_empty()) => {
-                Err(format!("[logs] {service}: the command is empty (give the program and its arguments, e.g. [\"journalctl\", \"-f\", \"-u\", \"{service}\"])"))
-            }
+            (None, Some(argv)) if argv.first().is_none_or(|p| p.trim().is_empty()) => Err(format!(
+                "[logs] {service}: the command is empty (give the program and its arguments, e.g. [\"journalctl\", \"-f\", \"-u\", \"{service}\"])"
+            )),
             (None, Some(argv)) => Ok(LogSource::Command(argv)),
             (Some(_), Some(_)) => Err(format!("[logs] {service}: give either file or command, not both")),
             (None, None) => Err(format!("[logs] {service}: give file = \"…\" or command = [\"…\", …]")),
@@ -319,10 +319,14 @@ mod tests {
         assert_eq!(t.login.map(|l| l.email), Some("value-of-HELIX_E2E_EMAIL".to_string()));
         let mut containers = t.containers.clone();
         containers.sort();
-        assert_eq!(containers, [("api", "helix-e2e-api"), ("moonlight-web", "helix-e2e-moonlight-web"), ("wolf", "helix-e2e-wolf")].map(|(a, b)| (a.to_string(), b.to_string())));
+        assert_eq!(
+            containers,
+            [("api", "helix-e2e-api"), ("moonlight-web", "helix-e2e-moonlight-web"), ("wolf", "helix-e2e-wolf")].map(|(a, b)| (a.to_string(), b.to_string()))
+        );
         // Every container key is a service service control knows.
         assert!(t.containers.iter().all(|(s, _)| s.parse::<crate::sut::control::Service>().is_ok()));
-        let err = Target::parse(Path::new("x.toml"), &text.replace("reference = true", "reference = \"yes\""), |_| Some(String::new())).unwrap_err().to_string();
+        let err =
+            Target::parse(Path::new("x.toml"), &text.replace("reference = true", "reference = \"yes\""), |_| Some(String::new())).unwrap_err().to_string();
         assert!(err.contains("not valid"), "{err}");
     }
 }

@@ -317,7 +317,11 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<i32> {
         println!("{} tabs, {} min of run time, {} observations", b.tabs, b.minutes, b.observations);
         println!("cost per observation: {:.1} µs in the first minutes, {:.1} µs in the last ({:.2}x)", b.early_us_per_obs, b.late_us_per_obs, b.ratio);
         println!("records the detectors' model holds: {} early, {} late", b.early_held, b.late_held);
-        println!("peak memory: {:.1} MB; failures named: {}", b.peak_rss_mb, if b.detections.is_empty() { "none".to_string() } else { b.detections.join(", ") });
+        println!(
+            "peak memory: {:.1} MB; failures named: {}",
+            b.peak_rss_mb,
+            if b.detections.is_empty() { "none".to_string() } else { b.detections.join(", ") }
+        );
         println!("{}", if ok { "within bounds (< 2x, < 100 MB, nothing named)" } else { "OUT OF BOUNDS" });
     }
     Ok(if ok { 0 } else { 1 })
@@ -341,7 +345,8 @@ struct Replayed {
 }
 
 fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
-    let scenarios: Vec<String> = if args.scenarios.is_empty() { scenario::DEFAULT_SUITE.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
+    let scenarios: Vec<String> =
+        if args.scenarios.is_empty() { scenario::DEFAULT_SUITE.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
     let time_scale = args.time_scale.unwrap_or(if args.scenarios.is_empty() { scenario::DEFAULT_SUITE_TIME_SCALE } else { 1.0 });
     // Refuse what cannot run before starting anything (a namespace, Chromium, the stack).
     for s in &scenarios {
@@ -386,7 +391,8 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
     let thresholds = match &args.thresholds {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading thresholds {}", p.display()))?;
-            let t: helix_e2e::verdict::detectors::Thresholds = toml::from_str(&text).with_context(|| format!("thresholds file {} is not valid", p.display()))?;
+            let t: helix_e2e::verdict::detectors::Thresholds =
+                toml::from_str(&text).with_context(|| format!("thresholds file {} is not valid", p.display()))?;
             t.check().map_err(|e| anyhow::anyhow!("thresholds file {}: {e}", p.display()))?;
             t
         }
@@ -415,7 +421,14 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
 }
 
 /// The run itself, in the supervised child.
-fn run_supervised(args: RunArgs, scenarios: Vec<String>, time_scale: f64, params: std::collections::BTreeMap<String, Params>, plans: Option<Vec<scenario::plan::Plan>>, thresholds: helix_e2e::verdict::detectors::Thresholds) -> anyhow::Result<i32> {
+fn run_supervised(
+    args: RunArgs,
+    scenarios: Vec<String>,
+    time_scale: f64,
+    params: std::collections::BTreeMap<String, Params>,
+    plans: Option<Vec<scenario::plan::Plan>>,
+    thresholds: helix_e2e::verdict::detectors::Thresholds,
+) -> anyhow::Result<i32> {
     let seed = args.seed.unwrap_or_else(rand_seed);
     let exe = std::env::current_exe().context("locating the helix-e2e executable")?;
     // Flags that set up the same conditions; the scenario names and seed go in front.

@@ -211,7 +211,15 @@ pub fn run_case(opts: &MatrixOptions, case: &Case) -> Result<Row, MatrixError> {
     for i in 0..opts.runs {
         let seed = opts.first_seed + i as u64;
         let o = run_once(opts, case, seed)?;
-        eprintln!("matrix: {} run {}/{}: {} named {:?}{}", case.fault, i + 1, opts.runs, o.verdict, o.named, o.latency_ms.map(|l| format!(" in {l:.0} ms")).unwrap_or_default());
+        eprintln!(
+            "matrix: {} run {}/{}: {} named {:?}{}",
+            case.fault,
+            i + 1,
+            opts.runs,
+            o.verdict,
+            o.named,
+            o.latency_ms.map(|l| format!(" in {l:.0} ms")).unwrap_or_default()
+        );
         outcomes.push(o);
     }
     Ok(tabulate(case, outcomes))
@@ -228,24 +236,43 @@ fn run_once(opts: &MatrixOptions, case: &Case, seed: u64) -> Result<RunOutcome, 
     if let Some(t) = &opts.thresholds {
         cmd.arg("--thresholds").arg(t);
     }
-    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().map_err(|source| MatrixError::Spawn { exe: opts.exe.clone(), source })?;
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| MatrixError::Spawn { exe: opts.exe.clone(), source })?;
     let injected = kill.map(|k| {
         let root = child.id();
         std::thread::spawn(move || inject(root, k, seed))
     });
     let out = child.wait_with_output().map_err(|source| MatrixError::Spawn { exe: opts.exe.clone(), source })?;
     if let Some(Err(why)) = injected.map(|h| h.join().unwrap_or_else(|_| Err("the injector panicked".into()))) {
-        return Ok(RunOutcome { seed, verdict: "error".into(), named: vec![], latency_ms: None, artifacts: String::new(), error: Some(format!("kill not injected: {why}")) });
+        return Ok(RunOutcome {
+            seed,
+            verdict: "error".into(),
+            named: vec![],
+            latency_ms: None,
+            artifacts: String::new(),
+            error: Some(format!("kill not injected: {why}")),
+        });
     }
     let summary: serde_json::Value = match serde_json::from_slice(&out.stdout) {
         Ok(v) => v,
         Err(e) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-            return Ok(RunOutcome { seed, verdict: "error".into(), named: vec![], latency_ms: None, artifacts: String::new(), error: Some(format!("no summary ({e}): {tail}")) });
+            return Ok(RunOutcome {
+                seed,
+                verdict: "error".into(),
+                named: vec![],
+                latency_ms: None,
+                artifacts: String::new(),
+                error: Some(format!("no summary ({e}): {tail}")),
+            });
         }
     };
-    let detections: Vec<&serde_json::Value> = summary["scenarios"].as_array().into_iter().flatten().flat_map(|s| s["detections"].as_array().into_iter().flatten()).collect();
+    let detections: Vec<&serde_json::Value> =
+        summary["scenarios"].as_array().into_iter().flatten().flat_map(|s| s["detections"].as_array().into_iter().flatten()).collect();
     let label = |d: &serde_json::Value| format!("{} {}", d["fault"].as_str().unwrap_or("?"), d["name"].as_str().unwrap_or("?"));
     let mut named: Vec<String> = detections.iter().map(|d| label(d)).collect();
     named.dedup();
@@ -265,7 +292,8 @@ fn tabulate(case: &Case, outcomes: Vec<RunOutcome>) -> Row {
     let misnamed = outcomes.iter().filter(|o| o.named.iter().any(|n| !case.expects(n))).count();
     let mut lat: Vec<f64> = outcomes.iter().filter_map(|o| o.latency_ms).collect();
     lat.sort_by(f64::total_cmp);
-    let median_latency_ms = (!lat.is_empty()).then(|| if lat.len() % 2 == 1 { lat[lat.len() / 2] } else { (lat[lat.len() / 2 - 1] + lat[lat.len() / 2]) / 2.0 });
+    let median_latency_ms =
+        (!lat.is_empty()).then(|| if lat.len() % 2 == 1 { lat[lat.len() / 2] } else { (lat[lat.len() / 2 - 1] + lat[lat.len() / 2]) / 2.0 });
     Row {
         fault: case.fault.into(),
         switch: case.switch.map(str::to_string),
@@ -282,7 +310,11 @@ fn tabulate(case: &Case, outcomes: Vec<RunOutcome>) -> Row {
 pub fn markdown(rows: &[Row]) -> String {
     let mut md = String::from("| fault | switch | scenario | named correctly | misnamed / false alarms | median latency |\n|---|---|---|---|---|---|\n");
     for r in rows {
-        let (named, mis) = if r.fault == "clean" { ("–".to_string(), format!("{}/{}", r.misnamed, r.runs)) } else { (format!("{}/{}", r.named_correctly, r.runs), format!("{}/{}", r.misnamed, r.runs)) };
+        let (named, mis) = if r.fault == "clean" {
+            ("–".to_string(), format!("{}/{}", r.misnamed, r.runs))
+        } else {
+            (format!("{}/{}", r.named_correctly, r.runs), format!("{}/{}", r.misnamed, r.runs))
+        };
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} |\n",
             r.fault,
@@ -309,12 +341,26 @@ mod tests {
     use super::*;
 
     fn outcome(named: &[&str], latency: Option<f64>) -> RunOutcome {
-        RunOutcome { seed: 1, verdict: "fail".into(), named: named.iter().map(|s| s.to_string()).collect(), latency_ms: latency, artifacts: String::new(), error: None }
+        RunOutcome {
+            seed: 1,
+            verdict: "fail".into(),
+            named: named.iter().map(|s| s.to_string()).collect(),
+            latency_ms: latency,
+            artifacts: String::new(),
+            error: None,
+        }
     }
 
     #[test]
     fn only_picks_faults_every_clean_row_or_one_clean_row() {
-        let opts = |only: &[&str]| MatrixOptions { exe: "x".into(), runs: 1, only: only.iter().map(|s| s.to_string()).collect(), thresholds: None, artifacts: "a".into(), first_seed: 1 };
+        let opts = |only: &[&str]| MatrixOptions {
+            exe: "x".into(),
+            runs: 1,
+            only: only.iter().map(|s| s.to_string()).collect(),
+            thresholds: None,
+            artifacts: "a".into(),
+            first_seed: 1,
+        };
         let names = |only: &[&str]| selected(&opts(only)).unwrap().iter().map(|c| format!("{} {}", c.fault, c.scenario)).collect::<Vec<_>>();
         assert_eq!(names(&["clean:random-walk", "F14"]), ["F14 random-walk", "clean random-walk"]);
         assert_eq!(names(&["clean"]).len(), CASES.iter().filter(|c| c.fault == "clean").count());
@@ -325,7 +371,14 @@ mod tests {
     #[test]
     fn rows_count_correct_and_other_names_and_take_the_median() {
         let case = &CASES[1];
-        let r = tabulate(case, vec![outcome(&["F2 webrtc-ports-exhausted"], Some(300.0)), outcome(&["F2 webrtc-ports-exhausted", "F4 control-stream-timeout"], Some(500.0)), outcome(&[], None)]);
+        let r = tabulate(
+            case,
+            vec![
+                outcome(&["F2 webrtc-ports-exhausted"], Some(300.0)),
+                outcome(&["F2 webrtc-ports-exhausted", "F4 control-stream-timeout"], Some(500.0)),
+                outcome(&[], None),
+            ],
+        );
         assert_eq!((r.named_correctly, r.misnamed), (2, 1));
         assert_eq!(r.median_latency_ms, Some(400.0));
         let md = markdown(&[r]);

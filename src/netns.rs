@@ -24,7 +24,8 @@ pub fn available() -> bool {
 }
 
 fn ip(name: &str, args: &[&str]) -> Result<(), NetnsError> {
-    let out = Command::new("ip").args(args).output().map_err(|e| NetnsError { name: name.into(), cmd: format!("ip {}", args.join(" ")), detail: e.to_string() })?;
+    let out =
+        Command::new("ip").args(args).output().map_err(|e| NetnsError { name: name.into(), cmd: format!("ip {}", args.join(" ")), detail: e.to_string() })?;
     if out.status.success() {
         Ok(())
     } else {
@@ -67,7 +68,11 @@ pub fn delete(name: &str) {
 pub fn open(name: &str) -> Result<std::fs::File, NetnsError> {
     let path = std::path::Path::new("/var/run/netns").join(name);
     if name.is_empty() || name.contains('/') || !path.exists() {
-        return Err(NetnsError { name: name.into(), cmd: "join".into(), detail: format!("{} does not exist (create it first, e.g. `bash e2e/reference/engine.sh start`)", path.display()) });
+        return Err(NetnsError {
+            name: name.into(),
+            cmd: "join".into(),
+            detail: format!("{} does not exist (create it first, e.g. `bash e2e/reference/engine.sh start`)", path.display()),
+        });
     }
     std::fs::File::open(&path).map_err(|e| NetnsError { name: name.into(), cmd: "join".into(), detail: format!("{}: {e}", path.display()) })
 }

@@ -47,10 +47,7 @@ fn parse_stat(stat: &str) -> Option<(u32, u64)> {
 }
 
 fn is_zombie(stat: &str) -> bool {
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .map(|s| s == "Z" || s == "X")
-        .unwrap_or(false)
+    stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).map(|s| s == "Z" || s == "X").unwrap_or(false)
 }
 
 /// Every process below `root`, found by walking parent links in `/proc`.

@@ -4,12 +4,12 @@
 //! become [`Observation`]s. Detectors read the timeline; reports render it. Keeping one vocabulary
 //! here is what lets a verdict point at "the state at that moment".
 
-use serde::{Deserialize, Serialize};
 use crate::frames::stamp::Stamp;
 use crate::redact::Redactor;
 use crate::sut::monitor::HelixLobby;
 use crate::sut::moonlight_web::MlwSession;
 use crate::sut::wolf::{WolfLobby, WolfMemory, WolfSession};
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,10 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub type EpochMs = f64;
 
 pub fn now_ms() -> EpochMs {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
 
 /// Index of a browser tab in the run (0-based, in the order the scenario opened them).
@@ -145,20 +142,56 @@ pub enum OpPhase {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProbeEvent {
     /// The page (re)loaded; every id after it is new.
-    PageLoad { url: String },
-    WsOpen { ws: u32, url: String },
+    PageLoad {
+        url: String,
+    },
+    WsOpen {
+        ws: u32,
+        url: String,
+    },
     /// A WebSocket text message, parsed as JSON when it is JSON.
-    WsMessage { ws: u32, dir: Direction, msg: serde_json::Value },
-    WsClose { ws: u32, code: u16, reason: String },
-    PcCreated { pc: u32, config: serde_json::Value },
+    WsMessage {
+        ws: u32,
+        dir: Direction,
+        msg: serde_json::Value,
+    },
+    WsClose {
+        ws: u32,
+        code: u16,
+        reason: String,
+    },
+    PcCreated {
+        pc: u32,
+        config: serde_json::Value,
+    },
     /// The probe saw this WebSocket carry this peer connection's signalling.
-    Link { ws: u32, pc: u32 },
+    Link {
+        ws: u32,
+        pc: u32,
+    },
     /// This `<video>` shows a stream of this peer connection.
-    VideoLink { pc: u32, video: u32 },
-    PcState { pc: u32, which: PcStateKind, state: String },
-    Candidate { pc: u32, local: bool, candidate: String },
-    Stats { pc: u32, stats: StatsSample },
-    Frame { video: u32, sample: FrameSample },
+    VideoLink {
+        pc: u32,
+        video: u32,
+    },
+    PcState {
+        pc: u32,
+        which: PcStateKind,
+        state: String,
+    },
+    Candidate {
+        pc: u32,
+        local: bool,
+        candidate: String,
+    },
+    Stats {
+        pc: u32,
+        stats: StatsSample,
+    },
+    Frame {
+        video: u32,
+        sample: FrameSample,
+    },
     /// Text the viewer shows to the user (status line, error alert); `role` is the element's
     /// ARIA role (`alert` for errors), empty when it has none.
     UiText {
@@ -166,8 +199,13 @@ pub enum ProbeEvent {
         #[serde(default)]
         role: String,
     },
-    Console { level: String, text: String },
-    Exception { text: String },
+    Console {
+        level: String,
+        text: String,
+    },
+    Exception {
+        text: String,
+    },
     /// A finished call of the page to Helix's API (`/api/v1/...`), seen by the browser's network
     /// stack: what the real viewer exposes when it logs only an error object. `body` is kept for
     /// the auto-join and for errors (never for `/auth/` routes); `error` when no answer came.

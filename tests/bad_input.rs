@@ -76,7 +76,8 @@ fn input_refused_at_the_edge_leaves_no_artifact_directory() {
     assert_one_clear_line(&out, "is not valid");
 
     let target = target_file(&dir, "http://127.0.0.1:1", Path::new("/nonexistent/wolf.sock"), "http://127.0.0.1:1", "");
-    let out = helix_e2e(&["run", "second-connection", "--target", target.to_str().unwrap()], &[("HELIX_E2E_EMAIL", "a@b"), ("MOONLIGHT_CREDENTIALS", "x")], &arts);
+    let out =
+        helix_e2e(&["run", "second-connection", "--target", target.to_str().unwrap()], &[("HELIX_E2E_EMAIL", "a@b"), ("MOONLIGHT_CREDENTIALS", "x")], &arts);
     assert_one_clear_line(&out, "names environment variable HELIX_E2E_PASSWORD for the Helix login password, but it is not set");
 
     // A frame rule longer than the frames a viewer keeps could never fire.
@@ -96,7 +97,8 @@ fn replay_refuses_an_impossible_plan_with_its_line() {
     let dir = scratch("replay");
     let rec = dir.join("run");
     std::fs::create_dir_all(&rec).unwrap();
-    std::fs::write(rec.join("run.json"), r#"{"scenarios":["random-walk"],"seed":1,"time_scale":0.1,"params":{},"target":null,"faults":[],"sessions":[]}"#).unwrap();
+    std::fs::write(rec.join("run.json"), r#"{"scenarios":["random-walk"],"seed":1,"time_scale":0.1,"params":{},"target":null,"faults":[],"sessions":[]}"#)
+        .unwrap();
     std::fs::write(
         rec.join("ops.jsonl"),
         "{\"scenario\":\"random-walk\",\"step\":0,\"op\":\"create-sessions\",\"sessions\":[0]}\n{\"scenario\":\"random-walk\",\"step\":1,\"at_ms\":18446744073709551615,\"op\":\"idle\",\"ms\":5}\n",

@@ -190,12 +190,7 @@ fn private_network() {
     }
     // SAFETY: unshare(2) only changes this thread's namespace membership.
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "WebRTC tests need a private network namespace: run as root, or inside `ip netns exec <ns>` ({})",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "WebRTC tests need a private network namespace: run as root, or inside `ip netns exec <ns>` ({})", std::io::Error::last_os_error());
     assert!(outside_interfaces().is_empty(), "unshare left real interfaces visible");
     run("ip link set lo up");
     run("ip link add v0 type veth peer name v1");
@@ -361,7 +356,8 @@ async fn a_viewer_is_met_as_a_user_meets_it() {
     let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
     let tab = browser.open_tab(&format!("http://{addr}/real-like.html"), vec![]).await.expect("open");
     let texts = wait_for(&timeline, "status line and alert", 10, |obs| {
-        let ui: Vec<(String, String)> = probes(obs, tab).iter().filter_map(|p| if let ProbeEvent::UiText { text, role } = p { Some((text.clone(), role.clone())) } else { None }).collect();
+        let ui: Vec<(String, String)> =
+            probes(obs, tab).iter().filter_map(|p| if let ProbeEvent::UiText { text, role } = p { Some((text.clone(), role.clone())) } else { None }).collect();
         (ui.iter().any(|(_, r)| r == "alert") && ui.iter().any(|(t, _)| t == "WebRTC Peer Negotiation")).then_some(ui)
     })
     .await;
@@ -397,7 +393,8 @@ async fn a_viewer_is_met_as_a_user_meets_it() {
     assert_eq!(http.0, "POST");
     assert_eq!(http.1, Some(500));
     assert!(http.2.as_deref().is_some_and(|b| b.contains("failed to join lobby: Lobby or session not found")), "{http:?}");
-    let console: Vec<String> = probes(&timeline.snapshot(), tab).iter().filter_map(|p| if let ProbeEvent::Console { text, .. } = p { Some(text.clone()) } else { None }).collect();
+    let console: Vec<String> =
+        probes(&timeline.snapshot(), tab).iter().filter_map(|p| if let ProbeEvent::Console { text, .. } = p { Some(text.clone()) } else { None }).collect();
     assert!(console.iter().all(|t| !t.contains("failed to join lobby")), "the page logs only the error object: {console:?}");
     browser.close().await.expect("close");
 }
@@ -457,8 +454,7 @@ async fn probe_sees_two_viewers_in_one_page() {
         let pair = [mine.iter().min().unwrap() / 2 * 2, mine.iter().min().unwrap() / 2 * 2 + 1];
         assert!(mine.iter().all(|p| pair.contains(p)), "ws {ws} linked across pairs: {links:?}");
     }
-    let video_links: Vec<(u32, u32)> =
-        ps.iter().filter_map(|p| if let ProbeEvent::VideoLink { pc, video } = p { Some((*pc, *video)) } else { None }).collect();
+    let video_links: Vec<(u32, u32)> = ps.iter().filter_map(|p| if let ProbeEvent::VideoLink { pc, video } = p { Some((*pc, *video)) } else { None }).collect();
     assert_eq!(video_links.len(), 2, "{video_links:?}");
     assert!(video_links.iter().all(|(pc, _)| pc % 2 == 1), "videos come from the receiving pcs: {video_links:?}");
 
@@ -468,7 +464,9 @@ async fn probe_sees_two_viewers_in_one_page() {
     assert!(ps.iter().any(|p| matches!(p, ProbeEvent::Candidate { local: false, .. })));
     let sent_init = ps.iter().any(|p| matches!(p, ProbeEvent::WsMessage { dir: Direction::Sent, msg, .. } if msg.get("AuthenticateAndInit").is_some()));
     assert!(sent_init, "sent JSON is parsed");
-    let got_text = ps.iter().any(|p| matches!(p, ProbeEvent::WsMessage { dir: Direction::Received, msg, .. } if msg.as_str().is_some_and(|s| s.starts_with("plain text"))));
+    let got_text = ps
+        .iter()
+        .any(|p| matches!(p, ProbeEvent::WsMessage { dir: Direction::Received, msg, .. } if msg.as_str().is_some_and(|s| s.starts_with("plain text"))));
     assert!(got_text, "non-JSON text kept as a string");
     let pair = ps.iter().find_map(|p| if let ProbeEvent::Stats { stats, .. } = p { stats.candidate_pair.clone() } else { None });
     let pair = pair.expect("a selected candidate pair");
@@ -536,10 +534,8 @@ async fn internals_dump_has_the_documented_shape() {
     let plain = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("plain tab");
     let tab = browser.open_tab(&format!("http://{addr}/two.html"), vec![]).await.expect("two tab");
     wait_for(&timeline, "four connected pcs", 15, |obs| {
-        let n = probes(obs, tab)
-            .iter()
-            .filter(|p| matches!(p, ProbeEvent::PcState { which: PcStateKind::Connection, state, .. } if state == "connected"))
-            .count();
+        let n =
+            probes(obs, tab).iter().filter(|p| matches!(p, ProbeEvent::PcState { which: PcStateKind::Connection, state, .. } if state == "connected")).count();
         (n >= 4).then_some(())
     })
     .await;
@@ -629,7 +625,12 @@ async fn a_killed_browser_is_reported_and_every_call_fails_at_once() {
     let addr = serve().await;
     let timeline = Timeline::new();
     let chromium_temp = || -> std::collections::BTreeSet<String> {
-        std::fs::read_dir(std::env::temp_dir()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("org.chromium.")).collect()
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("org.chromium."))
+            .collect()
     };
     let temp_before = chromium_temp();
     let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");

@@ -42,7 +42,9 @@ fn compose_config(profile: &str) -> Value {
 
 #[test]
 fn compose_profiles_are_valid_and_use_the_host_network_only() {
-    for (profile, expected) in [("reference", &["wolf", "moonlight-web", "api"][..]), ("helix", &["helix-api", "helix-frontend", "helix-wolf", "helix-moonlight-web"][..])] {
+    for (profile, expected) in
+        [("reference", &["wolf", "moonlight-web", "api"][..]), ("helix", &["helix-api", "helix-frontend", "helix-wolf", "helix-moonlight-web"][..])]
+    {
         let config = compose_config(profile);
         let services = config["services"].as_mapping().unwrap_or_else(|| panic!("{profile}: no services in {config:?}"));
         for name in expected {
@@ -61,7 +63,8 @@ fn compose_profiles_are_valid_and_use_the_host_network_only() {
     }
     let reference = compose_config("reference");
     let s = &reference["services"];
-    for (name, container, port) in [("wolf", "helix-e2e-wolf", "47989"), ("moonlight-web", "helix-e2e-moonlight-web", "8081"), ("api", "helix-e2e-api", "8080")] {
+    for (name, container, port) in [("wolf", "helix-e2e-wolf", "47989"), ("moonlight-web", "helix-e2e-moonlight-web", "8081"), ("api", "helix-e2e-api", "8080")]
+    {
         assert_eq!(s[name]["container_name"].as_str(), Some(container));
         let test: Vec<&str> = s[name]["healthcheck"]["test"].as_sequence().map(|t| t.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         assert_eq!(test, ["CMD", "/helix-e2e", "__probe", "--tcp", &format!("127.0.0.1:{port}")], "{name}");
@@ -86,7 +89,11 @@ impl Drop for ContainerGuard {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async {
                 if let Ok(d) = DockerServices::connect(vec![]).await {
-                    let _ = tokio::time::timeout(Duration::from_secs(30), d.client().remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() }))).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        d.client().remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() })),
+                    )
+                    .await;
                 }
             });
         })

@@ -24,15 +24,22 @@ fn each_fault_is_named_and_a_clean_run_names_nothing() {
     // each death through a real run.
     common::become_subreaper();
     let leftovers = common::project_leftovers();
-    for (i, case) in CASES.iter().enumerate().filter(|(_, c)| c.switch.is_some_and(|s| Kill::of(s).is_none()) || c.switch.is_none() && c.scenario == "second-connection") {
+    for (i, case) in
+        CASES.iter().enumerate().filter(|(_, c)| c.switch.is_some_and(|s| Kill::of(s).is_none()) || c.switch.is_none() && c.scenario == "second-connection")
+    {
         let mark = format!("detect-{}-{i}", std::process::id());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_helix-e2e"));
-        cmd.args(["run", case.scenario, "--json", "--seed", "7", "--time-scale", "0.2", "--thresholds"]).arg(&thresholds).arg("--artifacts").arg(&base).env(MARK, &mark);
+        cmd.args(["run", case.scenario, "--json", "--seed", "7", "--time-scale", "0.2", "--thresholds"])
+            .arg(&thresholds)
+            .arg("--artifacts")
+            .arg(&base)
+            .env(MARK, &mark);
         if let Some(s) = case.switch {
             cmd.args(["--fault", s]);
         }
         let out = cmd.output().expect("run helix-e2e");
-        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: no summary ({e}): {}", case.fault, String::from_utf8_lossy(&out.stderr)));
+        let summary: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: no summary ({e}): {}", case.fault, String::from_utf8_lossy(&out.stderr)));
         let named: Vec<String> = summary["scenarios"]
             .as_array()
             .unwrap()

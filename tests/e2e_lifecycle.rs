@@ -30,7 +30,8 @@ impl Run {
     /// starts a job), with a mark every process of the run inherits.
     fn start(label: &str) -> Run {
         common::become_subreaper();
-        let mark = format!("lifecycle-{label}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        let mark =
+            format!("lifecycle-{label}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
         let base = std::env::temp_dir().join(format!("helix-e2e-lifecycle-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
@@ -57,7 +58,11 @@ impl Run {
 
     /// Live processes of the run whose command line contains `needle` (and not `not`).
     fn processes(&self, needle: &str, not: Option<&str>) -> Vec<u32> {
-        common::descendants(self.child.id()).into_iter().filter(|(_, cmd)| cmd.contains(needle) && not.is_none_or(|n| !cmd.contains(n))).map(|(pid, _)| pid).collect()
+        common::descendants(self.child.id())
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains(needle) && not.is_none_or(|n| !cmd.contains(n)))
+            .map(|(pid, _)| pid)
+            .collect()
     }
 
     /// Wait until the first tab streams (its streamer runs) and a moment more.
@@ -112,7 +117,12 @@ impl Run {
             if procs.is_empty() && other.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "left behind {:.1} s after the end: processes {procs:?}, {other:?}\nstderr:\n{}", since.elapsed().as_secs_f64(), self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "left behind {:.1} s after the end: processes {procs:?}, {other:?}\nstderr:\n{}",
+                since.elapsed().as_secs_f64(),
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -194,7 +204,13 @@ fn sigkill_of_the_started_process() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = at.elapsed();
-    assert!(marked_processes(&run.mark).is_empty(), "the run outlived its supervisor by {:.1} s: {:?}\n{}", took.as_secs_f64(), marked_processes(&run.mark), run.stderr());
+    assert!(
+        marked_processes(&run.mark).is_empty(),
+        "the run outlived its supervisor by {:.1} s: {:?}\n{}",
+        took.as_secs_f64(),
+        marked_processes(&run.mark),
+        run.stderr()
+    );
     let summary = run.summary().unwrap_or_else(|| panic!("no summary.json\n{}", run.stderr()));
     assert_eq!(summary["verdict"], "interrupted", "{summary:#}");
     assert_eq!(summary["error"], "interrupted by SIGTERM", "{summary:#}");
@@ -242,7 +258,8 @@ fn death_run_with(label: &str, kill: impl FnOnce(&Run) -> Vec<u32>, sig: libc::c
     assert_eq!(status.code(), Some(1), "{label}: exit code\n{stderr}");
     assert!(took <= end_within, "{label}: the run ended {:.1} s after the death\n{stderr}", took.as_secs_f64());
     let summary = run.summary().unwrap_or_else(|| panic!("{label}: no summary.json\n{stderr}"));
-    let detections: Vec<&serde_json::Value> = summary["scenarios"].as_array().unwrap().iter().flat_map(|s| s["detections"].as_array().unwrap().iter()).collect();
+    let detections: Vec<&serde_json::Value> =
+        summary["scenarios"].as_array().unwrap().iter().flat_map(|s| s["detections"].as_array().unwrap().iter()).collect();
     let labels: Vec<String> = detections.iter().map(|d| format!("{} {}", d["fault"].as_str().unwrap(), d["name"].as_str().unwrap())).collect();
     assert!(labels.iter().any(|l| l == want), "{label}: {want} not named, got {labels:?}\n{stderr}");
     assert!(labels.iter().all(|l| !l.starts_with('F')), "{label}: a catalog fault blamed for a death: {labels:?}\n{stderr}");
@@ -261,7 +278,11 @@ fn a_killed_renderer_is_a_crashed_tab() {
 #[test]
 fn a_killed_browser_is_a_dead_browser() {
     // The browser process: Chromium's own binary without a `--type=` (its helpers have one).
-    death_run("browser", |r| r.processes("chromium", Some("--type=")).into_iter().filter(|p| common::exe_name(*p).as_deref() == Some("chromium")).collect(), "B2 browser-died");
+    death_run(
+        "browser",
+        |r| r.processes("chromium", Some("--type=")).into_iter().filter(|p| common::exe_name(*p).as_deref() == Some("chromium")).collect(),
+        "B2 browser-died",
+    );
 }
 
 #[test]

@@ -25,14 +25,26 @@ fn project_processes() -> BTreeSet<u32> {
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run(args: &[&str], base: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e")).env(MARK, mark_value()).args(args).arg("--json").arg("--artifacts").arg(base).output().expect("run helix-e2e");
+    let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e"))
+        .env(MARK, mark_value())
+        .args(args)
+        .arg("--json")
+        .arg("--artifacts")
+        .arg(base)
+        .output()
+        .expect("run helix-e2e");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
     (out.status.code(), summary, stderr)
 }
 
 fn invariants(scenario: &serde_json::Value) -> Vec<(String, bool, String)> {
-    scenario["invariants"].as_array().unwrap().iter().map(|i| (i["name"].as_str().unwrap().to_string(), i["passed"] == true, i["message"].as_str().unwrap().to_string())).collect()
+    scenario["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap().to_string(), i["passed"] == true, i["message"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 /// What runs must not leave: processes (by mark, and orphans re-parented to this test), temp
@@ -71,8 +83,27 @@ fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
     assert_eq!(code, Some(0), "stderr:\n{stderr}\nsummary: {summary:#}");
     assert_eq!(summary["verdict"], "pass");
     let want: &[(&str, &[&str])] = &[
-        ("multi-tab-same-lobby", &["all-tabs/several-tabs-one-lobby", "all-tabs/client-count-matches", "all-tabs/unique-client-ids", "all-tabs/create-mode", "after-close/lobby-survives-tab-close", "no-leftovers"]),
-        ("concurrent-sessions", &["all-streaming/client-count-matches", "all-streaming/unique-client-ids", "after-drop/tabs-connected", "reconnected/all-sessions-reconnect", "no-leftovers"]),
+        (
+            "multi-tab-same-lobby",
+            &[
+                "all-tabs/several-tabs-one-lobby",
+                "all-tabs/client-count-matches",
+                "all-tabs/unique-client-ids",
+                "all-tabs/create-mode",
+                "after-close/lobby-survives-tab-close",
+                "no-leftovers",
+            ],
+        ),
+        (
+            "concurrent-sessions",
+            &[
+                "all-streaming/client-count-matches",
+                "all-streaming/unique-client-ids",
+                "after-drop/tabs-connected",
+                "reconnected/all-sessions-reconnect",
+                "no-leftovers",
+            ],
+        ),
         ("rapid-cycles", &["after-chaos/all-sessions-reconnect", "after-chaos/own-lobby-video", "no-stuck-sessions", "no-zombie-streamers", "no-leftovers"]),
         ("random-walk", &["step-1/one-lobby-per-session", "step-10/client-count-matches", "no-leftovers"]),
     ];
@@ -109,7 +140,8 @@ fn concurrent_sessions_fail_by_name_when_ports_run_out_and_the_replay_fails_alik
     let before = before_run();
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-f2-{}", std::process::id()));
     let seed = common::seed();
-    let (code, summary, stderr) = run(&["run", "concurrent-sessions", "--seed", &seed, "--time-scale", "0.1", "--fault", "webrtc-port-range=40000-40000"], &base);
+    let (code, summary, stderr) =
+        run(&["run", "concurrent-sessions", "--seed", &seed, "--time-scale", "0.1", "--fault", "webrtc-port-range=40000-40000"], &base);
     assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
     let failed = |s: &serde_json::Value| -> Vec<String> { invariants(&s["scenarios"][0]).into_iter().filter(|(_, p, _)| !p).map(|(n, _, _)| n).collect() };
     let first = failed(&summary);
@@ -150,7 +182,11 @@ fn restart_chaos_recovers_from_real_restarts_of_every_service() {
     assert_eq!(code, Some(0), "stderr:\n{stderr}\nsummary: {summary:#}");
     let got = invariants(&summary["scenarios"][0]);
     for service in ["wolf", "moonlight-web", "api"] {
-        for n in [format!("{service}-restart/clear-error-in-every-tab"), format!("after-{service}-restart/all-sessions-reconnect"), format!("after-{service}-restart/no-ghost-lobbies")] {
+        for n in [
+            format!("{service}-restart/clear-error-in-every-tab"),
+            format!("after-{service}-restart/all-sessions-reconnect"),
+            format!("after-{service}-restart/no-ghost-lobbies"),
+        ] {
             assert!(got.iter().any(|(g, passed, _)| *g == n && *passed), "{n} not checked and passed: {got:?}");
         }
     }

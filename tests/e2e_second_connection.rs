@@ -15,7 +15,8 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Run the binary; returns the exit code, the JSON summary and stderr.
 /// The run carries `mark` (see `MARK`) down to every process it starts.
 fn run(args: &[&str], base: &Path, mark: &str) -> (Option<i32>, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e")).args(args).arg("--json").arg("--artifacts").arg(base).env(MARK, mark).output().expect("run helix-e2e");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_helix-e2e")).args(args).arg("--json").arg("--artifacts").arg(base).env(MARK, mark).output().expect("run helix-e2e");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
     (out.status.code(), summary, stderr)
@@ -36,12 +37,26 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
 
     let scenario = &summary["scenarios"][0];
     let names: Vec<&str> = scenario["invariants"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
-    for want in ["two-tabs/tabs-connected", "two-tabs/own-lobby-video", "two-tabs/client-count-matches", "two-tabs/unique-client-ids", "two-tabs/create-mode", "two-tabs/no-leftovers", "one-page/own-lobby-video", "one-page/no-leftovers"] {
+    for want in [
+        "two-tabs/tabs-connected",
+        "two-tabs/own-lobby-video",
+        "two-tabs/client-count-matches",
+        "two-tabs/unique-client-ids",
+        "two-tabs/create-mode",
+        "two-tabs/no-leftovers",
+        "one-page/own-lobby-video",
+        "one-page/no-leftovers",
+    ] {
         assert!(names.contains(&want), "invariant {want} was not checked: {names:?}");
     }
 
     // Every viewer had its own client_unique_id.
-    let uids: Vec<String> = summary["tabs"].as_array().unwrap().iter().flat_map(|t| t["client_unique_ids"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_string())).collect();
+    let uids: Vec<String> = summary["tabs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["client_unique_ids"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_string()))
+        .collect();
     let distinct: BTreeSet<&String> = uids.iter().collect();
     assert!(uids.len() >= 4 && distinct.len() == uids.len(), "client_unique_ids: {uids:?}");
 
@@ -82,7 +97,13 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
     assert_eq!(summary["verdict"], "fail");
     let scenario = &summary["scenarios"][0];
-    let failed: Vec<(&str, &str)> = scenario["invariants"].as_array().unwrap().iter().filter(|i| i["passed"] == false).map(|i| (i["name"].as_str().unwrap(), i["message"].as_str().unwrap())).collect();
+    let failed: Vec<(&str, &str)> = scenario["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["passed"] == false)
+        .map(|i| (i["name"].as_str().unwrap(), i["message"].as_str().unwrap()))
+        .collect();
     let tabs_connected = failed.iter().find(|(n, _)| *n == "two-tabs/tabs-connected").unwrap_or_else(|| panic!("tabs-connected did not fail: {failed:?}"));
     assert!(tabs_connected.1.starts_with("tab 1 "), "the second tab is named: {}", tabs_connected.1);
     assert!(failed.iter().any(|(n, _)| *n == "two-tabs/own-lobby-video"), "{failed:?}");
@@ -115,7 +136,9 @@ fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     let thresholds = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/detectors-matrix.toml");
     let seed = common::seed();
     let common = ["run", "second-connection", "--seed", &seed, "--time-scale", "0.2", "--thresholds", thresholds, "--fault", "control-idle-timeout=3"];
-    let named = |summary: &serde_json::Value| -> Vec<String> { summary["scenarios"][0]["detections"].as_array().unwrap().iter().map(|d| d["fault"].as_str().unwrap().to_string()).collect() };
+    let named = |summary: &serde_json::Value| -> Vec<String> {
+        summary["scenarios"][0]["detections"].as_array().unwrap().iter().map(|d| d["fault"].as_str().unwrap().to_string()).collect()
+    };
 
     let (code, summary, stderr) = run(&common, &base, &mark);
     assert_eq!((code, named(&summary)), (Some(1), vec!["F4".to_string()]), "without input F4 is named; stderr:\n{stderr}");
@@ -133,7 +156,11 @@ fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     // The moves were real DOM events the viewer's own handlers turned into stream input: Wolf
     // (the stand-in's, in its log) saw input start on each of the three sessions.
     let started = timeline.lines().filter(|l| l.contains("\"service\":\"wolf\"") && l.contains("input from the client started")).count();
-    assert!(started >= 3, "Wolf saw input on {started} session(s):\n{}", timeline.lines().filter(|l| l.contains("input from the client")).collect::<Vec<_>>().join("\n"));
+    assert!(
+        started >= 3,
+        "Wolf saw input on {started} session(s):\n{}",
+        timeline.lines().filter(|l| l.contains("input from the client")).collect::<Vec<_>>().join("\n")
+    );
     // Closing a tab ends its control peer; before the first close none may end.
     let before_close = &timeline[..timeline.find("\"close tab ").expect("tabs were closed")];
     assert!(!before_close.contains("[ENET] disconnected client"), "Wolf dropped a control peer despite the input");

@@ -225,11 +225,12 @@ async fn f1_second_client_with_a_colliding_subject_is_taken_for_a_resume_and_can
     assert_eq!(sessions[0].client_id, first_wolf);
     // The first viewer is unaffected: still streaming, no disconnect.
     assert!(first.drain(Duration::from_millis(500)).await.iter().all(|m| m != &json!("PeerDisconnect")));
-    let left: Vec<String> = s.until(Duration::from_secs(5), "second moonlight-web session not removed", || async {
-        let v = s.sessions().await;
-        (v.len() == 1).then(|| v.into_iter().map(|x| x.session_id).collect())
-    })
-    .await;
+    let left: Vec<String> = s
+        .until(Duration::from_secs(5), "second moonlight-web session not removed", || async {
+            let v = s.sessions().await;
+            (v.len() == 1).then(|| v.into_iter().map(|x| x.session_id).collect())
+        })
+        .await;
     assert_eq!(left, ["agent-ses_a-1"]);
     first.close().await;
     second.close().await;
@@ -279,11 +280,7 @@ async fn f5_stuck_session_keeps_a_socketless_create_session_with_a_live_streamer
     let mut tab = open_tab(&s, "agent-ses_d-1", "helix-agent-ses_d-L-1", false).await;
     tab.until(Duration::from_secs(10), |m| m == &json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})).await;
     tab.close().await;
-    let stuck = s
-        .until(Duration::from_secs(5), "socket close not seen", || async {
-            s.sessions().await.into_iter().find(|x| !x.has_websocket)
-        })
-        .await;
+    let stuck = s.until(Duration::from_secs(5), "socket close not seen", || async { s.sessions().await.into_iter().find(|x| !x.has_websocket) }).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let now = s.sessions().await;
     assert_eq!(now.len(), 1, "{now:?}");
@@ -314,11 +311,7 @@ async fn f6_listed_a_dead_streamer_stays_listed_and_admin_status_reports_it() {
     tab.until(Duration::from_secs(10), |m| m == &json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})).await;
     let pid = s.sessions().await[0].streamer_pid.expect("pid");
     tab.close().await;
-    let dead = s
-        .until(Duration::from_secs(10), "streamer never exited", || async {
-            s.sessions().await.into_iter().find(|x| !x.streamer_alive)
-        })
-        .await;
+    let dead = s.until(Duration::from_secs(10), "streamer never exited", || async { s.sessions().await.into_iter().find(|x| !x.streamer_alive) }).await;
     assert_eq!((dead.has_websocket, dead.streamer_pid, dead.session_id.as_str()), (false, None, "agent-ses_f-1"));
     assert!(!alive(pid));
     let status = s.mlw.status().await.unwrap();
@@ -371,7 +364,8 @@ async fn f11_the_streamer_logs_chunk_too_short_repeatedly_through_moonlight_web(
     let lines = s
         .until(Duration::from_secs(5), "no repeated SCTP errors", || async {
             let log = s.log("moonlight-web");
-            let lines: Vec<String> = log.lines().filter(|l| l.contains("[Streamer agent-ses_h-1]") && l.contains("chunk too short")).map(str::to_owned).collect();
+            let lines: Vec<String> =
+                log.lines().filter(|l| l.contains("[Streamer agent-ses_h-1]") && l.contains("chunk too short")).map(str::to_owned).collect();
             (lines.len() >= 3).then_some(lines)
         })
         .await;
@@ -397,7 +391,8 @@ async fn f12_slow_wolf_stalls_the_tab_in_moonlight_stream_until_the_streamer_tim
 
 /// The boot data a Helix page embeds.
 async fn boot(helix: &str, path: &str, token: &str) -> Value {
-    let page = reqwest::Client::new().get(format!("{helix}{path}")).header("cookie", format!("access_token={token}")).send().await.unwrap().text().await.unwrap();
+    let page =
+        reqwest::Client::new().get(format!("{helix}{path}")).header("cookie", format!("access_token={token}")).send().await.unwrap().text().await.unwrap();
     let start = page.find(r#"id="helix-boot">"#).unwrap() + r#"id="helix-boot">"#.len();
     let end = start + page[start..].find("</script>").unwrap();
     serde_json::from_str(&page[start..end]).unwrap()
@@ -437,7 +432,10 @@ async fn reconnect(s: &Stack, old: Tab, session_id: &str, client_unique_id: &str
     let closed = format!("[Stream] WebSocket of session {session_id} closed");
     let before = s.log("moonlight-web").matches(&closed).count();
     let _ = old.close.send(());
-    s.until(Duration::from_secs(2), "moonlight-web never saw the socket close", || async { (s.log("moonlight-web").matches(&closed).count() > before).then_some(()) }).await;
+    s.until(Duration::from_secs(2), "moonlight-web never saw the socket close", || async {
+        (s.log("moonlight-web").matches(&closed).count() > before).then_some(())
+    })
+    .await;
     let _ = old.pc.close().await;
     open_tab(s, session_id, client_unique_id, true).await
 }
@@ -502,7 +500,11 @@ async fn f14_a_reconnect_during_teardown_resumes_the_session_the_old_streamer_th
     assert!(!tab.drain(Duration::from_millis(1500)).await.contains(&json!("PeerDisconnect")), "{:#?}", tab.seen);
     let log = s.log("moonlight-web");
     assert!(log.contains(&format!("[Stream] Client {cuid} reconnects while its previous streamer (pid {old_pid}) tears down; waiting for it")), "{log}");
-    let waited: f64 = log.split(&format!("[Stream] Previous streamer of client {cuid} done after ")).nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("{log}"));
+    let waited: f64 = log
+        .split(&format!("[Stream] Previous streamer of client {cuid} done after "))
+        .nth(1)
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
     assert!(waited >= 0.5, "waited only {waited} s for a streamer held for 1 s");
     assert!(streamer_lines(&log, "resuming app").is_empty(), "{log}");
     let cancel = streamer_lines(&log, "stop: cancelling the Wolf session");

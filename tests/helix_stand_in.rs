@@ -7,8 +7,8 @@ use futures::{SinkExt, StreamExt};
 use helix_e2e::refstack::helix::{self, HelixConfig};
 use helix_e2e::refstack::logfile::{LogFile, Style};
 use helix_e2e::refstack::moonlight_web::{self, MlwConfig};
-use helix_e2e::refstack::wolf::state::{PairedClient, WolfState};
 use helix_e2e::refstack::wolf::api as wolf_api;
+use helix_e2e::refstack::wolf::state::{PairedClient, WolfState};
 use helix_e2e::sut::wolf::WolfClient;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -216,12 +216,16 @@ async fn account_routes_give_the_app_its_token_and_the_clipboard_answers() {
         if let Some(c) = cookie {
             r = r.header("cookie", c);
         }
-        async move { let r = r.send().await.unwrap(); (r.status().as_u16(), r.json::<Value>().await.unwrap()) }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
     };
     assert_eq!(authenticated(None).await, (200, json!({"authenticated": false})));
     assert_eq!(authenticated(Some("access_token=forged.jwt.token".into())).await, (200, json!({"authenticated": false})));
     assert_eq!(authenticated(Some(format!("access_token={token}"))).await, (200, json!({"authenticated": true})));
-    let user: Value = s.http.get(format!("{}/api/v1/auth/user", s.url)).header("cookie", format!("access_token={token}")).send().await.unwrap().json().await.unwrap();
+    let user: Value =
+        s.http.get(format!("{}/api/v1/auth/user", s.url)).header("cookie", format!("access_token={token}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(user["token"], token);
     assert!(user["email"].is_string() && user["id"].is_string(), "{user}");
 
@@ -326,7 +330,8 @@ async fn auto_join_takes_the_last_wolf_ui_session_and_reports_wolf_refusals() {
     // Another agent's browser must never be picked.
     s.moonlight_session(&format!("helix-agent-{other}-x-u3"));
     // "Last" is in the order Wolf lists its sessions.
-    let mine: Vec<String> = s.wolf.sessions().await.unwrap().into_iter().filter(|x| x.client_unique_id.starts_with(&format!("helix-agent-{ses}"))).map(|x| x.client_id).collect();
+    let mine: Vec<String> =
+        s.wolf.sessions().await.unwrap().into_iter().filter(|x| x.client_unique_id.starts_with(&format!("helix-agent-{ses}"))).map(|x| x.client_id).collect();
     let (first, last) = (mine[0].clone(), mine[1].clone());
     let v = s.json(reqwest::Method::POST, &path, &token).await;
     assert_eq!(v, json!({"success": true, "lobby_id": lobby.id, "message": "Successfully auto-joined lobby"}));

@@ -42,8 +42,17 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
     let at = |s: f64| t0 + s * 1000.0;
     tl.push_at(at(0.0), Event::Op { name: "create agent session".into(), phase: OpPhase::Start });
     tl.push_at(at(0.1), Event::Op { name: "create agent session".into(), phase: OpPhase::Ok });
-    tl.push_at(at(0.2), Event::WolfEvent { name: "StreamSession".into(), data: json!({"client_id": "4242", "aes_key": AES_KEY, "aes_iv": AES_IV, "rtp_secret": KNOWN_TOKEN}) });
-    tl.push_at(at(0.3), Event::Poll { service: "moonlight-web".into(), reply: std::sync::Arc::new(helix_e2e::timeline::Reply::Failed(format!("moonlight-web answered 401 to credentials {MLW_CREDENTIALS}"))) });
+    tl.push_at(
+        at(0.2),
+        Event::WolfEvent { name: "StreamSession".into(), data: json!({"client_id": "4242", "aes_key": AES_KEY, "aes_iv": AES_IV, "rtp_secret": KNOWN_TOKEN}) },
+    );
+    tl.push_at(
+        at(0.3),
+        Event::Poll {
+            service: "moonlight-web".into(),
+            reply: std::sync::Arc::new(helix_e2e::timeline::Reply::Failed(format!("moonlight-web answered 401 to credentials {MLW_CREDENTIALS}"))),
+        },
+    );
     tl.push_at(at(0.35), Event::Log { service: "moonlight-web".into(), level: "INFO".into(), message: "session m-0 created".into() });
     tl.push_at(at(0.4), Event::Log { service: "wolf".into(), level: "WARN".into(), message: format!("token={KNOWN_TOKEN} rejected <script>") });
     for tab in [0usize, 1] {
@@ -51,8 +60,21 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
         let start = 1.0 + tab as f64 * 2.0;
         tl.push_at(at(start - 0.5), Event::Op { name: format!("open viewer tab {tab}"), phase: OpPhase::Start });
         tl.push_at(at(start), p(ProbeEvent::PageLoad { url: format!("http://127.0.0.1:9/session/ses_{tab}?e2e_tab={tab}") }));
-        tl.push_at(at(start + 0.1), p(ProbeEvent::WsMessage { ws: 0, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"mode": "create", "client_unique_id": format!("uid-{tab}"), "credentials": MLW_CREDENTIALS}}) }));
-        tl.push_at(at(start + 0.2), p(ProbeEvent::PcCreated { pc: 0, config: json!({"iceServers": [{"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": TURN_PASSWORD}]}) }));
+        tl.push_at(
+            at(start + 0.1),
+            p(ProbeEvent::WsMessage {
+                ws: 0,
+                dir: Direction::Sent,
+                msg: json!({"AuthenticateAndInit": {"mode": "create", "client_unique_id": format!("uid-{tab}"), "credentials": MLW_CREDENTIALS}}),
+            }),
+        );
+        tl.push_at(
+            at(start + 0.2),
+            p(ProbeEvent::PcCreated {
+                pc: 0,
+                config: json!({"iceServers": [{"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": TURN_PASSWORD}]}),
+            }),
+        );
         tl.push_at(at(start + 0.3), p(ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!({"StageStarting": {"stage": "Launch Streamer"}}) }));
         tl.push_at(at(start + 0.4), p(ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: "connecting".into() }));
         tl.push_at(at(start + 0.5), Event::Op { name: format!("open viewer tab {tab}"), phase: OpPhase::Ok });
@@ -93,7 +115,12 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
 
     let invariants = vec![
         InvariantResult { name: "two-tabs/tabs-connected".into(), passed: false, message: NASTY.into(), at: at(8.0) },
-        InvariantResult { name: "two-tabs/own-lobby-video".into(), passed: false, message: "tab 1 (uid-1) video is no video (0 samples, mean luma 0)".into(), at: at(8.1) },
+        InvariantResult {
+            name: "two-tabs/own-lobby-video".into(),
+            passed: false,
+            message: "tab 1 (uid-1) video is no video (0 samples, mean luma 0)".into(),
+            at: at(8.1),
+        },
         InvariantResult { name: "two-tabs/unique-client-ids".into(), passed: true, message: "2 distinct client_unique_id(s)".into(), at: at(8.2) },
     ];
     let state_at_failure = json!({
@@ -150,7 +177,6 @@ fn fresh_base(name: &str) -> PathBuf {
     base
 }
 
-
 #[test]
 fn junit_is_well_formed_with_the_schema_attributes_and_consistent_counts() {
     let base = fresh_base("junit");
@@ -159,7 +185,9 @@ fn junit_is_well_formed_with_the_schema_attributes_and_consistent_counts() {
     let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("junit.xml is not XML: {e}\n{text}"));
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "testsuites");
-    let num = |n: roxmltree::Node, a: &str| -> usize { n.attribute(a).unwrap_or_else(|| panic!("<{}> lacks {a}", n.tag_name().name())).parse().unwrap_or_else(|e| panic!("{a}: {e}")) };
+    let num = |n: roxmltree::Node, a: &str| -> usize {
+        n.attribute(a).unwrap_or_else(|| panic!("<{}> lacks {a}", n.tag_name().name())).parse().unwrap_or_else(|e| panic!("{a}: {e}"))
+    };
     let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
     assert_eq!(suites.len(), 1);
     let (mut tests, mut failures, mut errors) = (0, 0, 0);
@@ -193,7 +221,13 @@ fn junit_is_well_formed_with_the_schema_attributes_and_consistent_counts() {
         let f = tc.children().find(|n| n.has_tag_name("failure")).unwrap();
         assert_eq!(f.attribute("message"), Some(NASTY));
         let body = f.text().unwrap();
-        assert!(body.contains("evidence:") && body.contains("report.html#inv-") && body.contains("screenshots/tab-1-streaming.png") && body.contains("webrtc-internals/tab-1/"), "{body}");
+        assert!(
+            body.contains("evidence:")
+                && body.contains("report.html#inv-")
+                && body.contains("screenshots/tab-1-streaming.png")
+                && body.contains("webrtc-internals/tab-1/"),
+            "{body}"
+        );
         tests += num(*s, "tests");
         failures += num(*s, "failures");
         errors += num(*s, "errors");
@@ -207,7 +241,16 @@ fn no_planted_secret_reaches_any_artifact() {
     let base = fresh_base("secrets");
     let (art, _) = failing_run(&base);
     let files = common::all_files(art.root());
-    for want in ["summary.json", "timeline.jsonl", "junit.xml", "report.md", "report.html", "logs/wolf.log", "webrtc-internals/final.json", "webrtc-internals/tab-0/final.json"] {
+    for want in [
+        "summary.json",
+        "timeline.jsonl",
+        "junit.xml",
+        "report.md",
+        "report.html",
+        "logs/wolf.log",
+        "webrtc-internals/final.json",
+        "webrtc-internals/tab-0/final.json",
+    ] {
         assert!(files.contains(&art.root().join(want)), "{want} missing: {files:?}");
     }
     for f in &files {
@@ -288,7 +331,10 @@ async fn html_report_renders_in_chromium_and_shows_the_failure() {
         async move { b.evaluate(tab, js).await.unwrap() }
     };
     assert_eq!(eval("document.getElementById('verdict').textContent").await, json!("FAIL"));
-    assert_eq!(eval("document.querySelector('#replay').textContent").await, json!("helix-e2e run second-connection --seed 7 --fault webrtc-port-range=40000-40000"));
+    assert_eq!(
+        eval("document.querySelector('#replay').textContent").await,
+        json!("helix-e2e run second-connection --seed 7 --fault webrtc-port-range=40000-40000")
+    );
     // The failure card carries the message as text (escaped, not parsed as markup).
     let cards = eval("Array.from(document.querySelectorAll('#failures .failure')).map(c => c.textContent)").await;
     let cards: Vec<String> = serde_json::from_value(cards).unwrap();

@@ -16,7 +16,10 @@ fn pid_of(dir: &std::path::Path, service: &str) -> Vec<u32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(&format!(" service {service} ")) && cmd.contains(&dir.display().to_string()) && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ") {
+        if cmd.contains(&format!(" service {service} "))
+            && cmd.contains(&dir.display().to_string())
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+        {
             out.push(pid);
         }
     }

@@ -71,8 +71,10 @@ fn gpu_workflow_brings_up_the_helix_stack_runs_the_suite_uploads_and_files_an_is
         assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(f).exists(), "{f} named by the workflow is missing");
     }
     // The compose file has the profile the workflow starts.
-    let compose: Value = serde_yaml::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.e2e.yaml")).unwrap()).unwrap();
-    let has_helix = compose["services"].as_mapping().unwrap().values().any(|s| s["profiles"].as_sequence().is_some_and(|p| p.iter().any(|x| x.as_str() == Some("helix"))));
+    let compose: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.e2e.yaml")).unwrap()).unwrap();
+    let has_helix =
+        compose["services"].as_mapping().unwrap().values().any(|s| s["profiles"].as_sequence().is_some_and(|p| p.iter().any(|x| x.as_str() == Some("helix"))));
     assert!(has_helix);
 }
 

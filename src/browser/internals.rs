@@ -38,7 +38,11 @@ impl Browser {
         let page = self.internals.as_ref().ok_or_else(|| BrowserError::Internals("page not open".into()))?;
         // A hung internals page must not hold the run for the standard 20 s at every snapshot:
         // it gets a shorter deadline once, and is then given up for dead.
-        let result = match deadline("read webrtc-internals", DUMP_DEADLINE, async { page.evaluate_expression(DUMP_JS).await.map_err(BrowserError::cdp("read webrtc-internals")) }).await {
+        let result = match deadline("read webrtc-internals", DUMP_DEADLINE, async {
+            page.evaluate_expression(DUMP_JS).await.map_err(BrowserError::cdp("read webrtc-internals"))
+        })
+        .await
+        {
             Err(e @ BrowserError::Timeout { .. }) => {
                 let _ = self.health.internals.set(format!("the webrtc-internals page stopped answering: {e}"));
                 return Err(e);

@@ -113,17 +113,8 @@ pub struct BrowserOptions {
 
 impl Default for BrowserOptions {
     fn default() -> Self {
-        let executable = std::env::var_os("CHROMIUM")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-        BrowserOptions {
-            executable,
-            headless: true,
-            window: (1280, 800),
-            user_data_dir: None,
-            extra_args: Vec::new(),
-            first_tab: 0,
-        }
+        let executable = std::env::var_os("CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+        BrowserOptions { executable, headless: true, window: (1280, 800), user_data_dir: None, extra_args: Vec::new(), first_tab: 0 }
     }
 }
 
@@ -222,11 +213,7 @@ impl Browser {
     /// peer-connection update logs only while an internals page is open).
     pub async fn launch(opts: BrowserOptions, timeline: Timeline) -> Result<Browser, BrowserError> {
         let launch::Launched { browser, handler, pid, temp_dir } = launch::start(&opts).await?;
-        let internals = cdp(
-            "open webrtc-internals",
-            browser.new_page(CreateTargetParams::new("chrome://webrtc-internals/?statsInterval=1000")),
-        )
-        .await;
+        let internals = cdp("open webrtc-internals", browser.new_page(CreateTargetParams::new("chrome://webrtc-internals/?statsInterval=1000"))).await;
         // From here on, Drop cleans up whatever fails.
         let health = Arc::new(Health::default());
         let death_watch = Some(tokio::spawn(watch_process(pid, handler.abort_handle(), health.clone(), timeline.clone())));
@@ -264,8 +251,7 @@ impl Browser {
     }
 
     async fn watch_crashes(&self) -> Result<JoinHandle<()>, BrowserError> {
-        let mut crashes =
-            cdp("listen for crashes", self.browser().event_listener::<EventTargetCrashed>()).await?;
+        let mut crashes = cdp("listen for crashes", self.browser().event_listener::<EventTargetCrashed>()).await?;
         let targets = self.targets.clone();
         let timeline = self.timeline.clone();
         let health = self.health.clone();
@@ -300,12 +286,7 @@ impl Browser {
 
     fn tab(&self, tab: TabId) -> Result<Arc<TabState>, BrowserError> {
         self.health.check(Some(tab))?;
-        self.tabs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&tab)
-            .cloned()
-            .ok_or(BrowserError::NoSuchTab(tab))
+        self.tabs.lock().unwrap_or_else(|e| e.into_inner()).get(&tab).cloned().ok_or(BrowserError::NoSuchTab(tab))
     }
 
     /// Ids of the tabs currently open.

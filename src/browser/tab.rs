@@ -12,15 +12,13 @@ use chromiumoxide::cdp::browser_protocol::input::{
     DispatchKeyEventParams, DispatchKeyEventType, DispatchMouseEventParams, DispatchMouseEventType, MouseButton,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    CookieParam, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
-    GetResponseBodyParams, RequestId,
+    CookieParam, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived, GetResponseBodyParams, RequestId,
 };
 use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, Viewport};
 use chromiumoxide::cdp::browser_protocol::storage::SetCookiesParams;
 use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
 use chromiumoxide::cdp::js_protocol::runtime::{
-    AddBindingParams, ConsoleApiCalledType, EventBindingCalled, EventConsoleApiCalled, EventExceptionThrown,
-    RemoteObject,
+    AddBindingParams, ConsoleApiCalledType, EventBindingCalled, EventConsoleApiCalled, EventExceptionThrown, RemoteObject,
 };
 use chromiumoxide::layout::Point;
 use chromiumoxide::page::ScreenshotParams;
@@ -290,8 +288,7 @@ impl Browser {
         let url = tagged_url(url, tab);
         self.health.check(None)?;
         let browser = self.browser();
-        let context =
-            cdp("create browser context", browser.create_browser_context(CreateBrowserContextParams::default())).await?;
+        let context = cdp("create browser context", browser.create_browser_context(CreateBrowserContextParams::default())).await?;
         let page = match self.prepare_tab(tab, &url, &context, cookies).await {
             Ok(page) => page,
             Err(e) => {
@@ -308,13 +305,7 @@ impl Browser {
         Ok(tab)
     }
 
-    async fn prepare_tab(
-        &self,
-        tab: TabId,
-        url: &str,
-        context: &BrowserContextId,
-        cookies: Vec<(String, String)>,
-    ) -> Result<Page, BrowserError> {
+    async fn prepare_tab(&self, tab: TabId, url: &str, context: &BrowserContextId, cookies: Vec<(String, String)>) -> Result<Page, BrowserError> {
         let browser = self.browser();
         if !cookies.is_empty() {
             let origin = origin_of(url).ok_or_else(|| BrowserError::Page { tab, what: format!("no origin in {url}") })?;
@@ -329,11 +320,8 @@ impl Browser {
             let params = SetCookiesParams { cookies, browser_context_id: Some(context.clone()) };
             cdp("set cookies", browser.execute(params)).await?;
         }
-        let target = CreateTargetParams::builder()
-            .url("about:blank")
-            .browser_context_id(context.clone())
-            .build()
-            .map_err(|e| BrowserError::Page { tab, what: e })?;
+        let target =
+            CreateTargetParams::builder().url("about:blank").browser_context_id(context.clone()).build().map_err(|e| BrowserError::Page { tab, what: e })?;
         let page = cdp("create tab", browser.new_page(target)).await?;
         let setup = async {
             let mut tasks = listen(&page, tab, &self.timeline).await?;
@@ -449,7 +437,10 @@ impl Browser {
                     return Ok(());
                 }
                 Ok(Found::Not { why }) if started.elapsed() >= CONTROL_DEADLINE => {
-                    return Err(BrowserError::Page { tab, what: format!("nothing a user could press for {label} within {} s: {why}", CONTROL_DEADLINE.as_secs()) });
+                    return Err(BrowserError::Page {
+                        tab,
+                        what: format!("nothing a user could press for {label} within {} s: {why}", CONTROL_DEADLINE.as_secs()),
+                    });
                 }
                 Ok(Found::Not { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(e) => return Err(BrowserError::Page { tab, what: format!("finding {label}: {e}") }),
@@ -493,11 +484,7 @@ impl Browser {
             return Ok(());
         }
         let closed = cdp(&format!("tab {tab}: close"), state.page.clone().close()).await;
-        let disposed = cdp(
-            &format!("tab {tab}: dispose context"),
-            self.browser().dispose_browser_context(state.context.clone()),
-        )
-        .await;
+        let disposed = cdp(&format!("tab {tab}: dispose context"), self.browser().dispose_browser_context(state.context.clone())).await;
         // The page's last probe batch (sent on pagehide) may still be in flight.
         tokio::time::sleep(Duration::from_millis(200)).await;
         for t in &state.tasks {

@@ -66,7 +66,15 @@ impl TimedFrame {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         sample.hash.hash(&mut h);
-        TimedFrame { at, video, video_width: sample.video_width, presented: sample.presented, mean_luma: sample.mean_luma, hash: h.finish(), stamp: sample.stamp.or_else(|| sample.decode_stamp()) }
+        TimedFrame {
+            at,
+            video,
+            video_width: sample.video_width,
+            presented: sample.presented,
+            mean_luma: sample.mean_luma,
+            hash: h.finish(),
+            stamp: sample.stamp.or_else(|| sample.decode_stamp()),
+        }
     }
 }
 

@@ -176,9 +176,7 @@ pub fn decode(luma: &[u8], width: usize, height: usize) -> Option<Stamp> {
     if !guards_ok {
         return None;
     }
-    let bits = |row: &[bool; COLUMNS], from: usize, n: usize| -> u16 {
-        row[from..from + n].iter().fold(0u16, |acc, b| (acc << 1) | u16::from(*b))
-    };
+    let bits = |row: &[bool; COLUMNS], from: usize, n: usize| -> u16 { row[from..from + n].iter().fold(0u16, |acc, b| (acc << 1) | u16::from(*b)) };
     let tag = bits(&rows[0], 1, TAG_BITS as usize);
     let counter = bits(&rows[1], 1, COUNTER_BITS as usize);
     let crc = (bits(&rows[0], 13, 2) << 4) | bits(&rows[1], 11, 4);
@@ -243,8 +241,7 @@ mod tests {
 
     #[test]
     fn lobby_tags_spread_over_the_range() {
-        let tags: std::collections::BTreeSet<u16> =
-            (0..200).map(|_| lobby_tag(&uuid::Uuid::new_v4().to_string())).collect();
+        let tags: std::collections::BTreeSet<u16> = (0..200).map(|_| lobby_tag(&uuid::Uuid::new_v4().to_string())).collect();
         // 200 random ids into 4095 tags: a handful of collisions at most.
         assert!(tags.len() > 185, "only {} distinct tags", tags.len());
     }

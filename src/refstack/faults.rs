@@ -231,9 +231,20 @@ mod tests {
     #[test]
     fn every_known_switch_round_trips_through_its_text() {
         for text in [
-            "cert-subject-collision", "webrtc-port-range=40000-40000", "join-not-counted", "control-idle-timeout=4",
-            "stuck-session", "zombie-streamer", "zombie-streamer=listed", "orphan-wolf-session", "black-after=2",
-            "freeze-after=3", "no-lobby-recreate", "sctp-errors", "slow-tls=1500", "session-id-reuse",
+            "cert-subject-collision",
+            "webrtc-port-range=40000-40000",
+            "join-not-counted",
+            "control-idle-timeout=4",
+            "stuck-session",
+            "zombie-streamer",
+            "zombie-streamer=listed",
+            "orphan-wolf-session",
+            "black-after=2",
+            "freeze-after=3",
+            "no-lobby-recreate",
+            "sctp-errors",
+            "slow-tls=1500",
+            "session-id-reuse",
             "reconnect-teardown-race",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));

@@ -82,7 +82,11 @@ impl Layout {
     }
 
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![("MOONLIGHT_CREDENTIALS", self.moonlight_credentials.clone()), ("HELIX_E2E_EMAIL", self.user_email.clone()), ("HELIX_E2E_PASSWORD", self.user_password.clone())]
+        vec![
+            ("MOONLIGHT_CREDENTIALS", self.moonlight_credentials.clone()),
+            ("HELIX_E2E_EMAIL", self.user_email.clone()),
+            ("HELIX_E2E_PASSWORD", self.user_password.clone()),
+        ]
     }
 
     pub fn endpoints(&self, logs: Vec<(String, PathBuf)>) -> Endpoints {

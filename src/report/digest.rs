@@ -134,7 +134,11 @@ impl Digest {
         if let Some(op) = running {
             return Some(format!("during {}", op.name));
         }
-        self.ops.iter().filter(|o| o.end.is_some_and(|e| e <= at)).max_by(|a, b| a.end.unwrap_or(0.0).total_cmp(&b.end.unwrap_or(0.0))).map(|o| format!("after {}", o.name))
+        self.ops
+            .iter()
+            .filter(|o| o.end.is_some_and(|e| e <= at))
+            .max_by(|a, b| a.end.unwrap_or(0.0).total_cmp(&b.end.unwrap_or(0.0)))
+            .map(|o| format!("after {}", o.name))
     }
 }
 
@@ -214,12 +218,16 @@ impl Digest {
                 crate::timeline::Casualty::TabCrashed { tab: Some(tab) } | crate::timeline::Casualty::TabUnresponsive { tab } => {
                     self.tab_mut(*tab).problems.push(Mark { at: o.at, text: format!("died: {detail}") });
                 }
-                crate::timeline::Casualty::Service { service } => self.logs.push(LogLine { at: o.at, service: service.clone(), level: "ERROR".into(), message: format!("died: {detail}") }),
+                crate::timeline::Casualty::Service { service } => {
+                    self.logs.push(LogLine { at: o.at, service: service.clone(), level: "ERROR".into(), message: format!("died: {detail}") })
+                }
                 _ => self.logs.push(LogLine { at: o.at, service: "browser".into(), level: "ERROR".into(), message: format!("died: {detail}") }),
             },
             Event::Detection { fault, name, tab, message, first_symptom } => {
                 if let Some(tab) = tab {
-                    self.tab_mut(*tab).problems.push(Mark { at: o.at, text: format!("{fault} {name} (first symptom {:.1} s earlier)", (o.at - first_symptom) / 1000.0) });
+                    self.tab_mut(*tab)
+                        .problems
+                        .push(Mark { at: o.at, text: format!("{fault} {name} (first symptom {:.1} s earlier)", (o.at - first_symptom) / 1000.0) });
                 }
                 self.logs.push(LogLine { at: o.at, service: "detector".into(), level: "ERROR".into(), message: format!("{fault} {name}: {message}") });
             }
@@ -285,7 +293,13 @@ fn tab_event(t: &mut TabDigest, at: EpochMs, probe: &ProbeEvent, last_stats: &mu
             last_stats.insert(key, (at, frames, bytes));
         }
         ProbeEvent::Frame { video, sample } => {
-            t.frames.push(FramePoint { at, video: *video, presented: sample.presented, mean_luma: sample.mean_luma, stamp: sample.stamp.or_else(|| sample.decode_stamp()) });
+            t.frames.push(FramePoint {
+                at,
+                video: *video,
+                presented: sample.presented,
+                mean_luma: sample.mean_luma,
+                stamp: sample.stamp.or_else(|| sample.decode_stamp()),
+            });
         }
         ProbeEvent::UiText { text, role } if role == "alert" => t.problems.push(mark(format!("shows error \u{201c}{text}\u{201d}"))),
         ProbeEvent::UiText { text, .. } => t.stages.push(mark(format!("shows \u{201c}{text}\u{201d}"))),
@@ -321,12 +335,15 @@ fn stage_of(msg: &serde_json::Value, dir: Direction) -> Option<String> {
     let (tag, body) = obj.iter().next()?;
     match tag.as_str() {
         "Signaling" => None,
-        "StageStarting" | "StageComplete" | "StageFailed" => {
-            Some(format!("{arrow} {tag} {}", body.get("stage").and_then(|s| s.as_str()).unwrap_or("")))
-        }
+        "StageStarting" | "StageComplete" | "StageFailed" => Some(format!("{arrow} {tag} {}", body.get("stage").and_then(|s| s.as_str()).unwrap_or(""))),
         "AuthenticateAndInit" => Some(format!("{arrow} {tag} mode={}", body.get("mode").and_then(|s| s.as_str()).unwrap_or("?"))),
-        "ConnectionComplete" => Some(format!("{arrow} {tag} client_id={}", body.get("client_id").map(|c| c.to_string().trim_matches('"').to_string()).unwrap_or_default())),
-        _ => Some(format!("{arrow} {tag}{}", if body.is_null() || body.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { format!(" {}", brief_json(body, 100)) })),
+        "ConnectionComplete" => {
+            Some(format!("{arrow} {tag} client_id={}", body.get("client_id").map(|c| c.to_string().trim_matches('"').to_string()).unwrap_or_default()))
+        }
+        _ => Some(format!(
+            "{arrow} {tag}{}",
+            if body.is_null() || body.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { format!(" {}", brief_json(body, 100)) }
+        )),
     }
 }
 

@@ -129,7 +129,11 @@ mod tests {
         let redactor = Redactor::with_secrets(["known-secret-value".to_string()]);
         let written = write_internals(&art, "before-close-tab-0", &dump(), &redactor).unwrap();
         assert_eq!(written.len(), 3, "{written:?}");
-        for (rel, pcs) in [("webrtc-internals/before-close-tab-0.json", vec!["7-1", "7-2"]), ("webrtc-internals/tab-0/before-close-tab-0.json", vec!["7-1"]), ("webrtc-internals/tab-2/before-close-tab-0.json", vec!["7-2"])] {
+        for (rel, pcs) in [
+            ("webrtc-internals/before-close-tab-0.json", vec!["7-1", "7-2"]),
+            ("webrtc-internals/tab-0/before-close-tab-0.json", vec!["7-1"]),
+            ("webrtc-internals/tab-2/before-close-tab-0.json", vec!["7-2"]),
+        ] {
             let text = std::fs::read_to_string(art.root().join(rel)).unwrap();
             assert!(!text.contains("turn-pass-1234") && !text.contains("known-secret-value"), "{rel} leaks: {text}");
             let v: Value = serde_json::from_str(&text).unwrap();

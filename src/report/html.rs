@@ -155,7 +155,13 @@ fn event_rows(d: &Digest) -> Vec<EventRow> {
     }
     for t in &d.tabs {
         let who = format!("tab {}", t.tab);
-        rows.extend(t.states.iter().map(|m| EventRow { at: m.at, src: "tab", who: who.clone(), text: format!("connection {}", m.text), level: if m.text.ends_with("failed") { "error" } else { "" } }));
+        rows.extend(t.states.iter().map(|m| EventRow {
+            at: m.at,
+            src: "tab",
+            who: who.clone(),
+            text: format!("connection {}", m.text),
+            level: if m.text.ends_with("failed") { "error" } else { "" },
+        }));
         rows.extend(t.stages.iter().map(|m| EventRow { at: m.at, src: "tab", who: who.clone(), text: m.text.clone(), level: "" }));
         rows.extend(t.problems.iter().map(|m| EventRow { at: m.at, src: "tab", who: who.clone(), text: m.text.clone(), level: "error" }));
     }
@@ -211,7 +217,11 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
             );
             for tab in tabs_named(&inv.message) {
                 let Some(t) = d.tab(tab) else { continue };
-                let problems: Vec<String> = t.problems_before(inv.at, 3).iter().map(|p| format!("<b class=\"bad\">{}</b> <span class=\"muted\">{}</span>", escape(&p.text), axis.rel(p.at))).collect();
+                let problems: Vec<String> = t
+                    .problems_before(inv.at, 3)
+                    .iter()
+                    .map(|p| format!("<b class=\"bad\">{}</b> <span class=\"muted\">{}</span>", escape(&p.text), axis.rel(p.at)))
+                    .collect();
                 let _ = write!(
                     h,
                     "<div class=\"facts\"><span><a href=\"#tab-{tab}\">tab {tab}</a>: <b style=\"color:{}\">{}</b></span>{}</div>",
@@ -224,7 +234,11 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
         }
     }
     if !any {
-        let _ = writeln!(h, "<div class=\"card\"><span class=\"ok\">Nothing failed.</span> {} invariant(s) held.</div>", s.scenarios.iter().map(|s| s.invariants.len()).sum::<usize>());
+        let _ = writeln!(
+            h,
+            "<div class=\"card\"><span class=\"ok\">Nothing failed.</span> {} invariant(s) held.</div>",
+            s.scenarios.iter().map(|s| s.invariants.len()).sum::<usize>()
+        );
     }
     h.push_str("</section>\n");
 }
@@ -239,7 +253,14 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
         let x1 = axis.x(op.end.unwrap_or(d.end)).max(x0 + 2.0);
         let y = if i % 2 == 0 { 5.0 } else { 15.0 };
         let colour = if op.failed.is_some() { "#d64545" } else { "#4f6bed" };
-        let _ = write!(g, "<rect x=\"{x0:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"9\" rx=\"2\" fill=\"{colour}\"><title>{} {}{}</title></rect>", x1 - x0, axis.rel(op.start), escape(&op.name), op.failed.as_ref().map(|e| format!(" \u{2014} failed: {}", escape(e))).unwrap_or_default());
+        let _ = write!(
+            g,
+            "<rect x=\"{x0:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"9\" rx=\"2\" fill=\"{colour}\"><title>{} {}{}</title></rect>",
+            x1 - x0,
+            axis.rel(op.start),
+            escape(&op.name),
+            op.failed.as_ref().map(|e| format!(" \u{2014} failed: {}", escape(e))).unwrap_or_default()
+        );
     }
     lanes.push(("operations".into(), g));
     for t in &d.tabs {
@@ -266,7 +287,14 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
                 "WARN" | "WARNING" => ("#e0a526", 6.0, 18.0),
                 _ => ("#9aa1ab", 10.0, 10.0),
             };
-            let _ = write!(g, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y}\" y2=\"{:.0}\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{} {} {}</title></line>", y + len, axis.rel(l.at), escape(&l.level), escape(&l.message));
+            let _ = write!(
+                g,
+                "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y}\" y2=\"{:.0}\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{} {} {}</title></line>",
+                y + len,
+                axis.rel(l.at),
+                escape(&l.level),
+                escape(&l.message)
+            );
         }
         lanes.push((format!("{svc} log"), g));
     }
@@ -311,15 +339,33 @@ fn tab_lane(t: &TabDigest, d: &Digest, axis: &Axis) -> String {
         let until = t.states.get(i + 1).map(|n| n.at).unwrap_or(end).max(m.at);
         let state = m.text.split_once(": ").map(|(_, s)| s).unwrap_or(&m.text);
         let (x0, x1) = (axis.x(m.at), axis.x(until));
-        let _ = write!(g, "<rect x=\"{x0:.1}\" y=\"6\" width=\"{:.1}\" height=\"14\" rx=\"2\" fill=\"{}\"><title>{} {}</title></rect>", (x1 - x0).max(2.0), state_colour(state), axis.rel(m.at), escape(&m.text));
+        let _ = write!(
+            g,
+            "<rect x=\"{x0:.1}\" y=\"6\" width=\"{:.1}\" height=\"14\" rx=\"2\" fill=\"{}\"><title>{} {}</title></rect>",
+            (x1 - x0).max(2.0),
+            state_colour(state),
+            axis.rel(m.at),
+            escape(&m.text)
+        );
     }
     for m in &t.stages {
         let x = axis.x(m.at);
-        let _ = write!(g, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"1\" y2=\"6\" stroke=\"#222\" stroke-width=\"1.2\"><title>{} {}</title></line>", axis.rel(m.at), escape(&m.text));
+        let _ = write!(
+            g,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"1\" y2=\"6\" stroke=\"#222\" stroke-width=\"1.2\"><title>{} {}</title></line>",
+            axis.rel(m.at),
+            escape(&m.text)
+        );
     }
     for m in &t.problems {
         let x = axis.x(m.at);
-        let _ = write!(g, "<path d=\"M{:.1} 8 l8 10 m0 -10 l-8 10\" stroke=\"#d64545\" stroke-width=\"2.2\"><title>{} {}</title></path>", x - 4.0, axis.rel(m.at), escape(&m.text));
+        let _ = write!(
+            g,
+            "<path d=\"M{:.1} 8 l8 10 m0 -10 l-8 10\" stroke=\"#d64545\" stroke-width=\"2.2\"><title>{} {}</title></path>",
+            x - 4.0,
+            axis.rel(m.at),
+            escape(&m.text)
+        );
     }
     g
 }
@@ -336,7 +382,14 @@ fn pixel_lane(t: &TabDigest, axis: &Axis) -> String {
             None if f.presented == 0 => ("#e6e8ec".into(), "no video".into()),
             None => ("#c3c8cf".into(), "no stamp".into()),
         };
-        let _ = write!(g, "<rect x=\"{x0:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"6\" fill=\"{colour}\"><title>{} video {}: {what}, {} presented</title></rect>", (x1 - x0).max(1.0), axis.rel(f.at), f.video, f.presented);
+        let _ = write!(
+            g,
+            "<rect x=\"{x0:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"6\" fill=\"{colour}\"><title>{} video {}: {what}, {} presented</title></rect>",
+            (x1 - x0).max(1.0),
+            axis.rel(f.at),
+            f.video,
+            f.presented
+        );
     }
     g
 }
@@ -347,7 +400,13 @@ fn correlation(h: &mut String, s: &Summary) {
     for sc in &s.scenarios {
         let Some(state) = &sc.state_at_failure else { continue };
         any = true;
-        let _ = write!(h, "<div class=\"card\"><h3>{} \u{2014} when <a href=\"#{}\">{}</a> failed</h3>", escape(&sc.name), anchor(&sc.name, state.get("invariant").and_then(Value::as_str).unwrap_or("")), escape(state.get("invariant").and_then(Value::as_str).unwrap_or("?")));
+        let _ = write!(
+            h,
+            "<div class=\"card\"><h3>{} \u{2014} when <a href=\"#{}\">{}</a> failed</h3>",
+            escape(&sc.name),
+            anchor(&sc.name, state.get("invariant").and_then(Value::as_str).unwrap_or("")),
+            escape(state.get("invariant").and_then(Value::as_str).unwrap_or("?"))
+        );
         if let Some(rows) = state.get("correlation").and_then(Value::as_array) {
             h.push_str("<div class=\"scroll\"><table><thead><tr><th>tab</th><th>client_unique_id</th><th>mode</th><th>pc state</th><th>errors</th><th>moonlight-web session</th><th>ws</th><th>streamer</th><th>Wolf session</th><th>lobby</th><th>clients</th><th>pixels</th></tr></thead><tbody>");
             for r in rows {
@@ -358,7 +417,8 @@ fn correlation(h: &mut String, s: &Summary) {
                 };
                 let pixels = r.get("pixels").map(super::pixel_word).unwrap_or("-");
                 let bad = |ok: bool| if ok { "" } else { " class=\"bad\"" };
-                let errors = r.get("errors").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default();
+                let errors =
+                    r.get("errors").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default();
                 let _ = write!(
                     h,
                     "<tr><td><a href=\"#tab-{0}\">{0}</a></td><td class=\"mono\">{1}</td><td>{2}</td><td{3}>{4}</td><td{5}>{6}</td><td class=\"mono\">{7}</td><td{8}>{9}</td><td{10}>{11}</td><td class=\"mono\">{12}</td><td class=\"mono\">{13}</td><td>{14}</td><td{15}>{16} {17}</td></tr>",
@@ -385,13 +445,16 @@ fn correlation(h: &mut String, s: &Summary) {
             h.push_str("</tbody></table></div>");
         }
         if let Some(servers) = state.get("servers").and_then(Value::as_object) {
-            for (key, title) in [("wolf_sessions", "Wolf sessions"), ("lobbies", "Wolf lobbies"), ("mlw_sessions", "moonlight-web sessions"), ("errors", "monitor errors")] {
+            for (key, title) in
+                [("wolf_sessions", "Wolf sessions"), ("lobbies", "Wolf lobbies"), ("mlw_sessions", "moonlight-web sessions"), ("errors", "monitor errors")]
+            {
                 if let Some(v) = servers.get(key) {
                     let _ = write!(h, "<h3 style=\"margin-top:14px\">{title}</h3>{}", json_table(v));
                 }
             }
             if let Some(m) = servers.get("memory").filter(|m| !m.is_null()) {
-                let _ = write!(h, "<details><summary>Wolf memory</summary><pre>{}</pre></details>", escape(&serde_json::to_string_pretty(m).unwrap_or_default()));
+                let _ =
+                    write!(h, "<details><summary>Wolf memory</summary><pre>{}</pre></details>", escape(&serde_json::to_string_pretty(m).unwrap_or_default()));
             }
         }
         h.push_str("</div>\n");
@@ -402,7 +465,6 @@ fn correlation(h: &mut String, s: &Summary) {
     h.push_str("</section>\n");
 }
 
-
 /// An array of objects as a table (columns: the union of keys in first-seen order); anything
 /// else as preformatted JSON.
 fn json_table(v: &Value) -> String {
@@ -411,7 +473,10 @@ fn json_table(v: &Value) -> String {
         return "<div class=\"muted\">none</div>".into();
     }
     if !items.iter().all(Value::is_object) {
-        return format!("<pre>{}</pre>", escape(&items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join("\n")));
+        return format!(
+            "<pre>{}</pre>",
+            escape(&items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join("\n"))
+        );
     }
     let mut cols: Vec<&str> = Vec::new();
     for i in items {
@@ -478,8 +543,19 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
         );
         if let Some(f) = facts {
             h.push_str("<dl class=\"kv\">");
-            for (k, v) in [("client_unique_id", &f.client_unique_ids), ("moonlight-web session", &f.session_ids), ("Wolf session", &f.wolf_sessions), ("connection states", &f.connection_states), ("errors", &f.errors)] {
-                let _ = write!(h, "<dt>{k}</dt><dd class=\"mono{}\">{}</dd>", if k == "errors" && !v.is_empty() { " bad" } else { "" }, if v.is_empty() { "-".into() } else { escape(&v.join(", ")) });
+            for (k, v) in [
+                ("client_unique_id", &f.client_unique_ids),
+                ("moonlight-web session", &f.session_ids),
+                ("Wolf session", &f.wolf_sessions),
+                ("connection states", &f.connection_states),
+                ("errors", &f.errors),
+            ] {
+                let _ = write!(
+                    h,
+                    "<dt>{k}</dt><dd class=\"mono{}\">{}</dd>",
+                    if k == "errors" && !v.is_empty() { " bad" } else { "" },
+                    if v.is_empty() { "-".into() } else { escape(&v.join(", ")) }
+                );
             }
             h.push_str("</dl>");
         }
@@ -497,7 +573,13 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
             }
         }
         let luma: Vec<(EpochMs, f64)> = t.frames.iter().map(|f| (f.at, f.mean_luma)).collect();
-        for (label, pts, unit, colour) in [("decoded fps", &fps, "fps", "#2e9e5b"), ("received kbit/s", &kbps, "kbit/s", "#4f6bed"), ("packets lost", &lost, "", "#d64545"), ("presented fps (video)", &presented, "fps", "#0e8fa8"), ("mean luma", &luma, "", "#7c4dcc")] {
+        for (label, pts, unit, colour) in [
+            ("decoded fps", &fps, "fps", "#2e9e5b"),
+            ("received kbit/s", &kbps, "kbit/s", "#4f6bed"),
+            ("packets lost", &lost, "", "#d64545"),
+            ("presented fps (video)", &presented, "fps", "#0e8fa8"),
+            ("mean luma", &luma, "", "#7c4dcc"),
+        ] {
             if let Some(svg) = sparkline(pts, axis, colour) {
                 let last = pts.last().map(|p| p.1).unwrap_or(0.0);
                 let max = pts.iter().map(|p| p.1).fold(0.0, f64::max);
@@ -508,7 +590,8 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
             h.push_str("<div class=\"muted\">No stats or frames: this tab never received media.</div>");
         }
         let stamps: Vec<String> = {
-            let mut v: Vec<String> = t.frames.iter().filter_map(|f| f.stamp).map(|s| format!("<span style=\"color:{}\">\u{25a0}</span> tag {}", tag_colour(s.tag), s.tag)).collect();
+            let mut v: Vec<String> =
+                t.frames.iter().filter_map(|f| f.stamp).map(|s| format!("<span style=\"color:{}\">\u{25a0}</span> tag {}", tag_colour(s.tag), s.tag)).collect();
             v.dedup();
             v
         };
@@ -522,15 +605,31 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
             for p in &shots {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 if let Ok(bytes) = std::fs::read(p) {
-                    let _ = write!(h, "<figure><a href=\"screenshots/{0}\"><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"></a><figcaption>{0}</figcaption></figure>", escape(name), base64::engine::general_purpose::STANDARD.encode(bytes));
+                    let _ = write!(
+                        h,
+                        "<figure><a href=\"screenshots/{0}\"><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"></a><figcaption>{0}</figcaption></figure>",
+                        escape(name),
+                        base64::engine::general_purpose::STANDARD.encode(bytes)
+                    );
                 }
             }
             h.push_str("</div>");
         }
-        let mut marks: Vec<(EpochMs, String, bool)> = t.states.iter().map(|m| (m.at, format!("connection {}", m.text), false)).chain(t.stages.iter().map(|m| (m.at, m.text.clone(), false))).chain(t.problems.iter().map(|m| (m.at, m.text.clone(), true))).collect();
+        let mut marks: Vec<(EpochMs, String, bool)> = t
+            .states
+            .iter()
+            .map(|m| (m.at, format!("connection {}", m.text), false))
+            .chain(t.stages.iter().map(|m| (m.at, m.text.clone(), false)))
+            .chain(t.problems.iter().map(|m| (m.at, m.text.clone(), true)))
+            .collect();
         marks.sort_by(|a, b| a.0.total_cmp(&b.0));
         if !marks.is_empty() {
-            let _ = write!(h, "<details{}><summary>{} stage(s), state change(s) and problem(s)</summary><div class=\"marks\">", if failed { " open" } else { "" }, marks.len());
+            let _ = write!(
+                h,
+                "<details{}><summary>{} stage(s), state change(s) and problem(s)</summary><div class=\"marks\">",
+                if failed { " open" } else { "" },
+                marks.len()
+            );
             for (at, text, problem) in marks {
                 let _ = write!(h, "<div{}><span class=\"t\">{}</span>{}</div>", if problem { " class=\"problem\"" } else { "" }, axis.rel(at), escape(&text));
             }
@@ -564,7 +663,13 @@ fn invariants(h: &mut String, s: &Summary, axis: &Axis) {
 fn events_table(h: &mut String, s: &Summary, axis: &Axis, events: &[EventRow]) {
     let first_fail = s.scenarios.iter().flat_map(|sc| sc.invariants.iter()).filter(|i| !i.passed).map(|i| i.at).fold(f64::INFINITY, f64::min);
     h.push_str("<section id=\"events\"><h2>Events</h2><div id=\"filters\">");
-    for (src, label, on) in [("op", "operations", true), ("tab", "tabs", true), ("wolf", "Wolf events", true), ("logwarn", "log warnings/errors", true), ("log", "other log lines", false)] {
+    for (src, label, on) in [
+        ("op", "operations", true),
+        ("tab", "tabs", true),
+        ("wolf", "Wolf events", true),
+        ("logwarn", "log warnings/errors", true),
+        ("log", "other log lines", false),
+    ] {
         let n = events.iter().filter(|e| e.src == src).count();
         let _ = write!(h, "<label><input type=\"checkbox\" value=\"{src}\"{}> {label} ({n})</label>", if on { " checked" } else { "" });
     }

@@ -87,7 +87,13 @@ pub fn render(summary: &Summary, hostname: &str) -> String {
         );
         if run_erred {
             let msg = summary.error.clone().unwrap_or_else(|| verdict_word(summary.verdict).to_string());
-            let _ = write!(s, "\n      <error message=\"{}\" type=\"{}\">{}</error>\n    ", escape(&msg), verdict_word(summary.verdict), escape(&format!("{msg}\nreplay: {}\nevidence: report.html, timeline.jsonl, logs/", summary.replay)));
+            let _ = write!(
+                s,
+                "\n      <error message=\"{}\" type=\"{}\">{}</error>\n    ",
+                escape(&msg),
+                verdict_word(summary.verdict),
+                escape(&format!("{msg}\nreplay: {}\nevidence: report.html, timeline.jsonl, logs/", summary.replay))
+            );
         }
         s.push_str("</testcase>\n    <system-out></system-out>\n    <system-err></system-err>\n  </testsuite>\n");
         tests += 1;
@@ -128,7 +134,14 @@ fn timestamp(summary: &Summary) -> String {
 
 fn properties(summary: &Summary) -> String {
     let mut p = String::new();
-    for (k, v) in [("run_id", summary.run_id.as_str()), ("seed", &summary.seed.to_string()), ("target", &summary.target), ("replay", &summary.replay), ("artifacts", &summary.artifacts), ("verdict", verdict_word(summary.verdict))] {
+    for (k, v) in [
+        ("run_id", summary.run_id.as_str()),
+        ("seed", &summary.seed.to_string()),
+        ("target", &summary.target),
+        ("replay", &summary.replay),
+        ("artifacts", &summary.artifacts),
+        ("verdict", verdict_word(summary.verdict)),
+    ] {
         let _ = writeln!(p, "      <property name=\"{}\" value=\"{}\"/>", escape(k), escape(v));
     }
     p
@@ -145,11 +158,8 @@ fn suite(summary: &Summary, sc: &ScenarioResult, id: usize, hostname: &str) -> S
             failures += 1;
             let failed: Vec<&InvariantResult> = sc.invariants.iter().filter(|i| !i.passed).collect();
             let msg = format!("{} invariant(s) failed: {}", failed.len(), failed.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "));
-            let body = format!(
-                "{msg}\nduring operation: {}\nreplay: {}\nevidence: report.html, report.md",
-                sc.failed_op.as_deref().unwrap_or("-"),
-                summary.replay
-            );
+            let body =
+                format!("{msg}\nduring operation: {}\nreplay: {}\nevidence: report.html, report.md", sc.failed_op.as_deref().unwrap_or("-"), summary.replay);
             let _ = write!(cases, "\n      <failure message=\"{}\" type=\"fail\">{}</failure>\n    ", escape(&msg), escape(&body));
         }
         Verdict::Error | Verdict::Interrupted => {
@@ -157,7 +167,11 @@ fn suite(summary: &Summary, sc: &ScenarioResult, id: usize, hostname: &str) -> S
             let msg = sc.error.clone().or_else(|| summary.error.clone()).unwrap_or_else(|| verdict_word(sc.verdict).to_string());
             // A scenario cut short by Ctrl-C erred because of the interruption, not the system.
             let kind = if summary.verdict == Verdict::Interrupted { "interrupted" } else { verdict_word(sc.verdict) };
-            let body = format!("{msg}\nduring operation: {}\nreplay: {}\nevidence: report.html, timeline.jsonl, logs/", sc.failed_op.as_deref().unwrap_or("-"), summary.replay);
+            let body = format!(
+                "{msg}\nduring operation: {}\nreplay: {}\nevidence: report.html, timeline.jsonl, logs/",
+                sc.failed_op.as_deref().unwrap_or("-"),
+                summary.replay
+            );
             let _ = write!(cases, "\n      <error message=\"{}\" type=\"{}\">{}</error>\n    ", escape(&msg), kind, escape(&body));
         }
     }
@@ -213,7 +227,16 @@ mod tests {
     }
 
     fn passed() -> ScenarioResult {
-        ScenarioResult { name: "x".into(), verdict: Verdict::Pass, invariants: vec![InvariantResult::pass("i", "ok")], detections: vec![], failed_op: None, state_at_failure: None, error: None, duration_s: 1.0 }
+        ScenarioResult {
+            name: "x".into(),
+            verdict: Verdict::Pass,
+            invariants: vec![InvariantResult::pass("i", "ok")],
+            detections: vec![],
+            failed_op: None,
+            state_at_failure: None,
+            error: None,
+            duration_s: 1.0,
+        }
     }
 
     #[test]

@@ -46,7 +46,11 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
                     let _ = writeln!(m, "  - tab {tab}: {}{problems}", t.connections_at(inv.at));
                 }
             }
-            let _ = writeln!(m, "  - evidence: {}", evidence(summary, sc, inv).iter().map(|e| format!("`{}`", e.split(" (").next().unwrap_or(e))).collect::<Vec<_>>().join(", "));
+            let _ = writeln!(
+                m,
+                "  - evidence: {}",
+                evidence(summary, sc, inv).iter().map(|e| format!("`{}`", e.split(" (").next().unwrap_or(e))).collect::<Vec<_>>().join(", ")
+            );
         }
         if !failed.is_empty() {
             m.push('\n');
@@ -55,7 +59,11 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
             let _ = writeln!(m, "Correlation at the first failure:\n");
             m.push_str("| tab | client_unique_id | pc state | moonlight-web session (ws/streamer) | Wolf session | lobby (clients) | pixels |\n|---|---|---|---|---|---|---|\n");
             for r in rows {
-                let s = |k: &str| r.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() })).unwrap_or_else(|| "-".into());
+                let s = |k: &str| {
+                    r.get(k)
+                        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() }))
+                        .unwrap_or_else(|| "-".into())
+                };
                 let pixels = r.get("pixels").map(super::pixel_word).unwrap_or("-");
                 let _ = writeln!(
                     m,

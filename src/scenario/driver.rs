@@ -157,10 +157,11 @@ impl Driver {
 
     /// Open one page that shows several viewers at once (the task board).
     pub async fn open_board(&mut self, sessions: &[String]) -> Result<TabId, OpError> {
-        let url = self.target.viewer.board_page(&self.target.helix_url, "e2e", sessions).ok_or_else(|| OpError {
-            op: "open board page".into(),
-            detail: "the target defines no board_url".into(),
-        })?;
+        let url = self
+            .target
+            .viewer
+            .board_page(&self.target.helix_url, "e2e", sessions)
+            .ok_or_else(|| OpError { op: "open board page".into(), detail: "the target defines no board_url".into() })?;
         // Task dialogs mount their viewers at once: nothing to click.
         self.open(format!("open board page with {}", sessions.join(", ")), url, Vec::new()).await
     }
@@ -170,7 +171,8 @@ impl Driver {
     pub async fn open_viewers(&mut self, sessions: &[String]) -> Result<Vec<TabId>, OpError> {
         let cookies = self.cookies();
         let browser = self.browser.clone();
-        let pages: Vec<(String, Vec<String>)> = sessions.iter().map(|s| (self.target.viewer.session_page(&self.target.helix_url, s), self.target.viewer.clicks.clone())).collect();
+        let pages: Vec<(String, Vec<String>)> =
+            sessions.iter().map(|s| (self.target.viewer.session_page(&self.target.helix_url, s), self.target.viewer.clicks.clone())).collect();
         let opens = pages.iter().map(|(url, clicks)| {
             let (browser, cookies) = (browser.clone(), cookies.clone());
             async move {
@@ -260,7 +262,10 @@ impl Driver {
     /// respawn of the stand-in's process); returns once it is ready again.
     pub async fn restart_service(&mut self, service: Service) -> Result<(), OpError> {
         let Some(control) = self.services.clone() else {
-            return Err(OpError { op: format!("restart {service}"), detail: format!("target {} names no way to restart services (a [containers] table, or the embedded stack)", self.target.name) });
+            return Err(OpError {
+                op: format!("restart {service}"),
+                detail: format!("target {} names no way to restart services (a [containers] table, or the embedded stack)", self.target.name),
+            });
         };
         self.snapshot_internals(&format!("before-restart-{service}")).await;
         self.op(format!("restart {service}"), control.restart(service)).await

@@ -139,7 +139,12 @@ async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError>
         Op::OpenTabs { tabs } => {
             let mut sessions = Vec::new();
             for t in tabs {
-                sessions.push(st.sessions.get(&t.session).cloned().ok_or_else(|| OpError { op: format!("{op:?}"), detail: format!("plan session {} is not live", t.session) })?);
+                sessions.push(
+                    st.sessions
+                        .get(&t.session)
+                        .cloned()
+                        .ok_or_else(|| OpError { op: format!("{op:?}"), detail: format!("plan session {} is not live", t.session) })?,
+                );
             }
             let opened = if sessions.len() == 1 { vec![d.open_viewer(&sessions[0]).await?] } else { d.open_viewers(&sessions).await? };
             for (t, id) in tabs.iter().zip(opened) {
@@ -218,7 +223,10 @@ fn quick_checks(d: &mut Driver, st: &mut State, step: usize) {
 fn settled(viewers: &[ViewerFacts], rows: &[Row], state: &ServerState, st: &State, stamped: bool) -> bool {
     let live = live_sessions(st);
     viewers.len() == st.tabs.len()
-        && viewers.iter().zip(rows).all(|(v, r)| !v.closed() && st.fresh_after.get(&v.tab).is_none_or(|t| v.started_at > *t) && checks::streams_own_lobby(r, state, stamped))
+        && viewers
+            .iter()
+            .zip(rows)
+            .all(|(v, r)| !v.closed() && st.fresh_after.get(&v.tab).is_none_or(|t| v.started_at > *t) && checks::streams_own_lobby(r, state, stamped))
         && checks::one_lobby_per_session(state, &live).passed
         && checks::lobby_client_counts(rows, state, &live).passed
 }
@@ -226,7 +234,8 @@ fn settled(viewers: &[ViewerFacts], rows: &[Row], state: &ServerState, st: &Stat
 /// Nothing of the sessions stopped mid-plan remains: no lobby, and no Wolf or moonlight-web
 /// session of their viewers.
 fn leftovers_of_stopped(all_viewers: &[ViewerFacts], state: &ServerState, st: &State) -> InvariantResult {
-    let of_stopped: Vec<&ViewerFacts> = all_viewers.iter().filter(|v| v.client_unique_id.as_deref().and_then(agent_session_of).is_some_and(|s| st.stopped.iter().any(|x| x == s))).collect();
+    let of_stopped: Vec<&ViewerFacts> =
+        all_viewers.iter().filter(|v| v.client_unique_id.as_deref().and_then(agent_session_of).is_some_and(|s| st.stopped.iter().any(|x| x == s))).collect();
     let uids: Vec<String> = of_stopped.iter().filter_map(|v| v.client_unique_id.clone()).collect();
     let mlw: Vec<String> = of_stopped.iter().filter_map(|v| v.session_id.clone()).collect();
     checks::no_leftovers(state, &st.stopped, &uids, &mlw)
@@ -235,7 +244,10 @@ fn leftovers_of_stopped(all_viewers: &[ViewerFacts], state: &ServerState, st: &S
 /// A tab that will not recover by waiting: its connection failed or the server told it off.
 /// A viewer older than the tab's last reload or Reconnect is on its way out, not hopeless.
 fn hopeless(viewers: &[ViewerFacts], st: &State) -> bool {
-    viewers.iter().filter(|v| st.fresh_after.get(&v.tab).is_none_or(|t| v.started_at > *t)).any(|v| v.connection_state.as_deref() == Some("failed") || v.errors.iter().any(|e| e.message != "AlreadyStreaming"))
+    viewers
+        .iter()
+        .filter(|v| st.fresh_after.get(&v.tab).is_none_or(|t| v.started_at > *t))
+        .any(|v| v.connection_state.as_deref() == Some("failed") || v.errors.iter().any(|e| e.message != "AlreadyStreaming"))
 }
 
 async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expect: &[Expect], screenshots: bool) {
@@ -301,7 +313,9 @@ async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expe
     for e in expect {
         let r = match e {
             Expect::AllSessionsReconnect => checks::all_sessions_reconnect(&rows, &state, &live, stamped),
-            Expect::SeveralTabsOneLobby { session, tabs } => checks::several_tabs_one_lobby(&rows, &state, st.sessions.get(session).map(String::as_str).unwrap_or("?"), *tabs, stamped),
+            Expect::SeveralTabsOneLobby { session, tabs } => {
+                checks::several_tabs_one_lobby(&rows, &state, st.sessions.get(session).map(String::as_str).unwrap_or("?"), *tabs, stamped)
+            }
             Expect::LobbySurvivesTabClose { session } => {
                 let ses = st.sessions.get(session).map(String::as_str).unwrap_or("?");
                 checks::lobby_survives_tab_close(&rows, &state, ses, st.lobby_at_check.get(session).map(String::as_str), stamped)

@@ -26,7 +26,8 @@ pub struct KeepAlive {
 impl KeepAlive {
     /// `video_selector` finds the viewers' `<video>` elements (the target's viewer spec).
     pub fn start(browser: Arc<Browser>, timeline: Timeline, video_selector: String) -> Self {
-        timeline.push(Event::Op { name: format!("keep-alive input: a mouse move over every viewer's video each {} s", EVERY.as_secs_f64()), phase: OpPhase::Ok });
+        timeline
+            .push(Event::Op { name: format!("keep-alive input: a mouse move over every viewer's video each {} s", EVERY.as_secs_f64()), phase: OpPhase::Ok });
         KeepAlive { task: tokio::spawn(run(browser, timeline, video_selector)) }
     }
 

@@ -15,10 +15,10 @@ pub mod second_connection;
 
 use crate::browser::{Browser, BrowserOptions};
 use crate::config::Target;
-use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
 use crate::refstack::faults::Fault;
-use crate::sut::control::processes::ProcessStack;
+use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
 use crate::sut::control::docker::DockerServices;
+use crate::sut::control::processes::ProcessStack;
 use crate::sut::control::ServiceControl;
 use crate::sut::helix::HelixClient;
 use crate::sut::monitor::Monitor;
@@ -49,7 +49,8 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
 ];
 
 /// The suite `helix-e2e run` runs when no scenario is named: every scenario, in this order.
-pub const DEFAULT_SUITE: &[&str] = &[second_connection::NAME, multi_tab::NAME, concurrent_sessions::NAME, rapid_cycles::NAME, random_walk::NAME, restart_chaos::NAME];
+pub const DEFAULT_SUITE: &[&str] =
+    &[second_connection::NAME, multi_tab::NAME, concurrent_sessions::NAME, rapid_cycles::NAME, random_walk::NAME, restart_chaos::NAME];
 
 /// The default suite's time scale when none is given: the design's suite must finish in under
 /// five minutes, and rapid-cycles alone takes about three at the design's own times.
@@ -73,7 +74,10 @@ pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64
 pub enum TargetChoice {
     /// Start the reference stack's services as child processes of this executable
     /// (`helix-e2e` itself), with these fault switches.
-    Embedded { exe: PathBuf, faults: Vec<Fault> },
+    Embedded {
+        exe: PathBuf,
+        faults: Vec<Fault>,
+    },
     File(PathBuf),
 }
 
@@ -221,7 +225,14 @@ async fn unless_interrupted<T>(stop: &Stop, fut: impl std::future::Future<Output
     }
 }
 
-async fn run_inner(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, timeline: Timeline, stop: Stop) -> Result<(), String> {
+async fn run_inner(
+    opts: &RunOptions,
+    plans: &[plan::Plan],
+    artifacts: &ArtifactDir,
+    summary: &mut Summary,
+    timeline: Timeline,
+    stop: Stop,
+) -> Result<(), String> {
     let run_start = std::time::SystemTime::now();
     let mut stack = None;
     let mut deaths_watch = None;
@@ -298,7 +309,16 @@ fn private_log_dir(run_id: &str) -> std::path::PathBuf {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir, summary: &mut Summary, target: &Target, services: Option<std::sync::Arc<dyn ServiceControl>>, timeline: Timeline, stop: &Stop) -> Result<(), String> {
+async fn drive(
+    opts: &RunOptions,
+    plans: &[plan::Plan],
+    artifacts: &ArtifactDir,
+    summary: &mut Summary,
+    target: &Target,
+    services: Option<std::sync::Arc<dyn ServiceControl>>,
+    timeline: Timeline,
+    stop: &Stop,
+) -> Result<(), String> {
     let mut helix = HelixClient::new(&target.helix_url);
     if let Some(login) = &target.login {
         timeline.add_secret(login.password.clone());
@@ -401,7 +421,15 @@ async fn drive(opts: &RunOptions, plans: &[plan::Plan], artifacts: &ArtifactDir,
         if let Some(e) = &error {
             eprintln!("  ERROR {e}");
         }
-        eprintln!("{} {name} ({:.1} s)", match v { Verdict::Pass => "PASS", Verdict::Fail => "FAIL", _ => "ERROR" }, t0.elapsed().as_secs_f64());
+        eprintln!(
+            "{} {name} ({:.1} s)",
+            match v {
+                Verdict::Pass => "PASS",
+                Verdict::Fail => "FAIL",
+                _ => "ERROR",
+            },
+            t0.elapsed().as_secs_f64()
+        );
         verdict = worst(verdict, v);
         summary.scenarios.push(ScenarioResult {
             name: name.clone(),

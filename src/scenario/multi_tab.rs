@@ -6,7 +6,8 @@ use super::params::Params;
 use super::plan::{scaled, Expect, Op, Plan, Rng, TabOpen};
 
 pub const NAME: &str = "multi-tab-same-lobby";
-pub const ABOUT: &str = "3 tabs on one session: one lobby, client_count 3, each tab its own create-mode client; 2 close, the lobby and the last tab keep streaming";
+pub const ABOUT: &str =
+    "3 tabs on one session: one lobby, client_count 3, each tab its own create-mode client; 2 close, the lobby and the last tab keep streaming";
 
 pub const TABS: usize = 3;
 pub const DROP: usize = 2;

@@ -9,9 +9,9 @@
 //! Sessions and tabs are numbered by the plan (0, 1, ...); the executor maps those numbers to the
 //! real `ses_` ids and browser tabs of the run.
 
+use crate::sut::control::Service;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use crate::sut::control::Service;
 use serde::{Deserialize, Serialize};
 
 /// A plan-local agent session number.
@@ -30,23 +30,41 @@ pub struct TabOpen {
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Op {
     /// Start agent sessions through the Helix API, one after the other.
-    CreateSessions { sessions: Vec<SessionNo> },
+    CreateSessions {
+        sessions: Vec<SessionNo>,
+    },
     /// Stop an agent session through the Helix API.
-    StopSession { session: SessionNo },
+    StopSession {
+        session: SessionNo,
+    },
     /// Open viewer tabs (each its own browser context); several at once when more than one.
-    OpenTabs { tabs: Vec<TabOpen> },
-    CloseTab { tab: TabNo },
+    OpenTabs {
+        tabs: Vec<TabOpen>,
+    },
+    CloseTab {
+        tab: TabNo,
+    },
     /// Reload the tab (a new viewer with a new `client_unique_id`).
-    ReloadTab { tab: TabNo },
+    ReloadTab {
+        tab: TabNo,
+    },
     /// Press the viewer's `Reconnect` button.
-    Reconnect { tab: TabNo },
+    Reconnect {
+        tab: TabNo,
+    },
     /// Leave every tab alone.
-    Idle { ms: u64 },
+    Idle {
+        ms: u64,
+    },
     /// Restart a service of the stack, as `docker compose restart` does; done once it is ready.
-    RestartService { service: Service },
+    RestartService {
+        service: Service,
+    },
     /// Every open tab shows a clear error (not silence) after the last restart; what each tab,
     /// moonlight-web and Wolf said is recorded (`<label>/clear-error-in-every-tab`).
-    ExpectErrors { label: String },
+    ExpectErrors {
+        label: String,
+    },
     /// Wait until every open tab streams (or a deadline), watch them `hold_ms`, then check the
     /// pass criteria; invariant names get `label/` in front.
     Check {
@@ -143,7 +161,11 @@ pub fn parse_jsonl(text: &str, known: &[&str]) -> Result<Vec<(String, Vec<Step>)
         if !known.contains(&step.scenario.as_str()) {
             return Err(bad(format!("unknown scenario {:?} (known: {})", step.scenario, known.join(", "))));
         }
-        let waits = [("at_ms", step.at_ms.unwrap_or(0)), ("ms", if let Op::Idle { ms } = &step.op { *ms } else { 0 }), ("hold_ms", if let Op::Check { hold_ms, .. } = &step.op { *hold_ms } else { 0 })];
+        let waits = [
+            ("at_ms", step.at_ms.unwrap_or(0)),
+            ("ms", if let Op::Idle { ms } = &step.op { *ms } else { 0 }),
+            ("hold_ms", if let Op::Check { hold_ms, .. } = &step.op { *hold_ms } else { 0 }),
+        ];
         if let Some((field, v)) = waits.iter().find(|(_, v)| *v > MAX_WAIT_MS) {
             return Err(bad(format!("{field} {v} is longer than any run ({} ms at most)", MAX_WAIT_MS)));
         }

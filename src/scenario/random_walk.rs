@@ -104,7 +104,8 @@ mod tests {
             }
             assert!(live.len() <= MAX_SESSIONS && open.len() <= MAX_TABS);
         }
-        let kinds: std::collections::BTreeSet<String> = long.steps.iter().map(|s| serde_json::to_value(&s.op).unwrap()["op"].as_str().unwrap().to_string()).collect();
+        let kinds: std::collections::BTreeSet<String> =
+            long.steps.iter().map(|s| serde_json::to_value(&s.op).unwrap()["op"].as_str().unwrap().to_string()).collect();
         assert!(kinds.len() >= 7, "60 steps use every kind of operation: {kinds:?}");
     }
 }

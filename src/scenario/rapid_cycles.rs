@@ -9,7 +9,8 @@ use super::params::Params;
 use super::plan::{scaled, Expect, Op, Plan, Rng, TabOpen};
 
 pub const NAME: &str = "rapid-cycles";
-pub const ABOUT: &str = "N sessions (3), each connected/disconnected 20 times with random active (1-10 s) and idle (1-5 s) times; then all reconnect and stream";
+pub const ABOUT: &str =
+    "N sessions (3), each connected/disconnected 20 times with random active (1-10 s) and idle (1-5 s) times; then all reconnect and stream";
 
 pub const SESSIONS: usize = 3;
 pub const CYCLES: usize = 20;

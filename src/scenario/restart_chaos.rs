@@ -43,7 +43,14 @@ mod tests {
     #[test]
     fn each_service_restarts_in_the_design_order_with_errors_reconnects_and_a_recovery_check() {
         let p = plan(&mut Rng::for_scenario(1, 0), &Params::default(), 1.0);
-        let restarts: Vec<Service> = p.steps.iter().filter_map(|s| match s.op { Op::RestartService { service } => Some(service), _ => None }).collect();
+        let restarts: Vec<Service> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s.op {
+                Op::RestartService { service } => Some(service),
+                _ => None,
+            })
+            .collect();
         assert_eq!(restarts, ORDER);
         let after_wolf: Vec<&Op> = p.steps.iter().map(|s| &s.op).skip_while(|o| !matches!(o, Op::RestartService { .. })).take(6).collect();
         assert!(matches!(after_wolf[1], Op::ExpectErrors { label } if label == "wolf-restart"));

@@ -23,7 +23,8 @@ const TAB_CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 fn streaming(rows: &[Row], state: &ServerState, expected_viewers: usize, stamped: bool) -> bool {
     rows.len() == expected_viewers
         && rows.iter().all(|r| {
-            let own = r.client_unique_id.as_deref().and_then(checks::agent_session_of).and_then(|s| state.lobbies.iter().find(|l| l.helix_session() == Some(s)));
+            let own =
+                r.client_unique_id.as_deref().and_then(checks::agent_session_of).and_then(|s| state.lobbies.iter().find(|l| l.helix_session() == Some(s)));
             r.connection_state.as_deref() == Some("connected")
                 && r.pixels.verdict() == "moving"
                 && (!stamped || matches!((own, &r.pixels_lobby), (Some(l), Some(p)) if &l.id == p))

@@ -458,7 +458,12 @@ pub fn missing_logs_message(missing: &[impl AsRef<str>]) -> Option<String> {
         m.push_str(&format!(": detectors {} {} blind", blind.join(", "), if blind.len() == 1 { "is" } else { "are" }));
     }
     if !weaker.is_empty() {
-        m.push_str(&format!("{} {} {}", if blind.is_empty() { ":" } else { ";" }, weaker.join(", "), if weaker.len() == 1 { "loses its log evidence" } else { "lose their log evidence" }));
+        m.push_str(&format!(
+            "{} {} {}",
+            if blind.is_empty() { ":" } else { ";" },
+            weaker.join(", "),
+            if weaker.len() == 1 { "loses its log evidence" } else { "lose their log evidence" }
+        ));
     }
     if blind.is_empty() && weaker.is_empty() {
         m.push_str(" (no detector reads them)");
@@ -605,7 +610,11 @@ mod tests {
         let _ = h.await;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while procs.iter().any(|p| p.alive()) {
-            assert!(std::time::Instant::now() < deadline, "still running after the follower stopped: {:?}", procs.iter().filter(|p| p.alive()).map(|p| &p.cmdline).collect::<Vec<_>>());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after the follower stopped: {:?}",
+                procs.iter().filter(|p| p.alive()).map(|p| &p.cmdline).collect::<Vec<_>>()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(messages(&t), ["a", "b"]);

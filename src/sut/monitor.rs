@@ -9,8 +9,8 @@ use super::moonlight_web::{MlwSession, MoonlightWebClient};
 use super::wolf::{WolfClient, WolfLobby, WolfMemory, WolfSession};
 use super::wolf_log;
 use crate::timeline::{now_ms, EpochMs, Event, Reply, Timeline};
-use std::sync::Arc;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -107,7 +107,8 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
         tick.tick().await;
         let mut st = ServerState { at: now_ms(), ..Default::default() };
         let watching = watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (sessions, lobbies, memory, mlw_sessions, beliefs) = tokio::join!(wolf.get_raw("/api/v1/sessions"), wolf.lobbies(), wolf.memory(), mlw.sessions(), helix_lobbies(&helix, &watching));
+        let (sessions, lobbies, memory, mlw_sessions, beliefs) =
+            tokio::join!(wolf.get_raw("/api/v1/sessions"), wolf.lobbies(), wolf.memory(), mlw.sessions(), helix_lobbies(&helix, &watching));
         // Wolf's sessions come raw (the typed list leaves secrets out): parse once, here.
         match sessions.map(|raw| Reply::parse("wolf", "sessions", raw["sessions"].clone())) {
             Ok(Reply::WolfSessions(s)) => {
@@ -342,11 +343,16 @@ mod tests {
         // 2026-11-21T05:24:14Z is 1_795_238_654_000: read 120 ms into that second.
         let read_at = 1_795_238_654_120.0;
         // A Wolf line: Wolf's own time of day (finer) on the journal's day; the message as Wolf wrote it.
-        let (at, level, message) = parse_log_line("2026-11-21T05:24:14+0000 gpu-host wolf[812]: 05:24:14.100000000 INFO  | [LOBBY] Session 1 joining lobby x", read_at);
+        let (at, level, message) =
+            parse_log_line("2026-11-21T05:24:14+0000 gpu-host wolf[812]: 05:24:14.100000000 INFO  | [LOBBY] Session 1 joining lobby x", read_at);
         assert_eq!((at.map(f64::round), level.as_str(), message.as_str()), (Some(1_795_238_654_100.0), "INFO", "[LOBBY] Session 1 joining lobby x"));
         // The colon form of the offset (newer journalctl), an env_logger line with its own stamp.
-        let (at, level, message) = parse_log_line("2026-11-21T05:24:14+00:00 h moonlight-web[9]: [2026-11-21T05:24:14.050Z WARN  moonlight_web] chunk too short", read_at);
-        assert_eq!((at, level.as_str(), message.as_str()), (Some(1_795_238_654_050.0), "WARN", "[2026-11-21T05:24:14.050Z WARN  moonlight_web] chunk too short"));
+        let (at, level, message) =
+            parse_log_line("2026-11-21T05:24:14+00:00 h moonlight-web[9]: [2026-11-21T05:24:14.050Z WARN  moonlight_web] chunk too short", read_at);
+        assert_eq!(
+            (at, level.as_str(), message.as_str()),
+            (Some(1_795_238_654_050.0), "WARN", "[2026-11-21T05:24:14.050Z WARN  moonlight_web] chunk too short")
+        );
         // No stamp of its own: the journal's second, as late in it as the reading allows.
         let (at, _, message) = parse_log_line("2026-11-21T05:24:14+0000 h api: started", read_at);
         assert_eq!((at, message.as_str()), (Some(read_at), "started"));

@@ -115,15 +115,20 @@ impl WolfClient {
             })?;
             Ok::<_, SutError>((status, bytes.to_bytes()))
         };
-        let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, work)
-            .await
-            .map_err(|_| SutError::Timeout { service: SERVICE, endpoint: endpoint.clone(), secs: REQUEST_TIMEOUT.as_secs_f64() })??;
+        let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, work).await.map_err(|_| SutError::Timeout {
+            service: SERVICE,
+            endpoint: endpoint.clone(),
+            secs: REQUEST_TIMEOUT.as_secs_f64(),
+        })??;
         let text = String::from_utf8_lossy(&bytes);
         if status == 404 && text.trim().is_empty() {
             return Err(SutError::Status { service: SERVICE, endpoint, status, body: "(no such route)".into() });
         }
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| SutError::Malformed { service: SERVICE, endpoint: endpoint.clone(), detail: format!("{e}; body: {}", excerpt(&text)) })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| SutError::Malformed {
+            service: SERVICE,
+            endpoint: endpoint.clone(),
+            detail: format!("{e}; body: {}", excerpt(&text)),
+        })?;
         match value.get("success").and_then(Value::as_bool) {
             Some(true) => Ok(value),
             Some(false) => Err(SutError::Refused {

@@ -47,7 +47,11 @@ pub fn unwrap_docker(line: &str) -> (Option<&str>, &str) {
 /// A leading RFC3339 timestamp with a date (`2026-11-21T07:28:48.123456789Z `).
 fn split_docker_time(line: &str) -> (Option<&str>, &str) {
     match line.split_once(' ') {
-        Some((head, rest)) if head.as_bytes().first().is_some_and(u8::is_ascii_digit) && head.contains('T') && chrono::DateTime::parse_from_rfc3339(head).is_ok() => (Some(head), rest),
+        Some((head, rest))
+            if head.as_bytes().first().is_some_and(u8::is_ascii_digit) && head.contains('T') && chrono::DateTime::parse_from_rfc3339(head).is_ok() =>
+        {
+            (Some(head), rest)
+        }
         _ => (None, line),
     }
 }
@@ -58,7 +62,8 @@ fn split_docker_time(line: &str) -> (Option<&str>, &str) {
 fn strip_compose_prefix(line: &str) -> &str {
     let Some((prefix, rest)) = line.split_once(" | ") else { return line };
     let name = prefix.trim_end_matches(' ');
-    let record_follows = looks_like_time(rest) || split_docker_time(rest).0.is_some() || rest.strip_prefix('[').is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+    let record_follows =
+        looks_like_time(rest) || split_docker_time(rest).0.is_some() || rest.strip_prefix('[').is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
     if record_follows && !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         rest
     } else {
@@ -126,7 +131,10 @@ mod tests {
         let r = parse_line("wolf-1  | 2026-11-21T07:28:48.5Z 07:28:48.400000000 WARN  | x").unwrap();
         assert_eq!((r.docker_time.as_deref(), r.message.as_str()), (Some("2026-11-21T07:28:48.5Z"), "x"));
         assert!(parse_line("2026-11-21T07:28:48.5Z [2026-11-21T07:28:48.4Z INFO  moonlight_web] hello").is_none());
-        assert_eq!(unwrap_docker("2026-11-21T07:28:48.5Z moonlight-web-1  | [2026-11-21T07:28:48.4Z INFO  x] a | b"), (Some("2026-11-21T07:28:48.5Z"), "[2026-11-21T07:28:48.4Z INFO  x] a | b"));
+        assert_eq!(
+            unwrap_docker("2026-11-21T07:28:48.5Z moonlight-web-1  | [2026-11-21T07:28:48.4Z INFO  x] a | b"),
+            (Some("2026-11-21T07:28:48.5Z"), "[2026-11-21T07:28:48.4Z INFO  x] a | b")
+        );
         // A Wolf line's own ` | ` is no compose prefix.
         assert_eq!(unwrap_docker("07:28:48.400000000 WARN  | x"), (None, "07:28:48.400000000 WARN  | x"));
         assert_eq!(unwrap_docker("2026 is not a stamp"), (None, "2026 is not a stamp"));

@@ -123,7 +123,11 @@ pub fn unique_client_ids(rows: &[Row]) -> InvariantResult {
 
 pub fn create_mode(rows: &[Row]) -> InvariantResult {
     const NAME: &str = "create-mode";
-    let bad: Vec<String> = rows.iter().filter(|r| r.mode.as_deref() != Some("create")).map(|r| format!("{} used mode {}", who(r), r.mode.as_deref().unwrap_or("(none)"))).collect();
+    let bad: Vec<String> = rows
+        .iter()
+        .filter(|r| r.mode.as_deref() != Some("create"))
+        .map(|r| format!("{} used mode {}", who(r), r.mode.as_deref().unwrap_or("(none)")))
+        .collect();
     if bad.is_empty() {
         InvariantResult::pass(NAME, "every viewer used create mode")
     } else {
@@ -165,7 +169,9 @@ pub fn no_leftovers(state: &ServerState, agent_sessions: &[String], client_uniqu
 /// of the lobby of its own agent session.
 pub fn streams_own_lobby(r: &Row, state: &ServerState, stamped: bool) -> bool {
     let own = r.client_unique_id.as_deref().and_then(agent_session_of).and_then(|s| state.lobbies.iter().find(|l| l.helix_session() == Some(s)));
-    r.connection_state.as_deref() == Some("connected") && r.pixels.verdict() == "moving" && (!stamped || matches!((own, &r.pixels_lobby), (Some(l), Some(p)) if &l.id == p))
+    r.connection_state.as_deref() == Some("connected")
+        && r.pixels.verdict() == "moving"
+        && (!stamped || matches!((own, &r.pixels_lobby), (Some(l), Some(p)) if &l.id == p))
 }
 
 /// Every open tab has a viewer (a tab whose page never started one is a failure of its own).
@@ -188,10 +194,17 @@ pub fn lobby_client_counts(rows: &[Row], state: &ServerState, sessions: &[String
     for ses in sessions {
         let Some(lobby) = state.lobbies.iter().find(|l| l.helix_session() == Some(ses.as_str())) else { continue };
         checked += 1;
-        let want = rows.iter().filter(|r| r.connection_state.as_deref() == Some("connected") && r.client_unique_id.as_deref().and_then(agent_session_of) == Some(ses.as_str())).count() as u64;
+        let want = rows
+            .iter()
+            .filter(|r| r.connection_state.as_deref() == Some("connected") && r.client_unique_id.as_deref().and_then(agent_session_of) == Some(ses.as_str()))
+            .count() as u64;
         let got = state.client_count(&lobby.id);
         if got.unwrap_or(0) != want {
-            bad.push(format!("lobby {} of {ses}: client_count {} but {want} tab(s) stream it", lobby.id, got.map(|c| c.to_string()).unwrap_or("absent".into())));
+            bad.push(format!(
+                "lobby {} of {ses}: client_count {} but {want} tab(s) stream it",
+                lobby.id,
+                got.map(|c| c.to_string()).unwrap_or("absent".into())
+            ));
         }
     }
     if bad.is_empty() {
@@ -247,7 +260,14 @@ pub fn several_tabs_one_lobby(rows: &[Row], state: &ServerState, session: &str, 
         InvariantResult::pass(NAME, format!("{tabs} tabs stream lobby {} at once (client_count {count})", lobby.id))
     } else {
         let not: Vec<String> = mine.iter().filter(|r| !streams_own_lobby(r, state, stamped)).map(|r| who(r)).collect();
-        InvariantResult::fail(NAME, format!("{streaming} of {tabs} tabs stream lobby {} (client_count {count}); not streaming: {}", lobby.id, if not.is_empty() { "-".into() } else { not.join(", ") }))
+        InvariantResult::fail(
+            NAME,
+            format!(
+                "{streaming} of {tabs} tabs stream lobby {} (client_count {count}); not streaming: {}",
+                lobby.id,
+                if not.is_empty() { "-".into() } else { not.join(", ") }
+            ),
+        )
     }
 }
 
@@ -260,9 +280,10 @@ pub fn lobby_survives_tab_close(rows: &[Row], state: &ServerState, session: &str
     match (lobby_before, now) {
         (_, None) => InvariantResult::fail(NAME, format!("the lobby of {session} is gone after tabs closed")),
         (Some(b), Some(n)) if b != n => InvariantResult::fail(NAME, format!("the lobby of {session} changed from {b} to {n}")),
-        (_, Some(n)) if mine.is_empty() || !mine.iter().all(|r| streams_own_lobby(r, state, stamped)) => {
-            InvariantResult::fail(NAME, format!("lobby {n} remains but its last tab(s) do not stream it: {}", mine.iter().map(|r| who(r)).collect::<Vec<_>>().join(", ")))
-        }
+        (_, Some(n)) if mine.is_empty() || !mine.iter().all(|r| streams_own_lobby(r, state, stamped)) => InvariantResult::fail(
+            NAME,
+            format!("lobby {n} remains but its last tab(s) do not stream it: {}", mine.iter().map(|r| who(r)).collect::<Vec<_>>().join(", ")),
+        ),
         (_, Some(n)) => InvariantResult::pass(NAME, format!("lobby {n} remains and {} tab(s) still stream it", mine.len())),
     }
 }
@@ -373,14 +394,25 @@ mod tests {
             lobby: None,
             lobby_client_count: None,
             pixels_lobby: shows.map(str::to_string),
-            pixels: PixelSummary { samples: 10, with_video: 10, distinct_hashes: 10, advancing: true, mean_luma: 120.0, stamp: Some(Stamp { tag: 5, counter: 1 }), ..Default::default() },
+            pixels: PixelSummary {
+                samples: 10,
+                with_video: 10,
+                distinct_hashes: 10,
+                advancing: true,
+                mean_luma: 120.0,
+                stamp: Some(Stamp { tag: 5, counter: 1 }),
+                ..Default::default()
+            },
         }
     }
 
     fn state(counts: &[(&str, u64)]) -> ServerState {
         ServerState {
             lobbies: vec![lobby("L1", "ses_a", &["1"]), lobby("L2", "ses_b", &["2"])],
-            memory: Some(WolfMemory { lobbies: counts.iter().map(|(l, c)| LobbyMemory { lobby_id: l.to_string(), lobby_name: String::new(), client_count: *c }).collect(), clients: vec![] }),
+            memory: Some(WolfMemory {
+                lobbies: counts.iter().map(|(l, c)| LobbyMemory { lobby_id: l.to_string(), lobby_name: String::new(), client_count: *c }).collect(),
+                clients: vec![],
+            }),
             ..Default::default()
         }
     }
@@ -389,7 +421,14 @@ mod tests {
     fn healthy_rows_pass_every_check() {
         let rows = vec![row(0, "ses_a", "connected", Some("L1")), row(1, "ses_b", "connected", Some("L2"))];
         let st = state(&[("L1", 1), ("L2", 1)]);
-        for r in [tabs_connected(&rows), own_lobby_video(&rows, &st, true), client_count_matches(&rows, &st), unique_client_ids(&rows), create_mode(&rows), no_viewer_errors(&rows)] {
+        for r in [
+            tabs_connected(&rows),
+            own_lobby_video(&rows, &st, true),
+            client_count_matches(&rows, &st),
+            unique_client_ids(&rows),
+            create_mode(&rows),
+            no_viewer_errors(&rows),
+        ] {
             assert!(r.passed, "{}: {}", r.name, r.message);
         }
     }
@@ -449,7 +488,12 @@ mod tests {
             streamer_pid: None,
             streamer_alive: alive,
         };
-        let at = |t: f64, sessions: Vec<MlwSession>, wolf: Vec<WolfSession>| ServerState { at: t, mlw_sessions: sessions, wolf_sessions: wolf, ..Default::default() };
+        let at = |t: f64, sessions: Vec<MlwSession>, wolf: Vec<WolfSession>| ServerState {
+            at: t,
+            mlw_sessions: sessions,
+            wolf_sessions: wolf,
+            ..Default::default()
+        };
         let ours = vec!["ses_a".to_string()];
         let mut w = HealthWatch::default();
         w.observe(&at(0.0, vec![mlw("s1", false, true)], vec![]), &ours, 5000.0);
@@ -461,7 +505,12 @@ mod tests {
         assert!(w.no_zombie_streamers().message.contains("streamer of s1 alive without a WebSocket"));
         // A state that ends resets its clock; other agents' sessions never count.
         let mut w = HealthWatch::default();
-        let wolf = WolfSession { client_unique_id: "helix-agent-ses_a-L1-x".into(), client_id: "77".into(), ..serde_json::from_value(json!({"app_id": "1", "client_id": "77", "client_ip": "", "client_unique_id": "", "video_width": 1, "video_height": 1})).unwrap() };
+        let wolf = WolfSession {
+            client_unique_id: "helix-agent-ses_a-L1-x".into(),
+            client_id: "77".into(),
+            ..serde_json::from_value(json!({"app_id": "1", "client_id": "77", "client_ip": "", "client_unique_id": "", "video_width": 1, "video_height": 1}))
+                .unwrap()
+        };
         w.observe(&at(0.0, vec![], vec![wolf.clone()]), &ours, 1000.0);
         w.observe(&at(500.0, vec![], vec![]), &ours, 1000.0);
         w.observe(&at(2000.0, vec![], vec![wolf.clone()]), &ours, 1000.0);

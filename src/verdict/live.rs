@@ -114,7 +114,13 @@ fn evaluate(state: &Mutex<Watcher>, found: &Mutex<Vec<Detection>>) {
         // The evidence may be older than this evaluation: the driver knew only now.
         d.decided_at = now.max(d.decided_at);
         tracing::warn!("{}: {}", d.label(), d.message);
-        w.timeline.push(Event::Detection { fault: d.fault.to_string(), name: d.name.to_string(), tab: d.tab, message: d.message.clone(), first_symptom: d.first_symptom });
+        w.timeline.push(Event::Detection {
+            fault: d.fault.to_string(),
+            name: d.name.to_string(),
+            tab: d.tab,
+            message: d.message.clone(),
+            first_symptom: d.first_symptom,
+        });
         found.push(d);
     }
 }

@@ -38,7 +38,9 @@ pub fn services_said(obs: &[Observation], since: EpochMs, services: &[&str]) -> 
                 .iter()
                 .filter(|o| o.at >= since)
                 .filter_map(|o| match &o.event {
-                    Event::Log { service, level, message } if service == svc && level != "DEBUG" && level != "TRACE" => Some(format!("{level} {}", message.chars().take(140).collect::<String>())),
+                    Event::Log { service, level, message } if service == svc && level != "DEBUG" && level != "TRACE" => {
+                        Some(format!("{level} {}", message.chars().take(140).collect::<String>()))
+                    }
                     _ => None,
                 })
                 .take(LINES)
@@ -49,7 +51,13 @@ pub fn services_said(obs: &[Observation], since: EpochMs, services: &[&str]) -> 
 }
 
 /// `clear-error-in-every-tab`: every open tab told its user within the deadline.
-pub fn clear_errors(said: &[(TabId, Option<(EpochMs, String)>)], since: EpochMs, viewers: &[ViewerFacts], servers: &[(String, Vec<String>)], deadline: Duration) -> InvariantResult {
+pub fn clear_errors(
+    said: &[(TabId, Option<(EpochMs, String)>)],
+    since: EpochMs,
+    viewers: &[ViewerFacts],
+    servers: &[(String, Vec<String>)],
+    deadline: Duration,
+) -> InvariantResult {
     const NAME: &str = "clear-error-in-every-tab";
     let mut parts = Vec::new();
     let mut silent = Vec::new();
@@ -62,11 +70,21 @@ pub fn clear_errors(said: &[(TabId, Option<(EpochMs, String)>)], since: EpochMs,
             }
         }
     }
-    let heard: Vec<String> = servers.iter().map(|(svc, lines)| format!("{svc}: {}", if lines.is_empty() { "nothing".into() } else { lines.join(" / ") })).collect();
+    let heard: Vec<String> =
+        servers.iter().map(|(svc, lines)| format!("{svc}: {}", if lines.is_empty() { "nothing".into() } else { lines.join(" / ") })).collect();
     if silent.is_empty() {
         InvariantResult::pass(NAME, format!("{}; {}", parts.join("; "), heard.join("; ")))
     } else {
-        InvariantResult::fail(NAME, format!("silent for {:.0} s: {}; {}{}", deadline.as_secs_f64(), silent.join(", "), if parts.is_empty() { String::new() } else { format!("{}; ", parts.join("; ")) }, heard.join("; ")))
+        InvariantResult::fail(
+            NAME,
+            format!(
+                "silent for {:.0} s: {}; {}{}",
+                deadline.as_secs_f64(),
+                silent.join(", "),
+                if parts.is_empty() { String::new() } else { format!("{}; ", parts.join("; ")) },
+                heard.join("; ")
+            ),
+        )
     }
 }
 
@@ -113,7 +131,8 @@ mod tests {
     fn a_lobby_helix_believes_in_but_wolf_lost_is_a_ghost() {
         let lobby: WolfLobby = serde_json::from_value(serde_json::json!({"id": "L2", "name": "Agent x", "started_by_profile_id": "p", "multi_user": true, "stop_when_everyone_leaves": false, "connected_sessions": []})).unwrap();
         let mut st = ServerState { lobbies: vec![lobby], ..Default::default() };
-        st.helix_lobbies = vec![HelixLobby { session: "ses_a".into(), lobby_id: Some("L2".into()) }, HelixLobby { session: "ses_b".into(), lobby_id: Some("L1".into()) }];
+        st.helix_lobbies =
+            vec![HelixLobby { session: "ses_a".into(), lobby_id: Some("L2".into()) }, HelixLobby { session: "ses_b".into(), lobby_id: Some("L1".into()) }];
         let r = no_ghost_lobbies(&st, &["ses_a".into(), "ses_b".into()]);
         assert!(!r.passed && r.message.contains("ses_b owns lobby L1") && !r.message.contains("ses_a"), "{}", r.message);
         assert!(no_ghost_lobbies(&st, &["ses_a".into()]).passed);

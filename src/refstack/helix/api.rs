@@ -332,7 +332,12 @@ pub async fn sandboxes_debug(State(helix): State<Arc<Helix>>) -> Json<Value> {
             Value::Null
         }
     };
-    let agents: Vec<Value> = helix.store.agents().iter().map(|a| json!({"session_id": a.id, "lobby_id": a.lobby_id, "container_name": a.container_name, "created": a.created})).collect();
+    let agents: Vec<Value> = helix
+        .store
+        .agents()
+        .iter()
+        .map(|a| json!({"session_id": a.id, "lobby_id": a.lobby_id, "container_name": a.container_name, "created": a.created}))
+        .collect();
     let mut out = json!({
         "wolf_mode": "lobbies",
         "memory": memory,

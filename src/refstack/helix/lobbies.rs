@@ -65,7 +65,8 @@ async fn recreate(helix: &Helix, agent: &AgentSession) -> Result<AgentSession, H
     } else {
         return Err(HelixError::NotFound(format!("session {} not found", agent.id)));
     }
-    let lobby_id = helix.wolf.create_lobby(&lobby_request(&agent.id, agent.pin)).await.map_err(|e| HelixError::Wolf(format!("failed to recreate Wolf lobby: {e}")))?;
+    let lobby_id =
+        helix.wolf.create_lobby(&lobby_request(&agent.id, agent.pin)).await.map_err(|e| HelixError::Wolf(format!("failed to recreate Wolf lobby: {e}")))?;
     tracing::info!(ses_id = %agent.id, old_lobby_id = %agent.lobby_id, lobby_id = %lobby_id, "recreated lobby lost by Wolf");
     let updated = AgentSession { lobby_id, ..agent.clone() };
     helix.store.insert_agent(updated.clone());

@@ -110,7 +110,11 @@ pub(crate) struct Helix {
 
 impl Helix {
     fn new(cfg: HelixConfig) -> Result<Self, HelixError> {
-        let http = reqwest::Client::builder().timeout(crate::sut::REQUEST_TIMEOUT).no_proxy().build().map_err(|e| HelixError::Internal(format!("HTTP client: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(crate::sut::REQUEST_TIMEOUT)
+            .no_proxy()
+            .build()
+            .map_err(|e| HelixError::Internal(format!("HTTP client: {e}")))?;
         let store = store::Store::load(&cfg.store).map_err(HelixError::Internal)?;
         Ok(Self {
             wolf: WolfClient::new(cfg.wolf_socket.clone()),

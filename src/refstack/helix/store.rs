@@ -165,7 +165,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("helix-store-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("helix-store.json");
-        let a = AgentSession { id: new_session_id(), name: "n".into(), lobby_id: "l1".into(), pin: [1, 2, 3, 4], container_name: "c".into(), created: "t".into() };
+        let a =
+            AgentSession { id: new_session_id(), name: "n".into(), lobby_id: "l1".into(), pin: [1, 2, 3, 4], container_name: "c".into(), created: "t".into() };
         let store = Store::load(&path).unwrap();
         store.insert_agent(a.clone());
         store.add_token("tok".into());

@@ -14,11 +14,8 @@ use std::sync::Arc;
 const MAX_FRAME: usize = 64 * 1024;
 
 pub async fn serve(listener: tokio::net::TcpListener, mlw: Arc<Mlw>) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/api/host/stream", get(stream))
-        .route("/api/sessions", get(sessions))
-        .route("/api/admin/status", get(status))
-        .with_state(mlw);
+    let app =
+        Router::new().route("/api/host/stream", get(stream)).route("/api/sessions", get(sessions)).route("/api/admin/status", get(status)).with_state(mlw);
     axum::serve(listener, app).await
 }
 

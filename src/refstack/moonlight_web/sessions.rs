@@ -172,11 +172,7 @@ pub fn spawn_streamer(
 ) -> std::io::Result<(mpsc::UnboundedSender<ServerToStreamer>, Option<u32>)> {
     let session_id = init.session_id.clone();
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("__streamer")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(false);
+    cmd.arg("__streamer").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(false);
     // A streamer must not outlive moonlight-web: the kernel kills it when its parent dies.
     unsafe {
         cmd.pre_exec(|| {

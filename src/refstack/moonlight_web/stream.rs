@@ -210,7 +210,14 @@ fn attach(mlw: &Arc<Mlw>, init: &AuthenticateAndInit, attached: Attached) -> Res
     ));
     map.insert(
         init.session_id.clone(),
-        Entry { client_unique_id: init.client_unique_id.clone(), mode: init.mode.clone(), ws: Some(attached.clone()), streamer: tx.clone(), streamer_pid: pid, streamer_alive: true },
+        Entry {
+            client_unique_id: init.client_unique_id.clone(),
+            mode: init.mode.clone(),
+            ws: Some(attached.clone()),
+            streamer: tx.clone(),
+            streamer_pid: pid,
+            streamer_alive: true,
+        },
     );
     let _ = attached.tx.send(text(json!({"StageComplete": {"stage": "Launch Streamer"}})));
     Ok(tx)
@@ -235,7 +242,10 @@ async fn after_previous_teardown(mlw: &Mlw, client: &str) -> Vec<TearingDown> {
     if done {
         mlw.log.info(format!("[Stream] Previous streamer of client {client} done after {:.2} s", t0.elapsed().as_secs_f64()));
     } else {
-        mlw.log.warn(format!("[Stream] Previous streamer of client {client} still tearing down after {:.0} s; starting the new one anyway", TEARDOWN_WAIT.as_secs_f64()));
+        mlw.log.warn(format!(
+            "[Stream] Previous streamer of client {client} still tearing down after {:.0} s; starting the new one anyway",
+            TEARDOWN_WAIT.as_secs_f64()
+        ));
     }
     Vec::new()
 }

@@ -108,12 +108,7 @@ impl HostClient {
         let body = resp.text().await?;
         let json: Option<Value> = serde_json::from_str(&body).ok();
         if !status.is_success() {
-            let error = json
-                .as_ref()
-                .and_then(|j| j.get("error"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| body.trim().to_owned());
+            let error = json.as_ref().and_then(|j| j.get("error")).and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| body.trim().to_owned());
             return Err(HostError::Status { status: status.as_u16(), error });
         }
         // Some routes answer with an empty body; that is a success too.
@@ -203,10 +198,7 @@ mod tests {
         let err = host.start(false, &p).await.unwrap_err();
         assert!(err.is_already_streaming(), "{err}");
         assert!(err.to_string().contains("AlreadyStreaming"));
-        assert_eq!(
-            host.start(true, &p).await.unwrap(),
-            StreamInfo { session_id: "7388522614789140160".into(), stream_port: 40123 }
-        );
+        assert_eq!(host.start(true, &p).await.unwrap(), StreamInfo { session_id: "7388522614789140160".into(), stream_port: 40123 });
         // A route Wolf lacks is a plain error, not "already streaming".
         let missing = host.cancel().await.unwrap_err();
         assert!(!missing.is_already_streaming());

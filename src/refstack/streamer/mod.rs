@@ -3,8 +3,8 @@
 //! It speaks JSON lines with moonlight-web on stdin/stdout, holds the real webrtc-rs peer, and
 //! forwards the H.264 it receives from Wolf to the browser.
 
-pub mod ipc;
 pub mod host;
+pub mod ipc;
 pub mod rtc;
 pub mod session;
 #[cfg(test)]

@@ -66,10 +66,8 @@ impl PeerOptions {
 /// A peer connection with H.264 on payload type 96 and the ICE policy of `opts`.
 pub async fn new_peer(opts: &PeerOptions) -> Result<Arc<RTCPeerConnection>, webrtc::Error> {
     let mut media = MediaEngine::default();
-    media.register_codec(
-        RTCRtpCodecParameters { capability: h264_capability(), payload_type: H264_PAYLOAD_TYPE, ..Default::default() },
-        RTPCodecType::Video,
-    )?;
+    media
+        .register_codec(RTCRtpCodecParameters { capability: h264_capability(), payload_type: H264_PAYLOAD_TYPE, ..Default::default() }, RTPCodecType::Video)?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
 
     let mut settings = SettingEngine::default();
@@ -87,11 +85,7 @@ pub async fn new_peer(opts: &PeerOptions) -> Result<Arc<RTCPeerConnection>, webr
         settings.set_network_types(vec![NetworkType::Udp4]);
     }
 
-    let api = APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .build();
+    let api = APIBuilder::new().with_media_engine(media).with_interceptor_registry(registry).with_setting_engine(settings).build();
     let config = RTCConfiguration {
         ice_servers: opts
             .ice_servers

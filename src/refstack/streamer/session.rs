@@ -340,12 +340,8 @@ impl Streamer {
     async fn setup(&mut self, init: StreamerInit) -> Result<(), webrtc::Error> {
         tracing::info!(session = %init.session_id, mode = %init.mode, "Init received");
         self.ipc.stage_starting(STAGE_SETUP);
-        let pc = rtc::new_peer(&PeerOptions {
-            ice_servers: init.ice_servers.clone(),
-            port_range: init.port_range,
-            loopback_only: self.opts.loopback_only,
-        })
-        .await?;
+        let pc =
+            rtc::new_peer(&PeerOptions { ice_servers: init.ice_servers.clone(), port_range: init.port_range, loopback_only: self.opts.loopback_only }).await?;
 
         let (ipc, mid, gate) = (self.ipc.clone(), Arc::clone(&self.mid), Arc::clone(&self.gate));
         pc.on_ice_candidate(Box::new(move |c| {

@@ -24,7 +24,6 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp::codecs::h264::H264Packet;
 
-
 #[derive(Clone)]
 pub(super) struct TestWolf {
     pub(super) state: Arc<WolfState>,
@@ -81,9 +80,8 @@ impl Harness {
     async fn start_against(wolf: TestWolf, ck: &rcgen::CertifiedKey, wolf_http: String) -> Harness {
         let (stdin_test, stdin_streamer) = tokio::io::duplex(1 << 16);
         let (stdout_streamer, stdout_test) = tokio::io::duplex(1 << 16);
-        let streamer = tokio::spawn(async move {
-            session::run_with(stdin_streamer, stdout_streamer, Options { loopback_only: true }).await.expect("streamer IPC")
-        });
+        let streamer =
+            tokio::spawn(async move { session::run_with(stdin_streamer, stdout_streamer, Options { loopback_only: true }).await.expect("streamer IPC") });
 
         let (to_streamer, mut rx) = mpsc::unbounded_channel::<ServerToStreamer>();
         tokio::spawn(async move {
@@ -344,11 +342,7 @@ async fn browser_receives_wolf_video_and_ipc_stop_runs_the_cascade() {
     h.to_streamer.send(ServerToStreamer::Stop).unwrap();
     let reason = h.until_stop().await;
     assert_eq!(reason, StopReason::IpcStop);
-    assert!(
-        !h.sent[before_stop..].contains(&json!("PeerDisconnect")),
-        "PeerDisconnect sent on an IPC Stop: {:?}",
-        &h.sent[before_stop..]
-    );
+    assert!(!h.sent[before_stop..].contains(&json!("PeerDisconnect")), "PeerDisconnect sent on an IPC Stop: {:?}", &h.sent[before_stop..]);
     let terminated = tokio::time::timeout(Duration::from_secs(3), h.general_texts.recv()).await.expect("nothing on general");
     assert_eq!(terminated.as_deref(), Some("\"ConnectionTerminated\""), "JSON, as the browser client parses it");
     // Whether Wolf notices the dropped stream (ENet disconnect) or the /cancel first is a race,

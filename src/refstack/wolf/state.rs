@@ -3,9 +3,9 @@
 //! Everything lives in memory, as in Wolf: a restart forgets it all. Every mutation goes through
 //! here so the log lines and the server-sent events stay in step with the state.
 
+use crate::frames::stamp;
 use crate::refstack::faults::FaultSet;
 use crate::refstack::logfile::LogFile;
-use crate::frames::stamp;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -162,7 +162,10 @@ impl WolfState {
     /// forgets sessions and lobbies but still knows the certificates it paired.
     pub fn with_paired_file(mut self, path: std::path::PathBuf) -> std::io::Result<Self> {
         match std::fs::read_to_string(&path) {
-            Ok(text) => self.lock().paired = serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
+            Ok(text) => {
+                self.lock().paired =
+                    serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -192,7 +195,10 @@ impl WolfState {
             inner.paired.push(PairedClient { client_id, cert_der });
             if let Some(path) = &self.paired_file {
                 let tmp = path.with_extension("tmp");
-                let written = serde_json::to_vec(&inner.paired).map_err(std::io::Error::other).and_then(|b| std::fs::write(&tmp, b)).and_then(|_| std::fs::rename(&tmp, path));
+                let written = serde_json::to_vec(&inner.paired)
+                    .map_err(std::io::Error::other)
+                    .and_then(|b| std::fs::write(&tmp, b))
+                    .and_then(|_| std::fs::rename(&tmp, path));
                 if let Err(e) = written {
                     self.log.error(format!("[CONFIG] cannot save paired clients to {}: {e}", path.display()));
                 }

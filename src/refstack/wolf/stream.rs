@@ -70,8 +70,7 @@ pub mod wire {
     }
 
     pub async fn write_hello<W: AsyncWrite + Unpin>(w: &mut W, session_id: &str) -> Result<(), WireError> {
-        let mut line = serde_json::to_vec(&Hello { session_id: session_id.to_string() })
-            .map_err(|e| WireError::BadHello(e.to_string()))?;
+        let mut line = serde_json::to_vec(&Hello { session_id: session_id.to_string() }).map_err(|e| WireError::BadHello(e.to_string()))?;
         line.push(b'\n');
         w.write_all(&line).await?;
         w.flush().await?;
@@ -341,7 +340,6 @@ mod tests {
     use openh264::formats::YUVSource;
     use tokio::io::AsyncWriteExt;
 
-
     async fn wolf_with_session() -> (Arc<WolfState>, Captured, u64, SocketAddr) {
         wolf_with_faults(&[]).await
     }
@@ -419,10 +417,7 @@ mod tests {
 
         assert!(state.stop_session(id));
         // Frames already queued may still arrive; then the stream closes.
-        let closed = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Ok(Some(_)) = wire::read_frame(&mut rd).await {}
-        })
-        .await;
+        let closed = tokio::time::timeout(Duration::from_secs(2), async { while let Ok(Some(_)) = wire::read_frame(&mut rd).await {} }).await;
         assert!(closed.is_ok(), "stream stayed open after the session stopped");
         hb.abort();
         assert!(!log.text().contains("[ENET] disconnected client"), "{}", log.text());

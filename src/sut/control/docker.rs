@@ -111,20 +111,31 @@ impl DockerServices {
     }
 
     fn container(&self, service: Service) -> Result<&str, ControlError> {
-        self.containers.iter().find(|(s, _)| *s == service).map(|(_, c)| c.as_str()).ok_or_else(|| ControlError::Unknown {
-            service,
-            detail: "no container is named for it in the target's [containers] table".into(),
-        })
+        self.containers
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, c)| c.as_str())
+            .ok_or_else(|| ControlError::Unknown { service, detail: "no container is named for it in the target's [containers] table".into() })
     }
 
     /// Run one engine call under a deadline; transport failures become `Engine` errors, the
     /// engine's own answers (no such container, ...) `Failed` ones naming the container.
-    async fn call<T>(&self, service: Service, action: &'static str, deadline: Duration, fut: impl std::future::Future<Output = Result<T, bollard::errors::Error>>) -> Result<T, ControlError> {
+    async fn call<T>(
+        &self,
+        service: Service,
+        action: &'static str,
+        deadline: Duration,
+        fut: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, ControlError> {
         let container = self.container(service)?;
         match tokio::time::timeout(deadline, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.classify(service, action, container, e)),
-            Err(_) => Err(ControlError::Failed { service, action, detail: format!("container {container}: no answer from the engine within {} s", deadline.as_secs()) }),
+            Err(_) => Err(ControlError::Failed {
+                service,
+                action,
+                detail: format!("container {container}: no answer from the engine within {} s", deadline.as_secs()),
+            }),
         }
     }
 
@@ -172,7 +183,11 @@ impl DockerServices {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ControlError::Failed { service, action, detail: format!("still running {} s later ({})", STOP_DEADLINE.as_secs(), seen.describe()) });
+                return Err(ControlError::Failed {
+                    service,
+                    action,
+                    detail: format!("still running {} s later ({})", STOP_DEADLINE.as_secs(), seen.describe()),
+                });
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
@@ -208,7 +223,13 @@ impl DockerServices {
             // 409 "is not running": it is down already, which is what a kill is for.
             Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })) => {}
             Ok(Err(e)) => return Err(self.classify(service, "kill", &name, e)),
-            Err(_) => return Err(ControlError::Failed { service, action: "kill", detail: format!("container {name}: no answer from the engine within {} s", CALL_DEADLINE.as_secs()) }),
+            Err(_) => {
+                return Err(ControlError::Failed {
+                    service,
+                    action: "kill",
+                    detail: format!("container {name}: no answer from the engine within {} s", CALL_DEADLINE.as_secs()),
+                })
+            }
         }
         self.wait_down(service, "kill").await
     }
@@ -315,7 +336,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_socket_is_an_engine_error_that_says_what_to_do() {
-        let err = DockerServices::connect_socket(std::path::Path::new("/nonexistent/docker.sock"), vec![]).await.err().map(|e| e.to_string()).unwrap_or_default();
+        let err =
+            DockerServices::connect_socket(std::path::Path::new("/nonexistent/docker.sock"), vec![]).await.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("unix:///nonexistent/docker.sock") && err.contains("engine.sh start"), "{err}");
         // A path that is there but no engine.
         let err = DockerServices::connect_socket(std::path::Path::new("/dev/null"), vec![]).await.err().map(|e| e.to_string()).unwrap_or_default();

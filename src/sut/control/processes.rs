@@ -32,8 +32,13 @@ impl ProcessStack {
     /// Start Wolf, moonlight-web and the API (in that order, each ready before the next) on
     /// free loopback ports, sharing `dir`.
     pub async fn start(exe: &Path, dir: &Path, faults: Vec<Fault>) -> Result<Self, ControlError> {
-        std::fs::create_dir_all(dir).map_err(|e| ControlError::Failed { service: Service::Wolf, action: "prepare", detail: format!("{}: {e}", dir.display()) })?;
-        let ports = free_ports(4).map_err(|e| ControlError::Failed { service: Service::Wolf, action: "prepare", detail: format!("no free loopback port: {e}") })?;
+        std::fs::create_dir_all(dir).map_err(|e| ControlError::Failed {
+            service: Service::Wolf,
+            action: "prepare",
+            detail: format!("{}: {e}", dir.display()),
+        })?;
+        let ports =
+            free_ports(4).map_err(|e| ControlError::Failed { service: Service::Wolf, action: "prepare", detail: format!("no free loopback port: {e}") })?;
         let layout = Layout {
             dir: dir.to_path_buf(),
             wolf_http_port: ports[0],
@@ -114,11 +119,20 @@ impl ProcessStack {
                 return Ok(());
             }
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(ControlError::Failed { service: s, action: "start", detail: format!("exited ({status}) before it was ready; see {}", self.log_path(s).display()) });
+                return Err(ControlError::Failed {
+                    service: s,
+                    action: "start",
+                    detail: format!("exited ({status}) before it was ready; see {}", self.log_path(s).display()),
+                });
             }
             if tokio::time::Instant::now() > deadline {
                 kill_group(&mut child, Duration::ZERO).await;
-                return Err(ControlError::NotReady { service: s, action: "start", secs: READY_DEADLINE.as_secs_f64(), last: Some(format!("see {}", self.log_path(s).display())) });
+                return Err(ControlError::NotReady {
+                    service: s,
+                    action: "start",
+                    secs: READY_DEADLINE.as_secs_f64(),
+                    last: Some(format!("see {}", self.log_path(s).display())),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -128,7 +142,11 @@ impl ProcessStack {
     async fn ready(&self, s: Service) -> bool {
         let tcp = |port: u16| async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() };
         match s {
-            Service::Wolf => tokio::net::UnixStream::connect(self.layout.wolf_socket()).await.is_ok() && tcp(self.layout.wolf_http_port).await && tcp(self.layout.wolf_stream_port).await,
+            Service::Wolf => {
+                tokio::net::UnixStream::connect(self.layout.wolf_socket()).await.is_ok()
+                    && tcp(self.layout.wolf_http_port).await
+                    && tcp(self.layout.wolf_stream_port).await
+            }
             Service::MoonlightWeb => tcp(self.layout.moonlight_web_port).await,
             Service::Api => tcp(self.layout.api_port).await,
         }
@@ -156,8 +174,13 @@ impl ProcessStack {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let Some(stack) = stack.upgrade() else { return };
                 let mut children = stack.children.lock().await;
-                let dead: Vec<(Service, std::process::ExitStatus, Option<u32>)> =
-                    children.iter_mut().filter_map(|(s, c)| { let pid = c.id(); c.try_wait().ok().flatten().map(|st| (*s, st, pid)) }).collect();
+                let dead: Vec<(Service, std::process::ExitStatus, Option<u32>)> = children
+                    .iter_mut()
+                    .filter_map(|(s, c)| {
+                        let pid = c.id();
+                        c.try_wait().ok().flatten().map(|st| (*s, st, pid))
+                    })
+                    .collect();
                 for (s, status, pid) in dead {
                     children.remove(&s);
                     let detail = format!("{} (pid {}) {status}", s.name(), pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()));

@@ -26,46 +26,62 @@ pub(super) const BIND_GRACE_MS: f64 = 300.0;
 
 pub(super) fn f2_webrtc_ports_exhausted(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     // Server-side corroboration: the streamer could not bind an IPv4 socket in the range.
-    let bind_failure = c.logs.iter().find(|(_, _, m)| m.contains("could not listen udp") && !m.contains("could not listen udp fe80") && !m.contains("could not listen udp ::")).map(|(t, _, m)| (*t, *m));
-    c.viewers.iter().filter_map(|v| {
-        let negotiating = v.stages.iter().find(|s| s.stage == "WebRTC Peer Negotiation").map(|s| s.at)?;
-        // A viewer that completed its connection had working ICE, whatever its probe missed.
-        let connected = v.first_connected_at.or(v.connection_complete_at);
-        let failed_state = (v.ice_state.as_deref() == Some("failed") || v.connection_state.as_deref() == Some("failed")).then_some(v.closed_at.unwrap_or(c.end));
-        let peer_disconnect = Ctx::error_at(v, "PeerDisconnect");
-        let deadline = negotiating + t.ice_connect_secs * 1000.0;
-        // Evidence that ICE will not connect, earliest first.
-        let mut evidence: Vec<(EpochMs, String)> = Vec::new();
-        if let Some(f) = failed_state.filter(|f| connected.is_none_or(|c| c > *f)) {
-            evidence.push((f, "ICE failed".into()));
-        }
-        if let Some(p) = peer_disconnect.filter(|p| connected.is_none_or(|c| c > *p)) {
-            evidence.push((p, "PeerDisconnect".into()));
-        }
-        if connected.is_none_or(|c| c > deadline) && c.end >= deadline && v.closed_at.is_none_or(|x| x >= deadline) {
-            evidence.push((deadline, format!("ICE not connected {:.0} s after negotiation started", t.ice_connect_secs)));
-        }
-        if let Some((bt, line)) = bind_failure {
-            if bt >= v.started_at - 1000.0 && connected.is_none_or(|c| c > bt + BIND_GRACE_MS) && c.end >= bt + BIND_GRACE_MS && v.closed_at.is_none_or(|x| x > bt) {
-                evidence.push((bt + BIND_GRACE_MS, format!("moonlight-web: \"{}\"", line.chars().take(160).collect::<String>())));
+    let bind_failure = c
+        .logs
+        .iter()
+        .find(|(_, _, m)| m.contains("could not listen udp") && !m.contains("could not listen udp fe80") && !m.contains("could not listen udp ::"))
+        .map(|(t, _, m)| (*t, *m));
+    c.viewers
+        .iter()
+        .filter_map(|v| {
+            let negotiating = v.stages.iter().find(|s| s.stage == "WebRTC Peer Negotiation").map(|s| s.at)?;
+            // A viewer that completed its connection had working ICE, whatever its probe missed.
+            let connected = v.first_connected_at.or(v.connection_complete_at);
+            let failed_state =
+                (v.ice_state.as_deref() == Some("failed") || v.connection_state.as_deref() == Some("failed")).then_some(v.closed_at.unwrap_or(c.end));
+            let peer_disconnect = Ctx::error_at(v, "PeerDisconnect");
+            let deadline = negotiating + t.ice_connect_secs * 1000.0;
+            // Evidence that ICE will not connect, earliest first.
+            let mut evidence: Vec<(EpochMs, String)> = Vec::new();
+            if let Some(f) = failed_state.filter(|f| connected.is_none_or(|c| c > *f)) {
+                evidence.push((f, "ICE failed".into()));
             }
-        }
-        evidence.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (decided, why) = evidence.first()?.clone();
-        if c.excused(v, decided) {
-            return None;
-        }
-        let first = bind_failure.map(|(bt, _)| bt).filter(|bt| *bt >= v.started_at - 1000.0).unwrap_or(decided).min(decided);
-        Some(Detection {
-            fault: "F2",
-            name: "webrtc-ports-exhausted",
-            tab: Some(v.tab),
-            message: format!("{} ICE {} for {:.1} s after negotiation started, never connected: {why}", who(v), v.ice_state.as_deref().unwrap_or("new"), secs(decided - negotiating)),
-            first_symptom: first,
-            decided_at: decided,
+            if let Some(p) = peer_disconnect.filter(|p| connected.is_none_or(|c| c > *p)) {
+                evidence.push((p, "PeerDisconnect".into()));
+            }
+            if connected.is_none_or(|c| c > deadline) && c.end >= deadline && v.closed_at.is_none_or(|x| x >= deadline) {
+                evidence.push((deadline, format!("ICE not connected {:.0} s after negotiation started", t.ice_connect_secs)));
+            }
+            if let Some((bt, line)) = bind_failure {
+                if bt >= v.started_at - 1000.0
+                    && connected.is_none_or(|c| c > bt + BIND_GRACE_MS)
+                    && c.end >= bt + BIND_GRACE_MS
+                    && v.closed_at.is_none_or(|x| x > bt)
+                {
+                    evidence.push((bt + BIND_GRACE_MS, format!("moonlight-web: \"{}\"", line.chars().take(160).collect::<String>())));
+                }
+            }
+            evidence.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (decided, why) = evidence.first()?.clone();
+            if c.excused(v, decided) {
+                return None;
+            }
+            let first = bind_failure.map(|(bt, _)| bt).filter(|bt| *bt >= v.started_at - 1000.0).unwrap_or(decided).min(decided);
+            Some(Detection {
+                fault: "F2",
+                name: "webrtc-ports-exhausted",
+                tab: Some(v.tab),
+                message: format!(
+                    "{} ICE {} for {:.1} s after negotiation started, never connected: {why}",
+                    who(v),
+                    v.ice_state.as_deref().unwrap_or("new"),
+                    secs(decided - negotiating)
+                ),
+                first_symptom: first,
+                decided_at: decided,
+            })
         })
-    })
-    .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
+        .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
 }
 
 pub(super) fn f12_slow_launch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
@@ -73,8 +89,10 @@ pub(super) fn f12_slow_launch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     c.viewers
         .iter()
         .filter_map(|v| {
-            let started = v.stages.iter().find(|s| s.stage == "Moonlight Stream" && matches!(s.phase, crate::browser::viewers::StagePhase::Starting)).map(|s| s.at)?;
-            let done = v.stages.iter().find(|s| s.stage == "Moonlight Stream" && !matches!(s.phase, crate::browser::viewers::StagePhase::Starting)).map(|s| s.at);
+            let started =
+                v.stages.iter().find(|s| s.stage == "Moonlight Stream" && matches!(s.phase, crate::browser::viewers::StagePhase::Starting)).map(|s| s.at)?;
+            let done =
+                v.stages.iter().find(|s| s.stage == "Moonlight Stream" && !matches!(s.phase, crate::browser::viewers::StagePhase::Starting)).map(|s| s.at);
             let log = timed_out.filter(|(at, _)| *at >= started && done.is_none_or(|d| d > *at));
             let deadline = started + t.launch_stall_secs * 1000.0;
             let decided = match log {
@@ -161,7 +179,11 @@ pub(super) fn repeated_busy_answers(c: &Ctx, t: &Thresholds) -> Option<Detection
                 fault: "F13",
                 name: "already-streaming-loop",
                 tab: Some(tab),
-                message: format!("tab {tab} ({uid}) was answered AlreadyStreaming {} times in {:.1} s (a reused session_id)", times.len(), secs(times[times.len() - 1] - times[0])),
+                message: format!(
+                    "tab {tab} ({uid}) was answered AlreadyStreaming {} times in {:.1} s (a reused session_id)",
+                    times.len(),
+                    secs(times[times.len() - 1] - times[0])
+                ),
                 first_symptom: times[0],
                 decided_at: times[n - 1],
             })

@@ -133,7 +133,8 @@ fn service_unreachable(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             }
             if run.len() >= t.confirm_polls.max(1) {
                 let (first, detail) = run[0];
-                let mut d = d2(first, service, format!("{service} answered nothing in {} consecutive polls over {:.1} s: {detail}", run.len(), secs(at - first)));
+                let mut d =
+                    d2(first, service, format!("{service} answered nothing in {} consecutive polls over {:.1} s: {detail}", run.len(), secs(at - first)));
                 d.decided_at = *at;
                 if best.as_ref().is_none_or(|b| b.first_symptom > first) {
                     best = Some(d);

@@ -186,19 +186,19 @@ const FULL_EVERY_MS: f64 = 500.0;
 /// input counts every few seconds), and no evaluation scans it again.
 const READ_LINES: &[&str] = &[
     "Received resume event from an unregistered session", // F1
-    "could not listen udp",                                // F2
-    "[LOBBY] Session ",                                    // F3, F4: joins
-    "[ENET] disconnected client",                          // F4
-    "[LOBBY] Moonlight stream ",                           // F4: leaving the lobby
-    "zombie sessions detected",                            // F6
-    "Failed to acquire buffer from pool",                  // F8
-    "chunk too short",                                     // F11
-    "Error(Connect, TimedOut)",                            // F12
-    "[Stream] New ",                                       // F14: launches
-    "resuming app",                                        // F14
-    "stop: cancelling the Wolf session",                   // F14
-    " streams on port",                                    // F14
-    "Streamer of session ",                                // D1
+    "could not listen udp",                               // F2
+    "[LOBBY] Session ",                                   // F3, F4: joins
+    "[ENET] disconnected client",                         // F4
+    "[LOBBY] Moonlight stream ",                          // F4: leaving the lobby
+    "zombie sessions detected",                           // F6
+    "Failed to acquire buffer from pool",                 // F8
+    "chunk too short",                                    // F11
+    "Error(Connect, TimedOut)",                           // F12
+    "[Stream] New ",                                      // F14: launches
+    "resuming app",                                       // F14
+    "stop: cancelling the Wolf session",                  // F14
+    " streams on port",                                   // F14
+    "Streamer of session ",                               // D1
 ];
 
 /// Insert keeping time order; observations arrive nearly in order, so this looks at the back.
@@ -246,7 +246,9 @@ impl Model {
     /// default), plus 20 s for the grace periods that come on top (a launch stall, a ghost, F1's
     /// 20 s between a log line and a tab's error).
     pub fn history_ms(t: &Thresholds) -> f64 {
-        let longest = [t.ice_connect_secs, t.stuck_secs, t.mismatch_secs, t.black_secs, t.freeze_secs, t.sctp_window_secs, t.launch_stall_secs, t.ghost_secs].into_iter().fold(0.0, f64::max);
+        let longest = [t.ice_connect_secs, t.stuck_secs, t.mismatch_secs, t.black_secs, t.freeze_secs, t.sctp_window_secs, t.launch_stall_secs, t.ghost_secs]
+            .into_iter()
+            .fold(0.0, f64::max);
         longest * 1000.0 + 20_000.0
     }
 
@@ -273,12 +275,19 @@ impl Model {
                     span.1 = Some(o.at);
                 }
             }
-            Event::Tab { tab, probe: ProbeEvent::Console { text, .. } | ProbeEvent::UiText { text, .. } } => insert3(&mut self.tab_texts, o.at, *tab, text.clone()),
+            Event::Tab { tab, probe: ProbeEvent::Console { text, .. } | ProbeEvent::UiText { text, .. } } => {
+                insert3(&mut self.tab_texts, o.at, *tab, text.clone())
+            }
             // A refused API call's answer: the real viewer logs only an error object, so the
             // server's words (e.g. `failed to join lobby: …`) are only here.
             Event::Tab { tab, probe: ProbeEvent::Http { status: Some(400..), body: Some(body), .. } } => insert3(&mut self.tab_texts, o.at, *tab, body.clone()),
             Event::Op { name, phase: OpPhase::Start } => {
-                if let Some(tab) = name.strip_prefix("close tab ").or_else(|| name.strip_prefix("reload tab ")).or_else(|| name.strip_prefix("reconnect tab ")).and_then(|t| t.split_whitespace().next()?.parse().ok()) {
+                if let Some(tab) = name
+                    .strip_prefix("close tab ")
+                    .or_else(|| name.strip_prefix("reload tab "))
+                    .or_else(|| name.strip_prefix("reconnect tab "))
+                    .and_then(|t| t.split_whitespace().next()?.parse().ok())
+                {
                     self.teardowns.push((o.at, tab));
                 }
                 if let Some(service) = name.strip_prefix("restart ") {
@@ -357,7 +366,10 @@ impl Model {
         // their answer stands.
         let server_state = match &self.server_state_found {
             Some((n, found)) if *n == self.polls_taken => found.clone(),
-            _ => [f3_join_not_counted(&ctx, t), f5_stuck_session(&ctx, t), f6_zombie_streamer(&ctx, t), f7_lobby_mismatch(&ctx, t), f10_restart_ghost(&ctx, t)].into_iter().flatten().collect(),
+            _ => [f3_join_not_counted(&ctx, t), f5_stuck_session(&ctx, t), f6_zombie_streamer(&ctx, t), f7_lobby_mismatch(&ctx, t), f10_restart_ghost(&ctx, t)]
+                .into_iter()
+                .flatten()
+                .collect(),
         };
         let others = match &self.others_found {
             Some((n, at, found)) if *n == self.others_taken && self.end - at < FULL_EVERY_MS => found.clone(),
@@ -375,7 +387,12 @@ impl Model {
             .chain(deaths::deaths(&ctx, t))
             .collect(),
         };
-        let mut found: Vec<Detection> = [f8_black_frames(&ctx, t), f9_frozen_video(&ctx, t)].into_iter().flatten().chain(others.iter().cloned()).chain(server_state.iter().cloned()).collect();
+        let mut found: Vec<Detection> = [f8_black_frames(&ctx, t), f9_frozen_video(&ctx, t)]
+            .into_iter()
+            .flatten()
+            .chain(others.iter().cloned())
+            .chain(server_state.iter().cloned())
+            .collect();
         drop(ctx);
         self.server_state_found = Some((self.polls_taken, server_state));
         if self.others_found.as_ref().is_none_or(|(n, at, _)| *n != self.others_taken || self.end - at >= FULL_EVERY_MS) {

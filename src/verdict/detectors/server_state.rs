@@ -48,7 +48,11 @@ pub(super) fn f3_join_not_counted(c: &Ctx, t: &Thresholds) -> Option<Detection> 
 /// The first moonlight-web session that has matched `pred` in consecutive polls until `enough`
 /// says so, given the session, how long (ms) and in how many polls. Returns the session, the
 /// first poll that showed it and the deciding one.
-pub(super) fn sustained(polls: &[(EpochMs, Vec<MlwSession>)], pred: impl Fn(&MlwSession) -> bool, enough: impl Fn(&MlwSession, f64, usize) -> bool) -> Option<(MlwSession, EpochMs, EpochMs)> {
+pub(super) fn sustained(
+    polls: &[(EpochMs, Vec<MlwSession>)],
+    pred: impl Fn(&MlwSession) -> bool,
+    enough: impl Fn(&MlwSession, f64, usize) -> bool,
+) -> Option<(MlwSession, EpochMs, EpochMs)> {
     let mut since: BTreeMap<String, (EpochMs, usize)> = BTreeMap::new();
     for (at, sessions) in polls {
         let now: BTreeSet<&str> = sessions.iter().filter(|s| pred(s)).map(|s| s.session_id.as_str()).collect();
@@ -67,7 +71,11 @@ pub(super) fn sustained(polls: &[(EpochMs, Vec<MlwSession>)], pred: impl Fn(&Mlw
 /// A create session ends with its socket and its streamer (moonlight-web's own rule), so a
 /// create session without either is wrong as soon as it is confirmed — where `provable` says the
 /// evidence holds; other modes, and unprovable cases, may be so for `hold_secs`.
-pub(super) fn confirmed_or_held<'a>(t: &'a Thresholds, hold_secs: f64, provable: impl Fn(&MlwSession) -> bool + 'a) -> impl Fn(&MlwSession, f64, usize) -> bool + 'a {
+pub(super) fn confirmed_or_held<'a>(
+    t: &'a Thresholds,
+    hold_secs: f64,
+    provable: impl Fn(&MlwSession) -> bool + 'a,
+) -> impl Fn(&MlwSession, f64, usize) -> bool + 'a {
     move |s, ms, polls| if s.mode == "create" && provable(s) { polls >= t.confirm_polls.max(1) } else { ms >= hold_secs * 1000.0 }
 }
 
@@ -92,7 +100,12 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
         fault: "F5",
         name: "stuck-session",
         tab: tab_of(c, &s.session_id),
-        message: format!("moonlight-web session {} ({}) has had has_websocket:false for {:.1} s with its streamer alive{rule}", s.session_id, s.mode, secs(at - from)),
+        message: format!(
+            "moonlight-web session {} ({}) has had has_websocket:false for {:.1} s with its streamer alive{rule}",
+            s.session_id,
+            s.mode,
+            secs(at - from)
+        ),
         first_symptom: from,
         decided_at: at,
     })
@@ -160,7 +173,10 @@ pub(super) fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
                     fault: "F6",
                     name: "zombie-streamer",
                     tab: tab_of(c, id),
-                    message: format!("streamer pid {pid} of moonlight-web session {id} is still running {:.1} s after the session left /api/sessions ({polls} polls)", secs(at - *from)),
+                    message: format!(
+                        "streamer pid {pid} of moonlight-web session {id} is still running {:.1} s after the session left /api/sessions ({polls} polls)",
+                        secs(at - *from)
+                    ),
                     first_symptom: *from,
                     decided_at: *at,
                 });
@@ -226,7 +242,12 @@ pub(super) fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
                     fault: "F7",
                     name: "lobby-mismatch",
                     tab: c.viewers.iter().find(|v| v.client_unique_id.as_deref() == Some(s.client_unique_id.as_str())).map(|v| v.tab),
-                    message: format!("Wolf has kept session {} ({}) for {:.1} s ({polls} polls) that moonlight-web no longer has, and no streamer serves", s.client_id, s.client_unique_id, secs(at - start)),
+                    message: format!(
+                        "Wolf has kept session {} ({}) for {:.1} s ({polls} polls) that moonlight-web no longer has, and no streamer serves",
+                        s.client_id,
+                        s.client_unique_id,
+                        secs(at - start)
+                    ),
                     first_symptom: start,
                     decided_at: *at,
                 });
@@ -249,21 +270,26 @@ pub(super) fn f10_restart_ghost(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     for (at, beliefs) in c.helix_lobbies {
         // Wolf's answer of the same poll round (it comes just before); none while Wolf is down.
         let Some((_, lobbies)) = latest(c.lobbies, *at) else { continue };
-        let ghosts: Vec<(String, String)> = beliefs
-            .iter()
-            .filter_map(|b| Some((b.session.clone(), b.lobby_id.clone()?)))
-            .filter(|(_, l)| !lobbies.iter().any(|x| &x.id == l))
-            .collect();
+        let ghosts: Vec<(String, String)> =
+            beliefs.iter().filter_map(|b| Some((b.session.clone(), b.lobby_id.clone()?))).filter(|(_, l)| !lobbies.iter().any(|x| &x.id == l)).collect();
         since.retain(|k, _| ghosts.contains(k));
         for g in ghosts {
             let start = *since.entry(g.clone()).or_insert(*at);
-            let lost = c.restarts.iter().rev().find(|r| **r <= start).map(|r| format!(" (lost {:.1} s after the restart began)", secs(start - r))).unwrap_or_default();
+            let lost =
+                c.restarts.iter().rev().find(|r| **r <= start).map(|r| format!(" (lost {:.1} s after the restart began)", secs(start - r))).unwrap_or_default();
             // A restart loses lobbies and a healthy Helix recreates them, so a stale belief is
             // not yet a failure. A viewer of that session failing to join a lobby while Helix
             // believed — before this poll and still at it — is one: the session cannot recover.
             // (`Wolf UI session not found` is Helix not finding the viewer's stream yet.)
-            let tabs_of_session: BTreeSet<TabId> = c.viewers.iter().filter(|v| v.client_unique_id.as_deref().and_then(crate::verdict::checks::agent_session_of) == Some(g.0.as_str())).map(|v| v.tab).collect();
-            let join_failed = c.tab_texts.iter().find(|(a, tab, text)| *a >= start && *a < *at && tabs_of_session.contains(tab) && text.contains(JOIN_FAILED) && !text.contains("Wolf UI session not found"));
+            let tabs_of_session: BTreeSet<TabId> = c
+                .viewers
+                .iter()
+                .filter(|v| v.client_unique_id.as_deref().and_then(crate::verdict::checks::agent_session_of) == Some(g.0.as_str()))
+                .map(|v| v.tab)
+                .collect();
+            let join_failed = c.tab_texts.iter().find(|(a, tab, text)| {
+                *a >= start && *a < *at && tabs_of_session.contains(tab) && text.contains(JOIN_FAILED) && !text.contains("Wolf UI session not found")
+            });
             if let Some((failed_at, tab, text)) = join_failed {
                 return Some(Detection {
                     fault: "F10",
@@ -284,13 +310,12 @@ pub(super) fn f10_restart_ghost(c: &Ctx, t: &Thresholds) -> Option<Detection> {
                 return Some(Detection {
                     fault: "F10",
                     name: "restart-ghost",
-                    tab: c.viewers.iter().rfind(|v| v.client_unique_id.as_deref().and_then(crate::verdict::checks::agent_session_of) == Some(g.0.as_str())).map(|v| v.tab),
-                    message: format!(
-                        "Helix has believed for {:.1} s that {} owns lobby {}, which Wolf does not have{lost}",
-                        secs(at - start),
-                        g.0,
-                        g.1
-                    ),
+                    tab: c
+                        .viewers
+                        .iter()
+                        .rfind(|v| v.client_unique_id.as_deref().and_then(crate::verdict::checks::agent_session_of) == Some(g.0.as_str()))
+                        .map(|v| v.tab),
+                    message: format!("Helix has believed for {:.1} s that {} owns lobby {}, which Wolf does not have{lost}", secs(at - start), g.0, g.1),
                     first_symptom: start,
                     decided_at: *at,
                 });

@@ -55,15 +55,26 @@ pub(super) fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             for f in v.frames.iter().filter(|f| f.video_width > 0) {
                 if f.mean_luma < crate::frames::analysis::BLACK_LUMA {
                     let s = *start.get_or_insert(f.at);
-                    let needed = if pool_error.is_some_and(|p| p <= f.at) { BLACK_WITH_POOL_ERROR_MS.min(t.black_secs * 1000.0) } else { t.black_secs * 1000.0 };
+                    let needed =
+                        if pool_error.is_some_and(|p| p <= f.at) { BLACK_WITH_POOL_ERROR_MS.min(t.black_secs * 1000.0) } else { t.black_secs * 1000.0 };
                     if f.at - s >= needed && !c.excused(v, f.at) {
-                        let decoding = v.last_stats.as_ref().and_then(|s| s.stats.frames_decoded).map(|n| format!("{n} frames decoded")).unwrap_or_else(|| format!("{} frames presented", f.presented));
+                        let decoding = v
+                            .last_stats
+                            .as_ref()
+                            .and_then(|s| s.stats.frames_decoded)
+                            .map(|n| format!("{n} frames decoded"))
+                            .unwrap_or_else(|| format!("{} frames presented", f.presented));
                         let pool = c.first_log("Failed to acquire buffer from pool", 0.0).map(|(_, l)| format!("; Wolf logged \"{l}\"")).unwrap_or_default();
                         return Some(Detection {
                             fault: "F8",
                             name: "black-frames",
                             tab: Some(v.tab),
-                            message: format!("{} shows black frames (mean luma {:.0}) for {:.1} s while decoding ({decoding}){pool}", who(v), f.mean_luma, secs(f.at - s)),
+                            message: format!(
+                                "{} shows black frames (mean luma {:.0}) for {:.1} s while decoding ({decoding}){pool}",
+                                who(v),
+                                f.mean_luma,
+                                secs(f.at - s)
+                            ),
                             first_symptom: s,
                             decided_at: f.at,
                         });

@@ -19,7 +19,14 @@ fn viewer(ses: &str) -> Vec<Observation> {
     vec![
         tab(0.0, ProbeEvent::PageLoad { url: "http://x/session".into() }),
         tab(10.0, ProbeEvent::WsOpen { ws: 0, url: "ws://x/moonlight/host/stream".into() }),
-        tab(20.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": format!("agent-{ses}-u"), "mode": "create", "client_unique_id": format!("helix-agent-{ses}-L-u")}}) }),
+        tab(
+            20.0,
+            ProbeEvent::WsMessage {
+                ws: 0,
+                dir: Direction::Sent,
+                msg: json!({"AuthenticateAndInit": {"session_id": format!("agent-{ses}-u"), "mode": "create", "client_unique_id": format!("helix-agent-{ses}-L-u")}}),
+            },
+        ),
         received(1000.0, json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})),
     ]
 }
@@ -53,7 +60,11 @@ fn f2_ignores_ipv6_link_local_noise_and_a_viewer_that_connects() {
 #[test]
 fn f3_needs_consecutive_polls_missing_a_logged_join() {
     let sessions = json!([{"app_id": "1", "client_id": "42", "client_ip": "127.0.0.1", "client_unique_id": "helix-agent-ses_a-L-u"}]);
-    let mut obs = vec![log(1000.0, "wolf", "[LOBBY] Session 42 joining lobby L"), poll(1050.0, "wolf", "sessions", sessions.clone()), poll(1060.0, "wolf", "lobbies", lobby(&[]))];
+    let mut obs = vec![
+        log(1000.0, "wolf", "[LOBBY] Session 42 joining lobby L"),
+        poll(1050.0, "wolf", "sessions", sessions.clone()),
+        poll(1060.0, "wolf", "lobbies", lobby(&[])),
+    ];
     assert!(detect(&obs, &Thresholds::default()).is_empty(), "a poll racing the join is no evidence");
     obs.push(poll(1500.0, "wolf", "sessions", sessions.clone()));
     obs.push(poll(1510.0, "wolf", "lobbies", lobby(&[])));
@@ -64,7 +75,13 @@ fn f3_needs_consecutive_polls_missing_a_logged_join() {
     assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F3 join-not-counted"]);
     assert_eq!((d[0].first_symptom, d[0].decided_at), (1510.0, 2010.0));
     // Counted: nothing to say.
-    let ok = vec![log(1000.0, "wolf", "[LOBBY] Session 42 joining lobby L"), poll(1500.0, "wolf", "sessions", sessions.clone()), poll(1510.0, "wolf", "lobbies", lobby(&["42"])), poll(2000.0, "wolf", "sessions", sessions), poll(2010.0, "wolf", "lobbies", lobby(&["42"]))];
+    let ok = vec![
+        log(1000.0, "wolf", "[LOBBY] Session 42 joining lobby L"),
+        poll(1500.0, "wolf", "sessions", sessions.clone()),
+        poll(1510.0, "wolf", "lobbies", lobby(&["42"])),
+        poll(2000.0, "wolf", "sessions", sessions),
+        poll(2010.0, "wolf", "lobbies", lobby(&["42"])),
+    ];
     assert!(detect(&ok, &Thresholds::default()).is_empty());
 }
 
@@ -118,7 +135,12 @@ fn f4_leaves_a_leave_the_driver_caused_to_the_driver_even_after_another_tabs_dis
 }
 
 fn mlw(at: EpochMs, mode: &str, has_websocket: bool) -> Observation {
-    poll(at, "moonlight-web", "sessions", json!([{"session_id": "agent-ses_a-u", "client_unique_id": "helix-agent-ses_a-L-u", "mode": mode, "has_websocket": has_websocket, "streamer_pid": null, "streamer_alive": true}]))
+    poll(
+        at,
+        "moonlight-web",
+        "sessions",
+        json!([{"session_id": "agent-ses_a-u", "client_unique_id": "helix-agent-ses_a-L-u", "mode": mode, "has_websocket": has_websocket, "streamer_pid": null, "streamer_alive": true}]),
+    )
 }
 
 #[test]
@@ -143,8 +165,22 @@ fn streaming_viewer(n: TabId, sid: &str, at: EpochMs) -> Vec<Observation> {
     vec![
         ev(at, ProbeEvent::PageLoad { url: "http://x/session".into() }),
         ev(at + 10.0, ProbeEvent::WsOpen { ws: 0, url: "ws://x/moonlight/host/stream".into() }),
-        ev(at + 20.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": sid, "mode": "create", "client_unique_id": format!("helix-agent-ses_a-L-{n}")}}) }),
-        ev(at + 1000.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!({"ConnectionComplete": {"capabilities": {}, "width": 1, "height": 1, "client_id": format!("{n}")}}) }),
+        ev(
+            at + 20.0,
+            ProbeEvent::WsMessage {
+                ws: 0,
+                dir: Direction::Sent,
+                msg: json!({"AuthenticateAndInit": {"session_id": sid, "mode": "create", "client_unique_id": format!("helix-agent-ses_a-L-{n}")}}),
+            },
+        ),
+        ev(
+            at + 1000.0,
+            ProbeEvent::WsMessage {
+                ws: 0,
+                dir: Direction::Received,
+                msg: json!({"ConnectionComplete": {"capabilities": {}, "width": 1, "height": 1, "client_id": format!("{n}")}}),
+            },
+        ),
     ]
 }
 
@@ -152,7 +188,10 @@ fn streaming_viewer(n: TabId, sid: &str, at: EpochMs) -> Vec<Observation> {
 fn f13_decides_on_the_first_busy_answer_when_another_tab_streams_with_that_session_id() {
     let mut obs = streaming_viewer(1, "agent-ses_a-shared", 0.0);
     obs.extend(streaming_viewer(2, "agent-ses_a-shared", 3000.0).into_iter().take(3));
-    obs.push(Observation { at: 3500.0, event: Event::Tab { tab: 2, probe: ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!("AlreadyStreaming") } } });
+    obs.push(Observation {
+        at: 3500.0,
+        event: Event::Tab { tab: 2, probe: ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!("AlreadyStreaming") } },
+    });
     let d = detect(&obs, &Thresholds::default());
     assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F13 already-streaming-loop"]);
     assert_eq!((d[0].tab, d[0].first_symptom, d[0].decided_at), (Some(2), 3500.0, 3500.0));
@@ -173,7 +212,15 @@ fn f9_takes_new_frames_with_one_stamp_as_proof_but_an_unstamped_still_picture_mu
         if let Some(counter) = stamp {
             draw(&mut luma, LUMA_W, LUMA_H, Stamp { tag: 7, counter });
         }
-        FrameSample { video_width: 320, video_height: 180, presented, mean_luma: 120.0, hash: "same".into(), luma: base64::engine::general_purpose::STANDARD.encode(&luma), stamp: None }
+        FrameSample {
+            video_width: 320,
+            video_height: 180,
+            presented,
+            mean_luma: 120.0,
+            hash: "same".into(),
+            luma: base64::engine::general_purpose::STANDARD.encode(&luma),
+            stamp: None,
+        }
     };
     let frames = |stamped: bool| {
         let mut obs = viewer("ses_a");
@@ -208,7 +255,8 @@ fn f9_takes_new_frames_with_one_stamp_as_proof_but_an_unstamped_still_picture_mu
 fn f10_decides_when_a_viewer_fails_to_join_while_helix_believes_in_a_lost_lobby() {
     // Wolf restarted and lists no lobby; Helix still names L for ses_a.
     let mut obs = streaming_viewer(1, "agent-ses_a-u", 0.0);
-    let believe = |at: EpochMs| vec![poll(at - 5.0, "wolf", "lobbies", json!([])), poll(at, "api", "session-lobbies", json!([{"session": "ses_a", "lobby_id": "L"}]))];
+    let believe =
+        |at: EpochMs| vec![poll(at - 5.0, "wolf", "lobbies", json!([])), poll(at, "api", "session-lobbies", json!([{"session": "ses_a", "lobby_id": "L"}]))];
     obs.extend(believe(3000.0));
     obs.extend(believe(3500.0));
     let t = Thresholds::default();
@@ -216,9 +264,27 @@ fn f10_decides_when_a_viewer_fails_to_join_while_helix_believes_in_a_lost_lobby(
     // The evidence is the auto-join's HTTP answer: the real viewer logs only an error object.
     let text = |at: EpochMs, body: &str| Observation {
         at,
-        event: Event::Tab { tab: 1, probe: ProbeEvent::Http { method: "POST".into(), path: "/api/v1/external-agents/ses_a/auto-join-lobby".into(), status: Some(500), body: Some(body.into()), error: None } },
+        event: Event::Tab {
+            tab: 1,
+            probe: ProbeEvent::Http {
+                method: "POST".into(),
+                path: "/api/v1/external-agents/ses_a/auto-join-lobby".into(),
+                status: Some(500),
+                body: Some(body.into()),
+                error: None,
+            },
+        },
     };
-    let logged = Observation { at: 3550.0, event: Event::Tab { tab: 1, probe: ProbeEvent::Console { level: "error".into(), text: "[AUTO-JOIN] Error calling auto-join endpoint: AxiosError: Request failed with status code 500".into() } } };
+    let logged = Observation {
+        at: 3550.0,
+        event: Event::Tab {
+            tab: 1,
+            probe: ProbeEvent::Console {
+                level: "error".into(),
+                text: "[AUTO-JOIN] Error calling auto-join endpoint: AxiosError: Request failed with status code 500".into(),
+            },
+        },
+    };
     obs.push(logged);
     // Helix not finding the viewer's stream yet is not about the lobby.
     obs.push(text(3600.0, "{\"error\":\"failed to join lobby: Wolf UI session not found - client may not have connected yet\"}"));
@@ -234,7 +300,11 @@ fn f10_decides_when_a_viewer_fails_to_join_while_helix_believes_in_a_lost_lobby(
 
 #[test]
 fn f11_counts_lines_in_a_window_and_f13_counts_busy_answers() {
-    let obs = vec![log(0.0, "moonlight-web", "chunk too short"), log(20_000.0, "moonlight-web", "chunk too short"), log(21_000.0, "moonlight-web", "chunk too short")];
+    let obs = vec![
+        log(0.0, "moonlight-web", "chunk too short"),
+        log(20_000.0, "moonlight-web", "chunk too short"),
+        log(21_000.0, "moonlight-web", "chunk too short"),
+    ];
     assert!(detect(&obs, &Thresholds::default()).is_empty(), "3 lines over 21 s is not 3 in 10 s");
     let mut obs = obs;
     obs.push(log(22_000.0, "moonlight-web", "chunk too short"));
@@ -244,7 +314,14 @@ fn f11_counts_lines_in_a_window_and_f13_counts_busy_answers() {
     obs.push(received(1500.0, json!("AlreadyStreaming")));
     assert!(detect(&obs, &Thresholds::default()).is_empty(), "one busy answer is a retry, not a loop");
     obs.push(tab(3500.0, ProbeEvent::WsOpen { ws: 1, url: "ws://x/moonlight/host/stream".into() }));
-    obs.push(tab(3510.0, ProbeEvent::WsMessage { ws: 1, dir: Direction::Sent, msg: json!({"AuthenticateAndInit": {"session_id": "agent-ses_a-u", "mode": "create", "client_unique_id": "helix-agent-ses_a-L-u"}}) }));
+    obs.push(tab(
+        3510.0,
+        ProbeEvent::WsMessage {
+            ws: 1,
+            dir: Direction::Sent,
+            msg: json!({"AuthenticateAndInit": {"session_id": "agent-ses_a-u", "mode": "create", "client_unique_id": "helix-agent-ses_a-L-u"}}),
+        },
+    ));
     obs.push(tab(3600.0, ProbeEvent::WsMessage { ws: 1, dir: Direction::Received, msg: json!("AlreadyStreaming") }));
     let d = detect(&obs, &Thresholds::default());
     assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F13 already-streaming-loop"]);
@@ -254,7 +331,18 @@ fn f11_counts_lines_in_a_window_and_f13_counts_busy_answers() {
 fn f7_lets_an_ordinary_teardown_pass_two_polls_but_not_an_orphan_that_stays() {
     // moonlight-web dropped the entry; Wolf keeps the session while the old streamer's cascade
     // flushes for 0.5 s before its `/cancel` — two polls can see that, and it is not F7.
-    let wolf = |at: EpochMs, present: bool| poll(at, "wolf", "sessions", if present { json!([{"app_id": "1", "client_id": "42", "client_ip": "127.0.0.1", "client_unique_id": "helix-agent-ses_a-L-u"}]) } else { json!([]) });
+    let wolf = |at: EpochMs, present: bool| {
+        poll(
+            at,
+            "wolf",
+            "sessions",
+            if present {
+                json!([{"app_id": "1", "client_id": "42", "client_ip": "127.0.0.1", "client_unique_id": "helix-agent-ses_a-L-u"}])
+            } else {
+                json!([])
+            },
+        )
+    };
     let empty_mlw = |at: EpochMs| poll(at, "moonlight-web", "sessions", json!([]));
     let t = Thresholds::default();
     let teardown: Vec<Observation> = vec![empty_mlw(0.0), wolf(1.0, true), empty_mlw(500.0), wolf(501.0, true), empty_mlw(1000.0), wolf(1001.0, false)];
