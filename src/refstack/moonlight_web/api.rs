@@ -23,31 +23,32 @@ async fn stream(State(mlw): State<Arc<Mlw>>, ws: WebSocketUpgrade) -> Response {
     ws.max_frame_size(MAX_FRAME).max_message_size(MAX_FRAME).on_upgrade(move |socket| super::stream::handle(socket, mlw))
 }
 
-fn authorize(mlw: &Mlw, headers: &HeaderMap) -> Result<(), Response> {
+/// The status a request without the right credentials gets.
+fn authorize(mlw: &Mlw, headers: &HeaderMap) -> Result<(), StatusCode> {
     let Some(expected) = &mlw.config.credentials else { return Ok(()) };
     let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return Err(StatusCode::UNAUTHORIZED.into_response());
+        return Err(StatusCode::UNAUTHORIZED);
     };
     let Some((scheme, token)) = value.split_once(' ') else {
-        return Err(StatusCode::BAD_REQUEST.into_response());
+        return Err(StatusCode::BAD_REQUEST);
     };
     if scheme == "Bearer" && token == expected {
         Ok(())
     } else {
-        Err(StatusCode::UNAUTHORIZED.into_response())
+        Err(StatusCode::UNAUTHORIZED)
     }
 }
 
 async fn sessions(State(mlw): State<Arc<Mlw>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&mlw, &headers) {
-        return r;
+    if let Err(status) = authorize(&mlw, &headers) {
+        return status.into_response();
     }
     Json(json!({"sessions": mlw.sessions.list()})).into_response()
 }
 
 async fn status(State(mlw): State<Arc<Mlw>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&mlw, &headers) {
-        return r;
+    if let Err(status) = authorize(&mlw, &headers) {
+        return status.into_response();
     }
     let sessions = mlw.sessions.list();
     let zombies = sessions.iter().filter(|s| s["streamer_alive"] == false).count();

@@ -47,22 +47,23 @@ fn error(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({"error": text}))).into_response()
 }
 
-fn cert(headers: &HeaderMap) -> Result<Vec<u8>, Response> {
-    let b64 = headers.get(CERT_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "no client certificate"))?;
-    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| error(StatusCode::BAD_REQUEST, "bad client certificate"))
+/// The client's certificate (DER), or the status and text it is refused with.
+fn cert(headers: &HeaderMap) -> Result<Vec<u8>, (StatusCode, &'static str)> {
+    let b64 = headers.get(CERT_HEADER).and_then(|v| v.to_str().ok()).ok_or((StatusCode::UNAUTHORIZED, "no client certificate"))?;
+    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| (StatusCode::BAD_REQUEST, "bad client certificate"))
 }
 
 async fn pair(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     match cert(&headers) {
         Ok(der) => Json(json!({"paired": true, "client_id": ctx.state.pair(der).to_string()})).into_response(),
-        Err(r) => r,
+        Err((status, text)) => error(status, text),
     }
 }
 
 async fn serverinfo(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     let der = match cert(&headers) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err((status, text)) => return error(status, text),
     };
     let current = ctx.state.identify(&der).and_then(|c| ctx.state.session(c.client_id));
     Json(json!({
@@ -98,7 +99,7 @@ fn default_fps() -> u32 {
 async fn launch(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<LaunchQuery>) -> Response {
     let der = match cert(&headers) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err((status, text)) => return error(status, text),
     };
     let Some(client) = ctx.state.identify(&der) else { return error(StatusCode::UNAUTHORIZED, "client not paired") };
     match ctx.state.launch(&client, &q.uniqueid, &peer.ip().to_string(), q.width, q.height, q.fps) {
@@ -110,7 +111,7 @@ async fn launch(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAdd
 async fn resume(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
     let der = match cert(&headers) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err((status, text)) => return error(status, text),
     };
     if ctx.state.identify(&der).is_none() {
         return error(StatusCode::UNAUTHORIZED, "client not paired");
@@ -124,7 +125,7 @@ async fn resume(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAdd
 async fn cancel(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
     let der = match cert(&headers) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err((status, text)) => return error(status, text),
     };
     match ctx.state.session_of_certificate(&der) {
         // F7: the cancel is acknowledged and nothing stops.

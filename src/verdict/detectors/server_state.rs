@@ -94,7 +94,7 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     // the streamer seen running on this machine when it decides. Where its pid cannot be
     // checked (another machine, a container), only `stuck_secs` counts.
     let running_here = |s: &MlwSession| s.streamer_pid.is_some_and(process_alive);
-    let (s, from, at) = sustained(&c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, confirmed_or_held(t, t.stuck_secs, running_here))?;
+    let (s, from, at) = sustained(c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, confirmed_or_held(t, t.stuck_secs, running_here))?;
     let rule = if s.mode == "create" { "; a create session ends with its socket" } else { "" };
     Some(Detection {
         fault: "F5",
@@ -116,7 +116,7 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
 /// streamer alive after its session left the list, which waits out a healthy stop cascade too
 /// (see [`orphan_streamer`]).
 pub(super) fn f6_zombie_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
-    let listed_dead = sustained(&c.mlw_polls, |s| !s.streamer_alive, confirmed_or_held(t, t.mismatch_secs, |_| true)).map(|(s, from, at)| Detection {
+    let listed_dead = sustained(c.mlw_polls, |s| !s.streamer_alive, confirmed_or_held(t, t.mismatch_secs, |_| true)).map(|(s, from, at)| Detection {
         fault: "F6",
         name: "zombie-streamer",
         tab: tab_of(c, &s.session_id),
