@@ -481,9 +481,9 @@ async fn probe_sees_two_viewers_in_one_page() {
     assert_eq!((frame.video_width, frame.video_height), (320, 180));
     assert!(frame.presented > 0, "requestVideoFrameCallback counted frames");
     assert!(frame.mean_luma > 20.0, "a coloured picture is not black: {}", frame.mean_luma);
-    use base64::Engine;
-    let luma = base64::engine::general_purpose::STANDARD.decode(&frame.luma).unwrap();
-    assert_eq!(luma.len(), helix_e2e::timeline::LUMA_W * helix_e2e::timeline::LUMA_H);
+    // The luma grid is read for its stamp on the way into the timeline and not kept (this page's
+    // picture carries none); the hash still tells pictures apart.
+    assert!(frame.luma.is_empty() && frame.stamp.is_none() && !frame.hash.is_empty(), "{frame:?}");
 
     // Folded per viewer.
     let viewers = fold_tab_viewers(&obs, tab);

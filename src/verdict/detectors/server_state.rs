@@ -87,14 +87,25 @@ pub(super) fn tab_of(c: &Ctx, session_id: &str) -> Option<TabId> {
 /// while its streamer is seen running here. A teardown cannot satisfy it: moonlight-web removes a
 /// create session in the same step that handles its socket's close and tells the streamer to
 /// stop (the stand-in's log: the streamer's `stop cascade: IpcStop` 1–2 ms after `WebSocket …
-/// closed`), so no poll sees it socketless for 0.5 s, let alone two polls.
+/// closed`), so no poll sees it socketless for 0.5 s, let alone two polls. Where something else
+/// keeps the entry (F6's listed zombie), the streamer was still told to stop, and its stop
+/// cascade ends within 0.72 s (measured, see [`TEARDOWN_MS`]): so the rule also wants the
+/// session socketless for `TEARDOWN_MS` with its streamer still running when it decides. (The
+/// live detectors evaluate as soon as a poll arrives; a second poll 0.5 s into such a cascade
+/// still finds the streamer running.)
 pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
-    // moonlight-web's API says "alive" until it has reaped the process, and a streamer told to
-    // stop may take a moment (F6's listed zombie starts exactly so): the quick rule also wants
-    // the streamer seen running on this machine when it decides. Where its pid cannot be
-    // checked (another machine, a container), only `stuck_secs` counts.
+    // moonlight-web's API says "alive" until it has reaped the process: the quick rule wants the
+    // streamer seen running on this machine when it decides. Where its pid cannot be checked
+    // (another machine, a container), only `stuck_secs` counts.
     let running_here = |s: &MlwSession| s.streamer_pid.is_some_and(process_alive);
-    let (s, from, at) = sustained(c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, confirmed_or_held(t, t.stuck_secs, running_here))?;
+    let enough = |s: &MlwSession, ms: f64, polls: usize| {
+        if s.mode == "create" && running_here(s) {
+            polls >= t.confirm_polls.max(1) && ms >= TEARDOWN_MS
+        } else {
+            ms >= t.stuck_secs * 1000.0
+        }
+    };
+    let (s, from, at) = sustained(c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, enough)?;
     let rule = if s.mode == "create" { "; a create session ends with its socket" } else { "" };
     Some(Detection {
         fault: "F5",
