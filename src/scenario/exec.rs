@@ -228,7 +228,7 @@ fn settled(viewers: &[ViewerFacts], rows: &[Row], state: &ServerState, st: &Stat
             .zip(rows)
             .all(|(v, r)| !v.closed() && st.fresh_after.get(&v.tab).is_none_or(|t| v.started_at > *t) && checks::streams_own_lobby(r, state, stamped))
         && checks::one_lobby_per_session(state, &live).passed
-        && checks::lobby_client_counts(rows, state, &live).passed
+        && checks::client_count_matches(rows, state, &live).passed
 }
 
 /// Nothing of the sessions stopped mid-plan remains: no lobby, and no Wolf or moonlight-web
@@ -301,7 +301,7 @@ async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expe
         d.check(checks::own_lobby_video(&rows, &state, stamped));
     }
     d.check(checks::no_viewer_errors(&rows));
-    d.check(checks::lobby_client_counts(&rows, &state, &live));
+    d.check(checks::client_count_matches(&rows, &state, &live));
     d.check(checks::unique_client_ids(&rows));
     d.check(checks::create_mode(&rows));
     d.check(checks::one_lobby_per_session(&state, &live));

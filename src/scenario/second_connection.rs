@@ -72,7 +72,9 @@ async fn check_streaming(d: &mut Driver, tabs: &[usize], viewers: usize) {
     d.check(checks::tabs_connected(&rows));
     d.check(checks::no_viewer_errors(&rows));
     d.check(checks::own_lobby_video(&rows, &state, d.target.stamped));
-    d.check(checks::client_count_matches(&rows, &state));
+    let mut sessions: Vec<String> = rows.iter().filter_map(|r| r.client_unique_id.as_deref().and_then(checks::agent_session_of)).map(str::to_string).collect();
+    sessions.dedup();
+    d.check(checks::client_count_matches(&rows, &state, &sessions));
     d.check(checks::unique_client_ids(&rows));
     d.check(checks::create_mode(&rows));
 }

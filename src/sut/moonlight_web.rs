@@ -17,6 +17,19 @@ pub struct MlwSession {
     pub streamer_alive: bool,
 }
 
+impl MlwSession {
+    /// Stuck (F5): kept without its WebSocket while its streamer runs. The one definition the
+    /// detectors, the scenarios' health watch and the reports share.
+    pub fn stuck(&self) -> bool {
+        !self.has_websocket && self.streamer_alive
+    }
+
+    /// A zombie entry (F6): listed with a dead streamer.
+    pub fn zombie(&self) -> bool {
+        !self.streamer_alive
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MlwStatus {
     pub total_clients: u64,

@@ -76,34 +76,6 @@ pub fn own_lobby_video(rows: &[Row], state: &ServerState, stamped: bool) -> Inva
     }
 }
 
-/// Each lobby's `client_count` equals the viewers of its agent session that are connected.
-pub fn client_count_matches(rows: &[Row], state: &ServerState) -> InvariantResult {
-    const NAME: &str = "client-count-matches";
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.connection_state.as_deref() == Some("connected")) {
-        if let Some(ses) = r.client_unique_id.as_deref().and_then(agent_session_of) {
-            if let Some(l) = state.lobbies.iter().find(|l| l.helix_session() == Some(ses)) {
-                *expected.entry(l.id.clone()).or_default() += 1;
-            }
-        }
-    }
-    let mut bad = Vec::new();
-    for (lobby, want) in &expected {
-        let got = state.client_count(lobby);
-        if got != Some(*want) {
-            bad.push(format!("lobby {lobby}: client_count {} but {want} tab(s) stream it", got.map(|c| c.to_string()).unwrap_or("absent".into())));
-        }
-    }
-    if expected.is_empty() {
-        return InvariantResult::fail(NAME, "no connected viewer maps to a lobby");
-    }
-    if bad.is_empty() {
-        InvariantResult::pass(NAME, format!("{} lobby count(s) match", expected.len()))
-    } else {
-        InvariantResult::fail(NAME, bad.join("; "))
-    }
-}
-
 pub fn unique_client_ids(rows: &[Row]) -> InvariantResult {
     const NAME: &str = "unique-client-ids";
     let mut seen: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -186,8 +158,9 @@ pub fn viewers_present(open_tabs: &[usize], rows: &[Row]) -> InvariantResult {
 }
 
 /// `client_count` of the lobby of every given agent session equals the viewers connected to it,
-/// zero included: a lobby whose tabs all closed must count nobody.
-pub fn lobby_client_counts(rows: &[Row], state: &ServerState, sessions: &[String]) -> InvariantResult {
+/// zero included: a lobby whose tabs all closed must count nobody. (The one implementation of
+/// `client-count-matches`: every scenario asks it of the sessions it means.)
+pub fn client_count_matches(rows: &[Row], state: &ServerState, sessions: &[String]) -> InvariantResult {
     const NAME: &str = "client-count-matches";
     let mut bad = Vec::new();
     let mut checked = 0;
@@ -289,9 +262,9 @@ pub fn lobby_survives_tab_close(rows: &[Row], state: &ServerState, session: &str
 }
 
 /// Watches the servers across a scenario for states that must not last: a moonlight-web
-/// session without its WebSocket (stuck, F5), a streamer without a socket or a listed session
-/// whose streamer is dead (zombie, F6), a Wolf session moonlight-web no longer knows (stuck in
-/// Wolf). Only sessions of the run's agent sessions count.
+/// session without its WebSocket whose streamer runs (stuck, F5: [`MlwSession::stuck`]), a
+/// listed session whose streamer is dead (zombie, F6: [`MlwSession::zombie`]), a Wolf session
+/// moonlight-web no longer knows (stuck in Wolf). Only sessions of the run's agent sessions count.
 #[derive(Debug, Default)]
 pub struct HealthWatch {
     /// (kind, key) → first time seen in that state.
@@ -310,13 +283,10 @@ impl HealthWatch {
         let ours = |cuid: Option<&str>| cuid.and_then(agent_session_of).is_some_and(|s| sessions.iter().any(|x| x == s));
         let mut bad: Vec<((&'static str, String), String)> = Vec::new();
         for s in state.mlw_sessions.iter().filter(|s| ours(s.client_unique_id.as_deref())) {
-            if !s.has_websocket {
-                bad.push(((STUCK, s.session_id.clone()), format!("moonlight-web session {} has_websocket:false", s.session_id)));
+            if s.stuck() {
+                bad.push(((STUCK, s.session_id.clone()), format!("moonlight-web session {} has_websocket:false with its streamer alive", s.session_id)));
             }
-            if s.streamer_alive && !s.has_websocket {
-                bad.push(((ZOMBIE, s.session_id.clone()), format!("streamer of {} alive without a WebSocket", s.session_id)));
-            }
-            if !s.streamer_alive {
+            if s.zombie() {
                 bad.push(((ZOMBIE, s.session_id.clone()), format!("moonlight-web session {} listed with a dead streamer", s.session_id)));
             }
         }
@@ -424,7 +394,7 @@ mod tests {
         for r in [
             tabs_connected(&rows),
             own_lobby_video(&rows, &st, true),
-            client_count_matches(&rows, &st),
+            client_count_matches(&rows, &st, &["ses_a".to_string(), "ses_b".to_string()]),
             unique_client_ids(&rows),
             create_mode(&rows),
             no_viewer_errors(&rows),
@@ -440,8 +410,8 @@ mod tests {
         assert!(!r.passed && r.message.contains("tab 1") && r.message.contains("failed"), "{}", r.message);
         let r = own_lobby_video(&rows, &state(&[]), true);
         assert!(!r.passed && r.message.contains("shows Wolf UI instead of its lobby L2"), "{}", r.message);
-        let r = client_count_matches(&rows, &state(&[("L1", 0)]));
-        assert!(!r.passed && r.message.contains("lobby L1: client_count 0 but 1 tab(s)"), "{}", r.message);
+        let r = client_count_matches(&rows, &state(&[("L1", 0)]), &["ses_a".to_string()]);
+        assert!(!r.passed && r.message.contains("lobby L1 of ses_a: client_count 0 but 1 tab(s)"), "{}", r.message);
         rows[1].client_unique_id = rows[0].client_unique_id.clone();
         assert!(!unique_client_ids(&rows).passed);
         rows[1].mode = Some("join".into());
@@ -457,8 +427,8 @@ mod tests {
     fn a_lobby_whose_tabs_closed_must_count_nobody() {
         let rows = vec![row(0, "ses_a", "connected", Some("L1"))];
         let sessions = vec!["ses_a".to_string(), "ses_b".to_string()];
-        assert!(lobby_client_counts(&rows, &state(&[("L1", 1), ("L2", 0)]), &sessions).passed);
-        let r = lobby_client_counts(&rows, &state(&[("L1", 1), ("L2", 1)]), &sessions);
+        assert!(client_count_matches(&rows, &state(&[("L1", 1), ("L2", 0)]), &sessions).passed);
+        let r = client_count_matches(&rows, &state(&[("L1", 1), ("L2", 1)]), &sessions);
         assert!(!r.passed && r.message.contains("lobby L2 of ses_b: client_count 1 but 0 tab(s)"), "{}", r.message);
         assert!(one_lobby_per_session(&state(&[]), &sessions).passed);
         assert!(one_lobby_per_session(&state(&[]), &["ses_c".to_string()]).message.contains("ses_c has 0 lobbies"));
@@ -501,8 +471,13 @@ mod tests {
         assert!(w.no_stuck_sessions().passed, "3 s is within the limit");
         w.observe(&at(6000.0, vec![mlw("s1", false, true)], vec![]), &ours, 5000.0);
         let r = w.no_stuck_sessions();
-        assert!(!r.passed && r.message.contains("s1 has_websocket:false for 6 s"), "{}", r.message);
-        assert!(w.no_zombie_streamers().message.contains("streamer of s1 alive without a WebSocket"));
+        assert!(!r.passed && r.message.contains("s1 has_websocket:false with its streamer alive for 6 s"), "{}", r.message);
+        // Stuck is not a zombie: one state, one name (the F5 detector's).
+        assert!(w.no_zombie_streamers().passed);
+        let mut z = HealthWatch::default();
+        z.observe(&at(0.0, vec![mlw("s3", true, false)], vec![]), &ours, 1000.0);
+        z.observe(&at(2000.0, vec![mlw("s3", true, false)], vec![]), &ours, 1000.0);
+        assert!(z.no_zombie_streamers().message.contains("s3 listed with a dead streamer") && z.no_stuck_sessions().passed);
         // A state that ends resets its clock; other agents' sessions never count.
         let mut w = HealthWatch::default();
         let wolf = WolfSession {

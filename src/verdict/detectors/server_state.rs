@@ -105,7 +105,7 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             ms >= t.stuck_secs * 1000.0
         }
     };
-    let (s, from, at) = sustained(c.mlw_polls, |s| !s.has_websocket && s.streamer_alive, enough)?;
+    let (s, from, at) = sustained(c.mlw_polls, MlwSession::stuck, enough)?;
     let rule = if s.mode == "create" { "; a create session ends with its socket" } else { "" };
     Some(Detection {
         fault: "F5",
@@ -127,7 +127,7 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
 /// streamer alive after its session left the list, which waits out a healthy stop cascade too
 /// (see [`orphan_streamer`]).
 pub(super) fn f6_zombie_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
-    let listed_dead = sustained(c.mlw_polls, |s| !s.streamer_alive, confirmed_or_held(t, t.mismatch_secs, |_| true)).map(|(s, from, at)| Detection {
+    let listed_dead = sustained(c.mlw_polls, MlwSession::zombie, confirmed_or_held(t, t.mismatch_secs, |_| true)).map(|(s, from, at)| Detection {
         fault: "F6",
         name: "zombie-streamer",
         tab: tab_of(c, &s.session_id),

@@ -43,10 +43,10 @@ pub(super) fn f4_control_stream_timeout(c: &Ctx) -> Option<Detection> {
     None
 }
 
-/// With Wolf's own buffer-pool error logged, two black samples in a row are enough: the probe
-/// samples every 200 ms, so the second comes at least this long after the first. (Without the
-/// line a black picture may be a scene, and needs `black_secs`.)
-pub(super) const BLACK_WITH_POOL_ERROR_MS: f64 = 150.0;
+/// With Wolf's own buffer-pool error logged (it cannot get a buffer to encode into, and encodes
+/// black), the first black sample after it decides: the line says why the picture is black.
+/// Without the line a black picture may be a scene, and needs `black_secs`.
+pub(super) const BLACK_WITH_POOL_ERROR_MS: f64 = 0.0;
 
 pub(super) fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let pool_error = c.first_log("Failed to acquire buffer from pool", 0.0).map(|(at, _)| at);
