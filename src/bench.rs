@@ -77,11 +77,7 @@ pub fn model(tabs: usize, minutes: u64) -> ModelBench {
         }
         if at >= next_detect {
             next_detect += 100.0;
-            let (new, cursor) = timeline.read_from(model_cursor);
-            model_cursor = cursor;
-            for o in &new {
-                model.ingest(o);
-            }
+            timeline.take_new(&mut model_cursor, |o| model.ingest(o));
             for d in model.detect(&t) {
                 if !detections.contains(&d.label()) {
                     detections.push(d.label());
@@ -90,11 +86,7 @@ pub fn model(tabs: usize, minutes: u64) -> ModelBench {
         }
         if at >= next_progress {
             next_progress += 300.0;
-            let (new, cursor) = timeline.read_from(digest_cursor);
-            digest_cursor = cursor;
-            for o in &new {
-                digest.ingest(o);
-            }
+            timeline.take_new(&mut digest_cursor, |o| digest.ingest(o));
             std::hint::black_box(crate::report::progress::status_line(&digest, start, at));
         }
         let spent = thread_cpu().saturating_sub(began);

@@ -161,6 +161,13 @@ pub struct RunOutcome {
     pub error: Option<String>,
 }
 
+impl RunOutcome {
+    /// A run that could not be judged (no summary, a kill not injected).
+    fn error(seed: u64, why: String) -> Self {
+        RunOutcome { seed, verdict: "error".into(), named: vec![], latency_ms: None, artifacts: String::new(), error: Some(why) }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub fault: String,
@@ -247,28 +254,14 @@ fn run_once(opts: &MatrixOptions, case: &Case, seed: u64) -> Result<RunOutcome, 
     });
     let out = child.wait_with_output().map_err(|source| MatrixError::Spawn { exe: opts.exe.clone(), source })?;
     if let Some(Err(why)) = injected.map(|h| h.join().unwrap_or_else(|_| Err("the injector panicked".into()))) {
-        return Ok(RunOutcome {
-            seed,
-            verdict: "error".into(),
-            named: vec![],
-            latency_ms: None,
-            artifacts: String::new(),
-            error: Some(format!("kill not injected: {why}")),
-        });
+        return Ok(RunOutcome::error(seed, format!("kill not injected: {why}")));
     }
     let summary: serde_json::Value = match serde_json::from_slice(&out.stdout) {
         Ok(v) => v,
         Err(e) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-            return Ok(RunOutcome {
-                seed,
-                verdict: "error".into(),
-                named: vec![],
-                latency_ms: None,
-                artifacts: String::new(),
-                error: Some(format!("no summary ({e}): {tail}")),
-            });
+            return Ok(RunOutcome::error(seed, format!("no summary ({e}): {tail}")));
         }
     };
     let detections: Vec<&serde_json::Value> =

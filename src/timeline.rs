@@ -293,7 +293,7 @@ pub const LUMA_H: usize = 36;
 /// A shared, append-only timeline. Cheap to clone; every producer holds one.
 ///
 /// Secrets are masked on the way in, so nothing rendered from the timeline can leak them.
-/// Readers fold it incrementally: [`Timeline::read_from`] hands out what was appended after a
+/// Readers fold it incrementally: [`Timeline::take_new`] hands out what was appended after a
 /// cursor, and [`Timeline::changed`] wakes them when something was, so no reader re-reads the
 /// run (cost grows with events, not with the age of the run). With [`Timeline::stream_to`]
 /// every observation is also written to a file as it arrives.
@@ -405,17 +405,20 @@ impl Timeline {
     }
 
     /// A copy of everything observed so far, ordered by time. For the end of a run and for
-    /// tests; anything that runs while the run does reads with [`Timeline::read_from`].
+    /// tests; anything that runs while the run does reads with [`Timeline::take_new`].
     pub fn snapshot(&self) -> Vec<Observation> {
         let mut v: Vec<Observation> = self.inner.lock().unwrap_or_else(|e| e.into_inner()).from(0).cloned().collect();
         v.sort_by(|a, b| a.at.total_cmp(&b.at));
         v
     }
 
-    /// What was appended since `cursor` (in the order it arrived), and the new cursor.
-    pub fn read_from(&self, cursor: usize) -> (Vec<Observation>, usize) {
+    /// Hand `take` each observation appended since `cursor` (in the order it arrived), without
+    /// copying it, and move the cursor past them: how every reader folds the timeline. `take`
+    /// runs under the timeline's lock, so it must not push to it.
+    pub fn take_new(&self, cursor: &mut usize, mut take: impl FnMut(&Observation)) {
         let log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        (log.from(cursor).cloned().collect(), log.len)
+        log.from(*cursor).for_each(&mut take);
+        *cursor = log.len;
     }
 
     /// Resolves whenever something is appended (the count of observations rides along).

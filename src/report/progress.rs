@@ -31,11 +31,7 @@ impl Progress {
                 let mut d = Digest::default();
                 let mut cursor = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let (new, next) = timeline.read_from(cursor);
-                    cursor = next;
-                    for o in &new {
-                        d.ingest(o);
-                    }
+                    timeline.take_new(&mut cursor, |o| d.ingest(o));
                     let (lines, done) = finished_steps(&d, printed);
                     printed = done;
                     {

@@ -280,11 +280,7 @@ impl Driver {
     fn with_viewers<T>(&self, read: impl FnOnce(&ViewerFold) -> T) -> T {
         let mut guard = self.viewer_fold.lock().unwrap_or_else(|e| e.into_inner());
         let (cursor, fold) = &mut *guard;
-        let (new, next) = self.timeline.read_from(*cursor);
-        *cursor = next;
-        for o in &new {
-            fold.ingest(o);
-        }
+        self.timeline.take_new(cursor, |o| fold.ingest(o));
         read(fold)
     }
 

@@ -97,14 +97,13 @@ async fn run(state: Arc<Mutex<Watcher>>, found: Arc<Mutex<Vec<Detection>>>, coun
 /// time the driver knew.
 fn evaluate(state: &Mutex<Watcher>, found: &Mutex<Vec<Detection>>) {
     let mut w = state.lock().unwrap_or_else(|e| e.into_inner());
-    let (new, cursor) = w.timeline.read_from(w.cursor);
-    w.cursor = cursor;
-    let since = w.since;
-    for o in new.iter().filter(|o| o.at >= since) {
-        w.model.ingest(o);
-    }
+    let Watcher { timeline, thresholds, since, cursor, model } = &mut *w;
+    timeline.take_new(cursor, |o| {
+        if o.at >= *since {
+            model.ingest(o);
+        }
+    });
     let now = now_ms();
-    let Watcher { model, thresholds, .. } = &mut *w;
     let detections = model.detect(thresholds);
     let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
     for mut d in detections {
@@ -114,7 +113,7 @@ fn evaluate(state: &Mutex<Watcher>, found: &Mutex<Vec<Detection>>) {
         // The evidence may be older than this evaluation: the driver knew only now.
         d.decided_at = now.max(d.decided_at);
         tracing::warn!("{}: {}", d.label(), d.message);
-        w.timeline.push(Event::Detection {
+        timeline.push(Event::Detection {
             fault: d.fault.to_string(),
             name: d.name.to_string(),
             tab: d.tab,
