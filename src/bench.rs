@@ -39,6 +39,8 @@ pub struct ModelBench {
     pub late_held: usize,
     /// Failures the detectors named (a healthy stream names none).
     pub detections: Vec<String>,
+    /// Observations the timeline still held in memory at the end (the rest is on disk).
+    pub timeline_held: usize,
     /// The process's peak resident memory (VmHWM), MB.
     pub peak_rss_mb: f64,
 }
@@ -53,9 +55,9 @@ pub fn model(tabs: usize, minutes: u64) -> ModelBench {
     let stream = std::env::temp_dir().join(format!("helix-e2e-bench-{}.jsonl", std::process::id()));
     let _ = timeline.stream_to(&stream);
     let mut model = Model::new(&t);
-    let mut model_cursor = 0;
+    let mut model_cursor = timeline.cursor();
     let mut digest = Digest::default();
-    let mut digest_cursor = 0;
+    let mut digest_cursor = timeline.cursor();
     let mut detections: Vec<String> = Vec::new();
 
     let start: EpochMs = 1.7e12;
@@ -99,6 +101,7 @@ pub fn model(tabs: usize, minutes: u64) -> ModelBench {
         }
         at += 20.0;
     }
+    let timeline_held = timeline.held();
     let _ = timeline.finish_stream();
     let _ = std::fs::remove_file(&stream);
     let (e, l) = (early.per_obs_us(), late.per_obs_us());
@@ -112,6 +115,7 @@ pub fn model(tabs: usize, minutes: u64) -> ModelBench {
         early_held,
         late_held,
         detections,
+        timeline_held,
         peak_rss_mb: peak_rss_mb(),
     }
 }

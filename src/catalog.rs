@@ -18,11 +18,71 @@ pub enum Cause {
     None,
 }
 
+/// A failure's id: `F1` … `F14` (the stack's failures), `B1` … (the browser's), `D1` … (deaths).
+/// Serialized as its name (`"F2"`), which is how summaries, timelines and the matrix write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum FailureId {
+    F1,
+    F2,
+    F3,
+    F4,
+    F5,
+    F6,
+    F7,
+    F8,
+    F9,
+    F10,
+    F11,
+    F12,
+    F13,
+    F14,
+    B1,
+    B2,
+    B3,
+    D1,
+    D2,
+}
+
+impl FailureId {
+    pub const ALL: [FailureId; 19] = {
+        use FailureId::*;
+        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, B1, B2, B3, D1, D2]
+    };
+
+    /// This id's catalog entry (every id has exactly one; a test holds it).
+    pub fn entry(self) -> &'static Entry {
+        CATALOG.iter().find(|e| e.id == self).expect("every FailureId has a catalog entry")
+    }
+
+    /// The detector's name, e.g. `webrtc-ports-exhausted`.
+    pub fn name(self) -> &'static str {
+        self.entry().name
+    }
+
+    /// A death (B…, D…): the rule of `verdict/detectors/deaths.rs` lets it explain what follows.
+    pub fn is_death(self) -> bool {
+        matches!(self, FailureId::B1 | FailureId::B2 | FailureId::B3 | FailureId::D1 | FailureId::D2)
+    }
+}
+
+impl std::fmt::Display for FailureId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The variant's name is the id.
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for FailureId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FailureId::ALL.into_iter().find(|id| id.to_string() == s).ok_or_else(|| format!("no failure {s:?} in the catalog"))
+    }
+}
+
 /// One failure of the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    /// `F1` … `F14` (the stack's failures), `B1` … (the browser's), `D1` … (deaths).
-    pub id: &'static str,
+    pub id: FailureId,
     /// The detector's name, e.g. `webrtc-ports-exhausted` (`D2` adds the service to it).
     pub name: &'static str,
     pub causes: &'static [Cause],
@@ -40,82 +100,77 @@ use Cause::{Kill, Switch};
 
 pub const CATALOG: &[Entry] = &[
     Entry {
-        id: "F1",
+        id: FailureId::F1,
         name: "treated-as-resume",
         causes: &[Switch("cert-subject-collision")],
         summary: "a new viewer was taken for a resume: Wolf logged an unregistered resume and the tab got PeerDisconnect before ConnectionComplete",
     },
     Entry {
-        id: "F2",
+        id: FailureId::F2,
         name: "webrtc-ports-exhausted",
         causes: &[Switch("webrtc-port-range")],
         summary: "a viewer's ICE never connected (the streamer could not bind WebRTC ports)",
     },
     Entry {
-        id: "F3",
+        id: FailureId::F3,
         name: "join-not-counted",
         causes: &[Switch("join-not-counted")],
         summary: "Wolf logged a lobby join but the lobby's client_count does not include the session",
     },
     Entry {
-        id: "F4",
+        id: FailureId::F4,
         name: "control-stream-timeout",
         causes: &[Switch("control-idle-timeout")],
         summary: "Wolf dropped a streaming viewer's control peer ([ENET] disconnected client) and the tab lost its stream",
     },
-    Entry { id: "F5", name: "stuck-session", causes: &[Switch("stuck-session")], summary: "a moonlight-web session kept has_websocket:false" },
+    Entry { id: FailureId::F5, name: "stuck-session", causes: &[Switch("stuck-session")], summary: "a moonlight-web session kept has_websocket:false" },
     Entry {
-        id: "F6",
+        id: FailureId::F6,
         name: "zombie-streamer",
         causes: &[Switch("zombie-streamer")],
         summary: "a streamer outlived its session, or a dead streamer stayed listed",
     },
-    Entry { id: "F7", name: "lobby-mismatch", causes: &[Switch("orphan-wolf-session")], summary: "Wolf kept a session moonlight-web no longer has" },
-    Entry { id: "F8", name: "black-frames", causes: &[Switch("black-after")], summary: "frames keep decoding but every pixel is black" },
-    Entry { id: "F9", name: "frozen-video", causes: &[Switch("freeze-after")], summary: "the connection is up but the picture stands still" },
+    Entry { id: FailureId::F7, name: "lobby-mismatch", causes: &[Switch("orphan-wolf-session")], summary: "Wolf kept a session moonlight-web no longer has" },
+    Entry { id: FailureId::F8, name: "black-frames", causes: &[Switch("black-after")], summary: "frames keep decoding but every pixel is black" },
+    Entry { id: FailureId::F9, name: "frozen-video", causes: &[Switch("freeze-after")], summary: "the connection is up but the picture stands still" },
     Entry {
-        id: "F10",
+        id: FailureId::F10,
         name: "restart-ghost",
         causes: &[Switch("no-lobby-recreate")],
         summary: "Helix still believes in a lobby Wolf no longer has (lost in a restart and never recreated)",
     },
-    Entry { id: "F11", name: "sctp-corruption", causes: &[Switch("sctp-errors")], summary: "moonlight-web logged `chunk too short` repeatedly" },
+    Entry { id: FailureId::F11, name: "sctp-corruption", causes: &[Switch("sctp-errors")], summary: "moonlight-web logged `chunk too short` repeatedly" },
     Entry {
-        id: "F12",
+        id: FailureId::F12,
         name: "slow-launch",
         causes: &[Switch("slow-tls")],
         summary: "a viewer stalled in the Moonlight Stream stage (launch against Wolf timed out)",
     },
     Entry {
-        id: "F13",
+        id: FailureId::F13,
         name: "already-streaming-loop",
         causes: &[Switch("session-id-reuse")],
         summary: "a viewer was answered AlreadyStreaming again and again",
     },
     Entry {
-        id: "F14",
+        id: FailureId::F14,
         name: "reconnect-teardown-race",
         causes: &[Switch("reconnect-teardown-race")],
         summary: "a reconnected viewer's new streamer resumed the client's Wolf session and the client's previous streamer, still tearing down, cancelled it",
     },
     // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
     // They explain the catalog failures that follow them (the rule is written there).
-    Entry { id: "B1", name: "tab-crashed", causes: &[Kill("renderer")], summary: "a tab's renderer crashed (Chromium's crash event for its target)" },
-    Entry { id: "B2", name: "browser-died", causes: &[Kill("browser")], summary: "the Chromium browser process ended (its exit status)" },
-    Entry { id: "B3", name: "tab-unresponsive", causes: &[], summary: "a tab stopped answering DevTools" },
-    Entry { id: "D1", name: "streamer-died", causes: &[Kill("streamer")], summary: "a streamer died by a signal (moonlight-web's log of its exit)" },
+    Entry { id: FailureId::B1, name: "tab-crashed", causes: &[Kill("renderer")], summary: "a tab's renderer crashed (Chromium's crash event for its target)" },
+    Entry { id: FailureId::B2, name: "browser-died", causes: &[Kill("browser")], summary: "the Chromium browser process ended (its exit status)" },
+    Entry { id: FailureId::B3, name: "tab-unresponsive", causes: &[], summary: "a tab stopped answering DevTools" },
+    Entry { id: FailureId::D1, name: "streamer-died", causes: &[Kill("streamer")], summary: "a streamer died by a signal (moonlight-web's log of its exit)" },
     Entry {
-        id: "D2",
+        id: FailureId::D2,
         name: "service-died",
         causes: &[Kill("wolf"), Kill("moonlight-web"), Kill("api")],
         summary: "a service process died, or answered nothing in consecutive polls, without the driver restarting it",
     },
 ];
-
-/// The entry of a catalog id.
-pub fn entry(id: &str) -> Option<&'static Entry> {
-    CATALOG.iter().find(|e| e.id == id)
-}
 
 #[cfg(test)]
 mod tests {
@@ -134,10 +189,10 @@ mod tests {
         for s in switches() {
             assert!(known.contains(&s), "the catalog names switch {s}, which the stand-in does not have");
         }
-        let ids: Vec<&str> = CATALOG.iter().map(|e| e.id).collect();
-        let mut unique = ids.clone();
-        unique.dedup();
-        assert_eq!(ids, unique, "an id twice");
+        for id in &FailureId::ALL {
+            assert_eq!(CATALOG.iter().filter(|e| e.id == *id).count(), 1, "{id} has no (or more than one) catalog entry");
+            assert_eq!(id.to_string().parse::<FailureId>().ok(), Some(*id));
+        }
     }
 
     #[test]
@@ -146,7 +201,7 @@ mod tests {
         for e in CATALOG {
             for c in e.causes {
                 let found = CASES.iter().any(|case| {
-                    case.fault == e.id
+                    case.fault == Some(e.id)
                         && match (c, case.switch) {
                             (Switch(s), Some(sw)) => sw == *s || sw.starts_with(&format!("{s}=")),
                             (Kill(k), Some(sw)) => sw == format!("kill:{k}"),
@@ -156,16 +211,13 @@ mod tests {
                 assert!(found, "{} ({c:?}) has no row in the detection matrix", e.id);
             }
         }
-        for case in CASES {
-            assert!(case.fault == "clean" || entry(case.fault).is_some(), "matrix row {} is not in the catalog", case.fault);
-        }
     }
 
     #[test]
     fn the_readme_describes_every_detector_and_every_switch() {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
         for e in CATALOG {
-            let name = if e.id == "D2" { "service-died <name>".to_string() } else { e.name.to_string() };
+            let name = if e.id == FailureId::D2 { "service-died <name>".to_string() } else { e.name.to_string() };
             let row = format!("| {} | `{name}` |", e.id);
             assert!(readme.contains(&row), "README's detector table lacks {row}");
         }
@@ -174,7 +226,7 @@ mod tests {
         }
         for case in crate::matrix::CASES {
             let switch = case.switch.map(|s| format!("`{s}`")).unwrap_or_else(|| "(none)".into());
-            let row = format!("| {} | {switch} | {} |", case.fault, case.scenario);
+            let row = format!("| {} | {switch} | {} |", case.label(), case.scenario);
             assert!(readme.contains(&row), "README's matrix table lacks {row}");
         }
     }

@@ -1,9 +1,10 @@
 //! helix-e2e: an end-to-end driver for browser game-streaming stacks built on Wolf lobbies and
 //! moonlight-web, plus a reference stack that stands in for them.
 //!
-//! The driver (everything but `refstack`) talks to whatever it tests only through the real
-//! interfaces: HTTP, WebSocket, Wolf's Unix socket, and real Chromium tabs. `refstack` is walled
-//! off: the driver starts it as a child process and never calls into it.
+//! The driver (this crate) talks to whatever it tests only through the real interfaces: HTTP,
+//! WebSocket, Wolf's Unix socket, and real Chromium tabs. The reference stack is another crate
+//! (`helix-refstack`, re-exported as [`refstack`]) that depends only on `helix-e2e-shared`: the
+//! driver starts it as child processes, and the compiler keeps it from using the driver.
 
 pub mod bench;
 pub mod browser;
@@ -16,10 +17,12 @@ pub mod netns;
 pub mod probe;
 pub mod procs;
 pub mod redact;
-pub mod refstack;
 pub mod report;
 pub mod scenario;
 pub mod supervisor;
 pub mod sut;
 pub mod timeline;
 pub mod verdict;
+
+/// The reference stack, a crate of its own (`crates/refstack`) that cannot import the driver.
+pub use helix_refstack as refstack;

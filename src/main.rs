@@ -1,11 +1,16 @@
 //! `helix-e2e`: the command line over the library. Progress goes to stderr, machine output
 //! (`--json`) to stdout. Exit codes: 0 pass, 1 fail, 2 error or interrupted.
+//!
+//! Why one file of over 400 lines: it holds the flag structs (clap derive), their translation
+//! into the library's types, and the steps that belong to a process (install Chromium, supervise,
+//! print the verdict, exit); everything a run does is in the library.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use helix_e2e::browser::BrowserOptions;
 use helix_e2e::refstack::faults::Fault;
 use helix_e2e::scenario::params::Params;
+use helix_e2e::scenario::spec::RunSpec;
 use helix_e2e::scenario::{self, RunOptions, TargetChoice};
 use helix_e2e::sut::control::processes::ProcessStack;
 use helix_e2e::{netns, probe, refstack, supervisor};
@@ -153,24 +158,6 @@ struct RunnerArgs {
     headed: bool,
 }
 
-/// What run.json keeps of a run: enough to set the same run up again.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RunRecord {
-    scenarios: Vec<String>,
-    seed: u64,
-    time_scale: f64,
-    params: std::collections::BTreeMap<String, Params>,
-    target: Option<PathBuf>,
-    faults: Vec<String>,
-    sessions: Vec<String>,
-    #[serde(default)]
-    thresholds: Option<PathBuf>,
-    #[serde(default)]
-    keep_going: bool,
-    #[serde(default)]
-    keep_alive_input: bool,
-}
-
 #[derive(clap::Args)]
 struct MatrixArgs {
     /// Runs per fault (and clean runs).
@@ -271,7 +258,7 @@ fn main() {
         Command::Run(args) => {
             // chromiumoxide warns about every CDP event newer than its generated types.
             init_tracing("warn,chromiumoxide=error");
-            run(*args, None)
+            run(*args)
         }
         Command::Replay(args) => {
             init_tracing("warn,chromiumoxide=error");
@@ -317,6 +304,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<i32> {
         println!("{} tabs, {} min of run time, {} observations", b.tabs, b.minutes, b.observations);
         println!("cost per observation: {:.1} µs in the first minutes, {:.1} µs in the last ({:.2}x)", b.early_us_per_obs, b.late_us_per_obs, b.ratio);
         println!("records the detectors' model holds: {} early, {} late", b.early_held, b.late_held);
+        println!("observations the timeline holds in memory at the end: {} of {} (the rest is on disk)", b.timeline_held, b.observations);
         println!(
             "peak memory: {:.1} MB; failures named: {}",
             b.peak_rss_mb,
@@ -338,57 +326,75 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
 }
 
-/// A recorded run's plans and resolved parameters.
-struct Replayed {
-    plans: Vec<scenario::plan::Plan>,
-    params: std::collections::BTreeMap<String, Params>,
+impl RunArgs {
+    /// The run specification these flags describe. Without `--seed` a seed is drawn: the
+    /// process that runs draws its own, so only it prints one.
+    fn spec(&self) -> anyhow::Result<RunSpec> {
+        let scenarios: Vec<String> =
+            if self.scenarios.is_empty() { scenario::DEFAULT_SUITE.iter().map(|s| s.to_string()).collect() } else { self.scenarios.clone() };
+        let time_scale = self.time_scale.unwrap_or(if self.scenarios.is_empty() { scenario::DEFAULT_SUITE_TIME_SCALE } else { 1.0 });
+        let overrides = Params {
+            sessions: self.agent_sessions,
+            cycles: self.cycles,
+            tabs: self.tabs,
+            drop: self.drop,
+            ops: self.ops,
+            budget_s: self.budget_s,
+            hold_s: self.hold_s,
+            ..Params::default()
+        };
+        overrides.validate()?;
+        let mut params = std::collections::BTreeMap::new();
+        for s in &scenarios {
+            let file = match &self.params {
+                Some(p) => Params::load_for(p, s)?,
+                None => Params::default(),
+            };
+            params.insert(s.clone(), file.overlay(&overrides));
+        }
+        Ok(RunSpec {
+            scenarios,
+            seed: self.seed.unwrap_or_else(rand_seed),
+            time_scale,
+            params_file: self.params.clone(),
+            overrides,
+            params,
+            target: self.target.clone(),
+            faults: self.faults.clone(),
+            sessions: self.sessions.clone(),
+            thresholds: self.thresholds.clone(),
+            keep_going: self.keep_going,
+            keep_alive_input: self.keep_alive_input,
+        })
+    }
 }
 
-fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
-    let scenarios: Vec<String> =
-        if args.scenarios.is_empty() { scenario::DEFAULT_SUITE.iter().map(|s| s.to_string()).collect() } else { args.scenarios.clone() };
-    let time_scale = args.time_scale.unwrap_or(if args.scenarios.is_empty() { scenario::DEFAULT_SUITE_TIME_SCALE } else { 1.0 });
+fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let spec = args.spec()?;
+    launch(spec, &args.runner, args.no_install, None)
+}
+
+/// Refuse what cannot run, then run it: in a supervised child when this is the process the user
+/// started, or here when this is that child.
+fn launch(spec: RunSpec, runner: &RunnerArgs, no_install: bool, plans: Option<Vec<scenario::plan::Plan>>) -> anyhow::Result<i32> {
     // Refuse what cannot run before starting anything (a namespace, Chromium, the stack).
-    for s in &scenarios {
+    for s in &spec.scenarios {
         if !scenario::SCENARIOS.iter().any(|i| i.name == s) {
             bail!("unknown scenario {s:?} (see `helix-e2e list`)");
         }
     }
-    if !(time_scale > 0.0 && time_scale.is_finite()) {
-        bail!("--time-scale must be a positive number, not {time_scale}");
+    if !(spec.time_scale > 0.0 && spec.time_scale.is_finite()) {
+        bail!("--time-scale must be a positive number, not {}", spec.time_scale);
     }
-    let flags = Params {
-        sessions: args.agent_sessions,
-        cycles: args.cycles,
-        tabs: args.tabs,
-        drop: args.drop,
-        ops: args.ops,
-        budget_s: args.budget_s,
-        hold_s: args.hold_s,
-        ..Params::default()
-    };
-    flags.validate()?;
-    let mut params = std::collections::BTreeMap::new();
-    for s in &scenarios {
-        let file = match &args.params {
-            Some(p) => Params::load_for(p, s)?,
-            None => Params::default(),
-        };
-        params.insert(s.clone(), file.overlay(&flags));
-    }
-    let (plans, params) = match replayed {
-        Some(r) => (Some(r.plans), r.params),
-        None => (None, params),
-    };
-    if args.target.is_some() && !args.faults.is_empty() {
+    if spec.target.is_some() && !spec.faults.is_empty() {
         bail!("--fault switches apply to the embedded reference stack only, not to --target");
     }
     // Bad input is refused here, before a namespace, a temp directory or an artifact directory
     // exists: the target file (and the secrets it names), the thresholds file.
-    if let Some(p) = &args.target {
+    if let Some(p) = &spec.target {
         helix_e2e::config::Target::load(p)?;
     }
-    let thresholds = match &args.thresholds {
+    let thresholds = match &spec.thresholds {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading thresholds {}", p.display()))?;
             let t: helix_e2e::verdict::detectors::Thresholds =
@@ -400,13 +406,13 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
     };
     let Some(inner) = supervisor::Inner::from_env() else {
         // Chromium is installed here, outside any namespace (apt needs the network).
-        ensure_chromium(&args)?;
-        let choice = match &args.runner.netns {
+        ensure_chromium(runner, no_install)?;
+        let choice = match &runner.netns {
             Some(name) => {
                 eprintln!("helix-e2e: running inside network namespace {name}");
                 supervisor::NetnsChoice::Join(name.clone())
             }
-            None if !args.runner.no_netns && args.target.is_none() && netns::available() => {
+            None if !runner.no_netns && spec.target.is_none() && netns::available() => {
                 eprintln!("helix-e2e: running inside a private network namespace (use --no-netns to skip)");
                 supervisor::NetnsChoice::Fresh
             }
@@ -414,7 +420,7 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
         };
         return Ok(supervisor::supervise(choice)?);
     };
-    let code = run_supervised(args, scenarios, time_scale, params, plans, thresholds);
+    let code = run_supervised(spec, runner, thresholds, plans);
     // Whoever survives cleans up: when the supervisor is gone, nobody else deletes these.
     inner.cleanup();
     code
@@ -422,89 +428,20 @@ fn run(args: RunArgs, replayed: Option<Replayed>) -> anyhow::Result<i32> {
 
 /// The run itself, in the supervised child.
 fn run_supervised(
-    args: RunArgs,
-    scenarios: Vec<String>,
-    time_scale: f64,
-    params: std::collections::BTreeMap<String, Params>,
-    plans: Option<Vec<scenario::plan::Plan>>,
+    spec: RunSpec,
+    runner: &RunnerArgs,
     thresholds: helix_e2e::verdict::detectors::Thresholds,
+    plans: Option<Vec<scenario::plan::Plan>>,
 ) -> anyhow::Result<i32> {
-    let seed = args.seed.unwrap_or_else(rand_seed);
     let exe = std::env::current_exe().context("locating the helix-e2e executable")?;
-    // Flags that set up the same conditions; the scenario names and seed go in front.
-    let mut flags = String::new();
-    if time_scale != 1.0 {
-        flags.push_str(&format!(" --time-scale {time_scale}"));
-    }
-    if let Some(p) = &args.params {
-        flags.push_str(&format!(" --params {}", p.display()));
-    }
-    for (name, v) in [("--agent-sessions", args.agent_sessions), ("--cycles", args.cycles), ("--tabs", args.tabs), ("--drop", args.drop)] {
-        if let Some(v) = v {
-            flags.push_str(&format!(" {name} {v}"));
-        }
-    }
-    for (name, v) in [("--budget-s", args.budget_s), ("--hold-s", args.hold_s)] {
-        if let Some(v) = v {
-            flags.push_str(&format!(" {name} {v}"));
-        }
-    }
-    if let Some(t) = &args.target {
-        flags.push_str(&format!(" --target {}", t.display()));
-    }
-    for s in &args.sessions {
-        flags.push_str(&format!(" --session {s}"));
-    }
-    for f in &args.faults {
-        flags.push_str(&format!(" --fault {f}"));
-    }
-    if let Some(t) = &args.thresholds {
-        flags.push_str(&format!(" --thresholds {}", t.display()));
-    }
-    if args.keep_going {
-        flags.push_str(" --keep-going");
-    }
-    if args.keep_alive_input {
-        flags.push_str(" --keep-alive-input");
-    }
-    let ops = args.ops.map(|o| format!(" --ops {o}")).unwrap_or_default();
-    let replay = format!("helix-e2e run {} --seed {seed}{ops}{flags}", scenarios.join(" "));
-    let record = RunRecord {
-        scenarios: scenarios.clone(),
-        seed,
-        time_scale,
-        params: params.clone(),
-        target: args.target.clone(),
-        faults: args.faults.iter().map(|f| f.to_string()).collect(),
-        sessions: args.sessions.clone(),
-        thresholds: args.thresholds.clone(),
-        keep_going: args.keep_going,
-        keep_alive_input: args.keep_alive_input,
-    };
-    let target = match &args.target {
+    let target = match &spec.target {
         Some(p) => TargetChoice::File(p.clone()),
-        None => TargetChoice::Embedded { exe, faults: args.faults.clone() },
+        None => TargetChoice::Embedded { exe, faults: spec.faults.clone() },
     };
-    let browser = BrowserOptions { executable: args.runner.chromium.clone(), headless: !args.runner.headed, ..BrowserOptions::default() };
-    let opts = RunOptions {
-        scenarios,
-        seed,
-        target,
-        artifacts_base: args.runner.artifacts.clone(),
-        browser,
-        replay,
-        sessions: args.sessions.clone(),
-        thresholds,
-        keep_going: args.keep_going,
-        time_scale,
-        params,
-        plans,
-        record: serde_json::to_value(&record)?,
-        replay_flags: flags,
-        keep_alive_input: args.keep_alive_input,
-    };
+    let browser = BrowserOptions { executable: runner.chromium.clone(), headless: !runner.headed, ..BrowserOptions::default() };
+    let opts = RunOptions { spec, target, artifacts_base: runner.artifacts.clone(), browser, thresholds, plans };
     let summary = runtime().block_on(scenario::run(opts))?;
-    if args.runner.json {
+    if runner.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     // A run-level error (a login refused, a service not there) is said here, once, with its cause.
@@ -546,52 +483,30 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
 
 /// Set up the recorded run again and hand it the recorded plans instead of the seed's.
 fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
-    let read = |name: &str| std::fs::read_to_string(args.dir.join(name)).with_context(|| format!("reading {}", args.dir.join(name).display()));
-    let record: RunRecord = serde_json::from_str(&read("run.json")?).context("run.json")?;
+    let path = |name: &str| args.dir.join(name);
+    let read = |name: &str| std::fs::read_to_string(path(name)).with_context(|| format!("reading {}", path(name).display()));
+    let spec: RunSpec = serde_json::from_str(&read("run.json")?).with_context(|| format!("{} is not a run specification", path("run.json").display()))?;
     let known: Vec<&str> = scenario::SCENARIOS.iter().map(|s| s.name).collect();
-    for s in &record.scenarios {
+    for s in &spec.scenarios {
         if !known.contains(&s.as_str()) {
-            bail!("{}: unknown scenario {s:?} in run.json (known: {})", args.dir.join("run.json").display(), known.join(", "));
+            bail!("{}: unknown scenario {s:?} in run.json (known: {})", path("run.json").display(), known.join(", "));
         }
     }
-    let groups = scenario::plan::parse_jsonl(&read("ops.jsonl")?, &known).with_context(|| args.dir.join("ops.jsonl").display().to_string())?;
+    let groups = scenario::plan::parse_jsonl(&read("ops.jsonl")?, &known).with_context(|| path("ops.jsonl").display().to_string())?;
     let plans = groups
         .into_iter()
         .map(|(name, steps)| {
             // Budgets and stop rules belong to the scenario, not to the file: take them from a
             // fresh plan of the same scenario.
-            let fresh = scenario::make_plan(&name, record.seed, record.params.get(&name).unwrap_or(&Params::default()), record.time_scale);
+            let fresh = scenario::make_plan(&name, spec.seed, spec.params.get(&name).unwrap_or(&Params::default()), spec.time_scale);
             let mut p = fresh.unwrap_or_else(|| scenario::plan::Plan::new(&name));
             p.steps = steps;
             p
         })
         .collect();
-    let faults = record.faults.iter().map(|f| f.parse::<Fault>()).collect::<Result<Vec<_>, _>>()?;
-    eprintln!("helix-e2e: replaying {} ({}, seed {})", args.dir.display(), record.scenarios.join(" "), record.seed);
-    let params = record.params.clone();
-    let run_args = RunArgs {
-        scenarios: record.scenarios,
-        seed: Some(record.seed),
-        target: record.target,
-        sessions: record.sessions,
-        runner: args.runner,
-        no_install: false,
-        faults,
-        time_scale: Some(record.time_scale),
-        params: None,
-        agent_sessions: None,
-        cycles: None,
-        tabs: None,
-        drop: None,
-        ops: None,
-        budget_s: None,
-        hold_s: None,
-        thresholds: record.thresholds,
-        keep_going: record.keep_going,
-        keep_alive_input: record.keep_alive_input,
-    };
-    // The plans embody the recorded parameters; they are recorded again as they were.
-    run(run_args, Some(Replayed { plans, params }))
+    eprintln!("helix-e2e: replaying {} ({}, seed {})", args.dir.display(), spec.scenarios.join(" "), spec.seed);
+    // The plans embody the recorded parameters; the spec is recorded again as it was.
+    launch(spec, &args.runner, false, Some(plans))
 }
 
 fn rand_seed() -> u64 {
@@ -601,12 +516,12 @@ fn rand_seed() -> u64 {
 
 /// Chromium is a system package; install it when missing (as root with apt-get), because the
 /// first command a newcomer runs should just work.
-fn ensure_chromium(args: &RunArgs) -> anyhow::Result<()> {
-    if args.runner.chromium.exists() {
+fn ensure_chromium(runner: &RunnerArgs, no_install: bool) -> anyhow::Result<()> {
+    if runner.chromium.exists() {
         return Ok(());
     }
-    if args.no_install || unsafe { libc::geteuid() } != 0 || !PathBuf::from("/usr/bin/apt-get").exists() {
-        bail!("Chromium not found at {} (install it, e.g. `apt-get install -y chromium`, or pass --chromium PATH)", args.runner.chromium.display());
+    if no_install || unsafe { libc::geteuid() } != 0 || !PathBuf::from("/usr/bin/apt-get").exists() {
+        bail!("Chromium not found at {} (install it, e.g. `apt-get install -y chromium`, or pass --chromium PATH)", runner.chromium.display());
     }
     eprintln!("helix-e2e: Chromium not found; installing it with apt-get (skip with --no-install)");
     for cmd in [&["update", "-qq"][..], &["install", "-y", "-qq", "chromium"][..]] {
@@ -615,8 +530,8 @@ fn ensure_chromium(args: &RunArgs) -> anyhow::Result<()> {
             bail!("`apt-get {}` failed; install Chromium by hand", cmd.join(" "));
         }
     }
-    if !args.runner.chromium.exists() {
-        bail!("Chromium still not found at {} after installing", args.runner.chromium.display());
+    if !runner.chromium.exists() {
+        bail!("Chromium still not found at {} after installing", runner.chromium.display());
     }
     Ok(())
 }

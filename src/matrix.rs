@@ -6,13 +6,16 @@
 //! Each run is a separate `helix-e2e run` process (its own stack, browser and namespace), so
 //! runs cannot leak state into one another.
 
+use crate::catalog::FailureId;
+use crate::report::{Summary, Verdict};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One row of the matrix: a fault switch, the scenario that exposes it, the expected name.
 pub struct Case {
-    pub fault: &'static str,
+    /// The failure the row brings about; `None` for a clean row.
+    pub fault: Option<FailureId>,
     pub switch: Option<&'static str>,
     pub scenario: &'static str,
 }
@@ -20,48 +23,53 @@ pub struct Case {
 /// The cases, in catalog order; then the clean baselines, one per scenario the faults use (a
 /// detector that decides early must stay silent wherever it runs).
 pub const CASES: &[Case] = &[
-    Case { fault: "F1", switch: Some("cert-subject-collision"), scenario: "second-connection" },
-    Case { fault: "F2", switch: Some("webrtc-port-range=40000-40000"), scenario: "second-connection" },
-    Case { fault: "F3", switch: Some("join-not-counted"), scenario: "second-connection" },
-    Case { fault: "F4", switch: Some("control-idle-timeout=3"), scenario: "second-connection" },
-    Case { fault: "F5", switch: Some("stuck-session"), scenario: "second-connection" },
-    Case { fault: "F6", switch: Some("zombie-streamer"), scenario: "second-connection" },
-    Case { fault: "F6", switch: Some("zombie-streamer=listed"), scenario: "second-connection" },
-    Case { fault: "F7", switch: Some("orphan-wolf-session"), scenario: "second-connection" },
-    Case { fault: "F8", switch: Some("black-after=2"), scenario: "second-connection" },
-    Case { fault: "F9", switch: Some("freeze-after=3"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F1), switch: Some("cert-subject-collision"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F2), switch: Some("webrtc-port-range=40000-40000"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F3), switch: Some("join-not-counted"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F4), switch: Some("control-idle-timeout=3"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F5), switch: Some("stuck-session"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F6), switch: Some("zombie-streamer"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F6), switch: Some("zombie-streamer=listed"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F7), switch: Some("orphan-wolf-session"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F8), switch: Some("black-after=2"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F9), switch: Some("freeze-after=3"), scenario: "second-connection" },
     // Ghosts need a restart of Wolf under streaming tabs.
-    Case { fault: "F10", switch: Some("no-lobby-recreate"), scenario: "restart-chaos" },
-    Case { fault: "F11", switch: Some("sctp-errors"), scenario: "second-connection" },
-    Case { fault: "F12", switch: Some("slow-tls=15000"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F10), switch: Some("no-lobby-recreate"), scenario: "restart-chaos" },
+    Case { fault: Some(FailureId::F11), switch: Some("sctp-errors"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F12), switch: Some("slow-tls=15000"), scenario: "second-connection" },
     // Reuse needs two viewers of one agent session.
-    Case { fault: "F13", switch: Some("session-id-reuse"), scenario: "multi-tab-same-lobby" },
+    Case { fault: Some(FailureId::F13), switch: Some("session-id-reuse"), scenario: "multi-tab-same-lobby" },
     // The race needs a Reconnect press on a streaming viewer; the walk presses one (seed 7 at
     // its 4th operation) and stops at the first failure.
-    Case { fault: "F14", switch: Some("reconnect-teardown-race"), scenario: "random-walk" },
-    Case { fault: "clean", switch: None, scenario: "second-connection" },
-    Case { fault: "clean", switch: None, scenario: "restart-chaos" },
-    Case { fault: "clean", switch: None, scenario: "multi-tab-same-lobby" },
-    Case { fault: "clean", switch: None, scenario: "random-walk" },
-    Case { fault: "clean", switch: None, scenario: "rapid-cycles" },
-    Case { fault: "clean", switch: None, scenario: "concurrent-sessions" },
+    Case { fault: Some(FailureId::F14), switch: Some("reconnect-teardown-race"), scenario: "random-walk" },
+    Case { fault: None, switch: None, scenario: "second-connection" },
+    Case { fault: None, switch: None, scenario: "restart-chaos" },
+    Case { fault: None, switch: None, scenario: "multi-tab-same-lobby" },
+    Case { fault: None, switch: None, scenario: "random-walk" },
+    Case { fault: None, switch: None, scenario: "rapid-cycles" },
+    Case { fault: None, switch: None, scenario: "concurrent-sessions" },
     // Deaths the harness injects at a seeded moment while the first tab streams: each must be
     // named for what died, never as a fault of the stack.
-    Case { fault: "B1", switch: Some("kill:renderer"), scenario: "second-connection" },
-    Case { fault: "B2", switch: Some("kill:browser"), scenario: "second-connection" },
-    Case { fault: "D1", switch: Some("kill:streamer"), scenario: "second-connection" },
-    Case { fault: "D2", switch: Some("kill:wolf"), scenario: "second-connection" },
-    Case { fault: "D2", switch: Some("kill:moonlight-web"), scenario: "second-connection" },
-    Case { fault: "D2", switch: Some("kill:api"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::B1), switch: Some("kill:renderer"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::B2), switch: Some("kill:browser"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::D1), switch: Some("kill:streamer"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::D2), switch: Some("kill:wolf"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::D2), switch: Some("kill:moonlight-web"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::D2), switch: Some("kill:api"), scenario: "second-connection" },
 ];
 
 impl Case {
+    /// `F2`, or `clean`: the first column of the tables.
+    pub fn label(&self) -> String {
+        self.fault.map(|f| f.to_string()).unwrap_or_else(|| "clean".into())
+    }
+
     /// Whether a named failure (`F2 webrtc-ports-exhausted`, `D2 service-died wolf`) is the
     /// one this case expects: a kill row wants its exact label, a fault row its catalog id.
     pub fn expects(&self, label: &str) -> bool {
         match self.switch.and_then(Kill::of) {
             Some(k) => label == k.expected(),
-            None => label.split_whitespace().next() == Some(self.fault),
+            None => self.fault.is_some_and(|f| label.split_whitespace().next() == Some(f.to_string().as_str())),
         }
     }
 }
@@ -152,7 +160,7 @@ fn inject(root: u32, kill: Kill, seed: u64) -> Result<Vec<u32>, String> {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunOutcome {
     pub seed: u64,
-    pub verdict: String,
+    pub verdict: Verdict,
     /// Failures the detectors named, e.g. `["F2 webrtc-ports-exhausted"]`.
     pub named: Vec<String>,
     /// Latency of the expected detection, first symptom → verdict.
@@ -164,7 +172,7 @@ pub struct RunOutcome {
 impl RunOutcome {
     /// A run that could not be judged (no summary, a kill not injected).
     fn error(seed: u64, why: String) -> Self {
-        RunOutcome { seed, verdict: "error".into(), named: vec![], latency_ms: None, artifacts: String::new(), error: Some(why) }
+        RunOutcome { seed, verdict: Verdict::Error, named: vec![], latency_ms: None, artifacts: String::new(), error: Some(why) }
     }
 }
 
@@ -184,7 +192,7 @@ pub struct Row {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatrixError {
-    #[error("unknown fault {0:?} for the matrix (known: {list})", list = CASES.iter().map(|c| c.fault).collect::<Vec<_>>().join(", "))]
+    #[error("unknown fault {0:?} for the matrix (known: {list})", list = CASES.iter().map(Case::label).collect::<Vec<_>>().join(", "))]
     UnknownFault(String),
     #[error("cannot run {exe}: {source}")]
     Spawn { exe: PathBuf, source: std::io::Error },
@@ -203,7 +211,7 @@ pub struct MatrixOptions {
 /// The cases the options select, in catalog order.
 pub fn selected(opts: &MatrixOptions) -> Result<Vec<&'static Case>, MatrixError> {
     // `clean` is every clean row; `clean:<scenario>` one of them.
-    let picks = |o: &str, c: &Case| o == c.fault || (c.fault == "clean" && o.strip_prefix("clean:") == Some(c.scenario));
+    let picks = |o: &str, c: &Case| o == c.label() || (c.fault.is_none() && o.strip_prefix("clean:") == Some(c.scenario));
     for f in &opts.only {
         if !CASES.iter().any(|c| picks(f, c)) {
             return Err(MatrixError::UnknownFault(f.clone()));
@@ -220,10 +228,10 @@ pub fn run_case(opts: &MatrixOptions, case: &Case) -> Result<Row, MatrixError> {
         let o = run_once(opts, case, seed)?;
         eprintln!(
             "matrix: {} run {}/{}: {} named {:?}{}",
-            case.fault,
+            case.label(),
             i + 1,
             opts.runs,
-            o.verdict,
+            format!("{:?}", o.verdict).to_lowercase(),
             o.named,
             o.latency_ms.map(|l| format!(" in {l:.0} ms")).unwrap_or_default()
         );
@@ -256,7 +264,7 @@ fn run_once(opts: &MatrixOptions, case: &Case, seed: u64) -> Result<RunOutcome, 
     if let Some(Err(why)) = injected.map(|h| h.join().unwrap_or_else(|_| Err("the injector panicked".into()))) {
         return Ok(RunOutcome::error(seed, format!("kill not injected: {why}")));
     }
-    let summary: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+    let summary: Summary = match serde_json::from_slice(&out.stdout) {
         Ok(v) => v,
         Err(e) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -264,20 +272,11 @@ fn run_once(opts: &MatrixOptions, case: &Case, seed: u64) -> Result<RunOutcome, 
             return Ok(RunOutcome::error(seed, format!("no summary ({e}): {tail}")));
         }
     };
-    let detections: Vec<&serde_json::Value> =
-        summary["scenarios"].as_array().into_iter().flatten().flat_map(|s| s["detections"].as_array().into_iter().flatten()).collect();
-    let label = |d: &serde_json::Value| format!("{} {}", d["fault"].as_str().unwrap_or("?"), d["name"].as_str().unwrap_or("?"));
-    let mut named: Vec<String> = detections.iter().map(|d| label(d)).collect();
+    let detections: Vec<_> = summary.scenarios.iter().flat_map(|s| &s.detections).collect();
+    let mut named: Vec<String> = detections.iter().map(|d| d.label()).collect();
     named.dedup();
-    let latency_ms = detections.iter().find(|d| case.expects(&label(d))).and_then(|d| Some(d["decided_at"].as_f64()? - d["first_symptom"].as_f64()?));
-    Ok(RunOutcome {
-        seed,
-        verdict: summary["verdict"].as_str().unwrap_or("?").to_string(),
-        named,
-        latency_ms,
-        artifacts: summary["artifacts"].as_str().unwrap_or("").to_string(),
-        error: summary["error"].as_str().map(str::to_string),
-    })
+    let latency_ms = detections.iter().find(|d| case.expects(&d.label())).map(|d| d.latency_ms());
+    Ok(RunOutcome { seed, verdict: summary.verdict, named, latency_ms, artifacts: summary.artifacts, error: summary.error })
 }
 
 fn tabulate(case: &Case, outcomes: Vec<RunOutcome>) -> Row {
@@ -288,7 +287,7 @@ fn tabulate(case: &Case, outcomes: Vec<RunOutcome>) -> Row {
     let median_latency_ms =
         (!lat.is_empty()).then(|| if lat.len() % 2 == 1 { lat[lat.len() / 2] } else { (lat[lat.len() / 2 - 1] + lat[lat.len() / 2]) / 2.0 });
     Row {
-        fault: case.fault.into(),
+        fault: case.label(),
         switch: case.switch.map(str::to_string),
         scenario: case.scenario.into(),
         runs: outcomes.len(),
@@ -336,7 +335,7 @@ mod tests {
     fn outcome(named: &[&str], latency: Option<f64>) -> RunOutcome {
         RunOutcome {
             seed: 1,
-            verdict: "fail".into(),
+            verdict: Verdict::Fail,
             named: named.iter().map(|s| s.to_string()).collect(),
             latency_ms: latency,
             artifacts: String::new(),
@@ -354,9 +353,9 @@ mod tests {
             artifacts: "a".into(),
             first_seed: 1,
         };
-        let names = |only: &[&str]| selected(&opts(only)).unwrap().iter().map(|c| format!("{} {}", c.fault, c.scenario)).collect::<Vec<_>>();
+        let names = |only: &[&str]| selected(&opts(only)).unwrap().iter().map(|c| format!("{} {}", c.label(), c.scenario)).collect::<Vec<_>>();
         assert_eq!(names(&["clean:random-walk", "F14"]), ["F14 random-walk", "clean random-walk"]);
-        assert_eq!(names(&["clean"]).len(), CASES.iter().filter(|c| c.fault == "clean").count());
+        assert_eq!(names(&["clean"]).len(), CASES.iter().filter(|c| c.fault.is_none()).count());
         assert!(selected(&opts(&["clean:no-such-scenario"])).is_err());
         assert!(selected(&opts(&["F99"])).is_err());
     }
@@ -380,11 +379,11 @@ mod tests {
 
     #[test]
     fn a_kill_row_wants_its_exact_death_and_its_victims_are_told_apart() {
-        let wolf = Case { fault: "D2", switch: Some("kill:wolf"), scenario: "second-connection" };
+        let wolf = Case { fault: Some(FailureId::D2), switch: Some("kill:wolf"), scenario: "second-connection" };
         assert!(wolf.expects("D2 service-died wolf"));
         assert!(!wolf.expects("D2 service-died api") && !wolf.expects("F4 control-stream-timeout"));
         // A fault row matches by catalog id, and F1 is not F10.
-        let f1 = Case { fault: "F1", switch: Some("cert-subject-collision"), scenario: "second-connection" };
+        let f1 = Case { fault: Some(FailureId::F1), switch: Some("cert-subject-collision"), scenario: "second-connection" };
         assert!(f1.expects("F1 treated-as-resume") && !f1.expects("F10 restart-ghost"));
         assert!(Kill::of("kill:nothing").is_none() && Kill::of("webrtc-port-range=1-2").is_none());
         let browser = "/usr/lib/chromium/chromium --headless=new --remote-debugging-port=0 --user-data-dir=/tmp/x";

@@ -3,6 +3,10 @@
 //! Browser probes, server polls, Wolf events, service logs and the scenario's own operations all
 //! become [`Observation`]s. Detectors read the timeline; reports render it. Keeping one vocabulary
 //! here is what lets a verdict point at "the state at that moment".
+//!
+//! Why one file of over 400 lines: the vocabulary (Event, Reply, ProbeEvent), the log that holds it
+//! and the redaction of each variant must change together: a new variant that is not redacted would
+//! leak.
 
 use crate::frames::stamp::Stamp;
 use crate::redact::Redactor;
@@ -56,7 +60,7 @@ pub enum Event {
     /// watches it (the browser layer, the stand-in's process supervisor).
     Died { what: Casualty, detail: String },
     /// A detector named a documented failure.
-    Detection { fault: String, name: String, tab: Option<TabId>, message: String, first_symptom: EpochMs },
+    Detection { fault: crate::catalog::FailureId, name: String, tab: Option<TabId>, message: String, first_symptom: EpochMs },
 }
 
 /// A service's answer to a poll, typed once at the edge: every reader gets the type, and an
@@ -293,10 +297,13 @@ pub const LUMA_H: usize = 36;
 /// A shared, append-only timeline. Cheap to clone; every producer holds one.
 ///
 /// Secrets are masked on the way in, so nothing rendered from the timeline can leak them.
-/// Readers fold it incrementally: [`Timeline::take_new`] hands out what was appended after a
-/// cursor, and [`Timeline::changed`] wakes them when something was, so no reader re-reads the
-/// run (cost grows with events, not with the age of the run). With [`Timeline::stream_to`]
-/// every observation is also written to a file as it arrives.
+/// Readers fold it incrementally: each holds a [`Cursor`], [`Timeline::take_new`] hands out what
+/// was appended after it, and [`Timeline::changed`] wakes them when something was, so no reader
+/// re-reads the run (cost grows with events, not with the age of the run).
+///
+/// Memory stays flat on a long run too: with [`Timeline::stream_to`] every observation is written
+/// to a file as it arrives, and whole chunks that every live cursor has passed are let go; the
+/// whole-run readings at the end ([`Timeline::snapshot`]) then read the file.
 #[derive(Clone)]
 pub struct Timeline {
     inner: Arc<Mutex<Log>>,
@@ -306,29 +313,61 @@ pub struct Timeline {
 }
 
 /// The observations in arrival order, in fixed-size chunks: growing never copies what is there
-/// (one vector doubling would, for a moment, hold a long run twice).
+/// (one vector doubling would, for a moment, hold a long run twice), and the oldest chunks can
+/// be let go whole.
 #[derive(Default)]
 struct Log {
-    chunks: Vec<Vec<Observation>>,
+    chunks: std::collections::VecDeque<Vec<Observation>>,
+    /// Index (in arrival order) of the first observation still in memory: a multiple of CHUNK.
+    base: usize,
+    /// Observations appended so far.
     len: usize,
+    /// Where each live reader is; a reader's unread observations are never let go.
+    readers: Vec<std::sync::Weak<std::sync::atomic::AtomicUsize>>,
+    /// Whether everything is also on disk (then read chunks may go).
+    streamed: bool,
+    /// The file the stream went to, once finished (what [`Timeline::snapshot`] reads then).
+    finished: Option<std::path::PathBuf>,
 }
 
 const CHUNK: usize = 4096;
 
 impl Log {
     fn push(&mut self, o: Observation) {
-        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-            self.chunks.push(Vec::with_capacity(CHUNK));
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
+            self.let_go();
+            self.chunks.push_back(Vec::with_capacity(CHUNK));
         }
-        if let Some(c) = self.chunks.last_mut() {
+        if let Some(c) = self.chunks.back_mut() {
             c.push(o);
         }
         self.len += 1;
     }
 
-    fn from(&self, cursor: usize) -> impl Iterator<Item = &Observation> {
-        self.chunks.iter().skip(cursor / CHUNK).flatten().skip(cursor % CHUNK)
+    /// Drop the full chunks every live reader has read, when they are on disk.
+    fn let_go(&mut self) {
+        if !self.streamed {
+            return;
+        }
+        self.readers.retain(|r| r.strong_count() > 0);
+        let oldest_unread = self.readers.iter().filter_map(|r| r.upgrade()).map(|p| p.load(std::sync::atomic::Ordering::Relaxed)).min().unwrap_or(self.len);
+        while self.chunks.front().is_some_and(|c| c.len() == CHUNK) && self.base + CHUNK <= oldest_unread {
+            self.chunks.pop_front();
+            self.base += CHUNK;
+        }
     }
+
+    /// Everything in memory from `cursor` on (from the oldest kept, if that went already).
+    fn from(&self, cursor: usize) -> impl Iterator<Item = &Observation> {
+        let skip = cursor.saturating_sub(self.base);
+        self.chunks.iter().skip(skip / CHUNK).flatten().skip(skip % CHUNK)
+    }
+}
+
+/// A reader's place in the timeline ([`Timeline::cursor`]). While it lives, what it has not read
+/// yet stays in memory.
+pub struct Cursor {
+    pos: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Where [`Timeline::stream_to`] writes: a temporary file renamed to its name when finished,
@@ -364,21 +403,30 @@ impl Timeline {
     }
 
     /// Write every observation from now on to `path` (JSON lines, in the order they arrive;
-    /// `at` orders them in time). Secrets are masked as in memory.
+    /// `at` orders them in time). Secrets are masked as in memory. Call it before the first
+    /// observation: from then on memory keeps only what readers have not read yet.
     pub fn stream_to(&self, path: &std::path::Path) -> std::io::Result<()> {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
         let writer = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let mut log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // What came before the stream is only in memory, so nothing may go.
+        log.streamed = log.len == 0;
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sink { writer, tmp, path: path.to_path_buf() });
         Ok(())
     }
 
     /// Flush the stream of [`Timeline::stream_to`] and give the file its name.
     pub fn finish_stream(&self) -> std::io::Result<()> {
-        match self.sink.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        // The log's lock before the sink's, as everywhere.
+        let mut log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match sink {
             Some(mut s) => {
                 std::io::Write::flush(&mut s.writer)?;
-                std::fs::rename(&s.tmp, &s.path)
+                std::fs::rename(&s.tmp, &s.path)?;
+                log.finished = Some(s.path);
+                Ok(())
             }
             None => Ok(()),
         }
@@ -391,34 +439,63 @@ impl Timeline {
             sample.luma = String::new();
         }
         let obs = Observation { at, event };
+        // The file first, under the log's lock: a chunk is let go only once it is written.
+        let mut log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(Sink { writer: w, .. }) = self.sink.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             if let Ok(line) = serde_json::to_string(&obs) {
                 let _ = std::io::Write::write_all(w, line.as_bytes()).and_then(|_| std::io::Write::write_all(w, b"\n"));
             }
         }
-        let n = {
-            let mut log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            log.push(obs);
-            log.len
-        };
+        log.push(obs);
+        let n = log.len;
+        drop(log);
         self.appended.send_replace(n);
     }
 
     /// A copy of everything observed so far, ordered by time. For the end of a run and for
-    /// tests; anything that runs while the run does reads with [`Timeline::take_new`].
+    /// tests; anything that runs while the run does reads with [`Timeline::take_new`]. Once
+    /// memory has let old observations go, this reads them back from the streamed file.
     pub fn snapshot(&self) -> Vec<Observation> {
-        let mut v: Vec<Observation> = self.inner.lock().unwrap_or_else(|e| e.into_inner()).from(0).cloned().collect();
+        let log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Observation> = if log.base == 0 {
+            log.from(0).cloned().collect()
+        } else {
+            let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+            let file = match sink.as_mut() {
+                Some(s) => {
+                    let _ = std::io::Write::flush(&mut s.writer);
+                    Some(s.tmp.clone())
+                }
+                None => log.finished.clone(),
+            };
+            match file.map(std::fs::read_to_string) {
+                Some(Ok(text)) => text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+                other => {
+                    tracing::warn!("cannot read the streamed timeline back ({other:?}); the snapshot has only the recent part");
+                    log.from(0).cloned().collect()
+                }
+            }
+        };
         v.sort_by(|a, b| a.at.total_cmp(&b.at));
         v
+    }
+
+    /// A new reader's cursor, at the oldest observation still in memory (a reader that started
+    /// late and wants the beginning of a long run reads [`Timeline::snapshot`] instead).
+    pub fn cursor(&self) -> Cursor {
+        let mut log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = Arc::new(std::sync::atomic::AtomicUsize::new(log.base));
+        log.readers.push(Arc::downgrade(&pos));
+        Cursor { pos }
     }
 
     /// Hand `take` each observation appended since `cursor` (in the order it arrived), without
     /// copying it, and move the cursor past them: how every reader folds the timeline. `take`
     /// runs under the timeline's lock, so it must not push to it.
-    pub fn take_new(&self, cursor: &mut usize, mut take: impl FnMut(&Observation)) {
+    pub fn take_new(&self, cursor: &mut Cursor, mut take: impl FnMut(&Observation)) {
         let log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        log.from(*cursor).for_each(&mut take);
-        *cursor = log.len;
+        log.from(cursor.pos.load(std::sync::atomic::Ordering::Relaxed)).for_each(&mut take);
+        cursor.pos.store(log.len, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Resolves whenever something is appended (the count of observations rides along).
@@ -432,6 +509,12 @@ impl Timeline {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Observations held in memory (for `bench` and the tests of letting go).
+    pub fn held(&self) -> usize {
+        let log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        log.len - log.base
     }
 }
 
@@ -475,6 +558,54 @@ fn redact_event(r: &Redactor, event: Event) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_chunks_leave_memory_and_the_snapshot_reads_them_back_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("helix-e2e-timeline-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("timeline.jsonl");
+        let t = Timeline::new();
+        t.stream_to(&path).unwrap();
+        let op = |i: usize| Event::Op { name: format!("op {i}"), phase: OpPhase::Ok };
+        let mut reader = t.cursor();
+        let gone_reader = t.cursor();
+        drop(gone_reader);
+        let n = 3 * CHUNK + 10;
+        for i in 0..n {
+            t.push_at(i as f64, op(i));
+        }
+        assert_eq!(t.held(), n, "nothing goes before the live reader read it");
+        let mut read = 0;
+        t.take_new(&mut reader, |_| read += 1);
+        assert_eq!(read, n);
+        for i in n..n + CHUNK {
+            t.push_at(i as f64, op(i));
+        }
+        assert!(t.held() <= 2 * CHUNK, "read chunks stay in memory: {}", t.held());
+        // A reader that starts now begins at the oldest kept; the whole run is on disk.
+        let mut late = t.cursor();
+        let mut first = None;
+        t.take_new(&mut late, |o| {
+            first.get_or_insert(o.at);
+        });
+        assert!(first.is_some_and(|f| f >= CHUNK as f64));
+        let all = t.snapshot();
+        assert_eq!(all.len(), n + CHUNK);
+        assert!(all.windows(2).all(|w| w[0].at <= w[1].at) && all[0].at == 0.0);
+        t.finish_stream().unwrap();
+        assert_eq!(t.snapshot().len(), n + CHUNK, "after the stream is finished, from the file by its name");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_stream_nothing_leaves_memory() {
+        let t = Timeline::new();
+        for i in 0..2 * CHUNK + 1 {
+            t.push_at(i as f64, Event::Op { name: "x".into(), phase: OpPhase::Ok });
+        }
+        assert_eq!(t.held(), 2 * CHUNK + 1);
+        assert_eq!(t.snapshot().len(), 2 * CHUNK + 1);
+    }
 
     #[test]
     fn a_typed_poll_reads_back_as_written_and_a_drifted_one_is_malformed() {

@@ -114,6 +114,17 @@ fn replay_refuses_an_impossible_plan_with_its_line() {
     std::fs::write(rec.join("run.json"), r#"{"scenarios":["no-such"],"seed":1,"time_scale":0.1,"params":{},"target":null,"faults":[],"sessions":[]}"#).unwrap();
     let out = helix_e2e(&["replay", rec.to_str().unwrap()], &[], &arts);
     assert_one_clear_line(&out, "unknown scenario \"no-such\" in run.json");
+
+    // run.json is the run specification, read back typed: a switch the stand-in lacks is refused.
+    std::fs::write(
+        rec.join("run.json"),
+        r#"{"scenarios":["random-walk"],"seed":1,"time_scale":0.1,"params":{},"target":null,"faults":["no-such-switch"],"sessions":[]}"#,
+    )
+    .unwrap();
+    let out = helix_e2e(&["replay", rec.to_str().unwrap()], &[], &arts);
+    let line = assert_one_clear_line(&out, "is not a run specification");
+    assert!(line.contains("no-such-switch"), "{line}");
+    assert!(run_dirs(&arts).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

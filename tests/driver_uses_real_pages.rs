@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-/// Names only the stand-in's viewer and pages define (src/refstack/helix/*.js, *.html, *.css).
+/// Names only the stand-in's viewer and pages define (crates/refstack/src/helix/*.js, *.html, *.css).
 const STAND_IN_ONLY: &[&str] = &["HelixStreamViewer", "HelixAccount", "helixViewer", "hv-", "hx-", "helix-boot"];
 
 /// Everything but the reference stack itself.

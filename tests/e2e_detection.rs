@@ -9,7 +9,9 @@
 mod common;
 
 use common::{marked_processes, MARK};
+use helix_e2e::catalog::FailureId;
 use helix_e2e::matrix::{Kill, CASES};
+use helix_e2e::report::Summary;
 use std::path::Path;
 use std::process::Command;
 
@@ -38,34 +40,30 @@ fn each_fault_is_named_and_a_clean_run_names_nothing() {
             cmd.args(["--fault", s]);
         }
         let out = cmd.output().expect("run helix-e2e");
-        let summary: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: no summary ({e}): {}", case.fault, String::from_utf8_lossy(&out.stderr)));
-        let named: Vec<String> = summary["scenarios"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|s| s["detections"].as_array().unwrap().iter().map(|d| format!("{} {}", d["fault"].as_str().unwrap(), d["message"].as_str().unwrap())))
-            .collect();
-        let faults: Vec<&str> = named.iter().map(|n| n.split(' ').next().unwrap()).collect();
-        let expected: Vec<&str> = if case.switch.is_some() { vec![case.fault] } else { vec![] };
-        eprintln!("{} ({}, {}): named {:?}", case.fault, case.switch.unwrap_or("clean"), case.scenario, faults);
+        let label = case.label();
+        let summary: Summary =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{label}: no summary ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        let named: Vec<String> = summary.scenarios.iter().flat_map(|s| &s.detections).map(|d| format!("{} {}", d.fault, d.message)).collect();
+        let faults: Vec<FailureId> = summary.scenarios.iter().flat_map(|s| &s.detections).map(|d| d.fault).collect();
+        let expected: Vec<FailureId> = case.fault.into_iter().collect();
+        eprintln!("{label} ({}, {}): named {faults:?}", case.switch.unwrap_or("clean"), case.scenario);
         if faults != expected {
-            wrong.push(format!("{} with {:?}: expected {expected:?}, named {named:?} ({})", case.fault, case.switch, summary["artifacts"]));
+            wrong.push(format!("{label} with {:?}: expected {expected:?}, named {named:?} ({})", case.switch, summary.artifacts));
         }
         if case.scenario == "random-walk" && case.switch.is_some() {
             // The walk breaks at the Reconnect it races (what `failed_op` names); the scenario
             // stops there, so `--ops` up to that operation reproduces it.
-            let failed_op = summary["scenarios"][0]["failed_op"].as_str().unwrap_or_default();
+            let failed_op = summary.scenarios.first().and_then(|s| s.failed_op.as_deref()).unwrap_or_default();
             if !failed_op.starts_with("reconnect tab ") {
-                wrong.push(format!("{}: the walk did not break at a Reconnect but at {failed_op:?} ({})", case.fault, summary["artifacts"]));
+                wrong.push(format!("{label}: the walk did not break at a Reconnect but at {failed_op:?} ({})", summary.artifacts));
             }
         }
         let code = out.status.code();
         if case.switch.is_some() && code != Some(1) || case.switch.is_none() && code != Some(0) {
-            wrong.push(format!("{}: exit code {code:?}, verdict {}", case.fault, summary["verdict"]));
+            wrong.push(format!("{label}: exit code {code:?}, verdict {:?}", summary.verdict));
         }
         let left = marked_processes(&mark);
-        assert!(left.is_empty(), "{}: processes left behind: {left:?}", case.fault);
+        assert!(left.is_empty(), "{label}: processes left behind: {left:?}");
     }
     assert!(wrong.is_empty(), "misnamed or missed:\n{}", wrong.join("\n"));
     let left = common::leaks_since(&leftovers, &[&base]);

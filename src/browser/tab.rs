@@ -3,6 +3,9 @@
 //! Every tab is its own browser context (no shared cookies, storage or renderer), so each one is
 //! a separate user as far as the system under test can tell. The probe and its binding are in
 //! place before the first byte of the page loads; after that the driver only listens.
+//!
+//! Why one file of over 400 lines: opening, pressing, input and closing share each tab's DevTools
+//! session, its health and its deadlines; a split would pass that state between files.
 
 use super::{cdp, deadline, probe, Browser, BrowserError, TabState, NAV_DEADLINE, PROBE_BINDING, TAB_PARAM};
 use crate::timeline::{Event, ProbeEvent, TabId, Timeline};

@@ -2,6 +2,8 @@
 //! states, signalling stages, stats rates, frame stamps and problems; on the server side, the
 //! scenario's operations, Wolf events and log lines. The HTML and Markdown reports and the live
 //! progress line all render from this one reading of the timeline.
+//!
+//! Why one file of over 400 lines: it is under 400 lines without its tests.
 
 use crate::frames::stamp::Stamp;
 use crate::timeline::{Direction, EpochMs, Event, Observation, OpPhase, PcStateKind, ProbeEvent, TabId};

@@ -1,6 +1,9 @@
 //! `report.html`: one self-contained page (inline CSS, a few lines of JS, screenshots embedded as
 //! data URIs, charts as inline SVG) that lets a reader see which tab failed, when, why, and what
 //! Wolf and moonlight-web said then — without the rest of the artifact directory.
+//!
+//! Why one file of over 400 lines: the page is one self-contained document whose sections share
+//! escaping, time formatting and the digest; split, one page's layout would be scattered.
 
 use super::digest::{brief_json, tabs_named, Digest, TabDigest};
 use super::junit::{anchor, escape};

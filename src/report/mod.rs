@@ -14,7 +14,7 @@ pub mod progress;
 
 use crate::timeline::Observation;
 use crate::verdict::InvariantResult;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,7 @@ impl ArtifactDir {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
@@ -90,7 +90,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioResult {
     pub name: String,
     pub verdict: Verdict,
@@ -105,7 +105,7 @@ pub struct ScenarioResult {
     pub duration_s: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TabFacts {
     pub tab: usize,
     pub url: String,
@@ -117,7 +117,8 @@ pub struct TabFacts {
     pub screenshot: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `summary.json`, read back typed by the matrix, `replay` and the tests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub run_id: String,
     pub verdict: Verdict,

@@ -29,7 +29,7 @@ impl Progress {
                 let started = now_ms();
                 // One digest, fed what arrives: a redraw never reads the run again.
                 let mut d = Digest::default();
-                let mut cursor = 0;
+                let mut cursor = timeline.cursor();
                 while !stop.load(Ordering::Relaxed) {
                     timeline.take_new(&mut cursor, |o| d.ingest(o));
                     let (lines, done) = finished_steps(&d, printed);

@@ -1,6 +1,9 @@
 //! The driver a scenario uses: operations users perform (start an agent session, open a viewer
 //! tab, close it, stop the session), each recorded on the timeline, and checks of named
 //! invariants against the correlated state.
+//!
+//! Why one file of over 400 lines: every operation records itself through the same bookkeeping (op,
+//! check, failure moment) that the reports read.
 
 use crate::browser::viewers::{ViewerFacts, ViewerFold};
 use crate::browser::Browser;
@@ -28,6 +31,9 @@ pub struct TabRecord {
     pub screenshot: Option<String>,
 }
 
+/// The scenario's hands and memory. Its clients are open to the scenarios; what it records
+/// (operations, results, the failure's moment, tabs, sessions) only changes through its methods,
+/// so the records a report reads are the ones the operations wrote.
 pub struct Driver {
     pub timeline: Timeline,
     /// Shared so an operation's future can hold it while the driver records the operation.
@@ -37,26 +43,36 @@ pub struct Driver {
     pub target: Target,
     pub artifacts: ArtifactDir,
     /// Agent sessions this run created (stopped at cleanup whatever happens).
-    pub created: Vec<String>,
+    created: Vec<String>,
     /// Agent sessions given with `--session`, used in order before creating any; never stopped.
-    pub given: Vec<String>,
+    given: Vec<String>,
     given_next: usize,
-    pub tabs: Vec<TabRecord>,
-    pub results: Vec<InvariantResult>,
-    pub current_op: Option<String>,
-    pub failed_op: Option<String>,
+    tabs: Vec<TabRecord>,
+    results: Vec<InvariantResult>,
+    current_op: Option<String>,
+    failed_op: Option<String>,
     /// Correlation table and server state when the first invariant failed.
-    pub state_at_failure: Option<serde_json::Value>,
+    state_at_failure: Option<serde_json::Value>,
     /// Prefix for invariant names, e.g. `two-tabs/`.
-    pub phase: String,
+    phase: String,
     /// How to restart the target's services, where the target has a way.
-    pub services: Option<std::sync::Arc<dyn ServiceControl>>,
+    services: Option<std::sync::Arc<dyn ServiceControl>>,
     /// The viewers, folded as the timeline grows (the cursor says how far).
-    viewer_fold: std::sync::Mutex<(usize, ViewerFold)>,
+    viewer_fold: std::sync::Mutex<(crate::timeline::Cursor, ViewerFold)>,
 }
 
 impl Driver {
-    pub fn new(timeline: Timeline, browser: Browser, helix: HelixClient, monitor: Monitor, target: Target, artifacts: ArtifactDir, given: Vec<String>) -> Self {
+    /// `services`: how to restart the target's services, where it has a way.
+    pub fn new(
+        timeline: Timeline,
+        browser: Browser,
+        helix: HelixClient,
+        monitor: Monitor,
+        target: Target,
+        artifacts: ArtifactDir,
+        services: Option<std::sync::Arc<dyn ServiceControl>>,
+    ) -> Self {
+        let cursor = timeline.cursor();
         Driver {
             timeline,
             browser: std::sync::Arc::new(browser),
@@ -65,7 +81,7 @@ impl Driver {
             target,
             artifacts,
             created: Vec::new(),
-            given,
+            given: Vec::new(),
             given_next: 0,
             tabs: Vec::new(),
             results: Vec::new(),
@@ -73,8 +89,8 @@ impl Driver {
             failed_op: None,
             state_at_failure: None,
             phase: String::new(),
-            services: None,
-            viewer_fold: std::sync::Mutex::new((0, ViewerFold::new())),
+            services,
+            viewer_fold: std::sync::Mutex::new((cursor, ViewerFold::new())),
         }
     }
 
@@ -83,6 +99,62 @@ impl Driver {
     pub fn begin_phase(&mut self, name: &str) {
         self.phase = format!("{name}/");
         self.given_next = 0;
+    }
+
+    /// Use these agent sessions (`--session`), in order, before creating any.
+    pub fn with_given_sessions(mut self, given: Vec<String>) -> Self {
+        self.given = given;
+        self
+    }
+
+    /// Name the checks that follow `label/…` (an empty label: no prefix). Unlike
+    /// [`Driver::begin_phase`], given sessions are not handed out again.
+    pub fn set_phase(&mut self, label: &str) {
+        self.phase = if label.is_empty() { String::new() } else { format!("{label}/") };
+    }
+
+    /// Run `f` with checks named `label/…`, then go back to the phase before.
+    pub fn in_phase<T>(&mut self, label: &str, f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved = std::mem::take(&mut self.phase);
+        self.set_phase(label);
+        let out = f(self);
+        self.phase = saved;
+        out
+    }
+
+    /// Mark `op` as the operation the scenario failed in, unless one is marked already.
+    pub fn note_failed_op(&mut self, op: &str) {
+        self.failed_op.get_or_insert_with(|| op.to_string());
+    }
+
+    /// The checks of this scenario so far.
+    pub fn results(&self) -> &[InvariantResult] {
+        &self.results
+    }
+
+    /// The operation running when the first check failed (or the one noted as failed).
+    pub fn failed_op(&self) -> Option<&str> {
+        self.failed_op.as_deref()
+    }
+
+    /// The correlation table and server state when the first check failed.
+    pub fn state_at_failure(&self) -> Option<&serde_json::Value> {
+        self.state_at_failure.as_ref()
+    }
+
+    /// Every tab the run opened, closed ones included.
+    pub fn tabs(&self) -> &[TabRecord] {
+        &self.tabs
+    }
+
+    /// Whether this run created agent session `ses` (and so may stop it).
+    pub fn created_here(&self, ses: &str) -> bool {
+        self.created.iter().any(|c| c == ses)
+    }
+
+    /// Whether `ses` was given with `--session` (never stopped by the run).
+    pub fn is_given(&self, ses: &str) -> bool {
+        self.given.iter().any(|g| g == ses)
     }
 
     /// Start a scenario afresh: results, failure markers and phase are per scenario; given

@@ -85,7 +85,7 @@ async fn run_steps(d: &mut Driver, plan: &Plan, ctx: &Context, st: &mut State) -
                 observe(d, st);
             }
         }
-        let failed_before = d.results.iter().filter(|r| !r.passed).count();
+        let failed_before = d.results().iter().filter(|r| !r.passed).count();
         match &step.op {
             Op::Check { label, hold_ms, expect } => {
                 check(d, st, label, Duration::from_millis(*hold_ms), expect, !plan.stop_at_first_failure).await;
@@ -97,14 +97,14 @@ async fn run_steps(d: &mut Driver, plan: &Plan, ctx: &Context, st: &mut State) -
                 quick_checks(d, st, step.step);
             }
         }
-        if d.results.iter().filter(|r| !r.passed).count() > failed_before {
+        if d.results().iter().filter(|r| !r.passed).count() > failed_before {
             if plan.stop_at_first_failure {
-                let first = d.results.iter().find(|r| !r.passed).map(|r| r.name.clone()).unwrap_or_default();
+                let first = d.results().iter().find(|r| !r.passed).map(|r| r.name.clone()).unwrap_or_default();
                 eprintln!(
                     "  {} broke at operation {} ({}): {first}\n  seed {}; replay exactly: helix-e2e replay {}\n  or the minimal walk: helix-e2e run {} --seed {} --ops {}{}",
                     plan.scenario,
                     st.ops_done,
-                    d.failed_op.as_deref().unwrap_or("?"),
+                    d.failed_op().unwrap_or("?"),
                     ctx.seed,
                     d.artifacts.root().display(),
                     plan.scenario,
@@ -131,7 +131,7 @@ async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError>
         }
         Op::StopSession { session } => {
             let ses = st.sessions.remove(session).ok_or_else(|| OpError { op: format!("{op:?}"), detail: format!("plan session {session} is not live") })?;
-            if d.created.contains(&ses) {
+            if d.created_here(&ses) {
                 d.stop_session(&ses).await?;
                 st.stopped.push(ses);
             }
@@ -208,13 +208,12 @@ fn observe(d: &Driver, st: &mut State) {
 fn quick_checks(d: &mut Driver, st: &mut State, step: usize) {
     observe(d, st);
     let rows = rows_of(&latest_viewers(d, st), &d.server_state());
-    let saved = std::mem::replace(&mut d.phase, format!("step-{step}/"));
-    for r in [checks::unique_client_ids(&rows), checks::create_mode(&rows), st.watch.no_stuck_sessions(), st.watch.no_zombie_streamers()] {
-        if !r.passed {
+    let broken = [checks::unique_client_ids(&rows), checks::create_mode(&rows), st.watch.no_stuck_sessions(), st.watch.no_zombie_streamers()];
+    d.in_phase(&format!("step-{step}"), |d| {
+        for r in broken.into_iter().filter(|r| !r.passed) {
             d.check(r);
         }
-    }
-    d.phase = saved;
+    });
 }
 
 /// Every open tab streams its own lobby with a viewer started after its last reload or
@@ -294,7 +293,7 @@ async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expe
     tracing::info!("{label}: correlation\n{}", correlate::render(&rows));
     let live = live_sessions(st);
     let open: Vec<TabId> = st.tabs.values().copied().collect();
-    d.phase = format!("{label}/");
+    d.set_phase(label);
     d.check(checks::viewers_present(&open, &rows));
     if !rows.is_empty() {
         d.check(checks::tabs_connected(&rows));
@@ -324,13 +323,13 @@ async fn check(d: &mut Driver, st: &mut State, label: &str, hold: Duration, expe
         };
         d.check(r);
     }
-    d.phase.clear();
+    d.set_phase("");
     for (no, ses) in &st.sessions {
         if let Some(l) = state.lobbies.iter().find(|l| l.helix_session() == Some(ses.as_str())) {
             st.lobby_at_check.insert(*no, l.id.clone());
         }
     }
-    let failed = d.results.iter().any(|r| !r.passed);
+    let failed = d.results().iter().any(|r| !r.passed);
     if screenshots || failed {
         for t in open {
             d.screenshot_videos(t, 1, label).await;
@@ -356,9 +355,9 @@ async fn expect_errors(d: &mut Driver, st: &mut State, label: &str) {
     };
     let obs = d.timeline.snapshot();
     let servers = restarts::services_said(&obs, since, &["moonlight-web", "wolf"]);
-    d.phase = format!("{label}/");
+    d.set_phase(label);
     d.check(restarts::clear_errors(&said, since, &d.viewers(), &servers, CLEAR_ERROR_DEADLINE));
-    d.phase.clear();
+    d.set_phase("");
     for t in open {
         d.screenshot(t, label).await;
     }
@@ -377,7 +376,7 @@ async fn teardown(d: &mut Driver, st: &mut State) {
         }
     }
     for (_, ses) in std::mem::take(&mut st.sessions) {
-        if d.created.contains(&ses) {
+        if d.created_here(&ses) {
             match d.stop_session(&ses).await {
                 Ok(()) => st.stopped.push(ses),
                 Err(e) => tracing::warn!("teardown: {e}"),
@@ -393,7 +392,7 @@ async fn teardown(d: &mut Driver, st: &mut State) {
     }
     d.monitor.refresh().await;
     observe(d, st);
-    d.phase.clear();
+    d.set_phase("");
     d.check(checks::no_leftovers(&d.server_state(), &sessions, &uids, &mlw));
     d.check(st.watch.no_stuck_sessions());
     d.check(st.watch.no_zombie_streamers());

@@ -1,5 +1,9 @@
 //! Scenarios and the runner that sets up a target, a browser and the observers, runs the
 //! scenarios, always cleans up, and writes the run's artifacts.
+//!
+//! Why one file of over 400 lines: the runner's order of setup and teardown (stack, monitor,
+//! browser, scenarios, cleanup, reports) is the lifecycle rule, and it reads top to bottom in one
+//! place.
 
 pub mod concurrent_sessions;
 pub mod driver;
@@ -12,6 +16,7 @@ pub mod random_walk;
 pub mod rapid_cycles;
 pub mod restart_chaos;
 pub mod second_connection;
+pub mod spec;
 
 use crate::browser::{Browser, BrowserOptions};
 use crate::config::Target;
@@ -82,31 +87,16 @@ pub enum TargetChoice {
 }
 
 pub struct RunOptions {
-    pub scenarios: Vec<String>,
-    pub seed: u64,
+    /// What the run is (scenarios, seed, parameters, target, faults, …): `run.json`.
+    pub spec: spec::RunSpec,
+    /// How the target is reached: the embedded stack (from this executable) or a target file.
     pub target: TargetChoice,
     pub artifacts_base: PathBuf,
     pub browser: BrowserOptions,
-    /// The command line that replays this run, for the summary.
-    pub replay: String,
-    /// Agent sessions to use instead of creating new ones (`--session`); left running.
-    pub sessions: Vec<String>,
-    /// Detector thresholds.
+    /// Detector thresholds (the spec's file, read and checked, or the defaults).
     pub thresholds: Thresholds,
-    /// Go on after the first named failure (by default a scenario stops there).
-    pub keep_going: bool,
-    /// Multiplies every wait of the plans (1.0: the design's times; 0.1 for CI).
-    pub time_scale: f64,
-    /// Parameters per scenario (absent: the scenario's defaults).
-    pub params: std::collections::BTreeMap<String, params::Params>,
     /// Plans to run instead of generating them from the seed (`helix-e2e replay`).
     pub plans: Option<Vec<plan::Plan>>,
-    /// What `run.json` records about the run so `helix-e2e replay` can set it up again.
-    pub record: serde_json::Value,
-    /// Flags that reproduce the run's conditions, for the random walk's replay hint.
-    pub replay_flags: String,
-    /// Send real mouse input to every open viewer throughout (`--keep-alive-input`).
-    pub keep_alive_input: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +109,8 @@ pub enum RunError {
 
 /// Run the scenarios; errors of the system under test become a verdict, not an `Err`.
 pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
-    for s in &opts.scenarios {
+    let spec = &opts.spec;
+    for s in &spec.scenarios {
         if !SCENARIOS.iter().any(|i| i.name == s) {
             return Err(RunError::UnknownScenario(s.clone()));
         }
@@ -128,24 +119,24 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     let started_at = chrono::Utc::now();
     // Time and seed say what a run is; the suffix keeps two runs of one seed started in the same
     // second apart.
-    let run_id = format!("{}-{:016x}-{}", started_at.format("%Y%m%dT%H%M%SZ"), opts.seed, &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let run_id = format!("{}-{:016x}-{}", started_at.format("%Y%m%dT%H%M%SZ"), spec.seed, &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let artifacts = ArtifactDir::create(&opts.artifacts_base, &run_id)?;
-    eprintln!("helix-e2e: run {run_id}, seed {}, artifacts in {}", opts.seed, artifacts.root().display());
+    eprintln!("helix-e2e: run {run_id}, seed {}, artifacts in {}", spec.seed, artifacts.root().display());
     // The plans exist, and are on disk, before the first operation runs.
     let plans: Vec<plan::Plan> = match &opts.plans {
         Some(p) => p.clone(),
-        None => opts.scenarios.iter().filter_map(|s| make_plan(s, opts.seed, &opts.params.get(s).cloned().unwrap_or_default(), opts.time_scale)).collect(),
+        None => spec.scenarios.iter().filter_map(|s| make_plan(s, spec.seed, &spec.params.get(s).cloned().unwrap_or_default(), spec.time_scale)).collect(),
     };
     artifacts.write("ops.jsonl", &plans.iter().flat_map(|p| p.to_jsonl()).collect::<Vec<u8>>())?;
-    artifacts.write_json("run.json", &opts.record)?;
+    artifacts.write_json("run.json", spec)?;
     let mut summary = Summary {
         run_id: run_id.clone(),
         verdict: Verdict::Error,
-        seed: opts.seed,
+        seed: spec.seed,
         target: String::new(),
         started_at: started_at.to_rfc3339(),
         duration_s: 0.0,
-        replay: opts.replay.clone(),
+        replay: spec.command(),
         scenarios: Vec::new(),
         tabs: Vec::new(),
         artifacts: artifacts.root().display().to_string(),
@@ -275,7 +266,8 @@ async fn run_inner(
     if let Some(m) = crate::sut::log_source::missing_logs_message(&summary.logs_missing) {
         eprintln!("helix-e2e: {m}");
     }
-    let result = drive(opts, plans, artifacts, summary, &target, services, timeline.clone(), &stop).await;
+    let stage = Stage { opts, plans, artifacts, target: &target, services, stop: &stop };
+    let result = drive(stage, summary, timeline.clone()).await;
     if let Some(c) = capture {
         c.stop().await;
     }
@@ -308,17 +300,20 @@ fn private_log_dir(run_id: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("helix-e2e-logs-{run_id}"))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    opts: &RunOptions,
-    plans: &[plan::Plan],
-    artifacts: &ArtifactDir,
-    summary: &mut Summary,
-    target: &Target,
+/// What [`drive`] works with: the run's settings, and what [`run_inner`] set up for it.
+struct Stage<'a> {
+    opts: &'a RunOptions,
+    plans: &'a [plan::Plan],
+    artifacts: &'a ArtifactDir,
+    target: &'a Target,
     services: Option<std::sync::Arc<dyn ServiceControl>>,
-    timeline: Timeline,
-    stop: &Stop,
-) -> Result<(), String> {
+    stop: &'a Stop,
+}
+
+/// Log in, start the monitor and the browser, run each scenario with its live detectors, and
+/// record its result in `summary`.
+async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> Result<(), String> {
+    let Stage { opts, plans, artifacts, target, services, stop } = stage;
     let mut helix = HelixClient::new(&target.helix_url);
     if let Some(login) = &target.login {
         timeline.add_secret(login.password.clone());
@@ -340,18 +335,18 @@ async fn drive(
     let monitor = Monitor::start(wolf, mlw, helix.clone(), feeds, timeline.clone());
     eprintln!("helix-e2e: launching Chromium");
     let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
-    let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), opts.sessions.clone());
-    d.services = services;
-    let keep_alive = opts.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone(), target.viewer.video_selector.clone()));
+    let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), services).with_given_sessions(opts.spec.sessions.clone());
+    let keep_alive =
+        opts.spec.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone(), target.viewer.video_selector.clone()));
     let mut verdict = Verdict::Pass;
-    for name in &opts.scenarios {
+    for name in &opts.spec.scenarios {
         eprintln!("helix-e2e: scenario {name}");
         let t0 = Instant::now();
         d.begin_scenario();
         if stop.borrow().is_some() {
             break;
         }
-        let ctx = exec::Context { seed: opts.seed, time_scale: opts.time_scale, replay_flags: opts.replay_flags.clone() };
+        let ctx = exec::Context { seed: opts.spec.seed, time_scale: opts.spec.time_scale, replay_flags: opts.spec.condition_flags() };
         let plan = plans.iter().find(|p| &p.scenario == name);
         let live = LiveDetectors::start(d.timeline.clone(), opts.thresholds.clone(), crate::timeline::now_ms());
         let scenario = async {
@@ -363,7 +358,7 @@ async fn drive(
         };
         let named = live.first_named();
         let stop_early = async {
-            if opts.keep_going {
+            if opts.spec.keep_going {
                 std::future::pending::<()>().await
             } else {
                 named.await
@@ -379,18 +374,18 @@ async fn drive(
         let hurry = stop.borrow().is_some();
         if !live.is_empty() && !hurry {
             // What each open tab showed when the failure was named.
-            for tab in d.tabs.iter().filter(|t| t.open).map(|t| t.id).collect::<Vec<_>>() {
+            for tab in d.tabs().iter().filter(|t| t.open).map(|t| t.id).collect::<Vec<_>>() {
                 d.screenshot(tab, "at-failure").await;
             }
         }
         let detections = live.finish().await;
-        d.phase.clear();
+        d.set_phase("");
         for det in &detections {
             d.check(crate::verdict::InvariantResult::fail(&det.label(), det.message.clone()));
         }
         let death = detections.iter().find(|d| crate::verdict::detectors::deaths::is_death(d)).map(|d| d.label());
         let error = outcome.err().and_then(|e| {
-            d.failed_op.get_or_insert(e.op.clone());
+            d.note_failed_op(&e.op);
             match &death {
                 // An operation cut short by a death (a tab opening in a browser that died) is
                 // that death's doing, already named: the verdict is the failure, not an error.
@@ -410,12 +405,12 @@ async fn drive(
         }
         let v = if error.is_some() {
             Verdict::Error
-        } else if d.results.iter().all(|r| r.passed) {
+        } else if d.results().iter().all(|r| r.passed) {
             Verdict::Pass
         } else {
             Verdict::Fail
         };
-        for r in &d.results {
+        for r in d.results() {
             eprintln!("  {} {}: {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.message);
         }
         if let Some(e) = &error {
@@ -434,15 +429,15 @@ async fn drive(
         summary.scenarios.push(ScenarioResult {
             name: name.clone(),
             verdict: v,
-            invariants: d.results.clone(),
-            failed_op: d.failed_op.clone(),
-            state_at_failure: d.state_at_failure.clone(),
+            invariants: d.results().to_vec(),
+            failed_op: d.failed_op().map(str::to_string),
+            state_at_failure: d.state_at_failure().cloned(),
             detections,
             error,
             duration_s: t0.elapsed().as_secs_f64(),
         });
         if let Some(why) = d.browser.death() {
-            let rest: Vec<&str> = opts.scenarios.iter().skip_while(|s| *s != name).skip(1).map(String::as_str).collect();
+            let rest: Vec<&str> = opts.spec.scenarios.iter().skip_while(|s| *s != name).skip(1).map(String::as_str).collect();
             if !rest.is_empty() {
                 eprintln!("helix-e2e: {why}; not running {}", rest.join(", "));
             }
@@ -488,7 +483,7 @@ fn worst(a: Verdict, b: Verdict) -> Verdict {
 
 fn tab_facts(d: &Driver) -> Vec<TabFacts> {
     let viewers = d.viewers();
-    d.tabs
+    d.tabs()
         .iter()
         .map(|t| {
             let vs: Vec<_> = viewers.iter().filter(|v| v.tab == t.id).collect();

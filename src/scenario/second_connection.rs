@@ -97,7 +97,7 @@ async fn close_and_verify(d: &mut Driver, tabs: &[usize], sessions: &[String]) -
         d.finish_session(s).await?;
     }
     // Lobbies of sessions given with --session stay; everything else must go.
-    let sessions: Vec<String> = sessions.iter().filter(|s| !d.given.contains(s)).cloned().collect();
+    let sessions: Vec<String> = sessions.iter().filter(|s| !d.is_given(s)).cloned().collect();
     let sessions = &sessions[..];
     let (ses, u, m) = (sessions.to_vec(), uids.clone(), mlw.clone());
     d.wait_until("nothing of this phase remains", &[], CLEANUP_DEADLINE, move |_, s| checks::no_leftovers(s, &ses, &u, &m).passed).await;

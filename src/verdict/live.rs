@@ -32,7 +32,7 @@ struct Watcher {
     timeline: Timeline,
     thresholds: Thresholds,
     since: EpochMs,
-    cursor: usize,
+    cursor: crate::timeline::Cursor,
     model: Model,
 }
 
@@ -42,7 +42,7 @@ impl LiveDetectors {
         let found = Arc::new(Mutex::new(Vec::new()));
         let (count_tx, count) = tokio::sync::watch::channel(0);
         let model = Model::new(&thresholds);
-        let state = Arc::new(Mutex::new(Watcher { timeline, thresholds, since, cursor: 0, model }));
+        let state = Arc::new(Mutex::new(Watcher { cursor: timeline.cursor(), timeline, thresholds, since, model }));
         let task = tokio::spawn(run(state.clone(), found.clone(), count_tx));
         LiveDetectors { found, count, task, state }
     }
@@ -113,13 +113,7 @@ fn evaluate(state: &Mutex<Watcher>, found: &Mutex<Vec<Detection>>) {
         // The evidence may be older than this evaluation: the driver knew only now.
         d.decided_at = now.max(d.decided_at);
         tracing::warn!("{}: {}", d.label(), d.message);
-        timeline.push(Event::Detection {
-            fault: d.fault.to_string(),
-            name: d.name.to_string(),
-            tab: d.tab,
-            message: d.message.clone(),
-            first_symptom: d.first_symptom,
-        });
+        timeline.push(Event::Detection { fault: d.fault, name: d.name.to_string(), tab: d.tab, message: d.message.clone(), first_symptom: d.first_symptom });
         found.push(d);
     }
 }

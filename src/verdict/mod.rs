@@ -9,9 +9,9 @@ pub mod live;
 pub mod restarts;
 
 use crate::timeline::EpochMs;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InvariantResult {
     pub name: String,
     pub passed: bool,

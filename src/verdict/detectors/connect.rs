@@ -11,8 +11,8 @@ pub(super) fn f1_treated_as_resume(c: &Ctx) -> Option<Detection> {
     })?;
     let pd = Ctx::error_at(v, "PeerDisconnect")?;
     Some(Detection {
-        fault: "F1",
-        name: "treated-as-resume",
+        fault: FailureId::F1,
+        name: "treated-as-resume".into(),
         tab: Some(v.tab),
         message: format!("{} got PeerDisconnect before ConnectionComplete; Wolf logged \"{line}\" {:.1} s earlier", who(v), secs(pd - log_at)),
         first_symptom: log_at.min(pd),
@@ -20,17 +20,53 @@ pub(super) fn f1_treated_as_resume(c: &Ctx) -> Option<Detection> {
     })
 }
 
-/// After a streamer logged that it could not bind, how long its viewer may still connect (a
-/// peer that bound on another address can): past this, the bind failure is the cause.
+/// After a streamer logged that it could not bind some of its addresses, how long its viewer
+/// may still connect (a peer that bound on another address can): past this, the bind failure
+/// is the cause. Not waited for when the streamer could bind none of the addresses streamers
+/// of this host have offered viewers (see [`bind_failures`]).
 pub(super) const BIND_GRACE_MS: f64 = 300.0;
 
+/// One streamer's failures to bind IPv4 addresses for WebRTC, from moonlight-web's log.
+struct BindFailure<'a> {
+    first_at: EpochMs,
+    line: &'a str,
+    /// When the streamer had failed on every address a streamer of this host ever offered a
+    /// viewer as a host candidate: then it has no candidate a viewer can reach, and ICE cannot
+    /// connect — decided on the spot, not after [`BIND_GRACE_MS`]. `None` when some offered
+    /// address did bind, or when no viewer was offered one yet (nothing to compare with).
+    total_at: Option<EpochMs>,
+}
+
+/// IPv4 bind failures (`could not listen udp <addr>: …`), one record per streamer in the order
+/// they started failing. A healthy streamer logs such lines only for IPv6 link-local addresses,
+/// which viewers never use here.
+fn bind_failures<'a>(c: &Ctx<'a>) -> Vec<BindFailure<'a>> {
+    let mut out: Vec<(&str, BindFailure<'a>, BTreeSet<&str>)> = Vec::new();
+    for (at, _, m) in &c.logs {
+        let Some((_, rest)) = m.split_once("could not listen udp ") else { continue };
+        let addr = rest.split_once(": ").map_or(rest, |(a, _)| a).trim();
+        if addr.parse::<std::net::Ipv4Addr>().is_err() {
+            continue;
+        }
+        let streamer = m.split_once("[Streamer ").and_then(|(_, r)| r.split_once(']')).map_or("", |(s, _)| s);
+        let i = match out.iter().position(|(s, _, _)| *s == streamer) {
+            Some(i) => i,
+            None => {
+                out.push((streamer, BindFailure { first_at: *at, line: m, total_at: None }, BTreeSet::new()));
+                out.len() - 1
+            }
+        };
+        let (_, failure, addrs) = &mut out[i];
+        addrs.insert(addr);
+        if failure.total_at.is_none() && !c.offered_hosts.is_empty() && c.offered_hosts.iter().all(|a| addrs.contains(a.as_str())) {
+            failure.total_at = Some(*at);
+        }
+    }
+    out.into_iter().map(|(_, f, _)| f).collect()
+}
+
 pub(super) fn f2_webrtc_ports_exhausted(c: &Ctx, t: &Thresholds) -> Option<Detection> {
-    // Server-side corroboration: the streamer could not bind an IPv4 socket in the range.
-    let bind_failure = c
-        .logs
-        .iter()
-        .find(|(_, _, m)| m.contains("could not listen udp") && !m.contains("could not listen udp fe80") && !m.contains("could not listen udp ::"))
-        .map(|(t, _, m)| (*t, *m));
+    let failures = bind_failures(c);
     c.viewers
         .iter()
         .filter_map(|v| {
@@ -52,13 +88,17 @@ pub(super) fn f2_webrtc_ports_exhausted(c: &Ctx, t: &Thresholds) -> Option<Detec
             if connected.is_none_or(|c| c > deadline) && c.end >= deadline && v.closed_at.is_none_or(|x| x >= deadline) {
                 evidence.push((deadline, format!("ICE not connected {:.0} s after negotiation started", t.ice_connect_secs)));
             }
-            if let Some((bt, line)) = bind_failure {
-                if bt >= v.started_at - 1000.0
-                    && connected.is_none_or(|c| c > bt + BIND_GRACE_MS)
-                    && c.end >= bt + BIND_GRACE_MS
-                    && v.closed_at.is_none_or(|x| x > bt)
-                {
-                    evidence.push((bt + BIND_GRACE_MS, format!("moonlight-web: \"{}\"", line.chars().take(160).collect::<String>())));
+            // The first streamer that failed to bind after this viewer started is its own.
+            let bind_failure = failures.iter().find(|f| f.first_at >= v.started_at - 1000.0);
+            if let Some(f) = bind_failure.filter(|f| v.closed_at.is_none_or(|x| x > f.first_at)) {
+                let quoted = f.line.chars().take(160).collect::<String>();
+                let decide_at = f.total_at.unwrap_or(f.first_at + BIND_GRACE_MS);
+                if connected.is_none_or(|c| c > decide_at) && c.end >= decide_at {
+                    let why = match f.total_at {
+                        Some(_) => format!("its streamer could bind none of the addresses streamers here offer (moonlight-web: \"{quoted}\")"),
+                        None => format!("moonlight-web: \"{quoted}\""),
+                    };
+                    evidence.push((decide_at, why));
                 }
             }
             evidence.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -66,10 +106,10 @@ pub(super) fn f2_webrtc_ports_exhausted(c: &Ctx, t: &Thresholds) -> Option<Detec
             if c.excused(v, decided) {
                 return None;
             }
-            let first = bind_failure.map(|(bt, _)| bt).filter(|bt| *bt >= v.started_at - 1000.0).unwrap_or(decided).min(decided);
+            let first = bind_failure.map(|f| f.first_at).unwrap_or(decided).min(decided);
             Some(Detection {
-                fault: "F2",
-                name: "webrtc-ports-exhausted",
+                fault: FailureId::F2,
+                name: "webrtc-ports-exhausted".into(),
                 tab: Some(v.tab),
                 message: format!(
                     "{} ICE {} for {:.1} s after negotiation started, never connected: {why}",
@@ -104,8 +144,8 @@ pub(super) fn f12_slow_launch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
                 return None;
             }
             Some(Detection {
-                fault: "F12",
-                name: "slow-launch",
+                fault: FailureId::F12,
+                name: "slow-launch".into(),
                 tab: Some(v.tab),
                 message: format!(
                     "{} stalled in \"Moonlight Stream\" for {:.1} s{}",
@@ -147,8 +187,8 @@ pub(super) fn held_session_id(c: &Ctx) -> Option<Detection> {
                     && !c.excused(w, at)
             })?;
             Some(Detection {
-                fault: "F13",
-                name: "already-streaming-loop",
+                fault: FailureId::F13,
+                name: "already-streaming-loop".into(),
                 tab: Some(v.tab),
                 message: format!(
                     "{} was answered AlreadyStreaming: its session_id {sid} is the one {} streams with (a reused session_id; every retry meets the same)",
@@ -176,8 +216,8 @@ pub(super) fn repeated_busy_answers(c: &Ctx, t: &Thresholds) -> Option<Detection
             times.sort_by(f64::total_cmp);
             let n = t.busy_answers.max(1);
             (times.len() >= n).then(|| Detection {
-                fault: "F13",
-                name: "already-streaming-loop",
+                fault: FailureId::F13,
+                name: "already-streaming-loop".into(),
                 tab: Some(tab),
                 message: format!(
                     "tab {tab} ({uid}) was answered AlreadyStreaming {} times in {:.1} s (a reused session_id)",

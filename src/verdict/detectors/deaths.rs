@@ -27,7 +27,7 @@ pub const DEATH_LEAD_MS: f64 = 1000.0;
 
 /// Whether a detection names a death (`B…`, `D…`) rather than a catalog failure.
 pub fn is_death(d: &Detection) -> bool {
-    d.fault.starts_with('B') || d.fault.starts_with('D')
+    d.fault.is_death()
 }
 
 /// Drop the catalog failures a death explains (see the module's rule).
@@ -48,16 +48,16 @@ pub(super) fn deaths(c: &Ctx, t: &Thresholds) -> Vec<Detection> {
     let mut deaths: Vec<_> = c.deaths.iter().collect();
     deaths.sort_by_key(|(_, what, _)| matches!(what, Casualty::TabCrashed { tab: None }));
     for (at, what, detail) in deaths {
-        let (fault, name, tab) = match what {
-            Casualty::Browser => ("B2", "browser-died", None),
-            Casualty::TabCrashed { tab } => ("B1", "tab-crashed", *tab),
-            Casualty::TabUnresponsive { tab } => ("B3", "tab-unresponsive", Some(*tab)),
+        let (fault, tab) = match what {
+            Casualty::Browser => (FailureId::B2, None),
+            Casualty::TabCrashed { tab } => (FailureId::B1, *tab),
+            Casualty::TabUnresponsive { tab } => (FailureId::B3, Some(*tab)),
             Casualty::Service { service } => {
                 named(d2(*at, service, format!("the {service} process died: {detail} (the driver did not stop it)")));
                 continue;
             }
         };
-        named(Detection { fault, name, tab, message: detail.to_string(), first_symptom: *at, decided_at: *at });
+        named(Detection { fault, name: fault.name().into(), tab, message: detail.to_string(), first_symptom: *at, decided_at: *at });
     }
     if let Some(d) = streamer_died(c) {
         named(d);
@@ -70,13 +70,8 @@ pub(super) fn deaths(c: &Ctx, t: &Thresholds) -> Vec<Detection> {
 
 fn d2(at: EpochMs, service: &str, message: String) -> Detection {
     // The name carries the service, so a report line says which one without reading on.
-    let name: &'static str = match service {
-        "wolf" => "service-died wolf",
-        "moonlight-web" => "service-died moonlight-web",
-        "api" => "service-died api",
-        _ => "service-died",
-    };
-    Detection { fault: "D2", name, tab: None, message, first_symptom: at, decided_at: at }
+    let name = format!("{} {service}", FailureId::D2.name());
+    Detection { fault: FailureId::D2, name: name.into(), tab: None, message, first_symptom: at, decided_at: at }
 }
 
 /// D1: moonlight-web reaped a streamer that died by a signal. A streamer that ends by itself
@@ -88,8 +83,8 @@ fn streamer_died(c: &Ctx) -> Option<Detection> {
         let (session, status) = m.split_once("Streamer of session ")?.1.split_once(" exited: ")?;
         let signal = killed_by(status)?;
         Some(Detection {
-            fault: "D1",
-            name: "streamer-died",
+            fault: FailureId::D1,
+            name: "streamer-died".into(),
             tab: c.viewers.iter().find(|v| v.session_id.as_deref() == Some(session.trim())).map(|v| v.tab),
             message: format!("the streamer of moonlight-web session {} died by signal {signal}: moonlight-web logged \"{m}\"", session.trim()),
             first_symptom: *at,
@@ -150,18 +145,19 @@ fn service_unreachable(c: &Ctx, t: &Thresholds) -> Option<Detection> {
 mod tests {
     use super::*;
 
-    fn det(fault: &'static str, at: f64) -> Detection {
-        Detection { fault, name: "x", tab: None, message: String::new(), first_symptom: at, decided_at: at }
+    fn det(fault: FailureId, at: f64) -> Detection {
+        Detection { fault, name: "x".into(), tab: None, message: String::new(), first_symptom: at, decided_at: at }
     }
 
     #[test]
     fn a_death_explains_what_follows_it_and_nothing_long_before() {
-        let mut found = vec![det("F4", 9_500.0), det("D1", 10_000.0), det("F7", 10_600.0), det("F2", 2_000.0)];
+        use FailureId::*;
+        let mut found = vec![det(F4, 9_500.0), det(D1, 10_000.0), det(F7, 10_600.0), det(F2, 2_000.0)];
         explained_by_deaths(&mut found);
         let names: Vec<_> = found.iter().map(|d| d.fault).collect();
-        assert_eq!(names, vec!["D1", "F2"], "F4 0.5 s before the death and F7 after it are its doing; F2 8 s earlier is not");
+        assert_eq!(names, vec![D1, F2], "F4 0.5 s before the death and F7 after it are its doing; F2 8 s earlier is not");
         // Without a death, nothing is dropped.
-        let mut clean = vec![det("F4", 1.0), det("F7", 2.0)];
+        let mut clean = vec![det(F4, 1.0), det(F7, 2.0)];
         explained_by_deaths(&mut clean);
         assert_eq!(clean.len(), 2);
     }

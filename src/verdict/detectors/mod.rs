@@ -12,11 +12,13 @@
 //! running stream breaks), `server_state` (the servers' own state disagrees).
 
 use crate::browser::viewers::{ViewerFacts, ViewerFold};
+use crate::catalog::FailureId;
 use crate::sut::monitor::HelixLobby;
 use crate::sut::moonlight_web::MlwSession;
 use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfSession};
 use crate::timeline::{EpochMs, Event, Observation, OpPhase, ProbeEvent, TabId};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 mod connect;
@@ -107,12 +109,11 @@ impl Thresholds {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Detection {
-    /// `F1` … `F13`.
-    pub fault: &'static str,
-    /// The detector's name, e.g. `webrtc-ports-exhausted`.
-    pub name: &'static str,
+    pub fault: FailureId,
+    /// The detector's name, e.g. `webrtc-ports-exhausted` (the catalog's; `D2` adds the service).
+    pub name: Cow<'static, str>,
     pub tab: Option<TabId>,
     pub message: String,
     pub first_symptom: EpochMs,
@@ -169,6 +170,8 @@ struct Ctx<'a> {
     service_polls: Vec<(EpochMs, &'a str, Result<(), &'a str>)>,
     /// (start, end) of each restart of a service the driver did; no end while it runs.
     restart_spans: Vec<(EpochMs, Option<EpochMs>, &'a str)>,
+    /// IPv4 addresses streamers offered viewers as host candidates (the whole run).
+    offered_hosts: &'a BTreeSet<String>,
     end: EpochMs,
 }
 

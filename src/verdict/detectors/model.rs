@@ -30,6 +30,9 @@ pub struct Model {
     deaths: Vec<(EpochMs, crate::timeline::Casualty, String)>,
     service_polls: Vec<(EpochMs, String, Result<(), String>)>,
     restart_spans: Vec<(EpochMs, Option<EpochMs>, String)>,
+    /// IPv4 addresses streamers offered viewers as host candidates, for the whole run (a
+    /// handful): what a streamer that binds none of them cannot be reached on (F2).
+    offered_hosts: BTreeSet<String>,
     /// Server replies whose shape did not parse: (at, service, why). Never taken for "none".
     malformed: Vec<(EpochMs, String, String)>,
     end: EpochMs,
@@ -70,6 +73,15 @@ pub(super) const READ_LINES: &[&str] = &[
     "Streamer of session ",                               // D1
 ];
 
+/// The address of an IPv4 host candidate (`candidate:1 1 udp 2130706431 198.51.100.2 40000 typ
+/// host …`); `None` for other types and for IPv6.
+fn host_candidate_v4(candidate: &str) -> Option<&str> {
+    let fields: Vec<&str> = candidate.split_whitespace().collect();
+    let typ = fields.iter().position(|f| *f == "typ")?;
+    let addr = *fields.get(4)?;
+    (fields.get(typ + 1) == Some(&"host") && addr.parse::<std::net::Ipv4Addr>().is_ok()).then_some(addr)
+}
+
 /// Insert keeping time order; observations arrive nearly in order, so this looks at the back.
 fn insert_by_time<T>(v: &mut Vec<(EpochMs, T)>, at: EpochMs, item: T) {
     let i = v.iter().rposition(|(t, _)| *t <= at).map_or(0, |i| i + 1);
@@ -101,6 +113,7 @@ impl Model {
             deaths: Vec::new(),
             service_polls: Vec::new(),
             restart_spans: Vec::new(),
+            offered_hosts: BTreeSet::new(),
             malformed: Vec::new(),
             end: 0.0,
             trimmed_at: 0.0,
@@ -142,6 +155,13 @@ impl Model {
             Event::Op { name, phase: OpPhase::Ok | OpPhase::Failed { .. } } if name.starts_with("restart ") => {
                 if let Some(span) = self.restart_spans.iter_mut().rev().find(|(_, end, s)| end.is_none() && Some(s.as_str()) == name.strip_prefix("restart ")) {
                     span.1 = Some(o.at);
+                }
+            }
+            Event::Tab { probe: ProbeEvent::Candidate { local: false, candidate, .. }, .. } => {
+                if let Some(addr) = host_candidate_v4(candidate) {
+                    if !self.offered_hosts.contains(addr) {
+                        self.offered_hosts.insert(addr.to_string());
+                    }
                 }
             }
             Event::Tab { tab, probe: ProbeEvent::Console { text, .. } | ProbeEvent::UiText { text, .. } } => {
@@ -268,7 +288,7 @@ impl Model {
             self.others_found = Some((self.others_taken, self.end, others));
         }
         for d in &found {
-            debug_assert!(crate::catalog::entry(d.fault).is_some_and(|e| e.names(d.name)), "{} is not in the catalog", d.label());
+            debug_assert!(d.fault.entry().names(&d.name), "{} is not in the catalog", d.label());
         }
         deaths::explained_by_deaths(&mut found);
         found.sort_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom));
@@ -292,6 +312,7 @@ impl Model {
             deaths: self.deaths.iter().map(|(t, w, d)| (*t, w, d.as_str())).collect(),
             service_polls: self.service_polls.iter().map(|(t, s, r)| (*t, s.as_str(), r.as_ref().map(|_| ()).map_err(String::as_str))).collect(),
             restart_spans: self.restart_spans.iter().map(|(a, b, s)| (*a, *b, s.as_str())).collect(),
+            offered_hosts: &self.offered_hosts,
             end: self.end,
         }
     }

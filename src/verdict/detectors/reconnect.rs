@@ -102,8 +102,8 @@ pub(super) fn f14_reconnect_teardown_race(c: &Ctx) -> Option<Detection> {
         }
         let wolf = wolf.or(resumed).map(|w| format!(" {w}")).unwrap_or_default();
         return Some(Detection {
-            fault: "F14",
-            name: "reconnect-teardown-race",
+            fault: FailureId::F14,
+            name: "reconnect-teardown-race".into(),
             tab: Some(v.tab),
             message: format!(
                 "{} reconnected with session_id {session}: its new streamer (pid {new_pid}) resumed Wolf session{wolf}, and the client's previous streamer (pid {old_pid}) logged \"{CANCELLING}{wolf}\" {:.2} s later; the tab got PeerDisconnect {:.2} s after that cancel",

@@ -28,8 +28,8 @@ pub(super) fn f3_join_not_counted(c: &Ctx, t: &Thresholds) -> Option<Detection> 
             if bad.len() >= t.join_polls {
                 let count = latest(c.memory, *at).and_then(|(_, m)| m.iter().find(|l| l.lobby_id == lid)).map(|l| l.client_count);
                 return Some(Detection {
-                    fault: "F3",
-                    name: "join-not-counted",
+                    fault: FailureId::F3,
+                    name: "join-not-counted".into(),
                     tab: c.viewers.iter().find(|v| v.client_id.as_deref() == Some(sid)).map(|v| v.tab),
                     message: format!(
                         "Wolf logged \"{m}\" but lobby {lid} lists {} connected session(s) without {sid} (client_count {})",
@@ -108,8 +108,8 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let (s, from, at) = sustained(c.mlw_polls, MlwSession::stuck, enough)?;
     let rule = if s.mode == "create" { "; a create session ends with its socket" } else { "" };
     Some(Detection {
-        fault: "F5",
-        name: "stuck-session",
+        fault: FailureId::F5,
+        name: "stuck-session".into(),
         tab: tab_of(c, &s.session_id),
         message: format!(
             "moonlight-web session {} ({}) has had has_websocket:false for {:.1} s with its streamer alive{rule}",
@@ -128,16 +128,16 @@ pub(super) fn f5_stuck_session(c: &Ctx, t: &Thresholds) -> Option<Detection> {
 /// (see [`orphan_streamer`]).
 pub(super) fn f6_zombie_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let listed_dead = sustained(c.mlw_polls, MlwSession::zombie, confirmed_or_held(t, t.mismatch_secs, |_| true)).map(|(s, from, at)| Detection {
-        fault: "F6",
-        name: "zombie-streamer",
+        fault: FailureId::F6,
+        name: "zombie-streamer".into(),
         tab: tab_of(c, &s.session_id),
         message: format!("moonlight-web still lists {} session {} with streamer_alive:false after {:.1} s", s.mode, s.session_id, secs(at - from)),
         first_symptom: from,
         decided_at: at,
     });
     let zombie_line = c.first_log("zombie sessions detected", 0.0).map(|(at, line)| Detection {
-        fault: "F6",
-        name: "zombie-streamer",
+        fault: FailureId::F6,
+        name: "zombie-streamer".into(),
         tab: None,
         message: format!("moonlight-web logged \"{line}\""),
         first_symptom: at,
@@ -181,8 +181,8 @@ pub(super) fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             let recent = at - *from <= t.mismatch_secs * 1000.0 + 2000.0;
             if confirmed && recent && *at >= c.end - 1000.0 && !live_pids.contains(pid) && process_alive(*pid) {
                 return Some(Detection {
-                    fault: "F6",
-                    name: "zombie-streamer",
+                    fault: FailureId::F6,
+                    name: "zombie-streamer".into(),
                     tab: tab_of(c, id),
                     message: format!(
                         "streamer pid {pid} of moonlight-web session {id} is still running {:.1} s after the session left /api/sessions ({polls} polls)",
@@ -250,8 +250,8 @@ pub(super) fn f7_lobby_mismatch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             let quick = *polls >= t.confirm_polls.max(1) && at - start >= TEARDOWN_MS && !settling;
             if quick || at - start >= t.mismatch_secs * 1000.0 {
                 return Some(Detection {
-                    fault: "F7",
-                    name: "lobby-mismatch",
+                    fault: FailureId::F7,
+                    name: "lobby-mismatch".into(),
                     tab: c.viewers.iter().find(|v| v.client_unique_id.as_deref() == Some(s.client_unique_id.as_str())).map(|v| v.tab),
                     message: format!(
                         "Wolf has kept session {} ({}) for {:.1} s ({polls} polls) that moonlight-web no longer has, and no streamer serves",
@@ -303,8 +303,8 @@ pub(super) fn f10_restart_ghost(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             });
             if let Some((failed_at, tab, text)) = join_failed {
                 return Some(Detection {
-                    fault: "F10",
-                    name: "restart-ghost",
+                    fault: FailureId::F10,
+                    name: "restart-ghost".into(),
                     tab: Some(*tab),
                     message: format!(
                         "tab {tab} of {} could not rejoin: \"{}\"; Helix still names lobby {}, which Wolf has not listed for {:.1} s{lost}",
@@ -319,8 +319,8 @@ pub(super) fn f10_restart_ghost(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             }
             if at - start >= t.ghost_secs * 1000.0 {
                 return Some(Detection {
-                    fault: "F10",
-                    name: "restart-ghost",
+                    fault: FailureId::F10,
+                    name: "restart-ghost".into(),
                     tab: c
                         .viewers
                         .iter()

@@ -28,8 +28,8 @@ pub(super) fn f4_control_stream_timeout(c: &Ctx) -> Option<Detection> {
         }
         let joined = c.logs.iter().rev().find(|(t, _, m)| t <= at && parse_join(m).is_some_and(|(s, _)| s == sid)).map(|(t, _, _)| *t);
         return Some(Detection {
-            fault: "F4",
-            name: "control-stream-timeout",
+            fault: FailureId::F4,
+            name: "control-stream-timeout".into(),
             tab: Some(v.tab),
             message: format!(
                 "Wolf logged \"{m}\" for session {sid} of {}{}; it left lobby {lid} while the tab was streaming",
@@ -68,8 +68,8 @@ pub(super) fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
                             .unwrap_or_else(|| format!("{} frames presented", f.presented));
                         let pool = c.first_log("Failed to acquire buffer from pool", 0.0).map(|(_, l)| format!("; Wolf logged \"{l}\"")).unwrap_or_default();
                         return Some(Detection {
-                            fault: "F8",
-                            name: "black-frames",
+                            fault: FailureId::F8,
+                            name: "black-frames".into(),
                             tab: Some(v.tab),
                             message: format!(
                                 "{} shows black frames (mean luma {:.0}) for {:.1} s while decoding ({decoding}){pool}",
@@ -120,8 +120,8 @@ pub(super) fn f9_frozen_video(c: &Ctx, t: &Thresholds) -> Option<Detection> {
                 let proven = f.stamp.is_some() && new_frames >= t.freeze_frames.max(1);
                 if (proven || f.at - s >= t.freeze_secs * 1000.0) && v.closed_at.is_none_or(|x| x > f.at) && !c.excused(v, f.at) {
                     return Some(Detection {
-                        fault: "F9",
-                        name: "frozen-video",
+                        fault: FailureId::F9,
+                        name: "frozen-video".into(),
                         tab: Some(v.tab),
                         message: format!(
                             "{} picture has not changed for {:.1} s ({new_frames} new frames presented) while the peer connection is {}",
@@ -143,8 +143,8 @@ pub(super) fn f11_sctp_corruption(c: &Ctx, t: &Thresholds) -> Option<Detection> 
     let lines: Vec<EpochMs> = c.logs.iter().filter(|(_, _, m)| m.contains("chunk too short")).map(|(t, _, _)| *t).collect();
     let n = t.sctp_lines.max(1);
     lines.windows(n).find(|w| w[n - 1] - w[0] <= t.sctp_window_secs * 1000.0).map(|w| Detection {
-        fault: "F11",
-        name: "sctp-corruption",
+        fault: FailureId::F11,
+        name: "sctp-corruption".into(),
         tab: None,
         message: format!("moonlight-web logged `chunk too short` {n} times in {:.1} s", secs(w[n - 1] - w[0])),
         first_symptom: w[0],

@@ -1,3 +1,4 @@
+use super::connect::BIND_GRACE_MS;
 use super::*;
 use crate::timeline::{Direction, ProbeEvent};
 use serde_json::json;
@@ -44,6 +45,41 @@ fn f2_names_a_viewer_whose_ice_never_connects_and_cites_the_bind_failure() {
     assert_eq!(d[0].label(), "F2 webrtc-ports-exhausted");
     assert_eq!((d[0].first_symptom, d[0].decided_at), (1100.0, 1400.0));
     assert!(d[0].message.contains("could not listen udp 198.51.100.2"), "{}", d[0].message);
+}
+
+#[test]
+fn f2_decides_at_once_when_a_streamer_binds_none_of_the_addresses_streamers_offer() {
+    // An earlier viewer (tab 2) was offered host candidates on .2 and .3 (and a srflx one,
+    // which does not count).
+    let offered = |at, candidate: &str| Observation {
+        at,
+        event: Event::Tab { tab: 2, probe: ProbeEvent::Candidate { pc: 9, local: false, candidate: candidate.into() } },
+    };
+    let mut base = vec![
+        offered(100.0, "candidate:1 1 udp 2130706431 198.51.100.2 40000 typ host"),
+        offered(101.0, "candidate:2 1 udp 2130706431 198.51.100.3 40000 typ host"),
+        offered(102.0, "candidate:3 1 udp 1694498815 203.0.113.9 40000 typ srflx raddr 0.0.0.0 rport 0"),
+    ];
+    base.extend(viewer("ses_a"));
+    let fail = |at, addr: &str| log(at, "moonlight-web", &format!("[Streamer s2] WARN webrtc_ice: could not listen udp {addr}: invalid port number"));
+    // Both offered addresses failed: no grace, the second line is the decision.
+    let mut obs = base.clone();
+    obs.extend([fail(1100.0, "198.51.100.2"), fail(1101.0, "198.51.100.3"), log(1150.0, "moonlight-web", "still going")]);
+    let d = detect(&obs, &Thresholds::default());
+    assert_eq!(d.iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F2 webrtc-ports-exhausted"]);
+    assert_eq!((d[0].first_symptom, d[0].decided_at), (1100.0, 1101.0));
+    assert!(d[0].message.contains("bind none of the addresses"), "{}", d[0].message);
+    // One offered address still bound: the viewer may connect on it, so the grace applies.
+    let mut partial = base.clone();
+    partial.extend([fail(1100.0, "198.51.100.2"), log(1150.0, "moonlight-web", "still going")]);
+    assert!(detect(&partial, &Thresholds::default()).is_empty(), "50 ms after a partial bind failure is too early");
+    partial.push(log(1500.0, "moonlight-web", "later"));
+    assert_eq!(detect(&partial, &Thresholds::default())[0].decided_at, 1100.0 + BIND_GRACE_MS);
+    // Another streamer's failures do not add up with this one's.
+    let mut two = base;
+    two.extend([fail(1100.0, "198.51.100.2"), log(1101.0, "moonlight-web", "[Streamer s3] WARN webrtc_ice: could not listen udp 198.51.100.3: x")]);
+    two.push(log(1150.0, "moonlight-web", "still going"));
+    assert!(detect(&two, &Thresholds::default()).is_empty());
 }
 
 #[test]

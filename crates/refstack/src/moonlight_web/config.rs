@@ -1,7 +1,7 @@
 //! moonlight-web's `config.json`, with the fields the stand-in honours.
 
-use crate::refstack::faults::FaultSet;
-use crate::refstack::streamer::ipc::{IceServer, PortRange};
+use crate::faults::FaultSet;
+use crate::streamer::ipc::{IceServer, PortRange};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

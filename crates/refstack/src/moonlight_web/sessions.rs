@@ -1,7 +1,7 @@
 //! moonlight-web's in-memory sessions, keyed by `session_id`, and their streamer processes.
 
-use crate::refstack::logfile::LogFile;
-use crate::refstack::streamer::ipc::{ServerToStreamer, StreamerInit, StreamerToServer};
+use crate::logfile::LogFile;
+use crate::streamer::ipc::{ServerToStreamer, StreamerInit, StreamerToServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;

@@ -81,7 +81,7 @@ mod tests {
     use super::*;
 
     fn subject_of(pem: &str) -> (String, String, Vec<u8>) {
-        let der = crate::refstack::streamer::host::cert_der_from_pem(pem).unwrap();
+        let der = crate::streamer::host::cert_der_from_pem(pem).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         (cert.subject().to_string(), cert.issuer().to_string(), cert.public_key().raw.to_vec())
     }

@@ -1,9 +1,11 @@
 //! The reference stack: a faithful stand-in for Wolf, moonlight-web and the Helix API + viewer.
 //!
 //! It exists so the driver has a real target on a machine without a GPU, and so every
-//! documented failure can be reproduced on demand. The driver never calls into this module: it
-//! starts `helix-e2e refstack` as a child process and talks to it through the same interfaces as
-//! to the real services.
+//! documented failure can be reproduced on demand. The driver uses only what it needs to start
+//! it (`Layout`, `Endpoints`, the fault switches) and runs each service as a child process
+//! (`helix-e2e service …`), talking to it through the same interfaces as to the real services.
+//! This crate depends on `helix-e2e-shared` and never on the driver: its Helix has its own Wolf
+//! client, so the client under test is not part of the stack that tests it.
 
 pub mod faults;
 pub mod helix;
@@ -13,8 +15,8 @@ pub mod picture;
 pub mod streamer;
 pub mod wolf;
 
-use crate::refstack::logfile::{LogFile, Style};
-use crate::sut::control::Service;
+use crate::logfile::{LogFile, Style};
+use helix_e2e_shared::Service;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -189,7 +189,9 @@ pub fn decode(luma: &[u8], width: usize, height: usize) -> Option<Stamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::{LUMA_H, LUMA_W};
+    /// The probe's sample of a picture (`timeline::LUMA_W` x `LUMA_H` in the driver).
+    const LUMA_W: usize = 64;
+    const LUMA_H: usize = 36;
     use openh264::decoder::Decoder;
     use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, RateControlMode};
     use openh264::formats::{YUVBuffer, YUVSource};

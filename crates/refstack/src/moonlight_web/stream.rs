@@ -3,8 +3,8 @@
 
 use super::sessions::{spawn_streamer, Attached, Entry, TearingDown, WsOut};
 use super::Mlw;
-use crate::refstack::faults::Zombie;
-use crate::refstack::streamer::ipc::{ServerToStreamer, StreamerFaults, StreamerInit};
+use crate::faults::Zombie;
+use crate::streamer::ipc::{ServerToStreamer, StreamerFaults, StreamerInit};
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;

@@ -5,11 +5,14 @@
 //! streamer does things, so this module keeps that order: browser offers, streamer answers, the
 //! Moonlight stream starts only once the peer is connected, the track is added by a second
 //! server-side offer, and `stop()` runs exactly once whatever triggered it.
+//!
+//! Why one file of over 400 lines: the start, the stop cascade and the start a stop abandons share
+//! one state machine; split, the order the documented failures depend on would live in two places.
 
 use super::host::{HostClient, HostError, LaunchParams, DEFAULT_UNIQUE_ID};
 use super::ipc::{ServerToStreamer, StreamerInit, StreamerToServer};
 use super::rtc::{self, PeerOptions, GENERAL_CHANNEL, INPUT_CHANNELS};
-use crate::refstack::wolf::stream::wire;
+use crate::wolf::stream::wire;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::VecDeque;

@@ -5,7 +5,7 @@
 //! [`FaultSet`] and hands each service the set, so every service asks the same question
 //! ("is my fault on?") in one place.
 
-use crate::refstack::streamer::ipc::PortRange;
+use crate::streamer::ipc::PortRange;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -143,6 +143,20 @@ impl FromStr for Fault {
                 Ok(Fault::WebrtcPortRange(PortRange { min, max }))
             }
         }
+    }
+}
+
+/// In `run.json`, a fault is written as the user types it (`webrtc-port-range=40000-40001`).
+impl serde::Serialize for Fault {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fault {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

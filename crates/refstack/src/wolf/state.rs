@@ -2,10 +2,14 @@
 //!
 //! Everything lives in memory, as in Wolf: a restart forgets it all. Every mutation goes through
 //! here so the log lines and the server-sent events stay in step with the state.
+//!
+//! Why one file of over 400 lines: every change to Wolf's state (pairing, sessions, lobbies,
+//! events) goes through one lock, as in Wolf, and the fault switches that break that state sit
+//! beside the code they break.
 
-use crate::frames::stamp;
-use crate::refstack::faults::FaultSet;
-use crate::refstack::logfile::LogFile;
+use crate::faults::FaultSet;
+use crate::logfile::LogFile;
+use helix_e2e_shared::stamp;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -561,8 +565,8 @@ pub fn session_json(s: &Session, with_idle: bool) -> Value {
 #[cfg(test)]
 mod fault_tests {
     use super::*;
-    use crate::refstack::faults::Fault;
-    use crate::refstack::logfile::{Captured, Style};
+    use crate::faults::Fault;
+    use crate::logfile::{Captured, Style};
 
     fn wolf(faults: &[&str]) -> (WolfState, Captured) {
         let log = Captured::default();
@@ -574,7 +578,7 @@ mod fault_tests {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         let mut dn = rcgen::DistinguishedName::new();
         if fixed_subject {
-            for (ty, v) in crate::refstack::moonlight_web::certs::FIXED_SUBJECT {
+            for (ty, v) in crate::moonlight_web::certs::FIXED_SUBJECT {
                 dn.push(ty, v);
             }
         } else {

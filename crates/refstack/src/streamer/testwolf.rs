@@ -3,15 +3,18 @@
 //!
 //! Wolf here is the stand-in's own Moonlight endpoint and stream server on a real `WolfState`.
 //! Everything runs on loopback.
+//!
+//! Why one file of over 400 lines: it is test code only (a Wolf and a browser-like webrtc-rs peer);
+//! its length is its cases.
 
 use super::ipc::{ServerToStreamer, StreamerInit, StreamerToServer};
 use super::rtc::{self, PeerOptions, INPUT_CHANNELS};
 use super::session::{self, Options, StopReason};
-use crate::frames::stamp::{self, Stamp};
-use crate::refstack::logfile::{Captured, LogFile, Style};
-use crate::refstack::wolf::moonlight;
-use crate::refstack::wolf::state::WolfState;
-use crate::refstack::wolf::stream;
+use crate::logfile::{Captured, LogFile, Style};
+use crate::wolf::moonlight;
+use crate::wolf::state::WolfState;
+use crate::wolf::stream;
+use helix_e2e_shared::stamp::{self, Stamp};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! what a session whose CUDA buffer pool ran dry shows: frames keep coming, all black.
 
 use super::wolf::state::PictureSpec;
-use crate::frames::stamp::{self, Stamp};
+use helix_e2e_shared::stamp::{self, Stamp};
 use openh264::formats::YUVSource;
 
 /// An I420 picture (full-resolution Y, half-resolution U and V, no padding).

@@ -2,7 +2,7 @@
 //! moonlight-web with its credential swap, and the pages that mount the stream viewer
 //! (`/session/<ses_id>` and the multi-dialog `/projects/<id>/specs`).
 //!
-//! It talks to Wolf only through [`crate::sut::wolf::WolfClient`] and to moonlight-web only over
+//! It talks to Wolf only through its own Wolf client ([`wolf`]) and to moonlight-web only over
 //! HTTP/WebSocket, exactly as Helix does, so a fault in either shows up here as it would in
 //! Helix. Wire formats and texts follow `reference/helix.md`.
 
@@ -12,10 +12,10 @@ mod lobbies;
 mod pages;
 mod proxy;
 mod store;
+mod wolf;
 
 pub use store::{is_session_id, new_session_id};
 
-use crate::sut::wolf::WolfClient;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -44,7 +44,7 @@ pub struct HelixConfig {
     /// The store file: what survives a restart of the API.
     pub store: PathBuf,
     /// F13 (`session_id_reuse`) and F10 (`no_lobby_recreate`) are the API's own switches.
-    pub faults: crate::refstack::faults::FaultSet,
+    pub faults: crate::faults::FaultSet,
 }
 
 impl std::fmt::Debug for HelixConfig {
@@ -100,7 +100,7 @@ impl IntoResponse for HelixError {
 /// Shared state of one running stand-in.
 pub(crate) struct Helix {
     cfg: HelixConfig,
-    wolf: WolfClient,
+    wolf: wolf::Wolf,
     http: reqwest::Client,
     store: store::Store,
     user_id: String,
@@ -110,14 +110,10 @@ pub(crate) struct Helix {
 
 impl Helix {
     fn new(cfg: HelixConfig) -> Result<Self, HelixError> {
-        let http = reqwest::Client::builder()
-            .timeout(crate::sut::REQUEST_TIMEOUT)
-            .no_proxy()
-            .build()
-            .map_err(|e| HelixError::Internal(format!("HTTP client: {e}")))?;
+        let http = reqwest::Client::builder().timeout(wolf::CALL_TIMEOUT).no_proxy().build().map_err(|e| HelixError::Internal(format!("HTTP client: {e}")))?;
         let store = store::Store::load(&cfg.store).map_err(HelixError::Internal)?;
         Ok(Self {
-            wolf: WolfClient::new(cfg.wolf_socket.clone()),
+            wolf: wolf::Wolf::new(cfg.wolf_socket.clone()),
             http,
             store,
             // Stable across restarts, like a user row in Helix's database.

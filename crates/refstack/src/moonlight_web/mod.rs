@@ -10,7 +10,7 @@ pub mod stream;
 
 pub use config::MlwConfig;
 
-use crate::refstack::logfile::LogFile;
+use crate::logfile::LogFile;
 use std::sync::Arc;
 
 /// Everything a request handler needs.
