@@ -8,11 +8,9 @@
 //! and the redaction of each variant must change together: a new variant that is not redacted would
 //! leak.
 
-use crate::frames::stamp::Stamp;
 use crate::redact::Redactor;
-use crate::sut::monitor::HelixLobby;
-use crate::sut::moonlight_web::MlwSession;
-use crate::sut::wolf::{WolfLobby, WolfMemory, WolfSession};
+use crate::sut::replies::{HelixLobby, MlwSession, WolfLobby, WolfMemory, WolfSession};
+use helix_e2e_shared::stamp::{self, Stamp};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -286,7 +284,7 @@ impl FrameSample {
             return None;
         }
         let bytes = base64::engine::general_purpose::STANDARD.decode(&self.luma).ok()?;
-        (bytes.len() == LUMA_W * LUMA_H).then(|| crate::frames::stamp::decode(&bytes, LUMA_W, LUMA_H)).flatten()
+        (bytes.len() == LUMA_W * LUMA_H).then(|| stamp::decode(&bytes, LUMA_W, LUMA_H)).flatten()
     }
 }
 

@@ -8,8 +8,8 @@
 //!
 //! Why one file of over 400 lines: it is under 400 lines without its tests.
 
-use crate::frames::stamp::Stamp;
 use crate::timeline::{Direction, EpochMs, Event, FrameSample, Observation, PcStateKind, ProbeEvent, StatsSample, TabId};
+use helix_e2e_shared::stamp::Stamp;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};

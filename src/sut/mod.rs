@@ -8,6 +8,7 @@ pub mod helix;
 pub mod log_source;
 pub mod monitor;
 pub mod moonlight_web;
+pub mod replies;
 pub use helix_e2e_shared::sse;
 pub mod wolf;
 pub mod wolf_log;

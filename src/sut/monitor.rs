@@ -31,11 +31,7 @@ pub struct ServerState {
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct HelixLobby {
-    pub session: String,
-    pub lobby_id: Option<String>,
-}
+pub use super::replies::HelixLobby;
 
 impl ServerState {
     pub fn client_count(&self, lobby_id: &str) -> Option<u64> {

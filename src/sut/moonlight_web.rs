@@ -5,30 +5,7 @@ use serde::{Deserialize, Serialize};
 
 const SERVICE: &str = "moonlight-web";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MlwSession {
-    pub session_id: String,
-    #[serde(default)]
-    pub client_unique_id: Option<String>,
-    pub mode: String,
-    pub has_websocket: bool,
-    #[serde(default)]
-    pub streamer_pid: Option<u32>,
-    pub streamer_alive: bool,
-}
-
-impl MlwSession {
-    /// Stuck (F5): kept without its WebSocket while its streamer runs. The one definition the
-    /// detectors, the scenarios' health watch and the reports share.
-    pub fn stuck(&self) -> bool {
-        !self.has_websocket && self.streamer_alive
-    }
-
-    /// A zombie entry (F6): listed with a dead streamer.
-    pub fn zombie(&self) -> bool {
-        !self.streamer_alive
-    }
-}
+pub use super::replies::MlwSession;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MlwStatus {

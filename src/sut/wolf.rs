@@ -11,67 +11,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 const SERVICE: &str = "wolf";
 
-/// A Moonlight session as Wolf lists it. Secrets (`aes_key`, `aes_iv`) are deliberately not
-/// deserialised, so typed values can be logged freely.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct WolfSession {
-    pub app_id: String,
-    /// The session id (a digit string), despite its name.
-    pub client_id: String,
-    pub client_ip: String,
-    #[serde(default)]
-    pub client_unique_id: String,
-    #[serde(default)]
-    pub video_width: u32,
-    #[serde(default)]
-    pub video_height: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct WolfLobby {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub multi_user: bool,
-    #[serde(default)]
-    pub pin_required: bool,
-    #[serde(default)]
-    pub stop_when_everyone_leaves: bool,
-    #[serde(default)]
-    pub runner: Value,
-    #[serde(default)]
-    pub connected_sessions: Vec<String>,
-}
-
-impl WolfLobby {
-    /// The Helix session that owns this lobby, from `HELIX_SESSION_ID=<ses>` in the runner env.
-    pub fn helix_session(&self) -> Option<&str> {
-        self.runner.get("env")?.as_array()?.iter().filter_map(Value::as_str).find_map(|e| e.strip_prefix("HELIX_SESSION_ID="))
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LobbyMemory {
-    pub lobby_id: String,
-    #[serde(default)]
-    pub lobby_name: String,
-    pub client_count: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct WolfMemory {
-    #[serde(default)]
-    pub lobbies: Vec<LobbyMemory>,
-    #[serde(default)]
-    pub clients: Vec<Value>,
-}
+pub use super::replies::{LobbyMemory, WolfLobby, WolfMemory, WolfSession};
 
 #[derive(Clone)]
 pub struct WolfClient {

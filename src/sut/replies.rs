@@ -1,0 +1,92 @@
+//! What the services answer, as types: the replies the monitor parses once and the timeline
+//! carries (`timeline::Reply`). Data only, importing nothing of the driver, so the timeline can
+//! hold them without depending on the clients that fetch them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A Moonlight session as Wolf lists it. Secrets (`aes_key`, `aes_iv`) are deliberately not
+/// deserialised, so typed values can be logged freely.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WolfSession {
+    pub app_id: String,
+    /// The session id (a digit string), despite its name.
+    pub client_id: String,
+    pub client_ip: String,
+    #[serde(default)]
+    pub client_unique_id: String,
+    #[serde(default)]
+    pub video_width: u32,
+    #[serde(default)]
+    pub video_height: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WolfLobby {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub multi_user: bool,
+    #[serde(default)]
+    pub pin_required: bool,
+    #[serde(default)]
+    pub stop_when_everyone_leaves: bool,
+    #[serde(default)]
+    pub runner: Value,
+    #[serde(default)]
+    pub connected_sessions: Vec<String>,
+}
+
+impl WolfLobby {
+    /// The Helix session that owns this lobby, from `HELIX_SESSION_ID=<ses>` in the runner env.
+    pub fn helix_session(&self) -> Option<&str> {
+        self.runner.get("env")?.as_array()?.iter().filter_map(Value::as_str).find_map(|e| e.strip_prefix("HELIX_SESSION_ID="))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LobbyMemory {
+    pub lobby_id: String,
+    #[serde(default)]
+    pub lobby_name: String,
+    pub client_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WolfMemory {
+    #[serde(default)]
+    pub lobbies: Vec<LobbyMemory>,
+    #[serde(default)]
+    pub clients: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MlwSession {
+    pub session_id: String,
+    #[serde(default)]
+    pub client_unique_id: Option<String>,
+    pub mode: String,
+    pub has_websocket: bool,
+    #[serde(default)]
+    pub streamer_pid: Option<u32>,
+    pub streamer_alive: bool,
+}
+
+impl MlwSession {
+    /// Stuck (F5): kept without its WebSocket while its streamer runs. The one definition the
+    /// detectors, the scenarios' health watch and the reports share.
+    pub fn stuck(&self) -> bool {
+        !self.has_websocket && self.streamer_alive
+    }
+
+    /// A zombie entry (F6): listed with a dead streamer.
+    pub fn zombie(&self) -> bool {
+        !self.streamer_alive
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelixLobby {
+    pub session: String,
+    pub lobby_id: Option<String>,
+}
