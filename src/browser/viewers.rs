@@ -102,6 +102,8 @@ pub struct ViewerFacts {
     pub connection_state: Option<String>,
     pub ice_state: Option<String>,
     pub first_connected_at: Option<EpochMs>,
+    /// When the peer connection, once connected, went `disconnected`, `failed` or `closed`.
+    pub connection_lost_at: Option<EpochMs>,
     pub last_stats: Option<TimedStats>,
     pub frames: Vec<TimedFrame>,
     pub closed_at: Option<EpochMs>,
@@ -133,6 +135,7 @@ impl ViewerFacts {
             connection_state: None,
             ice_state: None,
             first_connected_at: None,
+            connection_lost_at: None,
             last_stats: None,
             frames: Vec::new(),
             closed_at: None,
@@ -189,6 +192,7 @@ struct PcFacts {
     connection_state: Option<String>,
     ice_state: Option<String>,
     first_connected_at: Option<EpochMs>,
+    connection_lost_at: Option<EpochMs>,
     last_stats: Option<TimedStats>,
 }
 
@@ -317,6 +321,9 @@ impl Page {
                         if state == "connected" && f.first_connected_at.is_none() {
                             f.first_connected_at = Some(at);
                         }
+                        if matches!(state.as_str(), "disconnected" | "failed" | "closed") && f.first_connected_at.is_some() {
+                            f.connection_lost_at.get_or_insert(at);
+                        }
                         f.connection_state = Some(state.clone());
                     }
                     PcStateKind::IceConnection => f.ice_state = Some(state.clone()),
@@ -358,6 +365,7 @@ impl Page {
                     v.connection_state = f.connection_state.clone();
                     v.ice_state = f.ice_state.clone();
                     v.first_connected_at = f.first_connected_at;
+                    v.connection_lost_at = f.connection_lost_at;
                     v.last_stats = f.last_stats.clone();
                 }
                 v.frames = videos.iter().filter_map(|video| self.frames.get(video)).flatten().copied().collect();

@@ -18,8 +18,11 @@ pub(super) fn f4_control_stream_timeout(c: &Ctx) -> Option<Detection> {
         let Some((left_at, sid, lid)) = over else { continue };
         let Some(v) = c.viewers.iter().find(|v| v.client_id.as_deref() == Some(sid.as_str())) else { continue };
         // A streaming viewer the driver was not tearing down, whose tab learned of it after.
+        // A tab whose own peer connection was lost first is not one: its streamer stops on the
+        // peer's loss (moonlight-web's stop cascade), and the control stream's end is that
+        // stop's, downstream of whatever cut the media path — not Wolf dropping the peer.
         let streaming = v.connection_complete_at.is_some_and(|t| t < *at) && v.closed_at.is_none_or(|x| x > *at);
-        let told_after = Ctx::error_at(v, "PeerDisconnect").is_none_or(|p| p >= *at);
+        let told_after = Ctx::error_at(v, "PeerDisconnect").is_none_or(|p| p >= *at) && v.connection_lost_at.is_none_or(|l| l >= *at);
         // The line names no session: a leave that comes after the driver began tearing the
         // viewer down (its own close, a moment after another tab's disconnect) is the
         // teardown's, not the disconnect's.

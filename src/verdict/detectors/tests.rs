@@ -145,6 +145,29 @@ fn f4_is_an_enet_drop_of_a_streaming_viewer_not_one_the_driver_closed() {
 }
 
 #[test]
+fn f4_is_not_a_control_stream_ended_by_a_streamer_whose_peer_was_lost_first() {
+    // Seen on a 10-minute hold: every tab's media path died at once (the browser's peer went
+    // `disconnected` first), each streamer stopped on it, and Wolf logged the control peers'
+    // ends 7 s later. The control stream ended because the streamer stopped, not the reverse.
+    let pc_state = |at, state: &str| tab(at, ProbeEvent::PcState { pc: 0, which: crate::timeline::PcStateKind::Connection, state: state.into() });
+    let mut obs = joined_lobby_l();
+    obs.push(tab(1500.0, ProbeEvent::PcCreated { pc: 0, config: json!({}) }));
+    obs.push(tab(1500.0, ProbeEvent::Link { ws: 0, pc: 0 }));
+    obs.push(pc_state(1900.0, "connected"));
+    obs.push(pc_state(6000.0, "disconnected"));
+    obs.push(log(7000.0, "wolf", "[ENET] disconnected client: 127.0.0.1:5000"));
+    obs.push(log(7001.0, "wolf", "[LOBBY] Moonlight stream 42 over, leaving lobby L"));
+    obs.push(log(7500.0, "wolf", "later"));
+    obs.sort_by(|a, b| a.at.total_cmp(&b.at));
+    assert!(detect(&obs, &Thresholds::default()).iter().all(|d| d.fault != FailureId::F4), "{:?}", detect(&obs, &Thresholds::default()));
+    // Still connected when Wolf dropped the peer: F4.
+    let mut live = obs.clone();
+    live.retain(|o| !matches!(&o.event, Event::Tab { probe: ProbeEvent::PcState { state, .. }, .. } if state == "disconnected"));
+    live.push(pc_state(7200.0, "disconnected"));
+    assert_eq!(detect(&live, &Thresholds::default()).iter().map(|d| d.label()).collect::<Vec<_>>(), vec!["F4 control-stream-timeout"]);
+}
+
+#[test]
 fn f4_pairs_each_leave_with_its_own_disconnect_when_tabs_close_together() {
     // Another tab's disconnect at 6700 (nothing of ours), then ours at 7000 once its close
     // began at 6950: the leave at 7001 belongs to the 7000 line, which the close excuses.
