@@ -58,7 +58,38 @@ pub struct Driver {
     /// How to restart the target's services, where the target has a way.
     services: Option<std::sync::Arc<dyn ServiceControl>>,
     /// The viewers, folded as the timeline grows (the cursor says how far).
-    viewer_fold: std::sync::Mutex<(crate::timeline::Cursor, ViewerFold)>,
+    viewer_fold: std::sync::Arc<std::sync::Mutex<(crate::timeline::Cursor, ViewerFold)>>,
+    /// Keeps the fold current while the scenario waits (a hold of minutes): a cursor left
+    /// behind would keep everything since in the timeline's memory.
+    _folding: FoldTask,
+}
+
+/// The background fold of the driver's viewers; it ends with the driver.
+struct FoldTask(tokio::task::JoinHandle<()>);
+
+impl Drop for FoldTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often the background fold catches up, at most.
+const FOLD_EVERY: Duration = Duration::from_millis(250);
+
+impl FoldTask {
+    fn start(timeline: Timeline, fold: std::sync::Arc<std::sync::Mutex<(crate::timeline::Cursor, ViewerFold)>>) -> Self {
+        FoldTask(tokio::spawn(async move {
+            let mut changed = timeline.changed();
+            while changed.changed().await.is_ok() {
+                {
+                    let mut guard = fold.lock().unwrap_or_else(|e| e.into_inner());
+                    let (cursor, fold) = &mut *guard;
+                    timeline.take_new(cursor, |o| fold.ingest(o));
+                }
+                tokio::time::sleep(FOLD_EVERY).await;
+            }
+        }))
+    }
 }
 
 impl Driver {
@@ -72,7 +103,8 @@ impl Driver {
         artifacts: ArtifactDir,
         services: Option<std::sync::Arc<dyn ServiceControl>>,
     ) -> Self {
-        let cursor = timeline.cursor();
+        let viewer_fold = std::sync::Arc::new(std::sync::Mutex::new((timeline.cursor(), ViewerFold::new())));
+        let folding = FoldTask::start(timeline.clone(), viewer_fold.clone());
         Driver {
             timeline,
             browser: std::sync::Arc::new(browser),
@@ -90,7 +122,8 @@ impl Driver {
             state_at_failure: None,
             phase: String::new(),
             services,
-            viewer_fold: std::sync::Mutex::new((cursor, ViewerFold::new())),
+            viewer_fold,
+            _folding: folding,
         }
     }
 
