@@ -1,3 +1,9 @@
+//! The detectors' unit tests: each rule on the smallest timeline that shows it, and the healthy
+//! timelines that must not satisfy it.
+//!
+//! Why one file of over 400 lines: it is test code only, one case per rule and edge; they share
+//! the builders at the top (a viewer, a log line, a poll).
+
 use super::connect::BIND_GRACE_MS;
 use super::*;
 use crate::timeline::{Direction, ProbeEvent};
