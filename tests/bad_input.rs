@@ -13,11 +13,33 @@ use std::time::{Duration, Instant};
 
 const EXE: &str = env!("CARGO_BIN_EXE_helix-e2e");
 
-fn scratch(name: &str) -> PathBuf {
+/// A test's own directory, removed when the test ends, passing or failing.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("helix-e2e-badinput-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 fn helix_e2e(args: &[&str], env: &[(&str, &str)], artifacts: &Path) -> Output {
@@ -87,7 +109,6 @@ fn input_refused_at_the_edge_leaves_no_artifact_directory() {
     assert_one_clear_line(&out, "freeze_secs = 60 is outside (0, 10] s");
 
     assert!(run_dirs(&arts).is_empty(), "refused input left {:?}", run_dirs(&arts));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Replay reads files a person may have edited: a due time no run reaches is refused with its
@@ -125,7 +146,6 @@ fn replay_refuses_an_impossible_plan_with_its_line() {
     let line = assert_one_clear_line(&out, "is not a run specification");
     assert!(line.contains("no-such-switch"), "{line}");
     assert!(run_dirs(&arts).is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two runs of one seed started in the same moment: two directories, each whole.
@@ -158,7 +178,6 @@ fn runs_of_one_seed_started_together_never_share_a_directory() {
         assert_eq!(s["verdict"], "error");
         assert!(common::all_files(d).iter().all(|f| !f.to_string_lossy().contains(".partial")), "{d:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The stand-in running alone (`helix-e2e refstack`), for errors that need a live Helix.
@@ -238,5 +257,4 @@ fn run_errors_say_their_cause_on_one_line() {
         }
     }
     drop(stand);
-    let _ = std::fs::remove_dir_all(&dir);
 }
