@@ -437,12 +437,12 @@ impl Timeline {
             sample.luma = String::new();
         }
         let obs = Observation { at, event };
-        // The file first, under the log's lock: a chunk is let go only once it is written.
+        // Serialized before any lock is taken (it is the costly part); written to the file under
+        // the log's lock, so a chunk is let go only once it is on disk.
+        let line = self.sink.lock().unwrap_or_else(|e| e.into_inner()).is_some().then(|| serde_json::to_string(&obs).ok()).flatten();
         let mut log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Sink { writer: w, .. }) = self.sink.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            if let Ok(line) = serde_json::to_string(&obs) {
-                let _ = std::io::Write::write_all(w, line.as_bytes()).and_then(|_| std::io::Write::write_all(w, b"\n"));
-            }
+        if let (Some(line), Some(Sink { writer: w, .. })) = (line, self.sink.lock().unwrap_or_else(|e| e.into_inner()).as_mut()) {
+            let _ = std::io::Write::write_all(w, line.as_bytes()).and_then(|_| std::io::Write::write_all(w, b"\n"));
         }
         log.push(obs);
         let n = log.len;
