@@ -454,10 +454,13 @@ impl Timeline {
     /// tests; anything that runs while the run does reads with [`Timeline::take_new`]. Once
     /// memory has let old observations go, this reads them back from the streamed file.
     pub fn snapshot(&self) -> Vec<Observation> {
-        let log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<Observation> = if log.base == 0 {
-            log.from(0).cloned().collect()
-        } else {
+        let (file, count) = {
+            let log = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if log.base == 0 {
+                let mut v: Vec<Observation> = log.from(0).cloned().collect();
+                v.sort_by(|a, b| a.at.total_cmp(&b.at));
+                return v;
+            }
             let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
             let file = match sink.as_mut() {
                 Some(s) => {
@@ -466,12 +469,15 @@ impl Timeline {
                 }
                 None => log.finished.clone(),
             };
-            match file.map(std::fs::read_to_string) {
-                Some(Ok(text)) => text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
-                other => {
-                    tracing::warn!("cannot read the streamed timeline back ({other:?}); the snapshot has only the recent part");
-                    log.from(0).cloned().collect()
-                }
+            (file, log.len)
+        };
+        // Read without holding the locks (a long run's file takes a while, and producers must
+        // not wait): the first `count` lines are the ones flushed above, whole.
+        let mut v: Vec<Observation> = match file.map(std::fs::read_to_string) {
+            Some(Ok(text)) => text.lines().take(count).filter_map(|l| serde_json::from_str(l).ok()).collect(),
+            other => {
+                tracing::warn!("cannot read the streamed timeline back ({other:?}); the snapshot has only the recent part");
+                self.inner.lock().unwrap_or_else(|e| e.into_inner()).from(0).cloned().collect()
             }
         };
         v.sort_by(|a, b| a.at.total_cmp(&b.at));
