@@ -270,13 +270,14 @@ impl Browser {
                     (None, false) => continue,
                 };
                 let detail = format!("the renderer of {whose} crashed: {} (code {})", ev.status, ev.error_code);
+                // The evidence first, then the error calls get (see `watch_process`).
+                timeline.push(Event::Died { what: Casualty::TabCrashed { tab }, detail: detail.clone() });
                 match tab {
-                    Some(t) => health.tab_dead(t, detail.clone()),
+                    Some(t) => health.tab_dead(t, detail),
                     None => {
-                        let _ = health.internals.set(detail.clone());
+                        let _ = health.internals.set(detail);
                     }
                 }
-                timeline.push(Event::Died { what: Casualty::TabCrashed { tab }, detail });
             }
         }))
     }
@@ -357,9 +358,12 @@ async fn watch_process(pid: u32, handler: tokio::task::AbortHandle, health: Arc<
         if let Some(how) = launch::exit_of(pid) {
             let detail = format!("Chromium (pid {pid}) {how}");
             tracing::error!("{detail}");
-            health.browser_dead(detail.clone());
+            // The death goes on the timeline before any call learns of it: an operation that
+            // fails with "the browser died" must find the death already there to explain it,
+            // or the scenario would end as an error of the driver's instead of B2.
+            timeline.push(Event::Died { what: Casualty::Browser, detail: detail.clone() });
+            health.browser_dead(detail);
             handler.abort();
-            timeline.push(Event::Died { what: Casualty::Browser, detail });
             return;
         }
     }
@@ -387,8 +391,8 @@ async fn watch_answers(page: Page, tab: Option<TabId>, health: Arc<Health>, time
         tracing::error!("{detail}");
         match tab {
             Some(t) => {
-                health.tab_dead(t, detail.clone());
-                timeline.push(Event::Died { what: Casualty::TabUnresponsive { tab: t }, detail });
+                timeline.push(Event::Died { what: Casualty::TabUnresponsive { tab: t }, detail: detail.clone() });
+                health.tab_dead(t, detail);
             }
             None => {
                 let _ = health.internals.set(detail);

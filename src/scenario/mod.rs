@@ -378,7 +378,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
                 d.screenshot(tab, "at-failure").await;
             }
         }
-        let detections = live.finish().await;
+        let detections = live.finish(outcome.is_err()).await;
         d.set_phase("");
         for det in &detections {
             d.check(crate::verdict::InvariantResult::fail(&det.label(), det.message.clone()));

@@ -60,12 +60,14 @@ impl LiveDetectors {
     }
 
     /// Stop watching; a last evaluation catches evidence of the final moments. When something
-    /// was named, the witnesses of a death that explains it may still be writing it down (a log
-    /// line a moment behind a poll): they get [`SETTLE`] first, and the rule of
+    /// was named, or the scenario's operation failed (`op_failed`: a DevTools call can fail on a
+    /// closed connection a moment before the browser's watcher sees the process gone), the
+    /// witnesses of a death that explains it may still be writing it down (a log line a moment
+    /// behind a poll): they get [`SETTLE`] first, and the rule of
     /// [`super::detectors::deaths`] is applied to everything named.
-    pub async fn finish(self) -> Vec<Detection> {
+    pub async fn finish(self, op_failed: bool) -> Vec<Detection> {
         self.task.abort();
-        if !self.is_empty() {
+        if op_failed || !self.is_empty() {
             tokio::time::sleep(SETTLE).await;
         }
         evaluate(&self.state, &self.found);
