@@ -148,6 +148,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
             detections: vec![],
             error: None,
             duration_s: 10.0,
+            replay: "helix-e2e run second-connection --seed 7 --fault webrtc-port-range=40000-40000".into(),
         }],
         tabs: (0..2)
             .map(|tab| TabFacts {

@@ -236,6 +236,7 @@ mod tests {
             state_at_failure: None,
             error: None,
             duration_s: 1.0,
+            replay: "helix-e2e run x --seed 1".into(),
         }
     }
 

@@ -103,6 +103,11 @@ pub struct ScenarioResult {
     pub detections: Vec<crate::verdict::detectors::Detection>,
     pub error: Option<String>,
     pub duration_s: f64,
+    /// The smallest command that reproduces this scenario: it alone, from the run's seed and
+    /// conditions, cut to the operations a broken random walk needed. (Absent in the
+    /// summaries of earlier versions.)
+    #[serde(default)]
+    pub replay: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

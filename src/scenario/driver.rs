@@ -51,6 +51,8 @@ pub struct Driver {
     results: Vec<InvariantResult>,
     current_op: Option<String>,
     failed_op: Option<String>,
+    /// A random walk that broke: how many operations reproduce it (its minimal `--ops`).
+    broke_after_ops: Option<usize>,
     /// Correlation table and server state when the first invariant failed.
     state_at_failure: Option<serde_json::Value>,
     /// Prefix for invariant names, e.g. `two-tabs/`.
@@ -119,6 +121,7 @@ impl Driver {
             results: Vec::new(),
             current_op: None,
             failed_op: None,
+            broke_after_ops: None,
             state_at_failure: None,
             phase: String::new(),
             services,
@@ -160,6 +163,16 @@ impl Driver {
         self.failed_op.get_or_insert_with(|| op.to_string());
     }
 
+    /// Record that the scenario broke after `ops` operations of a random walk.
+    pub fn note_broke_after(&mut self, ops: usize) {
+        self.broke_after_ops.get_or_insert(ops);
+    }
+
+    /// How many operations of a random walk reproduce its failure, once it broke.
+    pub fn broke_after_ops(&self) -> Option<usize> {
+        self.broke_after_ops
+    }
+
     /// The checks of this scenario so far.
     pub fn results(&self) -> &[InvariantResult] {
         &self.results
@@ -195,6 +208,7 @@ impl Driver {
     pub fn begin_scenario(&mut self) {
         self.results.clear();
         self.failed_op = None;
+        self.broke_after_ops = None;
         self.state_at_failure = None;
         self.phase.clear();
         self.given_next = 0;

@@ -99,6 +99,7 @@ async fn run_steps(d: &mut Driver, plan: &Plan, ctx: &Context, st: &mut State) -
         }
         if d.results().iter().filter(|r| !r.passed).count() > failed_before {
             if plan.stop_at_first_failure {
+                d.note_broke_after(st.ops_done);
                 let first = d.results().iter().find(|r| !r.passed).map(|r| r.name.clone()).unwrap_or_default();
                 eprintln!(
                     "  {} broke at operation {} ({}): {first}\n  seed {}; replay exactly: helix-e2e replay {}\n  or the minimal walk: helix-e2e run {} --seed {} --ops {}{}",

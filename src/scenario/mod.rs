@@ -435,6 +435,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
             detections,
             error,
             duration_s: t0.elapsed().as_secs_f64(),
+            replay: opts.spec.scenario_command(name, d.broke_after_ops()),
         });
         if let Some(why) = d.browser.death() {
             let rest: Vec<&str> = opts.spec.scenarios.iter().skip_while(|s| *s != name).skip(1).map(String::as_str).collect();

@@ -49,6 +49,14 @@ impl RunSpec {
         format!("helix-e2e run {} --seed {}{ops}{}", self.scenarios.join(" "), self.seed, self.condition_flags())
     }
 
+    /// The smallest command that reproduces one scenario of this run: that scenario alone, from
+    /// the same seed and conditions, cut to `ops` operations when a random walk broke after
+    /// `ops` of them (a walk's first K operations are the same in any longer walk of its seed).
+    pub fn scenario_command(&self, scenario: &str, ops: Option<usize>) -> String {
+        let ops = ops.or(self.overrides.ops).map(|o| format!(" --ops {o}")).unwrap_or_default();
+        format!("helix-e2e run {scenario} --seed {}{ops}{}", self.seed, self.condition_flags())
+    }
+
     /// The flags that set up the same conditions, without the scenarios, the seed and `--ops`
     /// (the random walk's minimal reproduction puts its own `--ops K` in front); each starts
     /// with a space.
@@ -131,6 +139,14 @@ mod tests {
              --tabs 3 --budget-s 30 --fault webrtc-port-range=40000-40000 --fault stuck-session --thresholds e2e/detectors.toml --keep-going"
         );
         assert!(!spec().condition_flags().contains("--ops"), "the walk's minimal reproduction sets its own --ops");
+    }
+
+    #[test]
+    fn one_scenario_replays_alone_and_a_broken_walk_with_its_minimal_ops() {
+        let s = spec();
+        let flags = s.condition_flags();
+        assert_eq!(s.scenario_command("rapid-cycles", None), format!("helix-e2e run rapid-cycles --seed 42 --ops 7{flags}"));
+        assert_eq!(s.scenario_command("random-walk", Some(3)), format!("helix-e2e run random-walk --seed 42 --ops 3{flags}"));
     }
 
     #[test]
