@@ -317,9 +317,10 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<i32> {
 
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HELIX_E2E_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colours only for people: streamer and stand-in logs are captured into files.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+    // Colours only for people (streamer and stand-in logs are captured into files), and not
+    // for those who said NO_COLOR. The writer keeps log lines above the progress line.
+    let ansi = helix_e2e::report::progress::colour_wanted(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(helix_e2e::report::progress::StderrAboveBar).with_ansi(ansi).try_init();
 }
 
 fn runtime() -> tokio::runtime::Runtime {

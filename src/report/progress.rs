@@ -1,69 +1,134 @@
 //! Live progress on a terminal: a line per finished operation and one status line, redrawn in
-//! place, with the running operation and each tab's connection state and picture. Quiet when
+//! place, with the running operation and each tab's connection state and picture. Hidden when
 //! stderr is not a terminal (CI logs get the runner's own lines and the reports instead).
 //!
 //! It reads the timeline rather than being called from every step, so scenarios need no hooks,
-//! and folds only what arrived since its last redraw.
+//! and folds only what arrived since its last redraw. indicatif draws it: it knows the
+//! terminal's width (a line that wraps cannot be redrawn and leaves fragments) and hides itself
+//! off a terminal. Whatever else writes to stderr while it is up — the run's own lines
+//! ([`say_line`]) and the log ([`StderrAboveBar`]) — goes above the status line, never through it.
 
 use super::digest::Digest;
 use crate::timeline::{now_ms, Timeline};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
+/// The status line on show, if any: what [`say_line`] and the log writer print above.
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
 pub struct Progress {
-    stop: Arc<AtomicBool>,
+    bar: Option<ProgressBar>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Progress {
     /// Starts redrawing when stderr is a terminal and `HELIX_E2E_PROGRESS` is not `0`.
     pub fn start(timeline: Timeline) -> Progress {
-        let stop = Arc::new(AtomicBool::new(false));
         let wanted = std::io::stderr().is_terminal() && std::env::var("HELIX_E2E_PROGRESS").map(|v| v != "0").unwrap_or(true);
-        let task = wanted.then(|| {
-            let stop = stop.clone();
+        if !wanted {
+            return Progress { bar: None, task: None };
+        }
+        let bar = status_bar(ProgressDrawTarget::stderr());
+        *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+        let task = {
+            let bar = bar.clone();
             tokio::spawn(async move {
                 let mut printed = 0;
                 let started = now_ms();
                 // One digest, fed what arrives: a redraw never reads the run again.
                 let mut d = Digest::default();
                 let mut cursor = timeline.cursor();
-                while !stop.load(Ordering::Relaxed) {
+                loop {
                     timeline.take_new(&mut cursor, |o| d.ingest(o));
                     let (lines, done) = finished_steps(&d, printed);
                     printed = done;
-                    {
-                        let mut err = std::io::stderr().lock();
-                        // Clear the status line, print finished steps above it, redraw it.
-                        let _ = write!(err, "\r\x1b[2K");
-                        for l in lines {
-                            let _ = writeln!(err, "{l}");
-                        }
-                        let _ = write!(err, "{}\r", fit(&status_line(&d, started, now_ms()), terminal_width()));
-                        let _ = err.flush();
+                    for l in lines {
+                        bar.println(l);
                     }
+                    bar.set_message(status_line(&d, started, now_ms()));
+                    bar.tick();
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
-                let _ = write!(std::io::stderr(), "\r\x1b[2K");
             })
-        });
-        Progress { stop, task }
+        };
+        Progress { bar: Some(bar), task: Some(task) }
     }
 
     /// Stops redrawing and clears the status line.
     pub async fn finish(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop();
+    }
+
+    fn stop(&mut self) {
         if let Some(t) = self.task.take() {
-            let _ = t.await;
+            t.abort();
+        }
+        if let Some(bar) = self.bar.take() {
+            SHOWN.lock().unwrap_or_else(|e| e.into_inner()).take();
+            bar.finish_and_clear();
         }
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop();
+    }
+}
+
+/// The status line: a spinner and the status, cut to the terminal's width.
+fn status_bar(target: ProgressDrawTarget) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, target);
+    bar.set_style(ProgressStyle::with_template("{spinner} {wide_msg}").expect("a fixed template"));
+    bar
+}
+
+/// Whether to colour output for a stream that `is_terminal`: never when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org).
+pub fn colour_wanted(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A line of the run's own for stderr, above the status line when one is shown.
+pub fn say_line(line: impl AsRef<str>) {
+    let line = line.as_ref();
+    let shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match shown {
+        Some(bar) => bar.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
+    }
+}
+
+/// `eprintln!` for the run's own lines: [`say_line`] with `format!`'s arguments.
+macro_rules! say {
+    ($($t:tt)*) => { $crate::report::progress::say_line(format!($($t)*)) };
+}
+pub(crate) use say;
+
+/// The log's writer: stderr, with the status line lifted out of the way of each line.
+pub struct StderrAboveBar;
+
+impl Write for StderrAboveBar {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match shown {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)).map(|()| buf.len()),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrAboveBar {
+    type Writer = StderrAboveBar;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        StderrAboveBar
     }
 }
 
@@ -100,19 +165,6 @@ pub fn status_line(d: &Digest, started: f64, now: f64) -> String {
     parts.join(" \u{2502} ")
 }
 
-fn terminal_width() -> usize {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(120)
-}
-
-/// Cut to `width` characters so the line never wraps (a wrapped line cannot be redrawn).
-fn fit(s: &str, width: usize) -> String {
-    if s.chars().count() < width {
-        s.to_string()
-    } else {
-        format!("{}\u{2026}", s.chars().take(width.saturating_sub(2)).collect::<String>())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +185,26 @@ mod tests {
         assert_eq!(finished_steps(&d, n).0, Vec::<String>::new(), "a step is printed once");
         let s = status_line(&d, 0.0, 2000.0);
         assert_eq!(s, "[   2.0 s] \u{2502} \u{25b6} open viewer tab for ses_1 \u{2502} tab 0 connecting \u{2502} tab 1 no peer connection \u{26a0} 1");
-        assert_eq!(fit("abcdef", 4), "ab\u{2026}");
+    }
+
+    #[test]
+    fn on_an_80_column_terminal_the_status_fits_and_redraws_leave_no_fragments() {
+        let term = indicatif::InMemoryTerm::new(10, 80);
+        let bar = status_bar(ProgressDrawTarget::term_like(Box::new(term.clone())));
+        let long = (0..8).map(|t| format!("tab {t} connected 60 fps")).collect::<Vec<_>>().join(" \u{2502} ");
+        bar.set_message(format!("[  12.0 s] \u{2502} \u{25b6} open viewer tab for ses_01abcdefgh \u{2502} {long}"));
+        bar.tick();
+        bar.println("  \u{2713} create agent session (0.2 s)");
+        bar.set_message("[  13.0 s] \u{2502} waiting");
+        bar.tick();
+        let screen = term.contents();
+        let lines: Vec<&str> = screen.lines().collect();
+        assert_eq!(lines, vec!["  \u{2713} create agent session (0.2 s)", lines[1]], "{screen}");
+        // The shorter status replaced the longer one whole: nothing of the old one is left.
+        assert!(lines[1].ends_with("[  13.0 s] \u{2502} waiting"), "{screen}");
+        assert!(!screen.contains("tab 7"), "{screen}");
+        bar.set_message(format!("[  14.0 s] \u{2502} {long}"));
+        bar.tick();
+        assert!(term.contents().lines().all(|l| l.chars().count() <= 80), "{}", term.contents());
     }
 }

@@ -11,6 +11,7 @@ use super::driver::{Driver, OpError};
 use super::plan::{Expect, Op, Plan, SessionNo, TabNo};
 use crate::browser::ViewerFacts;
 use crate::correlate::{self, Row};
+use crate::report::progress::say;
 use crate::sut::monitor::ServerState;
 use crate::timeline::{now_ms, EpochMs, TabId};
 use crate::verdict::checks::{self, agent_session_of, HealthWatch};
@@ -74,7 +75,7 @@ async fn run_steps(d: &mut Driver, plan: &Plan, ctx: &Context, st: &mut State) -
     for step in &plan.steps {
         if let Some(b) = plan.budget_ms {
             if start.elapsed() > Duration::from_millis(b) {
-                eprintln!("  {}: time budget of {:.0} s spent after {} operations", plan.scenario, b as f64 / 1000.0, st.ops_done);
+                say!("  {}: time budget of {:.0} s spent after {} operations", plan.scenario, b as f64 / 1000.0, st.ops_done);
                 break;
             }
         }
@@ -101,18 +102,9 @@ async fn run_steps(d: &mut Driver, plan: &Plan, ctx: &Context, st: &mut State) -
             if plan.stop_at_first_failure {
                 d.note_broke_after(st.ops_done);
                 let first = d.results().iter().find(|r| !r.passed).map(|r| r.name.clone()).unwrap_or_default();
-                eprintln!(
-                    "  {} broke at operation {} ({}): {first}\n  seed {}; replay exactly: helix-e2e replay {}\n  or the minimal walk: helix-e2e run {} --seed {} --ops {}{}",
-                    plan.scenario,
-                    st.ops_done,
-                    d.failed_op().unwrap_or("?"),
-                    ctx.seed,
-                    d.artifacts.root().display(),
-                    plan.scenario,
-                    ctx.seed,
-                    st.ops_done,
-                    ctx.replay_flags
-                );
+                let (scenario, seed, ops, flags, dir) = (&plan.scenario, ctx.seed, st.ops_done, &ctx.replay_flags, d.artifacts.root().display());
+                say!("  {scenario} broke at operation {ops} ({}): {first}", d.failed_op().unwrap_or("?"));
+                say!("  seed {seed}; replay exactly: helix-e2e replay {dir}\n  or the minimal walk: helix-e2e run {scenario} --seed {seed} --ops {ops}{flags}");
             }
             // Later steps would only pile consequences on the first failure.
             break;

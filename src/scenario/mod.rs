@@ -21,6 +21,7 @@ pub mod spec;
 use crate::browser::{Browser, BrowserOptions};
 use crate::config::Target;
 use crate::refstack::faults::Fault;
+use crate::report::progress::say;
 use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
 use crate::sut::control::docker::DockerServices;
 use crate::sut::control::processes::ProcessStack;
@@ -121,7 +122,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     // second apart.
     let run_id = format!("{}-{:016x}-{}", started_at.format("%Y%m%dT%H%M%SZ"), spec.seed, &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let artifacts = ArtifactDir::create(&opts.artifacts_base, &run_id)?;
-    eprintln!("helix-e2e: run {run_id}, seed {}, artifacts in {}", spec.seed, artifacts.root().display());
+    say!("helix-e2e: run {run_id}, seed {}, artifacts in {}", spec.seed, artifacts.root().display());
     // The plans exist, and are on disk, before the first operation runs.
     let plans: Vec<plan::Plan> = match &opts.plans {
         Some(p) => p.clone(),
@@ -187,10 +188,10 @@ fn interrupt_signal() -> Stop {
             tokio::spawn(async move {
                 while s.recv().await.is_some() {
                     if tx.borrow().is_some() {
-                        eprintln!("helix-e2e: {name} again; stopping at once");
+                        say!("helix-e2e: {name} again; stopping at once");
                         std::process::exit(2);
                     }
-                    eprintln!("\nhelix-e2e: {name}: interrupted; cleaning up (signal again to stop at once)");
+                    say!("\nhelix-e2e: {name}: interrupted; cleaning up (signal again to stop at once)");
                     let _ = tx.send(Some(name));
                 }
             });
@@ -229,7 +230,7 @@ async fn run_inner(
     let mut deaths_watch = None;
     let mut target = match &opts.target {
         TargetChoice::Embedded { exe, faults } => {
-            eprintln!("helix-e2e: starting the embedded reference stack");
+            say!("helix-e2e: starting the embedded reference stack");
             let s = unless_interrupted(&stop, ProcessStack::start_temp(exe, faults.clone())).await?.map_err(|e| e.to_string())?;
             let t = Target::embedded(&s.endpoints());
             let s = std::sync::Arc::new(s);
@@ -250,7 +251,7 @@ async fn run_inner(
     let log_dir = private_log_dir(&summary.run_id);
     if !target.containers.is_empty() {
         let docker = unless_interrupted(&stop, DockerServices::for_target(&target.containers)).await?.map_err(|e| e.to_string())?;
-        eprintln!("helix-e2e: controlling containers through the Docker engine at {}", docker.endpoint());
+        say!("helix-e2e: controlling containers through the Docker engine at {}", docker.endpoint());
         let c = docker.capture_logs(run_start, &log_dir);
         // `[logs]` says where a service's log really is; the containers' output covers the rest.
         for (service, path) in c.files() {
@@ -264,7 +265,7 @@ async fn run_inner(
     // A run that cannot read a service's log must say so: the detectors that read it are blind.
     summary.logs_missing = crate::sut::log_source::missing(&target.logs);
     if let Some(m) = crate::sut::log_source::missing_logs_message(&summary.logs_missing) {
-        eprintln!("helix-e2e: {m}");
+        say!("helix-e2e: {m}");
     }
     let stage = Stage { opts, plans, artifacts, target: &target, services, stop: &stop };
     let result = drive(stage, summary, timeline.clone()).await;
@@ -333,14 +334,14 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     let log_dir = private_log_dir(&summary.run_id);
     let feeds = target.logs.iter().map(|(service, source)| crate::sut::log_source::LogFeed::new(service, source, &log_dir)).collect();
     let monitor = Monitor::start(wolf, mlw, helix.clone(), feeds, timeline.clone());
-    eprintln!("helix-e2e: launching Chromium");
+    say!("helix-e2e: launching Chromium");
     let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), services).with_given_sessions(opts.spec.sessions.clone());
     let keep_alive =
         opts.spec.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone(), target.viewer.video_selector.clone()));
     let mut verdict = Verdict::Pass;
     for name in &opts.spec.scenarios {
-        eprintln!("helix-e2e: scenario {name}");
+        say!("helix-e2e: scenario {name}");
         let t0 = Instant::now();
         d.begin_scenario();
         if stop.borrow().is_some() {
@@ -411,12 +412,12 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
             Verdict::Fail
         };
         for r in d.results() {
-            eprintln!("  {} {}: {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.message);
+            say!("  {} {}: {}", if r.passed { "PASS" } else { "FAIL" }, r.name, r.message);
         }
         if let Some(e) = &error {
-            eprintln!("  ERROR {e}");
+            say!("  ERROR {e}");
         }
-        eprintln!(
+        say!(
             "{} {name} ({:.1} s)",
             match v {
                 Verdict::Pass => "PASS",
@@ -440,7 +441,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
         if let Some(why) = d.browser.death() {
             let rest: Vec<&str> = opts.spec.scenarios.iter().skip_while(|s| *s != name).skip(1).map(String::as_str).collect();
             if !rest.is_empty() {
-                eprintln!("helix-e2e: {why}; not running {}", rest.join(", "));
+                say!("helix-e2e: {why}; not running {}", rest.join(", "));
             }
             break;
         }

@@ -79,6 +79,8 @@ pub async fn run() -> anyhow::Result<()> {
     // The binary may already have installed a subscriber; stdout must stay IPC-only either way.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // moonlight-web captures a streamer's stderr into its log: no colour codes in files.
+        .with_ansi(false)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .try_init();
     let opts = Options { loopback_only: PeerOptions::loopback_only_from_env() };
