@@ -76,6 +76,32 @@ fn compose_profiles_are_valid_and_use_the_host_network_only() {
     assert_eq!(s["moonlight-web"]["depends_on"]["wolf"]["condition"].as_str(), Some("service_healthy"));
 }
 
+/// The real stack's profile starts on a GPU host as the real images need it: the GPU through
+/// the device reservation only (`runtime: nvidia` fails where no runtime of that name is
+/// registered), and moonlight-web given a config under host networking: bound to the port the
+/// target file names, which is not the API's, and with no ICE server beyond the host.
+#[test]
+fn the_helix_profile_starts_on_a_gpu_host_with_a_port_layout_that_fits_host_networking() {
+    let config = compose_config("helix");
+    let s = &config["services"];
+    for (name, service) in s.as_mapping().unwrap() {
+        assert!(service.get("runtime").is_none(), "{name:?}: `runtime:` set");
+    }
+    let gpu = serde_yaml::to_string(&s["helix-wolf"]["deploy"]).unwrap();
+    assert!(gpu.contains("driver: nvidia") && gpu.contains("gpu"), "helix-wolf reserves no GPU: {gpu}");
+    let mounts = serde_yaml::to_string(&s["helix-moonlight-web"]["volumes"]).unwrap();
+    assert!(mounts.contains("e2e/targets/moonlight-web/config.json") && mounts.contains("/app/server/config.json"), "moonlight-web gets no config: {mounts}");
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let mw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}/e2e/targets/moonlight-web/config.json")).unwrap()).unwrap();
+    let target: toml::Value = toml::from_str(&std::fs::read_to_string(format!("{dir}/e2e/targets/helix-dev.toml")).unwrap()).unwrap();
+    let port = |url: &str| url.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    let bind = mw["bind_address"].as_str().unwrap();
+    assert_eq!(port(bind), port(target["moonlight_web"]["url"].as_str().unwrap()), "moonlight-web binds {bind}, the target file looks elsewhere");
+    assert_ne!(port(bind), port(target["helix"]["url"].as_str().unwrap()), "moonlight-web would take the API's port");
+    assert_eq!(mw["webrtc_ice_servers"], serde_json::json!([]), "ICE servers beyond the host");
+    assert_eq!((mw["webrtc_port_range"]["min"].as_u64(), mw["webrtc_port_range"]["max"].as_u64()), (Some(40000), Some(40100)));
+}
+
 /// Removes the test container however the test ends.
 struct ContainerGuard {
     name: String,
