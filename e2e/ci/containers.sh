@@ -16,8 +16,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 bin="${1:-$CARGO_TARGET_DIR/debug/helix-e2e}"
 artifacts="${HELIX_E2E_CI_ARTIFACTS:-artifacts/ci-docker}"
 
-if docker compose version >/dev/null 2>&1; then compose_cmd=(docker compose); else compose_cmd=(docker-compose); fi
-compose() { "${compose_cmd[@]}" -f docker-compose.e2e.yaml --profile reference "$@"; }
+compose() { bash e2e/ci/compose.sh --profile reference "$@"; }
 
 started_engine=0
 stack_up=0
@@ -48,7 +47,7 @@ cargo test --test docker -- --ignored
 export HELIX_E2E_SOCKET_DIR=/tmp/helix-e2e-compose
 rm -rf "$HELIX_E2E_SOCKET_DIR" && mkdir -p "$HELIX_E2E_SOCKET_DIR"
 stack_up=1
-compose up -d
+compose up -d --wait --wait-timeout 120
 HELIX_E2E_EMAIL=e2e@helix.local HELIX_E2E_PASSWORD=e2e-throwaway-password MOONLIGHT_CREDENTIALS=helix \
   "$bin" run restart-chaos --time-scale 0.2 "${where[@]}" \
   --target e2e/targets/compose-reference.toml --artifacts "$artifacts"
