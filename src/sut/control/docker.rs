@@ -60,7 +60,7 @@ impl DockerServices {
         // its own deadline as well, so this is a backstop above the longest of them.
         let docker = Docker::connect_with_unix(&endpoint, STOP_DEADLINE.as_secs() + 30, bollard::API_DEFAULT_VERSION).map_err(|e| {
             engine_err(match e {
-                bollard::errors::Error::SocketNotFoundError(_) => "no socket there; is the engine running? (e2e/reference/engine.sh start)".to_string(),
+                bollard::errors::Error::SocketNotFoundError(_) => "no socket there: is Docker running? (`systemctl start docker`; on a machine that allows loopback only, `bash e2e/reference/engine.sh start`)".to_string(),
                 other => other.to_string(),
             })
         })?;
@@ -338,7 +338,7 @@ mod tests {
     async fn a_missing_socket_is_an_engine_error_that_says_what_to_do() {
         let err =
             DockerServices::connect_socket(std::path::Path::new("/nonexistent/docker.sock"), vec![]).await.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("unix:///nonexistent/docker.sock") && err.contains("engine.sh start"), "{err}");
+        assert!(err.contains("unix:///nonexistent/docker.sock") && err.contains("is Docker running?"), "{err}");
         // A path that is there but no engine.
         let err = DockerServices::connect_socket(std::path::Path::new("/dev/null"), vec![]).await.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.starts_with("Docker engine at unix:///dev/null: does not answer"), "{err}");
