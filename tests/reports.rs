@@ -138,7 +138,8 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
         target: "embedded reference stack".into(),
         started_at: "2026-01-01T00:00:00.000+00:00".into(),
         duration_s: 10.5,
-        replay: "helix-e2e run second-connection --seed 7 --fault webrtc-port-range=40000-40000".into(),
+        // The whole run's command (the default suite); the scenario carries its own.
+        replay: "helix-e2e run --seed 7 --fault webrtc-port-range=40000-40000".into(),
         scenarios: vec![ScenarioResult {
             name: "second-connection".into(),
             verdict: Verdict::Fail,
@@ -179,61 +180,55 @@ fn fresh_base(name: &str) -> PathBuf {
 }
 
 #[test]
-fn junit_is_well_formed_with_the_schema_attributes_and_consistent_counts() {
+fn junit_has_one_case_per_check_and_counts_each_failure_once() {
     let base = fresh_base("junit");
-    let (art, _) = failing_run(&base);
+    let (art, summary) = failing_run(&base);
     let text = std::fs::read_to_string(art.root().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("junit.xml is not XML: {e}\n{text}"));
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "testsuites");
+    assert_eq!(root.attributes().len(), 0, "the Ant schema allows no attributes on <testsuites>");
     let num = |n: roxmltree::Node, a: &str| -> usize {
         n.attribute(a).unwrap_or_else(|| panic!("<{}> lacks {a}", n.tag_name().name())).parse().unwrap_or_else(|e| panic!("{a}: {e}"))
     };
     let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
-    assert_eq!(suites.len(), 1);
-    let (mut tests, mut failures, mut errors) = (0, 0, 0);
-    for s in &suites {
-        for a in ["name", "tests", "failures", "errors", "skipped", "time", "timestamp", "hostname", "id", "package"] {
-            assert!(s.attribute(a).is_some(), "testsuite lacks {a}");
-        }
-        assert!(!s.attribute("timestamp").unwrap().contains('+'), "xs:dateTime without a zone");
-        // The schema's element order: properties, testcase*, system-out, system-err.
-        let order: Vec<&str> = s.children().filter(|n| n.is_element()).map(|n| n.tag_name().name()).collect();
-        assert_eq!(order.first(), Some(&"properties"));
-        assert_eq!(&order[order.len() - 2..], &["system-out", "system-err"]);
-        let cases: Vec<_> = s.children().filter(|n| n.has_tag_name("testcase")).collect();
-        // One per scenario plus one per invariant.
-        assert_eq!(cases.len(), 1 + 3);
-        assert_eq!(num(*s, "tests"), cases.len());
-        for c in &cases {
-            for a in ["name", "classname", "time"] {
-                assert!(c.attribute(a).is_some(), "testcase lacks {a}");
-            }
-            c.attribute("time").unwrap().parse::<f64>().unwrap();
-        }
-        let failed: Vec<_> = cases.iter().filter_map(|c| c.children().find(|n| n.has_tag_name("failure"))).collect();
-        assert_eq!(num(*s, "failures"), failed.len());
-        assert_eq!(failed.len(), 3, "the scenario and its two failed invariants");
-        for f in &failed {
-            assert!(f.attribute("message").is_some() && f.attribute("type").is_some());
-        }
-        // Escaping round-trips: the parsed attribute is the original text.
-        let tc = cases.iter().find(|c| c.attribute("name") == Some("two-tabs/tabs-connected")).unwrap();
-        let f = tc.children().find(|n| n.has_tag_name("failure")).unwrap();
-        assert_eq!(f.attribute("message"), Some(NASTY));
-        let body = f.text().unwrap();
-        assert!(
-            body.contains("evidence:")
-                && body.contains("report.html#inv-")
-                && body.contains("screenshots/tab-1-streaming.png")
-                && body.contains("webrtc-internals/tab-1/"),
-            "{body}"
-        );
-        tests += num(*s, "tests");
-        failures += num(*s, "failures");
-        errors += num(*s, "errors");
+    assert_eq!(suites.len(), 1, "one suite per scenario: {text}");
+    let s = suites[0];
+    assert_eq!(s.attribute("name"), Some("second-connection"));
+    for a in ["name", "tests", "failures", "errors", "skipped", "time", "timestamp", "hostname", "id", "package"] {
+        assert!(s.attribute(a).is_some(), "testsuite lacks {a}");
     }
-    assert_eq!((num(root, "tests"), num(root, "failures"), num(root, "errors")), (tests, failures, errors));
+    assert!(!s.attribute("timestamp").unwrap().contains('+'), "xs:dateTime without a zone");
+    // The schema's element order: properties, testcase*, system-out, system-err.
+    let order: Vec<&str> = s.children().filter(|n| n.is_element()).map(|n| n.tag_name().name()).collect();
+    assert_eq!(order.first(), Some(&"properties"));
+    assert_eq!(&order[order.len() - 2..], &["system-out", "system-err"]);
+    let cases: Vec<_> = s.children().filter(|n| n.has_tag_name("testcase")).collect();
+    // One per invariant check, nothing for the scenario besides.
+    let names: Vec<&str> = cases.iter().filter_map(|c| c.attribute("name")).collect();
+    assert_eq!(names, ["two-tabs/tabs-connected", "two-tabs/own-lobby-video", "two-tabs/unique-client-ids"]);
+    assert_eq!(num(s, "tests"), cases.len());
+    for c in &cases {
+        assert_eq!(c.attribute("classname"), Some("second-connection"));
+        c.attribute("time").unwrap().parse::<f64>().unwrap();
+    }
+    let failed: Vec<_> = cases.iter().filter_map(|c| c.children().find(|n| n.has_tag_name("failure"))).collect();
+    assert_eq!((num(s, "failures"), num(s, "errors")), (2, 0), "two broken invariants are two failures");
+    assert_eq!(failed.len(), 2);
+    // Escaping round-trips: the parsed attribute is the original text.
+    let tc = cases.iter().find(|c| c.attribute("name") == Some("two-tabs/tabs-connected")).unwrap();
+    let f = tc.children().find(|n| n.has_tag_name("failure")).unwrap();
+    assert_eq!(f.attribute("message"), Some(NASTY));
+    let body = f.text().unwrap();
+    let replay = &summary.scenarios[0].replay;
+    assert!(
+        body.contains(&format!("replay (this scenario alone): {replay}"))
+            && body.contains("during operation: open viewer tab 1")
+            && body.contains("report.html#inv-")
+            && body.contains("screenshots/tab-1-streaming.png")
+            && body.contains("webrtc-internals/tab-1/"),
+        "{body}"
+    );
     let _ = std::fs::remove_dir_all(&base);
 }
 
