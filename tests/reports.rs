@@ -366,3 +366,161 @@ async fn html_report_renders_in_chromium_and_shows_the_failure() {
         let _ = std::fs::remove_dir_all(&base);
     }
 }
+
+/// The budget of `report.html`: it must open on a laptop after a long run.
+const HTML_BUDGET_BYTES: usize = 5_000_000;
+
+/// A run the size of a 10-minute, 8-tab run, at the rates of a real one. Measured on
+/// `helix-e2e run multi-tab-same-lobby --seed 11` (embedded stack, 3 tabs, 23 s, 854
+/// observations): per streaming tab 4.9 frame samples/s and 0.96 `getStats()`/s, and 47 other
+/// tab events around its connect (20 WebSocket messages, 10 pc states, 5 HTTP, 4 candidates, …);
+/// server polls 10/s (Wolf 6.1, moonlight-web 2, API 2); log lines 0.8/s while streaming
+/// (moonlight-web) plus about 20 (moonlight-web) and 4 (Wolf) per tab connect or close; Wolf
+/// events about 3 per connect or close. Here: 8 tabs streaming for 10 minutes (5 frames/s,
+/// 1 stats/s), then a failure naming tab 7, with 4 screenshots per tab.
+fn ten_minute_eight_tab_run(base: &Path) -> (ArtifactDir, Summary, Vec<helix_e2e::timeline::Observation>) {
+    let art = ArtifactDir::create(base, "20260101T000000Z-0000000000000008").unwrap();
+    let tl = Timeline::new();
+    let t0 = 1_800_000_000_000.0;
+    let at = |s: f64| t0 + s * 1000.0;
+    const TABS: usize = 8;
+    const SECONDS: usize = 600;
+    let log = |_: f64, service: &str, message: String| Event::Log { service: service.into(), level: "INFO".into(), message };
+    tl.push_at(at(0.0), Event::Op { name: "create agent session".into(), phase: OpPhase::Start });
+    tl.push_at(at(0.2), Event::Op { name: "create agent session".into(), phase: OpPhase::Ok });
+    for tab in 0..TABS {
+        let s0 = 1.0 + tab as f64 * 2.5;
+        let p = |probe| Event::Tab { tab, probe };
+        tl.push_at(at(s0 - 0.5), Event::Op { name: format!("open viewer tab for ses_{tab}"), phase: OpPhase::Start });
+        tl.push_at(at(s0), p(ProbeEvent::PageLoad { url: format!("http://127.0.0.1:9/session/ses_{tab}?e2e_tab={tab}") }));
+        for k in 0..20 {
+            let msg = if k == 0 {
+                json!({"AuthenticateAndInit": {"mode": "join", "client_unique_id": format!("uid-{tab}")}})
+            } else {
+                json!({"StageStarting": {"stage": format!("stage {k}")}})
+            };
+            tl.push_at(at(s0 + 0.01 * k as f64), p(ProbeEvent::WsMessage { ws: 0, dir: if k == 0 { Direction::Sent } else { Direction::Received }, msg }));
+        }
+        for (k, state) in ["new", "connecting", "connected"].iter().enumerate() {
+            tl.push_at(at(s0 + 0.3 + 0.1 * k as f64), p(ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: (*state).into() }));
+        }
+        for k in 0..20 {
+            tl.push_at(at(s0 + 0.02 * k as f64), log(0.0, "moonlight-web", format!("[Streamer agent-{tab}] step {k} of bringing the stream up")));
+        }
+        for k in 0..4 {
+            tl.push_at(at(s0 + 0.05 * k as f64), log(0.0, "wolf", format!("[LOBBY] session {tab} joining, step {k}")));
+        }
+        for k in 0..3 {
+            tl.push_at(at(s0 + 0.1 * k as f64), Event::WolfEvent { name: "StreamSession".into(), data: json!({"client_id": format!("{tab}"), "step": k}) });
+        }
+        tl.push_at(at(s0 + 0.5), Event::Op { name: format!("open viewer tab for ses_{tab}"), phase: OpPhase::Ok });
+        for k in 0..SECONDS * 5 {
+            let s = s0 + 0.5 + k as f64 * 0.2;
+            if s > SECONDS as f64 {
+                break;
+            }
+            let stamp = Some(helix_e2e::frames::stamp::Stamp { tag: tab as u16 + 1, counter: (k % 1024) as u16 });
+            let sample = helix_e2e::timeline::FrameSample {
+                video_width: 1280,
+                video_height: 720,
+                presented: k as u64 * 12,
+                mean_luma: 90.0 + (k % 7) as f64,
+                hash: format!("{k:x}"),
+                luma: String::new(),
+                stamp,
+            };
+            tl.push_at(at(s), p(ProbeEvent::Frame { video: 0, sample }));
+            if k % 5 == 0 {
+                let st = StatsSample {
+                    frames_decoded: Some(k as u64 * 12),
+                    bytes_received: Some(k as u64 * 250_000),
+                    packets_lost: Some((k / 500) as i64),
+                    ..StatsSample::default()
+                };
+                tl.push_at(at(s), p(ProbeEvent::Stats { pc: 0, stats: st }));
+            }
+        }
+    }
+    for k in 0..SECONDS * 10 {
+        let service = ["wolf", "wolf", "wolf", "wolf", "wolf", "wolf", "moonlight-web", "moonlight-web", "api", "api"][k % 10];
+        tl.push_at(
+            at(k as f64 * 0.1),
+            Event::Poll { service: service.into(), reply: std::sync::Arc::new(helix_e2e::timeline::Reply::Failed("not polled in this synthetic run".into())) },
+        );
+    }
+    for k in 0..(SECONDS * 4 / 5) {
+        tl.push_at(at(k as f64 * 1.25), log(0.0, "moonlight-web", format!("[Streamer agent-{}] stats: rtt 3 ms, {} frames sent", k % TABS, k * 60)));
+    }
+    let fail_at = at(SECONDS as f64 - 1.0);
+    tl.push_at(fail_at - 500.0, Event::Tab { tab: 7, probe: ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: "failed".into() } });
+    let observations = tl.snapshot();
+    report::write_timeline(&art, &observations).unwrap();
+    for tab in 0..TABS {
+        for (k, label) in ["tab-1", "all-tabs", "after-close"].iter().enumerate() {
+            art.write(&format!("screenshots/tab-{tab}-video-0-{label}.png"), &png(320, 180, [(30 * tab) as u8, 90 + k as u8 * 20, 60])).unwrap();
+        }
+        art.write(&format!("screenshots/tab-{tab}-at-failure.png"), &png(1280, 800, [20, 20, (20 * tab) as u8])).unwrap();
+    }
+    let row = |tab: usize| json!({"tab": tab, "client_unique_id": format!("uid-{tab}"), "mode": "join", "connection_state": if tab == 7 { "failed" } else { "connected" }, "errors": [], "mlw_session": format!("m-{tab}"), "mlw_has_websocket": true, "mlw_streamer_alive": true, "wolf_session": format!("{tab}"), "lobby": "lobby-a", "lobby_client_count": 8, "pixels_lobby": "lobby-a", "pixels": {"samples": 10, "with_video": 10, "black": false, "advancing": true}, "tab_open": true});
+    let mut rows: Vec<Value> = vec![row(7)];
+    rows.extend((0..7).map(row));
+    let replay = "helix-e2e run multi-tab-same-lobby --seed 8 --tabs 8 --hold-s 600".to_string();
+    let summary = Summary {
+        run_id: "20260101T000000Z-0000000000000008".into(),
+        verdict: Verdict::Fail,
+        seed: 8,
+        target: "embedded reference stack".into(),
+        started_at: "2026-01-01T00:00:00.000+00:00".into(),
+        duration_s: SECONDS as f64,
+        replay: "helix-e2e run --seed 8".into(),
+        scenarios: vec![ScenarioResult {
+            name: "multi-tab-same-lobby".into(),
+            verdict: Verdict::Fail,
+            invariants: vec![
+                InvariantResult { name: "several-tabs-one-lobby".into(), passed: false, message: "tab 7 is failed, not connected".into(), at: fail_at },
+                InvariantResult { name: "unique-client-ids".into(), passed: true, message: "8 distinct".into(), at: fail_at },
+            ],
+            failed_op: Some("keep tabs idle for 600.0 s".into()),
+            state_at_failure: Some(
+                json!({"invariant": "several-tabs-one-lobby", "failing_tabs": [7], "correlation": rows, "servers": {"wolf_sessions": [], "lobbies": [], "mlw_sessions": [], "memory": null, "errors": []}}),
+            ),
+            detections: vec![],
+            error: None,
+            duration_s: SECONDS as f64,
+            replay,
+        }],
+        tabs: (0..TABS)
+            .map(|tab| TabFacts {
+                tab,
+                url: format!("http://127.0.0.1:9/session/ses_{tab}?e2e_tab={tab}"),
+                client_unique_ids: vec![format!("uid-{tab}")],
+                session_ids: vec![format!("m-{tab}")],
+                wolf_sessions: vec![format!("{tab}")],
+                connection_states: vec!["new".into(), "connecting".into(), "connected".into()],
+                errors: vec![],
+                screenshot: Some(format!("screenshots/tab-{tab}-at-failure.png")),
+            })
+            .collect(),
+        artifacts: art.root().display().to_string(),
+        error: None,
+        logs_missing: vec![],
+    };
+    (art, summary, observations)
+}
+
+#[test]
+fn report_html_of_a_ten_minute_eight_tab_run_stays_within_budget() {
+    let base = fresh_base("budget");
+    let (art, summary, observations) = ten_minute_eight_tab_run(&base);
+    let errors = report::write_reports(&art, &summary, &observations);
+    assert!(errors.is_empty(), "{errors:?}");
+    let html = std::fs::read_to_string(art.root().join("report.html")).unwrap();
+    let sections: Vec<String> = html.split("<section id=\"").skip(1).map(|s| format!("{} {} kB", s.split('"').next().unwrap_or(""), s.len() / 1000)).collect();
+    eprintln!("{} observations; report.html {} kB: {}", observations.len(), html.len() / 1000, sections.join(", "));
+    assert!(observations.len() > 30_000, "the run is as big as meant: {}", observations.len());
+    assert!(html.len() < HTML_BUDGET_BYTES, "report.html is {} bytes, over the {HTML_BUDGET_BYTES} budget: {}", html.len(), sections.join(", "));
+    // Still the report: the failure, the failing tab's lane and its screenshots are there.
+    assert!(html.contains("tab 7 is failed, not connected") && html.contains("id=\"tab-7\""));
+    assert!(html.contains("src=\"data:image/png;base64,"));
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -6,7 +6,7 @@
 //! escaping, time formatting and the digest; split, one page's layout would be scattered.
 
 use super::digest::{brief_json, tabs_named, Digest, TabDigest};
-use super::junit::{anchor, escape};
+use super::junit::{anchor, escape, replay_of};
 use super::{contact_sheet, ScenarioResult, Summary, Verdict};
 use crate::timeline::EpochMs;
 use base64::Engine;
@@ -112,11 +112,17 @@ pub fn render(summary: &Summary, digest: &Digest, root: &Path) -> String {
 }
 
 fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
+    // The failing scenario's own command first: rerunning the whole suite takes minutes.
+    let failing = s.first_failing();
+    let (replay_label, replay) = match failing {
+        Some(sc) => (format!("replay {} alone", sc.name), replay_of(s, sc)),
+        None => ("replay".to_string(), s.replay.as_str()),
+    };
     let _ = write!(
         h,
         "<header class=\"{}\"><h1><span class=\"badge\" id=\"verdict\">{verdict}</span><span class=\"what\">{}</span></h1>\
          <div class=\"meta\"><span>run <b>{}</b></span><span>target <b>{}</b></span><span>seed <b>{}</b></span><span>{:.1} s</span><span>started {}</span></div>\
-         <div class=\"replay\"><code id=\"replay\">{}</code><button data-copy=\"replay\" type=\"button\">copy</button></div>",
+         <div class=\"replay\"><span class=\"muted\">{}</span> <code id=\"replay\">{}</code><button data-copy=\"replay\" type=\"button\">copy</button></div>",
         verdict_class(s.verdict),
         escape(if what.is_empty() { "no scenario ran" } else { what }),
         escape(&s.run_id),
@@ -124,8 +130,16 @@ fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
         s.seed,
         s.duration_s,
         escape(&s.started_at),
-        escape(&s.replay)
+        escape(&replay_label),
+        escape(replay)
     );
+    if failing.is_some() {
+        let _ = write!(
+            h,
+            "<div class=\"replay\"><span class=\"muted\">the whole run</span> <code id=\"replay-run\">{}</code><button data-copy=\"replay-run\" type=\"button\">copy</button></div>",
+            escape(&s.replay)
+        );
+    }
     if let Some(e) = &s.error {
         let _ = write!(h, "<div class=\"meta\"><span>error: <b>{}</b></span></div>", escape(e));
     }
@@ -373,26 +387,55 @@ fn tab_lane(t: &TabDigest, d: &Digest, axis: &Axis) -> String {
     g
 }
 
+/// What a frame sample showed, as a colour and words; consecutive samples alike share one mark.
+fn looks(f: &super::digest::FramePoint) -> (String, String) {
+    match f.stamp {
+        Some(s) => (tag_colour(s.tag), format!("stamp tag {}", s.tag)),
+        None if f.mean_luma < crate::frames::analysis::BLACK_LUMA && f.presented > 0 => ("#111".into(), "black picture".into()),
+        None if f.presented == 0 => ("#e6e8ec".into(), "no video".into()),
+        None => ("#c3c8cf".into(), "no stamp".into()),
+    }
+}
+
+/// Samples further apart than this are a gap in the lane, not one stretch.
+const PIXEL_GAP_MS: f64 = 2000.0;
+
+/// One mark per stretch of alike samples of a video (a healthy 10-minute stream is one mark,
+/// not 3,000), so the page stays light however long the run.
 fn pixel_lane(t: &TabDigest, axis: &Axis) -> String {
     let mut g = String::new();
-    for (i, f) in t.frames.iter().enumerate() {
-        let next = t.frames.iter().skip(i + 1).find(|n| n.video == f.video).map(|n| n.at).unwrap_or(f.at + 500.0);
-        let (x0, x1) = (axis.x(f.at), axis.x(next));
-        let y = 4.0 + (f.video % 3) as f64 * 7.0;
-        let (colour, what) = match f.stamp {
-            Some(s) => (tag_colour(s.tag), format!("stamp tag {} counter {}", s.tag, s.counter)),
-            None if f.mean_luma < crate::frames::analysis::BLACK_LUMA && f.presented > 0 => ("#111".into(), "black picture".into()),
-            None if f.presented == 0 => ("#e6e8ec".into(), "no video".into()),
-            None => ("#c3c8cf".into(), "no stamp".into()),
-        };
-        let _ = write!(
-            g,
-            "<rect x=\"{x0:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"6\" fill=\"{colour}\"><title>{} video {}: {what}, {} presented</title></rect>",
-            (x1 - x0).max(1.0),
-            axis.rel(f.at),
-            f.video,
-            f.presented
-        );
+    let mut videos: Vec<u32> = t.frames.iter().map(|f| f.video).collect();
+    videos.sort_unstable();
+    videos.dedup();
+    for video in videos {
+        let frames: Vec<&super::digest::FramePoint> = t.frames.iter().filter(|f| f.video == video).collect();
+        let mut i = 0;
+        while i < frames.len() {
+            let (colour, what) = looks(frames[i]);
+            let mut j = i + 1;
+            while j < frames.len() && frames[j].at - frames[j - 1].at <= PIXEL_GAP_MS && looks(frames[j]).0 == colour {
+                j += 1;
+            }
+            let (first, last) = (frames[i], frames[j - 1]);
+            let end = frames.get(j).map(|n| n.at).filter(|n| n - last.at <= PIXEL_GAP_MS).unwrap_or(last.at + 500.0);
+            let (x0, x1) = (axis.x(first.at), axis.x(end));
+            let counters = match (first.stamp, last.stamp) {
+                (Some(a), Some(b)) if j - i > 1 => format!(", counter {} \u{2192} {}", a.counter, b.counter),
+                _ => String::new(),
+            };
+            let _ = write!(
+                g,
+                "<rect x=\"{x0:.1}\" y=\"{}\" width=\"{:.1}\" height=\"6\" fill=\"{colour}\"><title>{} \u{2013} {} video {video}: {what}{counters}; {} sample(s), {} \u{2192} {} presented</title></rect>",
+                4.0 + (video % 3) as f64 * 7.0,
+                (x1 - x0).max(1.0),
+                axis.rel(first.at),
+                axis.rel(last.at),
+                j - i,
+                first.presented,
+                last.presented
+            );
+            i = j;
+        }
     }
     g
 }
@@ -411,6 +454,9 @@ fn correlation(h: &mut String, s: &Summary) {
             escape(state.get("invariant").and_then(Value::as_str).unwrap_or("?"))
         );
         if let Some(rows) = state.get("correlation").and_then(Value::as_array) {
+            h.push_str("<div class=\"muted\">This scenario's tabs open at that moment, the tab the failure names first.</div>");
+            let failing: Vec<u64> =
+                state.get("failing_tabs").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
             h.push_str("<div class=\"scroll\"><table><thead><tr><th>tab</th><th>client_unique_id</th><th>mode</th><th>pc state</th><th>errors</th><th>moonlight-web session</th><th>ws</th><th>streamer</th><th>Wolf session</th><th>lobby</th><th>clients</th><th>pixels</th></tr></thead><tbody>");
             for r in rows {
                 let txt = |k: &str| match r.get(k) {
@@ -422,9 +468,11 @@ fn correlation(h: &mut String, s: &Summary) {
                 let bad = |ok: bool| if ok { "" } else { " class=\"bad\"" };
                 let errors =
                     r.get("errors").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default();
+                let named = r.get("tab").and_then(Value::as_u64).is_some_and(|t| failing.contains(&t));
+                let closed = if r.get("tab_open").and_then(Value::as_bool) == Some(false) { " (closed)" } else { "" };
                 let _ = write!(
                     h,
-                    "<tr><td><a href=\"#tab-{0}\">{0}</a></td><td class=\"mono\">{1}</td><td>{2}</td><td{3}>{4}</td><td{5}>{6}</td><td class=\"mono\">{7}</td><td{8}>{9}</td><td{10}>{11}</td><td class=\"mono\">{12}</td><td class=\"mono\">{13}</td><td>{14}</td><td{15}>{16} {17}</td></tr>",
+                    "<tr{18}><td><a href=\"#tab-{0}\">{0}</a>{19}</td><td class=\"mono\">{1}</td><td>{2}</td><td{3}>{4}</td><td{5}>{6}</td><td class=\"mono\">{7}</td><td{8}>{9}</td><td{10}>{11}</td><td class=\"mono\">{12}</td><td class=\"mono\">{13}</td><td>{14}</td><td{15}>{16} {17}</td></tr>",
                     escape(&txt("tab")),
                     escape(&txt("client_unique_id")),
                     escape(&txt("mode")),
@@ -442,7 +490,9 @@ fn correlation(h: &mut String, s: &Summary) {
                     escape(&txt("lobby_client_count")),
                     bad(pixels == "moving"),
                     pixels,
-                    escape(r.get("pixels_lobby").and_then(Value::as_str).unwrap_or(""))
+                    escape(r.get("pixels_lobby").and_then(Value::as_str).unwrap_or("")),
+                    if named { " class=\"failing\"" } else { "" },
+                    closed
                 );
             }
             h.push_str("</tbody></table></div>");
@@ -515,6 +565,7 @@ fn sparkline(points: &[(EpochMs, f64)], axis: &Axis, colour: &str) -> Option<Str
     if points.len() < 2 {
         return None;
     }
+    let points = &decimate(points, axis);
     const H: f64 = 34.0;
     let max = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
     let path: Vec<String> = points.iter().map(|(at, v)| format!("{:.1},{:.1}", axis.x(*at) - LABEL_W, H - 2.0 - (v / max) * (H - 6.0))).collect();
@@ -525,6 +576,52 @@ fn sparkline(points: &[(EpochMs, f64)], axis: &Axis, colour: &str) -> Option<Str
         path.join(" "),
         path.join(" ")
     ))
+}
+
+/// Columns of a sparkline: a line has no more detail than this across the plot.
+const SPARK_COLUMNS: f64 = 500.0;
+
+/// At most the lowest and the highest point of each column, in time order: the line looks the
+/// same (dips and spikes stay) with a bounded number of points however long the run.
+fn decimate(points: &[(EpochMs, f64)], axis: &Axis) -> Vec<(EpochMs, f64)> {
+    if points.len() <= 2 * SPARK_COLUMNS as usize {
+        return points.to_vec();
+    }
+    let mut out = Vec::with_capacity(2 * SPARK_COLUMNS as usize + 2);
+    let flush = |out: &mut Vec<(EpochMs, f64)>, lo: (EpochMs, f64), hi: (EpochMs, f64)| {
+        let (a, b) = if lo.0 <= hi.0 { (lo, hi) } else { (hi, lo) };
+        out.push(a);
+        if b != a {
+            out.push(b);
+        }
+    };
+    let column = |at: EpochMs| ((axis.x(at) - LABEL_W) / PLOT_W * SPARK_COLUMNS) as i64;
+    // (column, lowest, highest) of the column being filled.
+    type Column = (i64, (EpochMs, f64), (EpochMs, f64));
+    let mut current: Option<Column> = None;
+    for &p in points {
+        let col = column(p.0);
+        match &mut current {
+            Some((c, lo, hi)) if *c == col => {
+                if p.1 < lo.1 {
+                    *lo = p;
+                }
+                if p.1 > hi.1 {
+                    *hi = p;
+                }
+            }
+            _ => {
+                if let Some((_, lo, hi)) = current {
+                    flush(&mut out, lo, hi);
+                }
+                current = Some((col, p, p));
+            }
+        }
+    }
+    if let Some((_, lo, hi)) = current {
+        flush(&mut out, lo, hi);
+    }
+    out
 }
 
 fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
