@@ -284,7 +284,10 @@ fn markdown_says_what_failed_where_and_how_to_replay() {
     let (art, summary) = failing_run(&base);
     let md = std::fs::read_to_string(art.root().join("report.md")).unwrap();
     assert!(md.starts_with("## helix-e2e FAIL: second-connection"), "{md}");
-    assert!(md.contains(&summary.replay));
+    assert!(
+        md.contains(&format!("- **replay** second-connection alone: `{}`\n- **replay the whole run**: `{}`", summary.scenarios[0].replay, summary.replay)),
+        "{md}"
+    );
     assert!(md.contains("**two-tabs/tabs-connected**") && md.contains("**two-tabs/own-lobby-video**"));
     assert!(!md.contains("**two-tabs/unique-client-ids**"), "passed invariants stay out of the issue");
     assert!(md.contains("Failed during operation **open viewer tab 1**"));
@@ -331,6 +334,7 @@ async fn html_report_renders_in_chromium_and_shows_the_failure() {
         eval("document.querySelector('#replay').textContent").await,
         json!("helix-e2e run second-connection --seed 7 --fault webrtc-port-range=40000-40000")
     );
+    assert_eq!(eval("document.querySelector('#replay-run').textContent").await, json!("helix-e2e run --seed 7 --fault webrtc-port-range=40000-40000"));
     // The failure card carries the message as text (escaped, not parsed as markup).
     let cards = eval("Array.from(document.querySelectorAll('#failures .failure')).map(c => c.textContent)").await;
     let cards: Vec<String> = serde_json::from_value(cards).unwrap();
@@ -451,6 +455,9 @@ fn ten_minute_eight_tab_run(base: &Path) -> (ArtifactDir, Summary, Vec<helix_e2e
     for k in 0..(SECONDS * 4 / 5) {
         tl.push_at(at(k as f64 * 1.25), log(0.0, "moonlight-web", format!("[Streamer agent-{}] stats: rtt 3 ms, {} frames sent", k % TABS, k * 60)));
     }
+    // A tab of an earlier scenario, closed long before the failure: folded away.
+    tl.push_at(at(30.0), Event::Tab { tab: 8, probe: ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: "connected".into() } });
+    tl.push_at(at(40.0), Event::Browser { tab: Some(8), what: "tab closed".into() });
     let fail_at = at(SECONDS as f64 - 1.0);
     tl.push_at(fail_at - 500.0, Event::Tab { tab: 7, probe: ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: "failed".into() } });
     let observations = tl.snapshot();
@@ -522,5 +529,13 @@ fn report_html_of_a_ten_minute_eight_tab_run_stays_within_budget() {
     // Still the report: the failure, the failing tab's lane and its screenshots are there.
     assert!(html.contains("tab 7 is failed, not connected") && html.contains("id=\"tab-7\""));
     assert!(html.contains("src=\"data:image/png;base64,"));
+    // The long-closed tab is folded (a closed <details>), the failing ones are not.
+    let folded = html.split("<details id=\"closed-tabs-timeline\">").nth(1).expect("closed tabs folded in the timeline");
+    assert!(folded.starts_with("<summary>1 tab(s) closed before the first failure: tab 8</summary>"), "{}", &folded[..200]);
+    let cards = html.split("<details id=\"closed-tabs\">").nth(1).expect("closed tabs folded among the cards");
+    assert!(cards.contains("id=\"tab-8\"") && !cards.contains("id=\"tab-7\""));
+    // The header leads with the scenario's own command.
+    assert!(html.contains("<code id=\"replay\">helix-e2e run multi-tab-same-lobby --seed 8 --tabs 8 --hold-s 600</code>"));
+    assert!(html.contains("<code id=\"replay-run\">helix-e2e run --seed 8</code>"));
     let _ = std::fs::remove_dir_all(&base);
 }

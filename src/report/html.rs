@@ -8,13 +8,15 @@
 use super::digest::{brief_json, tabs_named, Digest, TabDigest};
 use super::junit::{anchor, escape, replay_of};
 use super::{contact_sheet, ScenarioResult, Summary, Verdict};
-use crate::timeline::EpochMs;
+use crate::timeline::{EpochMs, TabId};
 use base64::Engine;
 use serde_json::Value;
 use std::fmt::Write;
 use std::path::Path;
 
 const CSS: &str = include_str!("report.css");
+/// Rules of this file's own making: the failing tab's row, folded tabs, linked screenshots.
+const MORE_CSS: &str = "tr.failing td { background: #fdecec; } details#closed-tabs, details#closed-tabs-timeline { margin-top: 10px; } details > summary { cursor: pointer; } figure.linked { padding: 8px; }";
 
 /// Copy-to-clipboard for the replay command and the event filters. No errors on `file://`: the
 /// clipboard promise may reject there, which is caught.
@@ -94,21 +96,58 @@ pub fn render(summary: &Summary, digest: &Digest, root: &Path) -> String {
     let verdict = format!("{:?}", summary.verdict).to_uppercase();
     let _ = write!(
         h,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>helix-e2e {verdict} {}</title><style>{CSS}</style></head><body>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>helix-e2e {verdict} {}</title><style>{CSS}{MORE_CSS}</style></head><body>\n",
         escape(&what)
     );
     header(&mut h, summary, &verdict, &what);
     h.push_str("<nav><a href=\"#failures\">Failures</a><a href=\"#timeline\">Timeline</a><a href=\"#correlation\">State at failure</a><a href=\"#tabs\">Tabs</a><a href=\"#invariants\">Invariants</a><a href=\"#events\">Events</a><a href=\"#files\">Files</a></nav>\n<main>\n");
     let events = event_rows(digest);
+    let folded = folded_tabs(summary, digest);
     failures(&mut h, summary, digest, &axis, &events);
-    swimlane(&mut h, summary, digest, &axis);
+    swimlane(&mut h, summary, digest, &axis, &folded);
     correlation(&mut h, summary);
-    tabs(&mut h, summary, digest, &axis, root);
+    tabs(&mut h, summary, digest, &axis, root, &folded);
     invariants(&mut h, summary, &axis);
     events_table(&mut h, summary, &axis, &events);
     files(&mut h, root);
     let _ = write!(h, "</main>\n<script>{JS}</script>\n</body></html>\n");
     h
+}
+
+/// When a reader looks: the first failure, else the end of the run.
+fn moment(s: &Summary, d: &Digest) -> EpochMs {
+    s.scenarios
+        .iter()
+        .flat_map(|sc| sc.invariants.iter())
+        .filter(|i| !i.passed)
+        .map(|i| i.at)
+        .fold(None, |m: Option<EpochMs>, at| Some(m.map_or(at, |m| m.min(at))))
+        .unwrap_or(d.end)
+}
+
+fn moment_words(s: &Summary) -> &'static str {
+    if s.scenarios.iter().flat_map(|sc| sc.invariants.iter()).any(|i| !i.passed) {
+        "the first failure"
+    } else {
+        "the end of the run"
+    }
+}
+
+fn tab_list(tabs: &[TabId]) -> String {
+    tabs.iter().map(|t| format!("tab {t}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Tabs folded away (in a closed `<details>`): closed before the moment a reader looks at, and
+/// neither named by a failure nor in a state at failure. A long run opens and closes dozens; the
+/// failure's tabs stay in view.
+fn folded_tabs(s: &Summary, d: &Digest) -> Vec<TabId> {
+    let at = moment(s, d);
+    let mut kept: Vec<TabId> = s.scenarios.iter().flat_map(|sc| sc.invariants.iter()).filter(|i| !i.passed).flat_map(|i| tabs_named(&i.message)).collect();
+    for sc in &s.scenarios {
+        let rows = sc.state_at_failure.as_ref().and_then(|st| st.get("correlation")).and_then(Value::as_array);
+        kept.extend(rows.into_iter().flatten().filter_map(|r| r.get("tab").and_then(Value::as_u64)).map(|t| t as TabId));
+    }
+    d.tabs.iter().filter(|t| t.closed_at.is_some_and(|c| c < at) && !kept.contains(&t.tab)).map(|t| t.tab).collect()
 }
 
 fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
@@ -260,8 +299,7 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
     h.push_str("</section>\n");
 }
 
-fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
-    const LANE: f64 = 30.0;
+fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, folded: &[TabId]) {
     let mut lanes: Vec<(String, String)> = Vec::new();
     // Operations: alternate two rows so nested or back-to-back operations stay readable.
     let mut g = String::new();
@@ -280,10 +318,12 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
         );
     }
     lanes.push(("operations".into(), g));
+    let mut closed_lanes: Vec<(String, String)> = Vec::new();
     for t in &d.tabs {
-        lanes.push((format!("tab {}", t.tab), tab_lane(t, d, axis)));
+        let into = if folded.contains(&t.tab) { &mut closed_lanes } else { &mut lanes };
+        into.push((format!("tab {}", t.tab), tab_lane(t, d, axis)));
         if !t.frames.is_empty() {
-            lanes.push((format!("tab {} pixels", t.tab), pixel_lane(t, axis)));
+            into.push((format!("tab {} pixels", t.tab), pixel_lane(t, axis)));
         }
     }
     let mut g = String::new();
@@ -315,9 +355,34 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
         }
         lanes.push((format!("{svc} log"), g));
     }
+    h.push_str("<section id=\"timeline\"><h2>Timeline: tabs against server events</h2><div class=\"swim\">");
+    lanes_svg(h, &lanes, s, axis);
+    h.push_str("<div class=\"legend\">");
+    for st in ["new", "connecting", "connected", "disconnected", "failed", "closed"] {
+        let _ = write!(h, "<span><i style=\"background:{}\"></i>{st}</span>", state_colour(st));
+    }
+    h.push_str("<span><i style=\"background:#4f6bed\"></i>operation</span><span><i style=\"background:#7c4dcc\"></i>Wolf event</span><span><i style=\"background:#222\"></i>stage (tick)</span><span><i style=\"background:#d64545\"></i>problem / failed invariant</span><span>pixels: one colour per lobby stamp, grey = Wolf UI, black = black picture</span></div>");
+    if !closed_lanes.is_empty() {
+        // Closed before the failure and not named by it: there, one click away, not in the way.
+        let _ = write!(
+            h,
+            "<details id=\"closed-tabs-timeline\"><summary>{} tab(s) closed before {}: {}</summary>",
+            folded.len(),
+            moment_words(s),
+            tab_list(folded)
+        );
+        lanes_svg(h, &closed_lanes, s, axis);
+        h.push_str("</details>");
+    }
+    h.push_str("</div><p class=\"muted\">Hover a mark for its text.</p></section>\n");
+}
+
+/// Lanes of marks under a time axis, with the failed invariants across them.
+fn lanes_svg(h: &mut String, lanes: &[(String, String)], s: &Summary, axis: &Axis) {
+    const LANE: f64 = 30.0;
     let height = 24.0 + LANE * lanes.len() as f64 + 6.0;
     let width = LABEL_W + PLOT_W + 20.0;
-    let _ = write!(h, "<section id=\"timeline\"><h2>Timeline: tabs against server events</h2><div class=\"swim\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"timeline\">");
+    let _ = write!(h, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"timeline\">");
     // Axis with ticks at a round step.
     let span_s = (axis.end - axis.start) / 1000.0;
     let step = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0].into_iter().find(|s| span_s / s <= 12.0).unwrap_or(600.0);
@@ -340,11 +405,7 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
             let _ = write!(h, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"16\" y2=\"{height}\" stroke=\"#d64545\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>FAIL {} {}: {}</title></line>", axis.rel(inv.at), escape(&inv.name), escape(&inv.message));
         }
     }
-    h.push_str("</svg><div class=\"legend\">");
-    for st in ["new", "connecting", "connected", "disconnected", "failed", "closed"] {
-        let _ = write!(h, "<span><i style=\"background:{}\"></i>{st}</span>", state_colour(st));
-    }
-    h.push_str("<span><i style=\"background:#4f6bed\"></i>operation</span><span><i style=\"background:#7c4dcc\"></i>Wolf event</span><span><i style=\"background:#222\"></i>stage (tick)</span><span><i style=\"background:#d64545\"></i>problem / failed invariant</span><span>pixels: one colour per lobby stamp, grey = Wolf UI, black = black picture</span></div></div><p class=\"muted\">Hover a mark for its text.</p></section>\n");
+    h.push_str("</svg>");
 }
 
 fn tab_lane(t: &TabDigest, d: &Digest, axis: &Axis) -> String {
@@ -624,13 +685,43 @@ fn decimate(points: &[(EpochMs, f64)], axis: &Axis) -> Vec<(EpochMs, f64)> {
     out
 }
 
-fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
+/// Bytes of screenshots the page embeds at most (base64 grows them by a third); the rest are
+/// links into `screenshots/`, so a run with many tabs still opens quickly.
+const EMBED_BUDGET_BYTES: usize = 2_000_000;
+
+fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path, folded: &[TabId]) {
     h.push_str("<section id=\"tabs\"><h2>Tabs</h2><div class=\"tabgrid\">\n");
     let mut ids: Vec<usize> = d.tabs.iter().map(|t| t.tab).chain(s.tabs.iter().map(|t| t.tab)).collect();
     ids.sort_unstable();
     ids.dedup();
+    let mut embed_left = EMBED_BUDGET_BYTES;
+    for &id in ids.iter().filter(|id| !folded.contains(id)) {
+        tab_card(h, s, d, axis, root, id, &mut embed_left);
+    }
+    h.push_str("</div>");
+    if !folded.is_empty() {
+        let _ = write!(
+            h,
+            "<details id=\"closed-tabs\"><summary>{} tab(s) closed before {}: {}</summary><div class=\"tabgrid\">",
+            folded.len(),
+            moment_words(s),
+            tab_list(folded)
+        );
+        // Folded away: their screenshots are links, not bytes of this page.
+        let mut none = 0;
+        for &id in ids.iter().filter(|id| folded.contains(id)) {
+            tab_card(h, s, d, axis, root, id, &mut none);
+        }
+        h.push_str("</div></details>");
+    }
+    h.push_str("</section>\n");
+}
+
+/// One tab's card: what it was, its stats on the run's axis, screenshots (embedded while
+/// `embed_left` lasts, linked after), its marks.
+fn tab_card(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path, id: TabId, embed_left: &mut usize) {
     let empty = TabDigest::default();
-    for id in ids {
+    {
         let t = d.tab(id).unwrap_or(&empty);
         let facts = s.tabs.iter().find(|f| f.tab == id);
         let failed = s.scenarios.iter().flat_map(|sc| sc.invariants.iter()).any(|i| !i.passed && tabs_named(&i.message).contains(&id));
@@ -704,13 +795,19 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
             h.push_str("<div class=\"shots\">");
             for p in &shots {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if let Ok(bytes) = std::fs::read(p) {
-                    let _ = write!(
-                        h,
-                        "<figure><a href=\"screenshots/{0}\"><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"></a><figcaption>{0}</figcaption></figure>",
-                        escape(name),
-                        base64::engine::general_purpose::STANDARD.encode(bytes)
-                    );
+                let size = std::fs::metadata(p).map(|m| m.len() as usize).unwrap_or(usize::MAX);
+                if size <= *embed_left {
+                    if let Ok(bytes) = std::fs::read(p) {
+                        *embed_left -= size;
+                        let _ = write!(
+                            h,
+                            "<figure><a href=\"screenshots/{0}\"><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"></a><figcaption>{0}</figcaption></figure>",
+                            escape(name),
+                            base64::engine::general_purpose::STANDARD.encode(bytes)
+                        );
+                    }
+                } else {
+                    let _ = write!(h, "<figure class=\"linked\"><a href=\"screenshots/{0}\">{0}</a></figure>", escape(name));
                 }
             }
             h.push_str("</div>");
@@ -737,7 +834,6 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
         }
         h.push_str("</div>\n");
     }
-    h.push_str("</div></section>\n");
 }
 
 fn invariants(h: &mut String, s: &Summary, axis: &Axis) {
