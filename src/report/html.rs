@@ -707,10 +707,9 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path, folde
             moment_words(s),
             tab_list(folded)
         );
-        // Folded away: their screenshots are links, not bytes of this page.
-        let mut none = 0;
+        // Folded away: embedded with what the tabs in view left of the budget.
         for &id in ids.iter().filter(|id| folded.contains(id)) {
-            tab_card(h, s, d, axis, root, id, &mut none);
+            tab_card(h, s, d, axis, root, id, &mut embed_left);
         }
         h.push_str("</div></details>");
     }
