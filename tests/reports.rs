@@ -138,7 +138,8 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
         target: "embedded reference stack".into(),
         started_at: "2026-01-01T00:00:00.000+00:00".into(),
         duration_s: 10.5,
-        replay: "helix-e2e run second-connection --seed 7 --fault webrtc-port-range=40000-40000".into(),
+        // The whole run's command (the default suite); the scenario carries its own.
+        replay: "helix-e2e run --seed 7 --fault webrtc-port-range=40000-40000".into(),
         scenarios: vec![ScenarioResult {
             name: "second-connection".into(),
             verdict: Verdict::Fail,
@@ -179,61 +180,55 @@ fn fresh_base(name: &str) -> PathBuf {
 }
 
 #[test]
-fn junit_is_well_formed_with_the_schema_attributes_and_consistent_counts() {
+fn junit_has_one_case_per_check_and_counts_each_failure_once() {
     let base = fresh_base("junit");
-    let (art, _) = failing_run(&base);
+    let (art, summary) = failing_run(&base);
     let text = std::fs::read_to_string(art.root().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("junit.xml is not XML: {e}\n{text}"));
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "testsuites");
+    assert_eq!(root.attributes().len(), 0, "the Ant schema allows no attributes on <testsuites>");
     let num = |n: roxmltree::Node, a: &str| -> usize {
         n.attribute(a).unwrap_or_else(|| panic!("<{}> lacks {a}", n.tag_name().name())).parse().unwrap_or_else(|e| panic!("{a}: {e}"))
     };
     let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
-    assert_eq!(suites.len(), 1);
-    let (mut tests, mut failures, mut errors) = (0, 0, 0);
-    for s in &suites {
-        for a in ["name", "tests", "failures", "errors", "skipped", "time", "timestamp", "hostname", "id", "package"] {
-            assert!(s.attribute(a).is_some(), "testsuite lacks {a}");
-        }
-        assert!(!s.attribute("timestamp").unwrap().contains('+'), "xs:dateTime without a zone");
-        // The schema's element order: properties, testcase*, system-out, system-err.
-        let order: Vec<&str> = s.children().filter(|n| n.is_element()).map(|n| n.tag_name().name()).collect();
-        assert_eq!(order.first(), Some(&"properties"));
-        assert_eq!(&order[order.len() - 2..], &["system-out", "system-err"]);
-        let cases: Vec<_> = s.children().filter(|n| n.has_tag_name("testcase")).collect();
-        // One per scenario plus one per invariant.
-        assert_eq!(cases.len(), 1 + 3);
-        assert_eq!(num(*s, "tests"), cases.len());
-        for c in &cases {
-            for a in ["name", "classname", "time"] {
-                assert!(c.attribute(a).is_some(), "testcase lacks {a}");
-            }
-            c.attribute("time").unwrap().parse::<f64>().unwrap();
-        }
-        let failed: Vec<_> = cases.iter().filter_map(|c| c.children().find(|n| n.has_tag_name("failure"))).collect();
-        assert_eq!(num(*s, "failures"), failed.len());
-        assert_eq!(failed.len(), 3, "the scenario and its two failed invariants");
-        for f in &failed {
-            assert!(f.attribute("message").is_some() && f.attribute("type").is_some());
-        }
-        // Escaping round-trips: the parsed attribute is the original text.
-        let tc = cases.iter().find(|c| c.attribute("name") == Some("two-tabs/tabs-connected")).unwrap();
-        let f = tc.children().find(|n| n.has_tag_name("failure")).unwrap();
-        assert_eq!(f.attribute("message"), Some(NASTY));
-        let body = f.text().unwrap();
-        assert!(
-            body.contains("evidence:")
-                && body.contains("report.html#inv-")
-                && body.contains("screenshots/tab-1-streaming.png")
-                && body.contains("webrtc-internals/tab-1/"),
-            "{body}"
-        );
-        tests += num(*s, "tests");
-        failures += num(*s, "failures");
-        errors += num(*s, "errors");
+    assert_eq!(suites.len(), 1, "one suite per scenario: {text}");
+    let s = suites[0];
+    assert_eq!(s.attribute("name"), Some("second-connection"));
+    for a in ["name", "tests", "failures", "errors", "skipped", "time", "timestamp", "hostname", "id", "package"] {
+        assert!(s.attribute(a).is_some(), "testsuite lacks {a}");
     }
-    assert_eq!((num(root, "tests"), num(root, "failures"), num(root, "errors")), (tests, failures, errors));
+    assert!(!s.attribute("timestamp").unwrap().contains('+'), "xs:dateTime without a zone");
+    // The schema's element order: properties, testcase*, system-out, system-err.
+    let order: Vec<&str> = s.children().filter(|n| n.is_element()).map(|n| n.tag_name().name()).collect();
+    assert_eq!(order.first(), Some(&"properties"));
+    assert_eq!(&order[order.len() - 2..], &["system-out", "system-err"]);
+    let cases: Vec<_> = s.children().filter(|n| n.has_tag_name("testcase")).collect();
+    // One per invariant check, nothing for the scenario besides.
+    let names: Vec<&str> = cases.iter().filter_map(|c| c.attribute("name")).collect();
+    assert_eq!(names, ["two-tabs/tabs-connected", "two-tabs/own-lobby-video", "two-tabs/unique-client-ids"]);
+    assert_eq!(num(s, "tests"), cases.len());
+    for c in &cases {
+        assert_eq!(c.attribute("classname"), Some("second-connection"));
+        c.attribute("time").unwrap().parse::<f64>().unwrap();
+    }
+    let failed: Vec<_> = cases.iter().filter_map(|c| c.children().find(|n| n.has_tag_name("failure"))).collect();
+    assert_eq!((num(s, "failures"), num(s, "errors")), (2, 0), "two broken invariants are two failures");
+    assert_eq!(failed.len(), 2);
+    // Escaping round-trips: the parsed attribute is the original text.
+    let tc = cases.iter().find(|c| c.attribute("name") == Some("two-tabs/tabs-connected")).unwrap();
+    let f = tc.children().find(|n| n.has_tag_name("failure")).unwrap();
+    assert_eq!(f.attribute("message"), Some(NASTY));
+    let body = f.text().unwrap();
+    let replay = &summary.scenarios[0].replay;
+    assert!(
+        body.contains(&format!("replay (this scenario alone): {replay}"))
+            && body.contains("during operation: open viewer tab 1")
+            && body.contains("report.html#inv-")
+            && body.contains("screenshots/tab-1-streaming.png")
+            && body.contains("webrtc-internals/tab-1/"),
+        "{body}"
+    );
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -289,7 +284,10 @@ fn markdown_says_what_failed_where_and_how_to_replay() {
     let (art, summary) = failing_run(&base);
     let md = std::fs::read_to_string(art.root().join("report.md")).unwrap();
     assert!(md.starts_with("## helix-e2e FAIL: second-connection"), "{md}");
-    assert!(md.contains(&summary.replay));
+    assert!(
+        md.contains(&format!("- **replay** second-connection alone: `{}`\n- **replay the whole run**: `{}`", summary.scenarios[0].replay, summary.replay)),
+        "{md}"
+    );
     assert!(md.contains("**two-tabs/tabs-connected**") && md.contains("**two-tabs/own-lobby-video**"));
     assert!(!md.contains("**two-tabs/unique-client-ids**"), "passed invariants stay out of the issue");
     assert!(md.contains("Failed during operation **open viewer tab 1**"));
@@ -336,6 +334,7 @@ async fn html_report_renders_in_chromium_and_shows_the_failure() {
         eval("document.querySelector('#replay').textContent").await,
         json!("helix-e2e run second-connection --seed 7 --fault webrtc-port-range=40000-40000")
     );
+    assert_eq!(eval("document.querySelector('#replay-run').textContent").await, json!("helix-e2e run --seed 7 --fault webrtc-port-range=40000-40000"));
     // The failure card carries the message as text (escaped, not parsed as markup).
     let cards = eval("Array.from(document.querySelectorAll('#failures .failure')).map(c => c.textContent)").await;
     let cards: Vec<String> = serde_json::from_value(cards).unwrap();
@@ -370,4 +369,173 @@ async fn html_report_renders_in_chromium_and_shows_the_failure() {
     if std::env::var_os("KEEP_REPORT").is_none() {
         let _ = std::fs::remove_dir_all(&base);
     }
+}
+
+/// The budget of `report.html`: it must open on a laptop after a long run.
+const HTML_BUDGET_BYTES: usize = 5_000_000;
+
+/// A run the size of a 10-minute, 8-tab run, at the rates of a real one. Measured on
+/// `helix-e2e run multi-tab-same-lobby --seed 11` (embedded stack, 3 tabs, 23 s, 854
+/// observations): per streaming tab 4.9 frame samples/s and 0.96 `getStats()`/s, and 47 other
+/// tab events around its connect (20 WebSocket messages, 10 pc states, 5 HTTP, 4 candidates, …);
+/// server polls 10/s (Wolf 6.1, moonlight-web 2, API 2); log lines 0.8/s while streaming
+/// (moonlight-web) plus about 20 (moonlight-web) and 4 (Wolf) per tab connect or close; Wolf
+/// events about 3 per connect or close. Here: 8 tabs streaming for 10 minutes (5 frames/s,
+/// 1 stats/s), then a failure naming tab 7, with 4 screenshots per tab.
+fn ten_minute_eight_tab_run(base: &Path) -> (ArtifactDir, Summary, Vec<helix_e2e::timeline::Observation>) {
+    let art = ArtifactDir::create(base, "20260101T000000Z-0000000000000008").unwrap();
+    let tl = Timeline::new();
+    let t0 = 1_800_000_000_000.0;
+    let at = |s: f64| t0 + s * 1000.0;
+    const TABS: usize = 8;
+    const SECONDS: usize = 600;
+    let log = |_: f64, service: &str, message: String| Event::Log { service: service.into(), level: "INFO".into(), message };
+    tl.push_at(at(0.0), Event::Op { name: "create agent session".into(), phase: OpPhase::Start });
+    tl.push_at(at(0.2), Event::Op { name: "create agent session".into(), phase: OpPhase::Ok });
+    for tab in 0..TABS {
+        let s0 = 1.0 + tab as f64 * 2.5;
+        let p = |probe| Event::Tab { tab, probe };
+        tl.push_at(at(s0 - 0.5), Event::Op { name: format!("open viewer tab for ses_{tab}"), phase: OpPhase::Start });
+        tl.push_at(at(s0), p(ProbeEvent::PageLoad { url: format!("http://127.0.0.1:9/session/ses_{tab}?e2e_tab={tab}") }));
+        for k in 0..20 {
+            let msg = if k == 0 {
+                json!({"AuthenticateAndInit": {"mode": "join", "client_unique_id": format!("uid-{tab}")}})
+            } else {
+                json!({"StageStarting": {"stage": format!("stage {k}")}})
+            };
+            tl.push_at(at(s0 + 0.01 * k as f64), p(ProbeEvent::WsMessage { ws: 0, dir: if k == 0 { Direction::Sent } else { Direction::Received }, msg }));
+        }
+        for (k, state) in ["new", "connecting", "connected"].iter().enumerate() {
+            tl.push_at(at(s0 + 0.3 + 0.1 * k as f64), p(ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: (*state).into() }));
+        }
+        for k in 0..20 {
+            tl.push_at(at(s0 + 0.02 * k as f64), log(0.0, "moonlight-web", format!("[Streamer agent-{tab}] step {k} of bringing the stream up")));
+        }
+        for k in 0..4 {
+            tl.push_at(at(s0 + 0.05 * k as f64), log(0.0, "wolf", format!("[LOBBY] session {tab} joining, step {k}")));
+        }
+        for k in 0..3 {
+            tl.push_at(at(s0 + 0.1 * k as f64), Event::WolfEvent { name: "StreamSession".into(), data: json!({"client_id": format!("{tab}"), "step": k}) });
+        }
+        tl.push_at(at(s0 + 0.5), Event::Op { name: format!("open viewer tab for ses_{tab}"), phase: OpPhase::Ok });
+        for k in 0..SECONDS * 5 {
+            let s = s0 + 0.5 + k as f64 * 0.2;
+            if s > SECONDS as f64 {
+                break;
+            }
+            let stamp = Some(helix_e2e::frames::stamp::Stamp { tag: tab as u16 + 1, counter: (k % 1024) as u16 });
+            let sample = helix_e2e::timeline::FrameSample {
+                video_width: 1280,
+                video_height: 720,
+                presented: k as u64 * 12,
+                mean_luma: 90.0 + (k % 7) as f64,
+                hash: format!("{k:x}"),
+                luma: String::new(),
+                stamp,
+            };
+            tl.push_at(at(s), p(ProbeEvent::Frame { video: 0, sample }));
+            if k % 5 == 0 {
+                let st = StatsSample {
+                    frames_decoded: Some(k as u64 * 12),
+                    bytes_received: Some(k as u64 * 250_000),
+                    packets_lost: Some((k / 500) as i64),
+                    ..StatsSample::default()
+                };
+                tl.push_at(at(s), p(ProbeEvent::Stats { pc: 0, stats: st }));
+            }
+        }
+    }
+    for k in 0..SECONDS * 10 {
+        let service = ["wolf", "wolf", "wolf", "wolf", "wolf", "wolf", "moonlight-web", "moonlight-web", "api", "api"][k % 10];
+        tl.push_at(
+            at(k as f64 * 0.1),
+            Event::Poll { service: service.into(), reply: std::sync::Arc::new(helix_e2e::timeline::Reply::Failed("not polled in this synthetic run".into())) },
+        );
+    }
+    for k in 0..(SECONDS * 4 / 5) {
+        tl.push_at(at(k as f64 * 1.25), log(0.0, "moonlight-web", format!("[Streamer agent-{}] stats: rtt 3 ms, {} frames sent", k % TABS, k * 60)));
+    }
+    // A tab of an earlier scenario, closed long before the failure: folded away.
+    tl.push_at(at(30.0), Event::Tab { tab: 8, probe: ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: "connected".into() } });
+    tl.push_at(at(40.0), Event::Browser { tab: Some(8), what: "tab closed".into() });
+    let fail_at = at(SECONDS as f64 - 1.0);
+    tl.push_at(fail_at - 500.0, Event::Tab { tab: 7, probe: ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: "failed".into() } });
+    let observations = tl.snapshot();
+    report::write_timeline(&art, &observations).unwrap();
+    for tab in 0..TABS {
+        for (k, label) in ["tab-1", "all-tabs", "after-close"].iter().enumerate() {
+            art.write(&format!("screenshots/tab-{tab}-video-0-{label}.png"), &png(320, 180, [(30 * tab) as u8, 90 + k as u8 * 20, 60])).unwrap();
+        }
+        art.write(&format!("screenshots/tab-{tab}-at-failure.png"), &png(1280, 800, [20, 20, (20 * tab) as u8])).unwrap();
+    }
+    let row = |tab: usize| json!({"tab": tab, "client_unique_id": format!("uid-{tab}"), "mode": "join", "connection_state": if tab == 7 { "failed" } else { "connected" }, "errors": [], "mlw_session": format!("m-{tab}"), "mlw_has_websocket": true, "mlw_streamer_alive": true, "wolf_session": format!("{tab}"), "lobby": "lobby-a", "lobby_client_count": 8, "pixels_lobby": "lobby-a", "pixels": {"samples": 10, "with_video": 10, "black": false, "advancing": true}, "tab_open": true});
+    let mut rows: Vec<Value> = vec![row(7)];
+    rows.extend((0..7).map(row));
+    let replay = "helix-e2e run multi-tab-same-lobby --seed 8 --tabs 8 --hold-s 600".to_string();
+    let summary = Summary {
+        run_id: "20260101T000000Z-0000000000000008".into(),
+        verdict: Verdict::Fail,
+        seed: 8,
+        target: "embedded reference stack".into(),
+        started_at: "2026-01-01T00:00:00.000+00:00".into(),
+        duration_s: SECONDS as f64,
+        replay: "helix-e2e run --seed 8".into(),
+        scenarios: vec![ScenarioResult {
+            name: "multi-tab-same-lobby".into(),
+            verdict: Verdict::Fail,
+            invariants: vec![
+                InvariantResult { name: "several-tabs-one-lobby".into(), passed: false, message: "tab 7 is failed, not connected".into(), at: fail_at },
+                InvariantResult { name: "unique-client-ids".into(), passed: true, message: "8 distinct".into(), at: fail_at },
+            ],
+            failed_op: Some("keep tabs idle for 600.0 s".into()),
+            state_at_failure: Some(
+                json!({"invariant": "several-tabs-one-lobby", "failing_tabs": [7], "correlation": rows, "servers": {"wolf_sessions": [], "lobbies": [], "mlw_sessions": [], "memory": null, "errors": []}}),
+            ),
+            detections: vec![],
+            error: None,
+            duration_s: SECONDS as f64,
+            replay,
+        }],
+        tabs: (0..TABS)
+            .map(|tab| TabFacts {
+                tab,
+                url: format!("http://127.0.0.1:9/session/ses_{tab}?e2e_tab={tab}"),
+                client_unique_ids: vec![format!("uid-{tab}")],
+                session_ids: vec![format!("m-{tab}")],
+                wolf_sessions: vec![format!("{tab}")],
+                connection_states: vec!["new".into(), "connecting".into(), "connected".into()],
+                errors: vec![],
+                screenshot: Some(format!("screenshots/tab-{tab}-at-failure.png")),
+            })
+            .collect(),
+        artifacts: art.root().display().to_string(),
+        error: None,
+        logs_missing: vec![],
+    };
+    (art, summary, observations)
+}
+
+#[test]
+fn report_html_of_a_ten_minute_eight_tab_run_stays_within_budget() {
+    let base = fresh_base("budget");
+    let (art, summary, observations) = ten_minute_eight_tab_run(&base);
+    let errors = report::write_reports(&art, &summary, &observations);
+    assert!(errors.is_empty(), "{errors:?}");
+    let html = std::fs::read_to_string(art.root().join("report.html")).unwrap();
+    let sections: Vec<String> = html.split("<section id=\"").skip(1).map(|s| format!("{} {} kB", s.split('"').next().unwrap_or(""), s.len() / 1000)).collect();
+    eprintln!("{} observations; report.html {} kB: {}", observations.len(), html.len() / 1000, sections.join(", "));
+    assert!(observations.len() > 30_000, "the run is as big as meant: {}", observations.len());
+    assert!(html.len() < HTML_BUDGET_BYTES, "report.html is {} bytes, over the {HTML_BUDGET_BYTES} budget: {}", html.len(), sections.join(", "));
+    // Still the report: the failure, the failing tab's lane and its screenshots are there.
+    assert!(html.contains("tab 7 is failed, not connected") && html.contains("id=\"tab-7\""));
+    assert!(html.contains("src=\"data:image/png;base64,"));
+    // The long-closed tab is folded (a closed <details>), the failing ones are not.
+    let folded = html.split("<details id=\"closed-tabs-timeline\">").nth(1).expect("closed tabs folded in the timeline");
+    assert!(folded.starts_with("<summary>1 tab(s) closed before the first failure: tab 8</summary>"), "{}", &folded[..200]);
+    let cards = html.split("<details id=\"closed-tabs\">").nth(1).expect("closed tabs folded among the cards");
+    assert!(cards.contains("id=\"tab-8\"") && !cards.contains("id=\"tab-7\""));
+    // The header leads with the scenario's own command.
+    assert!(html.contains("<code id=\"replay\">helix-e2e run multi-tab-same-lobby --seed 8 --tabs 8 --hold-s 600</code>"));
+    assert!(html.contains("<code id=\"replay-run\">helix-e2e run --seed 8</code>"));
+    let _ = std::fs::remove_dir_all(&base);
 }

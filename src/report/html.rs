@@ -6,15 +6,17 @@
 //! escaping, time formatting and the digest; split, one page's layout would be scattered.
 
 use super::digest::{brief_json, tabs_named, Digest, TabDigest};
-use super::junit::{anchor, escape};
+use super::junit::{anchor, escape, replay_of};
 use super::{contact_sheet, ScenarioResult, Summary, Verdict};
-use crate::timeline::EpochMs;
+use crate::timeline::{EpochMs, TabId};
 use base64::Engine;
 use serde_json::Value;
 use std::fmt::Write;
 use std::path::Path;
 
 const CSS: &str = include_str!("report.css");
+/// Rules of this file's own making: the failing tab's row, folded tabs, linked screenshots.
+const MORE_CSS: &str = "tr.failing td { background: #fdecec; } details#closed-tabs, details#closed-tabs-timeline { margin-top: 10px; } details > summary { cursor: pointer; } figure.linked { padding: 8px; }";
 
 /// Copy-to-clipboard for the replay command and the event filters. No errors on `file://`: the
 /// clipboard promise may reject there, which is caught.
@@ -94,16 +96,17 @@ pub fn render(summary: &Summary, digest: &Digest, root: &Path) -> String {
     let verdict = format!("{:?}", summary.verdict).to_uppercase();
     let _ = write!(
         h,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>helix-e2e {verdict} {}</title><style>{CSS}</style></head><body>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>helix-e2e {verdict} {}</title><style>{CSS}{MORE_CSS}</style></head><body>\n",
         escape(&what)
     );
     header(&mut h, summary, &verdict, &what);
     h.push_str("<nav><a href=\"#failures\">Failures</a><a href=\"#timeline\">Timeline</a><a href=\"#correlation\">State at failure</a><a href=\"#tabs\">Tabs</a><a href=\"#invariants\">Invariants</a><a href=\"#events\">Events</a><a href=\"#files\">Files</a></nav>\n<main>\n");
     let events = event_rows(digest);
+    let folded = folded_tabs(summary, digest);
     failures(&mut h, summary, digest, &axis, &events);
-    swimlane(&mut h, summary, digest, &axis);
+    swimlane(&mut h, summary, digest, &axis, &folded);
     correlation(&mut h, summary);
-    tabs(&mut h, summary, digest, &axis, root);
+    tabs(&mut h, summary, digest, &axis, root, &folded);
     invariants(&mut h, summary, &axis);
     events_table(&mut h, summary, &axis, &events);
     files(&mut h, root);
@@ -111,12 +114,54 @@ pub fn render(summary: &Summary, digest: &Digest, root: &Path) -> String {
     h
 }
 
+/// When a reader looks: the first failure, else the end of the run.
+fn moment(s: &Summary, d: &Digest) -> EpochMs {
+    s.scenarios
+        .iter()
+        .flat_map(|sc| sc.invariants.iter())
+        .filter(|i| !i.passed)
+        .map(|i| i.at)
+        .fold(None, |m: Option<EpochMs>, at| Some(m.map_or(at, |m| m.min(at))))
+        .unwrap_or(d.end)
+}
+
+fn moment_words(s: &Summary) -> &'static str {
+    if s.scenarios.iter().flat_map(|sc| sc.invariants.iter()).any(|i| !i.passed) {
+        "the first failure"
+    } else {
+        "the end of the run"
+    }
+}
+
+fn tab_list(tabs: &[TabId]) -> String {
+    tabs.iter().map(|t| format!("tab {t}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Tabs folded away (in a closed `<details>`): closed before the moment a reader looks at, and
+/// neither named by a failure nor in a state at failure. A long run opens and closes dozens; the
+/// failure's tabs stay in view.
+fn folded_tabs(s: &Summary, d: &Digest) -> Vec<TabId> {
+    let at = moment(s, d);
+    let mut kept: Vec<TabId> = s.scenarios.iter().flat_map(|sc| sc.invariants.iter()).filter(|i| !i.passed).flat_map(|i| tabs_named(&i.message)).collect();
+    for sc in &s.scenarios {
+        let rows = sc.state_at_failure.as_ref().and_then(|st| st.get("correlation")).and_then(Value::as_array);
+        kept.extend(rows.into_iter().flatten().filter_map(|r| r.get("tab").and_then(Value::as_u64)).map(|t| t as TabId));
+    }
+    d.tabs.iter().filter(|t| t.closed_at.is_some_and(|c| c < at) && !kept.contains(&t.tab)).map(|t| t.tab).collect()
+}
+
 fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
+    // The failing scenario's own command first: rerunning the whole suite takes minutes.
+    let failing = s.first_failing();
+    let (replay_label, replay) = match failing {
+        Some(sc) => (format!("replay {} alone", sc.name), replay_of(s, sc)),
+        None => ("replay".to_string(), s.replay.as_str()),
+    };
     let _ = write!(
         h,
         "<header class=\"{}\"><h1><span class=\"badge\" id=\"verdict\">{verdict}</span><span class=\"what\">{}</span></h1>\
          <div class=\"meta\"><span>run <b>{}</b></span><span>target <b>{}</b></span><span>seed <b>{}</b></span><span>{:.1} s</span><span>started {}</span></div>\
-         <div class=\"replay\"><code id=\"replay\">{}</code><button data-copy=\"replay\" type=\"button\">copy</button></div>",
+         <div class=\"replay\"><span class=\"muted\">{}</span> <code id=\"replay\">{}</code><button data-copy=\"replay\" type=\"button\">copy</button></div>",
         verdict_class(s.verdict),
         escape(if what.is_empty() { "no scenario ran" } else { what }),
         escape(&s.run_id),
@@ -124,8 +169,16 @@ fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
         s.seed,
         s.duration_s,
         escape(&s.started_at),
-        escape(&s.replay)
+        escape(&replay_label),
+        escape(replay)
     );
+    if failing.is_some() {
+        let _ = write!(
+            h,
+            "<div class=\"replay\"><span class=\"muted\">the whole run</span> <code id=\"replay-run\">{}</code><button data-copy=\"replay-run\" type=\"button\">copy</button></div>",
+            escape(&s.replay)
+        );
+    }
     if let Some(e) = &s.error {
         let _ = write!(h, "<div class=\"meta\"><span>error: <b>{}</b></span></div>", escape(e));
     }
@@ -246,8 +299,7 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
     h.push_str("</section>\n");
 }
 
-fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
-    const LANE: f64 = 30.0;
+fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, folded: &[TabId]) {
     let mut lanes: Vec<(String, String)> = Vec::new();
     // Operations: alternate two rows so nested or back-to-back operations stay readable.
     let mut g = String::new();
@@ -266,10 +318,12 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
         );
     }
     lanes.push(("operations".into(), g));
+    let mut closed_lanes: Vec<(String, String)> = Vec::new();
     for t in &d.tabs {
-        lanes.push((format!("tab {}", t.tab), tab_lane(t, d, axis)));
+        let into = if folded.contains(&t.tab) { &mut closed_lanes } else { &mut lanes };
+        into.push((format!("tab {}", t.tab), tab_lane(t, d, axis)));
         if !t.frames.is_empty() {
-            lanes.push((format!("tab {} pixels", t.tab), pixel_lane(t, axis)));
+            into.push((format!("tab {} pixels", t.tab), pixel_lane(t, axis)));
         }
     }
     let mut g = String::new();
@@ -301,9 +355,34 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
         }
         lanes.push((format!("{svc} log"), g));
     }
+    h.push_str("<section id=\"timeline\"><h2>Timeline: tabs against server events</h2><div class=\"swim\">");
+    lanes_svg(h, &lanes, s, axis);
+    h.push_str("<div class=\"legend\">");
+    for st in ["new", "connecting", "connected", "disconnected", "failed", "closed"] {
+        let _ = write!(h, "<span><i style=\"background:{}\"></i>{st}</span>", state_colour(st));
+    }
+    h.push_str("<span><i style=\"background:#4f6bed\"></i>operation</span><span><i style=\"background:#7c4dcc\"></i>Wolf event</span><span><i style=\"background:#222\"></i>stage (tick)</span><span><i style=\"background:#d64545\"></i>problem / failed invariant</span><span>pixels: one colour per lobby stamp, grey = Wolf UI, black = black picture</span></div>");
+    if !closed_lanes.is_empty() {
+        // Closed before the failure and not named by it: there, one click away, not in the way.
+        let _ = write!(
+            h,
+            "<details id=\"closed-tabs-timeline\"><summary>{} tab(s) closed before {}: {}</summary>",
+            folded.len(),
+            moment_words(s),
+            tab_list(folded)
+        );
+        lanes_svg(h, &closed_lanes, s, axis);
+        h.push_str("</details>");
+    }
+    h.push_str("</div><p class=\"muted\">Hover a mark for its text.</p></section>\n");
+}
+
+/// Lanes of marks under a time axis, with the failed invariants across them.
+fn lanes_svg(h: &mut String, lanes: &[(String, String)], s: &Summary, axis: &Axis) {
+    const LANE: f64 = 30.0;
     let height = 24.0 + LANE * lanes.len() as f64 + 6.0;
     let width = LABEL_W + PLOT_W + 20.0;
-    let _ = write!(h, "<section id=\"timeline\"><h2>Timeline: tabs against server events</h2><div class=\"swim\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"timeline\">");
+    let _ = write!(h, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"timeline\">");
     // Axis with ticks at a round step.
     let span_s = (axis.end - axis.start) / 1000.0;
     let step = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0].into_iter().find(|s| span_s / s <= 12.0).unwrap_or(600.0);
@@ -326,11 +405,7 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis) {
             let _ = write!(h, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"16\" y2=\"{height}\" stroke=\"#d64545\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>FAIL {} {}: {}</title></line>", axis.rel(inv.at), escape(&inv.name), escape(&inv.message));
         }
     }
-    h.push_str("</svg><div class=\"legend\">");
-    for st in ["new", "connecting", "connected", "disconnected", "failed", "closed"] {
-        let _ = write!(h, "<span><i style=\"background:{}\"></i>{st}</span>", state_colour(st));
-    }
-    h.push_str("<span><i style=\"background:#4f6bed\"></i>operation</span><span><i style=\"background:#7c4dcc\"></i>Wolf event</span><span><i style=\"background:#222\"></i>stage (tick)</span><span><i style=\"background:#d64545\"></i>problem / failed invariant</span><span>pixels: one colour per lobby stamp, grey = Wolf UI, black = black picture</span></div></div><p class=\"muted\">Hover a mark for its text.</p></section>\n");
+    h.push_str("</svg>");
 }
 
 fn tab_lane(t: &TabDigest, d: &Digest, axis: &Axis) -> String {
@@ -373,26 +448,55 @@ fn tab_lane(t: &TabDigest, d: &Digest, axis: &Axis) -> String {
     g
 }
 
+/// What a frame sample showed, as a colour and words; consecutive samples alike share one mark.
+fn looks(f: &super::digest::FramePoint) -> (String, String) {
+    match f.stamp {
+        Some(s) => (tag_colour(s.tag), format!("stamp tag {}", s.tag)),
+        None if f.mean_luma < crate::frames::analysis::BLACK_LUMA && f.presented > 0 => ("#111".into(), "black picture".into()),
+        None if f.presented == 0 => ("#e6e8ec".into(), "no video".into()),
+        None => ("#c3c8cf".into(), "no stamp".into()),
+    }
+}
+
+/// Samples further apart than this are a gap in the lane, not one stretch.
+const PIXEL_GAP_MS: f64 = 2000.0;
+
+/// One mark per stretch of alike samples of a video (a healthy 10-minute stream is one mark,
+/// not 3,000), so the page stays light however long the run.
 fn pixel_lane(t: &TabDigest, axis: &Axis) -> String {
     let mut g = String::new();
-    for (i, f) in t.frames.iter().enumerate() {
-        let next = t.frames.iter().skip(i + 1).find(|n| n.video == f.video).map(|n| n.at).unwrap_or(f.at + 500.0);
-        let (x0, x1) = (axis.x(f.at), axis.x(next));
-        let y = 4.0 + (f.video % 3) as f64 * 7.0;
-        let (colour, what) = match f.stamp {
-            Some(s) => (tag_colour(s.tag), format!("stamp tag {} counter {}", s.tag, s.counter)),
-            None if f.mean_luma < crate::frames::analysis::BLACK_LUMA && f.presented > 0 => ("#111".into(), "black picture".into()),
-            None if f.presented == 0 => ("#e6e8ec".into(), "no video".into()),
-            None => ("#c3c8cf".into(), "no stamp".into()),
-        };
-        let _ = write!(
-            g,
-            "<rect x=\"{x0:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"6\" fill=\"{colour}\"><title>{} video {}: {what}, {} presented</title></rect>",
-            (x1 - x0).max(1.0),
-            axis.rel(f.at),
-            f.video,
-            f.presented
-        );
+    let mut videos: Vec<u32> = t.frames.iter().map(|f| f.video).collect();
+    videos.sort_unstable();
+    videos.dedup();
+    for video in videos {
+        let frames: Vec<&super::digest::FramePoint> = t.frames.iter().filter(|f| f.video == video).collect();
+        let mut i = 0;
+        while i < frames.len() {
+            let (colour, what) = looks(frames[i]);
+            let mut j = i + 1;
+            while j < frames.len() && frames[j].at - frames[j - 1].at <= PIXEL_GAP_MS && looks(frames[j]).0 == colour {
+                j += 1;
+            }
+            let (first, last) = (frames[i], frames[j - 1]);
+            let end = frames.get(j).map(|n| n.at).filter(|n| n - last.at <= PIXEL_GAP_MS).unwrap_or(last.at + 500.0);
+            let (x0, x1) = (axis.x(first.at), axis.x(end));
+            let counters = match (first.stamp, last.stamp) {
+                (Some(a), Some(b)) if j - i > 1 => format!(", counter {} \u{2192} {}", a.counter, b.counter),
+                _ => String::new(),
+            };
+            let _ = write!(
+                g,
+                "<rect x=\"{x0:.1}\" y=\"{}\" width=\"{:.1}\" height=\"6\" fill=\"{colour}\"><title>{} \u{2013} {} video {video}: {what}{counters}; {} sample(s), {} \u{2192} {} presented</title></rect>",
+                4.0 + (video % 3) as f64 * 7.0,
+                (x1 - x0).max(1.0),
+                axis.rel(first.at),
+                axis.rel(last.at),
+                j - i,
+                first.presented,
+                last.presented
+            );
+            i = j;
+        }
     }
     g
 }
@@ -411,6 +515,9 @@ fn correlation(h: &mut String, s: &Summary) {
             escape(state.get("invariant").and_then(Value::as_str).unwrap_or("?"))
         );
         if let Some(rows) = state.get("correlation").and_then(Value::as_array) {
+            h.push_str("<div class=\"muted\">This scenario's tabs open at that moment, the tab the failure names first.</div>");
+            let failing: Vec<u64> =
+                state.get("failing_tabs").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
             h.push_str("<div class=\"scroll\"><table><thead><tr><th>tab</th><th>client_unique_id</th><th>mode</th><th>pc state</th><th>errors</th><th>moonlight-web session</th><th>ws</th><th>streamer</th><th>Wolf session</th><th>lobby</th><th>clients</th><th>pixels</th></tr></thead><tbody>");
             for r in rows {
                 let txt = |k: &str| match r.get(k) {
@@ -422,9 +529,11 @@ fn correlation(h: &mut String, s: &Summary) {
                 let bad = |ok: bool| if ok { "" } else { " class=\"bad\"" };
                 let errors =
                     r.get("errors").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default();
+                let named = r.get("tab").and_then(Value::as_u64).is_some_and(|t| failing.contains(&t));
+                let closed = if r.get("tab_open").and_then(Value::as_bool) == Some(false) { " (closed)" } else { "" };
                 let _ = write!(
                     h,
-                    "<tr><td><a href=\"#tab-{0}\">{0}</a></td><td class=\"mono\">{1}</td><td>{2}</td><td{3}>{4}</td><td{5}>{6}</td><td class=\"mono\">{7}</td><td{8}>{9}</td><td{10}>{11}</td><td class=\"mono\">{12}</td><td class=\"mono\">{13}</td><td>{14}</td><td{15}>{16} {17}</td></tr>",
+                    "<tr{18}><td><a href=\"#tab-{0}\">{0}</a>{19}</td><td class=\"mono\">{1}</td><td>{2}</td><td{3}>{4}</td><td{5}>{6}</td><td class=\"mono\">{7}</td><td{8}>{9}</td><td{10}>{11}</td><td class=\"mono\">{12}</td><td class=\"mono\">{13}</td><td>{14}</td><td{15}>{16} {17}</td></tr>",
                     escape(&txt("tab")),
                     escape(&txt("client_unique_id")),
                     escape(&txt("mode")),
@@ -442,7 +551,9 @@ fn correlation(h: &mut String, s: &Summary) {
                     escape(&txt("lobby_client_count")),
                     bad(pixels == "moving"),
                     pixels,
-                    escape(r.get("pixels_lobby").and_then(Value::as_str).unwrap_or(""))
+                    escape(r.get("pixels_lobby").and_then(Value::as_str).unwrap_or("")),
+                    if named { " class=\"failing\"" } else { "" },
+                    closed
                 );
             }
             h.push_str("</tbody></table></div>");
@@ -515,6 +626,7 @@ fn sparkline(points: &[(EpochMs, f64)], axis: &Axis, colour: &str) -> Option<Str
     if points.len() < 2 {
         return None;
     }
+    let points = &decimate(points, axis);
     const H: f64 = 34.0;
     let max = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
     let path: Vec<String> = points.iter().map(|(at, v)| format!("{:.1},{:.1}", axis.x(*at) - LABEL_W, H - 2.0 - (v / max) * (H - 6.0))).collect();
@@ -527,13 +639,88 @@ fn sparkline(points: &[(EpochMs, f64)], axis: &Axis, colour: &str) -> Option<Str
     ))
 }
 
-fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
+/// Columns of a sparkline: a line has no more detail than this across the plot.
+const SPARK_COLUMNS: f64 = 500.0;
+
+/// At most the lowest and the highest point of each column, in time order: the line looks the
+/// same (dips and spikes stay) with a bounded number of points however long the run.
+fn decimate(points: &[(EpochMs, f64)], axis: &Axis) -> Vec<(EpochMs, f64)> {
+    if points.len() <= 2 * SPARK_COLUMNS as usize {
+        return points.to_vec();
+    }
+    let mut out = Vec::with_capacity(2 * SPARK_COLUMNS as usize + 2);
+    let flush = |out: &mut Vec<(EpochMs, f64)>, lo: (EpochMs, f64), hi: (EpochMs, f64)| {
+        let (a, b) = if lo.0 <= hi.0 { (lo, hi) } else { (hi, lo) };
+        out.push(a);
+        if b != a {
+            out.push(b);
+        }
+    };
+    let column = |at: EpochMs| ((axis.x(at) - LABEL_W) / PLOT_W * SPARK_COLUMNS) as i64;
+    // (column, lowest, highest) of the column being filled.
+    type Column = (i64, (EpochMs, f64), (EpochMs, f64));
+    let mut current: Option<Column> = None;
+    for &p in points {
+        let col = column(p.0);
+        match &mut current {
+            Some((c, lo, hi)) if *c == col => {
+                if p.1 < lo.1 {
+                    *lo = p;
+                }
+                if p.1 > hi.1 {
+                    *hi = p;
+                }
+            }
+            _ => {
+                if let Some((_, lo, hi)) = current {
+                    flush(&mut out, lo, hi);
+                }
+                current = Some((col, p, p));
+            }
+        }
+    }
+    if let Some((_, lo, hi)) = current {
+        flush(&mut out, lo, hi);
+    }
+    out
+}
+
+/// Bytes of screenshots the page embeds at most (base64 grows them by a third); the rest are
+/// links into `screenshots/`, so a run with many tabs still opens quickly.
+const EMBED_BUDGET_BYTES: usize = 2_000_000;
+
+fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path, folded: &[TabId]) {
     h.push_str("<section id=\"tabs\"><h2>Tabs</h2><div class=\"tabgrid\">\n");
     let mut ids: Vec<usize> = d.tabs.iter().map(|t| t.tab).chain(s.tabs.iter().map(|t| t.tab)).collect();
     ids.sort_unstable();
     ids.dedup();
+    let mut embed_left = EMBED_BUDGET_BYTES;
+    for &id in ids.iter().filter(|id| !folded.contains(id)) {
+        tab_card(h, s, d, axis, root, id, &mut embed_left);
+    }
+    h.push_str("</div>");
+    if !folded.is_empty() {
+        let _ = write!(
+            h,
+            "<details id=\"closed-tabs\"><summary>{} tab(s) closed before {}: {}</summary><div class=\"tabgrid\">",
+            folded.len(),
+            moment_words(s),
+            tab_list(folded)
+        );
+        // Folded away: embedded with what the tabs in view left of the budget.
+        for &id in ids.iter().filter(|id| folded.contains(id)) {
+            tab_card(h, s, d, axis, root, id, &mut embed_left);
+        }
+        h.push_str("</div></details>");
+    }
+    h.push_str("</section>\n");
+}
+
+/// One tab's card: what it was, its stats on the run's axis, screenshots (embedded while
+/// `embed_left` lasts, linked after), its marks.
+fn tab_card(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path, id: TabId, embed_left: &mut usize) {
     let empty = TabDigest::default();
-    for id in ids {
+    {
         let t = d.tab(id).unwrap_or(&empty);
         let facts = s.tabs.iter().find(|f| f.tab == id);
         let failed = s.scenarios.iter().flat_map(|sc| sc.invariants.iter()).any(|i| !i.passed && tabs_named(&i.message).contains(&id));
@@ -607,13 +794,19 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
             h.push_str("<div class=\"shots\">");
             for p in &shots {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if let Ok(bytes) = std::fs::read(p) {
-                    let _ = write!(
-                        h,
-                        "<figure><a href=\"screenshots/{0}\"><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"></a><figcaption>{0}</figcaption></figure>",
-                        escape(name),
-                        base64::engine::general_purpose::STANDARD.encode(bytes)
-                    );
+                let size = std::fs::metadata(p).map(|m| m.len() as usize).unwrap_or(usize::MAX);
+                if size <= *embed_left {
+                    if let Ok(bytes) = std::fs::read(p) {
+                        *embed_left -= size;
+                        let _ = write!(
+                            h,
+                            "<figure><a href=\"screenshots/{0}\"><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"></a><figcaption>{0}</figcaption></figure>",
+                            escape(name),
+                            base64::engine::general_purpose::STANDARD.encode(bytes)
+                        );
+                    }
+                } else {
+                    let _ = write!(h, "<figure class=\"linked\"><a href=\"screenshots/{0}\">{0}</a></figure>", escape(name));
                 }
             }
             h.push_str("</div>");
@@ -640,7 +833,6 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path) {
         }
         h.push_str("</div>\n");
     }
-    h.push_str("</div></section>\n");
 }
 
 fn invariants(h: &mut String, s: &Summary, axis: &Axis) {

@@ -2,7 +2,7 @@
 //! operation, the state then, how to replay), for `gh issue create --body-file`.
 
 use super::digest::{tabs_named, Digest};
-use super::junit::evidence;
+use super::junit::{evidence, replay_of};
 use super::{Summary, Verdict};
 use std::fmt::Write;
 
@@ -18,7 +18,16 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
     let names: Vec<&str> = summary.scenarios.iter().map(|s| s.name.as_str()).collect();
     let _ = writeln!(m, "## helix-e2e {verdict}: {}\n", if names.is_empty() { "(no scenario ran)".to_string() } else { names.join(", ") });
     let _ = writeln!(m, "- **run** `{}` against **{}**, seed `{}`, {:.1} s", summary.run_id, summary.target, summary.seed, summary.duration_s);
-    let _ = writeln!(m, "- **replay**: `{}`", summary.replay);
+    // The failing scenario alone first: the whole suite takes minutes to say the same.
+    match summary.first_failing() {
+        Some(sc) => {
+            let _ = writeln!(m, "- **replay** {} alone: `{}`", sc.name, replay_of(summary, sc));
+            let _ = writeln!(m, "- **replay the whole run**: `{}`", summary.replay);
+        }
+        None => {
+            let _ = writeln!(m, "- **replay**: `{}`", summary.replay);
+        }
+    }
     if let Some(e) = &summary.error {
         let _ = writeln!(m, "- **error**: {}", cell(e));
     }
@@ -31,6 +40,9 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
         let _ = writeln!(m, "### {} \u{2014} {:?} ({} of {} invariants failed)\n", sc.name, sc.verdict, failed.len(), sc.invariants.len());
         if let Some(op) = &sc.failed_op {
             let _ = writeln!(m, "Failed during operation **{}**.\n", cell(op));
+        }
+        if sc.verdict != Verdict::Pass {
+            let _ = writeln!(m, "Replay it alone: `{}`\n", replay_of(summary, sc));
         }
         if let Some(e) = &sc.error {
             let _ = writeln!(m, "Error: {}\n", cell(e));
@@ -56,7 +68,7 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
             m.push('\n');
         }
         if let Some(rows) = sc.state_at_failure.as_ref().and_then(|s| s.get("correlation")).and_then(|c| c.as_array()) {
-            let _ = writeln!(m, "Correlation at the first failure:\n");
+            let _ = writeln!(m, "Correlation at the first failure (this scenario's tabs open then, the failing tab first):\n");
             m.push_str("| tab | client_unique_id | pc state | moonlight-web session (ws/streamer) | Wolf session | lobby (clients) | pixels |\n|---|---|---|---|---|---|---|\n");
             for r in rows {
                 let s = |k: &str| {
@@ -65,10 +77,12 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
                         .unwrap_or_else(|| "-".into())
                 };
                 let pixels = r.get("pixels").map(super::pixel_word).unwrap_or("-");
+                // A closed tab is here only because the failure names it.
+                let tab = if r.get("tab_open").and_then(|v| v.as_bool()) == Some(false) { format!("{} (closed)", s("tab")) } else { s("tab") };
                 let _ = writeln!(
                     m,
                     "| {} | `{}` | {} | {} ({}/{}) | {} | {} ({}) | {} {} |",
-                    s("tab"),
+                    tab,
                     cell(&s("client_unique_id")),
                     cell(&s("connection_state")),
                     cell(&s("mlw_session")),

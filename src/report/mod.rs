@@ -141,6 +141,13 @@ pub struct Summary {
     pub logs_missing: Vec<String>,
 }
 
+impl Summary {
+    /// The scenario a reader of a failed run starts with: the first that did not pass.
+    pub fn first_failing(&self) -> Option<&ScenarioResult> {
+        self.scenarios.iter().find(|s| s.verdict != Verdict::Pass)
+    }
+}
+
 /// `timeline.jsonl`: one observation per line, in time order.
 pub fn write_timeline(artifacts: &ArtifactDir, observations: &[Observation]) -> Result<PathBuf, ArtifactError> {
     let mut lines = Vec::new();

@@ -55,6 +55,8 @@ pub struct Driver {
     broke_after_ops: Option<usize>,
     /// Correlation table and server state when the first invariant failed.
     state_at_failure: Option<serde_json::Value>,
+    /// Where this scenario's tabs start in `tabs` (the run's earlier scenarios' come before).
+    scenario_tabs_from: usize,
     /// Prefix for invariant names, e.g. `two-tabs/`.
     phase: String,
     /// How to restart the target's services, where the target has a way.
@@ -123,6 +125,7 @@ impl Driver {
             failed_op: None,
             broke_after_ops: None,
             state_at_failure: None,
+            scenario_tabs_from: 0,
             phase: String::new(),
             services,
             viewer_fold,
@@ -210,6 +213,7 @@ impl Driver {
         self.failed_op = None;
         self.broke_after_ops = None;
         self.state_at_failure = None;
+        self.scenario_tabs_from = self.tabs.len();
         self.phase.clear();
         self.given_next = 0;
     }
@@ -457,15 +461,36 @@ impl Driver {
             tracing::warn!("FAIL {}: {}", r.name, r.message);
             if self.failed_op.is_none() {
                 self.failed_op = self.current_op.clone();
-                let tabs: Vec<TabId> = self.tabs.iter().map(|t| t.id).collect();
-                self.state_at_failure = Some(serde_json::json!({
-                    "invariant": r.name,
-                    "correlation": self.rows(&tabs),
-                    "servers": self.server_state(),
-                }));
+                self.state_at_failure = Some(self.state_at(&r));
             }
         }
         self.results.push(r);
+    }
+
+    /// The state a reader of this failure needs: the rows of this scenario's tabs that were open
+    /// (and of any tab the failure names, closed or not), the named tabs first, each row saying
+    /// whether its tab was open; earlier scenarios' tabs and long-closed ones would bury it.
+    fn state_at(&self, failed: &InvariantResult) -> serde_json::Value {
+        let mine = &self.tabs[self.scenario_tabs_from.min(self.tabs.len())..];
+        let (named, tabs) = failure_scope(mine, &failed.message);
+        let mut rows = self.rows(&tabs);
+        rows.sort_by_key(|r| tabs.iter().position(|t| *t == r.tab).unwrap_or(usize::MAX));
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("tab_open".into(), mine.iter().any(|m| m.id == r.tab && m.open).into());
+                }
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "invariant": failed.name,
+            "failing_tabs": named,
+            "correlation": rows,
+            "servers": self.server_state(),
+        })
     }
 
     pub async fn screenshot(&mut self, tab: TabId, label: &str) {
@@ -522,5 +547,33 @@ impl Driver {
                 tracing::warn!("cleanup: {e}");
             }
         }
+    }
+}
+
+/// Of a scenario's tabs, the ones a failure's state shows: those its message names (open or
+/// closed), then the others open at that moment, in the order they were opened. Returns (named,
+/// shown).
+fn failure_scope(scenario_tabs: &[TabRecord], message: &str) -> (Vec<TabId>, Vec<TabId>) {
+    let named: Vec<TabId> = crate::report::digest::tabs_named(message).into_iter().filter(|t| scenario_tabs.iter().any(|m| m.id == *t)).collect();
+    let mut shown = named.clone();
+    shown.extend(scenario_tabs.iter().filter(|t| t.open && !named.contains(&t.id)).map(|t| t.id));
+    (named, shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tab(id: TabId, open: bool) -> TabRecord {
+        TabRecord { id, url: String::new(), open, screenshot: None }
+    }
+
+    #[test]
+    fn a_failures_state_shows_the_failing_tab_first_then_the_open_ones() {
+        let mine = [tab(4, false), tab(5, true), tab(6, true), tab(7, false)];
+        assert_eq!(failure_scope(&mine, "tab 6 shows lobby B"), (vec![6], vec![6, 5]));
+        // A closed tab the failure names stays; a tab of another scenario named does not.
+        assert_eq!(failure_scope(&mine, "tab 7 left a zombie streamer; tab 2 too"), (vec![7], vec![7, 5, 6]));
+        assert_eq!(failure_scope(&mine, "lobby count 0"), (vec![], vec![5, 6]));
     }
 }
