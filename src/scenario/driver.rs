@@ -64,6 +64,8 @@ pub struct Driver {
     /// Keeps the fold current while the scenario waits (a hold of minutes): a cursor left
     /// behind would keep everything since in the timeline's memory.
     _folding: FoldTask,
+    /// The webrtc-internals dumps on disk (a checkpoint at most, then the final one).
+    internals_dumps: std::sync::Mutex<crate::report::dumps::DumpLog>,
 }
 
 /// The background fold of the driver's viewers; it ends with the driver.
@@ -127,6 +129,7 @@ impl Driver {
             services,
             viewer_fold,
             _folding: folding,
+            internals_dumps: std::sync::Mutex::new(crate::report::dumps::DumpLog::new(std::time::Instant::now())),
         }
     }
 
@@ -501,14 +504,44 @@ impl Driver {
         stamps
     }
 
-    /// Keep the webrtc-internals store before a step that would lose peer connections.
+    /// Before a step that changes peer connections: a checkpoint of the webrtc-internals store,
+    /// when one is due (something new, and not too soon after the last; see `report::dumps`).
+    /// The store keeps closed connections, so this is insurance for a run that never reaches
+    /// [`Driver::final_internals`], not the only copy.
     pub async fn snapshot_internals(&self, label: &str) {
+        let digest = match self.browser.internals_digest().await {
+            Ok(d) => d,
+            Err(e) => return tracing::warn!("webrtc-internals digest failed: {e}"),
+        };
+        if !self.dumps().checkpoint_due(&digest, std::time::Instant::now()) {
+            return;
+        }
         match self.browser.internals_dump().await {
             Ok(dump) => {
-                let _ = crate::report::dumps::write_internals(&self.artifacts, label, &dump, &self.timeline.redactor());
+                let written = self.dumps().write_checkpoint(&self.artifacts, label, &dump, &self.timeline.redactor(), std::time::Instant::now());
+                if let Err(e) = written {
+                    tracing::warn!("webrtc-internals checkpoint: {e}");
+                }
             }
             Err(e) => tracing::warn!("webrtc-internals snapshot failed: {e}"),
         }
+    }
+
+    /// The run's webrtc-internals record: every peer connection the browser had, as `final.json`
+    /// (it replaces the checkpoint).
+    pub async fn final_internals(&self) {
+        match self.browser.internals_dump().await {
+            Ok(dump) => {
+                if let Err(e) = self.dumps().write_final(&self.artifacts, &dump, &self.timeline.redactor()) {
+                    tracing::warn!("webrtc-internals final dump: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("webrtc-internals final dump failed: {e}"),
+        }
+    }
+
+    fn dumps(&self) -> std::sync::MutexGuard<'_, crate::report::dumps::DumpLog> {
+        self.internals_dumps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stop every agent session this run created and close every open tab (best effort; used on
