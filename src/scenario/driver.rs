@@ -519,8 +519,9 @@ impl Driver {
         match self.browser.internals_dump().await {
             Ok(dump) => {
                 let written = self.dumps().write_checkpoint(&self.artifacts, label, &dump, &self.timeline.redactor(), std::time::Instant::now());
-                if let Err(e) = written {
-                    tracing::warn!("webrtc-internals checkpoint: {e}");
+                match written {
+                    Ok(_) => tracing::info!(label, connections = digest.len(), "webrtc-internals checkpoint written"),
+                    Err(e) => tracing::warn!("webrtc-internals checkpoint: {e}"),
                 }
             }
             Err(e) => tracing::warn!("webrtc-internals snapshot failed: {e}"),
@@ -530,10 +531,13 @@ impl Driver {
     /// The run's webrtc-internals record: every peer connection the browser had, as `final.json`
     /// (it replaces the checkpoint).
     pub async fn final_internals(&self) {
+        let t0 = std::time::Instant::now();
         match self.browser.internals_dump().await {
             Ok(dump) => {
-                if let Err(e) = self.dumps().write_final(&self.artifacts, &dump, &self.timeline.redactor()) {
-                    tracing::warn!("webrtc-internals final dump: {e}");
+                let read_ms = t0.elapsed().as_millis() as u64;
+                match self.dumps().write_final(&self.artifacts, &dump, &self.timeline.redactor()) {
+                    Ok(_) => tracing::info!(read_ms, total_ms = t0.elapsed().as_millis() as u64, "webrtc-internals final dump written"),
+                    Err(e) => tracing::warn!("webrtc-internals final dump: {e}"),
                 }
             }
             Err(e) => tracing::warn!("webrtc-internals final dump failed: {e}"),
