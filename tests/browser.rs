@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use helix_e2e::browser::viewers::fold_tab_viewers;
-use helix_e2e::browser::{peer_connections_of_tab, validate_dump, Browser, BrowserError, BrowserOptions};
+use helix_e2e::browser::{dump_shape, peer_connections_of_tab, validate_dump, Browser, BrowserError, BrowserOptions};
 use helix_e2e::timeline::{Casualty, Direction, Event, Observation, PcStateKind, ProbeEvent, TabId, Timeline};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -544,6 +544,9 @@ async fn internals_dump_has_the_documented_shape() {
 
     let dump = browser.internals_dump().await.expect("dump");
     validate_dump(&dump).expect("documented shape");
+    // The same keys and JSON types as the file Chromium's own download button writes.
+    let chromium: Value = serde_json::from_str(include_str!("fixtures/webrtc-internals/chromium-156.json")).unwrap();
+    assert_eq!(dump_shape(&dump), dump_shape(&chromium), "shape differs from Chromium's own dump");
     assert!(dump["UserAgent"].as_str().unwrap().contains("Chrome/"));
     assert!(peer_connections_of_tab(&dump, plain).is_empty());
     let pcs = peer_connections_of_tab(&dump, tab);
@@ -566,8 +569,17 @@ async fn internals_dump_has_the_documented_shape() {
     assert_eq!(saw_connected, 4);
     assert!(saw_inbound, "inbound-rtp framesDecoded series with decoded frames");
 
-    // Reloading drops the old page's pcs from the store: the reason to dump first.
+    // The page keeps a reloaded, then closed, tab's connections: the dump at the end holds them.
     browser.reload(tab).await.expect("reload");
+    browser.close_tab(tab).await.expect("close tab");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = browser.internals_dump().await.expect("dump after close");
+    let kept = peer_connections_of_tab(&after, tab);
+    assert!(kept.len() >= 4, "{} of the tab's connections kept after it closed", kept.len());
+    for (key, pc) in &pcs {
+        let now = kept.iter().find(|(k, _)| k == key).map(|(_, pc)| pc).unwrap_or_else(|| panic!("{key} left the store"));
+        assert!(now["updateLog"].as_array().unwrap().len() >= pc["updateLog"].as_array().unwrap().len(), "{key} lost log entries");
+    }
     browser.close().await.expect("close");
 }
 

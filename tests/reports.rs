@@ -94,17 +94,15 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
     art.write("screenshots/tab-0-streaming.png", &png(640, 400, [40, 160, 90])).unwrap();
     art.write("screenshots/tab-1-streaming.png", &png(640, 400, [20, 20, 20])).unwrap();
     art.write("screenshots/tab-1-video-0-streaming.png", &png(320, 180, [90, 90, 90])).unwrap();
-    // A dump as Chromium gives it: the TURN password inside the rtcConfiguration string.
-    let dump = json!({
-        "getUserMedia": [],
-        "PeerConnections": {
+    // A dump as Chromium gives it (its own file, with these connections): the TURN password
+    // inside the rtcConfiguration string.
+    let mut dump: Value = serde_json::from_str(include_str!("fixtures/webrtc-internals/chromium-156.json")).unwrap();
+    dump["PeerConnections"] = json!({
             "5-1": {"pid": 77, "url": "http://127.0.0.1:9/session/ses_0?e2e_tab=0", "rtcConfiguration": format!("{{\"iceServers\":[{{\"urls\":[\"turn:127.0.0.1:3478\"],\"credential\":\"{TURN_PASSWORD}\"}}]}}"),
                     "stats": {"IT01V-framesDecoded": {"startTime": "2026-01-01T00:00:01Z", "endTime": "2026-01-01T00:00:09Z", "statsType": "inbound-rtp", "values": "[0,30,60]"}},
                     "updateLog": [{"timestamp": at(1.2), "type": "setConfiguration", "value": format!("{{ iceServers: [turn:127.0.0.1:3478], credential: {TURN_PASSWORD} }}")}]},
             "5-2": {"pid": 77, "url": "http://127.0.0.1:9/session/ses_1?e2e_tab=1", "rtcConfiguration": "{}", "stats": {},
                     "updateLog": [{"timestamp": at(4.1), "type": "connectionstatechange", "value": "\"failed\""}]}
-        },
-        "UserAgent": "HeadlessChrome/156", "UserAgentData": []
     });
     dumps::write_internals(&art, "final", &dump, &tl.redactor()).unwrap();
 

@@ -1,36 +1,82 @@
 //! The browser's own record of every peer connection, from `chrome://webrtc-internals`.
 //!
 //! The probe sees what the page's JavaScript sees; webrtc-internals sees what libwebrtc did
-//! (every state change with its time, every stat series), across all tabs and contexts. Saving it
-//! in the format of the page's own "Create a WebRTC-Internals dump" button lets the usual
-//! importers (rtcstats dump-importer, fippo's webrtc-dump-importer) open a failed run's evidence.
+//! (every state change with its time, every stat series), across all tabs and contexts. A dump
+//! here is built the way the page's own "Download the webrtc-internals dump" button builds its
+//! file in Chromium 156 (`tests/fixtures/webrtc-internals/chromium-156.json` is such a file), so
+//! the importers that read that file (rtcstats dump-importer, fippo's webrtc-dump-importer) open
+//! a failed run's evidence.
 
 use super::{deadline, Browser, BrowserError, TAB_PARAM};
 use crate::timeline::TabId;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
-/// Serialising in the page keeps the transfer to one string and uses the store's own `toJSON`,
-/// which is exactly the dump format in Chromium 156 (`record_` with `pid`, `url`,
-/// `rtcConfiguration`, `stats`, `updateLog`).
+/// The internals page the browser keeps open. `keepRemovedConnections` (read by the page's own
+/// script) keeps a peer connection's record after its page closed, reloaded or dropped it, so
+/// one dump at the end holds every connection of the run instead of only the ones still alive.
+/// Chromium samples stats for this page once a second by itself; its page reads no interval
+/// parameter.
+pub(super) const INTERNALS_URL: &str = "chrome://webrtc-internals/?keepRemovedConnections";
+
 /// How long reading the dump may take (a healthy page answers in well under a second).
 const DUMP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
-const DUMP_JS: &str = r#"(() => {
+/// The object the page's download button serialises (Chromium 156's `dump_creator.js`): the
+/// machine's figures, the time, the page's own stores (their `toJSON` gives the file's shape)
+/// and the user agent with its high-entropy `fullVersionList`. Serialised in the page so the
+/// transfer is one string; undefined figures drop out as they do in the downloaded file.
+const DUMP_JS: &str = r#"(async () => {
   const store = window.peerConnectionDataStore;
   if (!store) return null;
   const ua = navigator.userAgentData;
   return JSON.stringify({
+    cpuPerformance: navigator.cpuPerformance,
+    deviceMemory: navigator.deviceMemory,
+    hardwareConcurrency: navigator.hardwareConcurrency,
+    timestamp: Date.now(),
     getUserMedia: window.userMediaRequests || [],
     PeerConnections: store,
     UserAgent: navigator.userAgent,
-    UserAgentData: ua && ua.brands ? ua.brands : [],
+    UserAgentData: ua ? await ua.getHighEntropyValues(['fullVersionList']) : {},
   });
 })()"#;
 
+/// What a dump would hold, cheaply: each peer connection's update-log length (no stats, no
+/// serialisation of the store), to decide whether a full dump adds anything.
+const DIGEST_JS: &str = r#"(() => {
+  const store = window.peerConnectionDataStore;
+  if (!store) return null;
+  const out = {};
+  for (const [key, pc] of Object.entries(store)) {
+    const log = pc.toJSON().updateLog;
+    out[key] = Array.isArray(log) ? log.length : 0;
+  }
+  return JSON.stringify(out);
+})()"#;
+
+/// Peer connection key (`<rid>-<lid>`) → how many update-log entries it had.
+pub type DumpDigest = BTreeMap<String, usize>;
+
 impl Browser {
-    /// A webrtc-internals dump of every peer connection the browser currently has (closed and
-    /// reloaded tabs' connections are gone: dump before destructive steps).
+    /// A webrtc-internals dump of every peer connection the browser has had since it started
+    /// (the page keeps closed and reloaded tabs' connections, see [`INTERNALS_URL`]).
     pub async fn internals_dump(&self) -> Result<Value, BrowserError> {
+        let text = self.read_internals(DUMP_JS).await?;
+        let dump: Value = serde_json::from_str(&text).map_err(|e| BrowserError::Internals(format!("unparsable store: {e}")))?;
+        validate_dump(&dump).map_err(BrowserError::Internals)?;
+        Ok(dump)
+    }
+
+    /// What [`Browser::internals_dump`] would hold now, in brief (see [`digest_of`]).
+    pub async fn internals_digest(&self) -> Result<DumpDigest, BrowserError> {
+        let text = self.read_internals(DIGEST_JS).await?;
+        serde_json::from_str(&text).map_err(|e| BrowserError::Internals(format!("unparsable digest: {e}")))
+    }
+
+    /// Evaluate one of the page's readers, which answer a JSON string (or null before the page
+    /// has loaded its stores).
+    async fn read_internals(&self, js: &str) -> Result<String, BrowserError> {
         self.health.check(None)?;
         if let Some(why) = self.health.internals.get() {
             return Err(BrowserError::Internals(why.clone()));
@@ -39,7 +85,7 @@ impl Browser {
         // A hung internals page must not hold the run for the standard 20 s at every snapshot:
         // it gets a shorter deadline once, and is then given up for dead.
         let result = match deadline("read webrtc-internals", DUMP_DEADLINE, async {
-            page.evaluate_expression(DUMP_JS).await.map_err(BrowserError::cdp("read webrtc-internals"))
+            page.evaluate_expression(js).await.map_err(BrowserError::cdp("read webrtc-internals"))
         })
         .await
         {
@@ -49,15 +95,24 @@ impl Browser {
             }
             r => r?,
         };
-        let text = match result.value() {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Err(BrowserError::Internals("peerConnectionDataStore is missing (page not loaded?)".into())),
-        };
-        let raw: Value = serde_json::from_str(&text).map_err(|e| BrowserError::Internals(format!("unparsable store: {e}")))?;
-        let dump = normalize(raw);
-        validate_dump(&dump).map_err(BrowserError::Internals)?;
-        Ok(dump)
+        match result.value() {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(BrowserError::Internals("peerConnectionDataStore is missing (page not loaded?)".into())),
+        }
     }
+}
+
+/// A dump's digest: each peer connection's update-log length. A dump adds information over
+/// another when it has a connection the other lacks or a longer log for one (a state change,
+/// an API call); stats alone do not count, as every later dump has more of them.
+pub fn digest_of(dump: &Value) -> DumpDigest {
+    let Some(pcs) = dump.get("PeerConnections").and_then(Value::as_object) else { return DumpDigest::new() };
+    pcs.iter().map(|(k, pc)| (k.clone(), pc.get("updateLog").and_then(Value::as_array).map_or(0, Vec::len))).collect()
+}
+
+/// Whether `now` holds anything `before` did not (see [`digest_of`]).
+pub fn digest_adds(now: &DumpDigest, before: &DumpDigest) -> bool {
+    now.iter().any(|(k, n)| before.get(k).is_none_or(|b| n > b))
 }
 
 /// `e2e_tab=<tab>`: the marker every tab's URL carries.
@@ -80,51 +135,25 @@ pub fn peer_connections_of_tab(dump: &Value, tab: TabId) -> Vec<(String, Value)>
         .collect()
 }
 
-/// Brings older or partial shapes to the documented one: `rtcConfiguration` and stat `values`
-/// as JSON strings, `updateLog` entries with a numeric `timestamp`.
-fn normalize(mut dump: Value) -> Value {
-    if let Some(pcs) = dump.get_mut("PeerConnections").and_then(Value::as_object_mut) {
-        for pc in pcs.values_mut() {
-            let Some(pc) = pc.as_object_mut() else { continue };
-            if let Some(cfg) = pc.get_mut("rtcConfiguration") {
-                if !cfg.is_string() {
-                    *cfg = Value::String(cfg.to_string());
-                }
-            }
-            if let Some(stats) = pc.get_mut("stats").and_then(Value::as_object_mut) {
-                for series in stats.values_mut() {
-                    if let Some(values) = series.get_mut("values") {
-                        if !values.is_string() {
-                            *values = Value::String(values.to_string());
-                        }
-                    }
-                }
-            }
-            if let Some(log) = pc.get_mut("updateLog").and_then(Value::as_array_mut) {
-                for entry in log.iter_mut().filter_map(Value::as_object_mut) {
-                    if !entry.contains_key("timestamp") {
-                        if let Some(t) = entry.get("time").filter(|t| t.is_number()).cloned() {
-                            entry.insert("timestamp".into(), t);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if dump.get("getUserMedia").is_none() {
-        if let Some(o) = dump.as_object_mut() {
-            o.insert("getUserMedia".into(), Value::Array(Vec::new()));
-        }
-    }
-    dump
-}
-
-/// Checks the documented dump shape; the error names the first thing that is off.
+/// Checks a dump against the shape Chromium 156's page writes; the error names the first thing
+/// that is off. What the page writes only in passing is accepted too: a connection whose record
+/// exists before its initialisation arrived (`pid` -1, `rtcConfiguration` `[]`, `constraints`
+/// `{}`), a stat series with no sample yet (`{}`), navigator figures the browser does not expose
+/// (left out, as `JSON.stringify` drops them).
 pub fn validate_dump(dump: &Value) -> Result<(), String> {
     let top = dump.as_object().ok_or("dump is not an object")?;
+    for key in ["cpuPerformance", "deviceMemory", "hardwareConcurrency"] {
+        if top.get(key).is_some_and(|v| !v.is_number()) {
+            return Err(format!("{key} is not a number"));
+        }
+    }
+    top.get("timestamp").and_then(Value::as_f64).ok_or("timestamp is not a number")?;
     top.get("getUserMedia").and_then(Value::as_array).ok_or("getUserMedia is not an array")?;
     top.get("UserAgent").and_then(Value::as_str).ok_or("UserAgent is not a string")?;
-    top.get("UserAgentData").and_then(Value::as_array).ok_or("UserAgentData is not an array")?;
+    let uad = top.get("UserAgentData").and_then(Value::as_object).ok_or("UserAgentData is not an object")?;
+    if uad.get("brands").is_some_and(|b| !b.is_array()) {
+        return Err("UserAgentData.brands is not an array".into());
+    }
     let pcs = top.get("PeerConnections").and_then(Value::as_object).ok_or("PeerConnections is not an object")?;
     for (key, pc) in pcs {
         check_pc(key, pc).map_err(|e| format!("PeerConnections[{key}]: {e}"))?;
@@ -138,12 +167,24 @@ fn check_pc(key: &str, pc: &Value) -> Result<(), String> {
         return Err("key is not <rid>-<lid>".into());
     }
     let pc: &Map<String, Value> = pc.as_object().ok_or("not an object")?;
-    pc.get("pid").and_then(Value::as_u64).ok_or("pid is not a number")?;
+    pc.get("pid").and_then(Value::as_i64).ok_or("pid is not an integer")?;
     pc.get("url").and_then(Value::as_str).ok_or("url is not a string")?;
-    let cfg = pc.get("rtcConfiguration").and_then(Value::as_str).ok_or("rtcConfiguration is not a string")?;
-    serde_json::from_str::<Value>(cfg).map_err(|e| format!("rtcConfiguration is not JSON: {e}"))?;
+    match pc.get("rtcConfiguration") {
+        Some(Value::String(cfg)) => {
+            serde_json::from_str::<Value>(cfg).map_err(|e| format!("rtcConfiguration is not JSON: {e}"))?;
+        }
+        Some(Value::Array(a)) if a.is_empty() => {}
+        _ => return Err("rtcConfiguration is not a string".into()),
+    }
+    if pc.get("constraints").is_some_and(|c| !c.is_string() && !c.is_object()) {
+        return Err("constraints is neither a string nor an object".into());
+    }
     let stats = pc.get("stats").and_then(Value::as_object).ok_or("stats is not an object")?;
     for (name, series) in stats {
+        let series = series.as_object().ok_or(format!("stats[{name}] is not an object"))?;
+        if series.is_empty() {
+            continue;
+        }
         let ok = ["startTime", "endTime", "statsType"].iter().all(|k| series.get(*k).is_some_and(Value::is_string));
         if !ok {
             return Err(format!("stats[{name}] lacks startTime/endTime/statsType"));
@@ -160,10 +201,47 @@ fn check_pc(key: &str, pc: &Value) -> Result<(), String> {
             && entry.get("type").is_some_and(Value::is_string)
             && entry.get("value").is_some_and(Value::is_string);
         if !ok {
-            return Err(format!("updateLog[{i}] is not {{timestamp, type, value}}"));
+            return Err(format!("updateLog[{i}] is not {{type, value, timestamp}}"));
         }
     }
     Ok(())
+}
+
+/// A JSON value's type as the shape comparison names it.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The shape two dumps must share to be read alike: `path → JSON type` for the top level, the
+/// user agent data, the first peer connection (as `PeerConnections.*`), its first non-empty stat
+/// series (`….stats.*`) and its first update-log entry (`….updateLog[]`).
+pub fn dump_shape(dump: &Value) -> BTreeMap<String, &'static str> {
+    let mut out = BTreeMap::new();
+    let mut level = |prefix: &str, v: &Value| {
+        for (k, v) in v.as_object().into_iter().flatten() {
+            out.insert(format!("{prefix}{k}"), json_type(v));
+        }
+    };
+    level("", dump);
+    level("UserAgentData.", &dump["UserAgentData"]);
+    if let Some(pc) = dump["PeerConnections"].as_object().and_then(|pcs| pcs.values().next()) {
+        level("PeerConnections.*.", pc);
+        let series = pc["stats"].as_object().and_then(|s| s.values().find(|v| v.as_object().is_some_and(|o| !o.is_empty())));
+        if let Some(series) = series {
+            level("PeerConnections.*.stats.*.", series);
+        }
+        if let Some(entry) = pc["updateLog"].get(0) {
+            level("PeerConnections.*.updateLog[].", entry);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -171,49 +249,99 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sample() -> Value {
-        json!({
-            "getUserMedia": [],
-            "PeerConnections": {
-                "8-1": {"pid": 13065, "url": "http://127.0.0.1:1/x?e2e_tab=1", "rtcConfiguration": {"iceServers": []},
-                        "stats": {"IT01V1-[framesDecoded/s]": {"startTime": "a", "endTime": "b", "statsType": "inbound-rtp", "values": [1, 2]}},
-                        "updateLog": [{"time": 1700000000000.0, "type": "onconnectionstatechange", "value": "\"connected\""}]},
-                "8-2": {"pid": 13065, "url": "http://127.0.0.1:1/x?e2e_tab=10", "rtcConfiguration": "{}",
-                        "stats": {}, "updateLog": []}
-            },
-            "UserAgent": "HeadlessChrome/156",
-            "UserAgentData": [{"brand": "Chromium", "version": "156"}]
-        })
+    /// The file Chromium 156's own download button wrote (see the fixture's README).
+    const CHROMIUM_156: &str = include_str!("../../tests/fixtures/webrtc-internals/chromium-156.json");
+
+    fn chromium() -> Value {
+        serde_json::from_str(CHROMIUM_156).unwrap()
+    }
+
+    /// The fixture with its two connections moved to tabs 1 and 10.
+    fn two_tabs() -> Value {
+        let mut d = chromium();
+        let pcs = d["PeerConnections"].as_object_mut().unwrap();
+        let mut urls = ["http://127.0.0.1:1/x?e2e_tab=1", "http://127.0.0.1:1/x?a=b&e2e_tab=10#f"].into_iter();
+        for pc in pcs.values_mut() {
+            pc["url"] = json!(urls.next().unwrap());
+        }
+        d
     }
 
     #[test]
-    fn normalizes_older_shapes_into_the_documented_one() {
-        let raw = sample();
-        assert!(validate_dump(&raw).is_err(), "object rtcConfiguration must be rejected before normalizing");
-        let d = normalize(raw);
+    fn accepts_the_file_chromium_itself_downloads() {
+        let d = chromium();
         validate_dump(&d).unwrap();
-        assert_eq!(d["PeerConnections"]["8-1"]["stats"]["IT01V1-[framesDecoded/s]"]["values"], "[1,2]");
-        assert_eq!(d["PeerConnections"]["8-1"]["updateLog"][0]["timestamp"], 1700000000000.0);
+        // The fixture is what it claims to be: Chromium 156's shape, with connections and stats.
+        assert!(d["UserAgent"].as_str().unwrap().contains("Chrome/156."));
+        assert!(d["UserAgentData"]["fullVersionList"].is_array());
+        assert_eq!(d["PeerConnections"].as_object().unwrap().len(), 2);
+        let shape = dump_shape(&d);
+        for (k, t) in [("timestamp", "number"), ("UserAgentData", "object"), ("PeerConnections.*.rtcConfiguration", "string")] {
+            assert_eq!(shape.get(k), Some(&t), "{shape:?}");
+        }
+        assert_eq!(shape.get("PeerConnections.*.stats.*.values"), Some(&"string"));
+        assert_eq!(shape.get("PeerConnections.*.updateLog[].timestamp"), Some(&"number"));
+    }
+
+    #[test]
+    fn rejects_what_chromium_does_not_write() {
+        for (what, change, err) in [
+            ("brands as an array", ("UserAgentData", json!([{"brand": "Chromium", "version": "156"}])), "UserAgentData"),
+            ("a string figure", ("hardwareConcurrency", json!("2")), "hardwareConcurrency"),
+            ("no time", ("timestamp", Value::Null), "timestamp"),
+        ] {
+            let mut d = chromium();
+            d[change.0] = change.1;
+            assert!(validate_dump(&d).unwrap_err().contains(err), "{what}");
+        }
+        let mut d = two_tabs();
+        let key = d["PeerConnections"].as_object().unwrap().keys().next().unwrap().clone();
+        d["PeerConnections"][&key]["updateLog"] = json!([{"type": "x", "value": "y"}]);
+        assert!(validate_dump(&d).unwrap_err().contains("updateLog[0]"));
+        let mut d = chromium();
+        let pc = d["PeerConnections"][&key].clone();
+        d["PeerConnections"].as_object_mut().unwrap().insert("nokey".into(), pc);
+        assert!(validate_dump(&d).unwrap_err().contains("<rid>-<lid>"));
+    }
+
+    #[test]
+    fn accepts_what_the_page_writes_in_passing() {
+        let mut d = chromium();
+        d.as_object_mut().unwrap().remove("cpuPerformance");
+        d["PeerConnections"]
+            .as_object_mut()
+            .unwrap()
+            .insert("9-1".into(), json!({"pid": -1, "constraints": {}, "rtcConfiguration": [], "stats": {"x": {}}, "updateLog": [], "url": ""}));
+        validate_dump(&d).unwrap();
     }
 
     #[test]
     fn tab_filter_matches_whole_parameter() {
-        let d = normalize(sample());
-        let one: Vec<String> = peer_connections_of_tab(&d, 1).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(one, vec!["8-1".to_string()]);
-        let ten: Vec<String> = peer_connections_of_tab(&d, 10).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(ten, vec!["8-2".to_string()]);
-        assert!(peer_connections_of_tab(&d, 2).is_empty());
+        let d = two_tabs();
+        let keys: Vec<String> = d["PeerConnections"].as_object().unwrap().keys().cloned().collect();
+        let of = |tab| peer_connections_of_tab(&d, tab).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(of(1), vec![keys[0].clone()]);
+        assert_eq!(of(10), vec![keys[1].clone()]);
+        assert!(of(2).is_empty());
     }
 
     #[test]
-    fn rejects_bad_keys_and_logs() {
-        let mut d = normalize(sample());
-        d["PeerConnections"]["8-2"]["updateLog"] = json!([{"type": "x", "value": "y"}]);
-        assert!(validate_dump(&d).unwrap_err().contains("updateLog[0]"));
-        let mut d = normalize(sample());
-        let pc = d["PeerConnections"]["8-2"].clone();
-        d["PeerConnections"].as_object_mut().unwrap().insert("nokey".into(), pc);
-        assert!(validate_dump(&d).unwrap_err().contains("<rid>-<lid>"));
+    fn a_dump_adds_information_with_a_connection_or_a_log_entry_not_with_stats() {
+        let before = digest_of(&chromium());
+        assert_eq!(before.len(), 2);
+        let mut more_stats = chromium();
+        for pc in more_stats["PeerConnections"].as_object_mut().unwrap().values_mut() {
+            pc["stats"].as_object_mut().unwrap().clear();
+        }
+        assert!(!digest_adds(&digest_of(&more_stats), &before));
+        assert!(!digest_adds(&before, &before));
+        let mut logged = chromium();
+        let key = before.keys().next().unwrap().clone();
+        logged["PeerConnections"][&key]["updateLog"].as_array_mut().unwrap().push(json!({"type": "close", "value": "", "timestamp": 1.0}));
+        assert!(digest_adds(&digest_of(&logged), &before));
+        let mut fewer = chromium();
+        fewer["PeerConnections"].as_object_mut().unwrap().remove(&key);
+        assert!(!digest_adds(&digest_of(&fewer), &before));
+        assert!(digest_adds(&before, &digest_of(&fewer)));
     }
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-pub use internals::{peer_connections_of_tab, tab_marker, validate_dump};
+pub use internals::{digest_adds, digest_of, dump_shape, peer_connections_of_tab, tab_marker, validate_dump, DumpDigest};
 pub use tab::{tagged_url, VideoInput};
 pub use viewers::{fold_viewers, ViewerFacts};
 
@@ -215,7 +215,7 @@ impl Browser {
     /// peer-connection update logs only while an internals page is open).
     pub async fn launch(opts: BrowserOptions, timeline: Timeline) -> Result<Browser, BrowserError> {
         let launch::Launched { browser, handler, pid, temp_dir } = launch::start(&opts).await?;
-        let internals = cdp("open webrtc-internals", browser.new_page(CreateTargetParams::new("chrome://webrtc-internals/?statsInterval=1000"))).await;
+        let internals = cdp("open webrtc-internals", browser.new_page(CreateTargetParams::new(internals::INTERNALS_URL))).await;
         // From here on, Drop cleans up whatever fails.
         let health = Arc::new(Health::default());
         let death_watch = Some(tokio::spawn(watch_process(pid, handler.abort_handle(), health.clone(), timeline.clone())));

@@ -452,8 +452,8 @@ impl Browser {
     }
 
     /// Reloads the tab and waits for the new document to load. The probe re-installs itself
-    /// and reports a fresh `PageLoad`; the old page's peer connections leave webrtc-internals,
-    /// so take an [`Browser::internals_dump`] first when it matters.
+    /// and reports a fresh `PageLoad`; the old page's peer connections stay in webrtc-internals
+    /// (the page is opened with `keepRemovedConnections`), beside the new page's.
     pub async fn reload(&self, tab: TabId) -> Result<(), BrowserError> {
         let page = self.tab(tab)?.page.clone();
         deadline(&format!("tab {tab}: reload"), NAV_DEADLINE, async {

@@ -1,5 +1,14 @@
 //! webrtc-internals dumps as artifacts: the whole browser's dump and one per tab, each in the
-//! format the dump importers read, with secrets masked.
+//! shape of the file Chromium's own download button writes, with secrets masked — and written only
+//! when they add information.
+//!
+//! The internals page keeps every peer connection of the run (see `browser::internals`), so each
+//! dump holds everything the earlier ones did: one dump at the end (`final.json`) is the record.
+//! Dumps before it are checkpoints for a run that never gets there (the browser dies, the run is
+//! interrupted): one at a time on disk, written only when a connection or a log entry is new, at
+//! most every [`CHECKPOINT_EVERY`]; the final dump replaces it. A run used to leave a dump of the
+//! whole store before every tab's close: hundreds of near-copies, and an empty `final.json`
+//! because closed tabs' connections had left the store.
 //!
 //! The dump is the browser's own record, taken outside the timeline, so it never passed the
 //! timeline's redaction: a TURN `credential` sits inside the `rtcConfiguration` string and in
@@ -7,21 +16,116 @@
 //! other string by the run's known secrets.
 
 use super::{ArtifactDir, ArtifactError};
-use crate::browser::{peer_connections_of_tab, TAB_PARAM};
+use crate::browser::{digest_adds, digest_of, peer_connections_of_tab, DumpDigest, TAB_PARAM};
 use crate::redact::Redactor;
 use crate::timeline::TabId;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The least time between two checkpoints: what a run loses of the browser's record when it
+/// never reaches its final dump, traded against rewriting a growing store at every step.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+
+/// The label of the dump written at the end of a run.
+pub const FINAL: &str = "final";
+
+/// The dumps this run has on disk, and what the last one held.
+pub struct DumpLog {
+    /// The checkpoint on disk, if any.
+    checkpoint: Option<Written>,
+    /// When the last checkpoint was written (the run's start before the first).
+    since: Instant,
+}
+
+struct Written {
+    label: String,
+    digest: DumpDigest,
+    files: Vec<PathBuf>,
+}
+
+impl DumpLog {
+    pub fn new(now: Instant) -> Self {
+        DumpLog { checkpoint: None, since: now }
+    }
+
+    /// Whether a checkpoint of a store with `digest` is due `now`: it would hold a connection or
+    /// a log entry the one on disk lacks, and the last was written long enough ago.
+    pub fn checkpoint_due(&self, digest: &DumpDigest, now: Instant) -> bool {
+        let news = match &self.checkpoint {
+            Some(w) => digest_adds(digest, &w.digest),
+            None => !digest.is_empty(),
+        };
+        news && now.duration_since(self.since) >= CHECKPOINT_EVERY
+    }
+
+    /// Write `dump` as the checkpoint `label`, then remove the one it replaces (whose content
+    /// it holds: the store only grows).
+    pub fn write_checkpoint(
+        &mut self,
+        artifacts: &ArtifactDir,
+        label: &str,
+        dump: &Value,
+        redactor: &Redactor,
+        now: Instant,
+    ) -> Result<Vec<PathBuf>, ArtifactError> {
+        let files = write_internals(artifacts, label, dump, redactor)?;
+        let before = self.checkpoint.replace(Written { label: label.to_string(), digest: digest_of(dump), files: files.clone() });
+        self.since = now;
+        if let Some(old) = before.filter(|old| old.label != label) {
+            remove_stale(&old.files, &files);
+        }
+        Ok(files)
+    }
+
+    /// Write `final.json` (and per tab), then remove the checkpoint when the final dump holds all
+    /// it did; one it does not cover (connections gone from the store) is kept beside it.
+    pub fn write_final(&mut self, artifacts: &ArtifactDir, dump: &Value, redactor: &Redactor) -> Result<Vec<PathBuf>, ArtifactError> {
+        let files = write_internals(artifacts, FINAL, dump, redactor)?;
+        if let Some(old) = self.checkpoint.take() {
+            if digest_adds(&old.digest, &digest_of(dump)) {
+                tracing::warn!("the final webrtc-internals dump lacks what checkpoint {} held; both kept", old.label);
+                self.checkpoint = Some(old);
+            } else {
+                remove_stale(&old.files, &files);
+            }
+        }
+        Ok(files)
+    }
+
+    /// The checkpoint on disk, if any (its label).
+    pub fn checkpoint(&self) -> Option<&str> {
+        self.checkpoint.as_ref().map(|w| w.label.as_str())
+    }
+}
+
+/// Remove the files of a replaced dump that the new one did not overwrite.
+fn remove_stale(old: &[PathBuf], new: &[PathBuf]) {
+    for f in old.iter().filter(|f| !new.contains(f)) {
+        if let Err(e) = std::fs::remove_file(f) {
+            tracing::warn!("removing the replaced dump {}: {e}", f.display());
+        }
+    }
+}
 
 /// `webrtc-internals/<label>.json` (everything) and `webrtc-internals/tab-<N>/<label>.json` for
-/// every tab the dump has peer connections of.
+/// every tab the dump has peer connections of, indented by one space as Chromium writes its file.
 pub fn write_internals(artifacts: &ArtifactDir, label: &str, dump: &Value, redactor: &Redactor) -> Result<Vec<PathBuf>, ArtifactError> {
     let dump = redact_dump(dump, redactor);
-    let mut written = vec![artifacts.write_json(&format!("webrtc-internals/{label}.json"), &dump)?];
+    let mut written = vec![write_as_chromium(artifacts, &format!("webrtc-internals/{label}.json"), &dump)?];
     for tab in tabs_in(&dump) {
-        written.push(artifacts.write_json(&format!("webrtc-internals/tab-{tab}/{label}.json"), &of_tab(&dump, tab))?);
+        written.push(write_as_chromium(artifacts, &format!("webrtc-internals/tab-{tab}/{label}.json"), &of_tab(&dump, tab))?);
     }
     Ok(written)
+}
+
+/// `JSON.stringify(dump, null, 1)`'s layout.
+fn write_as_chromium(artifacts: &ArtifactDir, rel: &str, dump: &Value) -> Result<PathBuf, ArtifactError> {
+    let mut bytes = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut bytes, serde_json::ser::PrettyFormatter::with_indent(b" "));
+    dump.serialize(&mut ser).map_err(|e| ArtifactError { path: artifacts.root().join(rel), source: std::io::Error::other(e) })?;
+    artifacts.write(rel, &bytes)
 }
 
 /// The dump with only `tab`'s peer connections; everything else (user agent, getUserMedia) kept.
@@ -118,8 +222,77 @@ mod tests {
                 "7-2": {"pid": 10, "url": "http://127.0.0.1:1/session/ses_b?e2e_tab=2&x=1", "rtcConfiguration": "{}", "stats": {}, "updateLog": []}
             },
             "UserAgent": "HeadlessChrome/156",
-            "UserAgentData": []
+            "UserAgentData": {"brands": [], "mobile": false, "platform": "Linux"},
+            "timestamp": 1700000000000_u64,
+            "hardwareConcurrency": 2
         })
+    }
+
+    fn files(art: &ArtifactDir) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut dirs = vec![art.root().join("webrtc-internals")];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    out.push(e.path().strip_prefix(art.root()).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn checkpoints_only_with_news_one_at_a_time_and_final_replaces_them() {
+        let base = std::env::temp_dir().join(format!("helix-e2e-dumplog-{}", std::process::id()));
+        let art = ArtifactDir::create(&base, "run").unwrap();
+        let redactor = Redactor::with_secrets(Vec::<String>::new());
+        let t0 = Instant::now();
+        let mut log = DumpLog::new(t0);
+        let d = dump();
+        let digest = digest_of(&d);
+        assert!(!log.checkpoint_due(&digest, t0), "not before CHECKPOINT_EVERY since the start");
+        assert!(!log.checkpoint_due(&DumpDigest::new(), t0 + CHECKPOINT_EVERY), "an empty store adds nothing");
+        let t1 = t0 + CHECKPOINT_EVERY;
+        assert!(log.checkpoint_due(&digest, t1));
+        log.write_checkpoint(&art, "before-close-tab-0", &d, &redactor, t1).unwrap();
+        assert!(!log.checkpoint_due(&digest, t1 + 10 * CHECKPOINT_EVERY), "nothing new since");
+        // A new log entry in tab 2's connection, and tab 0's gone from the store.
+        let mut later = d.clone();
+        later["PeerConnections"]["7-2"]["updateLog"] = json!([{"timestamp": 3.0, "type": "close", "value": ""}]);
+        later["PeerConnections"].as_object_mut().unwrap().remove("7-1");
+        assert!(!log.checkpoint_due(&digest_of(&later), t1 + CHECKPOINT_EVERY / 2), "too soon");
+        let t2 = t1 + CHECKPOINT_EVERY;
+        assert!(log.checkpoint_due(&digest_of(&later), t2));
+        log.write_checkpoint(&art, "before-reload-tab-2", &later, &redactor, t2).unwrap();
+        assert_eq!(
+            files(&art),
+            ["webrtc-internals/before-reload-tab-2.json", "webrtc-internals/tab-2/before-reload-tab-2.json"],
+            "the replaced checkpoint's files are gone"
+        );
+        // A final dump that lacks what the checkpoint held keeps it beside itself...
+        let mut fin = d.clone();
+        log.write_final(&art, &fin, &redactor).unwrap();
+        assert_eq!(log.checkpoint(), Some("before-reload-tab-2"));
+        assert!(files(&art).contains(&"webrtc-internals/before-reload-tab-2.json".to_string()));
+        // ...and one that holds it all replaces it.
+        fin["PeerConnections"]["7-2"]["updateLog"] = later["PeerConnections"]["7-2"]["updateLog"].clone();
+        log.write_final(&art, &fin, &redactor).unwrap();
+        assert_eq!(log.checkpoint(), None);
+        assert_eq!(files(&art), ["webrtc-internals/final.json", "webrtc-internals/tab-0/final.json", "webrtc-internals/tab-2/final.json"]);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn writes_chromiums_layout() {
+        let base = std::env::temp_dir().join(format!("helix-e2e-dumplayout-{}", std::process::id()));
+        let art = ArtifactDir::create(&base, "run").unwrap();
+        write_internals(&art, "x", &dump(), &Redactor::with_secrets(Vec::<String>::new())).unwrap();
+        let text = std::fs::read_to_string(art.root().join("webrtc-internals/x.json")).unwrap();
+        assert!(text.starts_with("{\n \"PeerConnections\": {\n  \""), "{}", &text[..40]);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

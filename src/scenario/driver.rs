@@ -66,6 +66,8 @@ pub struct Driver {
     /// Keeps the fold current while the scenario waits (a hold of minutes): a cursor left
     /// behind would keep everything since in the timeline's memory.
     _folding: FoldTask,
+    /// The webrtc-internals dumps on disk (a checkpoint at most, then the final one).
+    internals_dumps: std::sync::Mutex<crate::report::dumps::DumpLog>,
 }
 
 /// The background fold of the driver's viewers; it ends with the driver.
@@ -130,6 +132,7 @@ impl Driver {
             services,
             viewer_fold,
             _folding: folding,
+            internals_dumps: std::sync::Mutex::new(crate::report::dumps::DumpLog::new(std::time::Instant::now())),
         }
     }
 
@@ -526,14 +529,48 @@ impl Driver {
         stamps
     }
 
-    /// Keep the webrtc-internals store before a step that would lose peer connections.
+    /// Before a step that changes peer connections: a checkpoint of the webrtc-internals store,
+    /// when one is due (something new, and not too soon after the last; see `report::dumps`).
+    /// The store keeps closed connections, so this is insurance for a run that never reaches
+    /// [`Driver::final_internals`], not the only copy.
     pub async fn snapshot_internals(&self, label: &str) {
+        let digest = match self.browser.internals_digest().await {
+            Ok(d) => d,
+            Err(e) => return tracing::warn!("webrtc-internals digest failed: {e}"),
+        };
+        if !self.dumps().checkpoint_due(&digest, std::time::Instant::now()) {
+            return;
+        }
         match self.browser.internals_dump().await {
             Ok(dump) => {
-                let _ = crate::report::dumps::write_internals(&self.artifacts, label, &dump, &self.timeline.redactor());
+                let written = self.dumps().write_checkpoint(&self.artifacts, label, &dump, &self.timeline.redactor(), std::time::Instant::now());
+                match written {
+                    Ok(_) => tracing::info!(label, connections = digest.len(), "webrtc-internals checkpoint written"),
+                    Err(e) => tracing::warn!("webrtc-internals checkpoint: {e}"),
+                }
             }
             Err(e) => tracing::warn!("webrtc-internals snapshot failed: {e}"),
         }
+    }
+
+    /// The run's webrtc-internals record: every peer connection the browser had, as `final.json`
+    /// (it replaces the checkpoint).
+    pub async fn final_internals(&self) {
+        let t0 = std::time::Instant::now();
+        match self.browser.internals_dump().await {
+            Ok(dump) => {
+                let read_ms = t0.elapsed().as_millis() as u64;
+                match self.dumps().write_final(&self.artifacts, &dump, &self.timeline.redactor()) {
+                    Ok(_) => tracing::info!(read_ms, total_ms = t0.elapsed().as_millis() as u64, "webrtc-internals final dump written"),
+                    Err(e) => tracing::warn!("webrtc-internals final dump: {e}"),
+                }
+            }
+            Err(e) => tracing::warn!("webrtc-internals final dump failed: {e}"),
+        }
+    }
+
+    fn dumps(&self) -> std::sync::MutexGuard<'_, crate::report::dumps::DumpLog> {
+        self.internals_dumps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stop every agent session this run created and close every open tab (best effort; used on

@@ -467,7 +467,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     }
     let hurry = stop.borrow().is_some();
     if !hurry && d.browser.death().is_none() {
-        d.snapshot_internals("final").await;
+        d.final_internals().await;
     }
     summary.tabs = tab_facts(&d);
     summary.verdict = verdict;
