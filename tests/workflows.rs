@@ -152,11 +152,17 @@ impl HostedRunner {
     }
 
     /// Run one step's script as the runner does: `bash -e`, in the job's directory, with the
-    /// workflow's, the job's and the step's environment and the runner's own variables.
+    /// workflow's, the job's and the step's environment and the runner's own variables — and
+    /// nothing of this test's: cargo runs tests with `CARGO_MANIFEST_DIR`, `CARGO_PKG_*` and
+    /// more set, which a step's own cargo would take for a changed build (build scripts rerun
+    /// when those change) and rebuild half the dependency tree.
     fn run_step(&self, script: &str, env: &[(String, String)], outputs: &Path) -> bool {
+        let machine = ["PATH", "HOME", "USER", "LANG", "TERM", "CARGO_HOME", "RUSTUP_HOME"];
         std::process::Command::new("ip")
             .args(["netns", "exec", self.ns, "bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_clear()
+            .envs(std::env::vars().filter(|(k, _)| machine.contains(&k.as_str())))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("CI", "true")
             .env("GITHUB_ACTIONS", "true")
