@@ -24,21 +24,30 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit")
 }
 
-/// `xmllint --schema` on a document; the error text when the schema rejects it.
+/// `xmllint --schema` on a document (given on stdin: no file to leave behind); the error text
+/// when the schema rejects it.
 fn validate(xml: &str, schema: &str, name: &str) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("helix-e2e-junit-schemas-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("{name}.xml"));
-    std::fs::write(&file, xml).unwrap();
-    let out = match Command::new("xmllint").arg("--noout").arg("--schema").arg(fixtures().join(schema)).arg(&file).output() {
-        Ok(out) => out,
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = match Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(fixtures().join(schema))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
         Err(e) => panic!("cannot run xmllint ({e}): install it (apt-get install -y libxml2-utils); these tests need it and do not skip"),
     };
-    let _ = std::fs::remove_file(&file);
+    child.stdin.take().unwrap().write_all(xml.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!("{name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 }
 

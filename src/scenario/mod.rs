@@ -251,9 +251,10 @@ async fn run_inner(
     let log_dir = private_log_dir(&summary.run_id);
     // Without the engine a run goes on, short of what only it gives: restarts (a scenario that
     // needs one fails by saying so) and the containers' logs (listed as missing below).
-    let docker = match target.containers.is_empty() {
-        true => None,
-        false => match unless_interrupted(&stop, DockerServices::for_target(&target.containers)).await? {
+    let docker = if target.containers.is_empty() {
+        None
+    } else {
+        match unless_interrupted(&stop, DockerServices::for_target(&target.containers)).await? {
             Ok(d) => Some(d),
             Err(e) => {
                 // Refused up front when a plan restarts a service: it could only fail later.
@@ -264,7 +265,7 @@ async fn run_inner(
                 say!("helix-e2e: no restarts and no container logs this run: {e}");
                 None
             }
-        },
+        }
     };
     if let Some(docker) = docker {
         say!("helix-e2e: controlling containers through the Docker engine at {}", docker.endpoint());
