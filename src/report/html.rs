@@ -137,6 +137,11 @@ fn tab_list(tabs: &[TabId]) -> String {
     tabs.iter().map(|t| format!("tab {t}")).collect::<Vec<_>>().join(", ")
 }
 
+/// Opens the `<details>` that folds the tabs closed before the moment that matters.
+fn open_folded(h: &mut String, id: &str, folded: &[TabId], s: &Summary) {
+    let _ = write!(h, "<details id=\"{id}\"><summary>{} tab(s) closed before {}: {}</summary>", folded.len(), moment_words(s), tab_list(folded));
+}
+
 /// Tabs folded away (in a closed `<details>`): closed before the moment a reader looks at, and
 /// neither named by a failure nor in a state at failure. A long run opens and closes dozens; the
 /// failure's tabs stay in view.
@@ -364,13 +369,7 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, folded: &[TabI
     h.push_str("<span><i style=\"background:#4f6bed\"></i>operation</span><span><i style=\"background:#7c4dcc\"></i>Wolf event</span><span><i style=\"background:#222\"></i>stage (tick)</span><span><i style=\"background:#d64545\"></i>problem / failed invariant</span><span>pixels: one colour per lobby stamp, grey = Wolf UI, black = black picture</span></div>");
     if !closed_lanes.is_empty() {
         // Closed before the failure and not named by it: there, one click away, not in the way.
-        let _ = write!(
-            h,
-            "<details id=\"closed-tabs-timeline\"><summary>{} tab(s) closed before {}: {}</summary>",
-            folded.len(),
-            moment_words(s),
-            tab_list(folded)
-        );
+        open_folded(h, "closed-tabs-timeline", folded, s);
         lanes_svg(h, &closed_lanes, s, axis);
         h.push_str("</details>");
     }
@@ -700,13 +699,8 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path, folde
     }
     h.push_str("</div>");
     if !folded.is_empty() {
-        let _ = write!(
-            h,
-            "<details id=\"closed-tabs\"><summary>{} tab(s) closed before {}: {}</summary><div class=\"tabgrid\">",
-            folded.len(),
-            moment_words(s),
-            tab_list(folded)
-        );
+        open_folded(h, "closed-tabs", folded, s);
+        h.push_str("<div class=\"tabgrid\">");
         // Folded away: embedded with what the tabs in view left of the budget.
         for &id in ids.iter().filter(|id| folded.contains(id)) {
             tab_card(h, s, d, axis, root, id, &mut embed_left);
