@@ -7,6 +7,8 @@
 mod common;
 
 use common::{leftovers_of, marked_processes, MARK};
+use helix_e2e::report::{Summary, Verdict};
+use helix_e2e::verdict::detectors::Detection;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -98,8 +100,8 @@ impl Run {
         }
     }
 
-    /// The run's summary, when one was written.
-    fn summary(&self) -> Option<serde_json::Value> {
+    /// The run's summary, when one was written, read as the driver's own type.
+    fn summary(&self) -> Option<Summary> {
         let dir = std::fs::read_dir(&self.base).ok()?.flatten().map(|e| e.path()).find(|p| p.is_dir())?;
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).ok()?).ok()
     }
@@ -152,8 +154,8 @@ fn signal_run(how: &str, sig: libc::c_int, sig_name: &str) {
     assert_eq!(status.code(), Some(2), "{sig_name} to the {how}: exit code; stderr:\n{stderr}");
     assert!(took <= END_WITHIN, "{sig_name} to the {how}: ended {:.1} s after the signal\n{stderr}", took.as_secs_f64());
     let summary = run.summary().unwrap_or_else(|| panic!("{sig_name} to the {how}: no summary.json\n{stderr}"));
-    assert_eq!(summary["verdict"], "interrupted", "{summary:#}");
-    assert_eq!(summary["error"], format!("interrupted by {sig_name}"), "{summary:#}");
+    assert_eq!(summary.verdict, Verdict::Interrupted, "{summary:#?}");
+    assert_eq!(summary.error.as_deref(), Some(format!("interrupted by {sig_name}").as_str()), "{summary:#?}");
     run.assert_nothing_left(Instant::now());
     eprintln!("{sig_name} to the {how}: exit 2 after {:.2} s", took.as_secs_f64());
 }
@@ -212,8 +214,8 @@ fn sigkill_of_the_started_process() {
         run.stderr()
     );
     let summary = run.summary().unwrap_or_else(|| panic!("no summary.json\n{}", run.stderr()));
-    assert_eq!(summary["verdict"], "interrupted", "{summary:#}");
-    assert_eq!(summary["error"], "interrupted by SIGTERM", "{summary:#}");
+    assert_eq!(summary.verdict, Verdict::Interrupted, "{summary:#?}");
+    assert_eq!(summary.error.as_deref(), Some("interrupted by SIGTERM"), "{summary:#?}");
     run.assert_nothing_left(Instant::now());
     eprintln!("SIGKILL of the supervisor: the run ended {:.2} s later", took.as_secs_f64());
 }
@@ -258,13 +260,12 @@ fn death_run_with(label: &str, kill: impl FnOnce(&Run) -> Vec<u32>, sig: libc::c
     assert_eq!(status.code(), Some(1), "{label}: exit code\n{stderr}");
     assert!(took <= end_within, "{label}: the run ended {:.1} s after the death\n{stderr}", took.as_secs_f64());
     let summary = run.summary().unwrap_or_else(|| panic!("{label}: no summary.json\n{stderr}"));
-    let detections: Vec<&serde_json::Value> =
-        summary["scenarios"].as_array().unwrap().iter().flat_map(|s| s["detections"].as_array().unwrap().iter()).collect();
-    let labels: Vec<String> = detections.iter().map(|d| format!("{} {}", d["fault"].as_str().unwrap(), d["name"].as_str().unwrap())).collect();
+    let detections: Vec<&Detection> = summary.scenarios.iter().flat_map(|s| &s.detections).collect();
+    let labels: Vec<String> = detections.iter().map(|d| d.label()).collect();
     assert!(labels.iter().any(|l| l == want), "{label}: {want} not named, got {labels:?}\n{stderr}");
-    assert!(labels.iter().all(|l| !l.starts_with('F')), "{label}: a catalog fault blamed for a death: {labels:?}\n{stderr}");
-    let d = detections.iter().find(|d| format!("{} {}", d["fault"].as_str().unwrap(), d["name"].as_str().unwrap()) == want).unwrap();
-    let latency = d["decided_at"].as_f64().unwrap() - d["first_symptom"].as_f64().unwrap();
+    assert!(detections.iter().all(|d| d.fault.is_death()), "{label}: a catalog fault blamed for a death: {labels:?}\n{stderr}");
+    let d = detections.iter().find(|d| d.label() == want).unwrap();
+    let latency = d.decided_at - d.first_symptom;
     assert!(latency < 1000.0, "{label}: decided {latency:.0} ms after the death");
     run.assert_nothing_left(Instant::now());
     eprintln!("{label}: {want} named {latency:.0} ms after the death; exit 1 after {:.2} s", took.as_secs_f64());
