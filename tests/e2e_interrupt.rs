@@ -57,9 +57,9 @@ fn ctrl_c_mid_run_leaves_a_consistent_interrupted_artifact_directory() {
     let runs: Vec<PathBuf> = std::fs::read_dir(&base).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     let dir = &runs[0];
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).expect("summary.json")).unwrap();
-    assert_eq!(summary["verdict"], "interrupted", "{summary:#}");
-    assert!(summary["error"].as_str().unwrap_or("").contains("interrupted"), "{summary:#}");
+    let summary: helix_e2e::report::Summary = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).expect("summary.json")).unwrap();
+    assert_eq!(summary.verdict, helix_e2e::report::Verdict::Interrupted, "{summary:#?}");
+    assert!(summary.error.as_deref().unwrap_or("").contains("interrupted"), "{summary:#?}");
     let files = all_files(dir);
     for f in &files {
         assert!(!f.to_string_lossy().contains(".partial"), "half-written file left: {}", f.display());
