@@ -4,7 +4,10 @@
 mod common;
 
 use common::{marked_processes, MARK};
+use helix_e2e::catalog::FailureId;
 use helix_e2e::frames::analysis::stamp_from_png;
+use helix_e2e::report::{Summary, Verdict};
+use helix_e2e::scenario::spec::RunSpec;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -14,11 +17,11 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Run the binary; returns the exit code, the JSON summary and stderr.
 /// The run carries `mark` (see `MARK`) down to every process it starts.
-fn run(args: &[&str], base: &Path, mark: &str) -> (Option<i32>, serde_json::Value, String) {
+fn run(args: &[&str], base: &Path, mark: &str) -> (Option<i32>, Summary, String) {
     let out =
         Command::new(env!("CARGO_BIN_EXE_helix-e2e")).args(args).arg("--json").arg("--artifacts").arg(base).env(MARK, mark).output().expect("run helix-e2e");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
+    let summary: Summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
     (out.status.code(), summary, stderr)
 }
 
@@ -31,12 +34,12 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
     let base = std::env::temp_dir().join(format!("helix-e2e-e2e-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "second-connection", "--seed", &seed], &base, &mark);
-    assert_eq!(code, Some(0), "exit code; stderr:\n{stderr}\nsummary: {summary:#}");
-    assert_eq!(summary["verdict"], "pass", "{summary:#}");
-    assert_eq!(summary["seed"].as_u64(), seed.parse::<u64>().ok());
+    assert_eq!(code, Some(0), "exit code; stderr:\n{stderr}\nsummary: {summary:#?}");
+    assert_eq!(summary.verdict, Verdict::Pass, "{summary:#?}");
+    assert_eq!(Some(summary.seed), seed.parse::<u64>().ok());
 
-    let scenario = &summary["scenarios"][0];
-    let names: Vec<&str> = scenario["invariants"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let scenario = &summary.scenarios[0];
+    let names: Vec<&str> = scenario.invariants.iter().map(|i| i.name.as_str()).collect();
     for want in [
         "two-tabs/tabs-connected",
         "two-tabs/own-lobby-video",
@@ -51,17 +54,12 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
     }
 
     // Every viewer had its own client_unique_id.
-    let uids: Vec<String> = summary["tabs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|t| t["client_unique_ids"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_string()))
-        .collect();
+    let uids: Vec<String> = summary.tabs.iter().flat_map(|t| t.client_unique_ids.iter().cloned()).collect();
     let distinct: BTreeSet<&String> = uids.iter().collect();
     assert!(uids.len() >= 4 && distinct.len() == uids.len(), "client_unique_ids: {uids:?}");
 
     // The screenshots show two different lobbies (neither the Wolf UI), decoded here from the PNGs.
-    let dir = Path::new(summary["artifacts"].as_str().unwrap());
+    let dir = Path::new(&summary.artifacts);
     assert!(dir.join("summary.json").exists() && dir.join("timeline.jsonl").exists());
     let stamp = |name: &str| {
         let png = std::fs::read(dir.join("screenshots").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -95,27 +93,21 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "second-connection", "--seed", &seed, "--keep-going", "--fault", "webrtc-port-range=40000-40000"], &base, &mark);
     assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
-    assert_eq!(summary["verdict"], "fail");
-    let scenario = &summary["scenarios"][0];
-    let failed: Vec<(&str, &str)> = scenario["invariants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["passed"] == false)
-        .map(|i| (i["name"].as_str().unwrap(), i["message"].as_str().unwrap()))
-        .collect();
+    assert_eq!(summary.verdict, Verdict::Fail);
+    let scenario = &summary.scenarios[0];
+    let failed: Vec<(&str, &str)> = scenario.invariants.iter().filter(|i| !i.passed).map(|i| (i.name.as_str(), i.message.as_str())).collect();
     let tabs_connected = failed.iter().find(|(n, _)| *n == "two-tabs/tabs-connected").unwrap_or_else(|| panic!("tabs-connected did not fail: {failed:?}"));
     assert!(tabs_connected.1.starts_with("tab 1 "), "the second tab is named: {}", tabs_connected.1);
     assert!(failed.iter().any(|(n, _)| *n == "two-tabs/own-lobby-video"), "{failed:?}");
     assert!(failed.iter().all(|(_, m)| !m.contains("tab 0 ")), "the first tab is unaffected: {failed:?}");
-    assert!(scenario["state_at_failure"]["correlation"].is_array(), "the state at the failure is kept");
+    assert!(scenario.state_at_failure.as_ref().is_some_and(|s| s["correlation"].is_array()), "the state at the failure is kept");
     // The detector names the failure by its catalog entry, for the second tab, and nothing else.
-    let detections = scenario["detections"].as_array().unwrap();
-    let faults: Vec<&str> = detections.iter().map(|d| d["fault"].as_str().unwrap()).collect();
-    assert_eq!(faults, vec!["F2"], "{detections:?}");
-    assert_eq!(detections[0]["tab"], 1);
+    let detections = &scenario.detections;
+    let faults: Vec<FailureId> = detections.iter().map(|d| d.fault).collect();
+    assert_eq!(faults, vec![FailureId::F2], "{detections:?}");
+    assert_eq!(detections[0].tab, Some(1));
     assert!(failed.iter().any(|(n, _)| *n == "F2 webrtc-ports-exhausted"), "{failed:?}");
-    assert!(summary["replay"].as_str().unwrap().contains("--fault webrtc-port-range=40000-40000"));
+    assert!(summary.replay.contains("--fault webrtc-port-range=40000-40000"));
     let leaked = marked_processes(&mark);
     assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
     let left = common::leaks_since(&before, &[&base]);
@@ -136,9 +128,7 @@ fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     let thresholds = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/detectors-matrix.toml");
     let seed = common::seed();
     let common = ["run", "second-connection", "--seed", &seed, "--time-scale", "0.2", "--thresholds", thresholds, "--fault", "control-idle-timeout=3"];
-    let named = |summary: &serde_json::Value| -> Vec<String> {
-        summary["scenarios"][0]["detections"].as_array().unwrap().iter().map(|d| d["fault"].as_str().unwrap().to_string()).collect()
-    };
+    let named = |summary: &Summary| -> Vec<String> { summary.scenarios[0].detections.iter().map(|d| d.fault.to_string()).collect() };
 
     let (code, summary, stderr) = run(&common, &base, &mark);
     assert_eq!((code, named(&summary)), (Some(1), vec!["F4".to_string()]), "without input F4 is named; stderr:\n{stderr}");
@@ -146,9 +136,9 @@ fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     let mut with_input = common.to_vec();
     with_input.push("--keep-alive-input");
     let (code, summary, stderr) = run(&with_input, &base, &mark);
-    assert_eq!(code, Some(0), "with input nothing is dropped; stderr:\n{stderr}\nsummary: {summary:#}");
-    assert!(named(&summary).is_empty(), "{summary:#}");
-    let dir = Path::new(summary["artifacts"].as_str().unwrap());
+    assert_eq!(code, Some(0), "with input nothing is dropped; stderr:\n{stderr}\nsummary: {summary:#?}");
+    assert!(named(&summary).is_empty(), "{summary:#?}");
+    let dir = Path::new(&summary.artifacts);
     let timeline = std::fs::read_to_string(dir.join("timeline.jsonl")).unwrap();
     for tab in 0..3 {
         assert!(timeline.contains(&format!("keep-alive input: mouse moves over tab {tab}'s video")), "tab {tab} got no input");
@@ -164,8 +154,8 @@ fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     // Closing a tab ends its control peer; before the first close none may end.
     let before_close = &timeline[..timeline.find("\"close tab ").expect("tabs were closed")];
     assert!(!before_close.contains("[ENET] disconnected client"), "Wolf dropped a control peer despite the input");
-    let run_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
-    assert_eq!(run_json["keep_alive_input"], true, "a replay sends input too");
+    let run_json: RunSpec = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert!(run_json.keep_alive_input, "a replay sends input too");
 
     let leaked = marked_processes(&mark);
     assert!(leaked.is_empty(), "processes left behind: {leaked:?}");
