@@ -7,6 +7,7 @@
 mod common;
 
 use common::MARK;
+use helix_e2e::report::{ScenarioResult, Summary, Verdict};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -24,7 +25,7 @@ fn project_processes() -> BTreeSet<u32> {
 /// Runs share two cores: one at a time keeps timings honest.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run(args: &[&str], base: &Path) -> (Option<i32>, serde_json::Value, String) {
+fn run(args: &[&str], base: &Path) -> (Option<i32>, Summary, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_helix-e2e"))
         .env(MARK, mark_value())
         .args(args)
@@ -34,17 +35,12 @@ fn run(args: &[&str], base: &Path) -> (Option<i32>, serde_json::Value, String) {
         .output()
         .expect("run helix-e2e");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
+    let summary: Summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON summary on stdout ({e}); stderr:\n{stderr}"));
     (out.status.code(), summary, stderr)
 }
 
-fn invariants(scenario: &serde_json::Value) -> Vec<(String, bool, String)> {
-    scenario["invariants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| (i["name"].as_str().unwrap().to_string(), i["passed"] == true, i["message"].as_str().unwrap().to_string()))
-        .collect()
+fn invariants(scenario: &ScenarioResult) -> Vec<(String, bool, String)> {
+    scenario.invariants.iter().map(|i| (i.name.clone(), i.passed, i.message.clone())).collect()
 }
 
 /// What runs must not leave: processes (by mark, and orphans re-parented to this test), temp
@@ -80,8 +76,8 @@ fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
         &base,
     );
     eprintln!("short suite took {:.0} s", started.elapsed().as_secs_f64());
-    assert_eq!(code, Some(0), "stderr:\n{stderr}\nsummary: {summary:#}");
-    assert_eq!(summary["verdict"], "pass");
+    assert_eq!(code, Some(0), "stderr:\n{stderr}\nsummary: {summary:#?}");
+    assert_eq!(summary.verdict, Verdict::Pass);
     let want: &[(&str, &[&str])] = &[
         (
             "multi-tab-same-lobby",
@@ -107,16 +103,15 @@ fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
         ("rapid-cycles", &["after-chaos/all-sessions-reconnect", "after-chaos/own-lobby-video", "no-stuck-sessions", "no-zombie-streamers", "no-leftovers"]),
         ("random-walk", &["step-1/one-lobby-per-session", "step-10/client-count-matches", "no-leftovers"]),
     ];
-    let scenarios = summary["scenarios"].as_array().unwrap();
     for (name, names) in want {
-        let s = scenarios.iter().find(|s| s["name"] == *name).unwrap_or_else(|| panic!("{name} did not run"));
+        let s = summary.scenarios.iter().find(|s| s.name == *name).unwrap_or_else(|| panic!("{name} did not run"));
         let got = invariants(s);
         for n in *names {
             assert!(got.iter().any(|(g, passed, _)| g == n && *passed), "{name}: {n} not checked and passed: {got:?}");
         }
     }
     // The plan was on disk, and the same seed and parameters give the same bytes.
-    let dir = Path::new(summary["artifacts"].as_str().unwrap());
+    let dir = Path::new(&summary.artifacts);
     let ops = std::fs::read_to_string(dir.join("ops.jsonl")).unwrap();
     let seed: u64 = seed.parse().unwrap();
     let mut expected = Vec::new();
@@ -143,23 +138,23 @@ fn concurrent_sessions_fail_by_name_when_ports_run_out_and_the_replay_fails_alik
     let (code, summary, stderr) =
         run(&["run", "concurrent-sessions", "--seed", &seed, "--time-scale", "0.1", "--fault", "webrtc-port-range=40000-40000"], &base);
     assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
-    let failed = |s: &serde_json::Value| -> Vec<String> { invariants(&s["scenarios"][0]).into_iter().filter(|(_, p, _)| !p).map(|(n, _, _)| n).collect() };
+    let failed = |s: &Summary| -> Vec<String> { invariants(&s.scenarios[0]).into_iter().filter(|(_, p, _)| !p).map(|(n, _, _)| n).collect() };
     let first = failed(&summary);
     // The failure is named by its catalog entry, for a tab that could not connect, and the
     // scenario stops there (no --keep-going).
     assert!(first.contains(&"F2 webrtc-ports-exhausted".to_string()), "{first:?}");
-    let msg = invariants(&summary["scenarios"][0]).into_iter().find(|(n, _, _)| n == "F2 webrtc-ports-exhausted").unwrap().2;
+    let msg = invariants(&summary.scenarios[0]).into_iter().find(|(n, _, _)| n == "F2 webrtc-ports-exhausted").unwrap().2;
     assert!(msg.starts_with("tab ") && msg.contains("never connected"), "{msg}");
     assert!(!first.iter().any(|n| n.starts_with("after-drop/")), "the scenario stops at the first failed check: {first:?}");
     assert!(first.iter().all(|n| n != "no-leftovers"), "cleanup still leaves nothing: {first:?}");
 
-    let dir = summary["artifacts"].as_str().unwrap().to_string();
+    let dir = summary.artifacts.clone();
     let (code, again, stderr) = run(&["replay", &dir], &base);
     assert_eq!(code, Some(1), "stderr:\n{stderr}");
     assert!(failed(&again).contains(&"F2 webrtc-ports-exhausted".to_string()), "{:?}", failed(&again));
     let ops = |d: &str| std::fs::read(Path::new(d).join("ops.jsonl")).unwrap();
-    assert_eq!(ops(&dir), ops(again["artifacts"].as_str().unwrap()), "the replay ran the same plan");
-    assert_ne!(dir, again["artifacts"].as_str().unwrap());
+    assert_eq!(ops(&dir), ops(&again.artifacts), "the replay ran the same plan");
+    assert_ne!(dir, again.artifacts);
     assert_no_new_processes(&before, &base);
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -179,8 +174,8 @@ fn restart_chaos_recovers_from_real_restarts_of_every_service() {
     let base = std::env::temp_dir().join(format!("helix-e2e-scen-restart-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", &seed, "--time-scale", "0.2"], &base);
-    assert_eq!(code, Some(0), "stderr:\n{stderr}\nsummary: {summary:#}");
-    let got = invariants(&summary["scenarios"][0]);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}\nsummary: {summary:#?}");
+    let got = invariants(&summary.scenarios[0]);
     for service in ["wolf", "moonlight-web", "api"] {
         for n in [
             format!("{service}-restart/clear-error-in-every-tab"),
@@ -231,7 +226,7 @@ fn restart_chaos_names_the_ghosts_when_lobbies_are_not_recreated() {
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", &seed, "--time-scale", "0.2", "--fault", "no-lobby-recreate"], &base);
     assert_eq!(code, Some(1), "stderr:\n{stderr}");
-    let got = invariants(&summary["scenarios"][0]);
+    let got = invariants(&summary.scenarios[0]);
     let (_, _, msg) = got.iter().find(|(g, passed, _)| g == "F10 restart-ghost" && !passed).unwrap_or_else(|| panic!("F10 not named: {got:?}"));
     // Named when a tab's reconnect fails on the lost lobby (or, failing that, after `ghost_secs`).
     assert!((msg.contains("could not rejoin") || msg.contains("which Wolf does not have")) && msg.contains("after the restart began"), "{msg}");
@@ -249,7 +244,7 @@ fn multi_tab_same_lobby_fails_by_name_when_certificates_collide() {
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "multi-tab-same-lobby", "--seed", &seed, "--time-scale", "0.2", "--fault", "cert-subject-collision"], &base);
     assert_eq!(code, Some(1), "stderr:\n{stderr}");
-    let failed: Vec<(String, String)> = invariants(&summary["scenarios"][0]).into_iter().filter(|(_, p, _)| !p).map(|(n, _, m)| (n, m)).collect();
+    let failed: Vec<(String, String)> = invariants(&summary.scenarios[0]).into_iter().filter(|(_, p, _)| !p).map(|(n, _, m)| (n, m)).collect();
     let f1 = failed.iter().find(|(n, _)| n == "F1 treated-as-resume").unwrap_or_else(|| panic!("F1 not named: {failed:?}"));
     assert!(f1.1.starts_with("tab 1 ") && f1.1.contains("unregistered session"), "the second tab, with Wolf's line: {}", f1.1);
     assert!(failed.iter().all(|(n, _)| n != "no-leftovers"), "cleanup still leaves nothing: {failed:?}");
