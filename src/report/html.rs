@@ -6,8 +6,8 @@
 //! escaping, time formatting and the digest; split, one page's layout would be scattered.
 
 use super::digest::{brief_json, tabs_named, Digest, TabDigest};
-use super::junit::{anchor, escape, replay_of};
-use super::{contact_sheet, ScenarioResult, Summary, Verdict};
+use super::junit::{anchor, escape};
+use super::{contact_sheet, ScenarioResult, Summary};
 use crate::timeline::{EpochMs, TabId};
 use base64::Engine;
 use serde_json::Value;
@@ -39,15 +39,6 @@ applyFilters();
 /// Width of the time axis in the swimlane and the sparklines, so both line up.
 const PLOT_W: f64 = 1000.0;
 const LABEL_W: f64 = 150.0;
-
-fn verdict_class(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "pass",
-        Verdict::Fail => "fail",
-        Verdict::Error => "error",
-        Verdict::Interrupted => "interrupted",
-    }
-}
 
 fn clock(ms: EpochMs) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64).map(|t| t.format("%H:%M:%S%.3f").to_string()).unwrap_or_default()
@@ -159,7 +150,7 @@ fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
     // The failing scenario's own command first: rerunning the whole suite takes minutes.
     let failing = s.first_failing();
     let (replay_label, replay) = match failing {
-        Some(sc) => (format!("replay {} alone", sc.name), replay_of(s, sc)),
+        Some(sc) => (format!("replay {} alone", sc.name), s.replay_of(sc)),
         None => ("replay".to_string(), s.replay.as_str()),
     };
     let _ = write!(
@@ -167,7 +158,7 @@ fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
         "<header class=\"{}\"><h1><span class=\"badge\" id=\"verdict\">{verdict}</span><span class=\"what\">{}</span></h1>\
          <div class=\"meta\"><span>run <b>{}</b></span><span>target <b>{}</b></span><span>seed <b>{}</b></span><span>{:.1} s</span><span>started {}</span></div>\
          <div class=\"replay\"><span class=\"muted\">{}</span> <code id=\"replay\">{}</code><button data-copy=\"replay\" type=\"button\">copy</button></div>",
-        verdict_class(s.verdict),
+        s.verdict.as_str(),
         escape(if what.is_empty() { "no scenario ran" } else { what }),
         escape(&s.run_id),
         escape(&s.target),
@@ -254,8 +245,8 @@ fn failures(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, events: &[Even
             let _ = write!(
                 h,
                 "<div class=\"card failure\"><h3><span class=\"pill {}\">{}</span> {} stopped with an error</h3><div class=\"msg\">{}</div><div class=\"facts\"><span>during <b>{}</b></span></div></div>",
-                verdict_class(sc.verdict),
-                verdict_class(sc.verdict).to_uppercase(),
+                sc.verdict.as_str(),
+                sc.verdict.as_str().to_uppercase(),
                 escape(&sc.name),
                 escape(e),
                 escape(sc.failed_op.as_deref().unwrap_or("-"))

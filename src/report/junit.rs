@@ -105,16 +105,6 @@ pub fn anchor(scenario: &str, invariant: &str) -> String {
     format!("inv-{slug}")
 }
 
-/// The command that reproduces a scenario: its own, else (an earlier summary without one) the
-/// run's.
-pub fn replay_of<'a>(summary: &'a Summary, sc: &'a ScenarioResult) -> &'a str {
-    if sc.replay.trim().is_empty() {
-        &summary.replay
-    } else {
-        &sc.replay
-    }
-}
-
 /// What a test case came to.
 enum Outcome {
     Passed,
@@ -209,15 +199,6 @@ fn write_suite(x: &mut String, s: &Suite, id: usize, timestamp: &str, host: &str
     let _ = write!(x, "    <system-out>{}</system-out>\n    <system-err>{}</system-err>\n  </testsuite>\n", escape(&s.system_out), escape(&s.system_err));
 }
 
-fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "pass",
-        Verdict::Fail => "fail",
-        Verdict::Error => "error",
-        Verdict::Interrupted => "interrupted",
-    }
-}
-
 /// The Ant schema's `xs:dateTime` without a zone or fraction: the run's local start time.
 fn timestamp(summary: &Summary) -> String {
     chrono::DateTime::parse_from_rfc3339(&summary.started_at)
@@ -233,7 +214,7 @@ fn properties(summary: &Summary, replay: &str, verdict: Verdict) -> Vec<(&'stati
         ("replay", replay.to_string()),
         ("run_replay", summary.replay.clone()),
         ("artifacts", summary.artifacts.clone()),
-        ("verdict", verdict_word(verdict).to_string()),
+        ("verdict", verdict.as_str().to_string()),
     ]
 }
 
@@ -244,7 +225,7 @@ fn context(summary: &Summary, sc: &ScenarioResult, evidence: &[String]) -> Strin
         "scenario: {}\nduring operation: {}\nreplay (this scenario alone): {}\nreplay (the whole run): {}\nevidence:\n  {}",
         sc.name,
         sc.failed_op.as_deref().unwrap_or("-"),
-        replay_of(summary, sc),
+        summary.replay_of(sc),
         summary.replay,
         evidence.join("\n  ")
     )
@@ -285,7 +266,7 @@ fn scenario_suite(summary: &Summary, sc: &ScenarioResult) -> Suite {
     match sc.verdict {
         Verdict::Pass => {}
         Verdict::Error | Verdict::Interrupted => {
-            let message = sc.error.clone().or_else(|| summary.error.clone()).unwrap_or_else(|| verdict_word(sc.verdict).to_string());
+            let message = sc.error.clone().or_else(|| summary.error.clone()).unwrap_or_else(|| sc.verdict.as_str().to_string());
             // A scenario cut short by Ctrl-C erred because of the interruption, not the system.
             let kind = if summary.verdict == Verdict::Interrupted || sc.verdict == Verdict::Interrupted { "interrupted" } else { "error" };
             let evidence = ["report.html#failures".to_string(), "timeline.jsonl".into(), "logs/".into()];
@@ -294,7 +275,7 @@ fn scenario_suite(summary: &Summary, sc: &ScenarioResult) -> Suite {
         }
         Verdict::Fail => {
             if cases.iter().all(|c| matches!(c.outcome, Outcome::Passed)) {
-                let message = format!("the scenario's verdict is {} though no check failed", verdict_word(sc.verdict));
+                let message = format!("the scenario's verdict is {} though no check failed", sc.verdict.as_str());
                 let evidence = ["report.html".to_string(), "summary.json".into()];
                 let body = format!("{message}\n{}", context(summary, sc, &evidence));
                 cases.push(Case {
@@ -311,7 +292,7 @@ fn scenario_suite(summary: &Summary, sc: &ScenarioResult) -> Suite {
     Suite {
         name: sc.name.clone(),
         time_s: sc.duration_s,
-        properties: properties(summary, replay_of(summary, sc), sc.verdict),
+        properties: properties(summary, summary.replay_of(sc), sc.verdict),
         cases,
         system_out,
         system_err: sc.error.clone().unwrap_or_default(),
@@ -322,11 +303,11 @@ fn scenario_suite(summary: &Summary, sc: &ScenarioResult) -> Suite {
 /// scenario's case.
 fn run_suite(summary: &Summary, not_green: bool) -> Suite {
     let outcome = if not_green {
-        let message = summary.error.clone().unwrap_or_else(|| verdict_word(summary.verdict).to_string());
+        let message = summary.error.clone().unwrap_or_else(|| summary.verdict.as_str().to_string());
         let body = format!("{message}\nreplay: {}\nevidence:\n  report.html\n  timeline.jsonl\n  logs/", summary.replay);
         match summary.verdict {
             Verdict::Fail => Outcome::Failed { kind: "verdict", message, body },
-            _ => Outcome::Erred { kind: verdict_word(summary.verdict), message, body },
+            _ => Outcome::Erred { kind: summary.verdict.as_str(), message, body },
         }
     } else {
         Outcome::Passed

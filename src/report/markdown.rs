@@ -2,7 +2,7 @@
 //! operation, the state then, how to replay), for `gh issue create --body-file`.
 
 use super::digest::{tabs_named, Digest};
-use super::junit::{evidence, replay_of};
+use super::junit::evidence;
 use super::{Summary, Verdict};
 use std::fmt::Write;
 
@@ -21,7 +21,7 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
     // The failing scenario alone first: the whole suite takes minutes to say the same.
     match summary.first_failing() {
         Some(sc) => {
-            let _ = writeln!(m, "- **replay** {} alone: `{}`", sc.name, replay_of(summary, sc));
+            let _ = writeln!(m, "- **replay** {} alone: `{}`", sc.name, summary.replay_of(sc));
             let _ = writeln!(m, "- **replay the whole run**: `{}`", summary.replay);
         }
         None => {
@@ -42,7 +42,7 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
             let _ = writeln!(m, "Failed during operation **{}**.\n", cell(op));
         }
         if sc.verdict != Verdict::Pass {
-            let _ = writeln!(m, "Replay it alone: `{}`\n", replay_of(summary, sc));
+            let _ = writeln!(m, "Replay it alone: `{}`\n", summary.replay_of(sc));
         }
         if let Some(e) = &sc.error {
             let _ = writeln!(m, "Error: {}\n", cell(e));

@@ -81,6 +81,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Its name as `summary.json` writes it (`pass`, `fail`, `error`, `interrupted`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Error => "error",
+            Verdict::Interrupted => "interrupted",
+        }
+    }
+
     pub fn exit_code(self) -> i32 {
         match self {
             Verdict::Pass => 0,
@@ -142,6 +152,16 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The command that reproduces a scenario: its own, else (a summary of an earlier version,
+    /// without one) the run's.
+    pub fn replay_of<'a>(&'a self, sc: &'a ScenarioResult) -> &'a str {
+        if sc.replay.trim().is_empty() {
+            &self.replay
+        } else {
+            &sc.replay
+        }
+    }
+
     /// The scenario a reader of a failed run starts with: the first that did not pass.
     pub fn first_failing(&self) -> Option<&ScenarioResult> {
         self.scenarios.iter().find(|s| s.verdict != Verdict::Pass)

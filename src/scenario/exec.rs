@@ -12,6 +12,7 @@ use super::plan::{Expect, Op, Plan, SessionNo, TabNo};
 use crate::browser::ViewerFacts;
 use crate::correlate::{self, Row};
 use crate::report::progress::say;
+use crate::scenario::spec::RunSpec;
 use crate::sut::monitor::ServerState;
 use crate::timeline::{now_ms, EpochMs, TabId};
 use crate::verdict::checks::{self, agent_session_of, HealthWatch};
@@ -33,16 +34,6 @@ const TICK: Duration = Duration::from_millis(250);
 /// its peer connection hears of it when Chromium's ICE consent checks give up (about 30 s).
 const CLEAR_ERROR_DEADLINE: Duration = Duration::from_secs(45);
 
-/// What the executor needs to know about the run around it.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub seed: u64,
-    pub time_scale: f64,
-    /// Flags that reproduce the run's conditions (`--time-scale`, `--fault`, `--target`...),
-    /// for the minimal replay command of a random walk.
-    pub replay_flags: String,
-}
-
 #[derive(Default)]
 struct State {
     sessions: BTreeMap<SessionNo, String>,
@@ -63,14 +54,15 @@ struct State {
     restarted_at: Option<EpochMs>,
 }
 
-pub async fn execute(d: &mut Driver, plan: &Plan, ctx: &Context) -> Result<(), OpError> {
-    let mut st = State { limit_ms: (STUCK_MS * ctx.time_scale).max(MIN_STUCK_MS), ..State::default() };
-    let outcome = run_steps(d, plan, ctx, &mut st).await;
+/// Run `plan` within the run `spec` describes (its time scale; its replay commands).
+pub async fn execute(d: &mut Driver, plan: &Plan, spec: &RunSpec) -> Result<(), OpError> {
+    let mut st = State { limit_ms: (STUCK_MS * spec.time_scale).max(MIN_STUCK_MS), ..State::default() };
+    let outcome = run_steps(d, plan, spec, &mut st).await;
     teardown(d, &mut st).await;
     outcome
 }
 
-async fn run_steps(d: &mut Driver, plan: &Plan, ctx: &Context, st: &mut State) -> Result<(), OpError> {
+async fn run_steps(d: &mut Driver, plan: &Plan, spec: &RunSpec, st: &mut State) -> Result<(), OpError> {
     let start = Instant::now();
     for step in &plan.steps {
         if let Some(b) = plan.budget_ms {
@@ -102,9 +94,9 @@ async fn run_steps(d: &mut Driver, plan: &Plan, ctx: &Context, st: &mut State) -
             if plan.stop_at_first_failure {
                 d.note_broke_after(st.ops_done);
                 let first = d.results().iter().find(|r| !r.passed).map(|r| r.name.clone()).unwrap_or_default();
-                let (scenario, seed, ops, flags, dir) = (&plan.scenario, ctx.seed, st.ops_done, &ctx.replay_flags, d.artifacts.root().display());
+                let (scenario, ops, dir) = (&plan.scenario, st.ops_done, d.artifacts.root().display());
                 say!("  {scenario} broke at operation {ops} ({}): {first}", d.failed_op().unwrap_or("?"));
-                say!("  seed {seed}; replay exactly: helix-e2e replay {dir}\n  or the minimal walk: helix-e2e run {scenario} --seed {seed} --ops {ops}{flags}");
+                say!("  seed {}; replay exactly: helix-e2e replay {dir}\n  or the minimal walk: {}", spec.seed, spec.scenario_command(scenario, Some(ops)));
             }
             // Later steps would only pile consequences on the first failure.
             break;

@@ -364,13 +364,12 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
         if stop.borrow().is_some() {
             break;
         }
-        let ctx = exec::Context { seed: opts.spec.seed, time_scale: opts.spec.time_scale, replay_flags: opts.spec.condition_flags() };
         let plan = plans.iter().find(|p| &p.scenario == name);
         let live = LiveDetectors::start(d.timeline.clone(), opts.thresholds.clone(), crate::timeline::now_ms());
         let scenario = async {
             match (name.as_str(), plan) {
                 (second_connection::NAME, _) => second_connection::run(&mut d).await,
-                (_, Some(plan)) => exec::execute(&mut d, plan, &ctx).await,
+                (_, Some(plan)) => exec::execute(&mut d, plan, &opts.spec).await,
                 (other, None) => Err(driver::OpError { op: "plan".into(), detail: format!("no plan of operations for {other}") }),
             }
         };

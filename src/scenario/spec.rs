@@ -60,7 +60,7 @@ impl RunSpec {
     /// The flags that set up the same conditions, without the scenarios, the seed and `--ops`
     /// (the random walk's minimal reproduction puts its own `--ops K` in front); each starts
     /// with a space.
-    pub fn condition_flags(&self) -> String {
+    fn condition_flags(&self) -> String {
         let mut f = String::new();
         if self.time_scale != 1.0 {
             f.push_str(&format!(" --time-scale {}", self.time_scale));
