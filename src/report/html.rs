@@ -15,8 +15,6 @@ use std::fmt::Write;
 use std::path::Path;
 
 const CSS: &str = include_str!("report.css");
-/// Rules of this file's own making: the failing tab's row, folded tabs, linked screenshots.
-const MORE_CSS: &str = "tr.failing td { background: #fdecec; } details#closed-tabs, details#closed-tabs-timeline { margin-top: 10px; } details > summary { cursor: pointer; } figure.linked { padding: 8px; }";
 
 /// Copy-to-clipboard for the replay command and the event filters. No errors on `file://`: the
 /// clipboard promise may reject there, which is caught.
@@ -87,7 +85,7 @@ pub fn render(summary: &Summary, digest: &Digest, root: &Path) -> String {
     let verdict = format!("{:?}", summary.verdict).to_uppercase();
     let _ = write!(
         h,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>helix-e2e {verdict} {}</title><style>{CSS}{MORE_CSS}</style></head><body>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>helix-e2e {verdict} {}</title><style>{CSS}</style></head><body>\n",
         escape(&what)
     );
     header(&mut h, summary, &verdict, &what);
