@@ -18,7 +18,7 @@ pub enum Cause {
     None,
 }
 
-/// A failure's id: `F1` … `F14` (the stack's failures), `B1` … (the browser's), `D1` … (deaths).
+/// A failure's id: `F1` … `F17` (the stack's failures), `B1` … (the browser's), `D1` … (deaths).
 /// Serialized as its name (`"F2"`), which is how summaries, timelines and the matrix write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum FailureId {
@@ -36,6 +36,9 @@ pub enum FailureId {
     F12,
     F13,
     F14,
+    F15,
+    F16,
+    F17,
     B1,
     B2,
     B3,
@@ -44,9 +47,9 @@ pub enum FailureId {
 }
 
 impl FailureId {
-    pub const ALL: [FailureId; 19] = {
+    pub const ALL: [FailureId; 22] = {
         use FailureId::*;
-        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, B1, B2, B3, D1, D2]
+        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, F15, F16, F17, B1, B2, B3, D1, D2]
     };
 
     /// This id's catalog entry (every id has exactly one; a test holds it).
@@ -59,9 +62,10 @@ impl FailureId {
         self.entry().name
     }
 
-    /// A death (B…, D…): the rule of `verdict/detectors/deaths.rs` lets it explain what follows.
+    /// A death (B…, D…, and F17: Wolf's death named for its cause): the rule of
+    /// `verdict/detectors/deaths.rs` lets it explain what follows.
     pub fn is_death(self) -> bool {
-        matches!(self, FailureId::B1 | FailureId::B2 | FailureId::B3 | FailureId::D1 | FailureId::D2)
+        matches!(self, FailureId::F17 | FailureId::B1 | FailureId::B2 | FailureId::B3 | FailureId::D1 | FailureId::D2)
     }
 }
 
@@ -157,6 +161,24 @@ pub const CATALOG: &[Entry] = &[
         name: "reconnect-teardown-race",
         causes: &[Switch("reconnect-teardown-race")],
         summary: "a reconnected viewer's new streamer resumed the client's Wolf session and the client's previous streamer, still tearing down, cancelled it",
+    },
+    Entry {
+        id: FailureId::F15,
+        name: "https-deadlock",
+        causes: &[Switch("https-deadlock")],
+        summary: "Wolf's HTTPS port accepts and never answers while its API does (a handler deadlocked by a /cancel racing a teardown): every new viewer stalls at launch",
+    },
+    Entry {
+        id: FailureId::F16,
+        name: "pipelines-blocked",
+        causes: &[Switch("pipeline-lock")],
+        summary: "Wolf can no longer create pipelines (a thread died holding the type lock): new sessions get no first frame, producers stop",
+    },
+    Entry {
+        id: FailureId::F17,
+        name: "audio-crash",
+        causes: &[Switch("audio-disconnect")],
+        summary: "Wolf died of an unhandled exception (a promise set twice) when its audio server dropped it; every stream ended at once",
     },
     // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
     // They explain the catalog failures that follow them (the rule is written there).

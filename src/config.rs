@@ -14,6 +14,9 @@ pub struct Target {
     pub login: Option<Login>,
     pub viewer: ViewerSpec,
     pub wolf_socket: PathBuf,
+    /// Wolf's HTTPS (Moonlight) port, `host:port`, which the driver probes itself (F15); `None`
+    /// when the target does not say where it is.
+    pub wolf_https: Option<String>,
     pub moonlight_web_url: String,
     pub moonlight_credentials: Option<String>,
     /// Service name → container name, for restarts (Docker targets only).
@@ -153,6 +156,8 @@ struct HelixSection {
 #[serde(deny_unknown_fields)]
 struct WolfSection {
     socket: PathBuf,
+    /// `host:port` of Wolf's HTTPS (Moonlight) port, e.g. `127.0.0.1:47984`.
+    https: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +201,7 @@ impl Target {
             login,
             viewer: f.viewer.unwrap_or_else(ViewerSpec::helix_default),
             wolf_socket: f.wolf.socket,
+            wolf_https: f.wolf.https,
             moonlight_web_url: f.moonlight_web.url,
             moonlight_credentials: need(&f.moonlight_web.credentials_env, "the moonlight-web credentials")?,
             containers: f.containers.into_iter().collect(),
@@ -212,6 +218,8 @@ impl Target {
             login: Some(Login { email: e.user_email.clone(), password: e.user_password.clone() }),
             viewer: ViewerSpec::helix_default(),
             wolf_socket: e.wolf_socket.clone(),
+            // The stand-in's Moonlight port (plain HTTP on loopback, in place of Wolf's TLS port).
+            wolf_https: Some(e.wolf_moonlight_http.clone()),
             moonlight_web_url: e.moonlight_web_url.clone(),
             moonlight_credentials: Some(e.moonlight_credentials.clone()),
             containers: Vec::new(),
@@ -232,6 +240,7 @@ mod tests {
         let p = Path::new("helix-dev.toml");
         let t = Target::parse(p, &text, |k| Some(format!("value-of-{k}"))).unwrap();
         assert_eq!(t.wolf_socket, PathBuf::from("/var/run/wolf/wolf.sock"));
+        assert_eq!(t.wolf_https.as_deref(), Some("localhost:47984"), "the driver probes Wolf's HTTPS port (F15)");
         assert!(t.login.is_some());
         assert_eq!(t.viewer.session_page("http://h:8080", "ses_1"), "http://h:8080/session/ses_1");
         let err = Target::parse(p, &text, |_| None).unwrap_err().to_string();

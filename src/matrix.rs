@@ -42,6 +42,13 @@ pub const CASES: &[Case] = &[
     // The race needs a Reconnect press on a streaming viewer; the walk presses one (seed 7 at
     // its 4th operation) and stops at the first failure.
     Case { fault: Some(FailureId::F14), switch: Some("reconnect-teardown-race"), scenario: "random-walk" },
+    // Closing the first phase's tabs sends the /cancel that races its session's teardown; the
+    // second phase's viewers then stall at launch.
+    Case { fault: Some(FailureId::F15), switch: Some("https-deadlock"), scenario: "second-connection" },
+    // 12 s after Wolf started: as the first viewers stream (or before, on a slow machine).
+    Case { fault: Some(FailureId::F16), switch: Some("pipeline-lock=12"), scenario: "second-connection" },
+    // 3 s after the first session connected Wolf to its audio server, while it streams.
+    Case { fault: Some(FailureId::F17), switch: Some("audio-disconnect=3"), scenario: "second-connection" },
     Case { fault: None, switch: None, scenario: "second-connection" },
     Case { fault: None, switch: None, scenario: "restart-chaos" },
     Case { fault: None, switch: None, scenario: "multi-tab-same-lobby" },

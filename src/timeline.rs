@@ -72,6 +72,10 @@ pub enum Reply {
     WolfLobbies(Vec<WolfLobby>),
     WolfMemory(WolfMemory),
     MlwSessions(Vec<MlwSession>),
+    /// Wolf's health endpoint (the Helix fork's).
+    WolfHealth(crate::sut::replies::WolfHealth),
+    /// The driver's own probe of Wolf's HTTPS port (`sut::https_probe`).
+    WolfHttps(crate::sut::replies::HttpsProbe),
     /// Helix's (agent session, lobby) beliefs for the sessions the run watches.
     HelixLobbies(Vec<HelixLobby>),
     /// The service answered nothing at all (connection refused, socket gone): evidence of a death.
@@ -97,6 +101,7 @@ impl Reply {
             ("wolf", "sessions") => typed(data, Reply::WolfSessions),
             ("wolf", "lobbies") => typed(data, Reply::WolfLobbies),
             ("wolf", "memory") => typed(data, Reply::WolfMemory),
+            ("wolf", "health") => typed(data, Reply::WolfHealth),
             ("moonlight-web", "sessions") => typed(data, Reply::MlwSessions),
             ("api", "session-lobbies") => typed(data, Reply::HelixLobbies),
             (_, "unreachable") => Reply::Unreachable(data.as_str().unwrap_or_default().to_string()),
@@ -110,7 +115,8 @@ impl Reply {
     pub fn answered(&self) -> Option<bool> {
         match self {
             Reply::Unreachable(_) => Some(false),
-            Reply::Failed(_) | Reply::EventsEnded | Reply::LogSourceEnded(_) => None,
+            // The probe of the HTTPS port says nothing of the API the other polls ask.
+            Reply::Failed(_) | Reply::EventsEnded | Reply::LogSourceEnded(_) | Reply::WolfHttps(_) => None,
             _ => Some(true),
         }
     }

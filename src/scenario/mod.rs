@@ -350,7 +350,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     unless_interrupted(stop, mlw.sessions()).await?.map_err(|e| e.to_string())?;
     let log_dir = private_log_dir(&summary.run_id);
     let feeds = target.logs.iter().map(|(service, source)| crate::sut::log_source::LogFeed::new(service, source, &log_dir)).collect();
-    let monitor = Monitor::start(wolf, mlw, helix.clone(), feeds, timeline.clone());
+    let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix.clone(), feeds, timeline.clone());
     say!("helix-e2e: launching Chromium");
     let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), services).with_given_sessions(opts.spec.sessions.clone());

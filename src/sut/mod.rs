@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod helix;
+pub mod https_probe;
 pub mod log_source;
 pub mod monitor;
 pub mod moonlight_web;

@@ -16,6 +16,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
+/// How long the probe of Wolf's HTTPS port waits for an answer, and the pause between probes.
+/// Two silent probes in a row are the port silent for twice this long (F15).
+pub const HTTPS_PROBE_WAIT: Duration = Duration::from_secs(3);
+const HTTPS_PROBE_PAUSE: Duration = Duration::from_secs(1);
 
 /// The latest view of the servers. Errors are kept as text: an unreachable service is a fact
 /// of the run, not a reason to stop observing.
@@ -55,10 +59,14 @@ type Watched = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 impl Monitor {
     /// Start observing. Each log feed is followed until [`Monitor::stop`] (or the monitor's
     /// drop) aborts it, which also kills a feed's command.
-    pub fn start(wolf: WolfClient, mlw: MoonlightWebClient, helix: HelixClient, logs: Vec<LogFeed>, timeline: Timeline) -> Monitor {
+    /// `wolf_https` is Wolf's HTTPS (Moonlight) port, `host:port`, when the target names it.
+    pub fn start(wolf: WolfClient, wolf_https: Option<String>, mlw: MoonlightWebClient, helix: HelixClient, logs: Vec<LogFeed>, timeline: Timeline) -> Monitor {
         let (tx, rx) = watch::channel(ServerState::default());
         let watched = Watched::default();
         let mut tasks = JoinSet::new();
+        if let Some(addr) = wolf_https {
+            tasks.spawn(https_probe_loop(addr, timeline.clone()));
+        }
         tasks.spawn(poll_loop(wolf.clone(), mlw, (helix, watched.clone()), timeline.clone(), tx));
         tasks.spawn(event_loop(wolf, timeline.clone()));
         for feed in logs {
@@ -103,8 +111,8 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
         tick.tick().await;
         let mut st = ServerState { at: now_ms(), ..Default::default() };
         let watching = watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (sessions, lobbies, memory, mlw_sessions, beliefs) =
-            tokio::join!(wolf.get_raw("/api/v1/sessions"), wolf.lobbies(), wolf.memory(), mlw.sessions(), helix_lobbies(&helix, &watching));
+        let (sessions, lobbies, memory, health, mlw_sessions, beliefs) =
+            tokio::join!(wolf.get_raw("/api/v1/sessions"), wolf.lobbies(), wolf.memory(), wolf.health(), mlw.sessions(), helix_lobbies(&helix, &watching));
         // Wolf's sessions come raw (the typed list leaves secrets out): parse once, here.
         match sessions.map(|raw| Reply::parse("wolf", "sessions", raw["sessions"].clone())) {
             Ok(Reply::WolfSessions(s)) => {
@@ -131,6 +139,12 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
             }
             Err(e) => poll_failed(&timeline, r, &mut st, e),
         }
+        match health {
+            Ok(raw) => push(&timeline, r, "wolf", Reply::parse("wolf", "health", raw)),
+            // Upstream Wolf has no health endpoint (it is the Helix fork's): nothing to say.
+            Err(crate::sut::SutError::Status { status: 404, .. }) => {}
+            Err(e) => poll_failed(&timeline, r, &mut st, e),
+        }
         match mlw_sessions {
             Ok(s) => {
                 push(&timeline, r, "moonlight-web", Reply::MlwSessions(s.clone()));
@@ -150,6 +164,15 @@ async fn poll_loop(wolf: WolfClient, mlw: MoonlightWebClient, (helix, watched): 
         if tx.send(st).is_err() {
             return;
         }
+    }
+}
+
+/// Probe Wolf's HTTPS port one probe after the other, each result on the timeline.
+async fn https_probe_loop(addr: String, timeline: Timeline) {
+    loop {
+        let seen = super::https_probe::probe(&addr, HTTPS_PROBE_WAIT).await;
+        timeline.push(Event::Poll { service: "wolf".into(), reply: Arc::new(Reply::WolfHttps(seen)) });
+        tokio::time::sleep(HTTPS_PROBE_PAUSE).await;
     }
 }
 

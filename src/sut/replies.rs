@@ -90,3 +90,29 @@ pub struct HelixLobby {
     pub session: String,
     pub lobby_id: Option<String>,
 }
+
+/// Wolf's `/api/v1/system/health` (the Helix fork's watchdog), the fields the detectors read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WolfHealth {
+    pub stuck_thread_count: u64,
+    pub total_thread_count: u64,
+    /// Wolf's own word on whether a pipeline can be created now (false: the type lock is lost).
+    pub can_create_new_pipelines: bool,
+    #[serde(default)]
+    pub overall_status: String,
+}
+
+/// What the driver's probe of Wolf's HTTPS (Moonlight) port saw: it connects, sends a TLS
+/// ClientHello and waits a bounded time for any byte back. A healthy Wolf answers at once (a
+/// ServerHello; the stand-in's plain-HTTP port an HTTP 400 or a close): whatever comes back, or
+/// a close, is an answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum HttpsProbe {
+    /// Something came back, or the connection was closed, this long after the hello.
+    Answered { addr: String, after_ms: f64 },
+    /// The connection was accepted and nothing came back within `waited_ms`.
+    Silent { addr: String, waited_ms: f64 },
+    /// No connection: refused, unreachable, or not accepted in time.
+    NotAccepted { addr: String, error: String },
+}

@@ -47,6 +47,14 @@ pub enum Fault {
     /// F14: moonlight-web launches a client's new streamer while that client's previous one is
     /// still tearing down; the new one resumes the Wolf session the old one then cancels.
     ReconnectTeardownRace,
+    /// F15: a session's teardown thread dies holding the teardown lock, and the `/cancel` that
+    /// waits for that teardown blocks Wolf's Moonlight handler (and with it the port) for good.
+    HttpsDeadlock,
+    /// F16: this long after Wolf started, a thread dies holding the process-wide (GLib type)
+    /// lock every pipeline creation takes.
+    PipelineLock(Duration),
+    /// F17: the audio server drops Wolf's connection this long after Wolf connected to it.
+    AudioDisconnect(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +81,9 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("slow-tls", "MS"),
     ("session-id-reuse", ""),
     ("reconnect-teardown-race", ""),
+    ("https-deadlock", ""),
+    ("pipeline-lock", "SECS"),
+    ("audio-disconnect", "SECS"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -122,6 +133,9 @@ impl FromStr for Fault {
             "sctp-errors" => flag(Fault::SctpErrors),
             "session-id-reuse" => flag(Fault::SessionIdReuse),
             "reconnect-teardown-race" => flag(Fault::ReconnectTeardownRace),
+            "https-deadlock" => flag(Fault::HttpsDeadlock),
+            "pipeline-lock" => Ok(Fault::PipelineLock(Duration::from_secs(positive(name, value, "SECS")?))),
+            "audio-disconnect" => Ok(Fault::AudioDisconnect(Duration::from_secs(positive(name, value, "SECS")?))),
             "zombie-streamer" => match value {
                 None => Ok(Fault::ZombieStreamer(Zombie::Unlisted)),
                 Some("listed") => Ok(Fault::ZombieStreamer(Zombie::Listed)),
@@ -178,6 +192,9 @@ impl fmt::Display for Fault {
             Fault::SlowTls(d) => write!(f, "slow-tls={}", d.as_millis()),
             Fault::SessionIdReuse => write!(f, "session-id-reuse"),
             Fault::ReconnectTeardownRace => write!(f, "reconnect-teardown-race"),
+            Fault::HttpsDeadlock => write!(f, "https-deadlock"),
+            Fault::PipelineLock(d) => write!(f, "pipeline-lock={}", d.as_secs()),
+            Fault::AudioDisconnect(d) => write!(f, "audio-disconnect={}", d.as_secs()),
         }
     }
 }
@@ -199,6 +216,9 @@ pub struct FaultSet {
     pub slow_tls: Option<Duration>,
     pub session_id_reuse: bool,
     pub reconnect_teardown_race: bool,
+    pub https_deadlock: bool,
+    pub pipeline_lock: Option<Duration>,
+    pub audio_disconnect: Option<Duration>,
 }
 
 impl FaultSet {
@@ -221,6 +241,9 @@ impl FaultSet {
                 Fault::SlowTls(d) => s.slow_tls = Some(d),
                 Fault::SessionIdReuse => s.session_id_reuse = true,
                 Fault::ReconnectTeardownRace => s.reconnect_teardown_race = true,
+                Fault::HttpsDeadlock => s.https_deadlock = true,
+                Fault::PipelineLock(d) => s.pipeline_lock = Some(d),
+                Fault::AudioDisconnect(d) => s.audio_disconnect = Some(d),
             }
         }
         s
@@ -260,11 +283,14 @@ mod tests {
             "slow-tls=1500",
             "session-id-reuse",
             "reconnect-teardown-race",
+            "https-deadlock",
+            "pipeline-lock=8",
+            "audio-disconnect=3",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), text);
         }
-        assert_eq!(KNOWN.len(), 14);
+        assert_eq!(KNOWN.len(), 17);
         assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));

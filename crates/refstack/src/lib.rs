@@ -150,7 +150,17 @@ pub async fn serve(service: Service, layout: &Layout, streamer_exe: PathBuf) -> 
         Service::Wolf => {
             let log = LogFile::stdout(Style::Wolf);
             let paired = layout.dir.join("wolf-paired.json");
-            let wolf = Arc::new(wolf::state::WolfState::with_faults(log.clone(), faults).with_paired_file(paired.clone()).map_err(io_err(&paired))?);
+            let audio = layout.dir.join("audio.sock");
+            let audio_listener = wolf::audio::bind(&audio).map_err(io_err(&audio))?;
+            let wolf = Arc::new(
+                wolf::state::WolfState::with_faults(log.clone(), faults.clone())
+                    .with_paired_file(paired.clone())
+                    .map_err(io_err(&paired))?
+                    .with_audio_socket(audio),
+            );
+            if let Some(after) = faults.pipeline_lock {
+                wolf.lose_type_lock_after(after);
+            }
             let socket = layout.wolf_socket();
             let api_listener = wolf::api::bind(&socket).map_err(io_err(&socket))?;
             let stream_listener = listen(layout.wolf_stream_port).await?;
@@ -159,6 +169,7 @@ pub async fn serve(service: Service, layout: &Layout, streamer_exe: PathBuf) -> 
             tokio::spawn(wolf::stream::serve(stream_listener, wolf.clone()));
             tokio::spawn(wolf::moonlight::serve(http_listener, wolf.clone(), layout.wolf_stream_port));
             tokio::spawn(wolf.clone().watchdog());
+            tokio::spawn(wolf::audio::serve(audio_listener, faults.audio_disconnect));
             log.info(format!("Wolf API listening on {}", socket.display()));
             std::future::pending::<()>().await;
         }

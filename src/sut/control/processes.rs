@@ -165,8 +165,10 @@ impl ProcessStack {
     }
 
     /// Watch the services for deaths the driver did not cause (it takes a service out of the
-    /// watched set before it stops one): each lands in the timeline with its exit status (D2),
-    /// and the service is left down, as a crashed one would be.
+    /// watched set before it stops one): each lands in the timeline with its exit status (D2).
+    /// Wolf is then started again, as its container's restart policy does in Helix's compose
+    /// (F17's chain ends with Wolf restarting); moonlight-web and the API are left down, as a
+    /// crashed one would be.
     pub fn watch_deaths(self: &std::sync::Arc<Self>, timeline: crate::timeline::Timeline) -> tokio::task::JoinHandle<()> {
         let stack = std::sync::Arc::downgrade(self);
         tokio::spawn(async move {
@@ -181,11 +183,20 @@ impl ProcessStack {
                         c.try_wait().ok().flatten().map(|st| (*s, st, pid))
                     })
                     .collect();
+                for (s, _, _) in &dead {
+                    children.remove(s);
+                }
+                drop(children);
                 for (s, status, pid) in dead {
-                    children.remove(&s);
                     let detail = format!("{} (pid {}) {status}", s.name(), pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()));
                     tracing::error!("service died: {detail}");
                     timeline.push(crate::timeline::Event::Died { what: crate::timeline::Casualty::Service { service: s.name().to_string() }, detail });
+                    if s == Service::Wolf {
+                        match stack.start_service(s).await {
+                            Ok(()) => tracing::warn!("wolf restarted by its restart policy"),
+                            Err(e) => tracing::error!("wolf not restarted: {e}"),
+                        }
+                    }
                 }
             }
         })

@@ -124,13 +124,24 @@ pub(super) fn f2_webrtc_ports_exhausted(c: &Ctx, t: &Thresholds) -> Option<Detec
         .min_by(|a, b| a.first_symptom.total_cmp(&b.first_symptom))
 }
 
+/// A viewer stalled in "Moonlight Stream": moonlight-web's `Error(Connect, TimedOut)`, or the
+/// stall outlasting `launch_stall_secs`.
+///
+/// Differential against F15 (a deadlocked HTTPS handler stalls every launch the same way): a
+/// stall that began after Wolf's HTTPS port was last seen answering, when the driver's probe
+/// has since found the port silent twice (`https_deadlock`), is F15's and not named here. F12
+/// is a port that answers, if late.
 pub(super) fn f12_slow_launch(c: &Ctx, t: &Thresholds) -> Option<Detection> {
     let timed_out = c.first_log("Error(Connect, TimedOut)", 0.0);
+    let deadlocked_since = https_deadlock(c).map(|d| d.last_answer.unwrap_or(d.since));
     c.viewers
         .iter()
         .filter_map(|v| {
             let started =
                 v.stages.iter().find(|s| s.stage == "Moonlight Stream" && matches!(s.phase, crate::browser::viewers::StagePhase::Starting)).map(|s| s.at)?;
+            if deadlocked_since.is_some_and(|d| started >= d) {
+                return None;
+            }
             let done =
                 v.stages.iter().find(|s| s.stage == "Moonlight Stream" && !matches!(s.phase, crate::browser::viewers::StagePhase::Starting)).map(|s| s.at);
             let log = timed_out.filter(|(at, _)| *at >= started && done.is_none_or(|d| d > *at));

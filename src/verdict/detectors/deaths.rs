@@ -18,22 +18,76 @@
 //! run with a death is a failed run named after the death, and a symptom that happened to
 //! start in another tab in that second is not worth a second, doubtful name. Deaths never
 //! explain each other away: each is named once.
+//!
+//! **A death with a known cause is named for its cause.** Wolf dying right after it logged
+//! `Unhandled exception: The state of the promise has already been set` (its audio server
+//! dropped it, F17) is one death, named `F17 audio-crash` with the line cited: F17 counts as a
+//! death here (it explains what follows it, and is not dropped as explained by the plain
+//! death), and the `D2 service-died wolf` of that same death — Wolf's exit, or its API gone,
+//! within [`CRASH_TO_DEATH_MS`] after the line — is not named beside it. A Wolf death without
+//! the line is D2.
 
 use super::*;
 use crate::timeline::Casualty;
 
 /// How far before a death a catalog symptom may start and still be the death's doing.
 pub const DEATH_LEAD_MS: f64 = 1000.0;
+/// What Wolf logs as it dies of its audio server dropping it (F17).
+pub(super) const PROMISE_SET_TWICE: &str = "Unhandled exception: The state of the promise has already been set";
+/// How long after its crash line Wolf's death may be witnessed (its exit reaped, its API
+/// found gone) and still be that crash.
+pub const CRASH_TO_DEATH_MS: f64 = 5000.0;
 
-/// Whether a detection names a death (`B…`, `D…`) rather than a catalog failure.
+/// Whether a detection names a death (`B…`, `D…`, or a death with a known cause: F17) rather
+/// than a catalog failure.
 pub fn is_death(d: &Detection) -> bool {
     d.fault.is_death()
 }
 
-/// Drop the catalog failures a death explains (see the module's rule).
+/// Drop the catalog failures a death explains, and the plain D2 of a death already named for
+/// its cause (see the module's rules).
 pub fn explained_by_deaths(found: &mut Vec<Detection>) {
+    let crashes: Vec<(EpochMs, EpochMs)> = found.iter().filter(|d| d.fault == FailureId::F17).map(|d| (d.first_symptom, d.decided_at)).collect();
+    found.retain(|d| {
+        !(d.fault == FailureId::D2
+            && d.name.ends_with(" wolf")
+            && crashes.iter().any(|(line, _)| d.first_symptom >= line - DEATH_LEAD_MS && d.first_symptom <= line + CRASH_TO_DEATH_MS))
+    });
     let Some(first_death) = found.iter().filter(|d| is_death(d)).map(|d| d.first_symptom).min_by(|a, b| a.total_cmp(b)) else { return };
     found.retain(|d| is_death(d) || d.first_symptom < first_death - DEATH_LEAD_MS);
+}
+
+/// F17: Wolf's crash line, then Wolf's death — its exit reaped by the supervisor, or its API
+/// answering nothing — within [`CRASH_TO_DEATH_MS`] (less [`DEATH_LEAD_MS`]: two witnesses
+/// write one moment down in either order). The line alone is not a death (a Wolf that logged
+/// it and lives on is not what the catalog describes), and a death without it is D2.
+fn audio_crash(c: &Ctx) -> Option<Detection> {
+    let (line_at, line) = c.logs.iter().find(|(_, s, m)| *s == "wolf" && m.contains(PROMISE_SET_TWICE)).map(|(t, _, m)| (*t, *m))?;
+    let near = |at: EpochMs| at >= line_at - DEATH_LEAD_MS && at <= line_at + CRASH_TO_DEATH_MS;
+    let exit = c
+        .deaths
+        .iter()
+        .find(|(at, what, _)| matches!(what, Casualty::Service { service } if service == "wolf") && near(*at))
+        .map(|(at, _, d)| (*at, format!("its exit was reaped: {d}")));
+    let gone = || {
+        c.service_polls
+            .iter()
+            .find(|(at, s, r)| *s == "wolf" && r.is_err() && near(*at) && !c.restarting("wolf", *at))
+            .map(|(at, _, r)| (*at, format!("its API answered nothing: {}", r.err().unwrap_or_default())))
+    };
+    let (death_at, how) = exit.or_else(gone)?;
+    Some(Detection {
+        fault: FailureId::F17,
+        name: "audio-crash".into(),
+        tab: None,
+        message: format!(
+            "Wolf died {:.1} s after it logged \"{}\" (its audio server dropped it and the disconnect set the connection's promise a second time); {how}; every stream ended with it",
+            secs(death_at - line_at),
+            line.chars().take(160).collect::<String>()
+        ),
+        first_symptom: line_at,
+        decided_at: line_at.max(death_at),
+    })
 }
 
 pub(super) fn deaths(c: &Ctx, t: &Thresholds) -> Vec<Detection> {
@@ -60,6 +114,9 @@ pub(super) fn deaths(c: &Ctx, t: &Thresholds) -> Vec<Detection> {
         named(Detection { fault, name: fault.name().into(), tab, message: detail.to_string(), first_symptom: *at, decided_at: *at });
     }
     if let Some(d) = streamer_died(c) {
+        named(d);
+    }
+    if let Some(d) = audio_crash(c) {
         named(d);
     }
     if let Some(d) = service_unreachable(c, t) {

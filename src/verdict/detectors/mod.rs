@@ -1,4 +1,4 @@
-//! Fault detectors: one named detector per documented failure (F1–F13 of the failure catalog),
+//! Fault detectors: one named detector per documented failure (F1–F17 of the failure catalog),
 //! each reading the whole timeline — browser probes, server polls, Wolf events, service logs —
 //! and deciding as soon as the evidence is there.
 //!
@@ -9,12 +9,14 @@
 //!
 //! This module holds what they share (thresholds, the catalog, the folded context); the
 //! detectors live by what went wrong: `connect` (a viewer never gets its stream), `stream` (a
-//! running stream breaks), `server_state` (the servers' own state disagrees).
+//! running stream breaks), `server_state` (the servers' own state disagrees), `wolf_host` (Wolf
+//! itself is wedged: its HTTPS handler, its pipelines).
 
 use crate::browser::viewers::{ViewerFacts, ViewerFold};
 use crate::catalog::FailureId;
 use crate::sut::monitor::HelixLobby;
 use crate::sut::moonlight_web::MlwSession;
+use crate::sut::replies::{HttpsProbe, WolfHealth};
 use crate::sut::wolf::{LobbyMemory, WolfLobby, WolfSession};
 use crate::timeline::{EpochMs, Event, Observation, OpPhase, ProbeEvent, TabId};
 use serde::{Deserialize, Serialize};
@@ -29,11 +31,15 @@ mod server_state;
 mod stream;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_wolf;
+mod wolf_host;
 
 use connect::{f12_slow_launch, f13_already_streaming_loop, f1_treated_as_resume, f2_webrtc_ports_exhausted};
 use reconnect::f14_reconnect_teardown_race;
 use server_state::{f10_restart_ghost, f3_join_not_counted, f5_stuck_session, f6_zombie_streamer, f7_lobby_mismatch};
 use stream::{f11_sctp_corruption, f4_control_stream_timeout, f8_black_frames, f9_frozen_video};
+use wolf_host::{f15_https_deadlock, f16_pipelines_blocked, https_deadlock, pipelines_lost_at};
 
 pub use model::Model;
 #[cfg(test)]
@@ -153,6 +159,10 @@ struct Ctx<'a> {
     wolf_sessions: &'a [(EpochMs, Vec<WolfSession>)],
     lobbies: &'a [(EpochMs, Vec<WolfLobby>)],
     memory: &'a [(EpochMs, Vec<LobbyMemory>)],
+    /// Wolf's health polls, in order.
+    health: &'a [(EpochMs, WolfHealth)],
+    /// The driver's probes of Wolf's HTTPS port, in order (each at the time it ended).
+    https_probes: &'a [(EpochMs, HttpsProbe)],
     /// Helix's (agent session, lobby) beliefs, poll by poll.
     helix_lobbies: &'a [(EpochMs, Vec<HelixLobby>)],
     /// Start times of the service restarts the driver caused.

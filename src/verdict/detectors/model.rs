@@ -2,6 +2,7 @@
 //! evaluation of every detector over it. Its own file because it is the one stateful part of
 //! the detectors (the rules in the sibling files are pure functions of a [`Ctx`]).
 
+use super::deaths::PROMISE_SET_TWICE;
 use super::*;
 use crate::timeline::Reply;
 
@@ -22,6 +23,9 @@ pub struct Model {
     wolf_sessions: Vec<(EpochMs, Vec<WolfSession>)>,
     lobbies: Vec<(EpochMs, Vec<WolfLobby>)>,
     memory: Vec<(EpochMs, Vec<LobbyMemory>)>,
+    /// Wolf's health polls (F16) and the driver's probes of its HTTPS port (F15).
+    health: Vec<(EpochMs, WolfHealth)>,
+    https_probes: Vec<(EpochMs, HttpsProbe)>,
     helix_lobbies: Vec<(EpochMs, Vec<HelixLobby>)>,
     restarts: Vec<EpochMs>,
     teardowns: Vec<(EpochMs, TabId)>,
@@ -71,6 +75,7 @@ pub(super) const READ_LINES: &[&str] = &[
     "stop: cancelling the Wolf session",                  // F14
     " streams on port",                                   // F14
     "Streamer of session ",                               // D1
+    PROMISE_SET_TWICE,                                    // F17
 ];
 
 /// The address of an IPv4 host candidate (`candidate:1 1 udp 2130706431 198.51.100.2 40000 typ
@@ -105,6 +110,8 @@ impl Model {
             wolf_sessions: Vec::new(),
             lobbies: Vec::new(),
             memory: Vec::new(),
+            health: Vec::new(),
+            https_probes: Vec::new(),
             helix_lobbies: Vec::new(),
             restarts: Vec::new(),
             teardowns: Vec::new(),
@@ -211,6 +218,8 @@ impl Model {
             Reply::WolfLobbies(v) => insert_by_time(&mut self.lobbies, at, v.clone()),
             Reply::HelixLobbies(v) => insert_by_time(&mut self.helix_lobbies, at, v.clone()),
             Reply::WolfMemory(m) => insert_by_time(&mut self.memory, at, m.lobbies.clone()),
+            Reply::WolfHealth(h) => insert_by_time(&mut self.health, at, h.clone()),
+            Reply::WolfHttps(p) => insert_by_time(&mut self.https_probes, at, p.clone()),
             Reply::Malformed(why) => self.malformed.push((at, service.to_string(), why.clone())),
             _ => {}
         }
@@ -226,6 +235,8 @@ impl Model {
         self.wolf_sessions.retain(|(t, _)| *t >= cutoff);
         self.lobbies.retain(|(t, _)| *t >= cutoff);
         self.memory.retain(|(t, _)| *t >= cutoff);
+        self.health.retain(|(t, _)| *t >= cutoff);
+        self.https_probes.retain(|(t, _)| *t >= cutoff);
         self.helix_lobbies.retain(|(t, _)| *t >= cutoff);
     }
 
@@ -240,6 +251,8 @@ impl Model {
             + self.wolf_sessions.len()
             + self.lobbies.len()
             + self.memory.len()
+            + self.health.len()
+            + self.https_probes.len()
             + self.helix_lobbies.len()
     }
 
@@ -264,6 +277,8 @@ impl Model {
             Some((n, at, found)) if *n == self.others_taken && self.end - at < FULL_EVERY_MS => found.clone(),
             _ => [
                 f1_treated_as_resume(&ctx),
+                f15_https_deadlock(&ctx),
+                f16_pipelines_blocked(&ctx, t),
                 f2_webrtc_ports_exhausted(&ctx, t),
                 f4_control_stream_timeout(&ctx),
                 f11_sctp_corruption(&ctx, t),
@@ -304,6 +319,8 @@ impl Model {
             wolf_sessions: &self.wolf_sessions,
             lobbies: &self.lobbies,
             memory: &self.memory,
+            health: &self.health,
+            https_probes: &self.https_probes,
             helix_lobbies: &self.helix_lobbies,
             restarts: &self.restarts,
             teardowns: &self.teardowns,

@@ -99,7 +99,16 @@ pub(super) fn f8_black_frames(c: &Ctx, t: &Thresholds) -> Option<Detection> {
 /// with every source frame, 30 per second, so ten presented frames with one stamp span ~0.3 s of
 /// a source that did not move). An unstamped picture may stand still on purpose and still needs
 /// `freeze_secs`.
+/// A connected viewer's picture stands still: the same stamp over `freeze_frames` new frames,
+/// or the same picture for `freeze_secs`.
+///
+/// Differential against F16 (pipelines blocked: the lost type lock stops every producer too,
+/// so its viewers freeze the same way): Wolf's health decides. Where Wolf reports its health,
+/// F9 needs a poll since the picture stood still that says pipelines can still be created, and
+/// a freeze after Wolf said they cannot is F16's, never F9's. Without a health endpoint the
+/// picture alone decides.
 pub(super) fn f9_frozen_video(c: &Ctx, t: &Thresholds) -> Option<Detection> {
+    let lost = pipelines_lost_at(c);
     c.viewers
         .iter()
         .filter_map(|v| {
@@ -121,20 +130,28 @@ pub(super) fn f9_frozen_video(c: &Ctx, t: &Thresholds) -> Option<Detection> {
                 // without a stamp may be still on purpose, so it needs the duration.)
                 let new_frames = f.presented.saturating_sub(p0);
                 let proven = f.stamp.is_some() && new_frames >= t.freeze_frames.max(1);
-                if (proven || f.at - s >= t.freeze_secs * 1000.0) && v.closed_at.is_none_or(|x| x > f.at) && !c.excused(v, f.at) {
-                    return Some(Detection {
-                        fault: FailureId::F9,
-                        name: "frozen-video".into(),
-                        tab: Some(v.tab),
-                        message: format!(
-                            "{} picture has not changed for {:.1} s ({new_frames} new frames presented) while the peer connection is {}",
-                            who(v),
-                            secs(f.at - s),
-                            v.connection_state.as_deref().unwrap_or("?")
-                        ),
-                        first_symptom: s,
-                        decided_at: f.at,
-                    });
+                if lost.is_some_and(|l| l <= f.at) {
+                    return None;
+                }
+                let pipelines_fine = c.health.iter().find(|(at, h)| *at >= s && h.can_create_new_pipelines).map(|(at, _)| *at);
+                if c.health.is_empty() || pipelines_fine.is_some() {
+                    // Decided once both the picture and Wolf's word are in.
+                    let decided = pipelines_fine.map_or(f.at, |p| p.max(f.at));
+                    if (proven || f.at - s >= t.freeze_secs * 1000.0) && v.closed_at.is_none_or(|x| x > f.at) && !c.excused(v, f.at) {
+                        return Some(Detection {
+                            fault: FailureId::F9,
+                            name: "frozen-video".into(),
+                            tab: Some(v.tab),
+                            message: format!(
+                                "{} picture has not changed for {:.1} s ({new_frames} new frames presented) while the peer connection is {}",
+                                who(v),
+                                secs(f.at - s),
+                                v.connection_state.as_deref().unwrap_or("?")
+                            ),
+                            first_symptom: s,
+                            decided_at: decided,
+                        });
+                    }
                 }
             }
             None

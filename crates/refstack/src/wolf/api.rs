@@ -208,7 +208,7 @@ fn route(req: &Request, state: &WolfState) -> Option<Result<Value, String>> {
                 "threads": h.threads.iter().map(|t| json!({"tid": t.tid, "name": t.name,
                     "seconds_since_heartbeat": t.seconds_since_heartbeat, "is_stuck": t.is_stuck})).collect::<Vec<_>>(),
                 "stuck_thread_count": h.stuck, "total_thread_count": h.threads.len(),
-                "can_create_new_pipelines": h.stuck == 0, "overall_status": h.overall_status(),
+                "can_create_new_pipelines": h.can_create_pipelines, "overall_status": h.overall_status(),
             }))
         }
         _ => return None,

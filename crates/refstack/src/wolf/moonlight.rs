@@ -1,6 +1,12 @@
 //! The Moonlight host side of the stand-in Wolf: pairing, `serverinfo`, `launch`, `resume`,
 //! `cancel`. The client certificate identifies the client, as with Wolf's TLS client auth; here
 //! it travels in the `X-Client-Cert` header (base64 DER) over loopback HTTP.
+//!
+//! Wolf's HTTPS server does one thing at a time: a handler that blocks holds the server, and
+//! the connections that arrive meanwhile are accepted by the kernel but never read — not even
+//! their TLS handshake. The stand-in keeps that shape with one gate ([`Gate`]): every handler
+//! holds it while it runs, and every new connection passes it before it is read. So a handler
+//! that never returns (F15) leaves the port accepting TCP and answering nothing, as Wolf's did.
 
 use super::state::WolfState;
 use axum::extract::{ConnectInfo, Query, State};
@@ -22,16 +28,59 @@ struct Ctx {
     stream_port: u16,
 }
 
+/// The HTTPS server's one worker: held by a running handler, passed by each new connection.
+type Gate = Arc<tokio::sync::Mutex<()>>;
+
+/// The listener behind the [`Gate`]: a connection the kernel accepted is handed to the server
+/// only once the worker is free.
+struct GatedListener {
+    inner: tokio::net::TcpListener,
+    gate: Gate,
+}
+
+impl axum::serve::Listener for GatedListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let accepted = axum::serve::Listener::accept(&mut self.inner).await;
+        drop(self.gate.lock().await);
+        accepted
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// The client's address (axum's `ConnectInfo` for the gated listener).
+#[derive(Clone, Copy)]
+struct Peer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GatedListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, GatedListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<WolfState>, stream_port: u16) -> std::io::Result<()> {
+    let gate = Gate::default();
     let app = Router::new()
         .route("/pair", post(pair))
         .route("/serverinfo", get(serverinfo))
         .route("/launch", get(launch))
         .route("/resume", get(resume))
         .route("/cancel", get(cancel))
+        .layer(axum::middleware::from_fn_with_state(gate.clone(), one_at_a_time))
         .layer(axum::middleware::from_fn_with_state(state.clone(), slow_tls))
         .with_state(Ctx { state, stream_port });
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    axum::serve(GatedListener { inner: listener, gate }, app.into_make_service_with_connect_info::<Peer>()).await
+}
+
+/// Every handler runs holding the [`Gate`].
+async fn one_at_a_time(State(gate): State<Gate>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let _worker = gate.lock().await;
+    next.run(req).await
 }
 
 /// F12: the connection is accepted, then nothing comes back for a while — what a client sees of
@@ -96,7 +145,7 @@ fn default_fps() -> u32 {
     30
 }
 
-async fn launch(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<LaunchQuery>) -> Response {
+async fn launch(State(ctx): State<Ctx>, ConnectInfo(Peer(peer)): ConnectInfo<Peer>, headers: HeaderMap, Query(q): Query<LaunchQuery>) -> Response {
     let der = match cert(&headers) {
         Ok(d) => d,
         Err((status, text)) => return error(status, text),
@@ -108,7 +157,7 @@ async fn launch(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAdd
     }
 }
 
-async fn resume(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+async fn resume(State(ctx): State<Ctx>, ConnectInfo(Peer(peer)): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
     let der = match cert(&headers) {
         Ok(d) => d,
         Err((status, text)) => return error(status, text),
@@ -122,11 +171,15 @@ async fn resume(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAdd
     }
 }
 
-async fn cancel(State(ctx): State<Ctx>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+async fn cancel(State(ctx): State<Ctx>, ConnectInfo(Peer(peer)): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
     let der = match cert(&headers) {
         Ok(d) => d,
         Err((status, text)) => return error(status, text),
     };
+    // A cancel waits for a teardown of the session that is under way (its control peer left a
+    // moment before): with F15 that teardown's thread died holding the lock, and this wait —
+    // holding the server's gate — never ends.
+    let _teardown = ctx.state.teardown_lock.lock().await;
     match ctx.state.session_of_certificate(&der) {
         // F7: the cancel is acknowledged and nothing stops.
         Some(_) if ctx.state.faults.orphan_wolf_session => Json(json!({"cancel": 1})).into_response(),

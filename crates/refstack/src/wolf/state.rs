@@ -54,6 +54,8 @@ pub struct Session {
     /// The stream connection that is the session's control peer now (see
     /// [`WolfState::attach_control`]); `None` until one attaches.
     pub control: Option<u64>,
+    /// Since when the creation of this session's pipeline has waited for the type lock (F16).
+    pub pipeline_waiting: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -106,7 +108,14 @@ pub struct ThreadHealth {
 pub struct Health {
     pub threads: Vec<ThreadHealth>,
     pub stuck: usize,
+    /// Whether a pipeline could be created now: the process-wide type lock is free.
+    pub can_create_pipelines: bool,
 }
+
+/// Wolf's threads that live as long as the process, as its watchdog lists them; pipelines and
+/// lobby producers come on top. With them a run's handful of stuck producers is the minority it
+/// was on the real host (35 %), not the half a naive alarm would wait for.
+const PROCESS_THREADS: [&str; 7] = ["wolf", "HTTPServer", "HTTPSServer", "RTSPServer", "ENetControl", "PulseAudio", "HealthWatchdog"];
 
 impl Health {
     pub fn overall_status(&self) -> &'static str {
@@ -127,6 +136,15 @@ pub struct WolfState {
     pub faults: FaultSet,
     /// Where paired clients are kept across restarts (Wolf's `config.toml`); memory only if none.
     paired_file: Option<std::path::PathBuf>,
+    /// Held while a session is torn down; a `/cancel` waits for it (see `moonlight.rs`).
+    pub teardown_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// GLib's process-wide type lock: every pipeline creation takes it (F16).
+    type_lock: std::sync::Arc<Mutex<()>>,
+    /// When a thread died holding [`Self::type_lock`] (F16).
+    type_lock_lost: std::sync::Arc<std::sync::OnceLock<Instant>>,
+    /// The audio server's socket Wolf connects to when its first session starts (F17).
+    audio_socket: Option<std::path::PathBuf>,
+    audio_started: std::sync::Once,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +177,51 @@ impl WolfState {
             started: Instant::now(),
             faults,
             paired_file: None,
+            teardown_lock: Default::default(),
+            type_lock: Default::default(),
+            type_lock_lost: Default::default(),
+            audio_socket: None,
+            audio_started: std::sync::Once::new(),
+        }
+    }
+
+    /// Connect to the audio server at `path` when the first session starts (F17).
+    pub fn with_audio_socket(mut self, path: std::path::PathBuf) -> Self {
+        self.audio_socket = Some(path);
+        self
+    }
+
+    /// F16: `after` from now, a thread takes the type lock and dies holding it (it ends without
+    /// releasing it, as a thread killed by an exception leaves its mutex locked). Nothing is
+    /// logged: the real one died silently.
+    pub fn lose_type_lock_after(&self, after: Duration) {
+        let (lock, lost) = (self.type_lock.clone(), self.type_lock_lost.clone());
+        let spawned = std::thread::Builder::new().name("gst-type-registry".into()).spawn(move || {
+            std::thread::sleep(after);
+            let held = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = lost.set(Instant::now());
+            std::mem::forget(held);
+        });
+        if let Err(e) = spawned {
+            tracing::error!("pipeline-lock: cannot start the thread that takes the type lock: {e}");
+        }
+    }
+
+    /// Create the pipeline of session `id` (its encoder's thread calls this first): GStreamer
+    /// registers the element types under the process-wide type lock. A thread that died
+    /// holding it (F16) makes this wait for ever — the session never gets a first frame.
+    pub fn create_pipeline(&self, id: u64) {
+        if let Ok(_types) = self.type_lock.try_lock() {
+            return;
+        }
+        self.set_pipeline_waiting(id, Some(Instant::now()));
+        drop(self.type_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        self.set_pipeline_waiting(id, None);
+    }
+
+    fn set_pipeline_waiting(&self, id: u64, since: Option<Instant>) {
+        if let Some(s) = self.lock().sessions.iter_mut().find(|s| s.id == id) {
+            s.pipeline_waiting = since;
         }
     }
 
@@ -270,9 +333,13 @@ impl WolfState {
             joined: None,
             black,
             control: None,
+            pipeline_waiting: None,
         };
         inner.sessions.push(session.clone());
         drop(inner);
+        if let Some(path) = &self.audio_socket {
+            self.audio_started.call_once(|| super::audio::connect(path.clone(), self.log.clone()));
+        }
         self.log.info(format!("[HTTPS] Launching app {} for session {}", WOLF_UI_TITLE, session.id));
         self.log.debug(format!("Starting Wolf-UI container Wolf-UI_{}", session.id));
         if black {
@@ -288,6 +355,9 @@ impl WolfState {
         let mut inner = self.lock();
         let Some(pos) = inner.sessions.iter().position(|s| s.id == id) else { return false };
         let session = inner.sessions.remove(pos);
+        if self.faults.https_deadlock {
+            self.teardown_thread_dies(id);
+        }
         let mut stopped_lobby = None;
         if let Some(lobby_id) = &session.lobby {
             if let Some(lobby) = inner.lobbies.iter_mut().find(|l| &l.id == lobby_id) {
@@ -311,6 +381,23 @@ impl WolfState {
         }
         self.log.debug(format!("Stopping Wolf-UI container Wolf-UI_{id}"));
         true
+    }
+
+    /// F15: the session's teardown thread takes the teardown lock and dies holding it (ended
+    /// without releasing it, as an exception ends a C++ thread that holds a mutex); the
+    /// `/cancel` that races this teardown then waits for it for ever. Joined, so the lock is
+    /// held before the teardown is over — the race, made deterministic.
+    fn teardown_thread_dies(&self, id: u64) {
+        let lock = self.teardown_lock.clone();
+        let thread = std::thread::Builder::new().name(format!("teardown-{id}")).spawn(move || {
+            if let Ok(held) = lock.try_lock_owned() {
+                std::mem::forget(held);
+            }
+        });
+        match thread {
+            Ok(t) => drop(t.join()),
+            Err(e) => tracing::error!("https-deadlock: cannot start the teardown thread: {e}"),
+        }
     }
 
     /// A stream connection attached to session `id` becomes its control peer and returns its
@@ -356,38 +443,39 @@ impl WolfState {
         })
     }
 
-    /// Frames a lobby's producer has made; with F9 on it stops at the freeze.
+    /// Frames a lobby's producer has made; with F9 on it stops at the freeze, with F16 when the
+    /// type lock was lost (every producer at once: each needs the lock for its buffers).
     fn lobby_frames(&self, l: &Lobby) -> u32 {
         let frames = frames_since(l.created);
-        match self.faults.freeze_after {
-            Some(after) => frames.min((after.as_secs_f64() * PRODUCER_FPS) as u32),
-            None => frames,
-        }
+        let stopped = self.producer_stopped(l).map(|after| (after.as_secs_f64() * PRODUCER_FPS) as u32);
+        stopped.map_or(frames, |n| frames.min(n))
     }
 
-    /// Wolf's watchdog view: the main and HTTP threads, plus one producer thread per lobby whose
-    /// heartbeat is its last produced frame.
+    /// How long after its creation a lobby's producer stopped (F9's freeze or F16's lost type
+    /// lock, whichever came first); `None` while it runs.
+    fn producer_stopped(&self, l: &Lobby) -> Option<Duration> {
+        let frozen = self.faults.freeze_after.filter(|after| l.created.elapsed() > *after);
+        let locked = self.type_lock_lost.get().map(|at| at.saturating_duration_since(l.created));
+        frozen.into_iter().chain(locked).min()
+    }
+
+    /// Wolf's watchdog view: the process's own threads, one producer thread per lobby whose
+    /// heartbeat is its last produced frame, and one pipeline thread per session, stuck while
+    /// its creation waits for the type lock (F16).
     pub fn health(&self) -> Health {
         let inner = self.lock();
-        let mut threads = vec![
-            ThreadHealth { tid: 1, name: "wolf".into(), seconds_since_heartbeat: 0.0, is_stuck: false },
-            ThreadHealth { tid: 2, name: "HTTPServer".into(), seconds_since_heartbeat: 0.0, is_stuck: false },
-        ];
+        let thread =
+            |tid: u32, name: String, since: f64| ThreadHealth { tid, name, seconds_since_heartbeat: since, is_stuck: since >= STUCK_AFTER.as_secs_f64() };
+        let mut threads: Vec<ThreadHealth> = PROCESS_THREADS.iter().zip(1..).map(|(n, tid)| thread(tid, n.to_string(), 0.0)).collect();
         for (i, l) in inner.lobbies.iter().enumerate() {
-            let age = l.created.elapsed();
-            let since = match self.faults.freeze_after {
-                Some(after) if age > after => (age - after).as_secs_f64(),
-                _ => 0.0,
-            };
-            threads.push(ThreadHealth {
-                tid: 100 + i as u32,
-                name: format!("producer-{}", &l.id[..8.min(l.id.len())]),
-                seconds_since_heartbeat: since,
-                is_stuck: since >= STUCK_AFTER.as_secs_f64(),
-            });
+            let since = self.producer_stopped(l).map_or(0.0, |after| (l.created.elapsed().saturating_sub(after)).as_secs_f64());
+            threads.push(thread(100 + i as u32, format!("producer-{}", &l.id[..8.min(l.id.len())]), since));
+        }
+        for (i, s) in inner.sessions.iter().enumerate() {
+            threads.push(thread(1000 + i as u32, format!("pipeline-{}", s.id), s.pipeline_waiting.map_or(0.0, |w| w.elapsed().as_secs_f64())));
         }
         let stuck = threads.iter().filter(|t| t.is_stuck).count();
-        Health { threads, stuck }
+        Health { threads, stuck, can_create_pipelines: self.type_lock.try_lock().is_ok() }
     }
 
     /// Wolf's health monitor: logs `System degraded: N/M threads stuck` when the count of stuck
@@ -670,9 +758,10 @@ mod fault_tests {
         assert_eq!(a, PRODUCER_FPS as u32);
         tokio::time::sleep(STUCK_AFTER + Duration::from_millis(800)).await;
         let h = w.health();
-        assert_eq!((h.stuck, h.threads.len(), h.overall_status()), (1, 3, "degraded"), "{h:?}");
+        assert_eq!((h.stuck, h.threads.len(), h.overall_status()), (1, 9, "degraded"), "{h:?}");
         assert!(h.threads.iter().any(|t| t.is_stuck && t.name.starts_with("producer-")));
-        assert!(log.text().contains("WARN  | System degraded: 1/3 threads stuck"), "{}", log.text());
+        assert!(h.can_create_pipelines, "a frozen producer is not a lost type lock");
+        assert!(log.text().contains("WARN  | System degraded: 1/9 threads stuck"), "{}", log.text());
 
         let (healthy, _) = wolf(&[]);
         lobby(&healthy);

@@ -295,6 +295,7 @@ fn encoder_config() -> EncoderConfig {
 /// connection stops taking frames. Runs on its own thread: encoding is CPU-bound and would
 /// starve the async runtime.
 fn encode_loop(id: u64, state: &WolfState, tx: &mpsc::Sender<Vec<u8>>, stop: &AtomicBool) {
+    state.create_pipeline(id);
     let mut encoder = match Encoder::with_api_config(OpenH264API::from_source(), encoder_config()) {
         Ok(e) => e,
         Err(e) => {
