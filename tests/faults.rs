@@ -11,6 +11,7 @@ use helix_e2e::refstack::{self, streamer::rtc};
 use helix_e2e::sut::control::processes::ProcessStack;
 use helix_e2e::sut::helix::HelixClient;
 use helix_e2e::sut::moonlight_web::{MlwSession, MoonlightWebClient};
+use helix_e2e::sut::replies::HttpsProbe;
 use helix_e2e::sut::wolf::WolfClient;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use webrtc::peer_connection::RTCPeerConnection;
 const UNREGISTERED: &str = "WARN  | [HTTPS] Received resume event from an unregistered session, ip: 127.0.0.1";
 
 struct Stack {
-    _processes: ProcessStack,
+    processes: Arc<ProcessStack>,
     e: refstack::Endpoints,
     mlw: MoonlightWebClient,
     wolf: WolfClient,
@@ -39,7 +40,7 @@ async fn stack(faults: &[&str]) -> Stack {
     let e = processes.endpoints();
     let mlw = MoonlightWebClient::new(&e.moonlight_web_url, Some(e.moonlight_credentials.clone()));
     let wolf = WolfClient::new(e.wolf_socket.clone());
-    Stack { _processes: processes, e, mlw, wolf }
+    Stack { processes: Arc::new(processes), e, mlw, wolf }
 }
 
 impl Stack {
@@ -351,9 +352,10 @@ async fn f9_wolf_health_reports_the_frozen_producer() {
         })
         .await;
     assert_eq!(h["overall_status"], "degraded");
-    assert_eq!(h["total_thread_count"], 3);
+    assert_eq!(h["total_thread_count"], 8, "Wolf's seven threads and the lobby's producer");
+    assert_eq!(h["can_create_new_pipelines"], true, "a frozen producer is not a lost type lock (F16)");
     assert!(h["threads"].as_array().unwrap().iter().any(|t| t["is_stuck"] == true && t["seconds_since_heartbeat"].as_f64().unwrap() >= 3.0));
-    s.until(Duration::from_secs(3), "no degraded line", || async { s.log("wolf").contains("WARN  | System degraded: 1/3 threads stuck").then_some(()) }).await;
+    s.until(Duration::from_secs(3), "no degraded line", || async { s.log("wolf").contains("WARN  | System degraded: 1/8 threads stuck").then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -512,4 +514,106 @@ async fn f14_a_reconnect_during_teardown_resumes_the_session_the_old_streamer_th
     assert!(matches!((&cancel[..], &launches[..]), ([(c, p)], [_, (l, _)]) if *p == old_pid && c < l), "{cancel:?} {launches:?}\n{log}");
     assert_eq!(s.wolf.sessions().await.unwrap().iter().map(|w| w.client_unique_id.as_str()).collect::<Vec<_>>(), [cuid]);
     tab.close().await;
+}
+
+/// The driver's probe of Wolf's HTTPS port, with a short wait.
+async fn probe_https(s: &Stack) -> HttpsProbe {
+    helix_e2e::sut::https_probe::probe(&s.e.wolf_moonlight_http, Duration::from_secs(2)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f15_a_cancel_racing_its_teardown_deadlocks_the_https_port_for_good() {
+    let s = stack(&["https-deadlock"]).await;
+    let mut running = open_tab(&s, "agent-ses_k-1", "helix-agent-ses_k-L-1", true).await;
+    let running_id = running.connected().await;
+    let mut closing = open_tab(&s, "agent-ses_k-2", "helix-agent-ses_k-L-2", true).await;
+    closing.connected().await;
+    assert!(matches!(probe_https(&s).await, HttpsProbe::Answered { .. }), "the healthy port answers the hello");
+
+    // The closing tab's stop cascade closes its stream (Wolf tears the session down) and then
+    // sends /cancel, which waits for that teardown for ever.
+    closing.close().await;
+    s.until(Duration::from_secs(10), "the cancel did not hang", || async {
+        s.log("moonlight-web").lines().any(|l| l.contains("[Streamer agent-ses_k-2]") && l.contains("stop: cancel timed out")).then_some(())
+    })
+    .await;
+    // The port accepts and answers nothing; the API answers; the running stream goes on.
+    assert!(matches!(probe_https(&s).await, HttpsProbe::Silent { .. }));
+    let sessions = s.wolf.sessions().await.expect("Wolf's API answers");
+    assert_eq!(sessions.iter().map(|w| w.client_id.as_str()).collect::<Vec<_>>(), [running_id.as_str()]);
+    assert!(!running.drain(Duration::from_millis(500)).await.contains(&json!("PeerDisconnect")));
+
+    // A new viewer stalls at launch and moonlight-web reports Wolf's silence.
+    let mut new = open_tab(&s, "agent-ses_l-1", "helix-agent-ses_l-L-1", true).await;
+    new.until(Duration::from_secs(20), |m| m == &json!({"StageStarting": {"stage": "Moonlight Stream"}})).await;
+    new.peer_disconnect(Duration::from_secs(15)).await;
+    assert!(!new.seen.iter().any(|m| m.get("ConnectionComplete").is_some()));
+    let log = s.log("moonlight-web");
+    assert!(log.lines().any(|l| l.contains("[Streamer agent-ses_l-1]") && l.contains("Error(Connect, TimedOut)")), "{log}");
+    // It never recovers.
+    assert!(matches!(probe_https(&s).await, HttpsProbe::Silent { .. }));
+    running.close().await;
+    new.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f16_a_lost_type_lock_stops_every_producer_and_new_sessions_get_no_first_frame() {
+    let s = stack(&["pipeline-lock=3"]).await;
+    let body = |name: &str| {
+        json!({"profile_id": "helix-sessions", "name": name, "multi_user": true, "stop_when_everyone_leaves": false,
+            "video_settings": {}, "audio_settings": {}, "runner": {"type": "docker", "env": []}})
+    };
+    s.wolf.create_lobby(&body("Agent 0004")).await.unwrap();
+    s.wolf.create_lobby(&body("Agent 0005")).await.unwrap();
+    assert_eq!(s.wolf.health().await.unwrap()["can_create_new_pipelines"], true, "the lock is lost only after 3 s");
+    s.until(Duration::from_secs(8), "Wolf never said it cannot create pipelines", || async {
+        (s.wolf.health().await.unwrap()["can_create_new_pipelines"] == false).then_some(())
+    })
+    .await;
+    let mut tab = open_tab(&s, "agent-ses_m-1", "helix-agent-ses_m-L-1", true).await;
+    tab.connected().await;
+    // Wait out the watchdog's stuck limit; the session's pipeline is still being created.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let log = s.log("moonlight-web");
+    assert!(!log.lines().any(|l| l.contains("[Streamer agent-ses_m-1]") && l.contains("first access unit from Wolf")), "{log}");
+    let h = s.wolf.health().await.expect("Wolf's API answers");
+    let threads = h["threads"].as_array().unwrap();
+    let stuck: Vec<&str> = threads.iter().filter(|t| t["is_stuck"] == true).map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(stuck.iter().filter(|n| n.starts_with("producer-")).count(), 2, "both producers stopped together: {h}");
+    assert_eq!(stuck.iter().filter(|n| n.starts_with("pipeline-")).count(), 1, "the new session's pipeline waits: {h}");
+    assert!(2 * stuck.len() < threads.len(), "a minority of Wolf's threads: {h}");
+    assert_eq!((h["can_create_new_pipelines"].clone(), h["overall_status"].clone()), (json!(false), json!("degraded")));
+    tab.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f17_an_audio_disconnect_crashes_wolf_with_every_stream_and_its_supervisor_restarts_it() {
+    let s = stack(&["audio-disconnect=2"]).await;
+    let timeline = helix_e2e::timeline::Timeline::new();
+    let _watch = s.processes.watch_deaths(timeline.clone());
+    let mut a = open_tab(&s, "agent-ses_n-1", "helix-agent-ses_n-L-1", true).await;
+    a.connected().await;
+    let mut b = open_tab(&s, "agent-ses_n-2", "helix-agent-ses_n-L-2", true).await;
+    b.connected().await;
+    // Both lose their stream when Wolf dies, 2 s after its first session connected it to audio.
+    a.peer_disconnect(Duration::from_secs(10)).await;
+    b.peer_disconnect(Duration::from_secs(3)).await;
+    let wolf = s.log("wolf");
+    let connected = wolf.find("[AUDIO] Connected to the audio server").expect("Wolf connected to its audio server");
+    let crash = wolf.find("ERROR | Unhandled exception: The state of the promise has already been set").expect("the crash line");
+    assert!(connected < crash, "{wolf}");
+    let died = s
+        .until(Duration::from_secs(5), "the supervisor saw no death", || async {
+            timeline.snapshot().into_iter().find_map(|o| match o.event {
+                helix_e2e::timeline::Event::Died { what: helix_e2e::timeline::Casualty::Service { service }, detail } if service == "wolf" => Some(detail),
+                _ => None,
+            })
+        })
+        .await;
+    assert!(died.contains("SIGABRT"), "{died}");
+    // Restarted, as its container's restart policy would: the API answers again, empty.
+    let sessions = s.until(Duration::from_secs(10), "Wolf did not come back", || async { s.wolf.sessions().await.ok() }).await;
+    assert!(sessions.is_empty(), "{sessions:?}");
+    a.close().await;
+    b.close().await;
 }

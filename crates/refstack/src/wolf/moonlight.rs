@@ -77,10 +77,15 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<WolfState>, str
     axum::serve(GatedListener { inner: listener, gate }, app.into_make_service_with_connect_info::<Peer>()).await
 }
 
-/// Every handler runs holding the [`Gate`].
+/// Every handler runs holding the [`Gate`], to its end: Wolf's handler thread does not stop
+/// when its client gives up, so a client's dropped request must not free the worker either.
 async fn one_at_a_time(State(gate): State<Gate>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let _worker = gate.lock().await;
-    next.run(req).await
+    let worker = gate.lock_owned().await;
+    let handler = tokio::spawn(async move {
+        let _worker = worker;
+        next.run(req).await
+    });
+    handler.await.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &format!("handler failed: {e}")))
 }
 
 /// F12: the connection is accepted, then nothing comes back for a while — what a client sees of
