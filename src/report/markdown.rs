@@ -134,9 +134,9 @@ mod tests {
         };
         let d = super::super::digest::digest(&[]);
         let m = render(&s, &d);
-        assert!(m.contains("- **logs**: no logs for wolf: detectors F1, F3, F4 are blind; F8 loses its log evidence\n"), "{m}");
+        assert!(m.contains("- **logs**: no logs for wolf: detectors F1, F3, F4, F17 are blind; F8 loses its log evidence\n"), "{m}");
         let h = super::super::html::render(&s, &d, std::path::Path::new("/nonexistent"));
-        assert!(h.contains("id=\"logs-missing\"><span>no logs for wolf: detectors F1, F3, F4 are blind"), "{h}");
+        assert!(h.contains("id=\"logs-missing\"><span>no logs for wolf: detectors F1, F3, F4, F17 are blind"), "{h}");
         s.logs_missing.clear();
         assert!(!render(&s, &d).contains("**logs**"));
         assert!(!super::super::html::render(&s, &d, std::path::Path::new("/nonexistent")).contains("logs-missing"));

@@ -419,6 +419,8 @@ pub const LOG_READERS: &[(FailureId, &str, bool)] = &[
     (FailureId::F3, "wolf", true),
     // `[ENET] disconnected client` and `Moonlight stream S over, leaving lobby`.
     (FailureId::F4, "wolf", true),
+    // `Unhandled exception: The state of the promise has already been set` before Wolf's death.
+    (FailureId::F17, "wolf", true),
     // `Failed to acquire buffer from pool` shortens the wait for black frames.
     (FailureId::F8, "wolf", false),
     // The streamer's `could not listen udp`.
@@ -676,10 +678,10 @@ mod tests {
             assert!(SERVICES.contains(service), "{service}");
         }
         assert_eq!(missing_logs_message(&Vec::<String>::new()), None);
-        assert_eq!(missing_logs_message(&["wolf"]).unwrap(), "no logs for wolf: detectors F1, F3, F4 are blind; F8 loses its log evidence");
+        assert_eq!(missing_logs_message(&["wolf"]).unwrap(), "no logs for wolf: detectors F1, F3, F4, F17 are blind; F8 loses its log evidence");
         assert_eq!(missing_logs_message(&["api"]).unwrap(), "no logs for api (no detector reads them)");
         let all = missing_logs_message(&SERVICES).unwrap();
-        assert_eq!(all, "no logs for wolf, moonlight-web, api: detectors F1, F3, F4, F11, F14, D1 are blind; F8, F2, F6, F12 lose their log evidence");
+        assert_eq!(all, "no logs for wolf, moonlight-web, api: detectors F1, F3, F4, F17, F11, F14, D1 are blind; F8, F2, F6, F12 lose their log evidence");
         let sources = vec![("wolf".to_string(), LogSource::run_file("/x".into()))];
         assert_eq!(missing(&sources), ["moonlight-web", "api"]);
         // The README says the same.

@@ -72,7 +72,10 @@ pub(super) const READ_LINES: &[&str] = &[
     "Error(Connect, TimedOut)",                           // F12
     "[Stream] New ",                                      // F14: launches
     "resuming app",                                       // F14
-    "stop: cancelling the Wolf session",                  // F14
+    "stop: cancelling the Wolf session",                  // F14; F6: a cascade waiting on Wolf
+    "stop: cancel: ",                                     // F6: the wait's ends
+    "stop: cancel timed out",                             // F6
+    "stop: Wolf session cancelled",                       // F6
     " streams on port",                                   // F14
     "Streamer of session ",                               // D1
     PROMISE_SET_TWICE,                                    // F17

@@ -179,7 +179,7 @@ pub(super) fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
             // Live detection looks within a second of the confirmation; later, the pid may
             // belong to another process by now.
             let recent = at - *from <= t.mismatch_secs * 1000.0 + 2000.0;
-            if confirmed && recent && *at >= c.end - 1000.0 && !live_pids.contains(pid) && process_alive(*pid) {
+            if confirmed && recent && *at >= c.end - 1000.0 && !live_pids.contains(pid) && !cancelling(c, id, *at) && process_alive(*pid) {
                 return Some(Detection {
                     fault: FailureId::F6,
                     name: "zombie-streamer".into(),
@@ -195,6 +195,31 @@ pub(super) fn orphan_streamer(c: &Ctx, t: &Thresholds) -> Option<Detection> {
         }
     }
     None
+}
+
+/// How long a streamer's stop cascade may wait for Wolf to answer its `/cancel`: the
+/// streamer's deadline for one step (5 s) and a second to exit after it.
+const CANCEL_STEP_MS: f64 = 6000.0;
+
+/// Whether session `id`'s streamer was waiting for Wolf to answer its `/cancel` at `at`: it
+/// logged `stop: cancelling the Wolf session` less than [`CANCEL_STEP_MS`] before, and no end
+/// of that step since (`stop: Wolf session cancelled`, `stop: cancel: …`, `stop: cancel timed
+/// out`). Such a streamer outlives its session because Wolf does not answer (F15's deadlocked
+/// handler), not because it ignores its stop: it is no zombie until that deadline has passed.
+fn cancelling(c: &Ctx, id: &str, at: EpochMs) -> bool {
+    let tag = format!("[Streamer {id}]");
+    let mut since = None;
+    for (t, service, m) in c.logs.iter().take_while(|(t, _, _)| *t <= at) {
+        if *service != "moonlight-web" || !m.contains(&tag) {
+            continue;
+        }
+        if m.contains("stop: cancelling the Wolf session") {
+            since = Some(*t);
+        } else if m.contains("stop: cancel") || m.contains("stop: Wolf session cancelled") {
+            since = None;
+        }
+    }
+    since.is_some_and(|t| at - t <= CANCEL_STEP_MS)
 }
 
 /// Whether a streamer process with this pid runs here. A pid moonlight-web reports from inside a

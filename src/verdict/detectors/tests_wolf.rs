@@ -187,3 +187,27 @@ fn f17_is_wolfs_death_after_its_crash_line_and_no_d2_is_named_beside_it() {
     // A Wolf death long after the line is another death.
     assert_eq!(labels(&mut [crash, died(9000.0)]), vec!["D2 service-died wolf"]);
 }
+
+#[test]
+fn a_streamer_waiting_for_a_silent_wolf_to_answer_its_cancel_is_no_zombie_until_its_deadline() {
+    // A process named like a streamer stands for it (the rule reads its command line).
+    let mut streamer = std::process::Command::new("sh").args(["-c", "sleep 30; :", "__streamer"]).spawn().unwrap();
+    let pid = streamer.id();
+    let listed = |at: EpochMs| {
+        let s = json!([{"session_id": "agent-ses_k-2", "client_unique_id": "helix-agent-ses_k-L-2", "mode": "create", "has_websocket": true, "streamer_pid": pid, "streamer_alive": true}]);
+        reply(at, "moonlight-web", Reply::parse("moonlight-web", "sessions", s))
+    };
+    let none = |at: EpochMs| reply(at, "moonlight-web", Reply::MlwSessions(Vec::new()));
+    let line =
+        |at: EpochMs, text: &str| log(at, "moonlight-web", &format!("[Streamer agent-ses_k-2] 2026-12-02T14:11:16Z  INFO streamer{{pid={pid}}}: stop: {text}"));
+    let base = || vec![listed(1000.0), line(1600.0, "cancelling the Wolf session 17"), none(1500.0), none(2000.0), none(2500.0), none(3000.0)];
+    // F15's look-alike: the session left the list, its streamer still runs, waiting on Wolf.
+    assert!(labels(&mut base()).is_empty());
+    // Once the wait ended, a streamer still running is a zombie.
+    let mut ended = base();
+    ended.push(line(1900.0, "cancel timed out"));
+    let named = labels(&mut ended);
+    let _ = streamer.kill();
+    let _ = streamer.wait();
+    assert_eq!(named, vec!["F6 zombie-streamer"]);
+}
