@@ -17,7 +17,7 @@ use chromiumoxide::cdp::browser_protocol::input::{
 use chromiumoxide::cdp::browser_protocol::network::{
     CookieParam, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived, GetResponseBodyParams, RequestId,
 };
-use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, Viewport};
+use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, CrashParams, Viewport};
 use chromiumoxide::cdp::browser_protocol::storage::SetCookiesParams;
 use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
 use chromiumoxide::cdp::js_protocol::runtime::{
@@ -33,6 +33,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// `url` with `e2e_tab=<tab>` added, keeping any fragment at the end.
+/// How long Chromium may take to report a crash the driver caused.
+const CRASH_DEADLINE: Duration = Duration::from_secs(10);
+
 pub fn tagged_url(url: &str, tab: TabId) -> String {
     let (base, fragment) = match url.find('#') {
         Some(i) => (&url[..i], &url[i..]),
@@ -495,6 +498,26 @@ impl Browser {
         }
         self.timeline.push(Event::Browser { tab: Some(tab), what: super::viewers::TAB_CLOSED.into() });
         closed.and(disposed)
+    }
+
+    /// Crash the tab's renderer (CDP `Page.crash`), the way a tab vanishes on a user's machine:
+    /// the page's sockets end without a close frame (F18). Of the ways to make a tab vanish this
+    /// is the faithful one: an offline network emulation leaves an open WebSocket open, and
+    /// closing the page lets it close its sockets properly. Done once Chromium reported the crash
+    /// (the crash watcher marks the tab dead); then the tab's context is disposed of, as
+    /// [`Browser::close_tab`] does for a dead tab.
+    pub async fn crash_tab(&self, tab: TabId) -> Result<(), BrowserError> {
+        let page = self.tab(tab)?.page.clone();
+        // The renderer dies before it can answer: its crash event is the answer.
+        let _ = tokio::time::timeout(Duration::from_secs(2), page.execute(CrashParams::default())).await;
+        let until = tokio::time::Instant::now() + CRASH_DEADLINE;
+        while self.health.check(Some(tab)).is_ok() {
+            if tokio::time::Instant::now() > until {
+                return Err(BrowserError::Page { tab, what: format!("no crash reported within {CRASH_DEADLINE:?} of Page.crash") });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.close_tab(tab).await
     }
 
     /// PNG of the tab's viewport.

@@ -368,6 +368,17 @@ impl Driver {
         Ok(())
     }
 
+    /// Make a tab vanish as a crashed renderer's does (F18's trigger): the driver's own act, so
+    /// the crash is not named as a death and the viewer's end is excused like a close.
+    pub async fn crash_tab(&mut self, tab: TabId) -> Result<(), OpError> {
+        let browser = self.browser.clone();
+        self.op(format!("crash tab {tab}"), browser.crash_tab(tab)).await?;
+        if let Some(t) = self.tabs.iter_mut().find(|t| t.id == tab) {
+            t.open = false;
+        }
+        Ok(())
+    }
+
     /// Stop an agent session if this run created it; a given one is left running.
     pub async fn finish_session(&mut self, ses: &str) -> Result<(), OpError> {
         if self.created.iter().any(|c| c == ses) {

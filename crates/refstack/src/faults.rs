@@ -47,6 +47,14 @@ pub enum Fault {
     /// F14: moonlight-web launches a client's new streamer while that client's previous one is
     /// still tearing down; the new one resumes the Wolf session the old one then cancels.
     ReconnectTeardownRace,
+    /// F18: moonlight-web ends a session only on a WebSocket close frame; a socket that ends
+    /// without one (the tab's renderer crashed, the network dropped) is not noticed, so its
+    /// session keeps its socket entry and its streamer keeps the Wolf session.
+    NoSilentCloseDetection,
+    /// F19: Wolf has this many display sockets (libwayland's `wayland-0` … names); every other
+    /// lobby setup fails and its failure path leaves its display socket bound, so once they are
+    /// all taken every lobby setup times out.
+    LobbySocketLeak(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +81,8 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("slow-tls", "MS"),
     ("session-id-reuse", ""),
     ("reconnect-teardown-race", ""),
+    ("no-silent-close-detection", ""),
+    ("lobby-socket-leak", "N"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -122,6 +132,8 @@ impl FromStr for Fault {
             "sctp-errors" => flag(Fault::SctpErrors),
             "session-id-reuse" => flag(Fault::SessionIdReuse),
             "reconnect-teardown-race" => flag(Fault::ReconnectTeardownRace),
+            "no-silent-close-detection" => flag(Fault::NoSilentCloseDetection),
+            "lobby-socket-leak" => Ok(Fault::LobbySocketLeak(positive(name, value, "N")?)),
             "zombie-streamer" => match value {
                 None => Ok(Fault::ZombieStreamer(Zombie::Unlisted)),
                 Some("listed") => Ok(Fault::ZombieStreamer(Zombie::Listed)),
@@ -178,6 +190,8 @@ impl fmt::Display for Fault {
             Fault::SlowTls(d) => write!(f, "slow-tls={}", d.as_millis()),
             Fault::SessionIdReuse => write!(f, "session-id-reuse"),
             Fault::ReconnectTeardownRace => write!(f, "reconnect-teardown-race"),
+            Fault::NoSilentCloseDetection => write!(f, "no-silent-close-detection"),
+            Fault::LobbySocketLeak(n) => write!(f, "lobby-socket-leak={n}"),
         }
     }
 }
@@ -199,6 +213,8 @@ pub struct FaultSet {
     pub slow_tls: Option<Duration>,
     pub session_id_reuse: bool,
     pub reconnect_teardown_race: bool,
+    pub no_silent_close_detection: bool,
+    pub lobby_socket_leak: Option<u32>,
 }
 
 impl FaultSet {
@@ -221,6 +237,8 @@ impl FaultSet {
                 Fault::SlowTls(d) => s.slow_tls = Some(d),
                 Fault::SessionIdReuse => s.session_id_reuse = true,
                 Fault::ReconnectTeardownRace => s.reconnect_teardown_race = true,
+                Fault::NoSilentCloseDetection => s.no_silent_close_detection = true,
+                Fault::LobbySocketLeak(n) => s.lobby_socket_leak = Some(n),
             }
         }
         s
@@ -260,11 +278,13 @@ mod tests {
             "slow-tls=1500",
             "session-id-reuse",
             "reconnect-teardown-race",
+            "no-silent-close-detection",
+            "lobby-socket-leak=4",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), text);
         }
-        assert_eq!(KNOWN.len(), 14);
+        assert_eq!(KNOWN.len(), 16);
         assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));

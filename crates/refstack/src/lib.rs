@@ -150,7 +150,14 @@ pub async fn serve(service: Service, layout: &Layout, streamer_exe: PathBuf) -> 
         Service::Wolf => {
             let log = LogFile::stdout(Style::Wolf);
             let paired = layout.dir.join("wolf-paired.json");
-            let wolf = Arc::new(wolf::state::WolfState::with_faults(log.clone(), faults).with_paired_file(paired.clone()).map_err(io_err(&paired))?);
+            let displays = layout.dir.join("wolf-displays");
+            let wolf = Arc::new(
+                wolf::state::WolfState::with_faults(log.clone(), faults)
+                    .with_paired_file(paired.clone())
+                    .map_err(io_err(&paired))?
+                    .with_display_dir(displays.clone())
+                    .map_err(io_err(&displays))?,
+            );
             let socket = layout.wolf_socket();
             let api_listener = wolf::api::bind(&socket).map_err(io_err(&socket))?;
             let stream_listener = listen(layout.wolf_stream_port).await?;
