@@ -17,7 +17,7 @@ use chromiumoxide::cdp::browser_protocol::input::{
 use chromiumoxide::cdp::browser_protocol::network::{
     CookieParam, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived, GetResponseBodyParams, RequestId,
 };
-use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, CrashParams, Viewport};
+use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, Viewport};
 use chromiumoxide::cdp::browser_protocol::storage::SetCookiesParams;
 use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
 use chromiumoxide::cdp::js_protocol::runtime::{
@@ -33,8 +33,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// `url` with `e2e_tab=<tab>` added, keeping any fragment at the end.
-/// How long Chromium may take to report a crash the driver caused.
-const CRASH_DEADLINE: Duration = Duration::from_secs(10);
+/// The command line of Chromium's network service process.
+const NETWORK_SERVICE: &str = "--utility-sub-type=network.mojom.NetworkService";
 
 pub fn tagged_url(url: &str, tab: TabId) -> String {
     let (base, fragment) = match url.find('#') {
@@ -500,24 +500,26 @@ impl Browser {
         closed.and(disposed)
     }
 
-    /// Crash the tab's renderer (CDP `Page.crash`), the way a tab vanishes on a user's machine:
-    /// the page's sockets end without a close frame (F18). Of the ways to make a tab vanish this
-    /// is the faithful one: an offline network emulation leaves an open WebSocket open, and
-    /// closing the page lets it close its sockets properly. Done once Chromium reported the crash
-    /// (the crash watcher marks the tab dead); then the tab's context is disposed of, as
-    /// [`Browser::close_tab`] does for a dead tab.
-    pub async fn crash_tab(&self, tab: TabId) -> Result<(), BrowserError> {
-        let page = self.tab(tab)?.page.clone();
-        // The renderer dies before it can answer: its crash event is the answer.
-        let _ = tokio::time::timeout(Duration::from_secs(2), page.execute(CrashParams::default())).await;
-        let until = tokio::time::Instant::now() + CRASH_DEADLINE;
-        while self.health.check(Some(tab)).is_ok() {
-            if tokio::time::Instant::now() > until {
-                return Err(BrowserError::Page { tab, what: format!("no crash reported within {CRASH_DEADLINE:?} of Page.crash") });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Cut a tab off the network, the way a tab vanishes for the server (F18's trigger): the
+    /// browser's network service process, which owns every socket of the browser (a tab's
+    /// WebSocket and its WebRTC ports), is killed, so the tab's connections end without a close
+    /// frame and its peer goes silent; Chromium starts a new network service for what comes
+    /// next, and the tab stays open, cut off. Why not a renderer crash: measured here, when a
+    /// renderer dies the network service closes its WebSockets with a close frame (the server is
+    /// told), `Page.crash` only hangs the renderer, and an offline network emulation leaves open
+    /// WebSockets open. Every connection of the browser is cut: a scenario cuts while this tab
+    /// is the only one connected.
+    pub async fn cut_tab(&self, tab: TabId) -> Result<(), BrowserError> {
+        self.health.check(Some(tab))?;
+        let victims: Vec<crate::procs::Proc> = crate::procs::descendants(self.pid()).into_iter().filter(|p| p.cmdline.contains(NETWORK_SERVICE)).collect();
+        if victims.is_empty() {
+            return Err(BrowserError::Page { tab, what: format!("the browser has no network service process ({NETWORK_SERVICE}) to kill") });
         }
-        self.close_tab(tab).await
+        for v in &victims {
+            v.kill();
+        }
+        tracing::info!(tab, pids = ?victims.iter().map(|v| v.pid).collect::<Vec<_>>(), "network service killed: the tab's connections are cut");
+        Ok(())
     }
 
     /// PNG of the tab's viewport.

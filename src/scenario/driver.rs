@@ -368,15 +368,12 @@ impl Driver {
         Ok(())
     }
 
-    /// Make a tab vanish as a crashed renderer's does (F18's trigger): the driver's own act, so
-    /// the crash is not named as a death and the viewer's end is excused like a close.
-    pub async fn crash_tab(&mut self, tab: TabId) -> Result<(), OpError> {
+    /// Make a tab vanish for the server (F18's trigger): its connections are cut without a
+    /// close frame ([`crate::browser::Browser::cut_tab`]). The driver's own act: the viewer's
+    /// end is excused like a close. The tab stays open, cut off, until the cleanup closes it.
+    pub async fn cut_tab(&mut self, tab: TabId) -> Result<(), OpError> {
         let browser = self.browser.clone();
-        self.op(format!("crash tab {tab}"), browser.crash_tab(tab)).await?;
-        if let Some(t) = self.tabs.iter_mut().find(|t| t.id == tab) {
-            t.open = false;
-        }
-        Ok(())
+        self.op(format!("cut tab {tab}"), browser.cut_tab(tab)).await
     }
 
     /// Stop an agent session if this run created it; a given one is left running.

@@ -142,10 +142,10 @@ async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError>
             st.tabs.remove(tab);
             d.close_tab(id).await?;
         }
-        Op::CrashTab { tab } => {
+        Op::CutTab { tab } => {
             let id = tab_of(st, tab)?;
             st.tabs.remove(tab);
-            d.crash_tab(id).await?;
+            d.cut_tab(id).await?;
         }
         Op::ReloadTab { tab } => {
             let id = tab_of(st, tab)?;

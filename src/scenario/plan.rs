@@ -45,7 +45,7 @@ pub enum Op {
         tab: TabNo,
     },
     /// Crash the tab's renderer: the tab vanishes without closing its sockets (F18's trigger).
-    CrashTab {
+    CutTab {
         tab: TabNo,
     },
     /// Reload the tab (a new viewer with a new `client_unique_id`).
@@ -177,7 +177,7 @@ pub fn parse_jsonl(text: &str, known: &[&str]) -> Result<Vec<(String, Vec<Step>)
             Op::CreateSessions { sessions } => sessions.clone(),
             Op::StopSession { session } => vec![*session],
             Op::OpenTabs { tabs } => tabs.iter().flat_map(|t| [t.tab, t.session]).collect(),
-            Op::CloseTab { tab } | Op::CrashTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } => vec![*tab],
+            Op::CloseTab { tab } | Op::CutTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } => vec![*tab],
             Op::Check { expect, .. } => expect
                 .iter()
                 .filter_map(|e| match e {

@@ -48,14 +48,6 @@ pub(super) fn deaths(c: &Ctx, t: &Thresholds) -> Vec<Detection> {
     let mut deaths: Vec<_> = c.deaths.iter().collect();
     deaths.sort_by_key(|(_, what, _)| matches!(what, Casualty::TabCrashed { tab: None }));
     for (at, what, detail) in deaths {
-        // A renderer the driver crashed on purpose (F18's trigger) is its own act, like a
-        // restart it caused: not a death, and it explains nothing. So is that tab not answering
-        // afterwards. A crash the driver did not cause is still B1.
-        if let Casualty::TabCrashed { tab: Some(t) } | Casualty::TabUnresponsive { tab: t } = what {
-            if c.crashes.iter().any(|(crashed_at, ct)| ct == t && crashed_at <= at) {
-                continue;
-            }
-        }
         let (fault, tab) = match what {
             Casualty::Browser => (FailureId::B2, None),
             Casualty::TabCrashed { tab } => (FailureId::B1, *tab),

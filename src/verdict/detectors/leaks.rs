@@ -4,11 +4,12 @@
 
 use super::*;
 
-/// F18: the driver made a tab vanish as a crashed renderer does (`crash tab N`: the page's
-/// sockets end without a close frame), and `vanish_secs` later moonlight-web still lists the
+/// F18: the driver made a tab vanish (`cut tab N`: its connections end without a close frame,
+/// its peer goes silent; see `Browser::cut_tab`), and `vanish_secs` later moonlight-web still lists the
 /// viewer's session *as if connected* (`has_websocket:true`) in `confirm_polls` consecutive
 /// polls. A healthy moonlight-web ends a create session as soon as its socket ends, close frame
-/// or not, within a poll; a teardown cannot hold a socket that is gone for seconds. The Wolf
+/// or not, and its streamer ends when its peer has been silent for 5 s (webrtc-rs's
+/// disconnect): `vanish_secs` is above both, so a teardown cannot satisfy the rule. The Wolf
 /// session of the viewer's client, when Wolf still lists it, is cited too.
 ///
 /// Differential rules:
@@ -17,17 +18,18 @@ use super::*;
 ///   held *with* the socket of a tab the driver knows is gone: the server never noticed. A
 ///   socketless session is never F18, whatever happened to its tab; a session with its socket
 ///   is never F5.
-/// - **not B1** (tab-crashed): the crash is the driver's own act (`deaths.rs` excuses it, as a
-///   restart the driver caused), so it is not a death and explains nothing; a crash the driver
-///   did not cause is still B1, and explains what follows it.
-/// - only tabs the driver crashed count: a tab it closed ends its socket with a close frame, and
-///   a tab that is still open is not gone.
+/// - **not B1** (tab-crashed): the driver's cut crashes no renderer (a crashed renderer's
+///   WebSocket is closed *with* a close frame by Chromium's network service, measured), so
+///   nothing is a death; a crash the driver did not cause is still B1 and explains what follows
+///   it, F18 included.
+/// - only tabs the driver cut count: a tab it closed ends its socket with a close frame, and a
+///   tab still connected is not gone.
 pub(super) fn f18_vanished_tab_leak(c: &Ctx, t: &Thresholds) -> Option<Detection> {
-    for (crashed_at, tab) in c.crashes {
+    for (cut_at, tab) in c.cuts {
         // The viewer the tab had when it vanished.
-        let Some(v) = c.viewers.iter().rfind(|v| v.tab == *tab && v.started_at <= *crashed_at) else { continue };
+        let Some(v) = c.viewers.iter().rfind(|v| v.tab == *tab && v.started_at <= *cut_at) else { continue };
         let Some(sid) = v.session_id.as_deref() else { continue };
-        let due = crashed_at + t.vanish_secs * 1000.0;
+        let due = cut_at + t.vanish_secs * 1000.0;
         let mut held = Vec::new();
         for (at, sessions) in c.mlw_polls.iter().filter(|(at, _)| *at >= due) {
             match sessions.iter().find(|s| s.session_id == sid) {
@@ -55,12 +57,12 @@ pub(super) fn f18_vanished_tab_leak(c: &Ctx, t: &Thresholds) -> Option<Detection
                     name: "vanished-tab-leak".into(),
                     tab: Some(*tab),
                     message: format!(
-                        "tab {tab} vanished without a close frame (the driver crashed its renderer) and {:.1} s later moonlight-web still lists its session {sid} ({}) as connected: has_websocket:true, {streamer}, in {} consecutive polls{wolf}",
-                        secs(decided - crashed_at),
+                        "tab {tab} vanished without a close frame (the driver cut its connections) and {:.1} s later moonlight-web still lists its session {sid} ({}) as connected: has_websocket:true, {streamer}, in {} consecutive polls{wolf}",
+                        secs(decided - cut_at),
                         s.mode,
                         held.len()
                     ),
-                    first_symptom: *crashed_at,
+                    first_symptom: *cut_at,
                     decided_at: decided,
                 });
             }
@@ -191,29 +193,24 @@ mod tests {
         let sessions = json!([{"app_id": "1", "client_id": "42", "client_ip": "127.0.0.1", "client_unique_id": "helix-agent-ses_a-L-u"}]);
         at(t, Event::Poll { service: "wolf".into(), reply: std::sync::Arc::new(crate::timeline::Reply::parse("wolf", "sessions", sessions)) })
     }
-    fn crashed(t: EpochMs) -> Vec<Observation> {
-        vec![
-            op(t, "crash tab 1", OpPhase::Start),
-            at(t + 80.0, Event::Died { what: Casualty::TabCrashed { tab: Some(1) }, detail: "the renderer of tab 1 crashed: crashed (code 0)".into() }),
-            op(t + 300.0, "crash tab 1", OpPhase::Ok),
-        ]
+    fn cut(t: EpochMs) -> Vec<Observation> {
+        vec![op(t, "cut tab 1", OpPhase::Start), op(t + 30.0, "cut tab 1", OpPhase::Ok)]
     }
     fn labels(d: &[Detection]) -> Vec<String> {
         d.iter().map(Detection::label).collect()
     }
 
     #[test]
-    fn f18_names_the_session_of_a_crashed_tab_still_held_as_connected() {
+    fn f18_names_the_session_of_a_cut_tab_still_held_as_connected() {
         let mut obs = viewer();
-        obs.extend(crashed(2000.0));
+        obs.extend(cut(2000.0));
         obs.extend((0..19).map(|i| mlw(2500.0 + 500.0 * i as f64, true)));
         obs.push(wolf_sessions(11_000.0));
         let t = Thresholds::default();
-        assert!(detect(&obs, &t).is_empty(), "9.5 s after the crash is not vanish_secs (10 s)");
+        assert!(detect(&obs, &t).is_empty(), "9.5 s after the cut is not vanish_secs (10 s)");
         obs.push(mlw(12_000.0, true));
         obs.push(mlw(12_500.0, true));
         let d = detect(&obs, &t);
-        // The driver's own crash is no death (no B1), so it explains nothing away.
         assert_eq!(labels(&d), ["F18 vanished-tab-leak"]);
         assert_eq!((d[0].first_symptom, d[0].decided_at, d[0].tab), (2000.0, 12_500.0, Some(1)));
         assert!(d[0].message.contains("agent-ses_a-u") && d[0].message.contains("has_websocket:true"), "{}", d[0].message);
@@ -222,27 +219,27 @@ mod tests {
 
     #[test]
     fn f18_is_not_named_for_f5s_evidence_nor_f5_for_f18s() {
-        // The crashed tab's session kept *without* its socket: the server noticed the socket
-        // end and kept the entry anyway. That is F5, not F18.
+        // The cut tab's session kept *without* its socket: the server noticed the socket end
+        // and kept the entry anyway. That is F5, not F18.
         let t = Thresholds { stuck_secs: 4.0, ..Thresholds::default() };
         let mut socketless = viewer();
-        socketless.extend(crashed(2000.0));
+        socketless.extend(cut(2000.0));
         socketless.extend((0..24).map(|i| mlw(2500.0 + 500.0 * i as f64, false)));
         assert_eq!(labels(&detect(&socketless, &t)), ["F5 stuck-session"]);
         // The same tab's session held with its socket: F18 alone (F5 never names a session
         // that has its socket).
         let mut held = viewer();
-        held.extend(crashed(2000.0));
+        held.extend(cut(2000.0));
         held.extend((0..24).map(|i| mlw(2500.0 + 500.0 * i as f64, true)));
         assert_eq!(labels(&detect(&held, &t)), ["F18 vanished-tab-leak"]);
     }
 
     #[test]
-    fn f18_wants_a_tab_the_driver_crashed_and_a_session_not_let_go() {
+    fn f18_wants_a_tab_the_driver_cut_and_a_session_not_let_go() {
         let t = Thresholds::default();
         // Let go within a poll: the healthy stack.
         let mut healthy = viewer();
-        healthy.extend(crashed(2000.0));
+        healthy.extend(cut(2000.0));
         healthy.push(mlw(2100.0, true));
         healthy.extend((0..24).map(|i| {
             at(
@@ -259,9 +256,10 @@ mod tests {
         closed.push(op(2000.0, "close tab 1", OpPhase::Start));
         closed.extend((0..24).map(|i| mlw(2500.0 + 500.0 * i as f64, true)));
         assert!(!labels(&detect(&closed, &t)).iter().any(|l| l.starts_with("F18")));
-        // A crash the driver did not cause is B1, and explains what follows it.
+        // A crash the driver did not cause is B1, and explains what follows it (F18 too).
         let mut crash = viewer();
-        crash.push(at(2080.0, Event::Died { what: Casualty::TabCrashed { tab: Some(1) }, detail: "the renderer of tab 1 crashed".into() }));
+        crash.extend(cut(2000.0));
+        crash.push(at(1900.0, Event::Died { what: Casualty::TabCrashed { tab: Some(1) }, detail: "the renderer of tab 1 crashed".into() }));
         crash.extend((0..24).map(|i| mlw(2500.0 + 500.0 * i as f64, true)));
         assert_eq!(labels(&detect(&crash, &t)), ["B1 tab-crashed"]);
     }

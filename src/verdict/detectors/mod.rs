@@ -177,8 +177,8 @@ struct Ctx<'a> {
     teardowns: &'a [(EpochMs, TabId)],
     /// (start time, agent session) of every stop the driver started.
     stops: &'a [(EpochMs, String)],
-    /// (start time, tab) of every tab the driver crashed on purpose (F18's trigger).
-    crashes: &'a [(EpochMs, TabId)],
+    /// (start time, tab) of every tab the driver cut off the network on purpose (F18's trigger).
+    cuts: &'a [(EpochMs, TabId)],
     /// (end time, outcome) of every agent session start the driver asked Helix for: `Err` holds
     /// Helix's answer.
     session_starts: &'a [(EpochMs, Result<(), String>)],

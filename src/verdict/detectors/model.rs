@@ -26,7 +26,7 @@ pub struct Model {
     restarts: Vec<EpochMs>,
     teardowns: Vec<(EpochMs, TabId)>,
     stops: Vec<(EpochMs, String)>,
-    crashes: Vec<(EpochMs, TabId)>,
+    cuts: Vec<(EpochMs, TabId)>,
     session_starts: Vec<(EpochMs, Result<(), String>)>,
     tab_texts: Vec<(EpochMs, TabId, String)>,
     deaths: Vec<(EpochMs, crate::timeline::Casualty, String)>,
@@ -114,7 +114,7 @@ impl Model {
             restarts: Vec::new(),
             teardowns: Vec::new(),
             stops: Vec::new(),
-            crashes: Vec::new(),
+            cuts: Vec::new(),
             session_starts: Vec::new(),
             tab_texts: Vec::new(),
             deaths: Vec::new(),
@@ -195,12 +195,12 @@ impl Model {
                     .strip_prefix("close tab ")
                     .or_else(|| name.strip_prefix("reload tab "))
                     .or_else(|| name.strip_prefix("reconnect tab "))
-                    .or_else(|| name.strip_prefix("crash tab "))
+                    .or_else(|| name.strip_prefix("cut tab "))
                     .and_then(|t| t.split_whitespace().next()?.parse().ok())
                 {
                     self.teardowns.push((o.at, tab));
-                    if name.starts_with("crash tab ") {
-                        self.crashes.push((o.at, tab));
+                    if name.starts_with("cut tab ") {
+                        self.cuts.push((o.at, tab));
                     }
                 }
                 if let Some(service) = name.strip_prefix("restart ") {
@@ -340,7 +340,7 @@ impl Model {
             restarts: &self.restarts,
             teardowns: &self.teardowns,
             stops: &self.stops,
-            crashes: &self.crashes,
+            cuts: &self.cuts,
             session_starts: &self.session_starts,
             tab_texts: self.tab_texts.iter().map(|(t, tab, m)| (*t, *tab, m.as_str())).collect(),
             deaths: self.deaths.iter().map(|(t, w, d)| (*t, w, d.as_str())).collect(),
