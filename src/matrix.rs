@@ -42,10 +42,8 @@ pub const CASES: &[Case] = &[
     // The race needs a Reconnect press on a streaming viewer; the walk presses one (seed 7 at
     // its 4th operation) and stops at the first failure.
     Case { fault: Some(FailureId::F14), switch: Some("reconnect-teardown-race"), scenario: "random-walk" },
-    // The tab must vanish without a close frame: the driver crashes its renderer.
-    Case { fault: Some(FailureId::F18), switch: Some("no-silent-close-detection"), scenario: "vanished-tab" },
-    // Five session starts one after the other: four display sockets last two of them.
-    Case { fault: Some(FailureId::F19), switch: Some("lobby-socket-leak=4"), scenario: "concurrent-sessions" },
+    Case { fault: Some(FailureId::F18), switch: Some("no-silent-close-detection"), scenario: "vanished-tab" }, // a tab cut off, no close frame
+    Case { fault: Some(FailureId::F19), switch: Some("lobby-socket-leak=4"), scenario: "concurrent-sessions" }, // 5 starts; 4 sockets last 2
     Case { fault: None, switch: None, scenario: "second-connection" },
     Case { fault: None, switch: None, scenario: "restart-chaos" },
     Case { fault: None, switch: None, scenario: "multi-tab-same-lobby" },
