@@ -39,6 +39,8 @@ pub enum FailureId {
     F15,
     F16,
     F17,
+    F18,
+    F19,
     B1,
     B2,
     B3,
@@ -47,9 +49,9 @@ pub enum FailureId {
 }
 
 impl FailureId {
-    pub const ALL: [FailureId; 22] = {
+    pub const ALL: [FailureId; 24] = {
         use FailureId::*;
-        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, F15, F16, F17, B1, B2, B3, D1, D2]
+        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, F15, F16, F17, F18, F19, B1, B2, B3, D1, D2]
     };
 
     /// This id's catalog entry (every id has exactly one; a test holds it).
@@ -179,6 +181,16 @@ pub const CATALOG: &[Entry] = &[
         name: "audio-crash",
         causes: &[Switch("audio-disconnect")],
         summary: "Wolf died of an unhandled exception (a promise set twice) when its audio server dropped it; every stream ended at once",
+        id: FailureId::F18,
+        name: "vanished-tab-leak",
+        causes: &[Switch("no-silent-close-detection")],
+        summary: "a tab vanished without a close frame and the server kept its moonlight-web (and Wolf) session as if it were still connected",
+    },
+    Entry {
+        id: FailureId::F19,
+        name: "lobby-setup-leak",
+        causes: &[Switch("lobby-socket-leak")],
+        summary: "lobby setups kept timing out (Lobby setup timed out) with none set up since: failed setups had leaked every display socket",
     },
     // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
     // They explain the catalog failures that follow them (the rule is written there).

@@ -49,12 +49,15 @@ pub const CASES: &[Case] = &[
     Case { fault: Some(FailureId::F16), switch: Some("pipeline-lock=12"), scenario: "second-connection" },
     // 3 s after the first session connected Wolf to its audio server, while it streams.
     Case { fault: Some(FailureId::F17), switch: Some("audio-disconnect=3"), scenario: "second-connection" },
+    Case { fault: Some(FailureId::F18), switch: Some("no-silent-close-detection"), scenario: "vanished-tab" }, // a tab cut off, no close frame
+    Case { fault: Some(FailureId::F19), switch: Some("lobby-socket-leak=4"), scenario: "concurrent-sessions" }, // 5 starts; 4 sockets last 2
     Case { fault: None, switch: None, scenario: "second-connection" },
     Case { fault: None, switch: None, scenario: "restart-chaos" },
     Case { fault: None, switch: None, scenario: "multi-tab-same-lobby" },
     Case { fault: None, switch: None, scenario: "random-walk" },
     Case { fault: None, switch: None, scenario: "rapid-cycles" },
     Case { fault: None, switch: None, scenario: "concurrent-sessions" },
+    Case { fault: None, switch: None, scenario: "vanished-tab" },
     // Deaths the harness injects at a seeded moment while the first tab streams: each must be
     // named for what died, never as a fault of the stack.
     Case { fault: Some(FailureId::B1), switch: Some("kill:renderer"), scenario: "second-connection" },

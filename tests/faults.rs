@@ -81,13 +81,20 @@ struct Tab {
     pc: Arc<RTCPeerConnection>,
     channels: Vec<Arc<RTCDataChannel>>,
     close: mpsc::UnboundedSender<()>,
+    /// The task that owns the socket: aborting it drops the socket without a close frame.
+    task: tokio::task::JoinHandle<()>,
 }
 
 async fn open_tab(s: &Stack, session_id: &str, client_unique_id: &str, with_peer: bool) -> Tab {
     let url = format!("{}/api/host/stream", s.e.moonlight_web_url.replace("http://", "ws://"));
+    open_tab_at(&url, &s.e.moonlight_credentials, session_id, client_unique_id, with_peer).await
+}
+
+/// A viewer on the socket at `url` (moonlight-web's own, or Helix's proxy with a Helix token).
+async fn open_tab_at(url: &str, credentials: &str, session_id: &str, client_unique_id: &str, with_peer: bool) -> Tab {
     let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let (mut sink, mut stream) = ws.split();
-    sink.send(Message::text(init(&s.e.moonlight_credentials, session_id, client_unique_id))).await.unwrap();
+    sink.send(Message::text(init(credentials, session_id, client_unique_id))).await.unwrap();
     let pc = rtc::new_peer(&rtc::PeerOptions { loopback_only: true, ..Default::default() }).await.unwrap();
     let mut channels = Vec::new();
     for label in rtc::INPUT_CHANNELS {
@@ -106,7 +113,7 @@ async fn open_tab(s: &Stack, session_id: &str, client_unique_id: &str, with_peer
     let (msg_tx, msgs) = mpsc::unbounded_channel();
     let (close, mut close_rx) = mpsc::unbounded_channel::<()>();
     let peer = Arc::clone(&pc);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 m = stream.next() => {
@@ -140,7 +147,7 @@ async fn open_tab(s: &Stack, session_id: &str, client_unique_id: &str, with_peer
             }
         }
     });
-    Tab { msgs, seen: Vec::new(), pc, channels, close }
+    Tab { msgs, seen: Vec::new(), pc, channels, close, task }
 }
 
 impl Tab {
@@ -185,6 +192,14 @@ impl Tab {
 
     async fn close(self) {
         let _ = self.close.send(());
+        let _ = self.pc.close().await;
+    }
+
+    /// Vanish as a tab whose renderer crashed does: the socket's TCP connection ends without a
+    /// close frame, and the peer goes with it.
+    async fn vanish(self) {
+        self.task.abort();
+        let _ = self.task.await;
         let _ = self.pc.close().await;
     }
 }
@@ -616,4 +631,74 @@ async fn f17_an_audio_disconnect_crashes_wolf_with_every_stream_and_its_supervis
     assert!(sessions.is_empty(), "{sessions:?}");
     a.close().await;
     b.close().await;
+/// A viewer through Helix's proxy, as the page opens it (the Helix token in the first message).
+async fn proxied_tab(s: &Stack, ses: &str, n: u32) -> Tab {
+    let mut helix = HelixClient::new(&s.e.helix_url);
+    helix.login(&s.e.user_email, &s.e.user_password).await.unwrap();
+    let url = format!("{}/moonlight/host/stream", s.e.helix_url.replace("http://", "ws://"));
+    open_tab_at(&url, helix.token().unwrap(), &format!("agent-{ses}-{n}"), &format!("helix-agent-{ses}-L-{n}"), true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f18_a_tab_gone_without_a_close_frame_keeps_its_sessions_as_if_connected() {
+    let s = stack(&["no-silent-close-detection"]).await;
+    let mut tab = proxied_tab(&s, "ses_v", 1).await;
+    let sid = tab.connected().await;
+    let pid = s.sessions().await[0].streamer_pid.expect("pid");
+    tab.vanish().await;
+    // Past webrtc-rs's 5 s to a disconnected peer, after which a healthy streamer has stopped.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let now = s.sessions().await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(now[0].has_websocket && now[0].streamer_alive && now[0].mode == "create", "held as if connected: {now:?}");
+    assert!(alive(pid));
+    let wolf = s.wolf.sessions().await.unwrap();
+    assert_eq!(wolf.iter().map(|w| w.client_id.as_str()).collect::<Vec<_>>(), [sid.as_str()]);
+    let log = s.log("moonlight-web");
+    assert!(!log.contains("WebSocket of session agent-ses_v-1 closed"), "{log}");
+    assert!(s.log("api").contains("stream proxy: the browser's socket ended without a close frame"));
+    kill(pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f18_without_the_switch_a_vanished_tab_ends_its_sessions() {
+    let s = stack(&[]).await;
+    let mut tab = proxied_tab(&s, "ses_w", 1).await;
+    tab.connected().await;
+    tab.vanish().await;
+    s.until(Duration::from_secs(10), "moonlight-web kept the vanished tab's session", || async { s.sessions().await.is_empty().then_some(()) }).await;
+    s.until(Duration::from_secs(10), "Wolf kept the vanished tab's session", || async { s.wolf.sessions().await.unwrap().is_empty().then_some(()) }).await;
+    assert!(s.log("moonlight-web").contains("[Stream] WebSocket of session agent-ses_w-1 closed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f19_failed_lobby_setups_leak_their_display_sockets_until_every_setup_times_out() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = stack(&["lobby-socket-leak=4"]).await;
+    let displays = s.e.wolf_socket.parent().unwrap().join("wolf-displays");
+    let sockets = || std::fs::read_dir(&displays).unwrap().filter(|e| e.as_ref().unwrap().file_type().unwrap().is_socket()).count();
+    let body = json!({"profile_id": "helix-sessions", "name": "Agent 0001", "multi_user": true, "stop_when_everyone_leaves": false, "pin": [1, 2, 3, 4],
+        "video_settings": {"width": 320, "height": 180, "refresh_rate": 30}, "audio_settings": {"channel_count": 2}, "runner": {"type": "docker", "env": []}});
+    let failed = |r: Result<String, helix_e2e::sut::SutError>| r.expect_err("the setup succeeded").to_string();
+    assert!(failed(s.wolf.create_lobby(&body).await).contains("Lobby setup failed"));
+    let first = s.wolf.create_lobby(&body).await.unwrap();
+    assert!(failed(s.wolf.create_lobby(&body).await).contains("Lobby setup failed"));
+    s.wolf.create_lobby(&body).await.unwrap();
+    assert_eq!(sockets(), 4, "two lobbies and two failed setups each hold a display socket");
+    let t = Instant::now();
+    assert!(failed(s.wolf.create_lobby(&body).await).contains("Lobby setup timed out"));
+    assert!(t.elapsed() >= Duration::from_secs(2), "answered before the setup deadline");
+    // The healthy teardown frees its socket; the next setup takes it and leaks it again.
+    s.wolf.stop_lobby(&first, Some(&[1, 2, 3, 4])).await.unwrap();
+    assert_eq!(sockets(), 3);
+    assert!(failed(s.wolf.create_lobby(&body).await).contains("Lobby setup failed"));
+    assert_eq!(sockets(), 4);
+    // Helix tries again, and then relays Wolf's words to the session start.
+    let mut helix = HelixClient::new(&s.e.helix_url);
+    helix.login(&s.e.user_email, &s.e.user_password).await.unwrap();
+    let refused = helix.create_agent_session("F19").await.expect_err("a session started").to_string();
+    assert!(refused.contains("failed to create Wolf lobby: Lobby setup timed out"), "{refused}");
+    let log = s.log("wolf");
+    assert_eq!(log.matches("[LOBBY] Lobby setup timed out").count(), 4, "{log}");
+    assert!(log.contains("[LOBBY] Failed to create a display socket for lobby"), "{log}");
 }

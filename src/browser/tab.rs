@@ -33,6 +33,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// `url` with `e2e_tab=<tab>` added, keeping any fragment at the end.
+/// The command line of Chromium's network service process.
+const NETWORK_SERVICE: &str = "--utility-sub-type=network.mojom.NetworkService";
+
 pub fn tagged_url(url: &str, tab: TabId) -> String {
     let (base, fragment) = match url.find('#') {
         Some(i) => (&url[..i], &url[i..]),
@@ -495,6 +498,28 @@ impl Browser {
         }
         self.timeline.push(Event::Browser { tab: Some(tab), what: super::viewers::TAB_CLOSED.into() });
         closed.and(disposed)
+    }
+
+    /// Cut a tab off the network, the way a tab vanishes for the server (F18's trigger): the
+    /// browser's network service process, which owns every socket of the browser (a tab's
+    /// WebSocket and its WebRTC ports), is killed, so the tab's connections end without a close
+    /// frame and its peer goes silent; Chromium starts a new network service for what comes
+    /// next, and the tab stays open, cut off. Why not a renderer crash: measured here, when a
+    /// renderer dies the network service closes its WebSockets with a close frame (the server is
+    /// told), `Page.crash` only hangs the renderer, and an offline network emulation leaves open
+    /// WebSockets open. Every connection of the browser is cut: a scenario cuts while this tab
+    /// is the only one connected.
+    pub async fn cut_tab(&self, tab: TabId) -> Result<(), BrowserError> {
+        self.health.check(Some(tab))?;
+        let victims: Vec<crate::procs::Proc> = crate::procs::descendants(self.pid()).into_iter().filter(|p| p.cmdline.contains(NETWORK_SERVICE)).collect();
+        if victims.is_empty() {
+            return Err(BrowserError::Page { tab, what: format!("the browser has no network service process ({NETWORK_SERVICE}) to kill") });
+        }
+        for v in &victims {
+            v.kill();
+        }
+        tracing::info!(tab, pids = ?victims.iter().map(|v| v.pid).collect::<Vec<_>>(), "network service killed: the tab's connections are cut");
+        Ok(())
     }
 
     /// PNG of the tab's viewport.

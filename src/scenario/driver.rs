@@ -368,6 +368,14 @@ impl Driver {
         Ok(())
     }
 
+    /// Make a tab vanish for the server (F18's trigger): its connections are cut without a
+    /// close frame ([`crate::browser::Browser::cut_tab`]). The driver's own act: the viewer's
+    /// end is excused like a close. The tab stays open, cut off, until the cleanup closes it.
+    pub async fn cut_tab(&mut self, tab: TabId) -> Result<(), OpError> {
+        let browser = self.browser.clone();
+        self.op(format!("cut tab {tab}"), browser.cut_tab(tab)).await
+    }
+
     /// Stop an agent session if this run created it; a given one is left running.
     pub async fn finish_session(&mut self, ses: &str) -> Result<(), OpError> {
         if self.created.iter().any(|c| c == ses) {

@@ -142,6 +142,11 @@ async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError>
             st.tabs.remove(tab);
             d.close_tab(id).await?;
         }
+        Op::CutTab { tab } => {
+            let id = tab_of(st, tab)?;
+            st.tabs.remove(tab);
+            d.cut_tab(id).await?;
+        }
         Op::ReloadTab { tab } => {
             let id = tab_of(st, tab)?;
             st.fresh_after.insert(id, now_ms());

@@ -17,6 +17,7 @@ pub mod rapid_cycles;
 pub mod restart_chaos;
 pub mod second_connection;
 pub mod spec;
+pub mod vanished_tab;
 
 use crate::browser::{Browser, BrowserOptions};
 use crate::config::Target;
@@ -52,6 +53,7 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     ScenarioInfo { name: restart_chaos::NAME, about: restart_chaos::ABOUT },
     ScenarioInfo { name: multi_tab::NAME, about: multi_tab::ABOUT },
     ScenarioInfo { name: random_walk::NAME, about: random_walk::ABOUT },
+    ScenarioInfo { name: vanished_tab::NAME, about: vanished_tab::ABOUT },
 ];
 
 /// The suite `helix-e2e run` runs when no scenario is named: every scenario, in this order.
@@ -73,6 +75,7 @@ pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64
         multi_tab::NAME => Some(multi_tab::plan(&mut rng, params, time_scale)),
         random_walk::NAME => Some(random_walk::plan(&mut rng, params, time_scale)),
         restart_chaos::NAME => Some(restart_chaos::plan(&mut rng, params, time_scale)),
+        vanished_tab::NAME => Some(vanished_tab::plan(&mut rng, params, time_scale)),
         _ => None,
     }
 }
@@ -400,12 +403,12 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
         for det in &detections {
             d.check(crate::verdict::InvariantResult::fail(&det.label(), det.message.clone()));
         }
-        let death = detections.iter().find(|d| crate::verdict::detectors::deaths::is_death(d)).map(|d| d.label());
         let error = outcome.err().and_then(|e| {
             d.note_failed_op(&e.op);
-            match &death {
-                // An operation cut short by a death (a tab opening in a browser that died) is
-                // that death's doing, already named: the verdict is the failure, not an error.
+            match detections.iter().find(|det| det.explains_failed_op(&e.op)).map(|det| det.label()) {
+                // An operation cut short by a death (a tab opening in a browser that died), or
+                // refused by a named failure (F19's session start), is that failure's doing,
+                // already named: the verdict is the failure, not an error.
                 Some(label) => {
                     tracing::info!("{e} — explained by {label}");
                     None

@@ -44,6 +44,10 @@ pub enum Op {
     CloseTab {
         tab: TabNo,
     },
+    /// Crash the tab's renderer: the tab vanishes without closing its sockets (F18's trigger).
+    CutTab {
+        tab: TabNo,
+    },
     /// Reload the tab (a new viewer with a new `client_unique_id`).
     ReloadTab {
         tab: TabNo,
@@ -173,7 +177,7 @@ pub fn parse_jsonl(text: &str, known: &[&str]) -> Result<Vec<(String, Vec<Step>)
             Op::CreateSessions { sessions } => sessions.clone(),
             Op::StopSession { session } => vec![*session],
             Op::OpenTabs { tabs } => tabs.iter().flat_map(|t| [t.tab, t.session]).collect(),
-            Op::CloseTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } => vec![*tab],
+            Op::CloseTab { tab } | Op::CutTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } => vec![*tab],
             Op::Check { expect, .. } => expect
                 .iter()
                 .filter_map(|e| match e {
@@ -277,7 +281,7 @@ mod tests {
             let c = make_plan(s.name, 43, &p, 0.1).unwrap();
             assert_ne!(a.to_jsonl(), c.to_jsonl(), "{}: seeds 42 and 43 gave the same plan", s.name);
         }
-        assert_eq!(planned, 5, "rapid-cycles, concurrent-sessions, multi-tab-same-lobby, random-walk, restart-chaos");
+        assert_eq!(planned, 6, "rapid-cycles, concurrent-sessions, multi-tab-same-lobby, random-walk, restart-chaos, vanished-tab");
     }
 
     #[test]

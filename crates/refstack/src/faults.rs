@@ -55,6 +55,14 @@ pub enum Fault {
     PipelineLock(Duration),
     /// F17: the audio server drops Wolf's connection this long after Wolf connected to it.
     AudioDisconnect(Duration),
+    /// F18: moonlight-web ends a session only on a WebSocket close frame; a socket that ends
+    /// without one (the tab's renderer crashed, the network dropped) is not noticed, so its
+    /// session keeps its socket entry and its streamer keeps the Wolf session.
+    NoSilentCloseDetection,
+    /// F19: Wolf has this many display sockets (libwayland's `wayland-0` … names); every other
+    /// lobby setup fails and its failure path leaves its display socket bound, so once they are
+    /// all taken every lobby setup times out.
+    LobbySocketLeak(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +92,8 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("https-deadlock", ""),
     ("pipeline-lock", "SECS"),
     ("audio-disconnect", "SECS"),
+    ("no-silent-close-detection", ""),
+    ("lobby-socket-leak", "N"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -136,6 +146,8 @@ impl FromStr for Fault {
             "https-deadlock" => flag(Fault::HttpsDeadlock),
             "pipeline-lock" => Ok(Fault::PipelineLock(Duration::from_secs(positive(name, value, "SECS")?))),
             "audio-disconnect" => Ok(Fault::AudioDisconnect(Duration::from_secs(positive(name, value, "SECS")?))),
+            "no-silent-close-detection" => flag(Fault::NoSilentCloseDetection),
+            "lobby-socket-leak" => Ok(Fault::LobbySocketLeak(positive(name, value, "N")?)),
             "zombie-streamer" => match value {
                 None => Ok(Fault::ZombieStreamer(Zombie::Unlisted)),
                 Some("listed") => Ok(Fault::ZombieStreamer(Zombie::Listed)),
@@ -195,6 +207,8 @@ impl fmt::Display for Fault {
             Fault::HttpsDeadlock => write!(f, "https-deadlock"),
             Fault::PipelineLock(d) => write!(f, "pipeline-lock={}", d.as_secs()),
             Fault::AudioDisconnect(d) => write!(f, "audio-disconnect={}", d.as_secs()),
+            Fault::NoSilentCloseDetection => write!(f, "no-silent-close-detection"),
+            Fault::LobbySocketLeak(n) => write!(f, "lobby-socket-leak={n}"),
         }
     }
 }
@@ -219,6 +233,8 @@ pub struct FaultSet {
     pub https_deadlock: bool,
     pub pipeline_lock: Option<Duration>,
     pub audio_disconnect: Option<Duration>,
+    pub no_silent_close_detection: bool,
+    pub lobby_socket_leak: Option<u32>,
 }
 
 impl FaultSet {
@@ -244,6 +260,8 @@ impl FaultSet {
                 Fault::HttpsDeadlock => s.https_deadlock = true,
                 Fault::PipelineLock(d) => s.pipeline_lock = Some(d),
                 Fault::AudioDisconnect(d) => s.audio_disconnect = Some(d),
+                Fault::NoSilentCloseDetection => s.no_silent_close_detection = true,
+                Fault::LobbySocketLeak(n) => s.lobby_socket_leak = Some(n),
             }
         }
         s
@@ -286,11 +304,13 @@ mod tests {
             "https-deadlock",
             "pipeline-lock=8",
             "audio-disconnect=3",
+            "no-silent-close-detection",
+            "lobby-socket-leak=4",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), text);
         }
-        assert_eq!(KNOWN.len(), 17);
+        assert_eq!(KNOWN.len(), 19);
         assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));

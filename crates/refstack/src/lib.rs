@@ -152,10 +152,13 @@ pub async fn serve(service: Service, layout: &Layout, streamer_exe: PathBuf) -> 
             let paired = layout.dir.join("wolf-paired.json");
             let audio = layout.dir.join("audio.sock");
             let audio_listener = wolf::audio::bind(&audio).map_err(io_err(&audio))?;
+            let displays = layout.dir.join("wolf-displays");
             let wolf = Arc::new(
                 wolf::state::WolfState::with_faults(log.clone(), faults.clone())
                     .with_paired_file(paired.clone())
                     .map_err(io_err(&paired))?
+                    .with_display_dir(displays.clone())
+                    .map_err(io_err(&displays))?
                     .with_audio_socket(audio),
             );
             if let Some(after) = faults.pipeline_lock {

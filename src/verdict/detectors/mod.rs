@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod connect;
 pub mod deaths;
+mod leaks;
 mod model;
 mod reconnect;
 mod server_state;
@@ -36,6 +37,7 @@ mod tests_wolf;
 mod wolf_host;
 
 use connect::{f12_slow_launch, f13_already_streaming_loop, f1_treated_as_resume, f2_webrtc_ports_exhausted};
+use leaks::{f18_vanished_tab_leak, f19_lobby_setup_leak};
 use reconnect::f14_reconnect_teardown_race;
 use server_state::{f10_restart_ghost, f3_join_not_counted, f5_stuck_session, f6_zombie_streamer, f7_lobby_mismatch};
 use stream::{f11_sctp_corruption, f4_control_stream_timeout, f8_black_frames, f9_frozen_video};
@@ -79,6 +81,11 @@ pub struct Thresholds {
     pub busy_answers: usize,
     /// F10: how long Helix may believe in a lobby Wolf does not have.
     pub ghost_secs: f64,
+    /// F18: how long after the driver made a tab vanish its session may still be held as if
+    /// connected (a healthy moonlight-web lets go within a poll).
+    pub vanish_secs: f64,
+    /// F19: lobby setups that must time out, with none set up since the first (at least 2).
+    pub lobby_timeouts: usize,
 }
 
 impl Default for Thresholds {
@@ -97,6 +104,8 @@ impl Default for Thresholds {
             launch_stall_secs: 12.0,
             busy_answers: 2,
             ghost_secs: 5.0,
+            vanish_secs: 10.0,
+            lobby_timeouts: 2,
         }
     }
 }
@@ -135,6 +144,12 @@ impl Detection {
     pub fn latency_ms(&self) -> f64 {
         self.decided_at - self.first_symptom
     }
+
+    /// Whether this failure explains a driver operation (`op`, as the timeline names it) that
+    /// failed: a death explains any, F19 the session start whose lobby setup timed out.
+    pub fn explains_failed_op(&self, op: &str) -> bool {
+        self.fault.is_death() || self.fault == FailureId::F19 && op == "create agent session"
+    }
 }
 
 /// Run every detector over the observations; at most one detection per fault, the earliest.
@@ -172,6 +187,11 @@ struct Ctx<'a> {
     teardowns: &'a [(EpochMs, TabId)],
     /// (start time, agent session) of every stop the driver started.
     stops: &'a [(EpochMs, String)],
+    /// (start time, tab) of every tab the driver cut off the network on purpose (F18's trigger).
+    cuts: &'a [(EpochMs, TabId)],
+    /// (end time, outcome) of every agent session start the driver asked Helix for: `Err` holds
+    /// Helix's answer.
+    session_starts: &'a [(EpochMs, Result<(), String>)],
     /// What tabs said in their console or on screen.
     tab_texts: Vec<(EpochMs, TabId, &'a str)>,
     /// Parts that ended without the driver ending them, as their watchers reported it.

@@ -30,6 +30,8 @@ pub struct Model {
     restarts: Vec<EpochMs>,
     teardowns: Vec<(EpochMs, TabId)>,
     stops: Vec<(EpochMs, String)>,
+    cuts: Vec<(EpochMs, TabId)>,
+    session_starts: Vec<(EpochMs, Result<(), String>)>,
     tab_texts: Vec<(EpochMs, TabId, String)>,
     deaths: Vec<(EpochMs, crate::timeline::Casualty, String)>,
     service_polls: Vec<(EpochMs, String, Result<(), String>)>,
@@ -79,6 +81,9 @@ pub(super) const READ_LINES: &[&str] = &[
     " streams on port",                                   // F14
     "Streamer of session ",                               // D1
     PROMISE_SET_TWICE,                                    // F17
+    "Lobby setup timed out",                              // F19
+    "Lobby setup failed",                                 // F19: the setups that leaked
+    "[LOBBY] Created lobby",                              // F19: a setup that worked
 ];
 
 /// The address of an IPv4 host candidate (`candidate:1 1 udp 2130706431 198.51.100.2 40000 typ
@@ -119,6 +124,8 @@ impl Model {
             restarts: Vec::new(),
             teardowns: Vec::new(),
             stops: Vec::new(),
+            cuts: Vec::new(),
+            session_starts: Vec::new(),
             tab_texts: Vec::new(),
             deaths: Vec::new(),
             service_polls: Vec::new(),
@@ -138,9 +145,19 @@ impl Model {
     /// default), plus 20 s for the grace periods that come on top (a launch stall, a ghost, F1's
     /// 20 s between a log line and a tab's error).
     pub fn history_ms(t: &Thresholds) -> f64 {
-        let longest = [t.ice_connect_secs, t.stuck_secs, t.mismatch_secs, t.black_secs, t.freeze_secs, t.sctp_window_secs, t.launch_stall_secs, t.ghost_secs]
-            .into_iter()
-            .fold(0.0, f64::max);
+        let longest = [
+            t.ice_connect_secs,
+            t.stuck_secs,
+            t.mismatch_secs,
+            t.black_secs,
+            t.freeze_secs,
+            t.sctp_window_secs,
+            t.launch_stall_secs,
+            t.ghost_secs,
+            t.vanish_secs,
+        ]
+        .into_iter()
+        .fold(0.0, f64::max);
         longest * 1000.0 + 20_000.0
     }
 
@@ -180,14 +197,21 @@ impl Model {
             // A refused API call's answer: the real viewer logs only an error object, so the
             // server's words (e.g. `failed to join lobby: …`) are only here.
             Event::Tab { tab, probe: ProbeEvent::Http { status: Some(400..), body: Some(body), .. } } => insert3(&mut self.tab_texts, o.at, *tab, body.clone()),
+            // Helix's answers to the session starts (F19), for the whole run (a handful).
+            Event::Op { name, phase: OpPhase::Ok } if name == "create agent session" => self.session_starts.push((o.at, Ok(()))),
+            Event::Op { name, phase: OpPhase::Failed { error } } if name == "create agent session" => self.session_starts.push((o.at, Err(error.clone()))),
             Event::Op { name, phase: OpPhase::Start } => {
                 if let Some(tab) = name
                     .strip_prefix("close tab ")
                     .or_else(|| name.strip_prefix("reload tab "))
                     .or_else(|| name.strip_prefix("reconnect tab "))
+                    .or_else(|| name.strip_prefix("cut tab "))
                     .and_then(|t| t.split_whitespace().next()?.parse().ok())
                 {
                     self.teardowns.push((o.at, tab));
+                    if name.starts_with("cut tab ") {
+                        self.cuts.push((o.at, tab));
+                    }
                 }
                 if let Some(service) = name.strip_prefix("restart ") {
                     self.restarts.push(o.at);
@@ -271,10 +295,17 @@ impl Model {
         // their answer stands.
         let server_state = match &self.server_state_found {
             Some((n, found)) if *n == self.polls_taken => found.clone(),
-            _ => [f3_join_not_counted(&ctx, t), f5_stuck_session(&ctx, t), f6_zombie_streamer(&ctx, t), f7_lobby_mismatch(&ctx, t), f10_restart_ghost(&ctx, t)]
-                .into_iter()
-                .flatten()
-                .collect(),
+            _ => [
+                f3_join_not_counted(&ctx, t),
+                f5_stuck_session(&ctx, t),
+                f6_zombie_streamer(&ctx, t),
+                f7_lobby_mismatch(&ctx, t),
+                f10_restart_ghost(&ctx, t),
+                f18_vanished_tab_leak(&ctx, t),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         };
         let others = match &self.others_found {
             Some((n, at, found)) if *n == self.others_taken && self.end - at < FULL_EVERY_MS => found.clone(),
@@ -288,6 +319,7 @@ impl Model {
                 f12_slow_launch(&ctx, t),
                 f13_already_streaming_loop(&ctx, t),
                 f14_reconnect_teardown_race(&ctx),
+                f19_lobby_setup_leak(&ctx, t),
             ]
             .into_iter()
             .flatten()
@@ -328,6 +360,8 @@ impl Model {
             restarts: &self.restarts,
             teardowns: &self.teardowns,
             stops: &self.stops,
+            cuts: &self.cuts,
+            session_starts: &self.session_starts,
             tab_texts: self.tab_texts.iter().map(|(t, tab, m)| (*t, *tab, m.as_str())).collect(),
             deaths: self.deaths.iter().map(|(t, w, d)| (*t, w, d.as_str())).collect(),
             service_polls: self.service_polls.iter().map(|(t, s, r)| (*t, s.as_str(), r.as_ref().map(|_| ()).map_err(String::as_str))).collect(),

@@ -19,6 +19,9 @@ use std::time::Duration;
 
 /// Helix's GPU guard: it refuses a sixth concurrent lobby.
 const MAX_LOBBIES: usize = 5;
+/// How often Helix asks Wolf for an agent's lobby before it gives up: a lobby setup Wolf refused
+/// is tried again (a desktop container that did not come up often does the next time).
+const LOBBY_CREATE_ATTEMPTS: usize = 3;
 const WOLF_UI_TITLE: &str = "Wolf UI";
 /// Helix's exact words when the browser's Wolf-UI session is not (yet) in Wolf's list.
 pub const UI_SESSION_NOT_FOUND: &str = "failed to join lobby: Wolf UI session not found - client may not have connected yet";
@@ -126,7 +129,7 @@ async fn start_agent(helix: &Helix, name: String) -> Result<AgentSession, HelixE
     let ses_id = store::new_session_id();
     let pin = store::new_pin();
     let request = lobby_request(&ses_id, pin);
-    let lobby_id = helix.wolf.create_lobby(&request).await.map_err(|e| wolf_err("failed to create Wolf lobby", e))?;
+    let lobby_id = create_lobby(helix, &request).await.map_err(|e| wolf_err("failed to create Wolf lobby", e))?;
     let agent = AgentSession {
         id: ses_id.clone(),
         name,
@@ -138,6 +141,21 @@ async fn start_agent(helix: &Helix, name: String) -> Result<AgentSession, HelixE
     tracing::info!(ses_id = %ses_id, lobby_id = %lobby_id, "agent session started");
     helix.store.insert_agent(agent.clone());
     Ok(agent)
+}
+
+/// Ask Wolf for a lobby; a refused setup is tried again, up to [`LOBBY_CREATE_ATTEMPTS`] in all
+/// (each attempt has the Wolf client's own deadline). Wolf's last answer is the error.
+async fn create_lobby(helix: &Helix, request: &Value) -> Result<String, WolfCallError> {
+    let mut attempt = 1;
+    loop {
+        match helix.wolf.create_lobby(request).await {
+            Err(WolfCallError::Refused { error, .. }) if attempt < LOBBY_CREATE_ATTEMPTS => {
+                tracing::warn!(attempt, %error, "Wolf refused a lobby setup; trying again");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 pub async fn create_session(State(helix): State<Arc<Helix>>, Json(body): Json<Value>) -> Result<Json<Value>, HelixError> {

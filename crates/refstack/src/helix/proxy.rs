@@ -1,7 +1,11 @@
 //! `/moonlight/host/stream`: Helix's WebSocket reverse proxy to moonlight-web. The browser is
 //! authenticated by its Helix token (cookie, header or query, else the first message's
 //! `credentials`); that first `AuthenticateAndInit` gets moonlight-web's credentials swapped in,
-//! because the browser never learns them. After that, frames pass through untouched.
+//! because the browser never learns them. After that, frames pass through untouched, and so
+//! does how a side ended: a close frame is passed on as one, and a browser socket that ended
+//! without one (its renderer crashed, the network dropped) ends the upstream socket without one
+//! too, as a byte-level proxy does. A proxy that made up a close frame the browser never sent
+//! would hide from moonlight-web exactly the vanished tabs it must notice (F18).
 
 use super::{auth, Helix};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -103,13 +107,13 @@ async fn relay(mut browser: WebSocket, helix: Arc<Helix>, pre_authed: bool) {
                 Message::Binary(b) => UpMessage::Binary(b),
                 // Pings stay on this hop: moonlight-web takes any non-text frame for a disconnect.
                 Message::Ping(_) | Message::Pong(_) => continue,
-                Message::Close(_) => break,
+                Message::Close(_) => return Ended::Closed("browser"),
             };
             if up_tx.send(out).await.is_err() {
-                break;
+                return Ended::Closed("moonlight-web");
             }
         }
-        "browser"
+        Ended::BrowserVanished
     };
     let to_browser = async {
         while let Some(Ok(m)) = up_rx.next().await {
@@ -120,18 +124,34 @@ async fn relay(mut browser: WebSocket, helix: Arc<Helix>, pre_authed: bool) {
                 UpMessage::Close(_) => break,
             };
             if b_tx.send(out).await.is_err() {
-                break;
+                return Ended::BrowserVanished;
             }
         }
-        "moonlight-web"
+        Ended::Closed("moonlight-web")
     };
     let ended = tokio::select! {
-        side = to_upstream => side,
-        side = to_browser => side,
+        e = to_upstream => e,
+        e = to_browser => e,
     };
-    // Whichever side left, the other is told: each close has a deadline of its own.
-    let _ = tokio::join!(tokio::time::timeout(CLOSE_DEADLINE, up_tx.close()), tokio::time::timeout(CLOSE_DEADLINE, b_tx.close()));
-    tracing::info!(session_id = %session_id, client_unique_id = %client, "stream proxy: closed by {ended}");
+    match ended {
+        // Whichever side left, the other is told: each close has a deadline of its own.
+        Ended::Closed(side) => {
+            let _ = tokio::join!(tokio::time::timeout(CLOSE_DEADLINE, up_tx.close()), tokio::time::timeout(CLOSE_DEADLINE, b_tx.close()));
+            tracing::info!(session_id = %session_id, client_unique_id = %client, "stream proxy: closed by {side}");
+        }
+        // Dropping the upstream halves ends that TCP connection without a close frame.
+        Ended::BrowserVanished => {
+            tracing::info!(session_id = %session_id, client_unique_id = %client, "stream proxy: the browser's socket ended without a close frame")
+        }
+    }
+}
+
+/// How a relayed socket ended.
+enum Ended {
+    /// A side sent a close frame (or could no longer be written to): the other gets one.
+    Closed(&'static str),
+    /// The browser's socket ended without a close frame.
+    BrowserVanished,
 }
 
 #[cfg(test)]

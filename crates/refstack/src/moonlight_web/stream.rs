@@ -125,6 +125,7 @@ pub async fn handle(socket: WebSocket, mlw: Arc<Mlw>) {
 
     // Relay: every text frame goes to the streamer; anything else ends the read loop, as in
     // moonlight-web (a ping counts as a disconnect).
+    let mut frame_ended_it = false;
     while let Some(msg) = stream.next().await {
         match msg {
             Ok(Message::Text(t)) => match serde_json::from_str::<Value>(&t) {
@@ -133,8 +134,21 @@ pub async fn handle(socket: WebSocket, mlw: Arc<Mlw>) {
                 }
                 Err(e) => mlw.log.warn(format!("[Stream] Unparseable client message on {sid}: {e}")),
             },
-            _ => break,
+            Ok(_) => {
+                frame_ended_it = true;
+                break;
+            }
+            Err(_) => break,
         }
+    }
+    if !frame_ended_it && mlw.config.faults.no_silent_close_detection {
+        // F18: only a frame (a close frame, or any other non-text one) ends the session; a
+        // socket that ended without one — its tab's renderer crashed, the network dropped — goes
+        // unnoticed. The entry keeps this socket as if connected, its streamer keeps streaming,
+        // and nothing is logged, as in the real server, until TCP keepalive would tell (~2 h).
+        tracing::debug!("socket of session {sid} ended without a frame: not noticed (no-silent-close-detection)");
+        writer.abort();
+        return;
     }
     detach(&mlw, &sid, generation);
     let _ = out_tx.send(WsOut::Close);
@@ -193,6 +207,7 @@ fn attach(mlw: &Arc<Mlw>, init: &AuthenticateAndInit, attached: Attached) -> Res
             linger: mlw.config.faults.stuck_session || mlw.config.faults.zombie_streamer == Some(Zombie::Unlisted),
             sctp_errors: mlw.config.faults.sctp_errors,
             slow_teardown: mlw.config.faults.reconnect_teardown_race,
+            outlive_peer: mlw.config.faults.no_silent_close_detection,
         },
     };
     let _ = init.host_id;

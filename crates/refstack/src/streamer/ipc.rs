@@ -55,6 +55,10 @@ pub struct StreamerFaults {
     /// stream, as when `ConnectionTerminated` cannot leave, so a Reconnect always meets it.
     #[serde(default)]
     pub slow_teardown: bool,
+    /// F18: the peer's end does not end the streamer (its Moonlight stream, and so its Wolf
+    /// session, stays up); IPC `Stop` still does.
+    #[serde(default)]
+    pub outlive_peer: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

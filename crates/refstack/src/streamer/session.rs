@@ -10,7 +10,7 @@
 //! one state machine; split, the order the documented failures depend on would live in two places.
 
 use super::host::{HostClient, HostError, LaunchParams, DEFAULT_UNIQUE_ID};
-use super::ipc::{ServerToStreamer, StreamerInit, StreamerToServer};
+use super::ipc::{ServerToStreamer, StreamerFaults, StreamerInit, StreamerToServer};
 use super::rtc::{self, PeerOptions, GENERAL_CHANNEL, INPUT_CHANNELS};
 use crate::wolf::stream::wire;
 use bytes::Bytes;
@@ -128,12 +128,15 @@ enum Event {
 
 /// Whether an event ends the streamer: the one rule [`Streamer::run`] applies to every event,
 /// including those that arrive while the Moonlight stream is being started.
-fn stop_reason(ev: &Event, lingers: bool) -> Option<StopReason> {
+fn stop_reason(ev: &Event, faults: StreamerFaults) -> Option<StopReason> {
+    let lingers = faults.linger;
     match ev {
         Event::Ipc(ServerToStreamer::Stop) if !lingers => Some(StopReason::IpcStop),
         Event::StdinClosed if !lingers => Some(StopReason::StdinClosed),
         Event::WolfClosed(why) => Some(StopReason::WolfStreamClosed(why.clone())),
-        Event::PeerState(state @ (RTCPeerConnectionState::Failed | RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Closed)) if !lingers => {
+        Event::PeerState(state @ (RTCPeerConnectionState::Failed | RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Closed))
+            if !lingers && !faults.outlive_peer =>
+        {
             Some(StopReason::Peer(state.to_string()))
         }
         _ => None,
@@ -255,9 +258,9 @@ impl Streamer {
         }
     }
 
-    /// F5/F6: only Wolf ending the stream ends this streamer.
-    fn lingers(&self) -> bool {
-        self.init.as_ref().is_some_and(|i| i.faults.linger)
+    /// The switches this streamer acts on (none before its `Init`).
+    fn faults(&self) -> StreamerFaults {
+        self.init.as_ref().map(|i| i.faults).unwrap_or_default()
     }
 
     /// Handle events until something calls for the stop cascade.
@@ -272,7 +275,7 @@ impl Streamer {
                     None => return StopReason::StdinClosed,
                 },
             };
-            if let Some(reason) = stop_reason(&ev, self.lingers()) {
+            if let Some(reason) = stop_reason(&ev, self.faults()) {
                 return reason;
             }
             match ev {
@@ -308,7 +311,7 @@ impl Streamer {
                             // webrtc-rs may never finish on a peer the browser has just closed.
                             // A stop meanwhile must not wait for it: it abandons the start, and
                             // the cascade cancels whatever Wolf session the start got as far as.
-                            let lingers = self.lingers();
+                            let faults = self.faults();
                             let start = self.start_moonlight();
                             tokio::pin!(start);
                             let outcome = loop {
@@ -316,7 +319,7 @@ impl Streamer {
                                     r = &mut start => break r,
                                     ev = events.recv() => match ev {
                                         None => break Err(StopReason::StdinClosed),
-                                        Some(ev) => match stop_reason(&ev, lingers) {
+                                        Some(ev) => match stop_reason(&ev, faults) {
                                             Some(reason) => {
                                                 tracing::info!("stop requested while starting the Moonlight stream: {reason:?}");
                                                 break Err(reason);
@@ -331,7 +334,7 @@ impl Streamer {
                             }
                         }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Closed => {
-                            tracing::info!("peer {state}: lingering (fault), the Wolf stream stays up");
+                            tracing::info!("peer {state}: the Wolf stream stays up (fault)");
                         }
                         _ => {}
                     }

@@ -3,7 +3,7 @@
 //! per connection, exact method+path routing, empty 404s, chunked request bodies refused.
 //! A client that survives this server survives Wolf.
 
-use super::state::{session_json, WolfState, WOLF_UI_TITLE};
+use super::state::{session_json, LobbySetupError, WolfState, LOBBY_SETUP_DEADLINE, WOLF_UI_TITLE};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
@@ -89,7 +89,8 @@ async fn handle(stream: UnixStream, state: Arc<WolfState>) -> std::io::Result<()
     if req.method == "GET" && req.path == "/api/v1/events" {
         return stream_events(stream.into_inner(), state).await;
     }
-    let (status, body) = match route(&req, &state) {
+    let answer = if req.method == "POST" && req.path == "/api/v1/lobbies/create" { Some(create_lobby(&req, &state).await) } else { route(&req, &state) };
+    let (status, body) = match answer {
         Some(Ok(v)) => (200, v.to_string()),
         Some(Err(e)) => (500, json!({"success": false, "error": e}).to_string()),
         None => (404, String::new()),
@@ -115,6 +116,26 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, String> {
 
 fn session_id_field(v: &Value, key: &str) -> Result<u64, String> {
     str_field(v, key)?.parse().map_err(|_| format!("Invalid {key}"))
+}
+
+/// `lobbies/create`: apart from the routes of [`route`] because a setup that gets no display
+/// answers only after waiting for it (F19).
+async fn create_lobby(req: &Request, state: &WolfState) -> Result<Value, String> {
+    let body = parse_body(req)?;
+    str_field(&body, "name")?;
+    str_field(&body, "profile_id")?;
+    if body.get("runner").is_none() || body.get("video_settings").is_none() || body.get("audio_settings").is_none() {
+        return Err("Missing field: runner, video_settings or audio_settings".into());
+    }
+    match state.create_lobby(&body) {
+        Ok(id) => Ok(json!({"success": true, "lobby_id": id})),
+        Err(e @ LobbySetupError::TimedOut) => {
+            tokio::time::sleep(LOBBY_SETUP_DEADLINE).await;
+            state.log.error(format!("[LOBBY] {e} after {} s", LOBBY_SETUP_DEADLINE.as_secs()));
+            Err(e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn route(req: &Request, state: &WolfState) -> Option<Result<Value, String>> {
@@ -154,15 +175,6 @@ fn route(req: &Request, state: &WolfState) -> Option<Result<Value, String>> {
             if let Some(icon) = l.runner.get("icon_png_path") { v["icon_png_path"] = icon.clone(); }
             v
         }).collect::<Vec<_>>()})),
-        ("POST", "/api/v1/lobbies/create") => (|| {
-            let body = parse_body(req)?;
-            str_field(&body, "name")?;
-            str_field(&body, "profile_id")?;
-            if body.get("runner").is_none() || body.get("video_settings").is_none() || body.get("audio_settings").is_none() {
-                return Err("Missing field: runner, video_settings or audio_settings".into());
-            }
-            ok(json!({"lobby_id": state.create_lobby(&body)}))
-        })(),
         ("POST", "/api/v1/lobbies/join") => (|| {
             let body = parse_body(req)?;
             let lobby = str_field(&body, "lobby_id")?;

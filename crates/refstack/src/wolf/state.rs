@@ -26,6 +26,10 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(3);
 pub const DEGRADED_REPEAT: Duration = Duration::from_secs(10);
 /// What Wolf's encoder logs when its CUDA buffer pool runs dry (F8).
 pub const BUFFER_POOL_ERROR: &str = "Failed to acquire buffer from pool: -2";
+/// How long a lobby setup waits for its display before it answers `Lobby setup timed out`.
+/// Wolf waits 20 s; the stand-in waits less so that a run meets it in seconds, and less than
+/// Helix's 10 s deadline for a Wolf call, so Helix relays Wolf's own answer (F19).
+pub const LOBBY_SETUP_DEADLINE: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PairedClient {
@@ -93,6 +97,31 @@ struct Inner {
     launches: u32,
     /// Stream connections attached since start: each one's control token.
     streams: u64,
+    /// F19: the display sockets bound now, and the lobby setups that got one so far.
+    displays: Vec<Display>,
+    display_setups: u32,
+}
+
+/// F19: a lobby's display socket (libwayland's `wayland-K`), a real Unix socket bound in Wolf's
+/// display directory. `lobby` is `None` once its setup failed: the failure path forgets it, and
+/// the socket stays bound and its name taken.
+#[derive(Debug)]
+struct Display {
+    name: String,
+    lobby: Option<String>,
+    _socket: std::os::unix::net::UnixListener,
+}
+
+/// Why `lobbies/create` failed; the text is Wolf's answer.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LobbySetupError {
+    /// F19: the setup got its display socket, then its runner failed.
+    #[error("Lobby setup failed: the runner exited before its display was ready")]
+    RunnerFailed,
+    /// F19: no display socket could be made; the setup waited [`LOBBY_SETUP_DEADLINE`] for a
+    /// display that never came.
+    #[error("Lobby setup timed out")]
+    TimedOut,
 }
 
 /// One thread in `/system/health`.
@@ -145,6 +174,8 @@ pub struct WolfState {
     /// The audio server's socket Wolf connects to when its first session starts (F17).
     audio_socket: Option<std::path::PathBuf>,
     audio_started: std::sync::Once,
+    /// Where lobbies' display sockets are bound (F19 only; the healthy stand-in binds none).
+    display_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +213,7 @@ impl WolfState {
             type_lock_lost: Default::default(),
             audio_socket: None,
             audio_started: std::sync::Once::new(),
+            display_dir: None,
         }
     }
 
@@ -223,6 +255,18 @@ impl WolfState {
         if let Some(s) = self.lock().sessions.iter_mut().find(|s| s.id == id) {
             s.pipeline_waiting = since;
         }
+    }
+
+    /// Bind lobbies' display sockets in `dir` (emptied first: a fresh Wolf's runtime directory
+    /// is empty, as a restarted container's is).
+    pub fn with_display_dir(mut self, dir: std::path::PathBuf) -> std::io::Result<Self> {
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(&dir)?;
+        self.display_dir = Some(dir);
+        Ok(self)
     }
 
     /// Keep paired clients in `path`, as Wolf keeps them in its config file: a restarted Wolf
@@ -501,8 +545,12 @@ impl WolfState {
         self.lock().lobbies.clone()
     }
 
-    pub fn create_lobby(&self, req: &Value) -> String {
+    /// Set a lobby up; under F19 it first needs a display socket (see [`Self::setup_display`]).
+    pub fn create_lobby(&self, req: &Value) -> Result<String, LobbySetupError> {
         let id = uuid::Uuid::new_v4().to_string();
+        if let Some(budget) = self.faults.lobby_socket_leak {
+            self.setup_display(&id, budget)?;
+        }
         let pin = req.get("pin").and_then(parse_pin);
         let lobby = Lobby {
             id: id.clone(),
@@ -520,7 +568,53 @@ impl WolfState {
         self.lock().lobbies.push(lobby.clone());
         self.log.info(format!("[LOBBY] Created lobby {} ({})", id, lobby.name));
         self.fire("CreateLobbyEvent", json!({"id": id, "name": lobby.name, "multi_user": lobby.multi_user}));
-        id
+        Ok(id)
+    }
+
+    /// F19: bind the lobby's display socket under the first free name of `budget` (libwayland
+    /// tries `wayland-0` … `wayland-31` and gives up when every name exists). Every other setup
+    /// that got one then fails — its runner does not come up — and the failure path returns
+    /// without removing the socket, the leak of the incident. Once every name is taken no setup
+    /// gets a display again, and each one times out.
+    fn setup_display(&self, lobby: &str, budget: u32) -> Result<(), LobbySetupError> {
+        let mut inner = self.lock();
+        let bound = self.display_dir.as_ref().and_then(|dir| {
+            let name = (0..budget).map(|k| format!("wayland-{k}")).find(|n| !dir.join(n).exists())?;
+            match std::os::unix::net::UnixListener::bind(dir.join(&name)) {
+                Ok(socket) => Some((name, socket)),
+                Err(e) => {
+                    self.log.error(format!("[LOBBY] Binding display socket {name}: {e}"));
+                    None
+                }
+            }
+        });
+        let Some((name, socket)) = bound else {
+            let leaked = inner.displays.iter().filter(|d| d.lobby.is_none()).count();
+            drop(inner);
+            self.log.error(format!(
+                "[LOBBY] Failed to create a display socket for lobby {lobby}: wayland-0 to wayland-{} all exist ({leaked} left by failed setups)",
+                budget - 1
+            ));
+            return Err(LobbySetupError::TimedOut);
+        };
+        inner.display_setups += 1;
+        let fails = inner.display_setups % 2 == 1;
+        inner.displays.push(Display { name: name.clone(), lobby: (!fails).then(|| lobby.to_string()), _socket: socket });
+        drop(inner);
+        if fails {
+            self.log.error(format!("[LOBBY] {} (lobby {lobby}, display {name})", LobbySetupError::RunnerFailed));
+            return Err(LobbySetupError::RunnerFailed);
+        }
+        Ok(())
+    }
+
+    /// A stopped lobby's display socket goes with it (the healthy teardown path).
+    fn release_display(&self, inner: &mut Inner, lobby_id: &str) {
+        let (Some(dir), Some(i)) = (&self.display_dir, inner.displays.iter().position(|d| d.lobby.as_deref() == Some(lobby_id))) else { return };
+        let display = inner.displays.remove(i);
+        if let Err(e) = std::fs::remove_file(dir.join(&display.name)) {
+            self.log.warn(format!("[LOBBY] Removing display socket {}: {e}", display.name));
+        }
     }
 
     pub fn join_lobby(&self, lobby_id: &str, session_id: u64, pin: Option<&Value>) -> Result<(), LobbyError> {
@@ -583,6 +677,7 @@ impl WolfState {
             }
         }
         let lobby = inner.lobbies.remove(li);
+        self.release_display(&mut inner, lobby_id);
         for sid in &lobby.connected_sessions {
             if let Some(s) = inner.sessions.iter_mut().find(|s| s.id == *sid) {
                 s.lobby = None;
@@ -683,7 +778,7 @@ mod fault_tests {
     }
 
     fn lobby(w: &WolfState) -> String {
-        w.create_lobby(&json!({"name": "Agent 0001", "profile_id": "helix-sessions", "multi_user": true}))
+        w.create_lobby(&json!({"name": "Agent 0001", "profile_id": "helix-sessions", "multi_user": true})).unwrap()
     }
 
     #[test]

@@ -510,7 +510,7 @@ mod tests {
     }
 
     fn join_new_lobby(state: &WolfState, id: u64) -> String {
-        let lid = state.create_lobby(&serde_json::json!({"name": "Agent 0001", "profile_id": "helix-sessions"}));
+        let lid = state.create_lobby(&serde_json::json!({"name": "Agent 0001", "profile_id": "helix-sessions"})).unwrap();
         state.join_lobby(&lid, id, None).unwrap();
         lid
     }
