@@ -96,6 +96,9 @@ pub fn render(summary: &Summary, digest: &Digest, root: &Path) -> String {
     swimlane(&mut h, summary, digest, &axis, &folded);
     correlation(&mut h, summary);
     tabs(&mut h, summary, digest, &axis, root, &folded);
+    if let Some(g) = &summary.resources {
+        h.push_str(&super::growth::html(g));
+    }
     invariants(&mut h, summary, &axis);
     events_table(&mut h, summary, &axis, &events);
     files(&mut h, root);

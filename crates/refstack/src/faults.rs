@@ -47,6 +47,9 @@ pub enum Fault {
     /// F14: moonlight-web launches a client's new streamer while that client's previous one is
     /// still tearing down; the new one resumes the Wolf session the old one then cancels.
     ReconnectTeardownRace,
+    /// F20: each Wolf session's pipeline opens this many handles on the render node when it
+    /// launches, and its teardown never closes them: a fixed leak per connect/disconnect cycle.
+    LeakPerCycle(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +76,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("slow-tls", "MS"),
     ("session-id-reuse", ""),
     ("reconnect-teardown-race", ""),
+    ("leak-per-cycle", "N"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -131,6 +135,7 @@ impl FromStr for Fault {
             "black-after" => Ok(Fault::BlackAfter(positive(name, value, "N")?)),
             "freeze-after" => Ok(Fault::FreezeAfter(Duration::from_secs(positive(name, value, "SECS")?))),
             "slow-tls" => Ok(Fault::SlowTls(Duration::from_millis(positive(name, value, "MS")?))),
+            "leak-per-cycle" => Ok(Fault::LeakPerCycle(positive(name, value, "N")?)),
             _ => {
                 let v = value.ok_or(FaultError::MissingValue { name, syntax: "MIN-MAX" })?;
                 let bad = |detail: &str| FaultError::BadValue { name, detail: format!("{detail} in {v:?} (expected MIN-MAX, e.g. 40000-40001)") };
@@ -178,6 +183,7 @@ impl fmt::Display for Fault {
             Fault::SlowTls(d) => write!(f, "slow-tls={}", d.as_millis()),
             Fault::SessionIdReuse => write!(f, "session-id-reuse"),
             Fault::ReconnectTeardownRace => write!(f, "reconnect-teardown-race"),
+            Fault::LeakPerCycle(n) => write!(f, "leak-per-cycle={n}"),
         }
     }
 }
@@ -199,6 +205,7 @@ pub struct FaultSet {
     pub slow_tls: Option<Duration>,
     pub session_id_reuse: bool,
     pub reconnect_teardown_race: bool,
+    pub leak_per_cycle: Option<u32>,
 }
 
 impl FaultSet {
@@ -221,6 +228,7 @@ impl FaultSet {
                 Fault::SlowTls(d) => s.slow_tls = Some(d),
                 Fault::SessionIdReuse => s.session_id_reuse = true,
                 Fault::ReconnectTeardownRace => s.reconnect_teardown_race = true,
+                Fault::LeakPerCycle(n) => s.leak_per_cycle = Some(n),
             }
         }
         s
@@ -260,11 +268,12 @@ mod tests {
             "slow-tls=1500",
             "session-id-reuse",
             "reconnect-teardown-race",
+            "leak-per-cycle=14",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), text);
         }
-        assert_eq!(KNOWN.len(), 14);
+        assert_eq!(KNOWN.len(), 15);
         assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));

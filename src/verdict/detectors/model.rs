@@ -35,6 +35,8 @@ pub struct Model {
     offered_hosts: BTreeSet<String>,
     /// Server replies whose shape did not parse: (at, service, why). Never taken for "none".
     malformed: Vec<(EpochMs, String, String)>,
+    /// Completed cycles and the services' resources at them, as running sums (F20).
+    leak: LeakFold,
     end: EpochMs,
     trimmed_at: EpochMs,
     /// Typed poll replies taken in so far, and what the detectors of server state (which decide
@@ -115,6 +117,7 @@ impl Model {
             restart_spans: Vec::new(),
             offered_hosts: BTreeSet::new(),
             malformed: Vec::new(),
+            leak: LeakFold::new(t.leak_warmup_cycles, false),
             end: 0.0,
             trimmed_at: 0.0,
             polls_taken: 0,
@@ -141,6 +144,7 @@ impl Model {
             self.others_taken += 1;
         }
         self.viewers.ingest(o);
+        self.leak.ingest(o);
         match &o.event {
             Event::Poll { service, reply } => self.poll(o.at, service, reply),
             Event::Log { service, message, .. } => {
@@ -171,12 +175,7 @@ impl Model {
             // server's words (e.g. `failed to join lobby: …`) are only here.
             Event::Tab { tab, probe: ProbeEvent::Http { status: Some(400..), body: Some(body), .. } } => insert3(&mut self.tab_texts, o.at, *tab, body.clone()),
             Event::Op { name, phase: OpPhase::Start } => {
-                if let Some(tab) = name
-                    .strip_prefix("close tab ")
-                    .or_else(|| name.strip_prefix("reload tab "))
-                    .or_else(|| name.strip_prefix("reconnect tab "))
-                    .and_then(|t| t.split_whitespace().next()?.parse().ok())
-                {
+                if let Some(tab) = leak::torn_down_tab(name) {
                     self.teardowns.push((o.at, tab));
                 }
                 if let Some(service) = name.strip_prefix("restart ") {
@@ -270,6 +269,7 @@ impl Model {
                 f12_slow_launch(&ctx, t),
                 f13_already_streaming_loop(&ctx, t),
                 f14_reconnect_teardown_race(&ctx),
+                f20_resource_leak(ctx.leak, t),
             ]
             .into_iter()
             .flatten()
@@ -313,6 +313,7 @@ impl Model {
             service_polls: self.service_polls.iter().map(|(t, s, r)| (*t, s.as_str(), r.as_ref().map(|_| ()).map_err(String::as_str))).collect(),
             restart_spans: self.restart_spans.iter().map(|(a, b, s)| (*a, *b, s.as_str())).collect(),
             offered_hosts: &self.offered_hosts,
+            leak: &self.leak,
             end: self.end,
         }
     }

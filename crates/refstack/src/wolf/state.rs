@@ -91,7 +91,15 @@ struct Inner {
     launches: u32,
     /// Stream connections attached since start: each one's control token.
     streams: u64,
+    /// F20: the render-node handles each live session's pipeline holds, and those that
+    /// teardowns lost track of (never closed while Wolf runs).
+    render_handles: std::collections::HashMap<u64, Vec<std::fs::File>>,
+    leaked_handles: Vec<std::fs::File>,
 }
+
+/// What the stand-in's pipelines open as their GPU render node (`/dev/dri/renderD128` on a real
+/// host): a device-like file every machine has.
+const RENDER_NODE: &str = "/dev/null";
 
 /// One thread in `/system/health`.
 #[derive(Clone, Debug, PartialEq)]
@@ -271,6 +279,11 @@ impl WolfState {
             black,
             control: None,
         };
+        if let Some(n) = self.faults.leak_per_cycle {
+            // F20: the pipeline's encoder opens its handles on the render node.
+            let handles: Vec<std::fs::File> = (0..n).filter_map(|_| std::fs::File::open(RENDER_NODE).ok()).collect();
+            inner.render_handles.insert(session.id, handles);
+        }
         inner.sessions.push(session.clone());
         drop(inner);
         self.log.info(format!("[HTTPS] Launching app {} for session {}", WOLF_UI_TITLE, session.id));
@@ -288,6 +301,11 @@ impl WolfState {
         let mut inner = self.lock();
         let Some(pos) = inner.sessions.iter().position(|s| s.id == id) else { return false };
         let session = inner.sessions.remove(pos);
+        // F20: the teardown forgets the pipeline's render-node handles instead of closing them
+        // (the +14 GPU handles per cycle of the Dec 2025 notes).
+        if let Some(handles) = inner.render_handles.remove(&id) {
+            inner.leaked_handles.extend(handles);
+        }
         let mut stopped_lobby = None;
         if let Some(lobby_id) = &session.lobby {
             if let Some(lobby) = inner.lobbies.iter_mut().find(|l| &l.id == lobby_id) {
