@@ -109,7 +109,20 @@ mod tests {
 
     #[test]
     fn the_table_and_chart_show_each_series() {
-        let trend = Trend { slope: 14.0, se: 0.1, low: 13.8, high: 14.2, r2: 0.99, points: 10, first: 100.0, last: 240.0, first_at: 0.0, last_at: 1.0 };
+        let trend = Trend {
+            slope: 14.0,
+            se: 0.1,
+            low: 13.8,
+            high: 14.2,
+            r2: 0.99,
+            points: 10,
+            first_cycle: 6,
+            last_cycle: 15,
+            first: 100.0,
+            last: 240.0,
+            first_at: 0.0,
+            last_at: 1.0,
+        };
         let s = SeriesGrowth {
             label: "wolf".into(),
             service: Service::Wolf,

@@ -534,6 +534,9 @@ impl Driver {
     /// The store keeps closed connections, so this is insurance for a run that never reaches
     /// [`Driver::final_internals`], not the only copy.
     pub async fn snapshot_internals(&self, label: &str) {
+        if !self.dumps().may_be_due(std::time::Instant::now()) {
+            return;
+        }
         let digest = match self.browser.internals_digest().await {
             Ok(d) => d,
             Err(e) => return tracing::warn!("webrtc-internals digest failed: {e}"),

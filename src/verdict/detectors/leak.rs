@@ -82,15 +82,17 @@ struct Sums {
     last_at: EpochMs,
     first_y: f64,
     last_y: f64,
+    first_x: f64,
+    last_x: f64,
 }
 
 impl Sums {
     fn add(&mut self, at: EpochMs, x: f64, y: f64) {
         let (x0, y0) = *self.origin.get_or_insert((x, y));
         if self.n == 0.0 {
-            (self.first_at, self.first_y) = (at, y);
+            (self.first_at, self.first_y, self.first_x) = (at, y, x);
         }
-        (self.last_at, self.last_y) = (at, y);
+        (self.last_at, self.last_y, self.last_x) = (at, y, x);
         let (x, y) = (x - x0, y - y0);
         self.n += 1.0;
         self.sx += x;
@@ -125,6 +127,8 @@ impl Sums {
             high: slope + half,
             r2,
             points: n as usize,
+            first_cycle: self.first_x as u64,
+            last_cycle: self.last_x as u64,
             first: self.first_y,
             last: self.last_y,
             first_at: self.first_at,
@@ -151,8 +155,11 @@ pub struct Trend {
     pub low: f64,
     pub high: f64,
     pub r2: f64,
-    /// Cycles fitted (one point each, after the warm-up).
+    /// Points fitted (one per sample that followed completed cycles, after the warm-up), and
+    /// the completed cycles they span.
     pub points: usize,
+    pub first_cycle: u64,
+    pub last_cycle: u64,
     /// The first and last fitted values, and when they were sampled.
     pub first: f64,
     pub last: f64,
@@ -393,7 +400,7 @@ pub(super) fn f20_resource_leak(fold: &LeakFold, t: &Thresholds) -> Option<Detec
     let ((service, part, resource), tr) = found;
     let unit = resource.unit();
     let message = format!(
-        "{}'s {} grew {:.2} {unit} per connect/disconnect cycle (95 % interval {:.2}–{:.2}, R² {:.2}) over {} cycles after a warm-up of {} ({:.1} → {:.1} {unit}), while its live sessions and processes did not grow: a leak per cycle",
+        "{}'s {} grew {:.2} {unit} per connect/disconnect cycle (95 % interval {:.2}–{:.2}, R² {:.2}; {} points over cycles {}–{}, after a warm-up of {}; {:.1} → {:.1} {unit}), while its live sessions and processes did not grow: a leak per cycle",
         label(service, part),
         resource.describe(),
         tr.slope,
@@ -401,6 +408,8 @@ pub(super) fn f20_resource_leak(fold: &LeakFold, t: &Thresholds) -> Option<Detec
         tr.high,
         tr.r2,
         tr.points,
+        tr.first_cycle,
+        tr.last_cycle,
         fold.warmup,
         tr.first,
         tr.last,

@@ -108,7 +108,7 @@ fn a_fixed_leak_per_cycle_is_named_with_its_slope_and_confidence() {
     assert!(d.message.starts_with("wolf's open file descriptors grew 1"), "{}", d.message);
     let slope: f64 = d.message.split(" grew ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap();
     assert!((slope - 14.0).abs() <= 14.0 * 0.2, "{slope}");
-    assert!(d.message.contains("95 % interval") && d.message.contains("R² ") && d.message.contains("over 35 cycles"), "{}", d.message);
+    assert!(d.message.contains("95 % interval") && d.message.contains("R² ") && d.message.contains("35 points over cycles 6–40"), "{}", d.message);
     // The same leak in memory: 2 MiB per cycle over a 4 MiB wobble.
     let leak = Stack { wolf_mib: Box::new(|k, n| 30.0 + 2.0 * k as f64 + 4.0 * n.next()), ..clean() };
     let d = f20(&run(40, &leak)).expect("2 MiB per cycle is named");
