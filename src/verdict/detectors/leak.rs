@@ -7,9 +7,11 @@
 //! per cycle however often the monitor samples (points a second apart would be the same point
 //! many times over, and make a wobble look significant).
 //!
-//! Why running sums: the fit needs only n, Σx, Σy, Σx², Σxy and Σy², so the live model's cost
-//! of a new point does not grow with the run (README "Cost"); only the end-of-run reading keeps
-//! the points, for the report's chart.
+//! Why running sums: the fit needs only n, Σx, Σy, Σx², Σxy and Σy², so an evaluation costs
+//! the same at cycle 300 as at cycle 30 (README "Cost"). The points themselves are kept too
+//! (16 bytes each, one per cycle and series: a 10,000-cycle soak holds under 2 MB) for the
+//! reports' charts and for the steadiness check below, which reads them only once the sums
+//! already say "leak".
 //!
 //! The rule, and what keeps it apart from its look-alikes:
 //! - *Noise.* A service's memory wobbles with the sessions it serves at the moment of the
@@ -18,6 +20,10 @@
 //!   (`leak_fds_per_cycle`, `leak_memory_mib_per_cycle`), the line explains the points
 //!   (R² ≥ `leak_min_r2`), and there are `leak_min_cycles` points after a warm-up of
 //!   `leak_warmup_cycles` (allocators and caches grow at first and then level).
+//! - *A step.* Memory that jumps once and then stays (an allocator's new arena, a cache filled
+//!   once) fits a line badly but can still pass those tests over a short window. A leak grows
+//!   with every cycle: the fitted points' earlier and later halves must each grow at least half
+//!   as fast as the whole.
 //! - *Things left alive* (F5 stuck sessions, F6 zombie streamers, F7 orphan Wolf sessions, a
 //!   vanished tab's session): their resources grow with cycles too, but because what holds
 //!   them is still there. The same fit is made of the service's live objects (Wolf's sessions,
@@ -171,8 +177,6 @@ pub struct Trend {
 #[derive(Debug, Clone)]
 pub struct LeakFold {
     warmup: u64,
-    /// Keep every point (the report's chart); the live model does not.
-    keep_points: bool,
     /// Tabs whose current viewer has shown a frame.
     streamed: BTreeSet<TabId>,
     /// Tabs the driver is tearing down, whose viewer had streamed: a cycle once it is done.
@@ -199,10 +203,9 @@ pub(super) fn torn_down_tab(op: &str) -> Option<TabId> {
 }
 
 impl LeakFold {
-    pub fn new(warmup: u64, keep_points: bool) -> Self {
+    pub fn new(warmup: u64) -> Self {
         LeakFold {
             warmup,
-            keep_points,
             streamed: BTreeSet::new(),
             ending: BTreeSet::new(),
             cycles: 0,
@@ -280,9 +283,7 @@ impl LeakFold {
         for (r, v) in values {
             let Some(y) = v else { continue };
             let key = (s.service, s.part, r);
-            if self.keep_points {
-                self.points.entry(key).or_default().push((x, y));
-            }
+            self.points.entry(key).or_default().push((x, y));
             if x > self.warmup {
                 self.sums.entry(key).or_default().add(at, x as f64, y);
             }
@@ -299,8 +300,21 @@ impl LeakFold {
         self.trend(&(key.0, key.1, Resource::Live)).filter(|t| t.low > 0.0 && t.slope >= LIVE_GROWTH_PER_CYCLE)
     }
 
-    /// Every series' growth, for `summary.json` and the reports (points kept only when the fold
-    /// was made to keep them).
+    /// Whether the fitted points of a series grow in both halves, each at least half as fast as
+    /// the whole (see the module's rules): a line, not a step.
+    fn steady(&self, key: &SeriesKey, slope: f64) -> bool {
+        let fitted: Vec<&(u64, f64)> = self.points.get(key).map(|p| p.iter().filter(|(x, _)| *x > self.warmup).collect()).unwrap_or_default();
+        let (early, late) = fitted.split_at(fitted.len() / 2);
+        [early, late].iter().all(|half| {
+            let mut s = Sums::default();
+            for (x, y) in half.iter() {
+                s.add(0.0, *x as f64, *y);
+            }
+            s.trend().is_some_and(|t| t.slope >= slope / 2.0)
+        })
+    }
+
+    /// Every series' growth, for `summary.json` and the reports.
     pub fn growth(&self) -> ResourceGrowth {
         let keys: BTreeSet<SeriesKey> = self.points.keys().chain(self.sums.keys()).copied().collect();
         let series = keys
@@ -327,8 +341,8 @@ fn label(service: Service, part: Part) -> String {
     }
 }
 
-/// The run's per-cycle growth, read from its whole timeline with every point kept (the
-/// reports' charts); `None` when no resource was sampled.
+/// The run's per-cycle growth, read from its whole timeline; `None` when no resource was
+/// sampled.
 pub fn growth_of(obs: &[Observation], warmup_cycles: u64) -> Option<ResourceGrowth> {
     let mut ordered: Vec<&Observation> =
         obs.iter().filter(|o| matches!(o.event, Event::Resources { .. } | Event::Op { .. } | Event::Poll { .. } | Event::Tab { .. })).collect();
@@ -336,7 +350,7 @@ pub fn growth_of(obs: &[Observation], warmup_cycles: u64) -> Option<ResourceGrow
         return None;
     }
     ordered.sort_by(|a, b| a.at.total_cmp(&b.at));
-    let mut fold = LeakFold::new(warmup_cycles, true);
+    let mut fold = LeakFold::new(warmup_cycles);
     for o in ordered {
         fold.ingest(o);
     }
@@ -366,7 +380,7 @@ pub struct SeriesGrowth {
     pub unit: String,
     /// The fit; none before enough cycles.
     pub trend: Option<Trend>,
-    /// (completed cycles, value) per cycle, warm-up included.
+    /// (completed cycles, value) per point, warm-up included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub points: Vec<(u64, f64)>,
 }
@@ -383,6 +397,10 @@ pub(super) fn f20_resource_leak(fold: &LeakFold, t: &Thresholds) -> Option<Detec
         };
         let leaks = trend.points >= t.leak_min_cycles && trend.low >= least && trend.r2 >= t.leak_min_r2;
         if !leaks {
+            return None;
+        }
+        if !fold.steady(key, trend.slope) {
+            tracing::debug!("{} grew {:.2} {}/cycle, but not steadily: a step, not a leak", label(key.0, key.1), trend.slope, key.2.unit());
             return None;
         }
         if let Some(live) = fold.holders_grow(key) {

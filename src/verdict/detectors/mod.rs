@@ -107,7 +107,7 @@ impl Default for Thresholds {
             launch_stall_secs: 12.0,
             busy_answers: 2,
             ghost_secs: 5.0,
-            leak_warmup_cycles: 5,
+            leak_warmup_cycles: 12,
             leak_min_cycles: 15,
             leak_fds_per_cycle: 0.5,
             leak_memory_mib_per_cycle: 1.0,

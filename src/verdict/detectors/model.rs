@@ -35,7 +35,8 @@ pub struct Model {
     offered_hosts: BTreeSet<String>,
     /// Server replies whose shape did not parse: (at, service, why). Never taken for "none".
     malformed: Vec<(EpochMs, String, String)>,
-    /// Completed cycles and the services' resources at them, as running sums (F20).
+    /// Completed cycles and the services' resources at them (F20): running sums, and one point
+    /// per cycle and series (a few bytes; see `leak.rs`).
     leak: LeakFold,
     end: EpochMs,
     trimmed_at: EpochMs,
@@ -117,7 +118,7 @@ impl Model {
             restart_spans: Vec::new(),
             offered_hosts: BTreeSet::new(),
             malformed: Vec::new(),
-            leak: LeakFold::new(t.leak_warmup_cycles, false),
+            leak: LeakFold::new(t.leak_warmup_cycles),
             end: 0.0,
             trimmed_at: 0.0,
             polls_taken: 0,
