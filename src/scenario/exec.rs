@@ -162,12 +162,7 @@ async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError>
         Op::Watch { tabs, hold_ms } => {
             let ids = tabs.iter().map(|t| tab_of(st, t)).collect::<Result<Vec<TabId>, _>>()?;
             let end = Instant::now() + SETTLE_DEADLINE;
-            loop {
-                let viewers = d.current_viewers(&ids);
-                let waiting: Vec<TabId> = ids.iter().filter(|t| !viewers.iter().any(|v| v.tab == **t && !v.frames.is_empty())).copied().collect();
-                if waiting.is_empty() {
-                    break;
-                }
+            while let Some(waiting) = d.not_streaming(&ids) {
                 if Instant::now() >= end {
                     return Err(OpError { op: format!("{op:?}"), detail: format!("tabs {waiting:?} showed no frame within {} s", SETTLE_DEADLINE.as_secs()) });
                 }
