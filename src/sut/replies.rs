@@ -120,13 +120,3 @@ pub struct ResourceSample {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unavailable: Vec<String>,
 }
-
-impl ResourceSample {
-    /// `wolf`, `moonlight-web streamers`: how reports name the series.
-    pub fn label(&self) -> String {
-        match self.part {
-            Part::Main => self.service.name().to_string(),
-            Part::Streamers => format!("{} streamers", self.service.name()),
-        }
-    }
-}
