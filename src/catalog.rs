@@ -41,6 +41,7 @@ pub enum FailureId {
     F17,
     F18,
     F19,
+    F20,
     B1,
     B2,
     B3,
@@ -49,9 +50,9 @@ pub enum FailureId {
 }
 
 impl FailureId {
-    pub const ALL: [FailureId; 24] = {
+    pub const ALL: [FailureId; 25] = {
         use FailureId::*;
-        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, F15, F16, F17, F18, F19, B1, B2, B3, D1, D2]
+        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, F15, F16, F17, F18, F19, F20, B1, B2, B3, D1, D2]
     };
 
     /// This id's catalog entry (every id has exactly one; a test holds it).
@@ -191,6 +192,10 @@ pub const CATALOG: &[Entry] = &[
         name: "lobby-setup-leak",
         causes: &[Switch("lobby-socket-leak")],
         summary: "lobby setups kept timing out (Lobby setup timed out) with none set up since: failed setups had leaked every display socket",
+        id: FailureId::F20,
+        name: "resource-leak",
+        causes: &[Switch("leak-per-cycle")],
+        summary: "a service's open descriptors or memory grew by a fixed amount with every connect/disconnect cycle while nothing it holds stayed alive",
     },
     // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
     // They explain the catalog failures that follow them (the rule is written there).

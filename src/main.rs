@@ -106,7 +106,7 @@ struct RunArgs {
     /// Agent sessions a scenario starts (rapid-cycles, concurrent-sessions; the random walk's maximum).
     #[arg(long)]
     agent_sessions: Option<usize>,
-    /// Connect/disconnect cycles per session (rapid-cycles).
+    /// Connect/disconnect cycles: per session (rapid-cycles), in all (soak).
     #[arg(long)]
     cycles: Option<usize>,
     /// Tabs on one session (multi-tab-same-lobby; the random walk's maximum).

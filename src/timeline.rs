@@ -9,7 +9,7 @@
 //! leak.
 
 use crate::redact::Redactor;
-use crate::sut::replies::{HelixLobby, MlwSession, WolfLobby, WolfMemory, WolfSession};
+use crate::sut::replies::{HelixLobby, MlwSession, ResourceSample, WolfLobby, WolfMemory, WolfSession};
 use helix_e2e_shared::stamp::{self, Stamp};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -54,6 +54,9 @@ pub enum Event {
         #[serde(flatten)]
         reply: Arc<Reply>,
     },
+    /// One round of the services' resource use (descriptors, memory), as the monitor sampled
+    /// it: what leak trends are fitted on.
+    Resources { samples: Vec<ResourceSample> },
     /// A part of the system under test stopped without the driver stopping it, as seen by what
     /// watches it (the browser layer, the stand-in's process supervisor).
     Died { what: Casualty, detail: String },
@@ -561,6 +564,9 @@ fn redact_event(r: &Redactor, event: Event) -> Event {
         },
         Event::Detection { fault, name, tab, message, first_symptom } => Event::Detection { fault, name, tab, message: r.text(&message), first_symptom },
         Event::Died { what, detail } => Event::Died { what, detail: r.text(&detail) },
+        Event::Resources { samples } => Event::Resources {
+            samples: samples.into_iter().map(|s| ResourceSample { unavailable: s.unavailable.iter().map(|u| r.text(u)).collect(), ..s }).collect(),
+        },
         other => other,
     }
 }

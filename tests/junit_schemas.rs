@@ -73,6 +73,7 @@ fn summary(verdict: Verdict, scenarios: Vec<ScenarioResult>, error: Option<&str>
         artifacts: "artifacts/20260101T000000Z-0000000000000007".into(),
         error: error.map(str::to_string),
         logs_missing: vec![],
+        resources: None,
     }
 }
 

@@ -57,7 +57,14 @@ impl DumpLog {
             Some(w) => digest_adds(digest, &w.digest),
             None => !digest.is_empty(),
         };
-        news && now.duration_since(self.since) >= CHECKPOINT_EVERY
+        news && self.may_be_due(now)
+    }
+
+    /// Whether the last checkpoint is old enough for another: asked before reading the page's
+    /// digest, which grows with every connection of the run (a soak's hundreds made it take
+    /// seconds before each tab close).
+    pub fn may_be_due(&self, now: Instant) -> bool {
+        now.duration_since(self.since) >= CHECKPOINT_EVERY
     }
 
     /// Write `dump` as the checkpoint `label`, then remove the one it replaces (whose content

@@ -89,13 +89,20 @@ pub fn render(summary: &Summary, digest: &Digest, root: &Path) -> String {
         escape(&what)
     );
     header(&mut h, summary, &verdict, &what);
-    h.push_str("<nav><a href=\"#failures\">Failures</a><a href=\"#timeline\">Timeline</a><a href=\"#correlation\">State at failure</a><a href=\"#tabs\">Tabs</a><a href=\"#invariants\">Invariants</a><a href=\"#events\">Events</a><a href=\"#files\">Files</a></nav>\n<main>\n");
+    h.push_str("<nav><a href=\"#failures\">Failures</a><a href=\"#timeline\">Timeline</a><a href=\"#correlation\">State at failure</a><a href=\"#tabs\">Tabs</a><a href=\"#invariants\">Invariants</a><a href=\"#events\">Events</a><a href=\"#files\">Files</a>");
+    if summary.resources.is_some() {
+        h.push_str("<a href=\"#resources\">Resources</a>");
+    }
+    h.push_str("</nav>\n<main>\n");
     let events = event_rows(digest);
     let folded = folded_tabs(summary, digest);
     failures(&mut h, summary, digest, &axis, &events);
     swimlane(&mut h, summary, digest, &axis, &folded);
     correlation(&mut h, summary);
     tabs(&mut h, summary, digest, &axis, root, &folded);
+    if let Some(g) = &summary.resources {
+        h.push_str(&super::growth::html(g));
+    }
     invariants(&mut h, summary, &axis);
     events_table(&mut h, summary, &axis, &events);
     files(&mut h, root);

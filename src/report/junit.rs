@@ -346,6 +346,7 @@ mod tests {
             artifacts: "a".into(),
             error: Some("interrupted by Ctrl-C".into()),
             logs_missing: vec![],
+            resources: None,
         }
     }
 

@@ -98,6 +98,9 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
             m.push('\n');
         }
     }
+    if let Some(g) = &summary.resources {
+        m.push_str(&super::growth::markdown(g));
+    }
     let warn: Vec<_> = digest.logs.iter().filter(|l| l.level == "ERROR" || l.level == "WARN" || l.level == "WARNING").collect();
     if !warn.is_empty() {
         let _ = writeln!(m, "<details><summary>{} warning/error log line(s)</summary>\n\n```", warn.len());
@@ -131,6 +134,7 @@ mod tests {
             artifacts: "a".into(),
             error: None,
             logs_missing: vec!["wolf".into()],
+            resources: None,
         };
         let d = super::super::digest::digest(&[]);
         let m = render(&s, &d);

@@ -7,6 +7,7 @@
 pub mod contact_sheet;
 pub mod digest;
 pub mod dumps;
+pub mod growth;
 pub mod html;
 pub mod junit;
 pub mod markdown;
@@ -149,6 +150,10 @@ pub struct Summary {
     /// Services whose log the run had no way to read (`wolf`, `moonlight-web`, `api`): the
     /// detectors that read them were blind (`sut::log_source::LOG_READERS` says which).
     pub logs_missing: Vec<String>,
+    /// Per-cycle growth of each service's descriptors and memory (F20's fits), whenever the
+    /// run sampled them. (Absent in the summaries of earlier versions.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<crate::verdict::detectors::leak::ResourceGrowth>,
 }
 
 impl Summary {

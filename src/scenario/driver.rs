@@ -418,6 +418,13 @@ impl Driver {
         read(fold)
     }
 
+    /// Those of `tabs` whose current viewer has shown no frame yet; `None` when all have.
+    pub fn not_streaming(&self, tabs: &[TabId]) -> Option<Vec<TabId>> {
+        let viewers = self.current_viewers(tabs);
+        let waiting: Vec<TabId> = tabs.iter().filter(|t| !viewers.iter().any(|v| v.tab == **t && !v.frames.is_empty())).copied().collect();
+        (!waiting.is_empty()).then_some(waiting)
+    }
+
     /// The current viewers of some tabs: per `client_unique_id`, the latest connection, carrying
     /// the errors of its earlier attempts (a viewer that reconnected keeps its history).
     pub fn current_viewers(&self, tabs: &[TabId]) -> Vec<ViewerFacts> {
@@ -542,6 +549,9 @@ impl Driver {
     /// The store keeps closed connections, so this is insurance for a run that never reaches
     /// [`Driver::final_internals`], not the only copy.
     pub async fn snapshot_internals(&self, label: &str) {
+        if !self.dumps().may_be_due(std::time::Instant::now()) {
+            return;
+        }
         let digest = match self.browser.internals_digest().await {
             Ok(d) => d,
             Err(e) => return tracing::warn!("webrtc-internals digest failed: {e}"),

@@ -164,6 +164,22 @@ async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError>
             d.keep_idle(Duration::from_millis(*ms), |d| watch.observe(&d.server_state(), &sessions, limit)).await;
             st.watch = watch;
         }
+        Op::Watch { tabs, hold_ms } => {
+            let ids = tabs.iter().map(|t| tab_of(st, t)).collect::<Result<Vec<TabId>, _>>()?;
+            let end = Instant::now() + SETTLE_DEADLINE;
+            while let Some(waiting) = d.not_streaming(&ids) {
+                if Instant::now() >= end {
+                    return Err(OpError { op: format!("{op:?}"), detail: format!("tabs {waiting:?} showed no frame within {} s", SETTLE_DEADLINE.as_secs()) });
+                }
+                tokio::time::sleep(TICK).await;
+                observe(d, st);
+            }
+            let hold_end = Instant::now() + Duration::from_millis(*hold_ms);
+            while Instant::now() < hold_end {
+                tokio::time::sleep(TICK.min(hold_end - Instant::now())).await;
+                observe(d, st);
+            }
+        }
         Op::RestartService { service } => {
             st.restarted_at = Some(now_ms());
             d.restart_service(*service).await?;

@@ -16,6 +16,7 @@ pub mod random_walk;
 pub mod rapid_cycles;
 pub mod restart_chaos;
 pub mod second_connection;
+pub mod soak;
 pub mod spec;
 pub mod vanished_tab;
 
@@ -54,6 +55,7 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     ScenarioInfo { name: multi_tab::NAME, about: multi_tab::ABOUT },
     ScenarioInfo { name: random_walk::NAME, about: random_walk::ABOUT },
     ScenarioInfo { name: vanished_tab::NAME, about: vanished_tab::ABOUT },
+    ScenarioInfo { name: soak::NAME, about: soak::ABOUT },
 ];
 
 /// The suite `helix-e2e run` runs when no scenario is named: every scenario, in this order.
@@ -76,6 +78,7 @@ pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64
         random_walk::NAME => Some(random_walk::plan(&mut rng, params, time_scale)),
         restart_chaos::NAME => Some(restart_chaos::plan(&mut rng, params, time_scale)),
         vanished_tab::NAME => Some(vanished_tab::plan(&mut rng, params, time_scale)),
+        soak::NAME => Some(soak::plan(&mut rng, params, time_scale)),
         _ => None,
     }
 }
@@ -146,6 +149,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
         artifacts: artifacts.root().display().to_string(),
         error: None,
         logs_missing: Vec::new(),
+        resources: None,
     };
 
     let stop = interrupt_signal();
@@ -167,6 +171,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     }
     summary.duration_s = started.elapsed().as_secs_f64();
     let observations = timeline.snapshot();
+    summary.resources = crate::verdict::detectors::leak::growth_of(&observations, opts.thresholds.leak_warmup_cycles);
     crate::report::write_reports(&artifacts, &summary, &observations);
     artifacts.write_json("summary.json", &summary)?;
     Ok(summary)
@@ -353,7 +358,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     unless_interrupted(stop, mlw.sessions()).await?.map_err(|e| e.to_string())?;
     let log_dir = private_log_dir(&summary.run_id);
     let feeds = target.logs.iter().map(|(service, source)| crate::sut::log_source::LogFeed::new(service, source, &log_dir)).collect();
-    let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix.clone(), feeds, timeline.clone());
+    let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix.clone(), feeds, services.clone(), timeline.clone());
     say!("helix-e2e: launching Chromium");
     let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), services).with_given_sessions(opts.spec.sessions.clone());

@@ -14,7 +14,7 @@ pub struct Params {
     /// Agent sessions the scenario starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<usize>,
-    /// Connect/disconnect cycles per session (`rapid-cycles`).
+    /// Connect/disconnect cycles: per session (`rapid-cycles`), in all (`soak`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cycles: Option<usize>,
     /// Seconds a viewer stays connected in one cycle, `[min, max]`.

@@ -60,6 +60,12 @@ pub enum Op {
     Idle {
         ms: u64,
     },
+    /// Wait until each of these tabs shows a frame (a deadline), then leave them alone `hold_ms`:
+    /// a viewer that streamed, without a check's verdict (`soak` does hundreds).
+    Watch {
+        tabs: Vec<TabNo>,
+        hold_ms: u64,
+    },
     /// Restart a service of the stack, as `docker compose restart` does; done once it is ready.
     RestartService {
         service: Service,
@@ -168,7 +174,13 @@ pub fn parse_jsonl(text: &str, known: &[&str]) -> Result<Vec<(String, Vec<Step>)
         let waits = [
             ("at_ms", step.at_ms.unwrap_or(0)),
             ("ms", if let Op::Idle { ms } = &step.op { *ms } else { 0 }),
-            ("hold_ms", if let Op::Check { hold_ms, .. } = &step.op { *hold_ms } else { 0 }),
+            (
+                "hold_ms",
+                match &step.op {
+                    Op::Check { hold_ms, .. } | Op::Watch { hold_ms, .. } => *hold_ms,
+                    _ => 0,
+                },
+            ),
         ];
         if let Some((field, v)) = waits.iter().find(|(_, v)| *v > MAX_WAIT_MS) {
             return Err(bad(format!("{field} {v} is longer than any run ({} ms at most)", MAX_WAIT_MS)));
@@ -178,6 +190,7 @@ pub fn parse_jsonl(text: &str, known: &[&str]) -> Result<Vec<(String, Vec<Step>)
             Op::StopSession { session } => vec![*session],
             Op::OpenTabs { tabs } => tabs.iter().flat_map(|t| [t.tab, t.session]).collect(),
             Op::CloseTab { tab } | Op::CutTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } => vec![*tab],
+            Op::Watch { tabs, .. } => tabs.clone(),
             Op::Check { expect, .. } => expect
                 .iter()
                 .filter_map(|e| match e {
@@ -281,7 +294,7 @@ mod tests {
             let c = make_plan(s.name, 43, &p, 0.1).unwrap();
             assert_ne!(a.to_jsonl(), c.to_jsonl(), "{}: seeds 42 and 43 gave the same plan", s.name);
         }
-        assert_eq!(planned, 6, "rapid-cycles, concurrent-sessions, multi-tab-same-lobby, random-walk, restart-chaos, vanished-tab");
+        assert_eq!(planned, 7, "rapid-cycles, concurrent-sessions, multi-tab-same-lobby, random-walk, restart-chaos, vanished-tab, soak");
     }
 
     #[test]

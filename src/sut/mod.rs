@@ -10,6 +10,7 @@ pub mod log_source;
 pub mod monitor;
 pub mod moonlight_web;
 pub mod replies;
+pub mod resources;
 pub use helix_e2e_shared::sse;
 pub mod wolf;
 pub mod wolf_log;

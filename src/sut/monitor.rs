@@ -3,6 +3,7 @@
 //! (from the sources of `log_source`), pushing everything onto the timeline (which masks
 //! secrets) and keeping the latest typed snapshot for the correlation table.
 
+use super::control::ServiceControl;
 use super::helix::HelixClient;
 use super::log_source::{self, LogFeed};
 use super::moonlight_web::{MlwSession, MoonlightWebClient};
@@ -20,6 +21,9 @@ pub const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Two silent probes in a row are the port silent for twice this long (F15).
 pub const HTTPS_PROBE_WAIT: Duration = Duration::from_secs(3);
 const HTTPS_PROBE_PAUSE: Duration = Duration::from_secs(1);
+/// How often the services' descriptors and memory are sampled: a leak trend needs a point per
+/// connect/disconnect cycle, and a cycle takes seconds.
+pub const RESOURCES_EVERY: Duration = Duration::from_millis(500);
 
 /// The latest view of the servers. Errors are kept as text: an unreachable service is a fact
 /// of the run, not a reason to stop observing.
@@ -60,7 +64,16 @@ impl Monitor {
     /// Start observing. Each log feed is followed until [`Monitor::stop`] (or the monitor's
     /// drop) aborts it, which also kills a feed's command.
     /// `wolf_https` is Wolf's HTTPS (Moonlight) port, `host:port`, when the target names it.
-    pub fn start(wolf: WolfClient, wolf_https: Option<String>, mlw: MoonlightWebClient, helix: HelixClient, logs: Vec<LogFeed>, timeline: Timeline) -> Monitor {
+    /// `services`, where the run controls them, is also asked what they hold (leak trends).
+    pub fn start(
+        wolf: WolfClient,
+        wolf_https: Option<String>,
+        mlw: MoonlightWebClient,
+        helix: HelixClient,
+        logs: Vec<LogFeed>,
+        services: Option<Arc<dyn ServiceControl>>,
+        timeline: Timeline,
+    ) -> Monitor {
         let (tx, rx) = watch::channel(ServerState::default());
         let watched = Watched::default();
         let mut tasks = JoinSet::new();
@@ -69,6 +82,9 @@ impl Monitor {
         }
         tasks.spawn(poll_loop(wolf.clone(), mlw, (helix, watched.clone()), timeline.clone(), tx));
         tasks.spawn(event_loop(wolf, timeline.clone()));
+        if let Some(services) = services {
+            tasks.spawn(resource_loop(services, timeline.clone()));
+        }
         for feed in logs {
             tasks.spawn(log_source::follow(feed, timeline.clone()));
         }
@@ -223,6 +239,20 @@ fn describe(r: &Reply) -> String {
 async fn helix_lobbies(helix: &HelixClient, sessions: &[String]) -> Result<Vec<HelixLobby>, crate::sut::SutError> {
     let answers = futures::future::join_all(sessions.iter().map(|s| helix.session_lobby(s))).await;
     sessions.iter().zip(answers).map(|(s, a)| a.map(|lobby_id| HelixLobby { session: s.clone(), lobby_id })).collect()
+}
+
+/// Sample what each service holds, on its own clock: a slow engine's stats must not delay the
+/// polls of server state.
+async fn resource_loop(services: Arc<dyn ServiceControl>, timeline: Timeline) {
+    let mut tick = tokio::time::interval(RESOURCES_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let samples = services.resources().await;
+        if !samples.is_empty() {
+            timeline.push(Event::Resources { samples });
+        }
+    }
 }
 
 async fn event_loop(wolf: WolfClient, timeline: Timeline) {

@@ -116,3 +116,33 @@ pub enum HttpsProbe {
     /// No connection: refused, unreachable, or not accepted in time.
     NotAccepted { addr: String, error: String },
 }
+
+/// Which processes of a service a [`ResourceSample`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Part {
+    /// The service's own process (a container: everything in it).
+    Main,
+    /// moonlight-web's streamer children, summed: they come and go with sessions, so they are
+    /// kept apart from the long-lived process a leak accumulates in.
+    Streamers,
+}
+
+/// One service's resource use at one moment, as the monitor sampled it (`/proc` for the
+/// stand-in's processes, the Docker engine's stats for containers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceSample {
+    pub service: helix_e2e_shared::Service,
+    pub part: Part,
+    /// Processes counted (0: none running, e.g. no streamer).
+    pub processes: u32,
+    /// Open file descriptors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fds: Option<u64>,
+    /// Resident memory (a container: its usage less the inactive page cache, as `docker stats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Why a figure is missing (a container's processes not visible from here, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<String>,
+}

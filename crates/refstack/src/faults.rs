@@ -63,6 +63,9 @@ pub enum Fault {
     /// lobby setup fails and its failure path leaves its display socket bound, so once they are
     /// all taken every lobby setup times out.
     LobbySocketLeak(u32),
+    /// F20: each Wolf session's pipeline opens this many handles on the render node when it
+    /// launches, and its teardown never closes them: a fixed leak per connect/disconnect cycle.
+    LeakPerCycle(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +97,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("audio-disconnect", "SECS"),
     ("no-silent-close-detection", ""),
     ("lobby-socket-leak", "N"),
+    ("leak-per-cycle", "N"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -157,6 +161,7 @@ impl FromStr for Fault {
             "black-after" => Ok(Fault::BlackAfter(positive(name, value, "N")?)),
             "freeze-after" => Ok(Fault::FreezeAfter(Duration::from_secs(positive(name, value, "SECS")?))),
             "slow-tls" => Ok(Fault::SlowTls(Duration::from_millis(positive(name, value, "MS")?))),
+            "leak-per-cycle" => Ok(Fault::LeakPerCycle(positive(name, value, "N")?)),
             _ => {
                 let v = value.ok_or(FaultError::MissingValue { name, syntax: "MIN-MAX" })?;
                 let bad = |detail: &str| FaultError::BadValue { name, detail: format!("{detail} in {v:?} (expected MIN-MAX, e.g. 40000-40001)") };
@@ -209,6 +214,7 @@ impl fmt::Display for Fault {
             Fault::AudioDisconnect(d) => write!(f, "audio-disconnect={}", d.as_secs()),
             Fault::NoSilentCloseDetection => write!(f, "no-silent-close-detection"),
             Fault::LobbySocketLeak(n) => write!(f, "lobby-socket-leak={n}"),
+            Fault::LeakPerCycle(n) => write!(f, "leak-per-cycle={n}"),
         }
     }
 }
@@ -235,6 +241,7 @@ pub struct FaultSet {
     pub audio_disconnect: Option<Duration>,
     pub no_silent_close_detection: bool,
     pub lobby_socket_leak: Option<u32>,
+    pub leak_per_cycle: Option<u32>,
 }
 
 impl FaultSet {
@@ -262,6 +269,7 @@ impl FaultSet {
                 Fault::AudioDisconnect(d) => s.audio_disconnect = Some(d),
                 Fault::NoSilentCloseDetection => s.no_silent_close_detection = true,
                 Fault::LobbySocketLeak(n) => s.lobby_socket_leak = Some(n),
+                Fault::LeakPerCycle(n) => s.leak_per_cycle = Some(n),
             }
         }
         s
@@ -306,11 +314,12 @@ mod tests {
             "audio-disconnect=3",
             "no-silent-close-detection",
             "lobby-socket-leak=4",
+            "leak-per-cycle=14",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), text);
         }
-        assert_eq!(KNOWN.len(), 19);
+        assert_eq!(KNOWN.len(), 20);
         assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));

@@ -6,6 +6,7 @@
 //! engine endpoint would be a way around that.
 
 pub mod logs;
+mod stats;
 
 use super::{ControlError, Service, ServiceControl, READY_DEADLINE};
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum, RestartPolicyNameEnum};
@@ -318,6 +319,10 @@ impl ServiceControl for DockerServices {
 
     fn kill(&self, service: Service) -> BoxFuture<'_, Result<(), ControlError>> {
         self.do_kill(service).boxed()
+    }
+
+    fn resources(&self) -> BoxFuture<'_, Vec<crate::sut::replies::ResourceSample>> {
+        async move { futures::future::join_all(self.containers.iter().map(|(s, _)| self.container_resources(*s))).await }.boxed()
     }
 }
 

@@ -40,4 +40,7 @@ pub trait ServiceControl: Send + Sync {
     fn stop(&self, service: Service) -> BoxFuture<'_, Result<(), ControlError>>;
     fn start(&self, service: Service) -> BoxFuture<'_, Result<(), ControlError>>;
     fn kill(&self, service: Service) -> BoxFuture<'_, Result<(), ControlError>>;
+    /// What each running service holds now (open descriptors, memory), for leak trends; a
+    /// figure this kind of control cannot see is missing, with the reason.
+    fn resources(&self) -> BoxFuture<'_, Vec<crate::sut::replies::ResourceSample>>;
 }

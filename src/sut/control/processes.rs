@@ -232,6 +232,21 @@ impl ServiceControl for ProcessStack {
             Ok(())
         })
     }
+
+    /// From `/proc`: each service's own process, and moonlight-web's streamers apart.
+    fn resources(&self) -> BoxFuture<'_, Vec<crate::sut::replies::ResourceSample>> {
+        Box::pin(async move {
+            let pids: Vec<(Service, u32)> = self.children.lock().await.iter().filter_map(|(s, c)| Some((*s, c.id()?))).collect();
+            let mut out = Vec::new();
+            for (s, pid) in pids {
+                out.push(crate::sut::resources::of_process(s, pid));
+                if s == Service::MoonlightWeb {
+                    out.push(crate::sut::resources::of_children(s, pid));
+                }
+            }
+            out
+        })
+    }
 }
 
 impl Drop for ProcessStack {

@@ -26,6 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 mod connect;
 pub mod deaths;
 mod leaks;
+pub mod leak;
+#[cfg(test)]
+mod leak_tests;
 mod model;
 mod reconnect;
 mod server_state;
@@ -38,6 +41,7 @@ mod wolf_host;
 
 use connect::{f12_slow_launch, f13_already_streaming_loop, f1_treated_as_resume, f2_webrtc_ports_exhausted};
 use leaks::{f18_vanished_tab_leak, f19_lobby_setup_leak};
+use leak::{f20_resource_leak, LeakFold};
 use reconnect::f14_reconnect_teardown_race;
 use server_state::{f10_restart_ghost, f3_join_not_counted, f5_stuck_session, f6_zombie_streamer, f7_lobby_mismatch};
 use stream::{f11_sctp_corruption, f4_control_stream_timeout, f8_black_frames, f9_frozen_video};
@@ -86,6 +90,18 @@ pub struct Thresholds {
     pub vanish_secs: f64,
     /// F19: lobby setups that must time out, with none set up since the first (at least 2).
     pub lobby_timeouts: usize,
+    /// F20: connect/disconnect cycles left out of the leak fits at the start (allocators and
+    /// caches grow at first, then level).
+    pub leak_warmup_cycles: u64,
+    /// F20: cycles fitted after the warm-up before a leak can be named.
+    pub leak_min_cycles: usize,
+    /// F20: the least growth of open descriptors per cycle that is a leak (the lower end of the
+    /// slope's 95 % interval must reach it).
+    pub leak_fds_per_cycle: f64,
+    /// F20: the same for resident memory, in MiB per cycle.
+    pub leak_memory_mib_per_cycle: f64,
+    /// F20: how much of the points' spread the line must explain (R²).
+    pub leak_min_r2: f64,
 }
 
 impl Default for Thresholds {
@@ -106,6 +122,11 @@ impl Default for Thresholds {
             ghost_secs: 5.0,
             vanish_secs: 10.0,
             lobby_timeouts: 2,
+            leak_warmup_cycles: 12,
+            leak_min_cycles: 15,
+            leak_fds_per_cycle: 0.5,
+            leak_memory_mib_per_cycle: 1.0,
+            leak_min_r2: 0.5,
         }
     }
 }
@@ -202,6 +223,8 @@ struct Ctx<'a> {
     restart_spans: Vec<(EpochMs, Option<EpochMs>, &'a str)>,
     /// IPv4 addresses streamers offered viewers as host candidates (the whole run).
     offered_hosts: &'a BTreeSet<String>,
+    /// Completed cycles and the services' resources at them (F20).
+    leak: &'a LeakFold,
     end: EpochMs,
 }
 

@@ -41,6 +41,9 @@ pub struct Model {
     offered_hosts: BTreeSet<String>,
     /// Server replies whose shape did not parse: (at, service, why). Never taken for "none".
     malformed: Vec<(EpochMs, String, String)>,
+    /// Completed cycles and the services' resources at them (F20): running sums, and one point
+    /// per cycle and series (a few bytes; see `leak.rs`).
+    leak: LeakFold,
     end: EpochMs,
     trimmed_at: EpochMs,
     /// Typed poll replies taken in so far, and what the detectors of server state (which decide
@@ -132,6 +135,7 @@ impl Model {
             restart_spans: Vec::new(),
             offered_hosts: BTreeSet::new(),
             malformed: Vec::new(),
+            leak: LeakFold::new(t.leak_warmup_cycles),
             end: 0.0,
             trimmed_at: 0.0,
             polls_taken: 0,
@@ -168,6 +172,7 @@ impl Model {
             self.others_taken += 1;
         }
         self.viewers.ingest(o);
+        self.leak.ingest(o);
         match &o.event {
             Event::Poll { service, reply } => self.poll(o.at, service, reply),
             Event::Log { service, message, .. } => {
@@ -208,6 +213,7 @@ impl Model {
                     .or_else(|| name.strip_prefix("cut tab "))
                     .and_then(|t| t.split_whitespace().next()?.parse().ok())
                 {
+                if let Some(tab) = leak::torn_down_tab(name) {
                     self.teardowns.push((o.at, tab));
                     if name.starts_with("cut tab ") {
                         self.cuts.push((o.at, tab));
@@ -320,6 +326,7 @@ impl Model {
                 f13_already_streaming_loop(&ctx, t),
                 f14_reconnect_teardown_race(&ctx),
                 f19_lobby_setup_leak(&ctx, t),
+                f20_resource_leak(ctx.leak, t),
             ]
             .into_iter()
             .flatten()
@@ -367,6 +374,7 @@ impl Model {
             service_polls: self.service_polls.iter().map(|(t, s, r)| (*t, s.as_str(), r.as_ref().map(|_| ()).map_err(String::as_str))).collect(),
             restart_spans: self.restart_spans.iter().map(|(a, b, s)| (*a, *b, s.as_str())).collect(),
             offered_hosts: &self.offered_hosts,
+            leak: &self.leak,
             end: self.end,
         }
     }

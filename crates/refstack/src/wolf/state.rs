@@ -97,6 +97,10 @@ struct Inner {
     launches: u32,
     /// Stream connections attached since start: each one's control token.
     streams: u64,
+    /// F20: the render-node handles each live session's pipeline holds, and those that
+    /// teardowns lost track of (never closed while Wolf runs).
+    render_handles: std::collections::HashMap<u64, Vec<std::fs::File>>,
+    leaked_handles: Vec<std::fs::File>,
     /// F19: the display sockets bound now, and the lobby setups that got one so far.
     displays: Vec<Display>,
     display_setups: u32,
@@ -123,6 +127,10 @@ pub enum LobbySetupError {
     #[error("Lobby setup timed out")]
     TimedOut,
 }
+
+/// What the stand-in's pipelines open as their GPU render node (`/dev/dri/renderD128` on a real
+/// host): a device-like file every machine has.
+const RENDER_NODE: &str = "/dev/null";
 
 /// One thread in `/system/health`.
 #[derive(Clone, Debug, PartialEq)]
@@ -379,6 +387,11 @@ impl WolfState {
             control: None,
             pipeline_waiting: None,
         };
+        if let Some(n) = self.faults.leak_per_cycle {
+            // F20: the pipeline's encoder opens its handles on the render node.
+            let handles: Vec<std::fs::File> = (0..n).filter_map(|_| std::fs::File::open(RENDER_NODE).ok()).collect();
+            inner.render_handles.insert(session.id, handles);
+        }
         inner.sessions.push(session.clone());
         drop(inner);
         if let Some(path) = &self.audio_socket {
@@ -399,6 +412,11 @@ impl WolfState {
         let mut inner = self.lock();
         let Some(pos) = inner.sessions.iter().position(|s| s.id == id) else { return false };
         let session = inner.sessions.remove(pos);
+        // F20: the teardown forgets the pipeline's render-node handles instead of closing them
+        // (the +14 GPU handles per cycle of the Dec 2025 notes).
+        if let Some(handles) = inner.render_handles.remove(&id) {
+            inner.leaked_handles.extend(handles);
+        }
         if self.faults.https_deadlock {
             self.teardown_thread_dies(id);
         }
