@@ -47,6 +47,10 @@ pub enum Fault {
     /// F14: moonlight-web launches a client's new streamer while that client's previous one is
     /// still tearing down; the new one resumes the Wolf session the old one then cancels.
     ReconnectTeardownRace,
+    /// F21: a session that leaves a lobby (Reconnect, a closed tab) does not release the keys it
+    /// still holds on the lobby's shared desktop, so a modifier whose release was lost on the way
+    /// (the viewer's input channels are closed while it reconnects) stays latched.
+    LostKeyRelease,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("slow-tls", "MS"),
     ("session-id-reuse", ""),
     ("reconnect-teardown-race", ""),
+    ("lost-key-release", ""),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -122,6 +127,7 @@ impl FromStr for Fault {
             "sctp-errors" => flag(Fault::SctpErrors),
             "session-id-reuse" => flag(Fault::SessionIdReuse),
             "reconnect-teardown-race" => flag(Fault::ReconnectTeardownRace),
+            "lost-key-release" => flag(Fault::LostKeyRelease),
             "zombie-streamer" => match value {
                 None => Ok(Fault::ZombieStreamer(Zombie::Unlisted)),
                 Some("listed") => Ok(Fault::ZombieStreamer(Zombie::Listed)),
@@ -178,6 +184,7 @@ impl fmt::Display for Fault {
             Fault::SlowTls(d) => write!(f, "slow-tls={}", d.as_millis()),
             Fault::SessionIdReuse => write!(f, "session-id-reuse"),
             Fault::ReconnectTeardownRace => write!(f, "reconnect-teardown-race"),
+            Fault::LostKeyRelease => write!(f, "lost-key-release"),
         }
     }
 }
@@ -199,6 +206,7 @@ pub struct FaultSet {
     pub slow_tls: Option<Duration>,
     pub session_id_reuse: bool,
     pub reconnect_teardown_race: bool,
+    pub lost_key_release: bool,
 }
 
 impl FaultSet {
@@ -221,6 +229,7 @@ impl FaultSet {
                 Fault::SlowTls(d) => s.slow_tls = Some(d),
                 Fault::SessionIdReuse => s.session_id_reuse = true,
                 Fault::ReconnectTeardownRace => s.reconnect_teardown_race = true,
+                Fault::LostKeyRelease => s.lost_key_release = true,
             }
         }
         s
@@ -260,11 +269,12 @@ mod tests {
             "slow-tls=1500",
             "session-id-reuse",
             "reconnect-teardown-race",
+            "lost-key-release",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), text);
         }
-        assert_eq!(KNOWN.len(), 14);
+        assert_eq!(KNOWN.len(), 15);
         assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));

@@ -2,6 +2,7 @@
 //! the per-session video/control stream), lobbies, and logs in Wolf's format.
 
 pub mod api;
+pub mod input;
 pub mod moonlight;
 pub mod state;
 pub mod stream;

@@ -7,6 +7,7 @@
 //! events) goes through one lock, as in Wolf, and the fault switches that break that state sit
 //! beside the code they break.
 
+use super::input::{Desktop, Packet};
 use crate::faults::FaultSet;
 use crate::logfile::LogFile;
 use helix_e2e_shared::stamp;
@@ -54,6 +55,8 @@ pub struct Session {
     /// The stream connection that is the session's control peer now (see
     /// [`WolfState::attach_control`]); `None` until one attaches.
     pub control: Option<u64>,
+    /// The session's own Wolf UI desktop (its input goes to its lobby's once it joined one).
+    pub desktop: Desktop,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +72,8 @@ pub struct Lobby {
     pub connected_sessions: Vec<u64>,
     pub tag: u16,
     pub created: Instant,
+    /// The shared desktop every session in the lobby types into.
+    pub desktop: Desktop,
 }
 
 /// What a session's encoder should draw right now.
@@ -79,6 +84,8 @@ pub struct PictureSpec {
     /// Frame counter of the producer the session listens to.
     pub counter: u32,
     pub black: bool,
+    /// What the desktop shows of the input it received.
+    pub echo: stamp::InputEcho,
 }
 
 #[derive(Default)]
@@ -270,6 +277,7 @@ impl WolfState {
             joined: None,
             black,
             control: None,
+            desktop: Desktop::default(),
         };
         inner.sessions.push(session.clone());
         drop(inner);
@@ -292,6 +300,7 @@ impl WolfState {
         if let Some(lobby_id) = &session.lobby {
             if let Some(lobby) = inner.lobbies.iter_mut().find(|l| &l.id == lobby_id) {
                 lobby.connected_sessions.retain(|s| *s != id);
+                self.release_keys(lobby, id);
                 if lobby.stop_when_everyone_leaves && lobby.connected_sessions.is_empty() {
                     stopped_lobby = Some(lobby.id.clone());
                 }
@@ -351,9 +360,41 @@ impl WolfState {
         let lobby = session.lobby.as_ref().and_then(|lid| inner.lobbies.iter().find(|l| &l.id == lid));
         let black = session.black;
         Some(match lobby {
-            Some(l) => PictureSpec { tag: l.tag, counter: self.lobby_frames(l), black },
-            None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black },
+            Some(l) => PictureSpec { tag: l.tag, counter: self.lobby_frames(l), black, echo: l.desktop.echo() },
+            None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black, echo: session.desktop.echo() },
         })
+    }
+
+    /// One input packet from session `id`'s client, applied to the desktop its input belongs
+    /// to: its lobby's once it joined one (Wolf moves a joining session's input there), else its
+    /// own Wolf UI's. A packet that does not decode is logged and dropped, as Wolf does.
+    pub fn input(&self, id: u64, bytes: &[u8]) {
+        let packet = match Packet::decode(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("session {id}: {e}");
+                return;
+            }
+        };
+        let mut inner = self.lock();
+        let Inner { sessions, lobbies, .. } = &mut *inner;
+        let Some(session) = sessions.iter_mut().find(|s| s.id == id) else { return };
+        match session.lobby.as_ref().and_then(|lid| lobbies.iter_mut().find(|l| &l.id == lid)) {
+            Some(lobby) => lobby.desktop.apply(id, &packet),
+            None => session.desktop.apply(id, &packet),
+        }
+    }
+
+    /// Session `session` leaves `lobby`'s desktop: the keys it still holds are released (its
+    /// virtual keyboard goes away), unless F21's switch loses that release.
+    fn release_keys(&self, lobby: &mut Lobby, session: u64) {
+        if self.faults.lost_key_release {
+            return;
+        }
+        let released = lobby.desktop.release_session(session);
+        if !released.is_empty() {
+            tracing::debug!("session {session} left lobby {} holding keys {released:?}; released", lobby.id);
+        }
     }
 
     /// Frames a lobby's producer has made; with F9 on it stops at the freeze.
@@ -428,6 +469,7 @@ impl WolfState {
             connected_sessions: Vec::new(),
             tag: stamp::lobby_tag(&id),
             created: Instant::now(),
+            desktop: Desktop::default(),
         };
         self.lock().lobbies.push(lobby.clone());
         self.log.info(format!("[LOBBY] Created lobby {} ({})", id, lobby.name));
@@ -475,6 +517,7 @@ impl WolfState {
         let mut inner = self.lock();
         let Some(lobby) = inner.lobbies.iter_mut().find(|l| l.id == lobby_id) else { return Err(LobbyError::NotFound) };
         lobby.connected_sessions.retain(|s| *s != session_id);
+        self.release_keys(lobby, session_id);
         if let Some(s) = inner.sessions.iter_mut().find(|s| s.id == session_id) {
             if s.lobby.as_deref() == Some(lobby_id) {
                 s.lobby = None;
