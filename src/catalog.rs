@@ -36,6 +36,7 @@ pub enum FailureId {
     F12,
     F13,
     F14,
+    F21,
     B1,
     B2,
     B3,
@@ -44,9 +45,9 @@ pub enum FailureId {
 }
 
 impl FailureId {
-    pub const ALL: [FailureId; 19] = {
+    pub const ALL: [FailureId; 20] = {
         use FailureId::*;
-        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, B1, B2, B3, D1, D2]
+        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, F21, B1, B2, B3, D1, D2]
     };
 
     /// This id's catalog entry (every id has exactly one; a test holds it).
@@ -157,6 +158,12 @@ pub const CATALOG: &[Entry] = &[
         name: "reconnect-teardown-race",
         causes: &[Switch("reconnect-teardown-race")],
         summary: "a reconnected viewer's new streamer resumed the client's Wolf session and the client's previous streamer, still tearing down, cancelled it",
+    },
+    Entry {
+        id: FailureId::F21,
+        name: "modifier-latched",
+        causes: &[Switch("lost-key-release")],
+        summary: "a plain key the driver pressed arrived on the remote desktop with a modifier held (a lost key release left it latched)",
     },
     // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
     // They explain the catalog failures that follow them (the rule is written there).

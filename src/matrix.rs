@@ -42,12 +42,15 @@ pub const CASES: &[Case] = &[
     // The race needs a Reconnect press on a streaming viewer; the walk presses one (seed 7 at
     // its 4th operation) and stops at the first failure.
     Case { fault: Some(FailureId::F14), switch: Some("reconnect-teardown-race"), scenario: "random-walk" },
+    // A latched modifier needs a key held across a Reconnect, released while it reconnects.
+    Case { fault: Some(FailureId::F21), switch: Some("lost-key-release"), scenario: "reconnect-holding-shift" },
     Case { fault: None, switch: None, scenario: "second-connection" },
     Case { fault: None, switch: None, scenario: "restart-chaos" },
     Case { fault: None, switch: None, scenario: "multi-tab-same-lobby" },
     Case { fault: None, switch: None, scenario: "random-walk" },
     Case { fault: None, switch: None, scenario: "rapid-cycles" },
     Case { fault: None, switch: None, scenario: "concurrent-sessions" },
+    Case { fault: None, switch: None, scenario: "reconnect-holding-shift" },
     // Deaths the harness injects at a seeded moment while the first tab streams: each must be
     // named for what died, never as a fault of the stack.
     Case { fault: Some(FailureId::B1), switch: Some("kill:renderer"), scenario: "second-connection" },

@@ -164,6 +164,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
         artifacts: art.root().display().to_string(),
         error: None,
         logs_missing: vec![],
+        input_latency: vec![],
     };
     let errors = report::write_reports(&art, &summary, &observations);
     assert!(errors.is_empty(), "{errors:?}");
@@ -509,6 +510,7 @@ fn ten_minute_eight_tab_run(base: &Path) -> (ArtifactDir, Summary, Vec<helix_e2e
         artifacts: art.root().display().to_string(),
         error: None,
         logs_missing: vec![],
+        input_latency: vec![],
     };
     (art, summary, observations)
 }

@@ -149,6 +149,9 @@ pub struct Summary {
     /// Services whose log the run had no way to read (`wolf`, `moonlight-web`, `api`): the
     /// detectors that read them were blind (`sut::log_source::LOG_READERS` says which).
     pub logs_missing: Vec<String>,
+    /// Input-to-picture latency per tab that got the driver's input probes (`frames::input`).
+    #[serde(default)]
+    pub input_latency: Vec<crate::frames::input::InputLatency>,
 }
 
 impl Summary {

@@ -8,12 +8,14 @@
 pub mod concurrent_sessions;
 pub mod driver;
 pub mod exec;
+pub mod input_probe;
 pub mod keep_alive;
 pub mod multi_tab;
 pub mod params;
 pub mod plan;
 pub mod random_walk;
 pub mod rapid_cycles;
+pub mod reconnect_holding_shift;
 pub mod restart_chaos;
 pub mod second_connection;
 pub mod spec;
@@ -52,6 +54,7 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     ScenarioInfo { name: restart_chaos::NAME, about: restart_chaos::ABOUT },
     ScenarioInfo { name: multi_tab::NAME, about: multi_tab::ABOUT },
     ScenarioInfo { name: random_walk::NAME, about: random_walk::ABOUT },
+    ScenarioInfo { name: reconnect_holding_shift::NAME, about: reconnect_holding_shift::ABOUT },
 ];
 
 /// The suite `helix-e2e run` runs when no scenario is named: every scenario, in this order.
@@ -73,6 +76,7 @@ pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64
         multi_tab::NAME => Some(multi_tab::plan(&mut rng, params, time_scale)),
         random_walk::NAME => Some(random_walk::plan(&mut rng, params, time_scale)),
         restart_chaos::NAME => Some(restart_chaos::plan(&mut rng, params, time_scale)),
+        reconnect_holding_shift::NAME => Some(reconnect_holding_shift::plan(&mut rng, params, time_scale)),
         _ => None,
     }
 }
@@ -143,6 +147,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
         artifacts: artifacts.root().display().to_string(),
         error: None,
         logs_missing: Vec::new(),
+        input_latency: Vec::new(),
     };
 
     let stop = interrupt_signal();
@@ -164,6 +169,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     }
     summary.duration_s = started.elapsed().as_secs_f64();
     let observations = timeline.snapshot();
+    summary.input_latency = crate::frames::input::latencies(&observations);
     crate::report::write_reports(&artifacts, &summary, &observations);
     artifacts.write_json("summary.json", &summary)?;
     Ok(summary)
@@ -356,6 +362,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), services).with_given_sessions(opts.spec.sessions.clone());
     let keep_alive =
         opts.spec.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone(), target.viewer.video_selector.clone()));
+    let input_probes = input_probe::InputProbes::start(d.keyboard.clone(), target.viewer.video_selector.clone());
     let mut verdict = Verdict::Pass;
     for name in &opts.spec.scenarios {
         say!("helix-e2e: scenario {name}");
@@ -465,6 +472,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     if let Some(k) = keep_alive {
         k.stop().await;
     }
+    input_probes.stop().await;
     let hurry = stop.borrow().is_some();
     if !hurry && d.browser.death().is_none() {
         d.final_internals().await;

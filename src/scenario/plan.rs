@@ -52,6 +52,12 @@ pub enum Op {
     Reconnect {
         tab: TabNo,
     },
+    /// Press (`down`) or release Shift in the tab's viewer, as a user holding it (the press
+    /// first clicks the video, giving the viewer the focus).
+    Shift {
+        tab: TabNo,
+        down: bool,
+    },
     /// Leave every tab alone.
     Idle {
         ms: u64,
@@ -173,7 +179,7 @@ pub fn parse_jsonl(text: &str, known: &[&str]) -> Result<Vec<(String, Vec<Step>)
             Op::CreateSessions { sessions } => sessions.clone(),
             Op::StopSession { session } => vec![*session],
             Op::OpenTabs { tabs } => tabs.iter().flat_map(|t| [t.tab, t.session]).collect(),
-            Op::CloseTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } => vec![*tab],
+            Op::CloseTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } | Op::Shift { tab, .. } => vec![*tab],
             Op::Check { expect, .. } => expect
                 .iter()
                 .filter_map(|e| match e {

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod connect;
 pub mod deaths;
+mod input;
 mod model;
 mod reconnect;
 mod server_state;
@@ -31,6 +32,7 @@ mod stream;
 mod tests;
 
 use connect::{f12_slow_launch, f13_already_streaming_loop, f1_treated_as_resume, f2_webrtc_ports_exhausted};
+use input::f21_modifier_latched;
 use reconnect::f14_reconnect_teardown_race;
 use server_state::{f10_restart_ghost, f3_join_not_counted, f5_stuck_session, f6_zombie_streamer, f7_lobby_mismatch};
 use stream::{f11_sctp_corruption, f4_control_stream_timeout, f8_black_frames, f9_frozen_video};
@@ -172,6 +174,8 @@ struct Ctx<'a> {
     restart_spans: Vec<(EpochMs, Option<EpochMs>, &'a str)>,
     /// IPv4 addresses streamers offered viewers as host candidates (the whole run).
     offered_hosts: &'a BTreeSet<String>,
+    /// Input probes whose echo showed a modifier held (F21).
+    modified_echoes: &'a [crate::frames::input::ProbeOutcome],
     end: EpochMs,
 }
 

@@ -33,6 +33,11 @@ pub struct Model {
     /// IPv4 addresses streamers offered viewers as host candidates, for the whole run (a
     /// handful): what a streamer that binds none of them cannot be reached on (F2).
     offered_hosts: BTreeSet<String>,
+    /// The driver's input probes pending their echo.
+    echoes: crate::frames::input::EchoFold,
+    /// Probes whose echo showed a modifier held on the remote desktop, for the whole run (F21's
+    /// evidence; a healthy run has none, so this stays empty).
+    modified_echoes: Vec<crate::frames::input::ProbeOutcome>,
     /// Server replies whose shape did not parse: (at, service, why). Never taken for "none".
     malformed: Vec<(EpochMs, String, String)>,
     end: EpochMs,
@@ -114,6 +119,8 @@ impl Model {
             service_polls: Vec::new(),
             restart_spans: Vec::new(),
             offered_hosts: BTreeSet::new(),
+            echoes: Default::default(),
+            modified_echoes: Vec::new(),
             malformed: Vec::new(),
             end: 0.0,
             trimmed_at: 0.0,
@@ -141,6 +148,8 @@ impl Model {
             self.others_taken += 1;
         }
         self.viewers.ingest(o);
+        self.echoes.observe(o);
+        self.modified_echoes.extend(self.echoes.take_decided().into_iter().filter(|p| p.seen.is_some_and(|(_, e)| !e.modifiers.is_empty())));
         match &o.event {
             Event::Poll { service, reply } => self.poll(o.at, service, reply),
             Event::Log { service, message, .. } => {
@@ -270,6 +279,7 @@ impl Model {
                 f12_slow_launch(&ctx, t),
                 f13_already_streaming_loop(&ctx, t),
                 f14_reconnect_teardown_race(&ctx),
+                f21_modifier_latched(&ctx),
             ]
             .into_iter()
             .flatten()
@@ -313,6 +323,7 @@ impl Model {
             service_polls: self.service_polls.iter().map(|(t, s, r)| (*t, s.as_str(), r.as_ref().map(|_| ()).map_err(String::as_str))).collect(),
             restart_spans: self.restart_spans.iter().map(|(a, b, s)| (*a, *b, s.as_str())).collect(),
             offered_hosts: &self.offered_hosts,
+            modified_echoes: &self.modified_echoes,
             end: self.end,
         }
     }
