@@ -479,7 +479,9 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     }
     summary.tabs = tab_facts(&d);
     summary.verdict = verdict;
-    let Driver { browser, monitor, .. } = d;
+    let Driver { browser, monitor, keyboard, .. } = d;
+    // The keyboard holds a share of the browser; close needs the last one.
+    drop(keyboard);
     match std::sync::Arc::try_unwrap(browser) {
         Ok(b) if hurry => b.kill(),
         Ok(b) => {
