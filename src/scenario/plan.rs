@@ -283,7 +283,7 @@ mod tests {
             let c = make_plan(s.name, 43, &p, 0.1).unwrap();
             assert_ne!(a.to_jsonl(), c.to_jsonl(), "{}: seeds 42 and 43 gave the same plan", s.name);
         }
-        assert_eq!(planned, 5, "rapid-cycles, concurrent-sessions, multi-tab-same-lobby, random-walk, restart-chaos");
+        assert_eq!(planned, 6, "rapid-cycles, concurrent-sessions, multi-tab-same-lobby, random-walk, restart-chaos, reconnect-holding-shift");
     }
 
     #[test]

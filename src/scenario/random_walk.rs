@@ -100,7 +100,9 @@ mod tests {
                 }
                 Op::ReloadTab { tab } | Op::Reconnect { tab } => assert!(open.iter().any(|(t, _)| t == tab)),
                 Op::Idle { .. } | Op::Check { .. } => {}
-                Op::RestartService { .. } | Op::ExpectErrors { .. } => panic!("the random walk restarts nothing: {:?}", s.op),
+                Op::RestartService { .. } | Op::ExpectErrors { .. } | Op::Shift { .. } => {
+                    panic!("the random walk restarts nothing and holds no key: {:?}", s.op)
+                }
             }
             assert!(live.len() <= MAX_SESSIONS && open.len() <= MAX_TABS);
         }

@@ -11,13 +11,17 @@ pub const ABOUT: &str = "1 tab streams; hold Shift, press Reconnect, release Shi
 
 pub const HOLD_S: f64 = 4.0;
 
-pub fn plan(_rng: &mut Rng, p: &Params, scale: f64) -> Plan {
+/// How long the user holds Shift before pressing Reconnect (s, seeded).
+pub const HOLD_SHIFT_S: [f64; 2] = [0.3, 1.5];
+
+pub fn plan(rng: &mut Rng, p: &Params, scale: f64) -> Plan {
     let hold_ms = scaled(p.hold_s.unwrap_or(HOLD_S), scale);
     let mut plan = Plan::new(NAME);
     plan.push(Op::CreateSessions { sessions: vec![0] });
     plan.push(Op::OpenTabs { tabs: vec![TabOpen { tab: 0, session: 0 }] });
     plan.push(Op::Check { label: "streaming".into(), hold_ms: 0, expect: vec![] });
     plan.push(Op::Shift { tab: 0, down: true });
+    plan.push(Op::Idle { ms: rng.scaled_ms(HOLD_SHIFT_S, scale) });
     plan.push(Op::Reconnect { tab: 0 });
     plan.push(Op::Shift { tab: 0, down: false });
     // Long enough for the probes that follow the reconnected tab's lobby join (a burst, then
