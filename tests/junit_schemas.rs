@@ -73,6 +73,7 @@ fn summary(verdict: Verdict, scenarios: Vec<ScenarioResult>, error: Option<&str>
         artifacts: "artifacts/20260101T000000Z-0000000000000007".into(),
         error: error.map(str::to_string),
         logs_missing: vec![],
+        input_latency: vec![helix_e2e::frames::input::InputLatency { tab: 0, probes: 3, lost: 0, median_ms: Some(41.0), p95_ms: Some(77.0) }],
     }
 }
 
