@@ -74,6 +74,8 @@ pub struct Lobby {
     pub created: Instant,
     /// The shared desktop every session in the lobby types into.
     pub desktop: Desktop,
+    /// The echo a stopped producer (F9) froze with.
+    pub frozen_echo: Option<stamp::InputEcho>,
 }
 
 /// What a session's encoder should draw right now.
@@ -355,12 +357,18 @@ impl WolfState {
 
     /// What the encoder of session `id` draws now; `None` once the session is gone.
     pub fn picture_for(&self, id: u64) -> Option<PictureSpec> {
-        let inner = self.lock();
-        let session = inner.sessions.iter().find(|s| s.id == id)?;
-        let lobby = session.lobby.as_ref().and_then(|lid| inner.lobbies.iter().find(|l| &l.id == lid));
+        let mut inner = self.lock();
+        let Inner { sessions, lobbies, .. } = &mut *inner;
+        let session = sessions.iter().find(|s| s.id == id)?;
+        let lobby = session.lobby.as_ref().and_then(|lid| lobbies.iter_mut().find(|l| &l.id == lid));
         let black = session.black;
         Some(match lobby {
-            Some(l) => PictureSpec { tag: l.tag, counter: self.lobby_frames(l), black, echo: l.desktop.echo() },
+            Some(l) => {
+                // A stopped producer (F9) draws nothing new, input included: its last picture
+                // keeps the echo it had when it stopped.
+                let echo = if self.lobby_frozen(l) { *l.frozen_echo.get_or_insert_with(|| l.desktop.echo()) } else { l.desktop.echo() };
+                PictureSpec { tag: l.tag, counter: self.lobby_frames(l), black, echo }
+            }
             None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black, echo: session.desktop.echo() },
         })
     }
@@ -395,6 +403,11 @@ impl WolfState {
         if !released.is_empty() {
             tracing::debug!("session {session} left lobby {} holding keys {released:?}; released", lobby.id);
         }
+    }
+
+    /// Whether F9 has stopped this lobby's producer.
+    fn lobby_frozen(&self, l: &Lobby) -> bool {
+        self.faults.freeze_after.is_some_and(|after| l.created.elapsed() >= after)
     }
 
     /// Frames a lobby's producer has made; with F9 on it stops at the freeze.
@@ -470,6 +483,7 @@ impl WolfState {
             tag: stamp::lobby_tag(&id),
             created: Instant::now(),
             desktop: Desktop::default(),
+            frozen_echo: None,
         };
         self.lock().lobbies.push(lobby.clone());
         self.log.info(format!("[LOBBY] Created lobby {} ({})", id, lobby.name));
@@ -711,6 +725,10 @@ mod fault_tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(w.picture_for(s.id).unwrap().counter, a, "producer still running");
         assert_eq!(a, PRODUCER_FPS as u32);
+        // Input reaches the desktop, but a stopped producer draws none of it.
+        let before = w.picture_for(s.id).unwrap().echo;
+        w.input(s.id, &Packet::Key { down: true, key: 0x87, modifiers: stamp::Modifiers::NONE }.encode());
+        assert_eq!(w.picture_for(s.id).unwrap().echo, before);
         tokio::time::sleep(STUCK_AFTER + Duration::from_millis(800)).await;
         let h = w.health();
         assert_eq!((h.stuck, h.threads.len(), h.overall_status()), (1, 3, "degraded"), "{h:?}");
