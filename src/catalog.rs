@@ -18,7 +18,7 @@ pub enum Cause {
     None,
 }
 
-/// A failure's id: `F1` … `F17` (the stack's failures), `B1` … (the browser's), `D1` … (deaths).
+/// A failure's id: `F1` … `F21` (the stack's failures), `B1` … (the browser's), `D1` … (deaths).
 /// Serialized as its name (`"F2"`), which is how summaries, timelines and the matrix write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum FailureId {
@@ -42,6 +42,7 @@ pub enum FailureId {
     F18,
     F19,
     F20,
+    F21,
     B1,
     B2,
     B3,
@@ -50,9 +51,9 @@ pub enum FailureId {
 }
 
 impl FailureId {
-    pub const ALL: [FailureId; 25] = {
+    pub const ALL: [FailureId; 26] = {
         use FailureId::*;
-        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, F15, F16, F17, F18, F19, F20, B1, B2, B3, D1, D2]
+        [F1, F2, F3, F4, F5, F6, F7, F8, F9, F10, F11, F12, F13, F14, F15, F16, F17, F18, F19, F20, F21, B1, B2, B3, D1, D2]
     };
 
     /// This id's catalog entry (every id has exactly one; a test holds it).
@@ -182,6 +183,8 @@ pub const CATALOG: &[Entry] = &[
         name: "audio-crash",
         causes: &[Switch("audio-disconnect")],
         summary: "Wolf died of an unhandled exception (a promise set twice) when its audio server dropped it; every stream ended at once",
+    },
+    Entry {
         id: FailureId::F18,
         name: "vanished-tab-leak",
         causes: &[Switch("no-silent-close-detection")],
@@ -192,10 +195,18 @@ pub const CATALOG: &[Entry] = &[
         name: "lobby-setup-leak",
         causes: &[Switch("lobby-socket-leak")],
         summary: "lobby setups kept timing out (Lobby setup timed out) with none set up since: failed setups had leaked every display socket",
+    },
+    Entry {
         id: FailureId::F20,
         name: "resource-leak",
         causes: &[Switch("leak-per-cycle")],
         summary: "a service's open descriptors or memory grew by a fixed amount with every connect/disconnect cycle while nothing it holds stayed alive",
+    },
+    Entry {
+        id: FailureId::F21,
+        name: "modifier-latched",
+        causes: &[Switch("lost-key-release")],
+        summary: "a plain key the driver pressed arrived on the remote desktop with a modifier held (a lost key release left it latched)",
     },
     // Deaths (src/verdict/detectors/deaths.rs): parts that ended without the driver ending them.
     // They explain the catalog failures that follow them (the rule is written there).

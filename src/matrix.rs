@@ -53,6 +53,8 @@ pub const CASES: &[Case] = &[
     Case { fault: Some(FailureId::F19), switch: Some("lobby-socket-leak=4"), scenario: "concurrent-sessions" }, // 5 starts; 4 sockets last 2
     // A leak shows only over many cycles: the soak's rounds of connects and disconnects.
     Case { fault: Some(FailureId::F20), switch: Some("leak-per-cycle=14"), scenario: "soak" },
+    // A latched modifier needs a key held across a Reconnect, released while it reconnects.
+    Case { fault: Some(FailureId::F21), switch: Some("lost-key-release"), scenario: "reconnect-holding-shift" },
     Case { fault: None, switch: None, scenario: "second-connection" },
     Case { fault: None, switch: None, scenario: "restart-chaos" },
     Case { fault: None, switch: None, scenario: "multi-tab-same-lobby" },
@@ -61,6 +63,7 @@ pub const CASES: &[Case] = &[
     Case { fault: None, switch: None, scenario: "concurrent-sessions" },
     Case { fault: None, switch: None, scenario: "vanished-tab" },
     Case { fault: None, switch: None, scenario: "soak" },
+    Case { fault: None, switch: None, scenario: "reconnect-holding-shift" },
     // Deaths the harness injects at a seeded moment while the first tab streams: each must be
     // named for what died, never as a fault of the stack.
     Case { fault: Some(FailureId::B1), switch: Some("kill:renderer"), scenario: "second-connection" },

@@ -10,7 +10,7 @@
 
 use crate::redact::Redactor;
 use crate::sut::replies::{HelixLobby, MlwSession, ResourceSample, WolfLobby, WolfMemory, WolfSession};
-use helix_e2e_shared::stamp::{self, Stamp};
+use helix_e2e_shared::stamp::{self, InputEcho, Modifiers, Stamp};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -60,6 +60,9 @@ pub enum Event {
     /// A part of the system under test stopped without the driver stopping it, as seen by what
     /// watches it (the browser layer, the stand-in's process supervisor).
     Died { what: Casualty, detail: String },
+    /// The driver sent a real key event (CDP `Input.dispatchKeyEvent`) to a tab; `at` is just
+    /// before the dispatch. `held`: the modifier keys the driver holds down after it.
+    KeySent { tab: TabId, key: u16, down: bool, held: Modifiers },
     /// A detector named a documented failure.
     Detection { fault: crate::catalog::FailureId, name: String, tab: Option<TabId>, message: String, first_symptom: EpochMs },
 }
@@ -203,6 +206,12 @@ pub enum ProbeEvent {
         video: u32,
         sample: FrameSample,
     },
+    /// One presented frame's picture, sampled at presentation (`requestVideoFrameCallback`)
+    /// while the page's user input is recent: what input-to-picture latency is read from.
+    Presented {
+        video: u32,
+        sample: PresentedSample,
+    },
     /// Text the viewer shows to the user (status line, error alert); `role` is the element's
     /// ARIA role (`alert` for errors), empty when it has none.
     UiText {
@@ -288,13 +297,37 @@ pub struct FrameSample {
 impl FrameSample {
     /// The stamp the luma grid carries, if it is one.
     pub fn decode_stamp(&self) -> Option<Stamp> {
-        use base64::Engine;
-        if self.luma.is_empty() {
-            return None;
-        }
-        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.luma).ok()?;
-        (bytes.len() == LUMA_W * LUMA_H).then(|| stamp::decode(&bytes, LUMA_W, LUMA_H)).flatten()
+        decode_luma(&self.luma).and_then(|bytes| stamp::decode(&bytes, LUMA_W, LUMA_H))
     }
+}
+
+/// A frame sampled when it was presented, for its input echo.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PresentedSample {
+    /// When the frame was handed to the compositor (`presentationTime`, epoch ms).
+    pub presented_at: EpochMs,
+    /// Base64 of `LUMA_W x LUMA_H` luma bytes; read into `echo` on the way in, then dropped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub luma: String,
+    /// The input echo the picture carries, decoded from `luma` on the way in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<InputEcho>,
+}
+
+impl PresentedSample {
+    pub fn decode_echo(&self) -> Option<InputEcho> {
+        decode_luma(&self.luma).and_then(|bytes| stamp::decode_echo(&bytes, LUMA_W, LUMA_H))
+    }
+}
+
+/// The probe's base64 luma grid, when it is one of `LUMA_W x LUMA_H`.
+fn decode_luma(luma: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    if luma.is_empty() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD.decode(luma).ok()?;
+    (bytes.len() == LUMA_W * LUMA_H).then_some(bytes)
 }
 
 /// Size of the luma grid the probe samples; the stamp is laid out so it decodes at this size.
@@ -443,6 +476,10 @@ impl Timeline {
         let mut event = redact_event(&self.redactor(), event);
         if let Event::Tab { probe: ProbeEvent::Frame { sample, .. }, .. } = &mut event {
             sample.stamp = sample.stamp.or_else(|| sample.decode_stamp());
+            sample.luma = String::new();
+        }
+        if let Event::Tab { probe: ProbeEvent::Presented { sample, .. }, .. } = &mut event {
+            sample.echo = sample.echo.or_else(|| sample.decode_echo());
             sample.luma = String::new();
         }
         let obs = Observation { at, event };

@@ -377,7 +377,9 @@ async fn a_viewer_is_met_as_a_user_meets_it() {
     let n = browser.video_input(tab, "video", helix_e2e::browser::VideoInput::Move { dx: 1.0 }).await.expect("move");
     assert_eq!(n, 1);
     browser.video_input(tab, "video", helix_e2e::browser::VideoInput::Click).await.expect("click");
-    browser.press_key(tab, "a", "KeyA", 65).await.expect("key");
+    for down in [true, false] {
+        browser.key_event(tab, "a", "KeyA", 65, down).await.expect("key");
+    }
     let input = browser.evaluate(tab, "window.input").await.unwrap();
     for want in ["mousemove:true", "mousedown:true", "mouseup:true", "keydown a:true"] {
         assert!(input.as_array().unwrap().contains(&json!(want)), "{want} missing from {input}");

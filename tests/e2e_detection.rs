@@ -58,6 +58,20 @@ fn each_fault_is_named_and_a_clean_run_names_nothing() {
                 wrong.push(format!("{label}: the walk did not break at a Reconnect but at {failed_op:?} ({})", summary.artifacts));
             }
         }
+        if case.switch.is_none() {
+            // Input that round-trips: every tab that streamed has its input-to-picture latency,
+            // and on the stand-in its median is under 100 ms.
+            let streamed: Vec<usize> = summary.tabs.iter().filter(|t| !t.wolf_sessions.is_empty()).map(|t| t.tab).collect();
+            for tab in &streamed {
+                match summary.input_latency.iter().find(|l| l.tab == *tab) {
+                    Some(l) if l.median_ms.is_some_and(|m| m < 100.0) => eprintln!("input-to-picture latency, {l}"),
+                    other => wrong.push(format!("{label}: tab {tab} streamed, input latency {other:?} ({})", summary.artifacts)),
+                }
+            }
+            if streamed.is_empty() {
+                wrong.push(format!("{label}: no tab streamed ({})", summary.artifacts));
+            }
+        }
         let code = out.status.code();
         if case.switch.is_some() && code != Some(1) || case.switch.is_none() && code != Some(0) {
             wrong.push(format!("{label}: exit code {code:?}, verdict {:?}", summary.verdict));

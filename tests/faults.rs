@@ -631,6 +631,8 @@ async fn f17_an_audio_disconnect_crashes_wolf_with_every_stream_and_its_supervis
     assert!(sessions.is_empty(), "{sessions:?}");
     a.close().await;
     b.close().await;
+}
+
 /// A viewer through Helix's proxy, as the page opens it (the Helix token in the first message).
 async fn proxied_tab(s: &Stack, ses: &str, n: u32) -> Tab {
     let mut helix = HelixClient::new(&s.e.helix_url);
@@ -701,6 +703,8 @@ async fn f19_failed_lobby_setups_leak_their_display_sockets_until_every_setup_ti
     let log = s.log("wolf");
     assert_eq!(log.matches("[LOBBY] Lobby setup timed out").count(), 4, "{log}");
     assert!(log.contains("[LOBBY] Failed to create a display socket for lobby"), "{log}");
+}
+
 /// Open descriptors of the stack's Wolf process, counted in `/proc` (the test's own reading, not
 /// the driver's sampler).
 fn wolf_fds() -> usize {
@@ -733,4 +737,87 @@ async fn f20_every_connect_disconnect_cycle_leaves_n_more_descriptors_in_wolf() 
     }
     // Nothing else stays: no session, no lobby of the cycles.
     assert!(s.wolf.sessions().await.unwrap().is_empty());
+}
+
+/// The input echo of every picture the peer's video track carries (real H.264, decoded).
+fn echoes_of(pc: &RTCPeerConnection) -> mpsc::UnboundedReceiver<helix_e2e::frames::stamp::InputEcho> {
+    use webrtc::media::io::sample_builder::SampleBuilder;
+    use webrtc::rtp::codecs::h264::H264Packet;
+    let (tx, rx) = mpsc::unbounded_channel();
+    pc.on_track(Box::new(move |track, _, _| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            tokio::spawn(async move {
+                let mut builder = SampleBuilder::new(256, H264Packet::default(), 90_000);
+                let mut decoder = openh264::decoder::Decoder::new().unwrap();
+                while let Ok((pkt, _)) = track.read_rtp().await {
+                    builder.push(pkt);
+                    while let Some(sample) = builder.pop() {
+                        use openh264::formats::YUVSource;
+                        let Ok(Some(yuv)) = decoder.decode(&sample.data) else { continue };
+                        let (w, h) = yuv.dimensions();
+                        let stride = yuv.strides().0;
+                        let y: Vec<u8> = (0..h).flat_map(|r| yuv.y()[r * stride..r * stride + w].to_vec()).collect();
+                        if let Some(e) = helix_e2e::frames::stamp::decode_echo(&y, w, h) {
+                            let _ = tx.send(e);
+                        }
+                    }
+                }
+            });
+        })
+    }));
+    rx
+}
+
+/// The first echo within `within` that satisfies `pred`.
+async fn echo_until(
+    rx: &mut mpsc::UnboundedReceiver<helix_e2e::frames::stamp::InputEcho>,
+    within: Duration,
+    pred: impl Fn(&helix_e2e::frames::stamp::InputEcho) -> bool,
+) -> helix_e2e::frames::stamp::InputEcho {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(e)) if pred(&e) => return e,
+            Ok(Some(_)) => {}
+            other => panic!("no matching echo within {within:?}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f21_a_shift_held_across_a_reconnect_stays_latched_on_the_lobby_desktop() {
+    use helix_e2e::frames::stamp::Modifiers;
+    for (faults, latched) in [(&["lost-key-release"][..], true), (&[][..], false)] {
+        let (sid, cuid) = ("agent-ses_k-1", "helix-agent-ses_k-L-1");
+        let s = stack(faults).await;
+        let tab = open_tab(&s, sid, cuid, true).await;
+        let mut echoes = echoes_of(&tab.pc);
+        let mut tab = tab;
+        let wolf_id = tab.connected().await;
+        let body = json!({"profile_id": "helix-sessions", "name": "Agent 0004", "multi_user": true, "stop_when_everyone_leaves": false,
+            "video_settings": {"width": 320, "height": 180, "refresh_rate": 30}, "audio_settings": {"channel_count": 2}, "runner": {"type": "docker", "env": []}});
+        let lobby = s.wolf.create_lobby(&body).await.unwrap();
+        s.wolf.join_lobby(&lobby, &wolf_id, None).await.unwrap();
+        // Shift down on the keyboard channel, in the viewer's format: the lobby's desktop holds it.
+        let keyboard = Arc::clone(&tab.channels[0]);
+        assert_eq!(keyboard.label(), "keyboard");
+        keyboard.send(&bytes::Bytes::from_static(&[1, 0, 0x10, 1])).await.unwrap();
+        echo_until(&mut echoes, Duration::from_secs(5), |e| e.key == 0x10 && e.modifiers == Modifiers::SHIFT).await;
+        // Reconnect; the release has no open channel to go to and is lost.
+        let tab = reconnect(&s, tab, sid, cuid).await;
+        let mut echoes = echoes_of(&tab.pc);
+        let mut tab = tab;
+        let new_id = tab.connected().await;
+        s.wolf.join_lobby(&lobby, &new_id, None).await.unwrap();
+        // A plain F24 now: it arrives with Shift held only under the switch.
+        let keyboard = Arc::clone(&tab.channels[0]);
+        for down in [1u8, 0] {
+            keyboard.send(&bytes::Bytes::from(vec![down, 0, 0x87, 0])).await.unwrap();
+        }
+        let e = echo_until(&mut echoes, Duration::from_secs(5), |e| e.key == 0x87).await;
+        assert_eq!(e.modifiers, if latched { Modifiers::SHIFT } else { Modifiers::NONE }, "faults {faults:?}: {e:?}");
+        tab.close().await;
+    }
 }

@@ -165,6 +165,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
         error: None,
         logs_missing: vec![],
         resources: None,
+        input_latency: vec![],
     };
     let errors = report::write_reports(&art, &summary, &observations);
     assert!(errors.is_empty(), "{errors:?}");
@@ -511,6 +512,7 @@ fn ten_minute_eight_tab_run(base: &Path) -> (ArtifactDir, Summary, Vec<helix_e2e
         error: None,
         logs_missing: vec![],
         resources: None,
+        input_latency: vec![],
     };
     (art, summary, observations)
 }

@@ -315,11 +315,18 @@
   const videoLinked = new Set(); // "pc:video"
   const presented = new WeakMap(); // element -> count
   let nextVideo = 0;
+  // While the user's input is recent (a trusted key press, as a keyboard or CDP Input makes),
+  // every presented frame is sampled at presentation time, so the moment a picture first shows
+  // the input is known to a frame, not to the 200 ms sampling below.
+  const WATCH_MS = 1500;
+  let watchUntil = 0;
+  window.addEventListener('keydown', function (ev) { if (ev.isTrusted) watchUntil = performance.now() + WATCH_MS; }, true);
   function startPresentedCounter(el) {
     if (presented.has(el) || typeof el.requestVideoFrameCallback !== 'function') return;
     presented.set(el, 0);
-    const tick = function () {
+    const tick = function (nowTs, meta) {
       presented.set(el, (presented.get(el) || 0) + 1);
+      if (nowTs < watchUntil) samplePresented(el, meta && meta.presentationTime ? meta.presentationTime : nowTs);
       el.requestVideoFrameCallback(tick);
     };
     el.requestVideoFrameCallback(tick);
@@ -397,6 +404,23 @@
       sample.luma = base64(luma);
     }
     emit('frame', { video: id, sample: sample });
+  });
+  let presentedCanvas = null;
+  let presentedCtx = null;
+  const samplePresented = safe(function (el, presentationTime) {
+    const id = videoIds.get(el);
+    if (id === undefined || !(el.videoWidth > 0)) return;
+    if (!presentedCanvas) {
+      presentedCanvas = document.createElement('canvas');
+      presentedCanvas.width = LUMA_W;
+      presentedCanvas.height = LUMA_H;
+      presentedCtx = presentedCanvas.getContext('2d', { willReadFrequently: true });
+    }
+    presentedCtx.drawImage(el, 0, 0, LUMA_W, LUMA_H);
+    const px = presentedCtx.getImageData(0, 0, LUMA_W, LUMA_H).data;
+    const luma = new Uint8Array(LUMA_W * LUMA_H);
+    for (let i = 0, j = 0; j < luma.length; i += 4, j++) luma[j] = Math.round(0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2]);
+    emit('presented', { video: id, sample: { presented_at: origin + presentationTime, luma: base64(luma) } });
   });
   nativeSetInterval(safe(function () {
     for (const [id, el] of videos) {

@@ -399,21 +399,19 @@ impl Browser {
         Ok(points.len())
     }
 
-    /// A real key press (CDP `Input.dispatchKeyEvent`, down then up) to whatever has the focus
+    /// One real key event (CDP `Input.dispatchKeyEvent`, down or up) to whatever has the focus
     /// in the tab; click the video first to give it to the viewer.
-    pub async fn press_key(&self, tab: TabId, key: &str, code: &str, key_code: i64) -> Result<(), BrowserError> {
+    pub async fn key_event(&self, tab: TabId, key: &str, code: &str, key_code: i64, down: bool) -> Result<(), BrowserError> {
         let page = self.tab(tab)?.page.clone();
-        for kind in [DispatchKeyEventType::KeyDown, DispatchKeyEventType::KeyUp] {
-            let p = DispatchKeyEventParams::builder()
-                .r#type(kind)
-                .key(key)
-                .code(code)
-                .windows_virtual_key_code(key_code)
-                .native_virtual_key_code(key_code)
-                .build()
-                .map_err(|e| BrowserError::Page { tab, what: e })?;
-            cdp(&format!("tab {tab}: key {key}"), page.execute(p)).await?;
-        }
+        let p = DispatchKeyEventParams::builder()
+            .r#type(if down { DispatchKeyEventType::KeyDown } else { DispatchKeyEventType::KeyUp })
+            .key(key)
+            .code(code)
+            .windows_virtual_key_code(key_code)
+            .native_virtual_key_code(key_code)
+            .build()
+            .map_err(|e| BrowserError::Page { tab, what: e })?;
+        self.health.while_alive(Some(tab), cdp(&format!("tab {tab}: key {key}"), page.execute(p))).await?;
         Ok(())
     }
 

@@ -215,8 +215,9 @@ impl Digest {
             Event::Log { service, level, message } => {
                 self.logs.push(LogLine { at: o.at, service: service.clone(), level: level.to_ascii_uppercase(), message: message.clone() })
             }
-            // Resource trends reach the reports through the summary (`Summary::resources`).
-            Event::Poll { .. } | Event::Resources { .. } => {}
+            // Resource trends reach the reports through the summary (`Summary::resources`); input
+            // echo is read from the whole run (`frames::input`), not drawn per key.
+            Event::Poll { .. } | Event::Resources { .. } | Event::KeySent { .. } => {}
             Event::Died { what, detail } => match what {
                 crate::timeline::Casualty::TabCrashed { tab: Some(tab) } | crate::timeline::Casualty::TabUnresponsive { tab } => {
                     self.tab_mut(*tab).problems.push(Mark { at: o.at, text: format!("died: {detail}") });

@@ -215,6 +215,8 @@ fn properties(summary: &Summary, replay: &str, verdict: Verdict) -> Vec<(&'stati
         ("run_replay", summary.replay.clone()),
         ("artifacts", summary.artifacts.clone()),
         ("verdict", verdict.as_str().to_string()),
+        // Per streaming tab: median, p95, probes and lost probes (`frames::input`).
+        ("input_latency", summary.input_latency.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
     ]
 }
 
@@ -347,6 +349,7 @@ mod tests {
             error: Some("interrupted by Ctrl-C".into()),
             logs_missing: vec![],
             resources: None,
+            input_latency: vec![],
         }
     }
 

@@ -34,6 +34,9 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
     if let Some(l) = crate::sut::log_source::missing_logs_message(&summary.logs_missing) {
         let _ = writeln!(m, "- **logs**: {}", cell(&l));
     }
+    for l in &summary.input_latency {
+        let _ = writeln!(m, "- **input-to-picture latency**, {l}");
+    }
     m.push('\n');
     for sc in &summary.scenarios {
         let failed: Vec<_> = sc.invariants.iter().filter(|i| !i.passed).collect();
@@ -135,6 +138,7 @@ mod tests {
             error: None,
             logs_missing: vec!["wolf".into()],
             resources: None,
+            input_latency: vec![],
         };
         let d = super::super::digest::digest(&[]);
         let m = render(&s, &d);

@@ -154,6 +154,9 @@ pub struct Summary {
     /// run sampled them. (Absent in the summaries of earlier versions.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<crate::verdict::detectors::leak::ResourceGrowth>,
+    /// Input-to-picture latency per tab that got the driver's input probes (`frames::input`).
+    #[serde(default)]
+    pub input_latency: Vec<crate::frames::input::InputLatency>,
 }
 
 impl Summary {

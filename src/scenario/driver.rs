@@ -61,6 +61,8 @@ pub struct Driver {
     phase: String,
     /// How to restart the target's services, where the target has a way.
     services: Option<std::sync::Arc<dyn ServiceControl>>,
+    /// The driver's keyboard (what it holds in each tab; every key on the timeline).
+    pub keyboard: super::input_probe::Keyboard,
     /// The viewers, folded as the timeline grows (the cursor says how far).
     viewer_fold: std::sync::Arc<std::sync::Mutex<(crate::timeline::Cursor, ViewerFold)>>,
     /// Keeps the fold current while the scenario waits (a hold of minutes): a cursor left
@@ -111,9 +113,11 @@ impl Driver {
     ) -> Self {
         let viewer_fold = std::sync::Arc::new(std::sync::Mutex::new((timeline.cursor(), ViewerFold::new())));
         let folding = FoldTask::start(timeline.clone(), viewer_fold.clone());
+        let browser = std::sync::Arc::new(browser);
         Driver {
+            keyboard: super::input_probe::Keyboard::new(browser.clone(), timeline.clone()),
             timeline,
-            browser: std::sync::Arc::new(browser),
+            browser,
             helix,
             monitor,
             target,
@@ -342,6 +346,20 @@ impl Driver {
         let browser = self.browser.clone();
         let control = self.target.viewer.reconnect_control();
         self.op(format!("reconnect tab {tab}"), async move { browser.press(tab, &control).await }).await
+    }
+
+    /// Press (`down`: after a click on the video, which gives the viewer the focus) or release
+    /// Shift in a tab, as a user holding it across whatever comes next.
+    pub async fn shift(&mut self, tab: TabId, down: bool) -> Result<(), OpError> {
+        let (browser, keyboard, selector) = (self.browser.clone(), self.keyboard.clone(), self.target.viewer.video_selector.clone());
+        let name = format!("{} Shift in tab {tab}", if down { "press" } else { "release" });
+        self.op(name, async move {
+            if down {
+                browser.video_input(tab, &selector, crate::browser::VideoInput::Click).await?;
+            }
+            keyboard.key(tab, crate::frames::input::SHIFT, down).await
+        })
+        .await
     }
 
     /// Leave every tab alone for a while (a user watching, or away); `tick` sees the driver

@@ -157,6 +157,10 @@ async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError>
             st.fresh_after.insert(id, now_ms());
             d.reconnect(id).await?;
         }
+        Op::Shift { tab, down } => {
+            let id = tab_of(st, tab)?;
+            d.shift(id, *down).await?;
+        }
         Op::Idle { ms } => {
             let mut watch = std::mem::take(&mut st.watch);
             let (limit, mut sessions) = (st.limit_ms, live_sessions(st));

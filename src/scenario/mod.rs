@@ -8,12 +8,14 @@
 pub mod concurrent_sessions;
 pub mod driver;
 pub mod exec;
+pub mod input_probe;
 pub mod keep_alive;
 pub mod multi_tab;
 pub mod params;
 pub mod plan;
 pub mod random_walk;
 pub mod rapid_cycles;
+pub mod reconnect_holding_shift;
 pub mod restart_chaos;
 pub mod second_connection;
 pub mod soak;
@@ -56,6 +58,7 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     ScenarioInfo { name: random_walk::NAME, about: random_walk::ABOUT },
     ScenarioInfo { name: vanished_tab::NAME, about: vanished_tab::ABOUT },
     ScenarioInfo { name: soak::NAME, about: soak::ABOUT },
+    ScenarioInfo { name: reconnect_holding_shift::NAME, about: reconnect_holding_shift::ABOUT },
 ];
 
 /// The suite `helix-e2e run` runs when no scenario is named: every scenario, in this order.
@@ -79,6 +82,7 @@ pub fn make_plan(name: &str, seed: u64, params: &params::Params, time_scale: f64
         restart_chaos::NAME => Some(restart_chaos::plan(&mut rng, params, time_scale)),
         vanished_tab::NAME => Some(vanished_tab::plan(&mut rng, params, time_scale)),
         soak::NAME => Some(soak::plan(&mut rng, params, time_scale)),
+        reconnect_holding_shift::NAME => Some(reconnect_holding_shift::plan(&mut rng, params, time_scale)),
         _ => None,
     }
 }
@@ -150,6 +154,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
         error: None,
         logs_missing: Vec::new(),
         resources: None,
+        input_latency: Vec::new(),
     };
 
     let stop = interrupt_signal();
@@ -172,6 +177,7 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
     summary.duration_s = started.elapsed().as_secs_f64();
     let observations = timeline.snapshot();
     summary.resources = crate::verdict::detectors::leak::growth_of(&observations, opts.thresholds.leak_warmup_cycles);
+    summary.input_latency = crate::frames::input::latencies(&observations);
     crate::report::write_reports(&artifacts, &summary, &observations);
     artifacts.write_json("summary.json", &summary)?;
     Ok(summary)
@@ -364,6 +370,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), services).with_given_sessions(opts.spec.sessions.clone());
     let keep_alive =
         opts.spec.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone(), target.viewer.video_selector.clone()));
+    let input_probes = input_probe::InputProbes::start(d.keyboard.clone(), target.viewer.video_selector.clone());
     let mut verdict = Verdict::Pass;
     for name in &opts.spec.scenarios {
         say!("helix-e2e: scenario {name}");
@@ -473,13 +480,16 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     if let Some(k) = keep_alive {
         k.stop().await;
     }
+    input_probes.stop().await;
     let hurry = stop.borrow().is_some();
     if !hurry && d.browser.death().is_none() {
         d.final_internals().await;
     }
     summary.tabs = tab_facts(&d);
     summary.verdict = verdict;
-    let Driver { browser, monitor, .. } = d;
+    let Driver { browser, monitor, keyboard, .. } = d;
+    // The keyboard holds a share of the browser; close needs the last one.
+    drop(keyboard);
     match std::sync::Arc::try_unwrap(browser) {
         Ok(b) if hurry => b.kill(),
         Ok(b) => {

@@ -56,6 +56,12 @@ pub enum Op {
     Reconnect {
         tab: TabNo,
     },
+    /// Press (`down`) or release Shift in the tab's viewer, as a user holding it (the press
+    /// first clicks the video, giving the viewer the focus).
+    Shift {
+        tab: TabNo,
+        down: bool,
+    },
     /// Leave every tab alone.
     Idle {
         ms: u64,
@@ -189,7 +195,7 @@ pub fn parse_jsonl(text: &str, known: &[&str]) -> Result<Vec<(String, Vec<Step>)
             Op::CreateSessions { sessions } => sessions.clone(),
             Op::StopSession { session } => vec![*session],
             Op::OpenTabs { tabs } => tabs.iter().flat_map(|t| [t.tab, t.session]).collect(),
-            Op::CloseTab { tab } | Op::CutTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } => vec![*tab],
+            Op::CloseTab { tab } | Op::CutTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } | Op::Shift { tab, .. } => vec![*tab],
             Op::Watch { tabs, .. } => tabs.clone(),
             Op::Check { expect, .. } => expect
                 .iter()
@@ -294,7 +300,10 @@ mod tests {
             let c = make_plan(s.name, 43, &p, 0.1).unwrap();
             assert_ne!(a.to_jsonl(), c.to_jsonl(), "{}: seeds 42 and 43 gave the same plan", s.name);
         }
-        assert_eq!(planned, 7, "rapid-cycles, concurrent-sessions, multi-tab-same-lobby, random-walk, restart-chaos, vanished-tab, soak");
+        assert_eq!(
+            planned, 8,
+            "rapid-cycles, concurrent-sessions, multi-tab-same-lobby, random-walk, restart-chaos, vanished-tab, soak, reconnect-holding-shift"
+        );
     }
 
     #[test]

@@ -100,8 +100,8 @@ mod tests {
                 }
                 Op::ReloadTab { tab } | Op::Reconnect { tab } => assert!(open.iter().any(|(t, _)| t == tab)),
                 Op::Idle { .. } | Op::Check { .. } => {}
-                Op::RestartService { .. } | Op::ExpectErrors { .. } | Op::CutTab { .. } | Op::Watch { .. } => {
-                    panic!("the random walk restarts, cuts and watches nothing: {:?}", s.op)
+                Op::RestartService { .. } | Op::ExpectErrors { .. } | Op::CutTab { .. } | Op::Watch { .. } | Op::Shift { .. } => {
+                    panic!("the random walk restarts, cuts and watches nothing and holds no key: {:?}", s.op)
                 }
             }
             assert!(live.len() <= MAX_SESSIONS && open.len() <= MAX_TABS);

@@ -66,6 +66,10 @@ pub enum Fault {
     /// F20: each Wolf session's pipeline opens this many handles on the render node when it
     /// launches, and its teardown never closes them: a fixed leak per connect/disconnect cycle.
     LeakPerCycle(u32),
+    /// F21: a session that leaves a lobby (Reconnect, a closed tab) does not release the keys it
+    /// still holds on the lobby's shared desktop, so a modifier whose release was lost on the way
+    /// (the viewer's input channels are closed while it reconnects) stays latched.
+    LostKeyRelease,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +102,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("no-silent-close-detection", ""),
     ("lobby-socket-leak", "N"),
     ("leak-per-cycle", "N"),
+    ("lost-key-release", ""),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -152,6 +157,7 @@ impl FromStr for Fault {
             "audio-disconnect" => Ok(Fault::AudioDisconnect(Duration::from_secs(positive(name, value, "SECS")?))),
             "no-silent-close-detection" => flag(Fault::NoSilentCloseDetection),
             "lobby-socket-leak" => Ok(Fault::LobbySocketLeak(positive(name, value, "N")?)),
+            "lost-key-release" => flag(Fault::LostKeyRelease),
             "zombie-streamer" => match value {
                 None => Ok(Fault::ZombieStreamer(Zombie::Unlisted)),
                 Some("listed") => Ok(Fault::ZombieStreamer(Zombie::Listed)),
@@ -215,6 +221,7 @@ impl fmt::Display for Fault {
             Fault::NoSilentCloseDetection => write!(f, "no-silent-close-detection"),
             Fault::LobbySocketLeak(n) => write!(f, "lobby-socket-leak={n}"),
             Fault::LeakPerCycle(n) => write!(f, "leak-per-cycle={n}"),
+            Fault::LostKeyRelease => write!(f, "lost-key-release"),
         }
     }
 }
@@ -242,6 +249,7 @@ pub struct FaultSet {
     pub no_silent_close_detection: bool,
     pub lobby_socket_leak: Option<u32>,
     pub leak_per_cycle: Option<u32>,
+    pub lost_key_release: bool,
 }
 
 impl FaultSet {
@@ -270,6 +278,7 @@ impl FaultSet {
                 Fault::NoSilentCloseDetection => s.no_silent_close_detection = true,
                 Fault::LobbySocketLeak(n) => s.lobby_socket_leak = Some(n),
                 Fault::LeakPerCycle(n) => s.leak_per_cycle = Some(n),
+                Fault::LostKeyRelease => s.lost_key_release = true,
             }
         }
         s
@@ -315,11 +324,12 @@ mod tests {
             "no-silent-close-detection",
             "lobby-socket-leak=4",
             "leak-per-cycle=14",
+            "lost-key-release",
         ] {
             let f: Fault = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), text);
         }
-        assert_eq!(KNOWN.len(), 20);
+        assert_eq!(KNOWN.len(), 21);
         assert!(matches!("black-after=0".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("slow-tls=soon".parse::<Fault>(), Err(FaultError::BadValue { .. })));
         assert!(matches!("freeze-after".parse::<Fault>(), Err(FaultError::MissingValue { .. })));

@@ -92,8 +92,8 @@ pub fn render(spec: &PictureSpec, width: u32, height: u32) -> YuvFrame {
     let mut u = vec![bu; cw * ch];
     let mut v = vec![bv; cw * ch];
 
-    // The bar lives below the stamp strip (2/9 of the height) so it never disturbs the stamp.
-    let strip = h * 2 / 9;
+    // The bar lives below the stamp strip (tag, counter and input echo) so it never disturbs it.
+    let strip = stamp::strip_height(h);
     let bar_w = (w / 20).max(2) & !1;
     let travel = w.saturating_sub(bar_w).max(1);
     // Bounce rather than wrap: a wrap would make frame N and N+travel identical in a way a
@@ -111,6 +111,7 @@ pub fn render(spec: &PictureSpec, width: u32, height: u32) -> YuvFrame {
     }
 
     stamp::draw(&mut y, w, h, Stamp { tag: spec.tag, counter: (spec.counter % 1024) as u16 });
+    stamp::draw_echo(&mut y, w, h, spec.echo);
     // Neutral chroma under the stamp keeps its blocks pure black and white after the browser's
     // YUV to RGB conversion.
     for v_or_u in [&mut u, &mut v] {
@@ -124,7 +125,7 @@ mod tests {
     use super::*;
 
     fn spec(tag: u16, counter: u32) -> PictureSpec {
-        PictureSpec { tag, counter, black: false }
+        PictureSpec { tag, counter, black: false, echo: stamp::InputEcho::default() }
     }
 
     #[test]
@@ -134,12 +135,16 @@ mod tests {
             assert_eq!(f.y.len(), 320 * 180);
             assert_eq!(f.u.len(), 160 * 90);
             assert_eq!(stamp::decode(&f.y, 320, 180), Some(Stamp { tag, counter: (counter % 1024) as u16 }));
+            assert_eq!(stamp::decode_echo(&f.y, 320, 180), Some(stamp::InputEcho::default()));
         }
+        let echo = stamp::InputEcho { events: 3, key: 0x87, modifiers: stamp::Modifiers::SHIFT };
+        let f = render(&PictureSpec { echo, ..spec(9, 1) }, 320, 180);
+        assert_eq!(stamp::decode_echo(&f.y, 320, 180), Some(echo));
     }
 
     #[test]
     fn black_is_all_black_with_no_stamp() {
-        let f = render(&PictureSpec { tag: 5, counter: 9, black: true }, 320, 180);
+        let f = render(&PictureSpec { tag: 5, counter: 9, black: true, echo: stamp::InputEcho::default() }, 320, 180);
         assert!(f.y.iter().all(|&p| p == stamp::BLACK));
         assert_eq!(stamp::decode(&f.y, 320, 180), None);
     }
@@ -148,7 +153,7 @@ mod tests {
     fn the_bar_moves_with_the_counter() {
         let a = render(&spec(3, 10), 320, 180);
         let b = render(&spec(3, 11), 320, 180);
-        let below = 320 * 40;
+        let below = 320 * stamp::strip_height(180);
         assert_ne!(a.y[below..], b.y[below..]);
     }
 

@@ -12,16 +12,31 @@
 //! top 2 bits of a CRC-6; row 1 carries the 10 counter bits and the low 4 CRC bits. The CRC covers
 //! tag and counter together. Everything is expressed as fractions of the picture so the same
 //! decoder reads the 64x36 probe sample (4x4 px per block) and a full-size screenshot.
+//!
+//! Below them, rows 2 and 3 (same blocks, same guards) carry the input echo: what the desktop
+//! made of the input it received (events counted, the last key pressed, the modifiers held), so a
+//! driver can send real input and read back from the pixels that it arrived, how long it took,
+//! and whether a modifier stayed latched (F21). Row 2: 8 event-counter bits, 4 modifier bits and
+//! the top 2 bits of a CRC-8; row 3: the 8 key-code bits and the low 6 CRC bits. The echo has its
+//! own check bits, so a picture whose echo rows are damaged still yields its tag and counter.
 
 /// Tag of the Wolf UI picture (a session not in any lobby).
 pub const WOLF_UI_TAG: u16 = 0;
 
 /// Blocks per stamp row (guards included).
 pub const COLUMNS: usize = 16;
-/// Stamp rows.
+/// Rows of the tag/counter part.
 pub const ROWS: usize = 2;
-/// The stamp's height as a fraction of the picture height: 40 of 180 rows, i.e. one ninth per row.
+/// Rows of the input echo, below the tag/counter rows.
+pub const ECHO_ROWS: usize = 2;
+/// Each row's height as a fraction of the picture height: 20 of 180 rows, i.e. one ninth per row.
 const ROW_FRACTION_DEN: usize = 9;
+
+/// Pixel rows the whole stamp (tag, counter and echo) covers at the top of a `height`-row picture:
+/// a producer draws nothing else there.
+pub fn strip_height(height: usize) -> usize {
+    span(ROWS + ECHO_ROWS, ROW_FRACTION_DEN, height).0
+}
 
 /// Luma of a black block (video range).
 pub const BLACK: u8 = 16;
@@ -76,16 +91,37 @@ fn crc6(tag: u16, counter: u16) -> u8 {
     crc
 }
 
+/// Two rows with their guards set (first row: white … black, second: black … white), data blank.
+fn guarded() -> [[bool; COLUMNS]; 2] {
+    let mut rows = [[false; COLUMNS]; 2];
+    rows[0][0] = true;
+    rows[1][COLUMNS - 1] = true;
+    rows
+}
+
+/// Whether two rows carry the guards of [`guarded`].
+fn guards_ok(rows: &[[bool; COLUMNS]; 2]) -> bool {
+    rows[0][0] && !rows[0][COLUMNS - 1] && !rows[1][0] && rows[1][COLUMNS - 1]
+}
+
+/// `n` bits of `row` from column `from`, most significant first.
+fn bits(row: &[bool; COLUMNS], from: usize, n: usize) -> u16 {
+    row[from..from + n].iter().fold(0u16, |acc, b| (acc << 1) | u16::from(*b))
+}
+
+/// Write the low `n` bits of `value` into `row` from column `from`, most significant first.
+fn put(row: &mut [bool; COLUMNS], from: usize, n: usize, value: u16) {
+    for i in 0..n {
+        row[from + i] = (value >> (n - 1 - i)) & 1 == 1;
+    }
+}
+
 /// The 2x16 block pattern of a stamp: `true` = white.
 fn pattern(stamp: Stamp) -> [[bool; COLUMNS]; ROWS] {
     let tag = stamp.tag & 0x0fff;
     let counter = stamp.counter & 0x03ff;
     let crc = crc6(tag, counter);
-    let mut rows = [[false; COLUMNS]; ROWS];
-    rows[0][0] = true;
-    rows[0][COLUMNS - 1] = false;
-    rows[1][0] = false;
-    rows[1][COLUMNS - 1] = true;
+    let mut rows = guarded();
     for i in 0..TAG_BITS as usize {
         rows[0][1 + i] = (tag >> (TAG_BITS as usize - 1 - i)) & 1 == 1;
     }
@@ -108,12 +144,21 @@ fn span(index: usize, count: usize, len: usize) -> (usize, usize) {
 /// Paint the stamp into the top strip of a luma plane (`width` x `height`, row-major, stride =
 /// width). The counter is reduced modulo 1024, the tag to 12 bits.
 pub fn draw(luma_plane: &mut [u8], width: usize, height: usize, stamp: Stamp) {
+    paint(luma_plane, width, height, 0, &pattern(stamp));
+}
+
+/// Paint the input echo into rows 2 and 3 of the stamp strip (under [`draw`]'s rows).
+pub fn draw_echo(luma_plane: &mut [u8], width: usize, height: usize, echo: InputEcho) {
+    paint(luma_plane, width, height, ROWS, &echo_pattern(echo));
+}
+
+/// Paint two block rows starting at stamp row `first`.
+fn paint(luma_plane: &mut [u8], width: usize, height: usize, first: usize, rows: &[[bool; COLUMNS]; 2]) {
     if width == 0 || height == 0 || luma_plane.len() < width * height {
         return;
     }
-    let rows = pattern(stamp);
     for (r, row) in rows.iter().enumerate() {
-        let (y0, y1) = span(r, ROW_FRACTION_DEN, height);
+        let (y0, y1) = span(first + r, ROW_FRACTION_DEN, height);
         for (c, white) in row.iter().enumerate() {
             let (x0, x1) = span(c, COLUMNS, width);
             let v = if *white { WHITE } else { BLACK };
@@ -158,25 +203,7 @@ fn sample(luma: &[u8], width: usize, height: usize, r: usize, c: usize) -> f64 {
 /// carries no stamp: a block is neither clearly black nor clearly white, a guard is wrong, or the
 /// check bits disagree.
 pub fn decode(luma: &[u8], width: usize, height: usize) -> Option<Stamp> {
-    // At least one pixel per block, or sampling reads neighbours.
-    if width < COLUMNS || height < ROW_FRACTION_DEN || luma.len() < width * height {
-        return None;
-    }
-    let mut rows = [[false; COLUMNS]; ROWS];
-    for (r, row) in rows.iter_mut().enumerate() {
-        for (c, bit) in row.iter_mut().enumerate() {
-            let v = sample(luma, width, height, r, c);
-            if v > AMBIGUOUS_LOW && v < AMBIGUOUS_HIGH {
-                return None;
-            }
-            *bit = v >= AMBIGUOUS_HIGH;
-        }
-    }
-    let guards_ok = rows[0][0] && !rows[0][COLUMNS - 1] && !rows[1][0] && rows[1][COLUMNS - 1];
-    if !guards_ok {
-        return None;
-    }
-    let bits = |row: &[bool; COLUMNS], from: usize, n: usize| -> u16 { row[from..from + n].iter().fold(0u16, |acc, b| (acc << 1) | u16::from(*b)) };
+    let rows = read(luma, width, height, 0)?;
     let tag = bits(&rows[0], 1, TAG_BITS as usize);
     let counter = bits(&rows[1], 1, COUNTER_BITS as usize);
     let crc = (bits(&rows[0], 13, 2) << 4) | bits(&rows[1], 11, 4);
@@ -184,6 +211,122 @@ pub fn decode(luma: &[u8], width: usize, height: usize) -> Option<Stamp> {
         return None;
     }
     Some(Stamp { tag, counter })
+}
+
+/// Read two guarded block rows starting at stamp row `first`; `None` when a block is neither
+/// clearly black nor clearly white or a guard is wrong.
+fn read(luma: &[u8], width: usize, height: usize, first: usize) -> Option<[[bool; COLUMNS]; 2]> {
+    // At least one pixel per block, or sampling reads neighbours.
+    if width < COLUMNS || height < ROW_FRACTION_DEN || luma.len() < width * height {
+        return None;
+    }
+    let mut rows = [[false; COLUMNS]; 2];
+    for (r, row) in rows.iter_mut().enumerate() {
+        for (c, bit) in row.iter_mut().enumerate() {
+            let v = sample(luma, width, height, first + r, c);
+            if v > AMBIGUOUS_LOW && v < AMBIGUOUS_HIGH {
+                return None;
+            }
+            *bit = v >= AMBIGUOUS_HIGH;
+        }
+    }
+    guards_ok(&rows).then_some(rows)
+}
+
+/// Modifier keys held, in Moonlight's `MODIFIER_*` bits (the keyboard packet's modifier byte):
+/// Shift 0x01, Ctrl 0x02, Alt 0x04, Meta 0x08.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Modifiers(pub u8);
+
+impl Modifiers {
+    pub const NONE: Modifiers = Modifiers(0);
+    pub const SHIFT: Modifiers = Modifiers(0x01);
+    pub const CTRL: Modifiers = Modifiers(0x02);
+    pub const ALT: Modifiers = Modifiers(0x04);
+    pub const META: Modifiers = Modifiers(0x08);
+    const NAMES: [(Modifiers, &'static str); 4] = [(Self::SHIFT, "Shift"), (Self::CTRL, "Ctrl"), (Self::ALT, "Alt"), (Self::META, "Meta")];
+
+    pub fn is_empty(self) -> bool {
+        self.0 & 0x0f == 0
+    }
+
+    pub fn contains(self, other: Modifiers) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn with(self, other: Modifiers) -> Modifiers {
+        Modifiers((self.0 | other.0) & 0x0f)
+    }
+
+    /// The modifier a key code (a Windows virtual-key code, as browsers and Moonlight send them)
+    /// stands for: left, right and generic variants alike.
+    pub fn of_key(key: u16) -> Modifiers {
+        match key {
+            0x10 | 0xA0 | 0xA1 => Self::SHIFT,
+            0x11 | 0xA2 | 0xA3 => Self::CTRL,
+            0x12 | 0xA4 | 0xA5 => Self::ALT,
+            0x5B | 0x5C => Self::META,
+            _ => Self::NONE,
+        }
+    }
+}
+
+impl std::fmt::Display for Modifiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("none");
+        }
+        let names: Vec<&str> = Self::NAMES.iter().filter(|(m, _)| self.contains(*m)).map(|(_, n)| *n).collect();
+        f.write_str(&names.join("+"))
+    }
+}
+
+/// What a desktop shows of the input it received (rows 2 and 3 of the stamp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct InputEcho {
+    /// Input events applied to the desktop, modulo 256 (keys, buttons, moves, scrolls).
+    pub events: u8,
+    /// The last key pressed (Windows virtual-key code, low 8 bits); 0 before any.
+    pub key: u8,
+    /// The modifier keys held on the desktop now.
+    pub modifiers: Modifiers,
+}
+
+/// CRC-8 (polynomial x^8 + x^2 + x + 1) over the echo's 20 data bits, most significant first.
+fn crc8(echo: InputEcho) -> u8 {
+    let data: u32 = (u32::from(echo.events) << 12) | (u32::from(echo.modifiers.0 & 0x0f) << 8) | u32::from(echo.key);
+    let mut crc: u8 = 0;
+    for i in (0..20).rev() {
+        let bit = ((data >> i) & 1) as u8;
+        let top = crc >> 7;
+        crc <<= 1;
+        if top ^ bit == 1 {
+            crc ^= 0x07;
+        }
+    }
+    crc
+}
+
+fn echo_pattern(echo: InputEcho) -> [[bool; COLUMNS]; 2] {
+    let echo = InputEcho { modifiers: Modifiers(echo.modifiers.0 & 0x0f), ..echo };
+    let crc = u16::from(crc8(echo));
+    let mut rows = guarded();
+    put(&mut rows[0], 1, 8, u16::from(echo.events));
+    put(&mut rows[0], 9, 4, u16::from(echo.modifiers.0));
+    put(&mut rows[0], 13, 2, crc >> 6);
+    put(&mut rows[1], 1, 8, u16::from(echo.key));
+    put(&mut rows[1], 9, 6, crc & 0x3f);
+    rows
+}
+
+/// Decode the input echo (rows 2 and 3) from a luma plane. `None` when the picture carries none:
+/// a block is ambiguous, a guard is wrong, or the check bits disagree.
+pub fn decode_echo(luma: &[u8], width: usize, height: usize) -> Option<InputEcho> {
+    let rows = read(luma, width, height, ROWS)?;
+    let echo = InputEcho { events: bits(&rows[0], 1, 8) as u8, key: bits(&rows[1], 1, 8) as u8, modifiers: Modifiers(bits(&rows[0], 9, 4) as u8) };
+    let crc = (bits(&rows[0], 13, 2) << 6) | bits(&rows[1], 9, 6);
+    (crc as u8 == crc8(echo)).then_some(echo)
 }
 
 #[cfg(test)]
@@ -339,6 +482,117 @@ mod tests {
             }
         }
         assert_eq!(decode(&y, W, H), None);
+    }
+
+    /// A busy picture with a stamp and an input echo.
+    fn echoed(stamp: Stamp, echo: InputEcho, frame: usize) -> Vec<u8> {
+        let mut yuv = picture(stamp, frame);
+        draw_echo(&mut yuv[..W * H], W, H, echo);
+        yuv
+    }
+
+    fn echoes() -> Vec<InputEcho> {
+        let m = |b| Modifiers(b);
+        vec![
+            InputEcho::default(),
+            InputEcho { events: 255, key: 255, modifiers: m(0x0f) },
+            InputEcho { events: 1, key: 0x87, modifiers: Modifiers::NONE },
+            InputEcho { events: 17, key: 0x87, modifiers: Modifiers::SHIFT },
+            InputEcho { events: 128, key: 0x10, modifiers: Modifiers::SHIFT.with(Modifiers::CTRL) },
+            InputEcho { events: 85, key: 0xAA, modifiers: m(0x05) },
+        ]
+    }
+
+    #[test]
+    fn echo_round_trips_beside_the_stamp_at_full_size_and_leaves_tag_and_counter_intact() {
+        for (i, echo) in echoes().into_iter().enumerate() {
+            let s = Stamp { tag: 1000 + i as u16, counter: 7 * i as u16 };
+            let yuv = echoed(s, echo, i);
+            assert_eq!(decode(&yuv[..W * H], W, H), Some(s));
+            assert_eq!(decode_echo(&yuv[..W * H], W, H), Some(echo));
+        }
+        // A picture without an echo has its stamp and no echo.
+        let plain = picture(Stamp { tag: 3, counter: 4 }, 0);
+        assert_eq!(decode(&plain[..W * H], W, H), Some(Stamp { tag: 3, counter: 4 }));
+        assert_eq!(decode_echo(&plain[..W * H], W, H), None);
+        assert_eq!(strip_height(H), 80);
+    }
+
+    #[test]
+    fn echo_survives_h264_and_the_probe_downscale() {
+        let config = EncoderConfig::new()
+            .bitrate(BitRate::from_bps(150_000))
+            .max_frame_rate(FrameRate::from_hz(30.0))
+            .rate_control_mode(RateControlMode::Bitrate)
+            .skip_frames(true);
+        let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config).expect("encoder");
+        let mut decoder = Decoder::new().expect("decoder");
+        let frames: Vec<(Stamp, InputEcho)> = echoes()
+            .into_iter()
+            .cycle()
+            .take(30)
+            .enumerate()
+            .map(|(i, e)| (Stamp { tag: 77 + i as u16, counter: (i * 37) as u16 % 1024 }, InputEcho { events: e.events.wrapping_add(i as u8), ..e }))
+            .collect();
+        let mut decoded = 0;
+        for (frame, (s, e)) in frames.iter().enumerate() {
+            let yuv = YUVBuffer::from_vec(echoed(*s, *e, frame), W, H);
+            let bitstream = encoder.encode(&yuv).expect("encode").to_vec();
+            if bitstream.is_empty() {
+                continue;
+            }
+            let Some(out) = decoder.decode(&bitstream).expect("decode") else { continue };
+            let (ystride, _, _) = out.strides();
+            let full: Vec<u8> = (0..H).flat_map(|r| out.y()[r * ystride..r * ystride + W].to_vec()).collect();
+            assert_eq!(decode_echo(&full, W, H), Some(*e), "full-size frame {frame}");
+            let small = box_downscale(out.y(), W, H, ystride, LUMA_W, LUMA_H);
+            assert_eq!(decode_echo(&small, LUMA_W, LUMA_H), Some(*e), "64x36 sample of frame {frame}");
+            assert_eq!(decode(&small, LUMA_W, LUMA_H), Some(*s), "64x36 stamp of frame {frame}");
+            decoded += 1;
+        }
+        assert!(decoded * 2 >= frames.len(), "only {decoded} of {} frames decoded", frames.len());
+    }
+
+    #[test]
+    fn noise_and_a_flipped_echo_block_never_read_as_an_echo() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let (mut noise_accepted, mut blocky_accepted) = (0, 0);
+        for _ in 0..2000 {
+            let mut luma = vec![0u8; LUMA_W * LUMA_H];
+            for px in luma.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *px = (x >> 24) as u8;
+            }
+            noise_accepted += usize::from(decode_echo(&luma, LUMA_W, LUMA_H).is_some());
+            // The hardest case: uniform 4x4 blocks of pure black or white, every block clear-cut.
+            let blocky: Vec<u8> = (0..LUMA_W * LUMA_H).map(|i| if luma[(i / LUMA_W / 4) * LUMA_W + (i % LUMA_W) / 4] >= 128 { WHITE } else { BLACK }).collect();
+            blocky_accepted += usize::from(decode_echo(&blocky, LUMA_W, LUMA_H).is_some());
+        }
+        assert_eq!(noise_accepted, 0, "random noise decoded as an echo");
+        // Guards (4 bits) and CRC-8 let 1 in 4096 random block patterns through: about 0.5 here.
+        assert!(blocky_accepted <= 2, "{blocky_accepted} random block patterns decoded as an echo");
+        let e = InputEcho { events: 9, key: 0x87, modifiers: Modifiers::SHIFT };
+        let mut y = echoed(Stamp { tag: 5, counter: 6 }, e, 0)[..W * H].to_vec();
+        // Invert the block holding modifier bit 0 (row 2, column 12): Shift would read as gone.
+        for row in 40..60 {
+            for px in &mut y[row * W + 240..row * W + 260] {
+                *px = if *px == WHITE { BLACK } else { WHITE };
+            }
+        }
+        assert_eq!(decode_echo(&y, W, H), None);
+        assert_eq!(decode(&y, W, H), Some(Stamp { tag: 5, counter: 6 }), "a damaged echo does not cost the stamp");
+    }
+
+    #[test]
+    fn modifiers_name_themselves_and_map_key_codes() {
+        assert_eq!(Modifiers::SHIFT.with(Modifiers::CTRL).to_string(), "Shift+Ctrl");
+        assert_eq!(Modifiers::NONE.to_string(), "none");
+        assert_eq!(Modifiers::of_key(0x10), Modifiers::SHIFT);
+        assert_eq!(Modifiers::of_key(0xA3), Modifiers::CTRL);
+        assert_eq!(Modifiers::of_key(0x5B), Modifiers::META);
+        assert_eq!(Modifiers::of_key(0x87), Modifiers::NONE);
     }
 
     #[test]

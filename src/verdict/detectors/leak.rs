@@ -197,11 +197,12 @@ pub struct LeakFold {
 }
 
 /// The tab a driver operation ends the viewer of (`close tab 3`, `reload tab 3`, `reconnect
-/// tab 3`): the driver's own teardowns.
+/// tab 3`, `cut tab 3`): the driver's own teardowns.
 pub(super) fn torn_down_tab(op: &str) -> Option<TabId> {
     op.strip_prefix("close tab ")
         .or_else(|| op.strip_prefix("reload tab "))
         .or_else(|| op.strip_prefix("reconnect tab "))
+        .or_else(|| op.strip_prefix("cut tab "))
         .and_then(|t| t.split_whitespace().next()?.parse().ok())
 }
 

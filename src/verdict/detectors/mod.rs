@@ -25,10 +25,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod connect;
 pub mod deaths;
-mod leaks;
+mod input;
 pub mod leak;
 #[cfg(test)]
 mod leak_tests;
+mod leaks;
 mod model;
 mod reconnect;
 mod server_state;
@@ -40,8 +41,9 @@ mod tests_wolf;
 mod wolf_host;
 
 use connect::{f12_slow_launch, f13_already_streaming_loop, f1_treated_as_resume, f2_webrtc_ports_exhausted};
-use leaks::{f18_vanished_tab_leak, f19_lobby_setup_leak};
+use input::f21_modifier_latched;
 use leak::{f20_resource_leak, LeakFold};
+use leaks::{f18_vanished_tab_leak, f19_lobby_setup_leak};
 use reconnect::f14_reconnect_teardown_race;
 use server_state::{f10_restart_ghost, f3_join_not_counted, f5_stuck_session, f6_zombie_streamer, f7_lobby_mismatch};
 use stream::{f11_sctp_corruption, f4_control_stream_timeout, f8_black_frames, f9_frozen_video};
@@ -225,6 +227,8 @@ struct Ctx<'a> {
     offered_hosts: &'a BTreeSet<String>,
     /// Completed cycles and the services' resources at them (F20).
     leak: &'a LeakFold,
+    /// Input probes whose echo showed a modifier held (F21).
+    modified_echoes: &'a [crate::frames::input::ProbeOutcome],
     end: EpochMs,
 }
 

@@ -39,6 +39,11 @@ pub struct Model {
     /// IPv4 addresses streamers offered viewers as host candidates, for the whole run (a
     /// handful): what a streamer that binds none of them cannot be reached on (F2).
     offered_hosts: BTreeSet<String>,
+    /// The driver's input probes pending their echo.
+    echoes: crate::frames::input::EchoFold,
+    /// Probes whose echo showed a modifier held on the remote desktop, for the whole run (F21's
+    /// evidence; a healthy run has none, so this stays empty).
+    modified_echoes: Vec<crate::frames::input::ProbeOutcome>,
     /// Server replies whose shape did not parse: (at, service, why). Never taken for "none".
     malformed: Vec<(EpochMs, String, String)>,
     /// Completed cycles and the services' resources at them (F20): running sums, and one point
@@ -134,6 +139,8 @@ impl Model {
             service_polls: Vec::new(),
             restart_spans: Vec::new(),
             offered_hosts: BTreeSet::new(),
+            echoes: Default::default(),
+            modified_echoes: Vec::new(),
             malformed: Vec::new(),
             leak: LeakFold::new(t.leak_warmup_cycles),
             end: 0.0,
@@ -173,6 +180,8 @@ impl Model {
         }
         self.viewers.ingest(o);
         self.leak.ingest(o);
+        self.echoes.observe(o);
+        self.modified_echoes.extend(self.echoes.take_decided().into_iter().filter(|p| p.seen.is_some_and(|(_, e)| !e.modifiers.is_empty())));
         match &o.event {
             Event::Poll { service, reply } => self.poll(o.at, service, reply),
             Event::Log { service, message, .. } => {
@@ -206,13 +215,6 @@ impl Model {
             Event::Op { name, phase: OpPhase::Ok } if name == "create agent session" => self.session_starts.push((o.at, Ok(()))),
             Event::Op { name, phase: OpPhase::Failed { error } } if name == "create agent session" => self.session_starts.push((o.at, Err(error.clone()))),
             Event::Op { name, phase: OpPhase::Start } => {
-                if let Some(tab) = name
-                    .strip_prefix("close tab ")
-                    .or_else(|| name.strip_prefix("reload tab "))
-                    .or_else(|| name.strip_prefix("reconnect tab "))
-                    .or_else(|| name.strip_prefix("cut tab "))
-                    .and_then(|t| t.split_whitespace().next()?.parse().ok())
-                {
                 if let Some(tab) = leak::torn_down_tab(name) {
                     self.teardowns.push((o.at, tab));
                     if name.starts_with("cut tab ") {
@@ -327,6 +329,7 @@ impl Model {
                 f14_reconnect_teardown_race(&ctx),
                 f19_lobby_setup_leak(&ctx, t),
                 f20_resource_leak(ctx.leak, t),
+                f21_modifier_latched(&ctx),
             ]
             .into_iter()
             .flatten()
@@ -375,6 +378,7 @@ impl Model {
             restart_spans: self.restart_spans.iter().map(|(a, b, s)| (*a, *b, s.as_str())).collect(),
             offered_hosts: &self.offered_hosts,
             leak: &self.leak,
+            modified_echoes: &self.modified_echoes,
             end: self.end,
         }
     }

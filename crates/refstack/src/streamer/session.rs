@@ -12,6 +12,7 @@
 use super::host::{HostClient, HostError, LaunchParams, DEFAULT_UNIQUE_ID};
 use super::ipc::{ServerToStreamer, StreamerFaults, StreamerInit, StreamerToServer};
 use super::rtc::{self, PeerOptions, GENERAL_CHANNEL, INPUT_CHANNELS};
+use crate::wolf::input::Packet;
 use crate::wolf::stream::wire;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -387,8 +388,13 @@ impl Streamer {
                 }
                 tracing::debug!("browser opened input channel {label}");
                 dc.on_message(Box::new(move |msg| {
-                    if let Some(tx) = lock(&input).as_ref() {
-                        let _ = tx.send(msg.data.to_vec());
+                    // The Moonlight library turns each channel message into its input packet.
+                    match (Packet::from_channel(&label, &msg.data), lock(&input).as_ref()) {
+                        (Some(packet), Some(tx)) => {
+                            let _ = tx.send(packet.encode());
+                        }
+                        (None, _) => tracing::trace!("{label}: {} bytes that are no desktop input", msg.data.len()),
+                        (Some(_), None) => tracing::trace!("{label}: input before the Wolf stream is up"),
                     }
                     Box::pin(async {})
                 }));

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audio;
+pub mod input;
 pub mod moonlight;
 pub mod state;
 pub mod stream;

@@ -7,6 +7,7 @@
 //! events) goes through one lock, as in Wolf, and the fault switches that break that state sit
 //! beside the code they break.
 
+use super::input::{Desktop, Packet};
 use crate::faults::FaultSet;
 use crate::logfile::LogFile;
 use helix_e2e_shared::stamp;
@@ -60,6 +61,8 @@ pub struct Session {
     pub control: Option<u64>,
     /// Since when the creation of this session's pipeline has waited for the type lock (F16).
     pub pipeline_waiting: Option<Instant>,
+    /// The session's own Wolf UI desktop (its input goes to its lobby's once it joined one).
+    pub desktop: Desktop,
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +78,10 @@ pub struct Lobby {
     pub connected_sessions: Vec<u64>,
     pub tag: u16,
     pub created: Instant,
+    /// The shared desktop every session in the lobby types into.
+    pub desktop: Desktop,
+    /// The echo a stopped producer (F9) froze with.
+    pub frozen_echo: Option<stamp::InputEcho>,
 }
 
 /// What a session's encoder should draw right now.
@@ -85,6 +92,8 @@ pub struct PictureSpec {
     /// Frame counter of the producer the session listens to.
     pub counter: u32,
     pub black: bool,
+    /// What the desktop shows of the input it received.
+    pub echo: stamp::InputEcho,
 }
 
 #[derive(Default)]
@@ -386,6 +395,7 @@ impl WolfState {
             black,
             control: None,
             pipeline_waiting: None,
+            desktop: Desktop::default(),
         };
         if let Some(n) = self.faults.leak_per_cycle {
             // F20: the pipeline's encoder opens its handles on the render node.
@@ -424,6 +434,7 @@ impl WolfState {
         if let Some(lobby_id) = &session.lobby {
             if let Some(lobby) = inner.lobbies.iter_mut().find(|l| &l.id == lobby_id) {
                 lobby.connected_sessions.retain(|s| *s != id);
+                self.release_keys(lobby, id);
                 if lobby.stop_when_everyone_leaves && lobby.connected_sessions.is_empty() {
                     stopped_lobby = Some(lobby.id.clone());
                 }
@@ -495,14 +506,57 @@ impl WolfState {
 
     /// What the encoder of session `id` draws now; `None` once the session is gone.
     pub fn picture_for(&self, id: u64) -> Option<PictureSpec> {
-        let inner = self.lock();
-        let session = inner.sessions.iter().find(|s| s.id == id)?;
-        let lobby = session.lobby.as_ref().and_then(|lid| inner.lobbies.iter().find(|l| &l.id == lid));
+        let mut inner = self.lock();
+        let Inner { sessions, lobbies, .. } = &mut *inner;
+        let session = sessions.iter().find(|s| s.id == id)?;
+        let lobby = session.lobby.as_ref().and_then(|lid| lobbies.iter_mut().find(|l| &l.id == lid));
         let black = session.black;
         Some(match lobby {
-            Some(l) => PictureSpec { tag: l.tag, counter: self.lobby_frames(l), black },
-            None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black },
+            Some(l) => {
+                // A stopped producer (F9) draws nothing new, input included: its last picture
+                // keeps the echo it had when it stopped.
+                let echo = if self.lobby_frozen(l) { *l.frozen_echo.get_or_insert_with(|| l.desktop.echo()) } else { l.desktop.echo() };
+                PictureSpec { tag: l.tag, counter: self.lobby_frames(l), black, echo }
+            }
+            None => PictureSpec { tag: stamp::WOLF_UI_TAG, counter: frames_since(session.started), black, echo: session.desktop.echo() },
         })
+    }
+
+    /// One input packet from session `id`'s client, applied to the desktop its input belongs
+    /// to: its lobby's once it joined one (Wolf moves a joining session's input there), else its
+    /// own Wolf UI's. A packet that does not decode is logged and dropped, as Wolf does.
+    pub fn input(&self, id: u64, bytes: &[u8]) {
+        let packet = match Packet::decode(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("session {id}: {e}");
+                return;
+            }
+        };
+        let mut inner = self.lock();
+        let Inner { sessions, lobbies, .. } = &mut *inner;
+        let Some(session) = sessions.iter_mut().find(|s| s.id == id) else { return };
+        match session.lobby.as_ref().and_then(|lid| lobbies.iter_mut().find(|l| &l.id == lid)) {
+            Some(lobby) => lobby.desktop.apply(id, &packet),
+            None => session.desktop.apply(id, &packet),
+        }
+    }
+
+    /// Session `session` leaves `lobby`'s desktop: the keys it still holds are released (its
+    /// virtual keyboard goes away), unless F21's switch loses that release.
+    fn release_keys(&self, lobby: &mut Lobby, session: u64) {
+        if self.faults.lost_key_release {
+            return;
+        }
+        let released = lobby.desktop.release_session(session);
+        if !released.is_empty() {
+            tracing::debug!("session {session} left lobby {} holding keys {released:?}; released", lobby.id);
+        }
+    }
+
+    /// Whether this lobby's producer has stopped (F9's freeze or F16's lost type lock).
+    fn lobby_frozen(&self, l: &Lobby) -> bool {
+        self.producer_stopped(l).is_some()
     }
 
     /// Frames a lobby's producer has made; with F9 on it stops at the freeze, with F16 when the
@@ -582,6 +636,8 @@ impl WolfState {
             connected_sessions: Vec::new(),
             tag: stamp::lobby_tag(&id),
             created: Instant::now(),
+            desktop: Desktop::default(),
+            frozen_echo: None,
         };
         self.lock().lobbies.push(lobby.clone());
         self.log.info(format!("[LOBBY] Created lobby {} ({})", id, lobby.name));
@@ -675,6 +731,7 @@ impl WolfState {
         let mut inner = self.lock();
         let Some(lobby) = inner.lobbies.iter_mut().find(|l| l.id == lobby_id) else { return Err(LobbyError::NotFound) };
         lobby.connected_sessions.retain(|s| *s != session_id);
+        self.release_keys(lobby, session_id);
         if let Some(s) = inner.sessions.iter_mut().find(|s| s.id == session_id) {
             if s.lobby.as_deref() == Some(lobby_id) {
                 s.lobby = None;
@@ -869,6 +926,10 @@ mod fault_tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(w.picture_for(s.id).unwrap().counter, a, "producer still running");
         assert_eq!(a, PRODUCER_FPS as u32);
+        // Input reaches the desktop, but a stopped producer draws none of it.
+        let before = w.picture_for(s.id).unwrap().echo;
+        w.input(s.id, &Packet::Key { down: true, key: 0x87, modifiers: stamp::Modifiers::NONE }.encode());
+        assert_eq!(w.picture_for(s.id).unwrap().echo, before);
         tokio::time::sleep(STUCK_AFTER + Duration::from_millis(800)).await;
         let h = w.health();
         assert_eq!((h.stuck, h.threads.len(), h.overall_status()), (1, 9, "degraded"), "{h:?}");

@@ -31,7 +31,8 @@ pub mod wire {
     pub const VIDEO: u8 = 1;
     /// Streamer → Wolf: "still here", empty payload.
     pub const HEARTBEAT: u8 = 2;
-    /// Streamer → Wolf: input bytes from the browser's input data channels.
+    /// Streamer → Wolf: one Moonlight input packet (`super::input::Packet`) made from a message
+    /// on the browser's input data channels.
     pub const INPUT: u8 = 3;
 
     pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
@@ -197,7 +198,7 @@ async fn handle(sock: TcpStream, peer: SocketAddr, state: Arc<WolfState>) {
     // Reading runs in its own task: `read_frame` is not cancel-safe, so it must not sit in a
     // `select!` that may drop it halfway through a frame.
     let mut reader = {
-        let (hb, inp) = (Arc::clone(&last_heartbeat), Arc::clone(&last_input));
+        let (hb, inp, state) = (Arc::clone(&last_heartbeat), Arc::clone(&last_input), Arc::clone(&state));
         tokio::spawn(async move {
             // Input is logged when it starts and then once per INPUT_LOG_EVERY, so a run can see
             // that a user's events reached Wolf without a line per mouse move.
@@ -210,6 +211,7 @@ async fn handle(sock: TcpStream, peer: SocketAddr, state: Arc<WolfState>) {
                         wire::HEARTBEAT => hb.store(ms_since_start(), Ordering::Relaxed),
                         wire::INPUT => {
                             inp.store(ms_since_start(), Ordering::Relaxed);
+                            state.input(id, &f.payload);
                             events += 1;
                             match logged_at {
                                 None => {
@@ -338,6 +340,7 @@ fn encode_loop(id: u64, state: &WolfState, tx: &mpsc::Sender<Vec<u8>>, stop: &At
 mod tests {
     use super::*;
     use crate::logfile::{Captured, LogFile, Style};
+    use crate::wolf::input::Packet;
     use helix_e2e_shared::stamp;
     use openh264::decoder::Decoder;
     use openh264::formats::YUVSource;
@@ -437,7 +440,7 @@ mod tests {
     async fn missing_heartbeats_stop_the_session_with_an_enet_disconnect() {
         let (state, log, id, addr) = wolf_with_session().await;
         let (mut rd, mut wr, local) = connect(addr, &id.to_string()).await;
-        wire::write_frame(&mut wr, wire::INPUT, &[0, 0, 1, 0, 1]).await.unwrap();
+        wire::write_frame(&mut wr, wire::INPUT, &Packet::MouseMoveRel { dx: 1, dy: 0 }.encode()).await.unwrap();
         let t0 = Instant::now();
         while wire::read_frame(&mut rd).await.ok().flatten().is_some() {
             assert!(t0.elapsed() < Duration::from_secs(6), "no timeout after 6 s");
@@ -500,7 +503,7 @@ mod tests {
                 }
                 if input_every.is_some_and(|every| last_input.elapsed() >= every) {
                     last_input = Instant::now();
-                    if wire::write_frame(&mut wr, wire::INPUT, &[0, 0, 1, 0, 1]).await.is_err() {
+                    if wire::write_frame(&mut wr, wire::INPUT, &Packet::MouseMoveRel { dx: 1, dy: 0 }.encode()).await.is_err() {
                         return;
                     }
                 }
