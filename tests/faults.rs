@@ -705,10 +705,15 @@ async fn f19_failed_lobby_setups_leak_their_display_sockets_until_every_setup_ti
     assert!(log.contains("[LOBBY] Failed to create a display socket for lobby"), "{log}");
 }
 
-/// Open descriptors of the stack's Wolf process, counted in `/proc` (the test's own reading, not
-/// the driver's sampler).
-fn wolf_fds() -> usize {
-    let wolf = helix_e2e::procs::descendants(std::process::id()).into_iter().find(|p| p.cmdline.contains(" service wolf ")).expect("the stack's Wolf process");
+/// Open descriptors of this stack's Wolf process, counted in `/proc` (the test's own reading, not
+/// the driver's sampler). The other tests of this binary run their own stacks at the same time:
+/// this one's Wolf is the one started with its directory.
+fn wolf_fds(s: &Stack) -> usize {
+    let dir = format!(" --dir {} ", s.processes.dir().display());
+    let wolf = helix_e2e::procs::descendants(std::process::id())
+        .into_iter()
+        .find(|p| p.cmdline.contains(" service wolf ") && p.cmdline.contains(&dir))
+        .expect("the stack's Wolf process");
     std::fs::read_dir(format!("/proc/{}/fd", wolf.pid)).unwrap().count()
 }
 
@@ -717,18 +722,18 @@ async fn f20_every_connect_disconnect_cycle_leaves_n_more_descriptors_in_wolf() 
     const N: usize = 5;
     let s = stack(&[&format!("leak-per-cycle={N}")]).await;
     let gone = || async { s.wolf.sessions().await.unwrap().is_empty().then_some(()) };
-    let before = wolf_fds();
+    let before = wolf_fds(&s);
     let mut after = Vec::new();
     for k in 0..4 {
         let mut tab = open_tab(&s, &format!("agent-ses_l-{k}"), &format!("helix-agent-ses_l-L-{k}"), true).await;
         tab.connected().await;
         // While the session streams its pipeline holds the handles …
-        assert!(wolf_fds() >= before + (k + 1) * N, "cycle {k}: the pipeline's handles are open");
+        assert!(wolf_fds(&s) >= before + (k + 1) * N, "cycle {k}: the pipeline's handles are open");
         tab.close().await;
         s.until(Duration::from_secs(10), "Wolf never ended the session", gone).await;
         // … and its teardown keeps them: settle a moment for the stream's sockets to close.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        after.push(wolf_fds() as i64 - before as i64);
+        after.push(wolf_fds(&s) as i64 - before as i64);
     }
     // N more per cycle, give or take a socket still closing.
     for (k, grown) in after.iter().enumerate() {
