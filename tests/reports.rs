@@ -541,3 +541,86 @@ fn report_html_of_a_ten_minute_eight_tab_run_stays_within_budget() {
     assert!(html.contains("<code id=\"replay-run\">helix-e2e run --seed 8</code>"));
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A soak's page: 300 viewers each streamed a couple of seconds and were closed, and the run
+/// passed. Every tab is folded away; only the 40 closed last are drawn, so the page stays within
+/// its budget however many cycles the soak ran (each drawn tab costs its lanes and card).
+#[test]
+fn report_html_of_a_soak_draws_only_the_tabs_closed_last() {
+    let base = fresh_base("soak");
+    let art = ArtifactDir::create(&base, "20260101T000000Z-0000000000000300").unwrap();
+    let tl = Timeline::new();
+    let t0 = 1_800_000_000_000.0;
+    let at = |s: f64| t0 + s * 1000.0;
+    const TABS: usize = 300;
+    for tab in 0..TABS {
+        let s0 = tab as f64 * 2.0;
+        let p = |probe| Event::Tab { tab, probe };
+        tl.push_at(at(s0), p(ProbeEvent::PageLoad { url: format!("http://127.0.0.1:9/session/ses_{}?e2e_tab={tab}", tab % 4) }));
+        for (k, state) in ["new", "connecting", "connected"].iter().enumerate() {
+            tl.push_at(at(s0 + 0.1 * k as f64), p(ProbeEvent::PcState { pc: 0, which: PcStateKind::Connection, state: (*state).into() }));
+        }
+        for k in 0..8 {
+            let stamp = Some(helix_e2e::frames::stamp::Stamp { tag: (tab % 4) as u16 + 1, counter: k as u16 });
+            let sample = helix_e2e::timeline::FrameSample {
+                video_width: 320,
+                video_height: 180,
+                presented: k as u64 * 6,
+                mean_luma: 90.0,
+                hash: format!("{tab:x}-{k:x}"),
+                luma: String::new(),
+                stamp,
+            };
+            tl.push_at(at(s0 + 0.4 + 0.2 * k as f64), p(ProbeEvent::Frame { video: 0, sample }));
+            tl.push_at(
+                at(s0 + 0.4 + 0.2 * k as f64),
+                p(ProbeEvent::Stats { pc: 0, stats: StatsSample { frames_decoded: Some(k as u64 * 6), ..StatsSample::default() } }),
+            );
+        }
+        tl.push_at(at(s0 + 2.0), Event::Browser { tab: Some(tab), what: "tab closed".into() });
+    }
+    tl.push_at(at(TABS as f64 * 2.0 + 1.0), Event::Log { service: "wolf".into(), level: "INFO".into(), message: "[LOBBY] the last check".into() });
+    let observations = tl.snapshot();
+    report::write_timeline(&art, &observations).unwrap();
+    let summary = Summary {
+        run_id: "20260101T000000Z-0000000000000300".into(),
+        verdict: Verdict::Pass,
+        seed: 300,
+        target: "embedded reference stack".into(),
+        started_at: "2026-01-01T00:00:00.000+00:00".into(),
+        duration_s: TABS as f64 * 2.0 + 1.0,
+        replay: "helix-e2e run soak --seed 300".into(),
+        scenarios: vec![ScenarioResult {
+            name: "soak".into(),
+            verdict: Verdict::Pass,
+            invariants: vec![InvariantResult {
+                name: "after-soak/all-sessions-reconnect".into(),
+                passed: true,
+                message: "4 streaming".into(),
+                at: at(TABS as f64 * 2.0),
+            }],
+            failed_op: None,
+            state_at_failure: None,
+            detections: vec![],
+            error: None,
+            duration_s: TABS as f64 * 2.0,
+            replay: "helix-e2e run soak --seed 300".into(),
+        }],
+        tabs: vec![],
+        artifacts: art.root().display().to_string(),
+        error: None,
+        logs_missing: vec![],
+        resources: None,
+        input_latency: vec![],
+    };
+    let errors = report::write_reports(&art, &summary, &observations);
+    assert!(errors.is_empty(), "{errors:?}");
+    let html = std::fs::read_to_string(art.root().join("report.html")).unwrap();
+    assert!(html.len() < HTML_BUDGET_BYTES, "report.html is {} bytes", html.len());
+    let folded = html.split("<details id=\"closed-tabs-timeline\">").nth(1).expect("closed tabs folded in the timeline");
+    assert!(folded.starts_with("<summary>300 tab(s) closed before the end of the run: tab 0, tab 1,"), "{}", &folded[..200]);
+    assert!(folded.contains("(the 40 closed last are drawn; the others are in summary.json and timeline.jsonl)"));
+    let cards = html.split("<details id=\"closed-tabs\">").nth(1).expect("closed tabs folded among the cards");
+    assert!(cards.contains("id=\"tab-299\"") && cards.contains("id=\"tab-260\"") && !cards.contains("id=\"tab-259\"") && !cards.contains("id=\"tab-0\""));
+    let _ = std::fs::remove_dir_all(&base);
+}

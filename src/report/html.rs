@@ -133,9 +133,23 @@ fn tab_list(tabs: &[TabId]) -> String {
     tabs.iter().map(|t| format!("tab {t}")).collect::<Vec<_>>().join(", ")
 }
 
+/// Folded tabs drawn at most (the ones closed last): a soak opens and closes hundreds, and each
+/// drawn tab costs its lanes and card (about 60 KB), which would take the page past its budget.
+/// The others are listed by number; their facts are in `summary.json` and `timeline.jsonl`.
+const FOLDED_DRAWN: usize = 40;
+
+/// Whether a folded tab is one of the [`FOLDED_DRAWN`] drawn ones.
+fn drawn(folded: &[TabId], tab: TabId) -> bool {
+    folded.iter().rev().take(FOLDED_DRAWN).any(|t| *t == tab)
+}
+
 /// Opens the `<details>` that folds the tabs closed before the moment that matters.
 fn open_folded(h: &mut String, id: &str, folded: &[TabId], s: &Summary) {
-    let _ = write!(h, "<details id=\"{id}\"><summary>{} tab(s) closed before {}: {}</summary>", folded.len(), moment_words(s), tab_list(folded));
+    let _ = write!(h, "<details id=\"{id}\"><summary>{} tab(s) closed before {}: {}", folded.len(), moment_words(s), tab_list(folded));
+    if folded.len() > FOLDED_DRAWN {
+        let _ = write!(h, " (the {FOLDED_DRAWN} closed last are drawn; the others are in summary.json and timeline.jsonl)");
+    }
+    h.push_str("</summary>");
 }
 
 /// Tabs folded away (in a closed `<details>`): closed before the moment a reader looks at, and
@@ -323,7 +337,7 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, folded: &[TabI
     }
     lanes.push(("operations".into(), g));
     let mut closed_lanes: Vec<(String, String)> = Vec::new();
-    for t in &d.tabs {
+    for t in d.tabs.iter().filter(|t| !folded.contains(&t.tab) || drawn(folded, t.tab)) {
         let into = if folded.contains(&t.tab) { &mut closed_lanes } else { &mut lanes };
         into.push((format!("tab {}", t.tab), tab_lane(t, d, axis)));
         if !t.frames.is_empty() {
@@ -701,7 +715,7 @@ fn tabs(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, root: &Path, folde
         open_folded(h, "closed-tabs", folded, s);
         h.push_str("<div class=\"tabgrid\">");
         // Folded away: embedded with what the tabs in view left of the budget.
-        for &id in ids.iter().filter(|id| folded.contains(id)) {
+        for &id in ids.iter().filter(|id| folded.contains(id) && drawn(folded, **id)) {
             tab_card(h, s, d, axis, root, id, &mut embed_left);
         }
         h.push_str("</div></details>");

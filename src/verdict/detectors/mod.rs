@@ -1,4 +1,4 @@
-//! Fault detectors: one named detector per documented failure (F1–F17 of the failure catalog),
+//! Fault detectors: one named detector per documented failure (F1–F21 of the failure catalog),
 //! each reading the whole timeline — browser probes, server polls, Wolf events, service logs —
 //! and deciding as soon as the evidence is there.
 //!
@@ -29,7 +29,7 @@ mod input;
 pub mod leak;
 #[cfg(test)]
 mod leak_tests;
-mod leaks;
+mod left_behind;
 mod model;
 mod reconnect;
 mod server_state;
@@ -43,7 +43,7 @@ mod wolf_host;
 use connect::{f12_slow_launch, f13_already_streaming_loop, f1_treated_as_resume, f2_webrtc_ports_exhausted};
 use input::f21_modifier_latched;
 use leak::{f20_resource_leak, LeakFold};
-use leaks::{f18_vanished_tab_leak, f19_lobby_setup_leak};
+use left_behind::{f18_vanished_tab_leak, f19_lobby_setup_leak};
 use reconnect::f14_reconnect_teardown_race;
 use server_state::{f10_restart_ghost, f3_join_not_counted, f5_stuck_session, f6_zombie_streamer, f7_lobby_mismatch};
 use stream::{f11_sctp_corruption, f4_control_stream_timeout, f8_black_frames, f9_frozen_video};
