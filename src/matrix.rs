@@ -5,6 +5,9 @@
 //!
 //! Each run is a separate `helix-e2e run` process (its own stack, browser and namespace), so
 //! runs cannot leak state into one another.
+//!
+//! Why one file of over 400 lines: it is under 350 without its tests; the rows, the kills the
+//! harness injects and the tabulation are one table's.
 
 use crate::catalog::FailureId;
 use crate::report::{Summary, Verdict};

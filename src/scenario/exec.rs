@@ -6,6 +6,9 @@
 //! until every open tab streams (or a deadline passes), watches them for the hold time, and
 //! checks everything. The verdict of a tab is taken from its *latest* viewer: a reload starts a
 //! new one, a Reconnect press a new connection of the same one.
+//!
+//! Why one file of over 400 lines: one match over the plan's operations, each arm the driver's call
+//! and the checks after it; split up, the arms would be read apart from the order they run in.
 
 use super::driver::{Driver, OpError};
 use super::plan::{Expect, Op, Plan, SessionNo, TabNo};

@@ -2,6 +2,9 @@
 //! believes each of the run's sessions owns), follows Wolf's event stream and service logs
 //! (from the sources of `log_source`), pushing everything onto the timeline (which masks
 //! secrets) and keeping the latest typed snapshot for the correlation table.
+//!
+//! Why one file of over 400 lines: it is under 360 without its tests; every poll loop feeds one
+//! `ServerState` and one timeline, and their cadence is read together.
 
 use super::control::ServiceControl;
 use super::helix::HelixClient;

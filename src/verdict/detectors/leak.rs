@@ -275,9 +275,17 @@ impl LeakFold {
             (Service::MoonlightWeb, Part::Main) => self.mlw_sessions,
             (Service::Api, Part::Main) => None,
         };
+        // Streamers come and go with sessions: their sum follows how many happen to be alive at
+        // the sample (a soak's last cycles end them all), not what each holds. So their figures
+        // are per streamer — one that starts bigger every cycle is their leak — and a moment
+        // without a streamer is no point.
+        let per = match s.part {
+            Part::Main => Some(1.0),
+            Part::Streamers => (s.processes > 0).then_some(f64::from(s.processes)),
+        };
         let values = [
-            (Resource::Fds, s.fds.map(|n| n as f64)),
-            (Resource::Memory, s.memory_bytes.map(|b| b as f64 / (1024.0 * 1024.0))),
+            (Resource::Fds, s.fds.zip(per).map(|(n, p)| n as f64 / p)),
+            (Resource::Memory, s.memory_bytes.zip(per).map(|(b, p)| b as f64 / (1024.0 * 1024.0) / p)),
             (Resource::Live, live.map(|n| n as f64)),
         ];
         if let Some(why) = s.unavailable.first() {
@@ -341,7 +349,7 @@ impl LeakFold {
 fn label(service: Service, part: Part) -> String {
     match part {
         Part::Main => service.name().to_string(),
-        Part::Streamers => format!("{} streamers", service.name()),
+        Part::Streamers => format!("{} streamers (each)", service.name()),
     }
 }
 

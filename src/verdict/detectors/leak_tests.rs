@@ -108,7 +108,7 @@ fn the_clean_stacks_wobble_and_warm_up_are_not_a_leak() {
     let wolf_fds = g.series.iter().find(|s| s.label == "wolf" && s.resource == Resource::Fds).and_then(|s| s.trend).unwrap();
     assert!(wolf_fds.slope.abs() < 0.2 && wolf_fds.points == 48, "{wolf_fds:?}");
     // Every series is reported, named or not, with a point per cycle for the chart.
-    assert!(g.series.iter().any(|s| s.label == "moonlight-web streamers") && g.series.iter().all(|s| s.points.len() == 61));
+    assert!(g.series.iter().any(|s| s.label == "moonlight-web streamers (each)") && g.series.iter().all(|s| s.points.len() == 61));
 }
 
 #[test]
@@ -158,4 +158,18 @@ fn a_cycle_needs_a_viewer_that_streamed() {
     // Tabs closed before they showed a frame are not cycles.
     let obs: Vec<Observation> = run(30, &clean()).into_iter().filter(|o| !matches!(o.event, Event::Tab { .. })).collect();
     assert_eq!(growth_of(&obs, 5).map(|g| g.cycles), Some(0));
+}
+
+/// Streamers come and go with sessions: fewer alive at the later samples (a soak's last cycles
+/// end them all) is no shrinking, and more is no leak. Their figures are per streamer.
+#[test]
+fn streamers_are_measured_each_not_by_how_many_are_alive() {
+    let stack = Stack { streamers: Box::new(|k| if k < 40 { 4 } else { (60 - k as u32) / 5 }), ..clean() };
+    let obs = run(60, &stack);
+    assert_eq!(f20(&obs), None);
+    let g = growth_of(&obs, Thresholds::default().leak_warmup_cycles).unwrap();
+    let each = |r: Resource| g.series.iter().find(|s| s.label == "moonlight-web streamers (each)" && s.resource == r).and_then(|s| s.trend).unwrap();
+    assert!(each(Resource::Fds).slope.abs() < 1e-9 && each(Resource::Memory).slope.abs() < 1e-9, "{:?}", each(Resource::Fds));
+    // A moment without a streamer is no point: cycles 56–60 had none.
+    assert_eq!(g.series.iter().find(|s| s.label == "moonlight-web streamers (each)" && s.resource == Resource::Fds).unwrap().points.len(), 56);
 }
