@@ -409,16 +409,20 @@ mod tests {
         assert_eq!(decode(&yuv[..W * H], W, H), Some(Stamp { tag: 9, counter: 5 }));
     }
 
-    #[test]
-    fn h264_round_trip_at_low_bitrate_decodes_from_the_probe_sample() {
+    /// An H.264 encoder at a low bitrate (the stamp must survive it) and a decoder.
+    fn low_bitrate_codec() -> (Encoder, Decoder) {
         let config = EncoderConfig::new()
             .bitrate(BitRate::from_bps(150_000))
             .max_frame_rate(FrameRate::from_hz(30.0))
             .rate_control_mode(RateControlMode::Bitrate)
             // Without frame skipping openh264 ignores the bitrate target.
             .skip_frames(true);
-        let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config).expect("encoder");
-        let mut decoder = Decoder::new().expect("decoder");
+        (Encoder::with_api_config(OpenH264API::from_source(), config).expect("encoder"), Decoder::new().expect("decoder"))
+    }
+
+    #[test]
+    fn h264_round_trip_at_low_bitrate_decodes_from_the_probe_sample() {
+        let (mut encoder, mut decoder) = low_bitrate_codec();
         let stamps: Vec<Stamp> = [0u16, 1, 77, 2048, 4095, lobby_tag("0d5c2f7e-8a41-4a8e-9a43-2d1b7c9b1e22")]
             .iter()
             .enumerate()
@@ -523,13 +527,7 @@ mod tests {
 
     #[test]
     fn echo_survives_h264_and_the_probe_downscale() {
-        let config = EncoderConfig::new()
-            .bitrate(BitRate::from_bps(150_000))
-            .max_frame_rate(FrameRate::from_hz(30.0))
-            .rate_control_mode(RateControlMode::Bitrate)
-            .skip_frames(true);
-        let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config).expect("encoder");
-        let mut decoder = Decoder::new().expect("decoder");
+        let (mut encoder, mut decoder) = low_bitrate_codec();
         let frames: Vec<(Stamp, InputEcho)> = echoes()
             .into_iter()
             .cycle()
