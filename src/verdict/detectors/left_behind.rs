@@ -168,20 +168,12 @@ mod tests {
     }
     /// Tab 1's viewer of session `agent-ses_a-u`, streaming from t=1000.
     fn viewer() -> Vec<Observation> {
-        let tab = |t, probe| at(t, Event::Tab { tab: 1, probe });
-        vec![
-            tab(0.0, ProbeEvent::PageLoad { url: "http://x/session".into() }),
-            tab(10.0, ProbeEvent::WsOpen { ws: 0, url: "ws://x/moonlight/host/stream".into() }),
-            tab(
-                20.0,
-                ProbeEvent::WsMessage {
-                    ws: 0,
-                    dir: Direction::Sent,
-                    msg: json!({"AuthenticateAndInit": {"session_id": "agent-ses_a-u", "mode": "create", "client_unique_id": "helix-agent-ses_a-L-u"}}),
-                },
-            ),
-            tab(1000.0, ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!({"ConnectionComplete": {"client_id": "42"}}) }),
-        ]
+        let mut v = super::super::tests::viewer("ses_a");
+        v.push(at(
+            1000.0,
+            Event::Tab { tab: 1, probe: ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg: json!({"ConnectionComplete": {"client_id": "42"}}) } },
+        ));
+        v
     }
     /// moonlight-web's list with the viewer's session, its socket attached or not.
     fn mlw(t: EpochMs, has_websocket: bool) -> Observation {

@@ -22,7 +22,7 @@ fn received(at: EpochMs, msg: serde_json::Value) -> Observation {
     tab(at, ProbeEvent::WsMessage { ws: 0, dir: Direction::Received, msg })
 }
 /// A viewer of `ses` on tab 1 that got as far as WebRTC negotiation at t=1000.
-fn viewer(ses: &str) -> Vec<Observation> {
+pub(super) fn viewer(ses: &str) -> Vec<Observation> {
     vec![
         tab(0.0, ProbeEvent::PageLoad { url: "http://x/session".into() }),
         tab(10.0, ProbeEvent::WsOpen { ws: 0, url: "ws://x/moonlight/host/stream".into() }),
@@ -36,6 +36,26 @@ fn viewer(ses: &str) -> Vec<Observation> {
         ),
         received(1000.0, json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})),
     ]
+}
+/// A 320x180 picture as the probe samples it: grey, with the stand-in's stamp (tag 7, this
+/// counter) when there is one; its hash never changes (only the stamp moves).
+pub(super) fn frame_sample(presented: u64, stamp: Option<u16>) -> crate::timeline::FrameSample {
+    use crate::frames::stamp::{draw, Stamp};
+    use crate::timeline::{LUMA_H, LUMA_W};
+    use base64::Engine;
+    let mut luma = vec![128u8; LUMA_W * LUMA_H];
+    if let Some(counter) = stamp {
+        draw(&mut luma, LUMA_W, LUMA_H, Stamp { tag: 7, counter });
+    }
+    crate::timeline::FrameSample {
+        video_width: 320,
+        video_height: 180,
+        presented,
+        mean_luma: 120.0,
+        hash: "same".into(),
+        luma: base64::engine::general_purpose::STANDARD.encode(&luma),
+        stamp: None,
+    }
 }
 fn lobby(sessions: &[&str]) -> serde_json::Value {
     json!([{"id": "L", "name": "Agent", "runner": {"env": ["HELIX_SESSION_ID=ses_a"]}, "connected_sessions": sessions}])
@@ -269,24 +289,8 @@ fn f13_decides_on_the_first_busy_answer_when_another_tab_streams_with_that_sessi
 
 #[test]
 fn f9_takes_new_frames_with_one_stamp_as_proof_but_an_unstamped_still_picture_must_last() {
-    use crate::frames::stamp::{draw, Stamp};
-    use crate::timeline::{FrameSample, PcStateKind, LUMA_H, LUMA_W};
-    use base64::Engine;
-    let sample = |presented: u64, stamp: Option<u16>| {
-        let mut luma = vec![128u8; LUMA_W * LUMA_H];
-        if let Some(counter) = stamp {
-            draw(&mut luma, LUMA_W, LUMA_H, Stamp { tag: 7, counter });
-        }
-        FrameSample {
-            video_width: 320,
-            video_height: 180,
-            presented,
-            mean_luma: 120.0,
-            hash: "same".into(),
-            luma: base64::engine::general_purpose::STANDARD.encode(&luma),
-            stamp: None,
-        }
-    };
+    use crate::timeline::PcStateKind;
+    let sample = frame_sample;
     let frames = |stamped: bool| {
         let mut obs = viewer("ses_a");
         let ev = |at: EpochMs, probe| Observation { at, event: Event::Tab { tab: 1, probe } };

@@ -117,22 +117,7 @@ fn f16_needs_consecutive_polls_of_wolf_saying_it_cannot_create_pipelines() {
 /// A viewer on tab 1 connected at 1500 whose stamped picture moves for a second and then stands
 /// still from 2800 (the F9 test's timeline).
 fn freezing_viewer() -> Vec<Observation> {
-    use crate::frames::stamp::{draw, Stamp};
-    use crate::timeline::{FrameSample, LUMA_H, LUMA_W};
-    use base64::Engine;
-    let sample = |presented: u64, counter: u16| {
-        let mut luma = vec![128u8; LUMA_W * LUMA_H];
-        draw(&mut luma, LUMA_W, LUMA_H, Stamp { tag: 7, counter });
-        FrameSample {
-            video_width: 320,
-            video_height: 180,
-            presented,
-            mean_luma: 120.0,
-            hash: "same".into(),
-            luma: base64::engine::general_purpose::STANDARD.encode(&luma),
-            stamp: None,
-        }
-    };
+    let sample = |presented: u64, counter: u16| super::tests::frame_sample(presented, Some(counter));
     let mut obs = launching_viewer(0.0);
     obs.push(on_tab(1100.0, ProbeEvent::PcCreated { pc: 0, config: json!({}) }));
     obs.push(on_tab(1110.0, ProbeEvent::Link { ws: 0, pc: 0 }));
@@ -193,6 +178,12 @@ fn a_streamer_waiting_for_a_silent_wolf_to_answer_its_cancel_is_no_zombie_until_
     // A process named like a streamer stands for it (the rule reads its command line).
     let mut streamer = std::process::Command::new("sh").args(["-c", "sleep 30; :", "__streamer"]).spawn().unwrap();
     let pid = streamer.id();
+    // Until `sh` has exec'd, the child's command line is still this test binary's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("__streamer")) {
+        assert!(std::time::Instant::now() < deadline, "the stand-in streamer process never exec'd");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let listed = |at: EpochMs| {
         let s = json!([{"session_id": "agent-ses_k-2", "client_unique_id": "helix-agent-ses_k-L-2", "mode": "create", "has_websocket": true, "streamer_pid": pid, "streamer_alive": true}]);
         reply(at, "moonlight-web", Reply::parse("moonlight-web", "sessions", s))
