@@ -409,6 +409,14 @@ mod tests {
         assert_eq!(decode(&yuv[..W * H], W, H), Some(Stamp { tag: 9, counter: 5 }));
     }
 
+    /// The next byte of a xorshift64 stream: noise that is the same on every run.
+    fn xorshift(x: &mut u64) -> u8 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 24) as u8
+    }
+
     /// An H.264 encoder at a low bitrate (the stamp must survive it) and a decoder.
     fn low_bitrate_codec() -> (Encoder, Decoder) {
         let config = EncoderConfig::new()
@@ -466,10 +474,7 @@ mod tests {
         for _ in 0..2000 {
             let mut luma = vec![0u8; LUMA_W * LUMA_H];
             for px in luma.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *px = (x >> 24) as u8;
+                *px = xorshift(&mut x);
             }
             if decode(&luma, LUMA_W, LUMA_H).is_some() {
                 accepted += 1;
@@ -561,10 +566,7 @@ mod tests {
         for _ in 0..2000 {
             let mut luma = vec![0u8; LUMA_W * LUMA_H];
             for px in luma.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *px = (x >> 24) as u8;
+                *px = xorshift(&mut x);
             }
             noise_accepted += usize::from(decode_echo(&luma, LUMA_W, LUMA_H).is_some());
             // The hardest case: uniform 4x4 blocks of pure black or white, every block clear-cut.
