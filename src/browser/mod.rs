@@ -188,6 +188,11 @@ struct TabState {
     page: Page,
     context: BrowserContextId,
     tasks: Vec<JoinHandle<()>>,
+    /// The tab's one mouse and keyboard. A user's gestures do not interleave; the driver's
+    /// press of a control and its input probes run concurrently, and a probe's mouse-down on the
+    /// video landing between a press's down and up took the press's click away (a Reconnect
+    /// that did nothing). Every gesture holds this from its first event to its last.
+    input: tokio::sync::Mutex<()>,
 }
 
 pub struct Browser {

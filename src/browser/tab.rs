@@ -332,7 +332,7 @@ impl Browser {
         let setup = async {
             let mut tasks = listen(&page, tab, &self.timeline).await?;
             tasks.push(tokio::spawn(super::watch_answers(page.clone(), Some(tab), self.health.clone(), self.timeline.clone())));
-            let state = Arc::new(TabState { page: page.clone(), context: context.clone(), tasks });
+            let state = Arc::new(TabState { page: page.clone(), context: context.clone(), tasks, input: tokio::sync::Mutex::new(()) });
             self.tabs.lock().unwrap_or_else(|e| e.into_inner()).insert(tab, state);
             self.targets.lock().unwrap_or_else(|e| e.into_inner()).insert(page.target_id().clone(), tab);
             cdp("add probe binding", page.execute(AddBindingParams::new(PROBE_BINDING))).await?;
@@ -374,7 +374,9 @@ impl Browser {
     }
 
     async fn video_input_now(&self, tab: TabId, selector: &str, input: VideoInput) -> Result<usize, BrowserError> {
-        let page = self.tab(tab)?.page.clone();
+        let state = self.tab(tab)?;
+        let _gesture = state.input.lock().await;
+        let page = state.page.clone();
         let call = format!("({VIDEO_TARGETS})({})", serde_json::Value::String(selector.to_string()));
         let found = cdp(&format!("tab {tab}: locate {selector}"), page.evaluate_expression(call)).await?;
         let points: Vec<Centre> = found.into_value().unwrap_or_default();
@@ -402,7 +404,8 @@ impl Browser {
     /// One real key event (CDP `Input.dispatchKeyEvent`, down or up) to whatever has the focus
     /// in the tab; click the video first to give it to the viewer.
     pub async fn key_event(&self, tab: TabId, key: &str, code: &str, key_code: i64, down: bool) -> Result<(), BrowserError> {
-        let page = self.tab(tab)?.page.clone();
+        let state = self.tab(tab)?;
+        let page = state.page.clone();
         let p = DispatchKeyEventParams::builder()
             .r#type(if down { DispatchKeyEventType::KeyDown } else { DispatchKeyEventType::KeyUp })
             .key(key)
@@ -411,6 +414,7 @@ impl Browser {
             .native_virtual_key_code(key_code)
             .build()
             .map_err(|e| BrowserError::Page { tab, what: e })?;
+        let _gesture = state.input.lock().await;
         self.health.while_alive(Some(tab), cdp(&format!("tab {tab}: key {key}"), page.execute(p))).await?;
         Ok(())
     }
@@ -428,7 +432,8 @@ impl Browser {
     }
 
     async fn press_now(&self, tab: TabId, want: &str) -> Result<(), BrowserError> {
-        let page = self.tab(tab)?.page.clone();
+        let state = self.tab(tab)?;
+        let page = state.page.clone();
         let label = want.strip_prefix("css:").map(str::to_string).unwrap_or_else(|| format!("\"{want}\""));
         let call = format!("({FIND_CONTROL})({})", serde_json::Value::String(want.to_string()));
         let started = tokio::time::Instant::now();
@@ -437,6 +442,7 @@ impl Browser {
             let found = cdp(&format!("tab {tab}: find {label}"), page.evaluate_expression(call.clone())).await?;
             match found.into_value::<Found>() {
                 Ok(Found::At { x, y }) => {
+                    let _gesture = state.input.lock().await;
                     cdp(&format!("tab {tab}: click {label}"), page.click(Point::new(x, y))).await?;
                     return Ok(());
                 }
