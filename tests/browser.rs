@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use helix_e2e::browser::viewers::fold_tab_viewers;
-use helix_e2e::browser::{dump_shape, peer_connections_of_tab, validate_dump, Browser, BrowserError, BrowserOptions};
+use helix_e2e::browser::{dump_shape, peer_connections_of_tab, validate_dump, Browser, BrowserError, BrowserOptions, VideoInput};
 use helix_e2e::timeline::{Casualty, Direction, Event, Observation, PcStateKind, ProbeEvent, TabId, Timeline};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -106,6 +106,11 @@ setTimeout(() => { document.getElementById('alert').hidden = false; }, 600);
 const PLAIN: &str = r#"<!doctype html><html><body><p id="p">plain</p>
 <button onclick="document.getElementById('p').textContent = 'clicked'">Press me</button></body></html>"#;
 
+/// A control beside a `<video>`: each counts the clicks it gets.
+const GESTURES: &str = r#"<!doctype html><html><body>
+<video style="width:320px;height:180px;display:block;background:#333" onclick="window.videoClicks = (window.videoClicks || 0) + 1"></video>
+<button style="margin:40px" onclick="window.presses = (window.presses || 0) + 1">Again</button></body></html>"#;
+
 async fn ws_endpoint(up: WebSocketUpgrade) -> impl IntoResponse {
     up.on_upgrade(talk)
 }
@@ -140,6 +145,7 @@ async fn serve() -> SocketAddr {
     let app = Router::new()
         .route("/two.html", get(|| async { Html(TWO_VIEWERS) }))
         .route("/plain.html", get(|| async { Html(PLAIN) }))
+        .route("/gestures.html", get(|| async { Html(GESTURES) }))
         .route("/real-like.html", get(|| async { Html(REAL_LIKE) }))
         .route(
             "/api/v1/external-agents/ses_x/auto-join-lobby",
@@ -342,6 +348,27 @@ async fn tabs_are_isolated_and_driveable() {
     browser.close_tab(t1).await.expect("close tab");
     assert!(matches!(browser.evaluate(t1, "1").await, Err(BrowserError::NoSuchTab(1))));
     assert_eq!(browser.open_tabs(), vec![t0]);
+    browser.close().await.expect("close");
+}
+
+/// A tab has one mouse: the driver's press of a control and an input probe's click on the video,
+/// sent at the same moment, each land whole. Interleaved, a probe's mouse-down between a press's
+/// down and up took the press's click away (a Reconnect that did nothing, restart-chaos in CI).
+#[tokio::test]
+async fn concurrent_gestures_in_a_tab_do_not_take_each_others_clicks() {
+    let addr = serve().await;
+    let browser = Browser::launch(options(), Timeline::new()).await.expect("launch");
+    let t = browser.open_tab(&format!("http://{addr}/gestures.html"), vec![]).await.expect("tab");
+    const ROUNDS: usize = 40;
+    for _ in 0..ROUNDS {
+        let (pressed, clicked) = tokio::join!(browser.press(t, "Again"), browser.video_input(t, "video", VideoInput::Click));
+        pressed.expect("press");
+        assert_eq!(clicked.expect("video click"), 1, "the video is there to click");
+    }
+    let presses = browser.evaluate(t, "window.presses || 0").await.unwrap();
+    let video_clicks = browser.evaluate(t, "window.videoClicks || 0").await.unwrap();
+    assert_eq!(presses, json!(ROUNDS), "every press of the control was a click");
+    assert_eq!(video_clicks, json!(ROUNDS), "every click on the video was a click");
     browser.close().await.expect("close");
 }
 
