@@ -32,6 +32,9 @@ enum Command {
     List,
     /// Run the detection matrix: every fault's exposing scenario N times, plus N clean runs.
     Matrix(MatrixArgs),
+    /// Join the artifact directories of every shard of one sharded run or matrix (`--shard K/N`)
+    /// into one summary.json, junit.xml and report (or one matrix table).
+    Merge(MergeArgs),
     /// Run again exactly the operations of an earlier run (its ops.jsonl), on the same target,
     /// faults, parameters and time scale (its run.json).
     Replay(ReplayArgs),
@@ -124,6 +127,10 @@ struct RunArgs {
     /// Seconds the viewers are watched at each check before the verdict.
     #[arg(long)]
     hold_s: Option<f64>,
+    /// Run only the K-th of N parts of the scenarios (CI shards; needs --seed); join the
+    /// shards' artifact directories with `helix-e2e merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -175,6 +182,21 @@ struct MatrixArgs {
     /// Seed of the first run; run i uses seed + i.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run only the K-th of N parts of the rows' runs (CI shards); join the shards' matrix
+    /// directories with `helix-e2e merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// The shards' artifact directories: run directories (`--shard` of `run`) or matrix
+    /// directories (`--shard` of `matrix`), every shard once.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Where the merged summary.json, junit.xml and reports (or matrix tables) go.
+    #[arg(long, default_value = "artifacts/merged")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -242,6 +264,10 @@ fn main() {
         Command::Matrix(args) => {
             init_tracing("warn");
             run_matrix(args)
+        }
+        Command::Merge(args) => {
+            init_tracing("warn");
+            merge(args)
         }
         Command::Bench(args) => {
             init_tracing("warn");
@@ -353,7 +379,10 @@ impl RunArgs {
             };
             params.insert(s.clone(), file.overlay(&overrides));
         }
-        Ok(RunSpec {
+        if self.shard.is_some() && self.seed.is_none() {
+            bail!("--shard needs --seed: every shard must draw the same plans from the same seed");
+        }
+        let spec = RunSpec {
             scenarios,
             seed: self.seed.unwrap_or_else(rand_seed),
             time_scale,
@@ -366,8 +395,18 @@ impl RunArgs {
             thresholds: self.thresholds.clone(),
             keep_going: self.keep_going,
             keep_alive_input: self.keep_alive_input,
+            shard: None,
+        };
+        Ok(match shard_arg(&self.shard)? {
+            Some(shard) => spec.sharded(shard)?,
+            None => spec,
         })
     }
+}
+
+/// `--shard K/N`, parsed once, here at the edge.
+fn shard_arg(arg: &Option<String>) -> anyhow::Result<Option<helix_e2e::shard::Shard>> {
+    Ok(arg.as_deref().map(str::parse).transpose()?)
 }
 
 fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -457,7 +496,11 @@ fn run_supervised(
 }
 
 fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
-    let id = format!("matrix-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
+    let shard = shard_arg(&args.shard)?;
+    let mut id = format!("matrix-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
+    if let Some(s) = shard {
+        id.push_str(&format!("-shard-{}-of-{}", s.index, s.count));
+    }
     let dir = args.artifacts.join(&id);
     let thresholds = args.thresholds.exists().then(|| args.thresholds.clone());
     if thresholds.is_none() {
@@ -470,16 +513,43 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<i32> {
         thresholds,
         artifacts: dir.join("runs"),
         first_seed: args.seed,
+        shard,
     };
+    let spec = opts.spec();
+    let share = helix_e2e::matrix::share(&spec)?;
+    if share.is_empty() {
+        bail!("--shard {} gets none of the matrix's runs; use fewer shards", args.shard.unwrap_or_default());
+    }
+    helix_e2e::matrix::write(&dir, &spec, &[])?;
     let mut rows = Vec::new();
-    for case in helix_e2e::matrix::selected(&opts)? {
-        rows.push(helix_e2e::matrix::run_case(&opts, case)?);
+    for (case, runs) in share {
+        rows.push(helix_e2e::matrix::run_case(&opts, case, &runs)?);
         // Rewritten after every row, so a long matrix stopped half way keeps what it measured.
-        helix_e2e::matrix::write(&dir, &rows)?;
+        helix_e2e::matrix::write(&dir, &spec, &rows)?;
     }
     println!("{}", helix_e2e::matrix::markdown(&rows));
     eprintln!("helix-e2e: matrix written to {}", dir.display());
     Ok(0)
+}
+
+/// `merge`: the merged run's exit code (its verdict's), 0 for a matrix; refusals are errors (2).
+fn merge(args: MergeArgs) -> anyhow::Result<i32> {
+    match helix_e2e::merge::merge(&args.dirs, &args.out)? {
+        helix_e2e::merge::Merged::Run(summary) => {
+            eprintln!(
+                "helix-e2e: {} shards merged: {} — artifacts in {}",
+                summary.merged_from.len(),
+                summary.verdict.as_str().to_uppercase(),
+                summary.artifacts
+            );
+            Ok(summary.verdict.exit_code())
+        }
+        helix_e2e::merge::Merged::Matrix(rows) => {
+            println!("{}", helix_e2e::matrix::markdown(&rows));
+            eprintln!("helix-e2e: matrix shards merged into {}", args.out.display());
+            Ok(0)
+        }
+    }
 }
 
 /// Set up the recorded run again and hand it the recorded plans instead of the seed's.

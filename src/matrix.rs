@@ -11,7 +11,8 @@
 
 use crate::catalog::FailureId;
 use crate::report::{Summary, Verdict};
-use serde::Serialize;
+use crate::shard::Shard;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -176,7 +177,7 @@ fn inject(root: u32, kill: Kill, seed: u64) -> Result<Vec<u32>, String> {
     Ok(victims.iter().map(|v| v.pid).collect())
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOutcome {
     pub seed: u64,
     pub verdict: Verdict,
@@ -195,7 +196,7 @@ impl RunOutcome {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub fault: String,
     pub switch: Option<String>,
@@ -225,24 +226,74 @@ pub struct MatrixOptions {
     pub thresholds: Option<PathBuf>,
     pub artifacts: PathBuf,
     pub first_seed: u64,
+    /// Only this shard's share of the rows' runs (`--shard K/N`).
+    pub shard: Option<Shard>,
 }
 
-/// The cases the options select, in catalog order.
-pub fn selected(opts: &MatrixOptions) -> Result<Vec<&'static Case>, MatrixError> {
+/// What a matrix is, apart from where it runs: `matrix-spec.json`, so `helix-e2e merge` can tell
+/// the shards of one matrix from those of another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatrixSpec {
+    pub runs: usize,
+    /// The `--only` selection, sorted (its order selects nothing).
+    pub only: Vec<String>,
+    pub thresholds: Option<PathBuf>,
+    pub first_seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+impl MatrixOptions {
+    pub fn spec(&self) -> MatrixSpec {
+        let mut only = self.only.clone();
+        only.sort();
+        only.dedup();
+        MatrixSpec { runs: self.runs, only, thresholds: self.thresholds.clone(), first_seed: self.first_seed, shard: self.shard }
+    }
+}
+
+/// The cases `--only` selects (all when empty), in catalog order.
+pub fn selected(only: &[String]) -> Result<Vec<&'static Case>, MatrixError> {
     // `clean` is every clean row; `clean:<scenario>` one of them.
     let picks = |o: &str, c: &Case| o == c.label() || (c.fault.is_none() && o.strip_prefix("clean:") == Some(c.scenario));
-    for f in &opts.only {
+    for f in only {
         if !CASES.iter().any(|c| picks(f, c)) {
             return Err(MatrixError::UnknownFault(f.clone()));
         }
     }
-    Ok(CASES.iter().filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| picks(o, c))).collect())
+    Ok(CASES.iter().filter(|c| only.is_empty() || only.iter().any(|o| picks(o, c))).collect())
 }
 
-/// Run one case `opts.runs` times; progress on stderr.
-pub fn run_case(opts: &MatrixOptions, case: &Case) -> Result<Row, MatrixError> {
+/// The selected cases with the runs (0-based; run i has seed `first_seed + i`) this shard
+/// makes of each: every case's runs, one after the other, split round-robin
+/// (`crate::shard`); a case with none here is left out.
+pub fn share(spec: &MatrixSpec) -> Result<Vec<(&'static Case, Vec<usize>)>, MatrixError> {
+    let cases = selected(&spec.only)?;
+    let runs = spec.runs;
+    let items: Vec<(usize, usize)> = (0..cases.len()).flat_map(|c| (0..runs).map(move |i| (c, i))).collect();
+    let mine: Vec<usize> = match spec.shard {
+        Some(s) => s.take(&items),
+        None => (0..items.len()).collect(),
+    };
+    let mut out: Vec<(&'static Case, Vec<usize>)> = Vec::new();
+    for (c, i) in mine.into_iter().map(|p| items[p]) {
+        match out.last_mut() {
+            Some((case, runs)) if std::ptr::eq(*case, cases[c]) => runs.push(i),
+            _ => out.push((cases[c], vec![i])),
+        }
+    }
+    Ok(out)
+}
+
+/// The case a row (read back from `matrix.json`) tabulates.
+pub fn case_of(row: &Row) -> Option<&'static Case> {
+    CASES.iter().find(|c| c.label() == row.fault && c.switch == row.switch.as_deref() && c.scenario == row.scenario)
+}
+
+/// Run one case's `runs` (0-based run numbers); progress on stderr.
+pub fn run_case(opts: &MatrixOptions, case: &Case, runs: &[usize]) -> Result<Row, MatrixError> {
     let mut outcomes = Vec::new();
-    for i in 0..opts.runs {
+    for &i in runs {
         let seed = opts.first_seed + i as u64;
         let o = run_once(opts, case, seed)?;
         eprintln!(
@@ -298,7 +349,7 @@ fn run_once(opts: &MatrixOptions, case: &Case, seed: u64) -> Result<RunOutcome, 
     Ok(RunOutcome { seed, verdict: summary.verdict, named, latency_ms, artifacts: summary.artifacts, error: summary.error })
 }
 
-fn tabulate(case: &Case, outcomes: Vec<RunOutcome>) -> Row {
+pub(crate) fn tabulate(case: &Case, outcomes: Vec<RunOutcome>) -> Row {
     let named_correctly = outcomes.iter().filter(|o| o.named.iter().any(|n| case.expects(n))).count();
     let misnamed = outcomes.iter().filter(|o| o.named.iter().any(|n| !case.expects(n))).count();
     let mut lat: Vec<f64> = outcomes.iter().filter_map(|o| o.latency_ms).collect();
@@ -339,9 +390,10 @@ pub fn markdown(rows: &[Row]) -> String {
     md
 }
 
-/// Write `matrix.md` and `matrix.json` into `dir`.
-pub fn write(dir: &Path, rows: &[Row]) -> Result<(), crate::report::ArtifactError> {
+/// Write `matrix-spec.json`, `matrix.md` and `matrix.json` into `dir`.
+pub fn write(dir: &Path, spec: &MatrixSpec, rows: &[Row]) -> Result<(), crate::report::ArtifactError> {
     let a = crate::report::ArtifactDir::open(dir)?;
+    a.write_json("matrix-spec.json", spec)?;
     a.write_json("matrix.json", &rows)?;
     a.write("matrix.md", markdown(rows).as_bytes())?;
     Ok(())
@@ -364,19 +416,55 @@ mod tests {
 
     #[test]
     fn only_picks_faults_every_clean_row_or_one_clean_row() {
-        let opts = |only: &[&str]| MatrixOptions {
+        let only = |only: &[&str]| only.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let names = |o: &[&str]| selected(&only(o)).unwrap().iter().map(|c| format!("{} {}", c.label(), c.scenario)).collect::<Vec<_>>();
+        assert_eq!(names(&["clean:random-walk", "F14"]), ["F14 random-walk", "clean random-walk"]);
+        assert_eq!(names(&["clean"]).len(), CASES.iter().filter(|c| c.fault.is_none()).count());
+        assert!(selected(&only(&["clean:no-such-scenario"])).is_err());
+        assert!(selected(&only(&["F99"])).is_err());
+    }
+
+    fn opts(only: &[&str], runs: usize, shard: Option<&str>) -> MatrixOptions {
+        MatrixOptions {
             exe: "x".into(),
-            runs: 1,
+            runs,
             only: only.iter().map(|s| s.to_string()).collect(),
             thresholds: None,
             artifacts: "a".into(),
             first_seed: 1,
-        };
-        let names = |only: &[&str]| selected(&opts(only)).unwrap().iter().map(|c| format!("{} {}", c.label(), c.scenario)).collect::<Vec<_>>();
-        assert_eq!(names(&["clean:random-walk", "F14"]), ["F14 random-walk", "clean random-walk"]);
-        assert_eq!(names(&["clean"]).len(), CASES.iter().filter(|c| c.fault.is_none()).count());
-        assert!(selected(&opts(&["clean:no-such-scenario"])).is_err());
-        assert!(selected(&opts(&["F99"])).is_err());
+            shard: shard.map(|s| s.parse().unwrap()),
+        }
+    }
+
+    /// (row label and scenario, run) pairs a shard makes.
+    fn runs_of(o: &MatrixOptions) -> Vec<(String, usize)> {
+        share(&o.spec()).unwrap().into_iter().flat_map(|(c, runs)| runs.into_iter().map(move |i| (format!("{} {:?}", c.label(), c.switch), i))).collect()
+    }
+
+    #[test]
+    fn shards_make_every_run_of_every_row_once_in_any_only_order() {
+        let whole = runs_of(&opts(&["F2", "clean:soak", "F9"], 3, None));
+        assert_eq!(whole.len(), 9);
+        for count in 1..=4 {
+            let mut parts: Vec<(String, usize)> = Vec::new();
+            for index in 1..=count {
+                let shard = format!("{index}/{count}");
+                let mine = runs_of(&opts(&["F2", "clean:soak", "F9"], 3, Some(&shard)));
+                // Deterministic, and the order of --only selects nothing.
+                assert_eq!(mine, runs_of(&opts(&["F9", "F2", "clean:soak"], 3, Some(&shard))));
+                parts.extend(mine);
+            }
+            parts.sort();
+            let mut want = whole.clone();
+            want.sort();
+            assert_eq!(parts, want, "{count} shards");
+        }
+        // Round-robin over a row's runs: one row's three runs go to three shards.
+        assert_eq!(runs_of(&opts(&["F2"], 3, Some("2/3"))), [("F2 Some(\"webrtc-port-range=40000-40000\")".to_string(), 1)]);
+        let spec = opts(&["F9", "F2", "F2"], 3, Some("1/2")).spec();
+        assert_eq!(spec.only, ["F2", "F9"]);
+        let back: MatrixSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(back, spec);
     }
 
     #[test]

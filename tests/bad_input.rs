@@ -111,6 +111,32 @@ fn input_refused_at_the_edge_leaves_no_artifact_directory() {
     assert!(run_dirs(&arts).is_empty(), "refused input left {:?}", run_dirs(&arts));
 }
 
+/// `--shard K/N` is checked before anything starts: its syntax, K within 1..=N, a seed that every
+/// shard shares, a shard that gets something to run; `merge` refuses a directory that is no shard.
+#[test]
+fn shard_input_is_refused_at_the_edge() {
+    let dir = scratch("shard");
+    let arts = dir.join("artifacts");
+    let out = helix_e2e(&["run", "second-connection", "--seed", "1", "--shard", "1of2"], &[], &arts);
+    assert_one_clear_line(&out, "--shard \"1of2\" is not K/N (e.g. 1/4)");
+    let out = helix_e2e(&["run", "second-connection", "--seed", "1", "--shard", "3/2"], &[], &arts);
+    assert_one_clear_line(&out, "--shard 3/2: K must be between 1 and N");
+    let out = helix_e2e(&["run", "second-connection", "--shard", "1/2"], &[], &arts);
+    assert_one_clear_line(&out, "--shard needs --seed");
+    let out = helix_e2e(&["run", "second-connection", "soak", "--seed", "1", "--shard", "3/3"], &[], &arts);
+    assert_one_clear_line(&out, "--shard 3/3 gets none of the 2 scenarios (second-connection, soak); use at most 2 shards");
+    let out = helix_e2e(&["matrix", "--only", "F2", "--runs", "1", "--shard", "2/2"], &[], &arts);
+    assert_one_clear_line(&out, "--shard 2/2 gets none of the matrix's runs");
+    let out = helix_e2e(&["matrix", "--shard", "0/2"], &[], &arts);
+    assert_one_clear_line(&out, "K must be between 1 and N");
+    assert!(run_dirs(&arts).is_empty(), "refused input left {:?}", run_dirs(&arts));
+
+    let merged = dir.join("merged");
+    let out = Command::new(EXE).args(["merge"]).arg(&arts).arg("--out").arg(&merged).output().unwrap();
+    assert_one_clear_line(&out, "not a run directory");
+    assert!(!merged.exists());
+}
+
 /// Replay reads files a person may have edited: a due time no run reaches is refused with its
 /// line number, at once — before a stack or a browser starts.
 #[test]

@@ -75,6 +75,8 @@ fn summary(verdict: Verdict, scenarios: Vec<ScenarioResult>, error: Option<&str>
         logs_missing: vec![],
         resources: None,
         input_latency: vec![helix_e2e::frames::input::InputLatency { tab: 0, probes: 3, lost: 0, median_ms: Some(41.0), p95_ms: Some(77.0) }],
+        shard: None,
+        merged_from: vec![],
     }
 }
 

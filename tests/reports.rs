@@ -166,6 +166,8 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
         logs_missing: vec![],
         resources: None,
         input_latency: vec![],
+        shard: None,
+        merged_from: vec![],
     };
     let errors = report::write_reports(&art, &summary, &observations);
     assert!(errors.is_empty(), "{errors:?}");
@@ -513,6 +515,8 @@ fn ten_minute_eight_tab_run(base: &Path) -> (ArtifactDir, Summary, Vec<helix_e2e
         logs_missing: vec![],
         resources: None,
         input_latency: vec![],
+        shard: None,
+        merged_from: vec![],
     };
     (art, summary, observations)
 }
@@ -612,6 +616,8 @@ fn report_html_of_a_soak_draws_only_the_tabs_closed_last() {
         logs_missing: vec![],
         resources: None,
         input_latency: vec![],
+        shard: None,
+        merged_from: vec![],
     };
     let errors = report::write_reports(&art, &summary, &observations);
     assert!(errors.is_empty(), "{errors:?}");

@@ -98,6 +98,49 @@ fn reference_workflow_tests_and_runs_the_containers_on_a_hosted_runner() {
     every_named_script_exists(&all);
 }
 
+/// The sharded layout: a `strategy.matrix` of shards, each running its share with one seed and
+/// uploading its artifacts under its own name; a final job that needs them all, runs even when a
+/// shard failed, downloads every shard's artifacts and merges them.
+#[test]
+fn sharded_workflow_runs_shards_in_a_matrix_and_merges_them_in_a_final_job() {
+    let wf = load("sharded.yml");
+    let all = scripts(&wf, "sharded.yml").join("\n");
+    let jobs = wf["jobs"].as_mapping().unwrap();
+    let shard = &wf["jobs"]["shard"];
+    let shards: Vec<u64> = shard["strategy"]["matrix"]["shard"].as_sequence().expect("strategy.matrix.shard").iter().filter_map(Value::as_u64).collect();
+    assert!(shards.len() >= 2 && shards.iter().copied().eq(1..=shards.len() as u64), "shards 1..=N: {shards:?}");
+    assert_eq!(shard["strategy"]["fail-fast"].as_bool(), Some(false), "one failing shard must not cancel the others");
+    let run_step = shard["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s.get("run").and_then(Value::as_str).is_some_and(|r| r.contains("--shard")))
+        .expect("a step running its shard");
+    assert_eq!(run_step["env"]["SHARD"].as_str(), Some("${{ matrix.shard }}/${{ strategy.job-total }}"), "K/N from the matrix itself");
+    assert!(run_step["env"]["SEED"].as_str().is_some_and(|s| s.contains("github.run_id")), "one seed for every shard");
+    let script = run_step["run"].as_str().unwrap();
+    assert!(script.contains("--shard \"$SHARD\"") && script.contains("--seed \"$SEED\"") && !script.contains("${{"), "{script}");
+    let step_uses = |job: &Value, prefix: &str| -> Vec<Value> {
+        job["steps"].as_sequence().unwrap().iter().filter(|s| s.get("uses").and_then(Value::as_str).is_some_and(|u| u.starts_with(prefix))).cloned().collect()
+    };
+    let upload = step_uses(shard, "actions/upload-artifact@").pop().expect("each shard uploads");
+    assert_eq!(upload["with"]["name"].as_str(), Some("shard-${{ matrix.shard }}"));
+    assert_eq!(upload["if"].as_str(), Some("always()"), "a failed shard's artifacts are uploaded too");
+    let merge = &wf["jobs"]["merge"];
+    assert_eq!(merge["needs"].as_str(), Some("shard"));
+    assert_eq!(merge["if"].as_str(), Some("always()"));
+    let download = step_uses(merge, "actions/download-artifact@").pop().expect("the final job downloads the shards");
+    assert_eq!((download["with"]["pattern"].as_str(), download["with"]["path"].as_str()), (Some("shard-*"), Some("shards")));
+    assert!(all.contains("helix-e2e\" merge shards/shard-*/*/ --out artifacts/merged"), "{all}");
+    assert!(step_uses(merge, "mikepenz/action-junit-report@").iter().any(|s| s["with"]["report_paths"].as_str() == Some("artifacts/merged/junit.xml")));
+    assert_eq!(jobs.len(), 2);
+    for (name, job) in jobs {
+        assert!(job["runs-on"].as_str().is_some_and(|r| r.starts_with("ubuntu-")), "{name:?}: a GitHub-hosted Ubuntu runner");
+    }
+    assert!(!all.contains("sudo "), "{all}");
+    every_named_script_exists(&all);
+}
+
 /// Every `bash FILE` a workflow runs is in the repository.
 fn every_named_script_exists(all: &str) {
     for word in all.split_whitespace().collect::<Vec<_>>().windows(2) {

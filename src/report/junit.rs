@@ -350,6 +350,8 @@ mod tests {
             logs_missing: vec![],
             resources: None,
             input_latency: vec![],
+            shard: None,
+            merged_from: vec![],
         }
     }
 

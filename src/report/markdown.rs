@@ -139,6 +139,8 @@ mod tests {
             logs_missing: vec!["wolf".into()],
             resources: None,
             input_latency: vec![],
+            shard: None,
+            merged_from: vec![],
         };
         let d = super::super::digest::digest(&[]);
         let m = render(&s, &d);

@@ -92,6 +92,21 @@ impl Verdict {
         }
     }
 
+    /// The verdict of two parts together: the worse one (pass < fail < error < interrupted).
+    pub fn worst(self, other: Verdict) -> Verdict {
+        let rank = |v: Verdict| match v {
+            Verdict::Pass => 0,
+            Verdict::Fail => 1,
+            Verdict::Error => 2,
+            Verdict::Interrupted => 3,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+
     pub fn exit_code(self) -> i32 {
         match self {
             Verdict::Pass => 0,
@@ -157,6 +172,22 @@ pub struct Summary {
     /// Input-to-picture latency per tab that got the driver's input probes (`frames::input`).
     #[serde(default)]
     pub input_latency: Vec<crate::frames::input::InputLatency>,
+    /// The shard of a larger suite this run was (`--shard K/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
+    /// In a summary `helix-e2e merge` wrote: the shards it joins, each with its own artifact
+    /// directory (the evidence: timelines, screenshots, logs, dumps stay there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<MergedShard>,
+}
+
+/// One shard of a merged summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedShard {
+    pub shard: crate::shard::Shard,
+    pub run_id: String,
+    pub verdict: Verdict,
+    pub artifacts: String,
 }
 
 impl Summary {

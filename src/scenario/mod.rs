@@ -155,6 +155,8 @@ pub async fn run(opts: RunOptions) -> Result<Summary, RunError> {
         logs_missing: Vec::new(),
         resources: None,
         input_latency: Vec::new(),
+        shard: spec.shard.as_ref().map(|s| s.shard),
+        merged_from: Vec::new(),
     };
 
     let stop = interrupt_signal();
@@ -457,7 +459,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
             },
             t0.elapsed().as_secs_f64()
         );
-        verdict = worst(verdict, v);
+        verdict = verdict.worst(v);
         summary.scenarios.push(ScenarioResult {
             name: name.clone(),
             verdict: v,
@@ -501,20 +503,6 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     }
     monitor.stop().await;
     Ok(())
-}
-
-fn worst(a: Verdict, b: Verdict) -> Verdict {
-    let rank = |v: Verdict| match v {
-        Verdict::Pass => 0,
-        Verdict::Fail => 1,
-        Verdict::Error => 2,
-        Verdict::Interrupted => 3,
-    };
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
-    }
 }
 
 fn tab_facts(d: &Driver) -> Vec<TabFacts> {

@@ -5,6 +5,7 @@
 
 use super::params::Params;
 use crate::refstack::faults::Fault;
+use crate::shard::Shard;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,9 +41,51 @@ pub struct RunSpec {
     /// Real mouse input to every open viewer throughout.
     #[serde(default)]
     pub keep_alive_input: bool,
+    /// This run is one shard of a larger suite (`--shard K/N`): `scenarios` are this shard's,
+    /// and the whole suite is recorded, so `helix-e2e merge` knows what the shards add up to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
+}
+
+/// Which shard of which suite a run is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardOf {
+    pub shard: Shard,
+    /// Every scenario of the suite, as given.
+    pub suite: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("--shard {shard} gets none of the {n} scenarios ({suite}); use at most {n} shards", n = suite.len(), suite = suite.join(", "))]
+pub struct EmptyShard {
+    pub shard: Shard,
+    pub suite: Vec<String>,
 }
 
 impl RunSpec {
+    /// This spec's share of its scenarios under `shard` (`crate::shard` says how they are
+    /// split). Parameters stay resolved for the whole suite, so every shard records the same.
+    pub fn sharded(mut self, shard: Shard) -> Result<RunSpec, EmptyShard> {
+        let suite = std::mem::take(&mut self.scenarios);
+        let mine = shard.take(&suite);
+        if mine.is_empty() {
+            return Err(EmptyShard { shard, suite });
+        }
+        self.scenarios = mine.into_iter().map(|i| suite[i].clone()).collect();
+        self.shard = Some(ShardOf { shard, suite });
+        Ok(self)
+    }
+
+    /// The run the shards of this one add up to: the whole suite, unsharded (itself when it is
+    /// no shard).
+    pub fn whole(&self) -> RunSpec {
+        let mut w = self.clone();
+        if let Some(of) = w.shard.take() {
+            w.scenarios = of.suite;
+        }
+        w
+    }
+
     /// The command that sets up the same run again from its seed.
     pub fn command(&self) -> String {
         let ops = self.overrides.ops.map(|o| format!(" --ops {o}")).unwrap_or_default();
@@ -119,7 +162,27 @@ mod tests {
             thresholds: Some("e2e/detectors.toml".into()),
             keep_going: true,
             keep_alive_input: false,
+            shard: None,
         }
+    }
+
+    #[test]
+    fn a_shard_runs_its_share_records_the_suite_and_adds_up_to_the_whole() {
+        let mut whole = spec();
+        whole.scenarios = vec!["soak".into(), "random-walk".into(), "rapid-cycles".into()];
+        let one = whole.clone().sharded("1/2".parse().unwrap()).unwrap();
+        let two = whole.clone().sharded("2/2".parse().unwrap()).unwrap();
+        // Sorted: random-walk, rapid-cycles, soak; round-robin; each in the order given.
+        assert_eq!(one.scenarios, ["soak", "random-walk"]);
+        assert_eq!(two.scenarios, ["rapid-cycles"]);
+        assert_eq!((one.whole(), two.whole()), (whole.clone(), whole.clone()));
+        // What a shard ran is what its replay command runs.
+        assert!(one.command().starts_with("helix-e2e run soak random-walk --seed 42"), "{}", one.command());
+        let back: RunSpec = serde_json::from_str(&serde_json::to_string(&one).unwrap()).unwrap();
+        assert_eq!(back, one);
+        assert!(serde_json::to_string(&one).unwrap().contains("\"shard\":{\"shard\":\"1/2\""));
+        let e = whole.clone().sharded("4/4".parse().unwrap()).unwrap_err();
+        assert_eq!(e.to_string(), "--shard 4/4 gets none of the 3 scenarios (soak, random-walk, rapid-cycles); use at most 3 shards");
     }
 
     #[test]
