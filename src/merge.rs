@@ -36,14 +36,27 @@ pub enum MergeError {
     Mixed { run: PathBuf, matrix: PathBuf },
     #[error("not every shard once: {why} (given: {given})")]
     Incomplete { why: shard::Incomplete, given: String },
-    #[error("{dir} (shard {shard}) is a shard of another run than {first} (shard {first_shard}): {field} differs ({theirs} vs {ours})")]
-    DifferentSpecs { dir: PathBuf, shard: Shard, first: PathBuf, first_shard: Shard, field: String, theirs: String, ours: String },
+    #[error(transparent)]
+    DifferentSpecs(Box<SpecDiff>),
     #[error("{dir} (shard {shard}) did not finish: {what}")]
     Unfinished { dir: PathBuf, shard: Shard, what: String },
     #[error(transparent)]
     Matrix(#[from] matrix::MatrixError),
     #[error(transparent)]
     Artifacts(#[from] crate::report::ArtifactError),
+}
+
+/// Two shards of different runs: the first field of the whole specification that differs.
+#[derive(Debug, thiserror::Error)]
+#[error("{dir} (shard {shard}) is a shard of another run than {first} (shard {first_shard}): {field} differs ({theirs} vs {ours})")]
+pub struct SpecDiff {
+    pub dir: PathBuf,
+    pub shard: Shard,
+    pub first: PathBuf,
+    pub first_shard: Shard,
+    pub field: String,
+    pub theirs: String,
+    pub ours: String,
 }
 
 /// What a merge wrote.
@@ -137,7 +150,7 @@ fn check(mut parts: Vec<Part>) -> Result<Vec<Part>, MergeError> {
             let field = |v: &serde_json::Value, k: &str| v.get(k).cloned().unwrap_or(serde_json::Value::Null);
             let keys = ours.as_object().into_iter().chain(theirs.as_object()).flat_map(|o| o.keys());
             let field_name = keys.into_iter().find(|k| field(&ours, k) != field(&theirs, k)).cloned().unwrap_or_default();
-            return Err(MergeError::DifferentSpecs {
+            return Err(MergeError::DifferentSpecs(Box::new(SpecDiff {
                 dir: p.dir().to_path_buf(),
                 shard: p.shard(),
                 first: first.dir().to_path_buf(),
@@ -145,7 +158,7 @@ fn check(mut parts: Vec<Part>) -> Result<Vec<Part>, MergeError> {
                 theirs: brief(&field(&theirs, &field_name)),
                 ours: brief(&field(&ours, &field_name)),
                 field: field_name,
-            });
+            })));
         }
     }
     Ok(parts)

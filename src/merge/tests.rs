@@ -109,7 +109,10 @@ fn shards_of_a_run_merge_into_one_summary_junit_and_report_in_the_suites_order()
     assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("random-walk") && md.contains("soak"), "{md}");
-    assert!(out.join("report.html").is_file());
+    let shard_one = format!("shard 1/2 run-1of2 (fail) in {}", dirs[1].display());
+    assert!(md.contains("- **shards**: merged from 2 shards: ") && md.contains(&shard_one), "{md}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("id=\"merged-from\"") && html.contains(&shard_one), "the HTML report names each shard's directory");
 }
 
 /// The line a refused merge prints, and that it wrote nothing.

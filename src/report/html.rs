@@ -200,6 +200,9 @@ fn header(h: &mut String, s: &Summary, verdict: &str, what: &str) {
     if let Some(l) = crate::sut::log_source::missing_logs_message(&s.logs_missing) {
         let _ = write!(h, "<div class=\"meta\" id=\"logs-missing\"><span>{}</span></div>", escape(&l));
     }
+    if let Some(l) = s.merged_line() {
+        let _ = write!(h, "<div class=\"meta\" id=\"merged-from\"><span>{}</span></div>", escape(&l));
+    }
     for l in &s.input_latency {
         let _ = write!(h, "<div class=\"meta input-latency\"><span>input-to-picture latency, {}</span></div>", escape(&l.to_string()));
     }

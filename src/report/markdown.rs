@@ -34,6 +34,9 @@ pub fn render(summary: &Summary, digest: &Digest) -> String {
     if let Some(l) = crate::sut::log_source::missing_logs_message(&summary.logs_missing) {
         let _ = writeln!(m, "- **logs**: {}", cell(&l));
     }
+    if let Some(l) = summary.merged_line() {
+        let _ = writeln!(m, "- **shards**: {}", cell(&l));
+    }
     for l in &summary.input_latency {
         let _ = writeln!(m, "- **input-to-picture latency**, {l}");
     }

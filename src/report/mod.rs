@@ -201,6 +201,16 @@ impl Summary {
         }
     }
 
+    /// For a merged summary, the shards it joins and where each one's evidence is, on one line
+    /// (both reports show it).
+    pub fn merged_line(&self) -> Option<String> {
+        (!self.merged_from.is_empty()).then(|| {
+            let parts: Vec<String> =
+                self.merged_from.iter().map(|m| format!("shard {} {} ({}) in {}", m.shard, m.run_id, m.verdict.as_str(), m.artifacts)).collect();
+            format!("merged from {} shards: {}", parts.len(), parts.join("; "))
+        })
+    }
+
     /// The scenario a reader of a failed run starts with: the first that did not pass.
     pub fn first_failing(&self) -> Option<&ScenarioResult> {
         self.scenarios.iter().find(|s| s.verdict != Verdict::Pass)
