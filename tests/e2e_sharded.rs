@@ -1,13 +1,17 @@
-//! A sharded detection matrix through real runs: `matrix --only F2 --runs 2` unsharded, then as
+//! Shards through real runs. A sharded detection matrix: `matrix --only F2 --runs 2` unsharded, then as
 //! `--shard 1/2` and `--shard 2/2` (each shard makes one of the row's two runs) joined by
 //! `helix-e2e merge`: the merged table has the unsharded one's rows, runs and counts. The
 //! latency column is a timing of each run and differs between any two matrices; the unit tests
 //! in `src/merge/tests.rs` hold the whole table byte for byte on fixed outcomes. F2's row is the
-//! cheapest that names something (the second tab fails at once); four runs, about a minute.
+//! cheapest that names something (the second tab fails at once). And a sharded suite:
+//! `run second-connection multi-tab-same-lobby` unsharded, then one scenario per shard, merged
+//! into one summary.json, junit.xml and report with the unsharded run's scenarios, order,
+//! verdicts and checks. About 25 s and 70 s.
 
 mod common;
 
 use common::{marked_processes, MARK};
+use helix_e2e::report::Summary;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -79,5 +83,52 @@ fn a_matrix_run_in_two_shards_and_merged_is_the_unsharded_matrix() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.trim().lines().count() == 1 && stderr.contains("helix-e2e: error: not every shard once: shard 2 of 2 missing"), "{stderr}");
     assert!(!lone.exists());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn a_suite_run_in_two_shards_and_merged_reads_as_the_unsharded_run() {
+    let base = std::env::temp_dir().join(format!("helix-e2e-sharded-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let run = |name: &str, shard: Option<&str>| -> PathBuf {
+        let arts = base.join(name);
+        let a = arts.to_str().unwrap();
+        let mut args = vec!["run", "second-connection", "multi-tab-same-lobby", "--seed", "5", "--time-scale", "0.2", "--artifacts", a];
+        if let Some(s) = shard {
+            args.extend(["--shard", s]);
+        }
+        let out = helix_e2e(&args, &format!("sharded-run-{name}-{}", std::process::id()));
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let dirs: Vec<PathBuf> = std::fs::read_dir(&arts).unwrap().flatten().map(|e| e.path()).collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs[0].clone()
+    };
+    let whole = run("whole", None);
+    let one = run("one", Some("1/2"));
+    let two = run("two", Some("2/2"));
+    let merged = base.join("merged");
+    let out = helix_e2e(&["merge", one.to_str().unwrap(), two.to_str().unwrap(), "--out", merged.to_str().unwrap()], "sharded-run-merge");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let summary = |d: &Path| -> Summary { serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap() };
+    // Sorted, multi-tab-same-lobby comes first: shard 1 runs it, shard 2 second-connection.
+    assert_eq!(summary(&one).scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["multi-tab-same-lobby"]);
+    assert_eq!(summary(&one).shard.map(|s| s.to_string()).as_deref(), Some("1/2"));
+    let checks = |s: &Summary| -> Vec<(String, String, Vec<String>)> {
+        s.scenarios
+            .iter()
+            .map(|sc| (sc.name.clone(), sc.verdict.as_str().to_string(), sc.invariants.iter().map(|i| format!("{} {}", i.name, i.passed)).collect()))
+            .collect()
+    };
+    let (w, m) = (summary(&whole), summary(&merged));
+    assert_eq!(checks(&m), checks(&w), "the merged run's scenarios, order, verdicts and checks are the unsharded run's");
+    assert_eq!((m.verdict, m.seed, m.replay.as_str()), (w.verdict, w.seed, w.replay.as_str()));
+    assert_eq!(m.merged_from.len(), 2);
+    let junit = std::fs::read_to_string(merged.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testsuite ").count(), 2, "{junit}");
+    assert!(!junit.contains("<failure") && !junit.contains("<error"), "{junit}");
+    for f in ["report.md", "report.html", "run.json"] {
+        assert!(merged.join(f).is_file(), "{f}");
+    }
     let _ = std::fs::remove_dir_all(&base);
 }
