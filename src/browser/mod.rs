@@ -9,9 +9,11 @@
 //!
 //! Why one file of over 400 lines: it is under 400 lines without its tests.
 
+mod fleet;
 mod internals;
 mod launch;
 mod probe;
+mod remote;
 mod tab;
 pub mod viewers;
 
@@ -27,7 +29,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-pub use internals::{digest_adds, digest_of, dump_shape, peer_connections_of_tab, tab_marker, validate_dump, DumpDigest};
+pub use fleet::Browser;
+pub use internals::{
+    digest_adds, digest_of, digest_of_browsers, digest_of_dumps, dump_shape, peer_connections_of_tab, tab_marker, validate_dump, BrowserDump, DumpDigest,
+};
+pub use remote::RemoteBrowser;
 pub use tab::{tagged_url, VideoInput};
 pub use viewers::{fold_viewers, ViewerFacts};
 
@@ -190,7 +196,17 @@ struct TabState {
     tasks: Vec<JoinHandle<()>>,
 }
 
-pub struct Browser {
+/// Where one Chromium runs: a process of this run's, or an endpoint of someone else's.
+enum Origin {
+    /// Launched by the run: its pid, and the profile it removes on close.
+    Local { pid: u32, temp_dir: Option<PathBuf> },
+    /// Reached over DevTools only (`remote.rs`): the endpoint as given and the WebSocket it
+    /// resolved to.
+    Remote { endpoint: RemoteBrowser, url: String },
+}
+
+/// One Chromium, local or remote; [`Browser`] spreads a run's tabs over one or several.
+struct Chromium {
     inner: Option<chromiumoxide::Browser>,
     handler: Option<JoinHandle<()>>,
     crash_watch: Option<JoinHandle<()>>,
@@ -202,24 +218,40 @@ pub struct Browser {
     tabs: Arc<Mutex<HashMap<TabId, Arc<TabState>>>>,
     /// Target id → tab, so a crash reported at browser level names the tab.
     targets: Arc<Mutex<HashMap<TargetId, TabId>>>,
-    next_tab: Mutex<TabId>,
     timeline: Timeline,
-    pid: u32,
-    /// Removed on close when the browser created it.
-    temp_dir: Option<PathBuf>,
+    origin: Origin,
 }
 
-impl Browser {
-    /// Starts Chromium with the flags this machine needs, the handler task, the crash watcher
-    /// and the webrtc-internals tab (which must exist before any viewer tab: Chromium records
-    /// peer-connection update logs only while an internals page is open).
-    pub async fn launch(opts: BrowserOptions, timeline: Timeline) -> Result<Browser, BrowserError> {
-        let launch::Launched { browser, handler, pid, temp_dir } = launch::start(&opts).await?;
+impl Chromium {
+    /// Starts Chromium with the flags this machine needs.
+    async fn launch(opts: &BrowserOptions, timeline: Timeline) -> Result<Chromium, BrowserError> {
+        let launch::Launched { browser, handler, pid, temp_dir } = launch::start(opts).await?;
+        let this = Chromium::attach(browser, handler, Origin::Local { pid, temp_dir }, timeline).await?;
+        tracing::info!(pid, "chromium launched");
+        Ok(this)
+    }
+
+    /// Connects to a Chromium that runs elsewhere.
+    async fn connect(endpoint: &RemoteBrowser, timeline: Timeline) -> Result<Chromium, BrowserError> {
+        let (browser, handler, url) = endpoint.connect().await?;
+        let handler = tokio::spawn(launch::drive(handler));
+        let this = Chromium::attach(browser, handler, Origin::Remote { endpoint: endpoint.clone(), url: url.clone() }, timeline).await?;
+        tracing::info!(%url, "connected to a remote chromium");
+        Ok(this)
+    }
+
+    /// The crash watcher, the death watcher and the webrtc-internals tab (which must exist
+    /// before any viewer tab: Chromium records peer-connection update logs only while an
+    /// internals page is open).
+    async fn attach(browser: chromiumoxide::Browser, handler: JoinHandle<()>, origin: Origin, timeline: Timeline) -> Result<Chromium, BrowserError> {
         let internals = cdp("open webrtc-internals", browser.new_page(CreateTargetParams::new(internals::INTERNALS_URL))).await;
         // From here on, Drop cleans up whatever fails.
         let health = Arc::new(Health::default());
-        let death_watch = Some(tokio::spawn(watch_process(pid, handler.abort_handle(), health.clone(), timeline.clone())));
-        let mut this = Browser {
+        let death_watch = match &origin {
+            Origin::Local { pid, .. } => Some(tokio::spawn(watch_process(*pid, handler.abort_handle(), health.clone(), timeline.clone()))),
+            Origin::Remote { .. } => None,
+        };
+        let mut this = Chromium {
             inner: Some(browser),
             handler: Some(handler),
             crash_watch: None,
@@ -229,23 +261,35 @@ impl Browser {
             internals: None,
             tabs: Arc::default(),
             targets: Arc::default(),
-            next_tab: Mutex::new(opts.first_tab),
             timeline,
-            pid,
-            temp_dir,
+            origin,
         };
         this.internals = Some(internals?);
         this.crash_watch = Some(this.watch_crashes().await?);
         if let Some(page) = this.internals.clone() {
-            this.internals_watch = Some(tokio::spawn(watch_answers(page, None, this.health.clone(), this.timeline.clone())));
+            this.internals_watch = Some(tokio::spawn(watch_answers(page.clone(), None, this.health.clone(), this.timeline.clone())));
+            if let (Origin::Remote { endpoint, url }, Some(handler)) = (&this.origin, &this.handler) {
+                let watch = watch_remote(endpoint.clone(), url.clone(), page, handler.abort_handle(), this.health.clone(), this.timeline.clone());
+                this.death_watch = Some(tokio::spawn(watch));
+            }
         }
-        tracing::info!(pid, "chromium launched");
         Ok(this)
     }
 
-    /// Process id of the Chromium browser process (for `/proc/<pid>/cmdline` checks).
-    pub fn pid(&self) -> u32 {
-        self.pid
+    /// Process id of the Chromium browser process, when it runs here.
+    fn pid(&self) -> Option<u32> {
+        match self.origin {
+            Origin::Local { pid, .. } => Some(pid),
+            Origin::Remote { .. } => None,
+        }
+    }
+
+    /// What the artifacts call this browser: `local` or its DevTools endpoint as given.
+    fn name(&self) -> String {
+        match &self.origin {
+            Origin::Local { .. } => "local".into(),
+            Origin::Remote { endpoint, .. } => endpoint.to_string(),
+        }
     }
 
     fn browser(&self) -> &chromiumoxide::Browser {
@@ -283,7 +327,7 @@ impl Browser {
     }
 
     /// Why the browser died, once it has: the run cannot go on without it.
-    pub fn death(&self) -> Option<String> {
+    fn death(&self) -> Option<String> {
         self.health.browser.get().cloned()
     }
 
@@ -293,15 +337,16 @@ impl Browser {
     }
 
     /// Ids of the tabs currently open.
-    pub fn open_tabs(&self) -> Vec<TabId> {
+    fn open_tabs(&self) -> Vec<TabId> {
         let mut v: Vec<TabId> = self.tabs.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
         v.sort_unstable();
         v
     }
 
     /// Closes every tab, then the browser, and waits for the process tree to be gone; kills it
-    /// when it does not exit in time. The temporary profile is removed.
-    pub async fn close(mut self) -> Result<(), BrowserError> {
+    /// when it does not exit in time. The temporary profile is removed. A remote browser is
+    /// not ours to close: the run closes its tabs and the internals page, and disconnects.
+    async fn close(mut self) -> Result<(), BrowserError> {
         // A browser asked to quit is not a browser that died.
         if let Some(w) = self.death_watch.take() {
             w.abort();
@@ -311,30 +356,40 @@ impl Browser {
                 tracing::warn!(tab, error = %e, "closing tab failed; the browser goes anyway");
             }
         }
-        let result = match self.inner.take() {
-            Some(browser) => launch::stop(browser, self.pid).await,
-            None => Ok(()),
+        let result = match (self.inner.take(), &mut self.origin) {
+            (Some(browser), Origin::Local { pid, .. }) => launch::stop(browser, *pid).await,
+            (Some(_), Origin::Remote { .. }) => match self.internals.take() {
+                Some(page) if self.health.check(None).is_ok() => cdp("close webrtc-internals", page.close()).await,
+                _ => Ok(()),
+            },
+            (None, _) => Ok(()),
         };
         self.abort_tasks();
-        if let Some(dir) = self.temp_dir.take() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove the chromium profile");
-            }
-        }
+        self.remove_profile();
         result
     }
 
     /// Kill Chromium at once (an interrupted run has no time for a polite close), and remove
-    /// its profile.
-    pub fn kill(mut self) {
+    /// its profile; a remote one is only disconnected (its contexts go with the connection).
+    fn kill(mut self) {
         if let Some(w) = self.death_watch.take() {
             w.abort();
         }
-        launch::kill_tree(self.pid);
+        if let Some(pid) = self.pid() {
+            launch::kill_tree(pid);
+        }
         self.inner = None;
         self.abort_tasks();
-        if let Some(dir) = self.temp_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+        self.remove_profile();
+    }
+
+    fn remove_profile(&mut self) {
+        if let Origin::Local { temp_dir, .. } = &mut self.origin {
+            if let Some(dir) = temp_dir.take() {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove the chromium profile");
+                }
+            }
         }
     }
 
@@ -348,6 +403,18 @@ impl Browser {
             }
         }
     }
+}
+
+/// Watches a remote browser (see `remote::watch`). When it is gone, the timeline says so with
+/// its endpoint — B2, as for a local browser's death: the tabs on it are lost to the run, which
+/// is not the stack's doing — and every DevTools call on it fails at once.
+async fn watch_remote(endpoint: RemoteBrowser, url: String, page: Page, handler: tokio::task::AbortHandle, health: Arc<Health>, timeline: Timeline) {
+    let why = remote::watch(&endpoint, &page).await;
+    let detail = format!("Chromium at {url} is lost: {why}");
+    tracing::error!("{detail}");
+    timeline.push(Event::Died { what: Casualty::Browser, detail: detail.clone() });
+    health.browser_dead(detail);
+    handler.abort();
 }
 
 /// Watches the browser process. When it dies, every DevTools call fails at once (the handler
@@ -402,18 +469,18 @@ async fn watch_answers(page: Page, tab: Option<TabId>, health: Arc<Health>, time
     }
 }
 
-impl Drop for Browser {
+impl Drop for Chromium {
     /// A panic or an early `?` must not leave Chromium running: kill the whole process tree
-    /// synchronously. After a normal [`Browser::close`] there is nothing left to do.
+    /// synchronously. After a normal [`Chromium::close`] there is nothing left to do.
     fn drop(&mut self) {
         if self.inner.is_some() {
-            tracing::warn!(pid = self.pid, "browser dropped without close(); killing chromium");
-            launch::kill_tree(self.pid);
+            if let Some(pid) = self.pid() {
+                tracing::warn!(pid, "browser dropped without close(); killing chromium");
+                launch::kill_tree(pid);
+            }
         }
         self.abort_tasks();
-        if let Some(dir) = self.temp_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        self.remove_profile();
     }
 }
 
@@ -430,7 +497,7 @@ mod tests {
             tokio::spawn(async move {
                 let tab = b.open_tab("http://127.0.0.1/", Vec::new()).await?;
                 b.click_text(tab, "Live Stream").await?;
-                b.internals_dump().await.map(|_| ())
+                b.internals_dumps().await.map(|_| ())
             });
         }
         let _ = spawnable;

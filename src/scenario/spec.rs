@@ -4,6 +4,7 @@
 //! those four can never disagree.
 
 use super::params::Params;
+use crate::browser::RemoteBrowser;
 use crate::refstack::faults::Fault;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -40,6 +41,10 @@ pub struct RunSpec {
     /// Real mouse input to every open viewer throughout.
     #[serde(default)]
     pub keep_alive_input: bool,
+    /// Remote browsers to spread the tabs over (`--browser`, in order); when empty, the target
+    /// file's `browsers`, else the local Chromium.
+    #[serde(default)]
+    pub browsers: Vec<RemoteBrowser>,
 }
 
 impl RunSpec {
@@ -97,6 +102,9 @@ impl RunSpec {
         if self.keep_alive_input {
             f.push_str(" --keep-alive-input");
         }
+        for b in &self.browsers {
+            f.push_str(&format!(" --browser {b}"));
+        }
         f
     }
 }
@@ -119,6 +127,7 @@ mod tests {
             thresholds: Some("e2e/detectors.toml".into()),
             keep_going: true,
             keep_alive_input: false,
+            browsers: vec!["http://127.0.0.1:9301".parse().unwrap()],
         }
     }
 
@@ -136,7 +145,7 @@ mod tests {
         assert_eq!(
             spec().command(),
             "helix-e2e run random-walk rapid-cycles --seed 42 --ops 7 --time-scale 0.2 --params e2e/scenarios/rapid-cycles.toml \
-             --tabs 3 --budget-s 30 --fault webrtc-port-range=40000-40000 --fault stuck-session --thresholds e2e/detectors.toml --keep-going"
+             --tabs 3 --budget-s 30 --fault webrtc-port-range=40000-40000 --fault stuck-session --thresholds e2e/detectors.toml --keep-going --browser http://127.0.0.1:9301"
         );
         assert!(!spec().condition_flags().contains("--ops"), "the walk's minimal reproduction sets its own --ops");
     }
