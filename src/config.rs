@@ -333,6 +333,21 @@ mod tests {
     }
 
     #[test]
+    fn compose_browsers_target_lists_its_remote_browsers_in_order_and_refuses_a_page_url() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/targets/compose-browsers.toml")).unwrap();
+        let t = Target::parse(Path::new("compose-browsers.toml"), &text, |k| Some(format!("value-of-{k}"))).unwrap();
+        let browsers: Vec<String> = t.browsers.iter().map(ToString::to_string).collect();
+        assert_eq!(browsers, ["http://127.0.0.1:9301", "http://127.0.0.1:9302"]);
+        assert_eq!(t.viewer_base, t.helix_url, "the browsers reach Helix where the driver does");
+        let elsewhere = text.replace("[helix]\n", "[helix]\nviewer_url = \"http://10.0.0.5:8080\"\n");
+        let t = Target::parse(Path::new("b.toml"), &elsewhere, |k| Some(k.to_string())).unwrap();
+        assert_eq!(t.viewer.session_page(&t.viewer_base, "ses_1"), "http://10.0.0.5:8080/session/ses_1");
+        let page = text.replace("http://127.0.0.1:9302", "ws://127.0.0.1:9302/devtools/page/1");
+        let e = Target::parse(Path::new("b.toml"), &page, |k| Some(k.to_string())).unwrap_err().to_string();
+        assert!(e.contains("/devtools/page/"), "{e}");
+    }
+
+    #[test]
     fn compose_reference_target_is_the_stamped_stand_in_in_containers() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/targets/compose-reference.toml")).unwrap();
         let t = Target::parse(Path::new("compose-reference.toml"), &text, |k| Some(format!("value-of-{k}"))).unwrap();
