@@ -2,14 +2,14 @@
 //!
 //! The bugs this project hunts (two viewers fighting over one lobby, a stream that connects but
 //! shows nothing, a reconnect that never recovers) only show in a real browser running the real
-//! viewer page. This module launches Chromium, opens each tab in its own browser context (so tabs
-//! share no cookies and each is a distinct user), installs an in-page probe before the page's own
-//! scripts, and turns everything the probe reports into [`crate::timeline`] events. It also keeps
-//! a `chrome://webrtc-internals` tab open for the browser's own view of every peer connection.
-//!
-//! Why one file of over 400 lines: it is under 400 lines without its tests.
+//! viewer page. This module launches Chromium (or connects to remote ones, `remote.rs`, spread
+//! over by `fleet.rs`), opens each tab in its own browser context (so tabs share no cookies and
+//! each is a distinct user), installs an in-page probe before the page's own scripts, and turns
+//! everything the probe reports into [`crate::timeline`] events. It also keeps a
+//! `chrome://webrtc-internals` tab open in each browser for its own view of every peer connection.
 
 mod fleet;
+mod health;
 mod internals;
 mod launch;
 mod probe;
@@ -22,10 +22,11 @@ use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::target::{CreateTargetParams, EventTargetCrashed, TargetId};
 use chromiumoxide::Page;
 use futures::StreamExt;
+use health::{watch_answers, watch_process, watch_remote, Health};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -125,69 +126,6 @@ impl Default for BrowserOptions {
         BrowserOptions { executable, headless: true, window: (1280, 800), user_data_dir: None, extra_args: Vec::new(), first_tab: 0 }
     }
 }
-
-/// What the browser layer knows about deaths, shared with its watchers: once the browser or a
-/// tab is dead, operations on it fail at once instead of waiting out DevTools deadlines on a
-/// connection nobody will answer — those already waiting too ([`Health::while_alive`]).
-#[derive(Default)]
-struct Health {
-    browser: OnceLock<String>,
-    /// The webrtc-internals page's renderer crashed.
-    internals: OnceLock<String>,
-    tabs: Mutex<HashMap<TabId, String>>,
-    /// Bumped at every death, so calls in flight learn of it.
-    deaths: tokio::sync::watch::Sender<u64>,
-}
-
-impl Health {
-    fn tab_dead(&self, tab: TabId, why: String) {
-        self.tabs.lock().unwrap_or_else(|e| e.into_inner()).entry(tab).or_insert(why);
-        self.deaths.send_modify(|n| *n += 1);
-    }
-
-    fn browser_dead(&self, why: String) {
-        let _ = self.browser.set(why);
-        self.deaths.send_modify(|n| *n += 1);
-    }
-
-    /// `fut`, unless the browser or `tab` dies first: then the death's error at once. A call
-    /// that started just before a death (a screenshot of a tab whose renderer hung) would
-    /// otherwise wait out its whole deadline, and the run with it.
-    async fn while_alive<T>(&self, tab: Option<TabId>, fut: impl Future<Output = Result<T, BrowserError>>) -> Result<T, BrowserError> {
-        let mut deaths = self.deaths.subscribe();
-        self.check(tab)?;
-        tokio::select! {
-            r = fut => r,
-            dead = async {
-                loop {
-                    if deaths.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                    if let Err(e) = self.check(tab) {
-                        return e;
-                    }
-                }
-            } => Err(dead),
-        }
-    }
-
-    fn check(&self, tab: Option<TabId>) -> Result<(), BrowserError> {
-        if let Some(why) = self.browser.get() {
-            return Err(BrowserError::BrowserDied(why.clone()));
-        }
-        match tab.and_then(|t| self.tabs.lock().unwrap_or_else(|e| e.into_inner()).get(&t).cloned().map(|why| (t, why))) {
-            Some((tab, why)) => Err(BrowserError::TabDead { tab, why }),
-            None => Ok(()),
-        }
-    }
-}
-
-/// How often the browser process and each tab are checked for life.
-const LIFE_CHECK_EVERY: Duration = Duration::from_millis(100);
-/// A tab that does not evaluate `1` within this long has stopped answering (B3). Generous: a
-/// viewer's renderer never blocks its main thread this long when healthy, even on a loaded
-/// 2-core machine.
-const TAB_ANSWER_DEADLINE: Duration = Duration::from_secs(3);
 
 /// One open tab: its page, its private browser context and the tasks forwarding its events.
 struct TabState {
@@ -402,70 +340,6 @@ impl Chromium {
                 t.abort();
             }
         }
-    }
-}
-
-/// Watches a remote browser (see `remote::watch`). When it is gone, the timeline says so with
-/// its endpoint — B2, as for a local browser's death: the tabs on it are lost to the run, which
-/// is not the stack's doing — and every DevTools call on it fails at once.
-async fn watch_remote(endpoint: RemoteBrowser, url: String, page: Page, handler: tokio::task::AbortHandle, health: Arc<Health>, timeline: Timeline) {
-    let why = remote::watch(&endpoint, &page).await;
-    let detail = format!("Chromium at {url} is lost: {why}");
-    tracing::error!("{detail}");
-    timeline.push(Event::Died { what: Casualty::Browser, detail: detail.clone() });
-    health.browser_dead(detail);
-    handler.abort();
-}
-
-/// Watches the browser process. When it dies, every DevTools call fails at once (the handler
-/// goes, and with it every pending command's channel) and the timeline says how it died.
-async fn watch_process(pid: u32, handler: tokio::task::AbortHandle, health: Arc<Health>, timeline: Timeline) {
-    loop {
-        tokio::time::sleep(LIFE_CHECK_EVERY).await;
-        if let Some(how) = launch::exit_of(pid) {
-            let detail = format!("Chromium (pid {pid}) {how}");
-            tracing::error!("{detail}");
-            // The death goes on the timeline before any call learns of it: an operation that
-            // fails with "the browser died" must find the death already there to explain it,
-            // or the scenario would end as an error of the driver's instead of B2.
-            timeline.push(Event::Died { what: Casualty::Browser, detail: detail.clone() });
-            health.browser_dead(detail);
-            handler.abort();
-            return;
-        }
-    }
-}
-
-/// Asks a page for `1` every second; one that does not answer within [`TAB_ANSWER_DEADLINE`]
-/// has stopped answering DevTools (a hung renderer) — unless the whole browser died. `tab` is
-/// `None` for the webrtc-internals page: the driver's own, so only marked dead (snapshots then
-/// fail at once), not named.
-async fn watch_answers(page: Page, tab: Option<TabId>, health: Arc<Health>, timeline: Timeline) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let dead = match tab {
-            Some(t) => health.check(Some(t)).is_err(),
-            None => health.check(None).is_err() || health.internals.get().is_some(),
-        };
-        if dead {
-            return;
-        }
-        if tokio::time::timeout(TAB_ANSWER_DEADLINE, page.evaluate_expression("1")).await.is_ok() || health.check(None).is_err() {
-            continue;
-        }
-        let whose = tab.map(|t| format!("tab {t}")).unwrap_or_else(|| "the webrtc-internals page".into());
-        let detail = format!("{whose} did not answer DevTools within {:.0} s", TAB_ANSWER_DEADLINE.as_secs_f64());
-        tracing::error!("{detail}");
-        match tab {
-            Some(t) => {
-                timeline.push(Event::Died { what: Casualty::TabUnresponsive { tab: t }, detail: detail.clone() });
-                health.tab_dead(t, detail);
-            }
-            None => {
-                let _ = health.internals.set(detail);
-            }
-        }
-        return;
     }
 }
 
