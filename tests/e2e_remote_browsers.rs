@@ -205,30 +205,50 @@ fn second_connection_over_two_remote_browsers_is_the_local_run() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-#[test]
-fn a_remote_browser_killed_mid_run_is_named_as_the_browsers_death_with_its_endpoint() {
+/// Runs `second-connection` over two remote browsers, does `to_second` to the second one once
+/// tab 1 is open in it, and returns the run's detections (it must fail by exactly one: B2).
+fn lose_the_second_browser_mid_run(name: &str, to_second: impl FnOnce(&mut RemoteChromium)) -> String {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-remote-kill-{}", std::process::id()));
+    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-remote-{name}-{}", std::process::id()));
     let seed = common::seed();
-    let (a, mut b) = (RemoteChromium::start("ka"), RemoteChromium::start("kb"));
+    let (a, mut b) = (RemoteChromium::start(&format!("{name}-a")), RemoteChromium::start(&format!("{name}-b")));
     let run = start(&["run", "second-connection", "--seed", &seed, "--time-scale", "0.2", "--browser", &a.http(), "--browser", &b.websocket()], &base);
-    // Tab 1 lives in the second browser: kill that browser once the tab is open in it.
+    // Tab 1 lives in the second browser.
     let until = Instant::now() + Duration::from_secs(60);
     while !b.pages().iter().any(|u| u.contains("e2e_tab=1")) {
         assert!(Instant::now() < until, "tab 1 never opened in the second browser");
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
-    b.kill();
+    to_second(&mut b);
     let t0 = Instant::now();
     let (code, summary, stderr) = finish(run);
-    eprintln!("the run ended {:.1} s after the kill", t0.elapsed().as_secs_f64());
+    eprintln!("{name}: the run ended {:.1} s after the second browser was lost", t0.elapsed().as_secs_f64());
     assert_eq!(code, Some(1), "a named failure exits 1; stderr:\n{stderr}\nsummary: {summary:#?}");
     assert_eq!(summary.verdict, Verdict::Fail);
     let detections: Vec<_> = summary.scenarios.iter().flat_map(|s| s.detections.iter()).collect();
     let faults: Vec<FailureId> = detections.iter().map(|d| d.fault).collect();
+    // Not B3 for the tab in it either: a lost browser explains its silent tabs.
     assert_eq!(faults, vec![FailureId::B2], "only the browser's death, nothing of the stack's: {detections:#?}");
-    let message = &detections[0].message;
+    let message = detections[0].message.clone();
     assert!(message.contains(&b.websocket()), "the endpoint is the evidence: {message}");
     let _ = std::fs::remove_dir_all(&base);
+    message
+}
+
+#[test]
+fn a_remote_browser_killed_mid_run_is_named_as_the_browsers_death_with_its_endpoint() {
+    let message = lose_the_second_browser_mid_run("kill", RemoteChromium::kill);
+    assert!(message.contains("refuses connections"), "{message}");
+}
+
+/// A browser that stops answering while its port still accepts connections (stopped: the kernel
+/// still completes the handshake) is lost too, by the silence on its DevTools connection.
+#[test]
+fn a_remote_browser_that_stops_answering_mid_run_is_named_as_the_browsers_death() {
+    let message = lose_the_second_browser_mid_run("stop", |b| {
+        // SAFETY: a signal to the process group this test started; Drop kills it later.
+        unsafe { libc::kill(-(b.child.id() as i32), libc::SIGSTOP) };
+    });
+    assert!(message.contains("did not answer on its DevTools connection"), "{message}");
 }

@@ -21,8 +21,12 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 pub(super) const LIFE_CHECK_EVERY: Duration = Duration::from_millis(200);
 /// A remote browser that does not answer `Browser.getVersion` within this long has lost its
 /// DevTools connection (closed under the driver, or the browser hangs): the run cannot use it.
-/// As generous as a tab's answer deadline, for the same loaded 2-core machine.
-const ANSWER_DEADLINE: Duration = Duration::from_secs(3);
+/// This plus [`ASK_EVERY`] is shorter than a tab's answer deadline (3 s, `health.rs`): when the
+/// connection goes, every page on it falls silent too, and the browser's loss (B2) must be on
+/// record before any of its tabs would be called unresponsive (B3).
+const ANSWER_DEADLINE: Duration = Duration::from_secs(2);
+/// How often the browser is asked for its version.
+const ASK_EVERY: Duration = Duration::from_millis(500);
 
 /// Where a remote browser's DevTools are: `ws://HOST:PORT/devtools/browser/<id>` as Chromium
 /// prints it, or `http://HOST:PORT`, resolved through `/json/version` when connecting (the id
@@ -127,28 +131,36 @@ impl RemoteBrowser {
 }
 
 /// Why a remote browser is gone, once it is; `None` while it answers. Two witnesses, because
-/// chromiumoxide's handler does not end when its WebSocket closes: the endpoint refusing a TCP
-/// connection (the browser process is gone: seen at once) and the browser not answering a
-/// `Browser.getVersion` on the run's own connection (the connection closed, or nothing answers
-/// on it; asked through the webrtc-internals page's session, which lives as long as the browser). A refused connect is checked every [`LIFE_CHECK_EVERY`], the answer every second.
+/// chromiumoxide's handler does not end when its WebSocket closes (a request on a closed
+/// connection only waits out its deadline): the endpoint refusing a TCP connection (the browser
+/// process is gone: seen within [`LIFE_CHECK_EVERY`]) and the browser not answering a
+/// `Browser.getVersion` on the run's own connection within [`ANSWER_DEADLINE`] (the connection
+/// closed, or nothing answers on it; asked every [`ASK_EVERY`] through the webrtc-internals page's
+/// session, which lives as long as the browser). They run side by side: a request left hanging
+/// by a dead connection must not hold up the quick witness.
 pub(super) async fn watch(endpoint: &RemoteBrowser, page: &chromiumoxide::Page) -> String {
     let authority = endpoint.authority().to_string();
-    let mut asked = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(LIFE_CHECK_EVERY).await;
-        let connect = tokio::time::timeout(ANSWER_DEADLINE, tokio::net::TcpStream::connect(authority.as_str())).await;
-        if let Ok(Err(e)) = connect {
-            return format!("its DevTools endpoint {authority} refuses connections ({e}): the browser is gone");
+    let refused = async {
+        loop {
+            tokio::time::sleep(LIFE_CHECK_EVERY).await;
+            if let Ok(Err(e)) = tokio::time::timeout(ANSWER_DEADLINE, tokio::net::TcpStream::connect(authority.as_str())).await {
+                return format!("its DevTools endpoint {authority} refuses connections ({e}): the browser is gone");
+            }
         }
-        if asked.elapsed() < Duration::from_secs(1) {
-            continue;
+    };
+    let silent = async {
+        loop {
+            tokio::time::sleep(ASK_EVERY).await;
+            match tokio::time::timeout(ANSWER_DEADLINE, page.execute(GetVersionParams::default())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return format!("its DevTools connection failed: {e}"),
+                Err(_) => return format!("it did not answer on its DevTools connection within {:.0} s", ANSWER_DEADLINE.as_secs_f64()),
+            }
         }
-        asked = tokio::time::Instant::now();
-        match tokio::time::timeout(ANSWER_DEADLINE, page.execute(GetVersionParams::default())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return format!("its DevTools connection failed: {e}"),
-            Err(_) => return format!("it did not answer on its DevTools connection within {:.0} s", ANSWER_DEADLINE.as_secs_f64()),
-        }
+    };
+    tokio::select! {
+        why = refused => why,
+        why = silent => why,
     }
 }
 
