@@ -3,6 +3,7 @@
 //! One type serves both the embedded reference stack and a real Helix deployment (a TOML file
 //! under `e2e/targets/`), so every scenario runs one code path against either.
 
+use crate::browser::RemoteBrowser;
 use crate::sut::log_source::{LogSource, ReadFrom};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,12 @@ pub struct Target {
     /// `[logs]`; the log capture of `[containers]` adds its files for the services `[logs]` does
     /// not name.
     pub logs: Vec<(String, LogSource)>,
+    /// Where the browser opens the viewer's pages: Helix as the browser reaches it, which is
+    /// `helix_url` unless a remote browser sees Helix under another address (`[helix]
+    /// viewer_url`).
+    pub viewer_base: String,
+    /// Remote browsers to spread the tabs over (`browsers = [...]`); `--browser` flags win.
+    pub browsers: Vec<RemoteBrowser>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +122,9 @@ struct TargetFile {
     /// The target is the reference stack (e.g. as containers): its pictures carry the stamp.
     #[serde(default)]
     reference: bool,
+    /// Remote browsers' DevTools endpoints, each `ws://…/devtools/browser/…` or `http://HOST:PORT`.
+    #[serde(default)]
+    browsers: Vec<RemoteBrowser>,
 }
 
 /// One service's entry in `[logs]`: exactly one of the two.
@@ -148,6 +158,8 @@ impl LogEntry {
 #[serde(deny_unknown_fields)]
 struct HelixSection {
     url: String,
+    /// Helix as the (remote) browser reaches it, when that is not `url`.
+    viewer_url: Option<String>,
     email_env: Option<String>,
     password_env: Option<String>,
 }
@@ -197,6 +209,8 @@ impl Target {
         }
         Ok(Target {
             name: f.name.unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
+            viewer_base: f.helix.viewer_url.unwrap_or_else(|| f.helix.url.clone()),
+            browsers: f.browsers,
             helix_url: f.helix.url,
             login,
             viewer: f.viewer.unwrap_or_else(ViewerSpec::helix_default),
@@ -215,6 +229,8 @@ impl Target {
         Target {
             name: "embedded reference stack".into(),
             helix_url: e.helix_url.clone(),
+            viewer_base: e.helix_url.clone(),
+            browsers: Vec::new(),
             login: Some(Login { email: e.user_email.clone(), password: e.user_password.clone() }),
             viewer: ViewerSpec::helix_default(),
             wolf_socket: e.wolf_socket.clone(),
@@ -314,6 +330,21 @@ mod tests {
             logs: vec![("wolf".into(), "/s/wolf.log".into())],
         };
         assert_eq!(Target::embedded(&e).logs, vec![("wolf".to_string(), LogSource::File { path: "/s/wolf.log".into(), from: ReadFrom::Start })]);
+    }
+
+    #[test]
+    fn compose_browsers_target_lists_its_remote_browsers_in_order_and_refuses_a_page_url() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/targets/compose-browsers.toml")).unwrap();
+        let t = Target::parse(Path::new("compose-browsers.toml"), &text, |k| Some(format!("value-of-{k}"))).unwrap();
+        let browsers: Vec<String> = t.browsers.iter().map(ToString::to_string).collect();
+        assert_eq!(browsers, ["http://127.0.0.1:9301", "http://127.0.0.1:9302"]);
+        assert_eq!(t.viewer_base, t.helix_url, "the browsers reach Helix where the driver does");
+        let elsewhere = text.replace("[helix]\n", "[helix]\nviewer_url = \"http://10.0.0.5:8080\"\n");
+        let t = Target::parse(Path::new("b.toml"), &elsewhere, |k| Some(k.to_string())).unwrap();
+        assert_eq!(t.viewer.session_page(&t.viewer_base, "ses_1"), "http://10.0.0.5:8080/session/ses_1");
+        let page = text.replace("http://127.0.0.1:9302", "ws://127.0.0.1:9302/devtools/page/1");
+        let e = Target::parse(Path::new("b.toml"), &page, |k| Some(k.to_string())).unwrap_err().to_string();
+        assert!(e.contains("/devtools/page/"), "{e}");
     }
 
     #[test]

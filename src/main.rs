@@ -97,6 +97,11 @@ struct RunArgs {
     /// channel), to tell "Wolf drops sessions without input" (F4) from other causes.
     #[arg(long)]
     keep_alive_input: bool,
+    /// A Chromium already running elsewhere, by its DevTools endpoint (ws://HOST:PORT/devtools/browser/…
+    /// or http://HOST:PORT), instead of launching one; repeatable: tabs go round-robin over them.
+    /// The run then uses the host's network, not a private namespace (README "Remote browsers").
+    #[arg(long = "browser", value_name = "URL")]
+    browsers: Vec<helix_e2e::browser::RemoteBrowser>,
     /// Multiply every wait of the scenarios (active/idle/hold times) by this; 0.1 for CI.
     /// Default: 1 (the design's times) for named scenarios, 0.2 for the default suite so it
     /// stays under the design's five minutes.
@@ -396,6 +401,7 @@ impl RunArgs {
             keep_going: self.keep_going,
             keep_alive_input: self.keep_alive_input,
             shard: None,
+            browsers: self.browsers.clone(),
         };
         Ok(match shard_arg(&self.shard)? {
             Some(shard) => spec.sharded(shard)?,
@@ -451,6 +457,12 @@ fn launch(spec: RunSpec, runner: &RunnerArgs, no_install: bool, plans: Option<Ve
             Some(name) => {
                 eprintln!("helix-e2e: running inside network namespace {name}");
                 supervisor::NetnsChoice::Join(name.clone())
+            }
+            // Remote browsers are outside any namespace of the run's: they could neither be
+            // reached nor reach the stack inside one.
+            None if !spec.browsers.is_empty() => {
+                eprintln!("helix-e2e: remote browsers given: running in the host's network (no private namespace)");
+                supervisor::NetnsChoice::Host
             }
             None if !runner.no_netns && spec.target.is_none() && netns::available() => {
                 eprintln!("helix-e2e: running inside a private network namespace (use --no-netns to skip)");

@@ -266,7 +266,7 @@ async fn gone_within(pids: &[u32], secs: u64) -> bool {
 async fn flags_reach_chromium_and_close_leaves_nothing() {
     let timeline = Timeline::new();
     let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
-    let pid = browser.pid();
+    let pid = browser.pid().expect("a local browser");
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline of the browser");
     let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     for want in [
@@ -294,7 +294,7 @@ async fn flags_reach_chromium_and_close_leaves_nothing() {
 #[tokio::test]
 async fn dropping_without_close_kills_chromium() {
     let browser = Browser::launch(options(), Timeline::new()).await.expect("launch");
-    let pid = browser.pid();
+    let pid = browser.pid().expect("a local browser");
     let kids = children_of(pid);
     drop(browser);
     let mut all = kids.clone();
@@ -571,7 +571,7 @@ async fn internals_dump_has_the_documented_shape() {
     // Let webrtc-internals collect a few one-second stat samples.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let dump = browser.internals_dump().await.expect("dump");
+    let dump = browser.internals_dumps().await.expect("dump").remove(0).dump;
     validate_dump(&dump).expect("documented shape");
     // The same keys and JSON types as the file Chromium's own download button writes.
     let chromium: Value = serde_json::from_str(include_str!("fixtures/webrtc-internals/chromium-156.json")).unwrap();
@@ -602,7 +602,7 @@ async fn internals_dump_has_the_documented_shape() {
     browser.reload(tab).await.expect("reload");
     browser.close_tab(tab).await.expect("close tab");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = browser.internals_dump().await.expect("dump after close");
+    let after = browser.internals_dumps().await.expect("dump after close").remove(0).dump;
     let kept = peer_connections_of_tab(&after, tab);
     assert!(kept.len() >= 4, "{} of the tab's connections kept after it closed", kept.len());
     for (key, pc) in &pcs {
@@ -621,7 +621,8 @@ async fn a_call_in_flight_ends_when_its_tab_is_declared_unresponsive() {
     let timeline = Timeline::new();
     let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
     let tab = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("open");
-    let renderers: Vec<u32> = common::descendants(browser.pid()).into_iter().filter(|(_, cmd)| cmd.contains("--type=renderer")).map(|(p, _)| p).collect();
+    let renderers: Vec<u32> =
+        common::descendants(browser.pid().expect("a local browser")).into_iter().filter(|(_, cmd)| cmd.contains("--type=renderer")).map(|(p, _)| p).collect();
     assert!(!renderers.is_empty(), "no renderer found");
     for p in &renderers {
         unsafe { libc::kill(*p as i32, libc::SIGSTOP) };
@@ -677,7 +678,7 @@ async fn a_killed_browser_is_reported_and_every_call_fails_at_once() {
     let browser = Browser::launch(options(), timeline.clone()).await.expect("launch");
     let tab = browser.open_tab(&format!("http://{addr}/plain.html"), vec![]).await.expect("open");
     // SAFETY: our own Chromium.
-    unsafe { libc::kill(browser.pid() as i32, libc::SIGKILL) };
+    unsafe { libc::kill(browser.pid().expect("a local browser") as i32, libc::SIGKILL) };
     let killed = std::time::Instant::now();
     let detail = wait_for(&timeline, "the browser's death", 5, |obs| {
         obs.iter().find_map(|o| match &o.event {

@@ -42,9 +42,11 @@ fn compose_config(profile: &str) -> Value {
 
 #[test]
 fn compose_profiles_are_valid_and_use_the_host_network_only() {
-    for (profile, expected) in
-        [("reference", &["wolf", "moonlight-web", "api"][..]), ("helix", &["helix-api", "helix-frontend", "helix-wolf", "helix-moonlight-web"][..])]
-    {
+    for (profile, expected) in [
+        ("reference", &["wolf", "moonlight-web", "api"][..]),
+        ("helix", &["helix-api", "helix-frontend", "helix-wolf", "helix-moonlight-web"][..]),
+        ("browsers", &["browser-1", "browser-2"][..]),
+    ] {
         let config = compose_config(profile);
         let services = config["services"].as_mapping().unwrap_or_else(|| panic!("{profile}: no services in {config:?}"));
         for name in expected {
@@ -60,6 +62,17 @@ fn compose_profiles_are_valid_and_use_the_host_network_only() {
         // No network of any kind is declared (compose v1 prints none; v2 prints an empty map at most).
         let networks = config.get("networks").and_then(Value::as_mapping).map(|m| m.len()).unwrap_or(0);
         assert_eq!(networks, 0, "{profile}: networks declared: {:?}", config["networks"]);
+    }
+    // The remote browsers: DevTools on loopback, each on its own port, the ports the example
+    // target file lists.
+    let browsers = compose_config("browsers");
+    let target = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/targets/compose-browsers.toml")).unwrap();
+    for (name, port) in [("browser-1", 9301), ("browser-2", 9302)] {
+        let s = &browsers["services"][name];
+        let args: Vec<&str> = s["entrypoint"].as_sequence().into_iter().chain(s["command"].as_sequence()).flatten().filter_map(Value::as_str).collect();
+        assert!(args.contains(&"--remote-debugging-address=127.0.0.1"), "{name}: DevTools on loopback only: {args:?}");
+        assert!(args.contains(&format!("--remote-debugging-port={port}").as_str()), "{name}: {args:?}");
+        assert!(target.contains(&format!("\"http://127.0.0.1:{port}\"")), "compose-browsers.toml lists {name}");
     }
     let reference = compose_config("reference");
     let s = &reference["services"];

@@ -104,7 +104,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
             "5-2": {"pid": 77, "url": "http://127.0.0.1:9/session/ses_1?e2e_tab=1", "rtcConfiguration": "{}", "stats": {},
                     "updateLog": [{"timestamp": at(4.1), "type": "connectionstatechange", "value": "\"failed\""}]}
     });
-    dumps::write_internals(&art, "final", &dump, &tl.redactor()).unwrap();
+    dumps::write_internals(&art, "final", &[helix_e2e::browser::BrowserDump { browser: None, dump }], &tl.redactor()).unwrap();
 
     let observations = tl.snapshot();
     report::write_timeline(&art, &observations).unwrap();
@@ -159,6 +159,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
                 connection_states: vec![if tab == 0 { "connected" } else { "failed" }.into()],
                 errors: if tab == 1 { vec!["PeerDisconnect".into()] } else { vec![] },
                 screenshot: Some(format!("screenshots/tab-{tab}-streaming.png")),
+                browser: "local".into(),
             })
             .collect(),
         artifacts: art.root().display().to_string(),
@@ -508,6 +509,7 @@ fn ten_minute_eight_tab_run(base: &Path) -> (ArtifactDir, Summary, Vec<helix_e2e
                 connection_states: vec!["new".into(), "connecting".into(), "connected".into()],
                 errors: vec![],
                 screenshot: Some(format!("screenshots/tab-{tab}-at-failure.png")),
+                browser: "local".into(),
             })
             .collect(),
         artifacts: art.root().display().to_string(),

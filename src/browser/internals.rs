@@ -7,7 +7,7 @@
 //! the importers that read that file (rtcstats dump-importer, fippo's webrtc-dump-importer) open
 //! a failed run's evidence.
 
-use super::{deadline, Browser, BrowserError, TAB_PARAM};
+use super::{deadline, BrowserError, Chromium, TAB_PARAM};
 use crate::timeline::TabId;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -58,7 +58,7 @@ const DIGEST_JS: &str = r#"(() => {
 /// Peer connection key (`<rid>-<lid>`) → how many update-log entries it had.
 pub type DumpDigest = BTreeMap<String, usize>;
 
-impl Browser {
+impl Chromium {
     /// A webrtc-internals dump of every peer connection the browser has had since it started
     /// (the page keeps closed and reloaded tabs' connections, see [`INTERNALS_URL`]).
     pub async fn internals_dump(&self) -> Result<Value, BrowserError> {
@@ -100,6 +100,38 @@ impl Browser {
             _ => Err(BrowserError::Internals("peerConnectionDataStore is missing (page not loaded?)".into())),
         }
     }
+}
+
+/// One browser's webrtc-internals dump. A run with several browsers has one per browser (each
+/// page knows only its own browser's connections); `browser` is the browser's place in the
+/// run's list of remote browsers, `None` for a run's one local browser.
+#[derive(Debug, Clone)]
+pub struct BrowserDump {
+    pub browser: Option<usize>,
+    pub dump: Value,
+}
+
+impl BrowserDump {
+    /// Where this browser's dumps go under `webrtc-internals/`: `""` for the local browser,
+    /// `browser-<K>/` for the K-th remote one.
+    pub fn dir(&self) -> String {
+        browser_dir(self.browser)
+    }
+}
+
+fn browser_dir(browser: Option<usize>) -> String {
+    browser.map(|k| format!("browser-{k}/")).unwrap_or_default()
+}
+
+/// The digest of several browsers' stores: each connection keyed by its browser's directory
+/// and its own key (two browsers number their connections alike).
+pub fn digest_of_browsers(digests: impl IntoIterator<Item = (Option<usize>, DumpDigest)>) -> DumpDigest {
+    digests.into_iter().flat_map(|(b, d)| d.into_iter().map(move |(k, n)| (format!("{}{k}", browser_dir(b)), n))).collect()
+}
+
+/// [`digest_of_browsers`] of the dumps themselves.
+pub fn digest_of_dumps(dumps: &[BrowserDump]) -> DumpDigest {
+    digest_of_browsers(dumps.iter().map(|d| (d.browser, digest_of(&d.dump))))
 }
 
 /// A dump's digest: each peer connection's update-log length. A dump adds information over

@@ -121,7 +121,7 @@ pub(super) async fn start(opts: &BrowserOptions) -> Result<Launched, BrowserErro
 
 /// Polls the DevTools connection for as long as it lives. One bad message (Chromium 156 sends
 /// events the generated types do not know) must not stop it: every page would hang otherwise.
-async fn drive(mut handler: Handler) {
+pub(super) async fn drive(mut handler: Handler) {
     let mut consecutive_errors = 0u32;
     while let Some(item) = handler.next().await {
         match item {

@@ -2,16 +2,18 @@
 //!
 //! The bugs this project hunts (two viewers fighting over one lobby, a stream that connects but
 //! shows nothing, a reconnect that never recovers) only show in a real browser running the real
-//! viewer page. This module launches Chromium, opens each tab in its own browser context (so tabs
-//! share no cookies and each is a distinct user), installs an in-page probe before the page's own
-//! scripts, and turns everything the probe reports into [`crate::timeline`] events. It also keeps
-//! a `chrome://webrtc-internals` tab open for the browser's own view of every peer connection.
-//!
-//! Why one file of over 400 lines: it is under 400 lines without its tests.
+//! viewer page. This module launches Chromium (or connects to remote ones, `remote.rs`, spread
+//! over by `fleet.rs`), opens each tab in its own browser context (so tabs share no cookies and
+//! each is a distinct user), installs an in-page probe before the page's own scripts, and turns
+//! everything the probe reports into [`crate::timeline`] events. It also keeps a
+//! `chrome://webrtc-internals` tab open in each browser for its own view of every peer connection.
 
+mod fleet;
+mod health;
 mod internals;
 mod launch;
 mod probe;
+mod remote;
 mod tab;
 pub mod viewers;
 
@@ -20,14 +22,19 @@ use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::target::{CreateTargetParams, EventTargetCrashed, TargetId};
 use chromiumoxide::Page;
 use futures::StreamExt;
+use health::{watch_answers, watch_process, watch_remote, Health};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-pub use internals::{digest_adds, digest_of, dump_shape, peer_connections_of_tab, tab_marker, validate_dump, DumpDigest};
+pub use fleet::Browser;
+pub use internals::{
+    digest_adds, digest_of, digest_of_browsers, digest_of_dumps, dump_shape, peer_connections_of_tab, tab_marker, validate_dump, BrowserDump, DumpDigest,
+};
+pub use remote::RemoteBrowser;
 pub use tab::{tagged_url, VideoInput};
 pub use viewers::{fold_viewers, ViewerFacts};
 
@@ -120,69 +127,6 @@ impl Default for BrowserOptions {
     }
 }
 
-/// What the browser layer knows about deaths, shared with its watchers: once the browser or a
-/// tab is dead, operations on it fail at once instead of waiting out DevTools deadlines on a
-/// connection nobody will answer — those already waiting too ([`Health::while_alive`]).
-#[derive(Default)]
-struct Health {
-    browser: OnceLock<String>,
-    /// The webrtc-internals page's renderer crashed.
-    internals: OnceLock<String>,
-    tabs: Mutex<HashMap<TabId, String>>,
-    /// Bumped at every death, so calls in flight learn of it.
-    deaths: tokio::sync::watch::Sender<u64>,
-}
-
-impl Health {
-    fn tab_dead(&self, tab: TabId, why: String) {
-        self.tabs.lock().unwrap_or_else(|e| e.into_inner()).entry(tab).or_insert(why);
-        self.deaths.send_modify(|n| *n += 1);
-    }
-
-    fn browser_dead(&self, why: String) {
-        let _ = self.browser.set(why);
-        self.deaths.send_modify(|n| *n += 1);
-    }
-
-    /// `fut`, unless the browser or `tab` dies first: then the death's error at once. A call
-    /// that started just before a death (a screenshot of a tab whose renderer hung) would
-    /// otherwise wait out its whole deadline, and the run with it.
-    async fn while_alive<T>(&self, tab: Option<TabId>, fut: impl Future<Output = Result<T, BrowserError>>) -> Result<T, BrowserError> {
-        let mut deaths = self.deaths.subscribe();
-        self.check(tab)?;
-        tokio::select! {
-            r = fut => r,
-            dead = async {
-                loop {
-                    if deaths.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                    if let Err(e) = self.check(tab) {
-                        return e;
-                    }
-                }
-            } => Err(dead),
-        }
-    }
-
-    fn check(&self, tab: Option<TabId>) -> Result<(), BrowserError> {
-        if let Some(why) = self.browser.get() {
-            return Err(BrowserError::BrowserDied(why.clone()));
-        }
-        match tab.and_then(|t| self.tabs.lock().unwrap_or_else(|e| e.into_inner()).get(&t).cloned().map(|why| (t, why))) {
-            Some((tab, why)) => Err(BrowserError::TabDead { tab, why }),
-            None => Ok(()),
-        }
-    }
-}
-
-/// How often the browser process and each tab are checked for life.
-const LIFE_CHECK_EVERY: Duration = Duration::from_millis(100);
-/// A tab that does not evaluate `1` within this long has stopped answering (B3). Generous: a
-/// viewer's renderer never blocks its main thread this long when healthy, even on a loaded
-/// 2-core machine.
-const TAB_ANSWER_DEADLINE: Duration = Duration::from_secs(3);
-
 /// One open tab: its page, its private browser context and the tasks forwarding its events.
 struct TabState {
     page: Page,
@@ -195,7 +139,17 @@ struct TabState {
     input: tokio::sync::Mutex<()>,
 }
 
-pub struct Browser {
+/// Where one Chromium runs: a process of this run's, or an endpoint of someone else's.
+enum Origin {
+    /// Launched by the run: its pid, and the profile it removes on close.
+    Local { pid: u32, temp_dir: Option<PathBuf> },
+    /// Reached over DevTools only (`remote.rs`): the endpoint as given and the WebSocket it
+    /// resolved to.
+    Remote { endpoint: RemoteBrowser, url: String },
+}
+
+/// One Chromium, local or remote; [`Browser`] spreads a run's tabs over one or several.
+struct Chromium {
     inner: Option<chromiumoxide::Browser>,
     handler: Option<JoinHandle<()>>,
     crash_watch: Option<JoinHandle<()>>,
@@ -207,24 +161,40 @@ pub struct Browser {
     tabs: Arc<Mutex<HashMap<TabId, Arc<TabState>>>>,
     /// Target id → tab, so a crash reported at browser level names the tab.
     targets: Arc<Mutex<HashMap<TargetId, TabId>>>,
-    next_tab: Mutex<TabId>,
     timeline: Timeline,
-    pid: u32,
-    /// Removed on close when the browser created it.
-    temp_dir: Option<PathBuf>,
+    origin: Origin,
 }
 
-impl Browser {
-    /// Starts Chromium with the flags this machine needs, the handler task, the crash watcher
-    /// and the webrtc-internals tab (which must exist before any viewer tab: Chromium records
-    /// peer-connection update logs only while an internals page is open).
-    pub async fn launch(opts: BrowserOptions, timeline: Timeline) -> Result<Browser, BrowserError> {
-        let launch::Launched { browser, handler, pid, temp_dir } = launch::start(&opts).await?;
+impl Chromium {
+    /// Starts Chromium with the flags this machine needs.
+    async fn launch(opts: &BrowserOptions, timeline: Timeline) -> Result<Chromium, BrowserError> {
+        let launch::Launched { browser, handler, pid, temp_dir } = launch::start(opts).await?;
+        let this = Chromium::attach(browser, handler, Origin::Local { pid, temp_dir }, timeline).await?;
+        tracing::info!(pid, "chromium launched");
+        Ok(this)
+    }
+
+    /// Connects to a Chromium that runs elsewhere.
+    async fn connect(endpoint: &RemoteBrowser, timeline: Timeline) -> Result<Chromium, BrowserError> {
+        let (browser, handler, url) = endpoint.connect().await?;
+        let handler = tokio::spawn(launch::drive(handler));
+        let this = Chromium::attach(browser, handler, Origin::Remote { endpoint: endpoint.clone(), url: url.clone() }, timeline).await?;
+        tracing::info!(%url, "connected to a remote chromium");
+        Ok(this)
+    }
+
+    /// The crash watcher, the death watcher and the webrtc-internals tab (which must exist
+    /// before any viewer tab: Chromium records peer-connection update logs only while an
+    /// internals page is open).
+    async fn attach(browser: chromiumoxide::Browser, handler: JoinHandle<()>, origin: Origin, timeline: Timeline) -> Result<Chromium, BrowserError> {
         let internals = cdp("open webrtc-internals", browser.new_page(CreateTargetParams::new(internals::INTERNALS_URL))).await;
         // From here on, Drop cleans up whatever fails.
         let health = Arc::new(Health::default());
-        let death_watch = Some(tokio::spawn(watch_process(pid, handler.abort_handle(), health.clone(), timeline.clone())));
-        let mut this = Browser {
+        let death_watch = match &origin {
+            Origin::Local { pid, .. } => Some(tokio::spawn(watch_process(*pid, handler.abort_handle(), health.clone(), timeline.clone()))),
+            Origin::Remote { .. } => None,
+        };
+        let mut this = Chromium {
             inner: Some(browser),
             handler: Some(handler),
             crash_watch: None,
@@ -234,23 +204,35 @@ impl Browser {
             internals: None,
             tabs: Arc::default(),
             targets: Arc::default(),
-            next_tab: Mutex::new(opts.first_tab),
             timeline,
-            pid,
-            temp_dir,
+            origin,
         };
         this.internals = Some(internals?);
         this.crash_watch = Some(this.watch_crashes().await?);
         if let Some(page) = this.internals.clone() {
-            this.internals_watch = Some(tokio::spawn(watch_answers(page, None, this.health.clone(), this.timeline.clone())));
+            this.internals_watch = Some(tokio::spawn(watch_answers(page.clone(), None, this.health.clone(), this.timeline.clone())));
+            if let (Origin::Remote { endpoint, url }, Some(handler)) = (&this.origin, &this.handler) {
+                let watch = watch_remote(endpoint.clone(), url.clone(), page, handler.abort_handle(), this.health.clone(), this.timeline.clone());
+                this.death_watch = Some(tokio::spawn(watch));
+            }
         }
-        tracing::info!(pid, "chromium launched");
         Ok(this)
     }
 
-    /// Process id of the Chromium browser process (for `/proc/<pid>/cmdline` checks).
-    pub fn pid(&self) -> u32 {
-        self.pid
+    /// Process id of the Chromium browser process, when it runs here.
+    fn pid(&self) -> Option<u32> {
+        match self.origin {
+            Origin::Local { pid, .. } => Some(pid),
+            Origin::Remote { .. } => None,
+        }
+    }
+
+    /// What the artifacts call this browser: `local` or its DevTools endpoint as given.
+    fn name(&self) -> String {
+        match &self.origin {
+            Origin::Local { .. } => "local".into(),
+            Origin::Remote { endpoint, .. } => endpoint.to_string(),
+        }
     }
 
     fn browser(&self) -> &chromiumoxide::Browser {
@@ -288,7 +270,7 @@ impl Browser {
     }
 
     /// Why the browser died, once it has: the run cannot go on without it.
-    pub fn death(&self) -> Option<String> {
+    fn death(&self) -> Option<String> {
         self.health.browser.get().cloned()
     }
 
@@ -298,15 +280,16 @@ impl Browser {
     }
 
     /// Ids of the tabs currently open.
-    pub fn open_tabs(&self) -> Vec<TabId> {
+    fn open_tabs(&self) -> Vec<TabId> {
         let mut v: Vec<TabId> = self.tabs.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
         v.sort_unstable();
         v
     }
 
     /// Closes every tab, then the browser, and waits for the process tree to be gone; kills it
-    /// when it does not exit in time. The temporary profile is removed.
-    pub async fn close(mut self) -> Result<(), BrowserError> {
+    /// when it does not exit in time. The temporary profile is removed. A remote browser is
+    /// not ours to close: the run closes its tabs and the internals page, and disconnects.
+    async fn close(mut self) -> Result<(), BrowserError> {
         // A browser asked to quit is not a browser that died.
         if let Some(w) = self.death_watch.take() {
             w.abort();
@@ -316,30 +299,40 @@ impl Browser {
                 tracing::warn!(tab, error = %e, "closing tab failed; the browser goes anyway");
             }
         }
-        let result = match self.inner.take() {
-            Some(browser) => launch::stop(browser, self.pid).await,
-            None => Ok(()),
+        let result = match (self.inner.take(), &mut self.origin) {
+            (Some(browser), Origin::Local { pid, .. }) => launch::stop(browser, *pid).await,
+            (Some(_), Origin::Remote { .. }) => match self.internals.take() {
+                Some(page) if self.health.check(None).is_ok() => cdp("close webrtc-internals", page.close()).await,
+                _ => Ok(()),
+            },
+            (None, _) => Ok(()),
         };
         self.abort_tasks();
-        if let Some(dir) = self.temp_dir.take() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove the chromium profile");
-            }
-        }
+        self.remove_profile();
         result
     }
 
     /// Kill Chromium at once (an interrupted run has no time for a polite close), and remove
-    /// its profile.
-    pub fn kill(mut self) {
+    /// its profile; a remote one is only disconnected (its contexts go with the connection).
+    fn kill(mut self) {
         if let Some(w) = self.death_watch.take() {
             w.abort();
         }
-        launch::kill_tree(self.pid);
+        if let Some(pid) = self.pid() {
+            launch::kill_tree(pid);
+        }
         self.inner = None;
         self.abort_tasks();
-        if let Some(dir) = self.temp_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+        self.remove_profile();
+    }
+
+    fn remove_profile(&mut self) {
+        if let Origin::Local { temp_dir, .. } = &mut self.origin {
+            if let Some(dir) = temp_dir.take() {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove the chromium profile");
+                }
+            }
         }
     }
 
@@ -355,70 +348,18 @@ impl Browser {
     }
 }
 
-/// Watches the browser process. When it dies, every DevTools call fails at once (the handler
-/// goes, and with it every pending command's channel) and the timeline says how it died.
-async fn watch_process(pid: u32, handler: tokio::task::AbortHandle, health: Arc<Health>, timeline: Timeline) {
-    loop {
-        tokio::time::sleep(LIFE_CHECK_EVERY).await;
-        if let Some(how) = launch::exit_of(pid) {
-            let detail = format!("Chromium (pid {pid}) {how}");
-            tracing::error!("{detail}");
-            // The death goes on the timeline before any call learns of it: an operation that
-            // fails with "the browser died" must find the death already there to explain it,
-            // or the scenario would end as an error of the driver's instead of B2.
-            timeline.push(Event::Died { what: Casualty::Browser, detail: detail.clone() });
-            health.browser_dead(detail);
-            handler.abort();
-            return;
-        }
-    }
-}
-
-/// Asks a page for `1` every second; one that does not answer within [`TAB_ANSWER_DEADLINE`]
-/// has stopped answering DevTools (a hung renderer) — unless the whole browser died. `tab` is
-/// `None` for the webrtc-internals page: the driver's own, so only marked dead (snapshots then
-/// fail at once), not named.
-async fn watch_answers(page: Page, tab: Option<TabId>, health: Arc<Health>, timeline: Timeline) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let dead = match tab {
-            Some(t) => health.check(Some(t)).is_err(),
-            None => health.check(None).is_err() || health.internals.get().is_some(),
-        };
-        if dead {
-            return;
-        }
-        if tokio::time::timeout(TAB_ANSWER_DEADLINE, page.evaluate_expression("1")).await.is_ok() || health.check(None).is_err() {
-            continue;
-        }
-        let whose = tab.map(|t| format!("tab {t}")).unwrap_or_else(|| "the webrtc-internals page".into());
-        let detail = format!("{whose} did not answer DevTools within {:.0} s", TAB_ANSWER_DEADLINE.as_secs_f64());
-        tracing::error!("{detail}");
-        match tab {
-            Some(t) => {
-                timeline.push(Event::Died { what: Casualty::TabUnresponsive { tab: t }, detail: detail.clone() });
-                health.tab_dead(t, detail);
-            }
-            None => {
-                let _ = health.internals.set(detail);
-            }
-        }
-        return;
-    }
-}
-
-impl Drop for Browser {
+impl Drop for Chromium {
     /// A panic or an early `?` must not leave Chromium running: kill the whole process tree
-    /// synchronously. After a normal [`Browser::close`] there is nothing left to do.
+    /// synchronously. After a normal [`Chromium::close`] there is nothing left to do.
     fn drop(&mut self) {
         if self.inner.is_some() {
-            tracing::warn!(pid = self.pid, "browser dropped without close(); killing chromium");
-            launch::kill_tree(self.pid);
+            if let Some(pid) = self.pid() {
+                tracing::warn!(pid, "browser dropped without close(); killing chromium");
+                launch::kill_tree(pid);
+            }
         }
         self.abort_tasks();
-        if let Some(dir) = self.temp_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        self.remove_profile();
     }
 }
 
@@ -435,7 +376,7 @@ mod tests {
             tokio::spawn(async move {
                 let tab = b.open_tab("http://127.0.0.1/", Vec::new()).await?;
                 b.click_text(tab, "Live Stream").await?;
-                b.internals_dump().await.map(|_| ())
+                b.internals_dumps().await.map(|_| ())
             });
         }
         let _ = spawnable;

@@ -7,7 +7,7 @@
 //! Why one file of over 400 lines: opening, pressing, input and closing share each tab's DevTools
 //! session, its health and its deadlines; a split would pass that state between files.
 
-use super::{cdp, deadline, probe, Browser, BrowserError, TabState, NAV_DEADLINE, PROBE_BINDING, TAB_PARAM};
+use super::{cdp, deadline, probe, BrowserError, Chromium, TabState, NAV_DEADLINE, PROBE_BINDING, TAB_PARAM};
 use crate::timeline::{Event, ProbeEvent, TabId, Timeline};
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::emulation::SetFocusEmulationEnabledParams;
@@ -279,22 +279,20 @@ pub enum VideoInput {
     Click,
 }
 
-impl Browser {
+impl Chromium {
     /// Opens `url` in a new tab with its own browser context. `cookies` are set for the URL's
     /// origin before navigating (the real Helix frontend authenticates its stream WebSocket by
     /// the `access_token` cookie). The probe is installed before the page's scripts run. The tab
     /// id is appended to the URL as `e2e_tab=<id>` so webrtc-internals entries map back to it.
-    pub async fn open_tab(&self, url: &str, cookies: Vec<(String, String)>) -> Result<TabId, BrowserError> {
-        let tab = {
-            let mut next = self.next_tab.lock().unwrap_or_else(|e| e.into_inner());
-            let t = *next;
-            *next += 1;
-            t
-        };
+    /// `tab` is the id the run gave it ([`super::Browser`] numbers the tabs of all its browsers).
+    /// The context is disposed of when the DevTools connection goes: a killed run leaves no
+    /// context behind in a remote browser that outlives it.
+    pub async fn open_tab(&self, tab: TabId, url: &str, cookies: Vec<(String, String)>) -> Result<TabId, BrowserError> {
         let url = tagged_url(url, tab);
         self.health.check(None)?;
         let browser = self.browser();
-        let context = cdp("create browser context", browser.create_browser_context(CreateBrowserContextParams::default())).await?;
+        let params = CreateBrowserContextParams::builder().dispose_on_detach(true).build();
+        let context = cdp("create browser context", browser.create_browser_context(params)).await?;
         let page = match self.prepare_tab(tab, &url, &context, cookies).await {
             Ok(page) => page,
             Err(e) => {
@@ -419,12 +417,6 @@ impl Browser {
         Ok(())
     }
 
-    /// Clicks the visible, enabled control whose text, `title` or `aria-label` is `text` (e.g.
-    /// the "Live Stream" toggle or "Reconnect"), with real mouse events.
-    pub async fn click_text(&self, tab: TabId, text: &str) -> Result<(), BrowserError> {
-        self.press(tab, text).await
-    }
-
     /// Waits (up to [`CONTROL_DEADLINE`]) for the control `want` names (text, or `css:` and a
     /// selector) to be one a user could press, then clicks its centre with real mouse events.
     pub async fn press(&self, tab: TabId, want: &str) -> Result<(), BrowserError> {
@@ -515,7 +507,13 @@ impl Browser {
     /// is the only one connected.
     pub async fn cut_tab(&self, tab: TabId) -> Result<(), BrowserError> {
         self.health.check(Some(tab))?;
-        let victims: Vec<crate::procs::Proc> = crate::procs::descendants(self.pid()).into_iter().filter(|p| p.cmdline.contains(NETWORK_SERVICE)).collect();
+        let Some(pid) = self.pid() else {
+            return Err(BrowserError::Page {
+                tab,
+                what: format!("cutting a tab off kills its browser's network service process; {} runs on another machine", self.name()),
+            });
+        };
+        let victims: Vec<crate::procs::Proc> = crate::procs::descendants(pid).into_iter().filter(|p| p.cmdline.contains(NETWORK_SERVICE)).collect();
         if victims.is_empty() {
             return Err(BrowserError::Page { tab, what: format!("the browser has no network service process ({NETWORK_SERVICE}) to kill") });
         }

@@ -40,6 +40,7 @@ fn whole_spec(seed: u64) -> RunSpec {
         keep_going: false,
         keep_alive_input: false,
         shard: None,
+        browsers: vec![],
     }
 }
 

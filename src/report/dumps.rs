@@ -1,4 +1,4 @@
-//! webrtc-internals dumps as artifacts: the whole browser's dump and one per tab, each in the
+//! webrtc-internals dumps as artifacts: each browser's whole dump and one per tab, each in the
 //! shape of the file Chromium's own download button writes, with secrets masked — and written only
 //! when they add information.
 //!
@@ -16,7 +16,7 @@
 //! other string by the run's known secrets.
 
 use super::{ArtifactDir, ArtifactError};
-use crate::browser::{digest_adds, digest_of, peer_connections_of_tab, DumpDigest, TAB_PARAM};
+use crate::browser::{digest_adds, digest_of_dumps, peer_connections_of_tab, BrowserDump, DumpDigest, TAB_PARAM};
 use crate::redact::Redactor;
 use crate::timeline::TabId;
 use serde::Serialize;
@@ -73,12 +73,12 @@ impl DumpLog {
         &mut self,
         artifacts: &ArtifactDir,
         label: &str,
-        dump: &Value,
+        dump: &[BrowserDump],
         redactor: &Redactor,
         now: Instant,
     ) -> Result<Vec<PathBuf>, ArtifactError> {
         let files = write_internals(artifacts, label, dump, redactor)?;
-        let before = self.checkpoint.replace(Written { label: label.to_string(), digest: digest_of(dump), files: files.clone() });
+        let before = self.checkpoint.replace(Written { label: label.to_string(), digest: digest_of_dumps(dump), files: files.clone() });
         self.since = now;
         if let Some(old) = before.filter(|old| old.label != label) {
             remove_stale(&old.files, &files);
@@ -88,10 +88,10 @@ impl DumpLog {
 
     /// Write `final.json` (and per tab), then remove the checkpoint when the final dump holds all
     /// it did; one it does not cover (connections gone from the store) is kept beside it.
-    pub fn write_final(&mut self, artifacts: &ArtifactDir, dump: &Value, redactor: &Redactor) -> Result<Vec<PathBuf>, ArtifactError> {
+    pub fn write_final(&mut self, artifacts: &ArtifactDir, dump: &[BrowserDump], redactor: &Redactor) -> Result<Vec<PathBuf>, ArtifactError> {
         let files = write_internals(artifacts, FINAL, dump, redactor)?;
         if let Some(old) = self.checkpoint.take() {
-            if digest_adds(&old.digest, &digest_of(dump)) {
+            if digest_adds(&old.digest, &digest_of_dumps(dump)) {
                 tracing::warn!("the final webrtc-internals dump lacks what checkpoint {} held; both kept", old.label);
                 self.checkpoint = Some(old);
             } else {
@@ -116,13 +116,18 @@ fn remove_stale(old: &[PathBuf], new: &[PathBuf]) {
     }
 }
 
-/// `webrtc-internals/<label>.json` (everything) and `webrtc-internals/tab-<N>/<label>.json` for
-/// every tab the dump has peer connections of, indented by one space as Chromium writes its file.
-pub fn write_internals(artifacts: &ArtifactDir, label: &str, dump: &Value, redactor: &Redactor) -> Result<Vec<PathBuf>, ArtifactError> {
-    let dump = redact_dump(dump, redactor);
-    let mut written = vec![write_as_chromium(artifacts, &format!("webrtc-internals/{label}.json"), &dump)?];
-    for tab in tabs_in(&dump) {
-        written.push(write_as_chromium(artifacts, &format!("webrtc-internals/tab-{tab}/{label}.json"), &of_tab(&dump, tab))?);
+/// `webrtc-internals/<label>.json` (everything; `webrtc-internals/browser-<K>/<label>.json` for
+/// each of several remote browsers) and `webrtc-internals/tab-<N>/<label>.json` for every tab a
+/// dump has peer connections of (a tab lives in one browser), indented by one space as Chromium
+/// writes its file.
+pub fn write_internals(artifacts: &ArtifactDir, label: &str, dumps: &[BrowserDump], redactor: &Redactor) -> Result<Vec<PathBuf>, ArtifactError> {
+    let mut written = Vec::new();
+    for d in dumps {
+        let dump = redact_dump(&d.dump, redactor);
+        written.push(write_as_chromium(artifacts, &format!("webrtc-internals/{}{label}.json", d.dir()), &dump)?);
+        for tab in tabs_in(&dump) {
+            written.push(write_as_chromium(artifacts, &format!("webrtc-internals/tab-{tab}/{label}.json"), &of_tab(&dump, tab))?);
+        }
     }
     Ok(written)
 }
@@ -214,7 +219,7 @@ fn mask_key_values(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::browser::validate_dump;
+    use crate::browser::{digest_of, validate_dump};
     use serde_json::json;
 
     fn dump() -> Value {
@@ -233,6 +238,11 @@ mod tests {
             "timestamp": 1700000000000_u64,
             "hardwareConcurrency": 2
         })
+    }
+
+    /// The run's one local browser's dump.
+    fn local(dump: Value) -> Vec<BrowserDump> {
+        vec![BrowserDump { browser: None, dump }]
     }
 
     fn files(art: &ArtifactDir) -> Vec<String> {
@@ -264,7 +274,7 @@ mod tests {
         assert!(!log.checkpoint_due(&DumpDigest::new(), t0 + CHECKPOINT_EVERY), "an empty store adds nothing");
         let t1 = t0 + CHECKPOINT_EVERY;
         assert!(log.checkpoint_due(&digest, t1));
-        log.write_checkpoint(&art, "before-close-tab-0", &d, &redactor, t1).unwrap();
+        log.write_checkpoint(&art, "before-close-tab-0", &local(d.clone()), &redactor, t1).unwrap();
         assert!(!log.checkpoint_due(&digest, t1 + 10 * CHECKPOINT_EVERY), "nothing new since");
         // A new log entry in tab 2's connection, and tab 0's gone from the store.
         let mut later = d.clone();
@@ -273,7 +283,7 @@ mod tests {
         assert!(!log.checkpoint_due(&digest_of(&later), t1 + CHECKPOINT_EVERY / 2), "too soon");
         let t2 = t1 + CHECKPOINT_EVERY;
         assert!(log.checkpoint_due(&digest_of(&later), t2));
-        log.write_checkpoint(&art, "before-reload-tab-2", &later, &redactor, t2).unwrap();
+        log.write_checkpoint(&art, "before-reload-tab-2", &local(later.clone()), &redactor, t2).unwrap();
         assert_eq!(
             files(&art),
             ["webrtc-internals/before-reload-tab-2.json", "webrtc-internals/tab-2/before-reload-tab-2.json"],
@@ -281,12 +291,12 @@ mod tests {
         );
         // A final dump that lacks what the checkpoint held keeps it beside itself...
         let mut fin = d.clone();
-        log.write_final(&art, &fin, &redactor).unwrap();
+        log.write_final(&art, &local(fin.clone()), &redactor).unwrap();
         assert_eq!(log.checkpoint(), Some("before-reload-tab-2"));
         assert!(files(&art).contains(&"webrtc-internals/before-reload-tab-2.json".to_string()));
         // ...and one that holds it all replaces it.
         fin["PeerConnections"]["7-2"]["updateLog"] = later["PeerConnections"]["7-2"]["updateLog"].clone();
-        log.write_final(&art, &fin, &redactor).unwrap();
+        log.write_final(&art, &local(fin.clone()), &redactor).unwrap();
         assert_eq!(log.checkpoint(), None);
         assert_eq!(files(&art), ["webrtc-internals/final.json", "webrtc-internals/tab-0/final.json", "webrtc-internals/tab-2/final.json"]);
         std::fs::remove_dir_all(&base).unwrap();
@@ -296,7 +306,7 @@ mod tests {
     fn writes_chromiums_layout() {
         let base = std::env::temp_dir().join(format!("helix-e2e-dumplayout-{}", std::process::id()));
         let art = ArtifactDir::create(&base, "run").unwrap();
-        write_internals(&art, "x", &dump(), &Redactor::with_secrets(Vec::<String>::new())).unwrap();
+        write_internals(&art, "x", &local(dump()), &Redactor::with_secrets(Vec::<String>::new())).unwrap();
         let text = std::fs::read_to_string(art.root().join("webrtc-internals/x.json")).unwrap();
         assert!(text.starts_with("{\n \"PeerConnections\": {\n  \""), "{}", &text[..40]);
         std::fs::remove_dir_all(&base).unwrap();
@@ -307,7 +317,7 @@ mod tests {
         let base = std::env::temp_dir().join(format!("helix-e2e-dumps-{}", std::process::id()));
         let art = ArtifactDir::create(&base, "run").unwrap();
         let redactor = Redactor::with_secrets(["known-secret-value".to_string()]);
-        let written = write_internals(&art, "before-close-tab-0", &dump(), &redactor).unwrap();
+        let written = write_internals(&art, "before-close-tab-0", &local(dump()), &redactor).unwrap();
         assert_eq!(written.len(), 3, "{written:?}");
         for (rel, pcs) in [
             ("webrtc-internals/before-close-tab-0.json", vec!["7-1", "7-2"]),
@@ -321,6 +331,31 @@ mod tests {
             let keys: Vec<&str> = v["PeerConnections"].as_object().unwrap().keys().map(String::as_str).collect();
             assert_eq!(keys, pcs, "{rel}");
         }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn several_browsers_write_one_dump_each_and_tabs_as_one_browser_does() {
+        let base = std::env::temp_dir().join(format!("helix-e2e-dumps-fleet-{}", std::process::id()));
+        let art = ArtifactDir::create(&base, "run").unwrap();
+        let (mut first, mut second) = (dump(), dump());
+        first["PeerConnections"].as_object_mut().unwrap().remove("7-2");
+        second["PeerConnections"].as_object_mut().unwrap().remove("7-1");
+        // Both browsers number their connections alike: the digest keeps them apart.
+        second["PeerConnections"] = json!({"7-1": second["PeerConnections"]["7-2"].clone()});
+        let dumps = vec![BrowserDump { browser: Some(0), dump: first }, BrowserDump { browser: Some(1), dump: second }];
+        assert_eq!(digest_of_dumps(&dumps).keys().collect::<Vec<_>>(), ["browser-0/7-1", "browser-1/7-1"]);
+        let mut log = DumpLog::new(Instant::now());
+        log.write_final(&art, &dumps, &Redactor::with_secrets(Vec::<String>::new())).unwrap();
+        assert_eq!(
+            files(&art),
+            [
+                "webrtc-internals/browser-0/final.json",
+                "webrtc-internals/browser-1/final.json",
+                "webrtc-internals/tab-0/final.json",
+                "webrtc-internals/tab-2/final.json"
+            ]
+        );
         std::fs::remove_dir_all(&base).unwrap();
     }
 

@@ -146,6 +146,9 @@ pub struct TabFacts {
     pub connection_states: Vec<String>,
     pub errors: Vec<String>,
     pub screenshot: Option<String>,
+    /// The browser the tab ran in: `local`, or a remote browser's endpoint as given.
+    #[serde(default)]
+    pub browser: String,
 }
 
 /// `summary.json`, read back typed by the matrix, `replay` and the tests.

@@ -280,7 +280,7 @@ impl Driver {
 
     /// Open a tab (its own browser context) on the viewer of one agent session.
     pub async fn open_viewer(&mut self, ses: &str) -> Result<TabId, OpError> {
-        let url = self.target.viewer.session_page(&self.target.helix_url, ses);
+        let url = self.target.viewer.session_page(&self.target.viewer_base, ses);
         let clicks = self.target.viewer.clicks.clone();
         self.open(format!("open viewer tab for {ses}"), url, clicks).await
     }
@@ -290,7 +290,7 @@ impl Driver {
         let url = self
             .target
             .viewer
-            .board_page(&self.target.helix_url, "e2e", sessions)
+            .board_page(&self.target.viewer_base, "e2e", sessions)
             .ok_or_else(|| OpError { op: "open board page".into(), detail: "the target defines no board_url".into() })?;
         // Task dialogs mount their viewers at once: nothing to click.
         self.open(format!("open board page with {}", sessions.join(", ")), url, Vec::new()).await
@@ -302,7 +302,7 @@ impl Driver {
         let cookies = self.cookies();
         let browser = self.browser.clone();
         let pages: Vec<(String, Vec<String>)> =
-            sessions.iter().map(|s| (self.target.viewer.session_page(&self.target.helix_url, s), self.target.viewer.clicks.clone())).collect();
+            sessions.iter().map(|s| (self.target.viewer.session_page(&self.target.viewer_base, s), self.target.viewer.clicks.clone())).collect();
         let opens = pages.iter().map(|(url, clicks)| {
             let (browser, cookies) = (browser.clone(), cookies.clone());
             async move {
@@ -577,7 +577,7 @@ impl Driver {
         if !self.dumps().checkpoint_due(&digest, std::time::Instant::now()) {
             return;
         }
-        match self.browser.internals_dump().await {
+        match self.browser.internals_dumps().await {
             Ok(dump) => {
                 let written = self.dumps().write_checkpoint(&self.artifacts, label, &dump, &self.timeline.redactor(), std::time::Instant::now());
                 match written {
@@ -593,7 +593,7 @@ impl Driver {
     /// (it replaces the checkpoint).
     pub async fn final_internals(&self) {
         let t0 = std::time::Instant::now();
-        match self.browser.internals_dump().await {
+        match self.browser.internals_dumps().await {
             Ok(dump) => {
                 let read_ms = t0.elapsed().as_millis() as u64;
                 match self.dumps().write_final(&self.artifacts, &dump, &self.timeline.redactor()) {

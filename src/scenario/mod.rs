@@ -367,8 +367,13 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
     let log_dir = private_log_dir(&summary.run_id);
     let feeds = target.logs.iter().map(|(service, source)| crate::sut::log_source::LogFeed::new(service, source, &log_dir)).collect();
     let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix.clone(), feeds, services.clone(), timeline.clone());
-    say!("helix-e2e: launching Chromium");
-    let browser = unless_interrupted(stop, Browser::launch(opts.browser.clone(), timeline.clone())).await?.map_err(|e| e.to_string())?;
+    // The flags win over the target file, as parameter flags win over their file.
+    let remotes = if opts.spec.browsers.is_empty() { &target.browsers } else { &opts.spec.browsers };
+    match remotes.len() {
+        0 => say!("helix-e2e: launching Chromium"),
+        n => say!("helix-e2e: connecting to {n} remote browser(s)"),
+    }
+    let browser = unless_interrupted(stop, Browser::start(opts.browser.clone(), remotes, timeline.clone())).await?.map_err(|e| e.to_string())?;
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), services).with_given_sessions(opts.spec.sessions.clone());
     let keep_alive =
         opts.spec.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone(), target.viewer.video_selector.clone()));
@@ -520,6 +525,7 @@ fn tab_facts(d: &Driver) -> Vec<TabFacts> {
                 connection_states: vs.iter().map(|v| v.connection_state.clone().unwrap_or_default()).collect(),
                 errors: vs.iter().flat_map(|v| v.errors.iter().map(|e| e.message.clone())).collect(),
                 screenshot: t.screenshot.clone(),
+                browser: d.browser.placement(t.id),
             }
         })
         .collect()

@@ -4,6 +4,7 @@
 //! those four can never disagree.
 
 use super::params::Params;
+use crate::browser::RemoteBrowser;
 use crate::refstack::faults::Fault;
 use crate::shard::Shard;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,10 @@ pub struct RunSpec {
     /// Real mouse input to every open viewer throughout.
     #[serde(default)]
     pub keep_alive_input: bool,
+    /// Remote browsers to spread the tabs over (`--browser`, in order); when empty, the target
+    /// file's `browsers`, else the local Chromium.
+    #[serde(default)]
+    pub browsers: Vec<RemoteBrowser>,
     /// This run is one shard of a larger suite (`--shard K/N`): `scenarios` are this shard's,
     /// and the whole suite is recorded, so `helix-e2e merge` knows what the shards add up to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +145,9 @@ impl RunSpec {
         if self.keep_alive_input {
             f.push_str(" --keep-alive-input");
         }
+        for b in &self.browsers {
+            f.push_str(&format!(" --browser {b}"));
+        }
         f
     }
 }
@@ -163,6 +171,7 @@ mod tests {
             keep_going: true,
             keep_alive_input: false,
             shard: None,
+            browsers: vec!["http://127.0.0.1:9301".parse().unwrap()],
         }
     }
 
@@ -199,7 +208,7 @@ mod tests {
         assert_eq!(
             spec().command(),
             "helix-e2e run random-walk rapid-cycles --seed 42 --ops 7 --time-scale 0.2 --params e2e/scenarios/rapid-cycles.toml \
-             --tabs 3 --budget-s 30 --fault webrtc-port-range=40000-40000 --fault stuck-session --thresholds e2e/detectors.toml --keep-going"
+             --tabs 3 --budget-s 30 --fault webrtc-port-range=40000-40000 --fault stuck-session --thresholds e2e/detectors.toml --keep-going --browser http://127.0.0.1:9301"
         );
         assert!(!spec().condition_flags().contains("--ops"), "the walk's minimal reproduction sets its own --ops");
     }
