@@ -21,6 +21,7 @@ pub mod report;
 pub mod scenario;
 pub mod supervisor;
 pub mod sut;
+pub mod synthetic;
 pub mod timeline;
 pub mod verdict;
 

@@ -124,6 +124,13 @@ struct RunArgs {
     /// Seconds the viewers are watched at each check before the verdict.
     #[arg(long)]
     hold_s: Option<f64>,
+    /// Synthetic viewers (browserless, real WebRTC and H.264) beside the real tabs, each on an
+    /// agent session of its own (concurrent-sessions).
+    #[arg(long)]
+    synthetic_viewers: Option<usize>,
+    /// Which pictures synthetic viewers decode: every one, or only the keyframes (cheaper).
+    #[arg(long, value_enum)]
+    synthetic_decode: Option<helix_e2e::timeline::SyntheticDecode>,
 }
 
 #[derive(clap::Args)]
@@ -342,6 +349,8 @@ impl RunArgs {
             ops: self.ops,
             budget_s: self.budget_s,
             hold_s: self.hold_s,
+            synthetic_viewers: self.synthetic_viewers,
+            synthetic_decode: self.synthetic_decode,
             ..Params::default()
         };
         overrides.validate()?;

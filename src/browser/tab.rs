@@ -285,12 +285,7 @@ impl Browser {
     /// the `access_token` cookie). The probe is installed before the page's scripts run. The tab
     /// id is appended to the URL as `e2e_tab=<id>` so webrtc-internals entries map back to it.
     pub async fn open_tab(&self, url: &str, cookies: Vec<(String, String)>) -> Result<TabId, BrowserError> {
-        let tab = {
-            let mut next = self.next_tab.lock().unwrap_or_else(|e| e.into_inner());
-            let t = *next;
-            *next += 1;
-            t
-        };
+        let tab = self.take_tab_id();
         let url = tagged_url(url, tab);
         self.health.check(None)?;
         let browser = self.browser();
@@ -475,6 +470,15 @@ impl Browser {
 
     /// Closes the tab and disposes its browser context. A dead tab is only disposed of (its
     /// page would never answer); in a dead browser there is nothing left to ask.
+    /// The next tab id of the run; synthetic viewers take theirs here too, so a tab id names
+    /// one viewer's "page" whichever kind it is.
+    pub fn take_tab_id(&self) -> TabId {
+        let mut next = self.next_tab.lock().unwrap_or_else(|e| e.into_inner());
+        let t = *next;
+        *next += 1;
+        t
+    }
+
     pub async fn close_tab(&self, tab: TabId) -> Result<(), BrowserError> {
         let state = self.forget_tab(tab).ok_or(BrowserError::NoSuchTab(tab))?;
         if let Err(dead) = self.health.check(Some(tab)) {

@@ -525,6 +525,7 @@ fn tab_facts(d: &Driver) -> Vec<TabFacts> {
             let vs: Vec<_> = viewers.iter().filter(|v| v.tab == t.id).collect();
             TabFacts {
                 tab: t.id,
+                kind: vs.first().map(|v| v.kind).unwrap_or_default(),
                 url: t.url.clone(),
                 client_unique_ids: vs.iter().filter_map(|v| v.client_unique_id.clone()).collect(),
                 session_ids: vs.iter().filter_map(|v| v.session_id.clone()).collect(),
