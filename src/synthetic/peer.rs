@@ -4,7 +4,8 @@
 //! real viewer does on them (the error of a failed, disconnected or closed peer; the `general`
 //! channel's messages handled like the socket's).
 
-use super::{Counters, Sampler};
+use super::connection::Counters;
+use super::sample::Sampler;
 use crate::timeline::{Event, PcStateKind, ProbeEvent, SyntheticDecode, TabId, Timeline};
 use serde_json::{json, Value};
 use std::sync::Arc;
