@@ -2,7 +2,8 @@
 //! and detectors: a clean `concurrent-sessions` with three of them passes and every one of them
 //! streamed its own lobby's stamped picture; with a WebRTC port range that fits fewer peers than
 //! viewers, F2 is named and the synthetic viewers that got no port are named with their
-//! synthetic identity (`synthetic tab N`) in the failed checks.
+//! synthetic identity (`synthetic tab N`) in the failed checks (`--keep-going`: the run goes on
+//! past the detection to the checks, which judge every viewer).
 
 mod common;
 
@@ -25,7 +26,9 @@ fn run(base: &Path, mark: &str, fault: Option<&str>) -> (Option<i32>, Summary) {
         .arg(base)
         .env(MARK, mark);
     if let Some(f) = fault {
-        cmd.args(["--fault", f]);
+        // On past the first named failure, so the checks judge every viewer: which of the four
+        // get no port is a race, and the detector names one viewer only.
+        cmd.args(["--fault", f, "--keep-going"]);
     }
     let out = cmd.output().expect("run helix-e2e");
     let summary: Summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no summary ({e}): {}", String::from_utf8_lossy(&out.stderr)));
@@ -55,7 +58,7 @@ fn synthetic_viewers_stream_beside_a_tab_and_are_judged_by_name() {
     let (code, broken) = run(&base, &format!("synthetic-f2-{}", std::process::id()), Some("webrtc-port-range=40000-40001"));
     assert_eq!(code, Some(1), "{}", broken.artifacts);
     let faults: Vec<FailureId> = broken.scenarios.iter().flat_map(|s| &s.detections).map(|d| d.fault).collect();
-    assert_eq!(faults, vec![FailureId::F2], "{}", broken.artifacts);
+    assert!(faults.contains(&FailureId::F2), "F2 not named: {faults:?} ({})", broken.artifacts);
     let messages: Vec<&str> = broken
         .scenarios
         .iter()
