@@ -124,8 +124,8 @@ struct RunArgs {
     /// Seconds the viewers are watched at each check before the verdict.
     #[arg(long)]
     hold_s: Option<f64>,
-    /// Synthetic viewers (browserless, real WebRTC and H.264) beside the real tabs, each on an
-    /// agent session of its own (concurrent-sessions).
+    /// Synthetic viewers (browserless, real WebRTC and H.264) beside the real tabs, spread over
+    /// their agent sessions (concurrent-sessions).
     #[arg(long)]
     synthetic_viewers: Option<usize>,
     /// Which pictures synthetic viewers decode: every one, or only the keyframes (cheaper).

@@ -4,7 +4,7 @@
 Runs `helix-e2e run concurrent-sessions` with REAL real tabs and each N of synthetic viewers
 (--counts), for each decode mode (--decodes), and samples once a second, while the run lasts:
 the run process's own CPU and resident memory (where the synthetic viewers live), and the CPU of
-every process of the run (Chromium, the stand-in's services and streamers: one more session per
+every process of the run (Chromium, the stand-in's services and streamers: one more streamer per
 synthetic viewer). Prints one line per run and the cost per viewer against the N=0 run:
 
   python3 e2e/bench/synthetic.py --counts 0,4,8,12 --decodes every,keyframes --hold-s 20

@@ -39,8 +39,8 @@ pub struct Params {
     /// 001 showed 4–12 s after a join).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_s: Option<f64>,
-    /// Synthetic viewers (`crate::synthetic`) beside the real tabs, each on a session of its
-    /// own (`concurrent-sessions`).
+    /// Synthetic viewers (`crate::synthetic`) beside the real tabs, spread over their sessions
+    /// (`concurrent-sessions`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic_viewers: Option<usize>,
     /// Which pictures the synthetic viewers decode (every one, or the keyframes).
