@@ -28,6 +28,15 @@ def stat(pid):
         return None
 
 
+def is_run(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        return os.path.basename(argv[0]) == b"helix-e2e" and argv[1:2] == [b"run"]
+    except (OSError, IndexError):
+        return False
+
+
 def tree(root):
     """Every live process under root (root included): pid -> (cpu seconds, rss bytes)."""
     procs = {}
@@ -58,8 +67,10 @@ def one(args, n, decode):
         time.sleep(1.0)
         procs = tree(sup.pid)
         if run_pid is None:
-            kids = [p for p in procs if p != sup.pid and stat(p) and stat(p)[0] == sup.pid]
-            run_pid = kids[0] if kids else None
+            # The run: the helix-e2e `run` process under the supervisor (a namespace wrapper may
+            # sit between them), not a service or a streamer.
+            runs = [p for p in procs if p != sup.pid and is_run(p)]
+            run_pid = runs[-1] if runs else None
         for p, (cpu, _) in procs.items():
             seen[p] = cpu
         if run_pid in procs:
