@@ -15,6 +15,7 @@ pub const PIXEL_WINDOW_MS: f64 = 2000.0;
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub tab: TabId,
+    pub kind: crate::timeline::ViewerKind,
     pub client_unique_id: Option<String>,
     pub mode: Option<String>,
     pub connection_state: Option<String>,
@@ -53,6 +54,7 @@ pub fn table(viewers: &[ViewerFacts], state: &ServerState, now: EpochMs) -> Vec<
             });
             Row {
                 tab: v.tab,
+                kind: v.kind,
                 client_unique_id: v.client_unique_id.clone(),
                 mode: v.mode.clone(),
                 connection_state: v.connection_state.clone(),

@@ -23,6 +23,7 @@ pub mod scenario;
 pub mod shard;
 pub mod supervisor;
 pub mod sut;
+pub mod synthetic;
 pub mod timeline;
 pub mod verdict;
 

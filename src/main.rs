@@ -136,6 +136,13 @@ struct RunArgs {
     /// shards' artifact directories with `helix-e2e merge`.
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
+    /// Synthetic viewers (browserless, real WebRTC and H.264) beside the real tabs, spread over
+    /// their agent sessions (concurrent-sessions).
+    #[arg(long)]
+    synthetic_viewers: Option<usize>,
+    /// Which pictures synthetic viewers decode: every one, or only the keyframes (cheaper).
+    #[arg(long, value_enum)]
+    synthetic_decode: Option<helix_e2e::timeline::SyntheticDecode>,
 }
 
 #[derive(clap::Args)]
@@ -373,6 +380,8 @@ impl RunArgs {
             ops: self.ops,
             budget_s: self.budget_s,
             hold_s: self.hold_s,
+            synthetic_viewers: self.synthetic_viewers,
+            synthetic_decode: self.synthetic_decode,
             ..Params::default()
         };
         overrides.validate()?;

@@ -159,6 +159,11 @@ pub enum ProbeEvent {
     PageLoad {
         url: String,
     },
+    /// This "tab" is a synthetic viewer (`crate::synthetic`), not a browser page: it follows its
+    /// `PageLoad` and marks every viewer of that load, so reports keep the two kinds apart.
+    Synthetic {
+        decode: SyntheticDecode,
+    },
     WsOpen {
         ws: u32,
         url: String,
@@ -246,6 +251,37 @@ pub enum ProbeEvent {
 pub enum Direction {
     Sent,
     Received,
+}
+
+/// Which pictures a synthetic viewer decodes (see `helix_e2e_shared::h264::Decode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SyntheticDecode {
+    /// Every access unit, as a browser does; a frame sample every 200 ms, like the probe's.
+    #[default]
+    Every,
+    /// Only the keyframes (one a second from the stand-in); a frame sample each.
+    Keyframes,
+}
+
+/// What a viewer runs in: a browser tab, or the driver's own synthetic viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewerKind {
+    #[default]
+    Tab,
+    Synthetic,
+}
+
+impl ViewerKind {
+    /// How messages name a viewer of this kind in tab `tab` (`tab N` stays in it, which is how
+    /// reports find the tabs a message names).
+    pub fn name(self, tab: TabId) -> String {
+        match self {
+            ViewerKind::Tab => format!("tab {tab}"),
+            ViewerKind::Synthetic => format!("synthetic tab {tab}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

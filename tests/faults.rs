@@ -746,29 +746,16 @@ async fn f20_every_connect_disconnect_cycle_leaves_n_more_descriptors_in_wolf() 
 
 /// The input echo of every picture the peer's video track carries (real H.264, decoded).
 fn echoes_of(pc: &RTCPeerConnection) -> mpsc::UnboundedReceiver<helix_e2e::frames::stamp::InputEcho> {
-    use webrtc::media::io::sample_builder::SampleBuilder;
-    use webrtc::rtp::codecs::h264::H264Packet;
+    use helix_e2e_shared::h264::{decode_track, Decode};
     let (tx, rx) = mpsc::unbounded_channel();
     pc.on_track(Box::new(move |track, _, _| {
         let tx = tx.clone();
         Box::pin(async move {
-            tokio::spawn(async move {
-                let mut builder = SampleBuilder::new(256, H264Packet::default(), 90_000);
-                let mut decoder = openh264::decoder::Decoder::new().unwrap();
-                while let Ok((pkt, _)) = track.read_rtp().await {
-                    builder.push(pkt);
-                    while let Some(sample) = builder.pop() {
-                        use openh264::formats::YUVSource;
-                        let Ok(Some(yuv)) = decoder.decode(&sample.data) else { continue };
-                        let (w, h) = yuv.dimensions();
-                        let stride = yuv.strides().0;
-                        let y: Vec<u8> = (0..h).flat_map(|r| yuv.y()[r * stride..r * stride + w].to_vec()).collect();
-                        if let Some(e) = helix_e2e::frames::stamp::decode_echo(&y, w, h) {
-                            let _ = tx.send(e);
-                        }
-                    }
+            tokio::spawn(decode_track(track, Decode::Every, move |f| {
+                if let Some(e) = f.picture.and_then(|p| helix_e2e::frames::stamp::decode_echo(&p.luma, p.width, p.height)) {
+                    let _ = tx.send(e);
                 }
-            });
+            }));
         })
     }));
     rx

@@ -151,6 +151,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
         }],
         tabs: (0..2)
             .map(|tab| TabFacts {
+                kind: Default::default(),
                 tab,
                 url: format!("http://127.0.0.1:9/session/ses_{tab}?e2e_tab={tab}"),
                 client_unique_ids: vec![format!("uid-{tab}")],
@@ -501,6 +502,7 @@ fn ten_minute_eight_tab_run(base: &Path) -> (ArtifactDir, Summary, Vec<helix_e2e
         }],
         tabs: (0..TABS)
             .map(|tab| TabFacts {
+                kind: Default::default(),
                 tab,
                 url: format!("http://127.0.0.1:9/session/ses_{tab}?e2e_tab={tab}"),
                 client_unique_ids: vec![format!("uid-{tab}")],

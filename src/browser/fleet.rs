@@ -92,13 +92,17 @@ impl Browser {
 
     /// Opens `url` in a new tab (see `Chromium::open_tab`), in the browser its index falls to.
     pub async fn open_tab(&self, url: &str, cookies: Vec<(String, String)>) -> Result<TabId, BrowserError> {
-        let tab = {
-            let mut next = self.next_tab.lock().unwrap_or_else(|e| e.into_inner());
-            let t = *next;
-            *next += 1;
-            t
-        };
+        let tab = self.take_tab_id();
         self.member(tab).open_tab(tab, url, cookies).await
+    }
+
+    /// The next tab id of the run; synthetic viewers take theirs here too, so a tab id names
+    /// one viewer's "page" whichever kind it is.
+    pub fn take_tab_id(&self) -> TabId {
+        let mut next = self.next_tab.lock().unwrap_or_else(|e| e.into_inner());
+        let t = *next;
+        *next += 1;
+        t
     }
 
     pub async fn evaluate(&self, tab: TabId, expression: &str) -> Result<serde_json::Value, BrowserError> {

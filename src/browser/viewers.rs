@@ -8,7 +8,7 @@
 //!
 //! Why one file of over 400 lines: it is under 400 lines without its tests.
 
-use crate::timeline::{Direction, EpochMs, Event, FrameSample, Observation, PcStateKind, ProbeEvent, StatsSample, TabId};
+use crate::timeline::{Direction, EpochMs, Event, FrameSample, Observation, PcStateKind, ProbeEvent, StatsSample, TabId, ViewerKind};
 use helix_e2e_shared::stamp::Stamp;
 use serde::Serialize;
 use serde_json::Value;
@@ -83,6 +83,8 @@ impl TimedFrame {
 #[derive(Debug, Clone, Serialize)]
 pub struct ViewerFacts {
     pub tab: TabId,
+    /// A browser tab's viewer or a synthetic one.
+    pub kind: ViewerKind,
     /// Which load of the tab (0 = first); ids restart with every load.
     pub page: u32,
     pub ws: u32,
@@ -119,6 +121,7 @@ impl ViewerFacts {
         let s = |k: &str| init.get(k).and_then(Value::as_str).map(str::to_string);
         ViewerFacts {
             tab,
+            kind: ViewerKind::Tab,
             page,
             ws,
             ws_url: None,
@@ -201,6 +204,7 @@ struct PcFacts {
 struct Page {
     /// Whether anything of this load was seen (a `PageLoad` with nothing after it is reused).
     seen: bool,
+    kind: ViewerKind,
     viewers: BTreeMap<u32, ViewerFacts>,
     ws_urls: HashMap<u32, String>,
     /// Peer connections linked to each WebSocket, the latest last.
@@ -285,6 +289,7 @@ impl ViewerFold {
 impl Page {
     fn event(&mut self, tab: TabId, page: u32, at: EpochMs, ev: &ProbeEvent) {
         match ev {
+            ProbeEvent::Synthetic { .. } => self.kind = ViewerKind::Synthetic,
             ProbeEvent::WsOpen { ws, url } => {
                 self.ws_urls.insert(*ws, url.clone());
             }
@@ -350,6 +355,7 @@ impl Page {
             .values()
             .map(|base| {
                 let mut v = base.clone();
+                v.kind = self.kind;
                 v.ws_url = self.ws_urls.get(&v.ws).cloned();
                 // Both ends of an in-page loopback share ufrags, and a page may replace its pc:
                 // prefer the latest linked pc that feeds a <video>, else the latest linked one.

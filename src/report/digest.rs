@@ -38,6 +38,8 @@ pub struct FramePoint {
 #[derive(Debug, Clone, Default)]
 pub struct TabDigest {
     pub tab: TabId,
+    /// A browser tab or a synthetic viewer.
+    pub kind: crate::timeline::ViewerKind,
     pub url: Option<String>,
     /// Connection-state changes, `pcN: state`.
     pub states: Vec<Mark>,
@@ -53,6 +55,11 @@ pub struct TabDigest {
 }
 
 impl TabDigest {
+    /// `tab N`, or `synthetic tab N`.
+    pub fn name(&self) -> String {
+        self.kind.name(self.tab)
+    }
+
     /// The latest connection state at `at` (of whichever peer connection changed last).
     pub fn state_at(&self, at: EpochMs) -> Option<&str> {
         self.states.iter().rev().find(|m| m.at <= at).map(|m| m.text.split_once(": ").map(|(_, s)| s).unwrap_or(&m.text))
@@ -245,6 +252,10 @@ fn tab_event(t: &mut TabDigest, at: EpochMs, probe: &ProbeEvent, last_stats: &mu
         ProbeEvent::PageLoad { url } => {
             t.url.get_or_insert_with(|| url.clone());
             t.stages.push(mark("page load".into()));
+        }
+        ProbeEvent::Synthetic { decode } => {
+            t.kind = crate::timeline::ViewerKind::Synthetic;
+            t.stages.push(mark(format!("synthetic viewer (decodes {decode:?})")));
         }
         ProbeEvent::WsOpen { ws, .. } => t.stages.push(mark(format!("ws{ws} open"))),
         ProbeEvent::WsClose { ws, code, reason } => {

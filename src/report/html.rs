@@ -231,7 +231,7 @@ fn event_rows(d: &Digest) -> Vec<EventRow> {
         }
     }
     for t in &d.tabs {
-        let who = format!("tab {}", t.tab);
+        let who = t.name();
         rows.extend(t.states.iter().map(|m| EventRow {
             at: m.at,
             src: "tab",
@@ -342,9 +342,9 @@ fn swimlane(h: &mut String, s: &Summary, d: &Digest, axis: &Axis, folded: &[TabI
     let mut closed_lanes: Vec<(String, String)> = Vec::new();
     for t in d.tabs.iter().filter(|t| !folded.contains(&t.tab) || drawn(folded, t.tab)) {
         let into = if folded.contains(&t.tab) { &mut closed_lanes } else { &mut lanes };
-        into.push((format!("tab {}", t.tab), tab_lane(t, d, axis)));
+        into.push((t.name(), tab_lane(t, d, axis)));
         if !t.frames.is_empty() {
-            into.push((format!("tab {} pixels", t.tab), pixel_lane(t, axis)));
+            into.push((format!("{} pixels", t.name()), pixel_lane(t, axis)));
         }
     }
     let mut g = String::new();

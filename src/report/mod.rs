@@ -139,6 +139,9 @@ pub struct ScenarioResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TabFacts {
     pub tab: usize,
+    /// A browser tab or a synthetic viewer (`crate::synthetic`).
+    #[serde(default)]
+    pub kind: crate::timeline::ViewerKind,
     pub url: String,
     pub client_unique_ids: Vec<String>,
     pub session_ids: Vec<String>,

@@ -160,7 +160,7 @@ pub fn status_line(d: &Digest, started: f64, now: f64) -> String {
         let state = t.state_at(now).unwrap_or("no peer connection");
         let fps = t.stats.last().filter(|s| now - s.at < 3000.0).map(|s| format!(" {:.0} fps", s.fps)).unwrap_or_default();
         let problem = if t.problems.is_empty() { String::new() } else { format!(" \u{26a0} {}", t.problems.len()) };
-        parts.push(format!("tab {} {state}{fps}{problem}", t.tab));
+        parts.push(format!("{} {state}{fps}{problem}", t.name()));
     }
     parts.join(" \u{2502} ")
 }

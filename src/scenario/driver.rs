@@ -70,6 +70,8 @@ pub struct Driver {
     _folding: FoldTask,
     /// The webrtc-internals dumps on disk (a checkpoint at most, then the final one).
     internals_dumps: std::sync::Mutex<crate::report::dumps::DumpLog>,
+    /// The synthetic viewers that are mounted, by their tab id.
+    synthetic: std::collections::HashMap<TabId, crate::synthetic::SyntheticViewer>,
 }
 
 /// The background fold of the driver's viewers; it ends with the driver.
@@ -137,6 +139,7 @@ impl Driver {
             viewer_fold,
             _folding: folding,
             internals_dumps: std::sync::Mutex::new(crate::report::dumps::DumpLog::new(std::time::Instant::now())),
+            synthetic: std::collections::HashMap::new(),
         }
     }
 
@@ -321,6 +324,30 @@ impl Driver {
         Ok(tabs)
     }
 
+    /// Mount one synthetic viewer per agent session at once, each under a tab id of the run
+    /// (one operation on the timeline, ids in the order of `sessions`). They connect in the
+    /// background, as a loaded page does; `close_tab` unmounts them.
+    pub fn open_synthetic(&mut self, sessions: &[String], decode: crate::timeline::SyntheticDecode) -> Result<Vec<TabId>, OpError> {
+        let name = format!("open synthetic viewers for {}", sessions.join(", "));
+        let Some(token) = self.helix.token().map(str::to_string) else {
+            let detail = "no login token: a synthetic viewer takes the session as the page does, from the login".to_string();
+            self.timeline.push(Event::Op { name: name.clone(), phase: OpPhase::Failed { error: detail.clone() } });
+            return Err(OpError { op: name, detail });
+        };
+        self.timeline.push(Event::Op { name: name.clone(), phase: OpPhase::Start });
+        let mut tabs = Vec::new();
+        for ses in sessions {
+            let tab = self.browser.take_tab_id();
+            let cfg = crate::synthetic::ViewerConfig { tab, helix_url: self.helix.base().to_string(), token: token.clone(), session: ses.clone(), decode };
+            let url = format!("synthetic:{}", self.target.viewer.session_page(&self.target.helix_url, ses));
+            self.synthetic.insert(tab, crate::synthetic::SyntheticViewer::start(cfg, self.timeline.clone()));
+            self.tabs.push(TabRecord { id: tab, url, open: true, screenshot: None });
+            tabs.push(tab);
+        }
+        self.timeline.push(Event::Op { name, phase: OpPhase::Ok });
+        Ok(tabs)
+    }
+
     /// Reload a tab as a user presses F5, then click the viewer's buttons again (the page
     /// starts over with a new viewer and a new `client_unique_id`).
     pub async fn reload_tab(&mut self, tab: TabId) -> Result<(), OpError> {
@@ -377,6 +404,18 @@ impl Driver {
     }
 
     pub async fn close_tab(&mut self, tab: TabId) -> Result<(), OpError> {
+        if let Some(viewer) = self.synthetic.remove(&tab) {
+            // Named like a tab's close: the detectors excuse what follows a `close tab N`.
+            self.op(format!("close tab {tab}"), async move {
+                viewer.close().await;
+                Ok::<_, OpError>(())
+            })
+            .await?;
+            if let Some(t) = self.tabs.iter_mut().find(|t| t.id == tab) {
+                t.open = false;
+            }
+            return Ok(());
+        }
         self.snapshot_internals(&format!("before-close-tab-{tab}")).await;
         let browser = self.browser.clone();
         self.op(format!("close tab {tab}"), browser.close_tab(tab)).await?;
@@ -530,6 +569,9 @@ impl Driver {
     }
 
     pub async fn screenshot(&mut self, tab: TabId, label: &str) {
+        if self.synthetic.contains_key(&tab) {
+            return;
+        }
         match self.browser.screenshot(tab).await {
             Ok(png) => {
                 let rel = format!("screenshots/tab-{tab}-{label}.png");
@@ -547,6 +589,10 @@ impl Driver {
     /// land in `screenshots/` for people and for tests that check them independently.
     pub async fn screenshot_videos(&mut self, tab: TabId, count: usize, label: &str) -> Vec<Option<crate::frames::stamp::Stamp>> {
         let mut stamps = Vec::new();
+        // A synthetic viewer has no page to screenshot; its frame samples are on the timeline.
+        if self.synthetic.contains_key(&tab) {
+            return vec![None; count];
+        }
         for i in 0..count {
             match self.browser.screenshot_video(tab, i).await {
                 Ok(png) => {

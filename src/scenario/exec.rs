@@ -140,6 +140,21 @@ async fn perform(d: &mut Driver, st: &mut State, op: &Op) -> Result<(), OpError>
                 st.all_tabs.push(id);
             }
         }
+        Op::OpenSynthetic { tabs, decode } => {
+            let mut sessions = Vec::new();
+            for t in tabs {
+                sessions.push(
+                    st.sessions
+                        .get(&t.session)
+                        .cloned()
+                        .ok_or_else(|| OpError { op: format!("{op:?}"), detail: format!("plan session {} is not live", t.session) })?,
+                );
+            }
+            for (t, id) in tabs.iter().zip(d.open_synthetic(&sessions, *decode)?) {
+                st.tabs.insert(t.tab, id);
+                st.all_tabs.push(id);
+            }
+        }
         Op::CloseTab { tab } => {
             let id = tab_of(st, tab)?;
             st.tabs.remove(tab);

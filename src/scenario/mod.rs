@@ -516,8 +516,10 @@ fn tab_facts(d: &Driver) -> Vec<TabFacts> {
         .iter()
         .map(|t| {
             let vs: Vec<_> = viewers.iter().filter(|v| v.tab == t.id).collect();
+            let kind = vs.first().map(|v| v.kind).unwrap_or_default();
             TabFacts {
                 tab: t.id,
+                kind,
                 url: t.url.clone(),
                 client_unique_ids: vs.iter().filter_map(|v| v.client_unique_id.clone()).collect(),
                 session_ids: vs.iter().filter_map(|v| v.session_id.clone()).collect(),
@@ -525,7 +527,8 @@ fn tab_facts(d: &Driver) -> Vec<TabFacts> {
                 connection_states: vs.iter().map(|v| v.connection_state.clone().unwrap_or_default()).collect(),
                 errors: vs.iter().flat_map(|v| v.errors.iter().map(|e| e.message.clone())).collect(),
                 screenshot: t.screenshot.clone(),
-                browser: d.browser.placement(t.id),
+                // A synthetic viewer runs in the run's own process, in no browser.
+                browser: if kind == crate::timeline::ViewerKind::Synthetic { "none".into() } else { d.browser.placement(t.id) },
             }
         })
         .collect()

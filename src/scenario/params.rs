@@ -39,6 +39,13 @@ pub struct Params {
     /// 001 showed 4–12 s after a join).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_s: Option<f64>,
+    /// Synthetic viewers (`crate::synthetic`) beside the real tabs, spread over their sessions
+    /// (`concurrent-sessions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_viewers: Option<usize>,
+    /// Which pictures the synthetic viewers decode (every one, or the keyframes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_decode: Option<crate::timeline::SyntheticDecode>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +71,8 @@ impl Params {
             ops: over.ops.or(self.ops),
             budget_s: over.budget_s.or(self.budget_s),
             hold_s: over.hold_s.or(self.hold_s),
+            synthetic_viewers: over.synthetic_viewers.or(self.synthetic_viewers),
+            synthetic_decode: over.synthetic_decode.or(self.synthetic_decode),
         }
     }
 

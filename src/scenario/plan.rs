@@ -41,6 +41,12 @@ pub enum Op {
     OpenTabs {
         tabs: Vec<TabOpen>,
     },
+    /// Mount synthetic viewers (`crate::synthetic`), one per entry, at once; closed with
+    /// `CloseTab` like a tab.
+    OpenSynthetic {
+        tabs: Vec<TabOpen>,
+        decode: crate::timeline::SyntheticDecode,
+    },
     CloseTab {
         tab: TabNo,
     },
@@ -194,7 +200,7 @@ pub fn parse_jsonl(text: &str, known: &[&str]) -> Result<Vec<(String, Vec<Step>)
         let numbers: Vec<usize> = match &step.op {
             Op::CreateSessions { sessions } => sessions.clone(),
             Op::StopSession { session } => vec![*session],
-            Op::OpenTabs { tabs } => tabs.iter().flat_map(|t| [t.tab, t.session]).collect(),
+            Op::OpenTabs { tabs } | Op::OpenSynthetic { tabs, .. } => tabs.iter().flat_map(|t| [t.tab, t.session]).collect(),
             Op::CloseTab { tab } | Op::CutTab { tab } | Op::ReloadTab { tab } | Op::Reconnect { tab } | Op::Shift { tab, .. } => vec![*tab],
             Op::Watch { tabs, .. } => tabs.clone(),
             Op::Check { expect, .. } => expect

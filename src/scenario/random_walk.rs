@@ -100,8 +100,8 @@ mod tests {
                 }
                 Op::ReloadTab { tab } | Op::Reconnect { tab } => assert!(open.iter().any(|(t, _)| t == tab)),
                 Op::Idle { .. } | Op::Check { .. } => {}
-                Op::RestartService { .. } | Op::ExpectErrors { .. } | Op::CutTab { .. } | Op::Watch { .. } | Op::Shift { .. } => {
-                    panic!("the random walk restarts, cuts and watches nothing and holds no key: {:?}", s.op)
+                Op::RestartService { .. } | Op::ExpectErrors { .. } | Op::CutTab { .. } | Op::Watch { .. } | Op::Shift { .. } | Op::OpenSynthetic { .. } => {
+                    panic!("the random walk restarts, cuts and watches nothing, holds no key and mounts no synthetic viewer: {:?}", s.op)
                 }
             }
             assert!(live.len() <= MAX_SESSIONS && open.len() <= MAX_TABS);

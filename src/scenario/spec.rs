@@ -117,7 +117,9 @@ impl RunSpec {
             f.push_str(&format!(" --params {}", p.display()));
         }
         let o = &self.overrides;
-        for (name, v) in [("--agent-sessions", o.sessions), ("--cycles", o.cycles), ("--tabs", o.tabs), ("--drop", o.drop)] {
+        for (name, v) in
+            [("--agent-sessions", o.sessions), ("--cycles", o.cycles), ("--tabs", o.tabs), ("--drop", o.drop), ("--synthetic-viewers", o.synthetic_viewers)]
+        {
             if let Some(v) = v {
                 f.push_str(&format!(" {name} {v}"));
             }
@@ -126,6 +128,9 @@ impl RunSpec {
             if let Some(v) = v {
                 f.push_str(&format!(" {name} {v}"));
             }
+        }
+        if let Some(d) = o.synthetic_decode {
+            f.push_str(&format!(" --synthetic-decode {}", clap::ValueEnum::to_possible_value(&d).map(|v| v.get_name().to_string()).unwrap_or_default()));
         }
         if let Some(t) = &self.target {
             f.push_str(&format!(" --target {}", t.display()));

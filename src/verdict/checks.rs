@@ -16,7 +16,7 @@ pub fn agent_session_of(client_unique_id: &str) -> Option<&str> {
 }
 
 fn who(r: &Row) -> String {
-    format!("tab {} ({})", r.tab, r.client_unique_id.as_deref().unwrap_or("no client_unique_id yet"))
+    format!("{} ({})", r.kind.name(r.tab), r.client_unique_id.as_deref().unwrap_or("no client_unique_id yet"))
 }
 
 pub fn tabs_connected(rows: &[Row]) -> InvariantResult {
@@ -355,6 +355,7 @@ mod tests {
     fn row(tab: usize, ses: &str, state: &str, shows: Option<&str>) -> Row {
         Row {
             tab,
+            kind: Default::default(),
             client_unique_id: Some(format!("helix-agent-{ses}-lobby-uuid{tab}")),
             mode: Some("create".into()),
             connection_state: Some(state.into()),

@@ -6,6 +6,8 @@
 //! stand-in (`helix-refstack`) depends on this crate only, never on the driver, and the
 //! compiler holds that wall.
 
+#[cfg(feature = "h264")]
+pub mod h264;
 pub mod sse;
 pub mod stamp;
 

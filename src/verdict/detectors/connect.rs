@@ -30,6 +30,8 @@ pub(super) const BIND_GRACE_MS: f64 = 300.0;
 struct BindFailure<'a> {
     first_at: EpochMs,
     line: &'a str,
+    /// The streamer's name in moonlight-web's log (`[Streamer <session_id>]`), empty if none.
+    streamer: &'a str,
     /// When the streamer had failed on every address a streamer of this host ever offered a
     /// viewer as a host candidate: then it has no candidate a viewer can reach, and ICE cannot
     /// connect — decided on the spot, not after [`BIND_GRACE_MS`]. `None` when some offered
@@ -52,7 +54,7 @@ fn bind_failures<'a>(c: &Ctx<'a>) -> Vec<BindFailure<'a>> {
         let i = match out.iter().position(|(s, _, _)| *s == streamer) {
             Some(i) => i,
             None => {
-                out.push((streamer, BindFailure { first_at: *at, line: m, total_at: None }, BTreeSet::new()));
+                out.push((streamer, BindFailure { first_at: *at, line: m, streamer, total_at: None }, BTreeSet::new()));
                 out.len() - 1
             }
         };
@@ -88,8 +90,15 @@ pub(super) fn f2_webrtc_ports_exhausted(c: &Ctx, t: &Thresholds) -> Option<Detec
             if connected.is_none_or(|c| c > deadline) && c.end >= deadline && v.closed_at.is_none_or(|x| x >= deadline) {
                 evidence.push((deadline, format!("ICE not connected {:.0} s after negotiation started", t.ice_connect_secs)));
             }
-            // The first streamer that failed to bind after this viewer started is its own.
-            let bind_failure = failures.iter().find(|f| f.first_at >= v.started_at - 1000.0);
+            // Its own streamer's failure: the one moonlight-web names with this viewer's
+            // session_id; else the first that failed after this viewer started and names no
+            // other viewer's session (viewers that start together, e.g. synthetic ones beside a
+            // tab, would otherwise take each other's failures).
+            let names_other = |f: &BindFailure| c.viewers.iter().any(|o| !f.streamer.is_empty() && o.session_id.as_deref() == Some(f.streamer));
+            let bind_failure = failures
+                .iter()
+                .find(|f| v.session_id.as_deref().is_some_and(|s| s == f.streamer))
+                .or_else(|| failures.iter().find(|f| f.first_at >= v.started_at - 1000.0 && !names_other(f)));
             if let Some(f) = bind_failure.filter(|f| v.closed_at.is_none_or(|x| x > f.first_at)) {
                 let quoted = f.line.chars().take(160).collect::<String>();
                 let decide_at = f.total_at.unwrap_or(f.first_at + BIND_GRACE_MS);

@@ -258,7 +258,7 @@ impl<'a> Ctx<'a> {
 }
 
 fn who(v: &ViewerFacts) -> String {
-    format!("tab {} ({})", v.tab, v.client_unique_id.as_deref().unwrap_or("?"))
+    format!("{} ({})", v.kind.name(v.tab), v.client_unique_id.as_deref().unwrap_or("?"))
 }
 
 fn secs(ms: f64) -> f64 {

@@ -74,6 +74,26 @@ fn f2_names_a_viewer_whose_ice_never_connects_and_cites_the_bind_failure() {
 }
 
 #[test]
+fn f2_gives_a_bind_failure_to_the_viewer_whose_session_moonlight_web_names() {
+    // Tab 1 (ses_a) and tab 2 (ses_b) negotiate at once; only ses_b's streamer failed to bind.
+    // The look-alike: tab 1 started first and its ICE is slow, but the failure is not its own.
+    let mut obs = viewer("ses_a");
+    obs.extend(viewer("ses_b").into_iter().map(|mut o| {
+        if let Event::Tab { tab, .. } = &mut o.event {
+            *tab = 2;
+        }
+        o.at += 5.0;
+        o
+    }));
+    obs.sort_by(|a, b| a.at.total_cmp(&b.at));
+    obs.push(log(1100.0, "moonlight-web", "[Streamer agent-ses_b-u] WARN webrtc_ice: could not listen udp 198.51.100.2: no port available"));
+    obs.push(log(1500.0, "moonlight-web", "still going"));
+    let d = detect(&obs, &Thresholds::default());
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].label(), d[0].tab), ("F2 webrtc-ports-exhausted".to_string(), Some(2)), "{}", d[0].message);
+}
+
+#[test]
 fn f2_decides_at_once_when_a_streamer_binds_none_of_the_addresses_streamers_offer() {
     // An earlier viewer (tab 2) was offered host candidates on .2 and .3 (and a srflx one,
     // which does not count).

@@ -14,6 +14,7 @@ use crate::logfile::{Captured, LogFile, Style};
 use crate::wolf::moonlight;
 use crate::wolf::state::WolfState;
 use crate::wolf::stream;
+use helix_e2e_shared::h264::Decode;
 use helix_e2e_shared::stamp::{self, Stamp};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -22,10 +23,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use webrtc::data_channel::RTCDataChannel;
-use webrtc::media::io::sample_builder::SampleBuilder;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtp::codecs::h264::H264Packet;
 
 #[derive(Clone)]
 pub(super) struct TestWolf {
@@ -148,23 +147,11 @@ impl Harness {
             let stamp_tx = stamp_tx.clone();
             Box::pin(async move {
                 assert_eq!(track.codec().payload_type, rtc::H264_PAYLOAD_TYPE);
-                tokio::spawn(async move {
-                    let mut builder = SampleBuilder::new(256, H264Packet::default(), 90_000);
-                    let mut decoder = openh264::decoder::Decoder::new().unwrap();
-                    while let Ok((pkt, _)) = track.read_rtp().await {
-                        builder.push(pkt);
-                        while let Some(sample) = builder.pop() {
-                            use openh264::formats::YUVSource;
-                            let Ok(Some(yuv)) = decoder.decode(&sample.data) else { continue };
-                            let (w, h) = yuv.dimensions();
-                            let stride = yuv.strides().0;
-                            let y: Vec<u8> = (0..h).flat_map(|r| yuv.y()[r * stride..r * stride + w].to_vec()).collect();
-                            if let Some(s) = stamp::decode(&y, w, h) {
-                                let _ = stamp_tx.send(s);
-                            }
-                        }
+                tokio::spawn(helix_e2e_shared::h264::decode_track(track, Decode::Every, move |f| {
+                    if let Some(s) = f.picture.and_then(|p| stamp::decode(&p.luma, p.width, p.height)) {
+                        let _ = stamp_tx.send(s);
                     }
-                });
+                }));
             })
         }));
         let ipc = to_streamer.clone();
