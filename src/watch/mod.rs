@@ -8,9 +8,9 @@
 //!
 //! Bounded for days: the timeline keeps only what the reader has not read
 //! ([`Timeline::unrecorded`]), the model keeps a window of every kind of record
-//! ([`Model::bounded`]), log lines are not copied anywhere, the incidents and the agent
-//! sessions followed are keyed by id and forgotten when quiet, and the metrics keep the last
-//! answer of each poll.
+//! ([`Model::bounded`]), log lines are not copied anywhere, the incidents are keyed by failure
+//! and forgotten when quiet, the agent sessions followed are those streaming now, and the
+//! metrics keep the last answer of each poll.
 //!
 //! **Once per incident.** A detector answers from the evidence in its window, so while a
 //! failure lasts (and for a window after) every evaluation names it again. An incident of a
@@ -32,7 +32,7 @@ use crate::sut::wolf::WolfClient;
 use crate::timeline::{now_ms, EpochMs, Event, Observation, Reply, Timeline};
 use crate::verdict::detectors::{Detection, Model, Thresholds};
 use crate::verdict::live::{IDLE_EVERY, SETTLE, SPACING};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 /// The failures a watch names: every detector whose evidence is all server-side. The others
@@ -112,35 +112,33 @@ impl Incidents {
 }
 
 /// The agent sessions whose Helix record the monitor polls (F10 compares Helix's belief with
-/// Wolf's lobbies): those seen in Wolf's or moonlight-web's sessions within the model's window.
+/// Wolf's lobbies): those with a session in Wolf's or moonlight-web's latest answer — someone
+/// is streaming them. A session nobody streams is not followed: Helix may keep the lobby id of
+/// a stopped session in its record, which is no ghost.
 #[derive(Default)]
 struct Followed {
-    last_seen: BTreeMap<String, EpochMs>,
+    wolf: BTreeSet<String>,
+    mlw: BTreeSet<String>,
 }
 
 impl Followed {
     fn observe(&mut self, o: &Observation, monitor: &Monitor) {
         let Event::Poll { reply, .. } = &o.event else { return };
-        let ids: Vec<&str> = match &**reply {
-            Reply::WolfSessions(s) => s.iter().map(|w| w.client_unique_id.as_str()).collect(),
-            Reply::MlwSessions(s) => s.iter().filter_map(|m| m.client_unique_id.as_deref()).collect(),
+        let sessions =
+            |ids: Vec<&str>| -> BTreeSet<String> { ids.into_iter().filter_map(crate::verdict::checks::agent_session_of).map(str::to_string).collect() };
+        let before: BTreeSet<String> = self.wolf.union(&self.mlw).cloned().collect();
+        match &**reply {
+            Reply::WolfSessions(s) => self.wolf = sessions(s.iter().map(|w| w.client_unique_id.as_str()).collect()),
+            Reply::MlwSessions(s) => self.mlw = sessions(s.iter().filter_map(|m| m.client_unique_id.as_deref()).collect()),
             _ => return,
-        };
-        for ses in ids.into_iter().filter_map(crate::verdict::checks::agent_session_of) {
-            if self.last_seen.insert(ses.to_string(), o.at).is_none() {
-                monitor.watch_session(ses);
-            }
         }
-    }
-
-    fn forget_before(&mut self, cutoff: EpochMs, monitor: &Monitor) {
-        self.last_seen.retain(|ses, seen| {
-            let keep = *seen >= cutoff;
-            if !keep {
-                monitor.unwatch_session(ses);
-            }
-            keep
-        });
+        let now: BTreeSet<String> = self.wolf.union(&self.mlw).cloned().collect();
+        for ses in now.difference(&before) {
+            monitor.watch_session(ses);
+        }
+        for ses in before.difference(&now) {
+            monitor.unwatch_session(ses);
+        }
     }
 }
 
@@ -217,7 +215,6 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
     eprintln!("helix-e2e watch: watching {} ({}); Ctrl-C stops", target.name, names.join(", "));
 
     let t = &opts.thresholds;
-    let window = Model::history_ms(t);
     let mut model = Model::bounded(t);
     let mut incidents = Incidents::default();
     let mut followed = Followed::default();
@@ -240,7 +237,6 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
             followed.observe(o, &monitor);
         });
         let now = now_ms();
-        followed.forget_before(now - window, &monitor);
         for d in incidents.observe(now, model.detect(t)) {
             println!("{}", line(&d, opts.json));
             metrics.named(d.fault);
