@@ -301,6 +301,42 @@ mod tests {
         }
     }
 
+    /// moonlight-web's `chunk too short`, three times within a second from `at` (F11), after a
+    /// death of Wolf at 0.
+    fn death_then_sctp_errors(at: EpochMs) -> Vec<Observation> {
+        let died = Event::Died { what: crate::timeline::Casualty::Service { service: "wolf".into() }, detail: "exit status: 134".into() };
+        let mut obs = vec![Observation { at: 0.0, event: died }];
+        for k in 0..3 {
+            let line = Event::Log {
+                service: "moonlight-web".into(),
+                level: "WARN".into(),
+                message: "[Streamer s] unable to parse SCTP packet chunk too short".into(),
+            };
+            obs.push(Observation { at: at + 300.0 * k as f64, event: line });
+        }
+        obs
+    }
+
+    fn named_by(mut model: Model, obs: &[Observation]) -> Vec<FailureId> {
+        for o in obs {
+            model.ingest(o);
+        }
+        model.detect(&Thresholds::default()).into_iter().map(|d| d.fault).collect()
+    }
+
+    #[test]
+    fn a_death_explains_what_follows_it_for_the_window_not_for_days() {
+        let t = Thresholds::default();
+        // Within the window, the death explains the SCTP errors, in a watch as in a run.
+        let soon = death_then_sctp_errors(10_000.0);
+        assert_eq!(named_by(Model::bounded(&t), &soon), [FailureId::D2]);
+        // An hour later a run's model still takes them for the death's doing; a watch's has let
+        // the death go with its window and names them.
+        let later = death_then_sctp_errors(3_600_000.0);
+        assert_eq!(named_by(Model::new(&t), &later), [FailureId::D2]);
+        assert_eq!(named_by(Model::bounded(&t), &later), [FailureId::F11]);
+    }
+
     #[test]
     fn a_named_line_carries_the_id_the_name_and_the_evidence() {
         let x = Detection {
