@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex};
 
 /// What moonlight-web's log says when a streamer's SCTP layer met a mangled chunk (F11).
 const SCTP_ERROR: &str = "chunk too short";
+/// What moonlight-web's log says when it starts a session's streamer.
+const MLW_NEW_SESSION: &str = "[Stream] New ";
 /// What moonlight-web's log says when a streamer's launch against Wolf timed out (F12, F15).
 const LAUNCH_TIMEOUT: &str = "Error(Connect, TimedOut)";
 
@@ -111,7 +113,11 @@ impl Metrics {
         r.register("stuck_sessions", "moonlight-web sessions without their WebSocket whose streamer runs (F5's state), as last polled", m.stuck.clone());
         r.register("zombie_sessions", "moonlight-web sessions listed with a dead streamer (F6's state), as last polled", m.zombie.clone());
         r.register("mismatched_wolf_sessions", "Wolf sessions of a client moonlight-web has no session for (F7's state), as last polled", m.mismatched.clone());
-        r.register("sessions_created", "Sessions that appeared in a service's list since the watch started", m.created.clone());
+        r.register(
+            "sessions_created",
+            "Sessions created since the watch started: Wolf's StreamSession events, moonlight-web's `[Stream] New … session` log lines",
+            m.created.clone(),
+        );
         r.register("failures_named", "Failures the watch named, by catalog id (each incident once)", m.failures.clone());
         r.register("sctp_error_lines", "moonlight-web log lines `chunk too short` (SCTP corruption, F11)", m.sctp_lines.clone());
         r.register(
@@ -137,11 +143,6 @@ impl Metrics {
                 Reply::WolfSessions(s) => {
                     let _g = self.consistent.lock().unwrap_or_else(|e| e.into_inner());
                     self.wolf_sessions.set(s.len() as i64);
-                    let before: Option<BTreeSet<&str>> = last.wolf.as_ref().map(|p| p.iter().map(|w| w.client_id.as_str()).collect());
-                    if let Some(before) = before {
-                        let new = s.iter().filter(|w| !before.contains(w.client_id.as_str())).count();
-                        self.created.get_or_create(&ServiceLabels { service: "wolf".into() }).inc_by(new as u64);
-                    }
                     last.wolf = Some(s.clone());
                     self.mismatched.set(mismatched(last) as i64);
                 }
@@ -155,11 +156,6 @@ impl Metrics {
                     }
                     self.stuck.set(s.iter().filter(|m| m.stuck()).count() as i64);
                     self.zombie.set(s.iter().filter(|m| m.zombie()).count() as i64);
-                    let before: Option<BTreeSet<&str>> = last.mlw.as_ref().map(|p| p.iter().map(|m| m.session_id.as_str()).collect());
-                    if let Some(before) = before {
-                        let new = s.iter().filter(|m| !before.contains(m.session_id.as_str())).count();
-                        self.created.get_or_create(&ServiceLabels { service: "moonlight-web".into() }).inc_by(new as u64);
-                    }
                     last.mlw = Some(s.clone());
                     self.mismatched.set(mismatched(last) as i64);
                 }
@@ -169,7 +165,16 @@ impl Metrics {
                 Reply::WolfMemory(m) => self.lobby_counts(&m.lobbies),
                 _ => {}
             },
+            // Wolf says itself when it creates a session: exact, however short the session.
+            Event::WolfEvent { name, .. } if name == "StreamSession" => {
+                self.created.get_or_create(&ServiceLabels { service: "wolf".into() }).inc();
+            }
             Event::Log { service, message, .. } if service == "moonlight-web" => {
+                // moonlight-web's line for each session's streamer (F14 reads it too): exact,
+                // however short the session, where its log is followed.
+                if message.contains(MLW_NEW_SESSION) {
+                    self.created.get_or_create(&ServiceLabels { service: "moonlight-web".into() }).inc();
+                }
                 if message.contains(SCTP_ERROR) {
                     self.sctp_lines.inc();
                 }
@@ -258,6 +263,8 @@ mod tests {
         };
         let mlw = |sessions: serde_json::Value| poll("moonlight-web", "sessions", sessions);
         m.observe(&mut last, &wolf(&["1"]));
+        let created = Observation { at: 0.0, event: Event::WolfEvent { name: "StreamSession".into(), data: json!({"client_id": "2"}) } };
+        m.observe(&mut last, &created);
         m.observe(&mut last, &mlw(json!([{"session_id": "a", "client_unique_id": "u1", "mode": "create", "has_websocket": true, "streamer_alive": true}])));
         m.observe(&mut last, &wolf(&["1", "2"]));
         m.observe(
@@ -268,6 +275,7 @@ mod tests {
             ])),
         );
         m.observe(&mut last, &line("[Streamer x] chunk too short"));
+        m.observe(&mut last, &line("[Stream] New create session agent-ses_a-u for client helix-agent-ses_a-L-u (streamer pid 7)"));
         m.observe(&mut last, &line("Error(Connect, TimedOut)"));
         let memory = |lobbies: serde_json::Value| poll("wolf", "memory", json!({"lobbies": lobbies, "clients": []}));
         m.observe(
@@ -277,7 +285,7 @@ mod tests {
         m.named(FailureId::F5);
         let t = m.text();
         assert_eq!(value(&t, "helix_e2e_wolf_sessions"), Some(2.0), "{t}");
-        // The first answer of each service is what was there: only later ones count as created.
+        // Wolf's own event and moonlight-web's own line count, not the polls.
         assert_eq!(value(&t, "helix_e2e_sessions_created_total{service=\"wolf\"}"), Some(1.0), "{t}");
         assert_eq!(value(&t, "helix_e2e_sessions_created_total{service=\"moonlight-web\"}"), Some(1.0), "{t}");
         assert_eq!(value(&t, "helix_e2e_stuck_sessions"), Some(1.0), "{t}");

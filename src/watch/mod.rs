@@ -195,14 +195,8 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
     // Fail early and clearly when a service is not there at all; later, its silence is D2.
     wolf.apps().await.map_err(WatchError::Unreachable)?;
     mlw.sessions().await.map_err(WatchError::Unreachable)?;
-    let metrics = metrics::Metrics::new();
-    let server = match opts.metrics {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| WatchError::Metrics { addr, source })?;
-            let bound = listener.local_addr().map_err(|source| WatchError::Metrics { addr, source })?;
-            eprintln!("helix-e2e watch: metrics at http://{bound}/metrics");
-            Some(metrics.serve(listener))
-        }
+    let listener = match opts.metrics {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| WatchError::Metrics { addr, source })?),
         None => None,
     };
     if let Some(m) = crate::sut::log_source::missing_logs_message(&crate::sut::log_source::missing(&target.logs)) {
@@ -211,6 +205,14 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
     // Lines are read, never copied: a watch keeps no file that grows.
     let feeds = target.logs.iter().map(|(service, source)| LogFeed { service: service.clone(), source: source.clone(), copy_to: None }).collect();
     let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix, feeds, None, timeline.clone());
+    // Served once the monitor follows: a scraper that sees the endpoint sees what happens next.
+    let metrics = metrics::Metrics::new();
+    let server = listener.map(|l| {
+        if let Ok(bound) = l.local_addr() {
+            eprintln!("helix-e2e watch: metrics at http://{bound}/metrics");
+        }
+        metrics.serve(l)
+    });
     let names: Vec<String> = WATCHED.iter().map(|id| format!("{id} {}", id.name())).collect();
     eprintln!("helix-e2e watch: watching {} ({}); Ctrl-C stops", target.name, names.join(", "));
 
