@@ -26,6 +26,7 @@ pub mod sut;
 pub mod synthetic;
 pub mod timeline;
 pub mod verdict;
+pub mod watch;
 
 /// The reference stack, a crate of its own (`crates/refstack`) that cannot import the driver.
 pub use helix_refstack as refstack;

@@ -41,6 +41,10 @@ enum Command {
     /// Measure what reading a run costs the driver per observation, early and late in a long
     /// run (a synthetic healthy timeline through the model, detectors and progress line).
     Bench(BenchArgs),
+    /// Follow a live deployment (or the embedded reference stack) without a browser until
+    /// stopped: name each failure whose evidence is server-side once, as it happens, and
+    /// optionally serve Prometheus metrics.
+    Watch(WatchArgs),
     /// Run the reference stack alone until Ctrl-C: its three services as child processes.
     Refstack(RefstackArgs),
     /// Run one service of the reference stack (what each process and container runs).
@@ -225,6 +229,26 @@ struct BenchArgs {
 }
 
 #[derive(clap::Args)]
+struct WatchArgs {
+    /// A target file such as e2e/targets/helix-dev.toml; the embedded reference stack otherwise.
+    #[arg(long)]
+    target: Option<PathBuf>,
+    /// Start the embedded stack with a fault switch on: NAME[=VALUE], repeatable.
+    #[arg(long = "fault")]
+    faults: Vec<Fault>,
+    /// Detector thresholds (TOML, see e2e/detectors.toml); built-in defaults otherwise.
+    #[arg(long)]
+    thresholds: Option<PathBuf>,
+    /// One JSON object a line on stdout (each named failure, then the summary) instead of lines
+    /// for people.
+    #[arg(long)]
+    json: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+}
+
+#[derive(clap::Args)]
 struct ServiceArgs {
     service: helix_e2e::sut::control::Service,
     #[command(flatten)]
@@ -284,6 +308,10 @@ fn main() {
         Command::Bench(args) => {
             init_tracing("warn");
             run_bench(args)
+        }
+        Command::Watch(args) => {
+            init_tracing("warn");
+            watch(args)
         }
         Command::Refstack(args) => {
             init_tracing("info");
@@ -449,16 +477,7 @@ fn launch(spec: RunSpec, runner: &RunnerArgs, no_install: bool, plans: Option<Ve
     if let Some(p) = &spec.target {
         helix_e2e::config::Target::load(p)?;
     }
-    let thresholds = match &spec.thresholds {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading thresholds {}", p.display()))?;
-            let t: helix_e2e::verdict::detectors::Thresholds =
-                toml::from_str(&text).with_context(|| format!("thresholds file {} is not valid", p.display()))?;
-            t.check().map_err(|e| anyhow::anyhow!("thresholds file {}: {e}", p.display()))?;
-            t
-        }
-        None => Default::default(),
-    };
+    let thresholds = load_thresholds(spec.thresholds.as_deref())?;
     let Some(inner) = supervisor::Inner::from_env() else {
         // Chromium is installed here, outside any namespace (apt needs the network).
         ensure_chromium(runner, no_install)?;
@@ -482,6 +501,81 @@ fn launch(spec: RunSpec, runner: &RunnerArgs, no_install: bool, plans: Option<Ve
         return Ok(supervisor::supervise(choice)?);
     };
     let code = run_supervised(spec, runner, thresholds, plans);
+    // Whoever survives cleans up: when the supervisor is gone, nobody else deletes these.
+    inner.cleanup();
+    code
+}
+
+/// The thresholds file (refused when it is not valid), or the built-in defaults.
+fn load_thresholds(path: Option<&std::path::Path>) -> anyhow::Result<helix_e2e::verdict::detectors::Thresholds> {
+    let Some(p) = path else { return Ok(Default::default()) };
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading thresholds {}", p.display()))?;
+    let t: helix_e2e::verdict::detectors::Thresholds = toml::from_str(&text).with_context(|| format!("thresholds file {} is not valid", p.display()))?;
+    t.check().map_err(|e| anyhow::anyhow!("thresholds file {}: {e}", p.display()))?;
+    Ok(t)
+}
+
+/// `watch`: refuse bad input, then watch in a supervised child (on the machine's own network:
+/// the stand-in it may start is there for someone to use) until a signal. Exit 1 when
+/// something was named, 0 when nothing was.
+fn watch(args: WatchArgs) -> anyhow::Result<i32> {
+    if args.target.is_some() && !args.faults.is_empty() {
+        bail!("--fault switches apply to the embedded reference stack only, not to --target");
+    }
+    let target = args.target.as_deref().map(helix_e2e::config::Target::load).transpose()?;
+    let thresholds = load_thresholds(args.thresholds.as_deref())?;
+    let Some(inner) = supervisor::Inner::from_env() else {
+        return Ok(supervisor::supervise(supervisor::NetnsChoice::Host)?);
+    };
+    let code = runtime().block_on(async {
+        let mut stack = None;
+        let target = match target {
+            Some(t) => t,
+            None => {
+                let s = ProcessStack::start_temp(&std::env::current_exe()?, args.faults.clone()).await?;
+                let e = s.endpoints();
+                eprintln!(
+                    "helix-e2e watch: embedded reference stack in {}:\n  Helix API + viewer: {}\n  moonlight-web:      {}\n  Wolf socket:        {}\n  switch faults on while it runs: {}",
+                    s.dir().display(),
+                    e.helix_url,
+                    e.moonlight_web_url,
+                    e.wolf_socket.display(),
+                    s.dir().join(refstack::faults::CONTROL_FILE).display()
+                );
+                stack = Some(s);
+                helix_e2e::config::Target::embedded(&e)
+            }
+        };
+        let opts = helix_e2e::watch::WatchOptions { target, thresholds, json: args.json, metrics: args.metrics };
+        let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
+        tokio::spawn(async move {
+            let signal = wait_for_stop_named().await.unwrap_or("an error waiting for signals");
+            let _ = tx.send(signal);
+        });
+        let stopped = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let s2 = stopped.clone();
+        let result = helix_e2e::watch::watch(opts, async move {
+            let sig = rx.await.unwrap_or("SIGTERM");
+            *s2.lock().unwrap_or_else(|e| e.into_inner()) = Some(sig);
+        })
+        .await;
+        if let Some(s) = stack {
+            s.shutdown().await;
+        }
+        let summary = result?;
+        let signal = stopped.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or("end");
+        let named: Vec<String> = summary.named.iter().map(|(id, n)| if *n == 1 { format!("{id} {}", id.name()) } else { format!("{id} {} ({n} incidents)", id.name()) }).collect();
+        if args.json {
+            println!("{}", serde_json::json!({"event": "stopped", "signal": signal, "watched_s": summary.watched_s, "observations": summary.observations, "named": summary.named}));
+        }
+        eprintln!(
+            "helix-e2e watch: stopped by {signal} after {:.0} s ({} observations): {}",
+            summary.watched_s,
+            summary.observations,
+            if named.is_empty() { "nothing named".to_string() } else { format!("named {}", named.join(", ")) }
+        );
+        anyhow::Ok(if summary.named.is_empty() { 0 } else { 1 })
+    });
     // Whoever survives cleans up: when the supervisor is gone, nobody else deletes these.
     inner.cleanup();
     code
@@ -667,10 +761,17 @@ async fn run_service(args: ServiceArgs) -> anyhow::Result<()> {
 
 /// Ctrl-C or SIGTERM (`docker stop`, the supervisor).
 async fn wait_for_stop() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    Ok(())
+    wait_for_stop_named().await.map(drop)
+}
+
+/// [`wait_for_stop`], saying which signal it was (SIGHUP too: a closed terminal ends a watch).
+async fn wait_for_stop_named() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    })
 }

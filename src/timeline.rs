@@ -402,6 +402,8 @@ struct Log {
     readers: Vec<std::sync::Weak<std::sync::atomic::AtomicUsize>>,
     /// Whether everything is also on disk (then read chunks may go).
     streamed: bool,
+    /// Nobody will read the whole log again (`helix-e2e watch`): read chunks may go unwritten.
+    unrecorded: bool,
     /// The file the stream went to, once finished (what [`Timeline::snapshot`] reads then).
     finished: Option<std::path::PathBuf>,
 }
@@ -422,7 +424,7 @@ impl Log {
 
     /// Drop the full chunks every live reader has read, when they are on disk.
     fn let_go(&mut self) {
-        if !self.streamed {
+        if !self.streamed && !self.unrecorded {
             return;
         }
         self.readers.retain(|r| r.strong_count() > 0);
@@ -490,6 +492,15 @@ impl Timeline {
         log.streamed = log.len == 0;
         *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sink { writer, tmp, path: path.to_path_buf() });
         Ok(())
+    }
+
+    /// A timeline that keeps only what its readers have not read yet, with no file behind it:
+    /// for a monitor that runs for days, where only readers that fold as they go exist and
+    /// [`Timeline::snapshot`] has only the recent part.
+    pub fn unrecorded() -> Self {
+        let t = Self::default();
+        t.inner.lock().unwrap_or_else(|e| e.into_inner()).unrecorded = true;
+        t
     }
 
     /// Flush the stream of [`Timeline::stream_to`] and give the file its name.
@@ -684,6 +695,21 @@ mod tests {
         t.finish_stream().unwrap();
         assert_eq!(t.snapshot().len(), n + CHUNK, "after the stream is finished, from the file by its name");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unrecorded_timeline_keeps_only_what_its_readers_have_not_read() {
+        let t = Timeline::unrecorded();
+        let mut reader = t.cursor();
+        let op = |i: usize| Event::Op { name: format!("op {i}"), phase: OpPhase::Ok };
+        for round in 0..10 {
+            for i in 0..CHUNK {
+                t.push_at((round * CHUNK + i) as f64, op(i));
+            }
+            t.take_new(&mut reader, |_| ());
+        }
+        assert_eq!(t.len(), 10 * CHUNK);
+        assert!(t.held() <= 2 * CHUNK, "read chunks go without a file: {} held", t.held());
     }
 
     #[test]

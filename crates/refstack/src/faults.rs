@@ -4,6 +4,12 @@
 //! A switch is parsed from `NAME[=VALUE]` ([`Fault`]); the stand-in folds all switches into one
 //! [`FaultSet`] and hands each service the set, so every service asks the same question
 //! ("is my fault on?") in one place.
+//!
+//! A running stand-in can also be switched mid-way, the way a real deployment goes bad while
+//! someone watches it (`helix-e2e watch`): Wolf and moonlight-web follow a control file in the
+//! stack's directory ([`CONTROL_FILE`], one switch a line) and ask [`LiveFaults::now`] at each
+//! decision, so a switch written there acts from the next session, join or teardown on. It is
+//! the stand-in's own control, for tests and demonstrations; the driver never writes it.
 
 use crate::streamer::ipc::PortRange;
 use std::fmt;
@@ -227,7 +233,7 @@ impl fmt::Display for Fault {
 }
 
 /// Every switch folded into the questions the services ask. The default is the healthy stack.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultSet {
     pub cert_subject_collision: bool,
     pub webrtc_port_range: Option<PortRange>,
@@ -255,7 +261,12 @@ pub struct FaultSet {
 impl FaultSet {
     /// Later switches of the same kind win.
     pub fn new(faults: &[Fault]) -> Self {
-        let mut s = FaultSet::default();
+        FaultSet::default().with(faults)
+    }
+
+    /// These switches on top of this set (later ones win).
+    pub fn with(self, faults: &[Fault]) -> Self {
+        let mut s = self;
         for f in faults {
             match *f {
                 Fault::CertSubjectCollision => s.cert_subject_collision = true,
@@ -285,9 +296,142 @@ impl FaultSet {
     }
 }
 
+/// The file in the stack's directory (`--dir`) whose switches are on in addition to those the
+/// services started with: one `NAME[=VALUE]` a line, as `--fault` takes them; `#` starts a comment.
+/// Written whole (a temp file renamed over it); removing it turns them off again.
+pub const CONTROL_FILE: &str = "live-faults";
+
+/// How often the services look at [`CONTROL_FILE`].
+pub const CONTROL_POLL: Duration = Duration::from_millis(200);
+
+impl Fault {
+    /// Whether a running service can act on this switch. Some are read once, at start: the
+    /// moonlight-web certificate cache (F1), its port range (F2), the timers of F16 and F17,
+    /// and the API's switches (F10, F13; the API does not follow the control file).
+    pub fn acts_live(&self) -> bool {
+        !matches!(
+            self,
+            Fault::CertSubjectCollision
+                | Fault::WebrtcPortRange(_)
+                | Fault::PipelineLock(_)
+                | Fault::AudioDisconnect(_)
+                | Fault::NoLobbyRecreate
+                | Fault::SessionIdReuse
+        )
+    }
+}
+
+/// The switches a running service acts on: those it started with, plus what [`CONTROL_FILE`]
+/// says now. Cheap to ask ([`FaultSet`] is a few words, copied out under a read lock).
+#[derive(Debug, Clone)]
+pub struct LiveFaults {
+    start: FaultSet,
+    now: std::sync::Arc<std::sync::RwLock<FaultSet>>,
+}
+
+impl LiveFaults {
+    /// The switches of the command line, until a control file says more.
+    pub fn new(start: FaultSet) -> Self {
+        LiveFaults { start, now: std::sync::Arc::new(std::sync::RwLock::new(start)) }
+    }
+
+    pub fn now(&self) -> FaultSet {
+        *self.now.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Parse the control file's text: the switches it adds, and a line per one it refuses
+    /// (unknown, malformed, or read only at start).
+    pub fn parse_control(text: &str) -> (Vec<Fault>, Vec<String>) {
+        let mut on = Vec::new();
+        let mut refused = Vec::new();
+        for line in text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()) {
+            match line.parse::<Fault>() {
+                Ok(f) if f.acts_live() => on.push(f),
+                Ok(f) => refused.push(format!("{f}: read only at start; ignored")),
+                Err(e) => refused.push(format!("{e}; ignored")),
+            }
+        }
+        (on, refused)
+    }
+
+    /// Follow `path` (the stack's [`CONTROL_FILE`]) for as long as the service runs: each change
+    /// replaces the live switches with the start ones plus the file's, and is said through `say`
+    /// (the service's own log).
+    pub fn follow(&self, path: std::path::PathBuf, say: impl Fn(String) + Send + 'static) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut last: Option<String> = None;
+            loop {
+                // A missing file is no switch: the start set.
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if last.as_deref() != Some(text.as_str()) {
+                    let (on, refused) = Self::parse_control(&text);
+                    for r in refused {
+                        say(format!("{CONTROL_FILE}: {r}"));
+                    }
+                    *me.now.write().unwrap_or_else(|e| e.into_inner()) = me.start.with(&on);
+                    if last.is_some() || !on.is_empty() {
+                        let names: Vec<String> = on.iter().map(ToString::to_string).collect();
+                        say(format!(
+                            "{CONTROL_FILE}: switched on besides the start ones: {}",
+                            if names.is_empty() { "none".to_string() } else { names.join(" ") }
+                        ));
+                    }
+                    last = Some(text);
+                }
+                tokio::time::sleep(CONTROL_POLL).await;
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_control_file_adds_live_switches_and_refuses_the_rest_by_name() {
+        let (on, refused) = LiveFaults::parse_control("# mid-way\nstuck-session\n\norphan-wolf-session  # F7\npipeline-lock=3\nnope\n");
+        assert_eq!(on, vec![Fault::StuckSession, Fault::OrphanWolfSession]);
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused[0].contains("pipeline-lock=3: read only at start"), "{refused:?}");
+        assert!(refused[1].contains("unknown fault \"nope\""), "{refused:?}");
+        let live = LiveFaults::new(FaultSet::new(&[Fault::SctpErrors]));
+        assert!(live.now().sctp_errors && !live.now().stuck_session);
+    }
+
+    #[tokio::test]
+    async fn a_follower_turns_switches_on_and_off_as_the_file_changes() {
+        let dir = std::env::temp_dir().join(format!("helix-live-faults-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CONTROL_FILE);
+        let live = LiveFaults::new(FaultSet::new(&[Fault::SctpErrors]));
+        let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = said.clone();
+        let task = live.follow(path.clone(), move |l| s.lock().unwrap().push(l));
+        std::fs::write(&path, "stuck-session\n").unwrap();
+        let until = |want: bool| {
+            let live = live.clone();
+            async move {
+                for _ in 0..50 {
+                    if live.now().stuck_session == want {
+                        return;
+                    }
+                    tokio::time::sleep(CONTROL_POLL / 2).await;
+                }
+                panic!("stuck_session never became {want}");
+            }
+        };
+        until(true).await;
+        assert!(live.now().sctp_errors, "the start switches stay on");
+        std::fs::remove_file(&path).unwrap();
+        until(false).await;
+        assert!(live.now().sctp_errors);
+        task.abort();
+        let said = said.lock().unwrap().clone();
+        assert_eq!(said, ["live-faults: switched on besides the start ones: stuck-session", "live-faults: switched on besides the start ones: none"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parses_and_prints_switches_and_names_what_is_wrong() {

@@ -61,6 +61,11 @@ impl Layout {
         self.dir.join("wolf.sock")
     }
 
+    /// The stand-in's own switchboard while it runs (`faults::CONTROL_FILE`).
+    pub fn control_file(&self) -> PathBuf {
+        self.dir.join(faults::CONTROL_FILE)
+    }
+
     /// The command-line flags that reproduce this layout, secrets excepted (they travel in
     /// the environment, see [`Layout::env`]).
     pub fn args(&self) -> Vec<String> {
@@ -154,7 +159,7 @@ pub async fn serve(service: Service, layout: &Layout, streamer_exe: PathBuf) -> 
             let audio_listener = wolf::audio::bind(&audio).map_err(io_err(&audio))?;
             let displays = layout.dir.join("wolf-displays");
             let wolf = Arc::new(
-                wolf::state::WolfState::with_faults(log.clone(), faults.clone())
+                wolf::state::WolfState::with_faults(log.clone(), faults)
                     .with_paired_file(paired.clone())
                     .map_err(io_err(&paired))?
                     .with_display_dir(displays.clone())
@@ -173,6 +178,8 @@ pub async fn serve(service: Service, layout: &Layout, streamer_exe: PathBuf) -> 
             tokio::spawn(wolf::moonlight::serve(http_listener, wolf.clone(), layout.wolf_stream_port));
             tokio::spawn(wolf.clone().watchdog());
             tokio::spawn(wolf::audio::serve(audio_listener, faults.audio_disconnect));
+            let said = log.clone();
+            wolf.faults.follow(layout.control_file(), move |line| said.info(line));
             log.info(format!("Wolf API listening on {}", socket.display()));
             std::future::pending::<()>().await;
         }
@@ -191,7 +198,10 @@ pub async fn serve(service: Service, layout: &Layout, streamer_exe: PathBuf) -> 
                 faults,
             };
             log.info(format!("Listening on {addr}"));
-            moonlight_web::serve(listener, config, log).await.map_err(|source| RefstackError::Bind { addr, source })?;
+            let live = faults::LiveFaults::new(faults);
+            let said = log.clone();
+            live.follow(layout.control_file(), move |line| said.info(line));
+            moonlight_web::serve_live(listener, config, log, live).await.map_err(|source| RefstackError::Bind { addr, source })?;
         }
         Service::Api => {
             let listener = listen(layout.api_port).await?;

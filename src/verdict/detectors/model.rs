@@ -13,6 +13,10 @@ use crate::timeline::Reply;
 /// which are few, are kept for the whole run.
 pub struct Model {
     history_ms: f64,
+    /// Whether the driver's operations, the deaths and the streamer launches are kept for the
+    /// whole run (a test run: they are few, and a death explains all that follows it); `false`
+    /// for a monitor that runs for days ([`Model::bounded`]), where they go with the window too.
+    whole_run: bool,
     viewers: ViewerFold,
     /// (at, service, message), in time order (log followers deliver a moment apart).
     logs: Vec<(EpochMs, String, String)>,
@@ -119,6 +123,7 @@ impl Model {
     pub fn new(t: &Thresholds) -> Self {
         Model {
             history_ms: Self::history_ms(t),
+            whole_run: true,
             viewers: ViewerFold::new(),
             logs: Vec::new(),
             launches: Vec::new(),
@@ -150,6 +155,13 @@ impl Model {
             others_taken: 0,
             others_found: None,
         }
+    }
+
+    /// A model whose every record goes with the window, for `helix-e2e watch`: there a death
+    /// explains what follows it for the window's length, not for days, and what the model holds
+    /// stays flat however long it watches.
+    pub fn bounded(t: &Thresholds) -> Self {
+        Model { whole_run: false, ..Self::new(t) }
     }
 
     /// How far back the detectors look: the longest of their windows (F5's `stuck_secs` by
@@ -273,6 +285,16 @@ impl Model {
         self.health.retain(|(t, _)| *t >= cutoff);
         self.https_probes.retain(|(t, _)| *t >= cutoff);
         self.helix_lobbies.retain(|(t, _)| *t >= cutoff);
+        if !self.whole_run {
+            self.launches.retain(|(t, _, _)| *t >= cutoff);
+            self.deaths.retain(|(t, _, _)| *t >= cutoff);
+            self.restarts.retain(|t| *t >= cutoff);
+            self.restart_spans.retain(|(_, end, _)| end.is_none_or(|e| e >= cutoff));
+            self.teardowns.retain(|(t, _)| *t >= cutoff);
+            self.stops.retain(|(t, _)| *t >= cutoff);
+            self.cuts.retain(|(t, _)| *t >= cutoff);
+            self.session_starts.retain(|(t, _)| *t >= cutoff);
+        }
     }
 
     /// How many records the model holds (viewers' frames, polls, lines): bounded by the

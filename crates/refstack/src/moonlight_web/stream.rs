@@ -141,7 +141,7 @@ pub async fn handle(socket: WebSocket, mlw: Arc<Mlw>) {
             Err(_) => break,
         }
     }
-    if !frame_ended_it && mlw.config.faults.no_silent_close_detection {
+    if !frame_ended_it && mlw.faults.now().no_silent_close_detection {
         // F18: only a frame (a close frame, or any other non-text one) ends the session; a
         // socket that ended without one — its tab's renderer crashed, the network dropped — goes
         // unnoticed. The entry keeps this socket as if connected, its streamer keeps streaming,
@@ -204,14 +204,14 @@ fn attach(mlw: &Arc<Mlw>, init: &AuthenticateAndInit, attached: Attached) -> Res
         ice_servers: mlw.config.webrtc_ice_servers.clone(),
         port_range: mlw.config.webrtc_port_range,
         faults: StreamerFaults {
-            linger: mlw.config.faults.stuck_session || mlw.config.faults.zombie_streamer == Some(Zombie::Unlisted),
-            sctp_errors: mlw.config.faults.sctp_errors,
-            slow_teardown: mlw.config.faults.reconnect_teardown_race,
-            outlive_peer: mlw.config.faults.no_silent_close_detection,
+            linger: mlw.faults.now().stuck_session || mlw.faults.now().zombie_streamer == Some(Zombie::Unlisted),
+            sctp_errors: mlw.faults.now().sctp_errors,
+            slow_teardown: mlw.faults.now().reconnect_teardown_race,
+            outlive_peer: mlw.faults.now().no_silent_close_detection,
         },
     };
     let _ = init.host_id;
-    let keep_dead = mlw.config.faults.zombie_streamer == Some(Zombie::Listed);
+    let keep_dead = mlw.faults.now().zombie_streamer == Some(Zombie::Listed);
     let (tx, pid) = spawn_streamer(&mlw.config.streamer_path, streamer_init, mlw.sessions.clone(), mlw.log.clone(), keep_dead).map_err(|e| {
         mlw.log.error(format!("[Stream] Failed to start streamer: {e}"));
         Some("InternalServerError")
@@ -243,7 +243,7 @@ fn attach(mlw: &Arc<Mlw>, init: &AuthenticateAndInit, attached: Attached) -> Res
 /// tearing down are returned, racing the one about to start.
 async fn after_previous_teardown(mlw: &Mlw, client: &str) -> Vec<TearingDown> {
     let previous = mlw.sessions.tearing_down(client);
-    if previous.is_empty() || mlw.config.faults.reconnect_teardown_race {
+    if previous.is_empty() || mlw.faults.now().reconnect_teardown_race {
         return previous;
     }
     let pids = previous.iter().map(|p| p.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())).collect::<Vec<_>>().join(", ");
@@ -303,7 +303,7 @@ fn detach(mlw: &Arc<Mlw>, session_id: &str, generation: u64) {
     if mode != "create" {
         return;
     }
-    let faults = &mlw.config.faults;
+    let faults = mlw.faults.now();
     if faults.stuck_session {
         // F5: the removal never happens; the streamer is not told either and keeps streaming.
         tracing::debug!("session {session_id} kept without a socket (stuck-session)");

@@ -91,7 +91,7 @@ async fn one_at_a_time(State(gate): State<Gate>, req: axum::extract::Request, ne
 /// F12: the connection is accepted, then nothing comes back for a while — what a client sees of
 /// a TLS handshake Wolf does not get round to under load.
 async fn slow_tls(State(state): State<Arc<WolfState>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if let Some(delay) = state.faults.slow_tls {
+    if let Some(delay) = state.faults.now().slow_tls {
         tokio::time::sleep(delay).await;
     }
     next.run(req).await
@@ -187,7 +187,7 @@ async fn cancel(State(ctx): State<Ctx>, ConnectInfo(Peer(peer)): ConnectInfo<Pee
     let _teardown = ctx.state.teardown_lock.lock().await;
     match ctx.state.session_of_certificate(&der) {
         // F7: the cancel is acknowledged and nothing stops.
-        Some(_) if ctx.state.faults.orphan_wolf_session => Json(json!({"cancel": 1})).into_response(),
+        Some(_) if ctx.state.faults.now().orphan_wolf_session => Json(json!({"cancel": 1})).into_response(),
         Some(s) => {
             ctx.state.stop_session(s.id);
             Json(json!({"cancel": 1})).into_response()

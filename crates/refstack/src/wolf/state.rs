@@ -8,7 +8,7 @@
 //! beside the code they break.
 
 use super::input::{Desktop, Packet};
-use crate::faults::FaultSet;
+use crate::faults::{FaultSet, LiveFaults};
 use crate::logfile::LogFile;
 use helix_e2e_shared::stamp;
 use serde_json::{json, Value};
@@ -179,7 +179,8 @@ pub struct WolfState {
     pub log: LogFile,
     pub app_id: String,
     pub started: Instant,
-    pub faults: FaultSet,
+    /// The switches on now (the start ones, and the control file's: see `faults::LiveFaults`).
+    pub faults: LiveFaults,
     /// Where paired clients are kept across restarts (Wolf's `config.toml`); memory only if none.
     paired_file: Option<std::path::PathBuf>,
     /// Held while a session is torn down; a `/cancel` waits for it (see `moonlight.rs`).
@@ -223,7 +224,7 @@ impl WolfState {
             // Wolf derives app ids from a hash; any stable digit string will do.
             app_id: "134906179".to_string(),
             started: Instant::now(),
-            faults,
+            faults: LiveFaults::new(faults),
             paired_file: None,
             teardown_lock: Default::default(),
             type_lock: Default::default(),
@@ -343,7 +344,7 @@ impl WolfState {
     /// their keys; otherwise (the Helix fork) only the same certificate does.
     pub fn identify(&self, cert_der: &[u8]) -> Option<PairedClient> {
         let inner = self.lock();
-        if self.faults.cert_subject_collision {
+        if self.faults.now().cert_subject_collision {
             if let Some(names) = subject_and_issuer(cert_der) {
                 return inner.paired.iter().find(|p| subject_and_issuer(&p.cert_der).as_ref() == Some(&names)).cloned();
             }
@@ -378,7 +379,7 @@ impl WolfState {
             return None;
         }
         inner.launches += 1;
-        let black = self.faults.black_after.is_some_and(|n| inner.launches >= n);
+        let black = self.faults.now().black_after.is_some_and(|n| inner.launches >= n);
         let session = Session {
             id: client.client_id,
             client_unique_id: client_unique_id.to_string(),
@@ -397,7 +398,7 @@ impl WolfState {
             pipeline_waiting: None,
             desktop: Desktop::default(),
         };
-        if let Some(n) = self.faults.leak_per_cycle {
+        if let Some(n) = self.faults.now().leak_per_cycle {
             // F20: the pipeline's encoder opens its handles on the render node.
             let handles: Vec<std::fs::File> = (0..n).filter_map(|_| std::fs::File::open(RENDER_NODE).ok()).collect();
             inner.render_handles.insert(session.id, handles);
@@ -427,7 +428,7 @@ impl WolfState {
         if let Some(handles) = inner.render_handles.remove(&id) {
             inner.leaked_handles.extend(handles);
         }
-        if self.faults.https_deadlock {
+        if self.faults.now().https_deadlock {
             self.teardown_thread_dies(id);
         }
         let mut stopped_lobby = None;
@@ -495,7 +496,7 @@ impl WolfState {
 
     /// The ENet control peer of a session went away: Helix's Wolf fires `StopStreamEvent`.
     pub fn control_lost(&self, id: u64, peer: SocketAddr) {
-        if self.faults.orphan_wolf_session {
+        if self.faults.now().orphan_wolf_session {
             // F7: the disconnect goes unnoticed, so the session outlives its client.
             tracing::debug!("session {id}: control peer {peer} gone, not noticed (orphan-wolf-session)");
             return;
@@ -545,7 +546,7 @@ impl WolfState {
     /// Session `session` leaves `lobby`'s desktop: the keys it still holds are released (its
     /// virtual keyboard goes away), unless F21's switch loses that release.
     fn release_keys(&self, lobby: &mut Lobby, session: u64) {
-        if self.faults.lost_key_release {
+        if self.faults.now().lost_key_release {
             return;
         }
         let released = lobby.desktop.release_session(session);
@@ -570,7 +571,7 @@ impl WolfState {
     /// How long after its creation a lobby's producer stopped (F9's freeze or F16's lost type
     /// lock, whichever came first); `None` while it runs.
     fn producer_stopped(&self, l: &Lobby) -> Option<Duration> {
-        let frozen = self.faults.freeze_after.filter(|after| l.created.elapsed() > *after);
+        let frozen = self.faults.now().freeze_after.filter(|after| l.created.elapsed() > *after);
         let locked = self.type_lock_lost.get().map(|at| at.saturating_duration_since(l.created));
         frozen.into_iter().chain(locked).min()
     }
@@ -620,7 +621,7 @@ impl WolfState {
     /// Set a lobby up; under F19 it first needs a display socket (see [`Self::setup_display`]).
     pub fn create_lobby(&self, req: &Value) -> Result<String, LobbySetupError> {
         let id = uuid::Uuid::new_v4().to_string();
-        if let Some(budget) = self.faults.lobby_socket_leak {
+        if let Some(budget) = self.faults.now().lobby_socket_leak {
             self.setup_display(&id, budget)?;
         }
         let pin = req.get("pin").and_then(parse_pin);
@@ -712,7 +713,7 @@ impl WolfState {
         }
         let lobby = &mut inner.lobbies[li];
         // F3: the join "succeeds" (picture switched, events fired) without being counted.
-        if !self.faults.join_not_counted && !lobby.connected_sessions.contains(&session_id) {
+        if !self.faults.now().join_not_counted && !lobby.connected_sessions.contains(&session_id) {
             lobby.connected_sessions.push(session_id);
         }
         if let Some(s) = inner.sessions.iter_mut().find(|s| s.id == session_id) {

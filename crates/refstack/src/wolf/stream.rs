@@ -250,7 +250,7 @@ async fn handle(sock: TcpStream, peer: SocketAddr, state: Arc<WolfState>) {
                 if silent >= wire::HEARTBEAT_TIMEOUT.as_millis() as u64 {
                     break End::HeartbeatTimeout;
                 }
-                if let Some(limit) = state.faults.control_idle_timeout {
+                if let Some(limit) = state.faults.now().control_idle_timeout {
                     // Only input counts once the session is in a lobby: heartbeats alone do not
                     // keep the control peer alive (the ENet-timeout hypothesis of seed 001).
                     let joined = state.session(id).and_then(|s| s.lobby.and(s.joined));

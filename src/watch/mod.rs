@@ -1,0 +1,361 @@
+//! `helix-e2e watch`: the run's server-side judgement, continuously, without a browser.
+//!
+//! Operators of a deployment want the failures a test run names while nobody runs a test: the
+//! same monitor follows the deployment (Wolf's and moonlight-web's polls, Wolf's events, the
+//! service logs, the probe of Wolf's HTTPS port), the same detectors' [`Model`] takes in each
+//! observation, and every failure whose evidence is all on the servers ([`WATCHED`]) is printed
+//! once per incident, as it happens, with the evidence the detector cites.
+//!
+//! Bounded for days: the timeline keeps only what the reader has not read
+//! ([`Timeline::unrecorded`]), the model keeps a window of every kind of record
+//! ([`Model::bounded`]), log lines are not copied anywhere, the incidents are keyed by failure
+//! and forgotten when quiet, the agent sessions followed are those streaming now, and the
+//! metrics keep the last answer of each poll.
+//!
+//! **Once per incident.** A detector answers from the evidence in its window, so while a
+//! failure lasts (and for a window after) every evaluation names it again. An incident of a
+//! failure opens when it is first named and stays open while evaluations keep naming it; it
+//! closes once none has for [`QUIET_MS`], and a later detection is a new incident. Before a
+//! detection is printed it must still stand [`SETTLE_MS`] later: a death's witness may be a
+//! moment behind its victims' (the rule of `verdict/detectors/deaths.rs`, which the model
+//! applies at every evaluation, then withdraws them before anyone saw them).
+
+pub mod metrics;
+
+use crate::catalog::FailureId;
+use crate::config::Target;
+use crate::sut::helix::HelixClient;
+use crate::sut::log_source::LogFeed;
+use crate::sut::monitor::Monitor;
+use crate::sut::moonlight_web::MoonlightWebClient;
+use crate::sut::wolf::WolfClient;
+use crate::timeline::{now_ms, EpochMs, Event, Observation, Reply, Timeline};
+use crate::verdict::detectors::{Detection, Model, Thresholds};
+use crate::verdict::live::{IDLE_EVERY, SETTLE, SPACING};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+/// The failures a watch names: every detector whose evidence is all server-side. The others
+/// need what only a run has: a tab's observations (F1, F2, F4, F8, F9, F12, F13, F14, F21, B1–B3),
+/// the driver's own acts (F18 wants the tab the driver cut; F20 fits resources against the
+/// connect/disconnect cycles the driver completed).
+pub const WATCHED: &[FailureId] = {
+    use FailureId::*;
+    &[F3, F5, F6, F7, F10, F11, F15, F16, F17, F19, D1, D2]
+};
+
+/// How long a failure must go unnamed before its incident is over.
+pub const QUIET_MS: f64 = 30_000.0;
+/// How long a detection must stand before it is printed (the live detectors' settling time).
+pub const SETTLE_MS: f64 = SETTLE.as_millis() as f64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("logging in to Helix: {0}")]
+    Login(crate::sut::SutError),
+    #[error(transparent)]
+    Unreachable(crate::sut::SutError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics { addr: SocketAddr, source: std::io::Error },
+}
+
+pub struct WatchOptions {
+    pub target: Target,
+    pub thresholds: Thresholds,
+    /// One JSON object a line on stdout instead of lines for people.
+    pub json: bool,
+    /// Where to serve `/metrics`.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// What a watch saw, for its last word.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WatchSummary {
+    pub watched_s: f64,
+    /// Incidents named, by failure.
+    pub named: BTreeMap<FailureId, u64>,
+    pub observations: usize,
+}
+
+/// The open incidents, and the detections waiting out [`SETTLE_MS`]. Keyed by failure: a few
+/// entries at most, whatever the age of the watch.
+#[derive(Debug, Default)]
+pub struct Incidents {
+    /// Failure → when an evaluation last named it.
+    open: BTreeMap<FailureId, EpochMs>,
+    /// Failure → when an evaluation first named it, not yet printed.
+    pending: BTreeMap<FailureId, EpochMs>,
+}
+
+impl Incidents {
+    /// One evaluation's detections at `now`: the ones that open an incident now.
+    pub fn observe(&mut self, now: EpochMs, found: Vec<Detection>) -> Vec<Detection> {
+        let found: Vec<Detection> = found.into_iter().filter(|d| WATCHED.contains(&d.fault)).collect();
+        let mut opened = Vec::new();
+        for d in &found {
+            if let Some(last) = self.open.get_mut(&d.fault) {
+                *last = now;
+                continue;
+            }
+            let since = *self.pending.entry(d.fault).or_insert(now);
+            if now - since >= SETTLE_MS {
+                self.pending.remove(&d.fault);
+                self.open.insert(d.fault, now);
+                opened.push(d.clone());
+            }
+        }
+        // A detection that did not stand (a death explains it) is withdrawn unseen.
+        self.pending.retain(|id, _| found.iter().any(|d| d.fault == *id));
+        self.open.retain(|_, last| now - *last < QUIET_MS);
+        opened
+    }
+}
+
+/// The agent sessions whose Helix record the monitor polls (F10 compares Helix's belief with
+/// Wolf's lobbies): those with a session in Wolf's or moonlight-web's latest answer — someone
+/// is streaming them. A session nobody streams is not followed: Helix may keep the lobby id of
+/// a stopped session in its record, which is no ghost.
+#[derive(Default)]
+struct Followed {
+    wolf: BTreeSet<String>,
+    mlw: BTreeSet<String>,
+}
+
+impl Followed {
+    fn observe(&mut self, o: &Observation, monitor: &Monitor) {
+        let Event::Poll { reply, .. } = &o.event else { return };
+        let sessions =
+            |ids: Vec<&str>| -> BTreeSet<String> { ids.into_iter().filter_map(crate::verdict::checks::agent_session_of).map(str::to_string).collect() };
+        let before: BTreeSet<String> = self.wolf.union(&self.mlw).cloned().collect();
+        match &**reply {
+            Reply::WolfSessions(s) => self.wolf = sessions(s.iter().map(|w| w.client_unique_id.as_str()).collect()),
+            Reply::MlwSessions(s) => self.mlw = sessions(s.iter().filter_map(|m| m.client_unique_id.as_deref()).collect()),
+            _ => return,
+        }
+        let now: BTreeSet<String> = self.wolf.union(&self.mlw).cloned().collect();
+        for ses in now.difference(&before) {
+            monitor.watch_session(ses);
+        }
+        for ses in before.difference(&now) {
+            monitor.unwatch_session(ses);
+        }
+    }
+}
+
+/// A named failure as a line of `--json` output.
+#[derive(serde::Serialize)]
+struct NamedLine<'a> {
+    event: &'static str,
+    id: FailureId,
+    name: &'a str,
+    first_symptom: String,
+    decided: String,
+    message: &'a str,
+}
+
+fn rfc3339(ms: EpochMs) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+}
+
+/// How a named failure is printed on stdout.
+pub fn line(d: &Detection, json: bool) -> String {
+    if json {
+        let l = NamedLine {
+            event: "named",
+            id: d.fault,
+            name: &d.name,
+            first_symptom: rfc3339(d.first_symptom),
+            decided: rfc3339(d.decided_at),
+            message: &d.message,
+        };
+        serde_json::to_string(&l).unwrap_or_default()
+    } else {
+        format!("{} {}: {} (first symptom {})", rfc3339(d.decided_at), d.label(), d.message, rfc3339(d.first_symptom))
+    }
+}
+
+/// Watch `opts.target` until `stop` resolves.
+pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = ()>) -> Result<WatchSummary, WatchError> {
+    let started = std::time::Instant::now();
+    let target = &opts.target;
+    let timeline = Timeline::unrecorded();
+    let mut helix = HelixClient::new(&target.helix_url);
+    if let Some(login) = &target.login {
+        timeline.add_secret(login.password.clone());
+        helix.login(&login.email, &login.password).await.map_err(WatchError::Login)?;
+        if let Some(t) = helix.token() {
+            timeline.add_secret(t.to_string());
+        }
+    }
+    if let Some(c) = &target.moonlight_credentials {
+        timeline.add_secret(c.clone());
+    }
+    let wolf = WolfClient::new(&target.wolf_socket);
+    let mlw = MoonlightWebClient::new(&target.moonlight_web_url, target.moonlight_credentials.clone());
+    // Fail early and clearly when a service is not there at all; later, its silence is D2.
+    wolf.apps().await.map_err(WatchError::Unreachable)?;
+    mlw.sessions().await.map_err(WatchError::Unreachable)?;
+    let listener = match opts.metrics {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| WatchError::Metrics { addr, source })?),
+        None => None,
+    };
+    if let Some(m) = crate::sut::log_source::missing_logs_message(&crate::sut::log_source::missing(&target.logs)) {
+        eprintln!("helix-e2e watch: {m}");
+    }
+    // Lines are read, never copied: a watch keeps no file that grows.
+    let feeds = target.logs.iter().map(|(service, source)| LogFeed { service: service.clone(), source: source.clone(), copy_to: None }).collect();
+    let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix, feeds, None, timeline.clone());
+    // Served once the monitor follows: a scraper that sees the endpoint sees what happens next.
+    let metrics = metrics::Metrics::new();
+    let server = listener.map(|l| {
+        if let Ok(bound) = l.local_addr() {
+            eprintln!("helix-e2e watch: metrics at http://{bound}/metrics");
+        }
+        metrics.serve(l)
+    });
+    let names: Vec<String> = WATCHED.iter().map(|id| format!("{id} {}", id.name())).collect();
+    eprintln!("helix-e2e watch: watching {} ({}); Ctrl-C stops", target.name, names.join(", "));
+
+    let t = &opts.thresholds;
+    let mut model = Model::bounded(t);
+    let mut incidents = Incidents::default();
+    let mut followed = Followed::default();
+    let mut last = metrics::Last::default();
+    let mut cursor = timeline.cursor();
+    let mut changed = timeline.changed();
+    let mut named: BTreeMap<FailureId, u64> = BTreeMap::new();
+    let mut observations = 0usize;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            // New evidence, or a deadline that may have passed meanwhile.
+            _ = tokio::time::timeout(IDLE_EVERY, changed.changed()) => {}
+        }
+        timeline.take_new(&mut cursor, |o| {
+            observations += 1;
+            model.ingest(o);
+            metrics.observe(&mut last, o);
+            followed.observe(o, &monitor);
+        });
+        let now = now_ms();
+        for d in incidents.observe(now, model.detect(t)) {
+            println!("{}", line(&d, opts.json));
+            metrics.named(d.fault);
+            *named.entry(d.fault).or_default() += 1;
+        }
+        tokio::time::sleep(SPACING).await;
+    }
+    monitor.stop().await;
+    if let Some(s) = server {
+        s.abort();
+    }
+    Ok(WatchSummary { watched_s: started.elapsed().as_secs_f64(), named, observations })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(fault: FailureId, first: EpochMs) -> Detection {
+        Detection { fault, name: fault.name().into(), tab: None, message: format!("{fault} evidence"), first_symptom: first, decided_at: first }
+    }
+
+    #[test]
+    fn a_failure_is_printed_once_per_incident_after_it_stood() {
+        let mut i = Incidents::default();
+        assert!(i.observe(1000.0, vec![d(FailureId::F5, 900.0)]).is_empty(), "not before it stood SETTLE_MS");
+        let opened = i.observe(1000.0 + SETTLE_MS, vec![d(FailureId::F5, 900.0)]);
+        assert_eq!(opened.iter().map(|d| d.fault).collect::<Vec<_>>(), [FailureId::F5]);
+        // Named again and again while it lasts, and for the window after: one incident.
+        for k in 1..100 {
+            let now = 1000.0 + SETTLE_MS + 500.0 * k as f64;
+            assert!(i.observe(now, vec![d(FailureId::F5, now - 2000.0)]).is_empty(), "printed again at {now}");
+        }
+        // Quiet for QUIET_MS: the incident is over, and a new one is printed.
+        let later = 1000.0 + SETTLE_MS + 500.0 * 99.0 + QUIET_MS;
+        assert!(i.observe(later, vec![]).is_empty());
+        assert!(i.observe(later + 1.0, vec![d(FailureId::F5, later)]).is_empty());
+        assert_eq!(i.observe(later + 1.0 + SETTLE_MS, vec![d(FailureId::F5, later)]).len(), 1);
+    }
+
+    #[test]
+    fn a_detection_a_death_withdrew_before_it_stood_is_never_printed() {
+        let mut i = Incidents::default();
+        assert!(i.observe(1000.0, vec![d(FailureId::F7, 900.0)]).is_empty());
+        // The death's witness arrived: the model now names the death alone.
+        assert!(i.observe(1300.0, vec![d(FailureId::D2, 800.0)]).is_empty());
+        let opened = i.observe(1300.0 + SETTLE_MS, vec![d(FailureId::D2, 800.0)]);
+        assert_eq!(opened.iter().map(|d| d.fault).collect::<Vec<_>>(), [FailureId::D2]);
+        // Had F7 come back later it would start its settling over, not print at once.
+        assert!(i.observe(1400.0 + SETTLE_MS, vec![d(FailureId::D2, 800.0), d(FailureId::F7, 900.0)]).is_empty());
+    }
+
+    #[test]
+    fn failures_that_need_a_tab_or_the_drivers_acts_are_not_named_by_a_watch() {
+        let mut i = Incidents::default();
+        let all: Vec<Detection> = FailureId::ALL.iter().map(|id| d(*id, 0.0)).collect();
+        i.observe(0.0, all.clone());
+        let named: Vec<FailureId> = i.observe(SETTLE_MS, all).into_iter().map(|d| d.fault).collect();
+        assert_eq!(named, WATCHED);
+        for id in [FailureId::F1, FailureId::F2, FailureId::F4, FailureId::F8, FailureId::F9, FailureId::F18, FailureId::F20, FailureId::B1] {
+            assert!(!WATCHED.contains(&id), "{id} needs a tab or the driver");
+        }
+    }
+
+    /// moonlight-web's `chunk too short`, three times within a second from `at` (F11), after a
+    /// death of Wolf at 0.
+    fn death_then_sctp_errors(at: EpochMs) -> Vec<Observation> {
+        let died = Event::Died { what: crate::timeline::Casualty::Service { service: "wolf".into() }, detail: "exit status: 134".into() };
+        let mut obs = vec![Observation { at: 0.0, event: died }];
+        for k in 0..3 {
+            let line = Event::Log {
+                service: "moonlight-web".into(),
+                level: "WARN".into(),
+                message: "[Streamer s] unable to parse SCTP packet chunk too short".into(),
+            };
+            obs.push(Observation { at: at + 300.0 * k as f64, event: line });
+        }
+        obs
+    }
+
+    fn named_by(mut model: Model, obs: &[Observation]) -> Vec<FailureId> {
+        for o in obs {
+            model.ingest(o);
+        }
+        model.detect(&Thresholds::default()).into_iter().map(|d| d.fault).collect()
+    }
+
+    #[test]
+    fn a_death_explains_what_follows_it_for_the_window_not_for_days() {
+        let t = Thresholds::default();
+        // Within the window, the death explains the SCTP errors, in a watch as in a run.
+        let soon = death_then_sctp_errors(10_000.0);
+        assert_eq!(named_by(Model::bounded(&t), &soon), [FailureId::D2]);
+        // An hour later a run's model still takes them for the death's doing; a watch's has let
+        // the death go with its window and names them.
+        let later = death_then_sctp_errors(3_600_000.0);
+        assert_eq!(named_by(Model::new(&t), &later), [FailureId::D2]);
+        assert_eq!(named_by(Model::bounded(&t), &later), [FailureId::F11]);
+    }
+
+    #[test]
+    fn a_named_line_carries_the_id_the_name_and_the_evidence() {
+        let x = Detection {
+            fault: FailureId::F7,
+            name: "lobby-mismatch".into(),
+            tab: None,
+            message: "Wolf has kept session 42".into(),
+            first_symptom: 1_795_238_654_000.0,
+            decided_at: 1_795_238_655_500.0,
+        };
+        let v: serde_json::Value = serde_json::from_str(&line(&x, true)).unwrap();
+        assert_eq!(v["event"], "named");
+        assert_eq!(v["id"], "F7");
+        assert_eq!(v["name"], "lobby-mismatch");
+        assert_eq!(v["message"], "Wolf has kept session 42");
+        assert_eq!(v["first_symptom"], "2026-11-21T05:24:14.000Z");
+        assert_eq!(v["decided"], "2026-11-21T05:24:15.500Z");
+        assert_eq!(line(&x, false), "2026-11-21T05:24:15.500Z F7 lobby-mismatch: Wolf has kept session 42 (first symptom 2026-11-21T05:24:14.000Z)");
+    }
+}

@@ -1,0 +1,277 @@
+//! `helix-e2e watch` against a running stand-in, as an operator runs it against a deployment: a
+//! target file, no browser. Viewers come and go (a webrtc-rs peer over moonlight-web's real
+//! WebSocket, as `tests/faults.rs` drives it), then F5 and F7 are switched on mid-way through
+//! the stand-in's own control file; each must be named exactly once on stdout and counted in
+//! `/metrics`, whose text must parse with a Prometheus parser. A signal then ends the watch with
+//! its summary and nothing of it left running.
+
+mod common;
+
+use futures::{SinkExt, StreamExt};
+use helix_e2e::refstack::{faults::CONTROL_FILE, streamer::rtc};
+use helix_e2e::sut::control::processes::ProcessStack;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+
+fn init(credentials: &str, session_id: &str, client_unique_id: &str) -> String {
+    json!({"AuthenticateAndInit": {"credentials": credentials, "session_id": session_id, "mode": "create",
+        "client_unique_id": client_unique_id, "host_id": 0, "app_id": 134906179, "bitrate": 40000, "packet_size": 1024,
+        "fps": 60, "width": 3840, "height": 2160, "video_sample_queue_size": 100, "play_audio_local": false,
+        "audio_sample_queue_size": 20, "video_supported_formats": 1, "video_colorspace": "Rec709", "video_color_range_full": true}})
+    .to_string()
+}
+
+/// One viewer on moonlight-web's socket: it follows the viewer page's script (offer after the
+/// negotiation stage, answer the server's second offer, trickle candidates) when `with_peer`,
+/// waits for `until` among the server's messages, then closes its socket with a close frame.
+async fn viewer(mlw_url: &str, credentials: &str, n: u32, with_peer: bool, until: impl Fn(&Value) -> bool) {
+    let url = format!("{}/api/host/stream", mlw_url.replace("http://", "ws://"));
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut sink, mut stream) = ws.split();
+    sink.send(Message::text(init(credentials, &format!("agent-ses_w{n}-u"), &format!("helix-agent-ses_w{n}-L-u")))).await.unwrap();
+    let pc = rtc::new_peer(&rtc::PeerOptions { loopback_only: true, ..Default::default() }).await.unwrap();
+    for label in rtc::INPUT_CHANNELS {
+        pc.create_data_channel(label, None).await.unwrap();
+    }
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let cand = out_tx.clone();
+    pc.on_ice_candidate(Box::new(move |c| {
+        let tx = cand.clone();
+        Box::pin(async move {
+            if let Some(c) = c {
+                let _ = tx.send(rtc::candidate_message(&c.to_json().unwrap(), "0").to_string());
+            }
+        })
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        tokio::select! {
+            m = stream.next() => {
+                let Some(Ok(Message::Text(t))) = m else { panic!("socket ended; got {seen:?}") };
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if until(&v) {
+                    break;
+                }
+                if with_peer {
+                    if v == json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}}) {
+                        let offer = pc.create_offer(None).await.unwrap();
+                        pc.set_local_description(offer.clone()).await.unwrap();
+                        let _ = out_tx.send(json!({"Signaling": {"Description": {"ty": "offer", "sdp": offer.sdp}}}).to_string());
+                    } else if let Some(d) = v.pointer("/Signaling/Description") {
+                        let sdp = d["sdp"].as_str().unwrap().to_owned();
+                        if d["ty"] == "answer" {
+                            pc.set_remote_description(RTCSessionDescription::answer(sdp).unwrap()).await.unwrap();
+                        } else {
+                            pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap()).await.unwrap();
+                            let answer = pc.create_answer(None).await.unwrap();
+                            pc.set_local_description(answer.clone()).await.unwrap();
+                            let _ = out_tx.send(json!({"Signaling": {"Description": {"ty": "answer", "sdp": answer.sdp}}}).to_string());
+                        }
+                    } else if let Some(c) = v.pointer("/Signaling/AddIceCandidate") {
+                        if let Some(c) = rtc::parse_candidate(c) {
+                            let _ = pc.add_ice_candidate(c).await;
+                        }
+                    }
+                }
+                seen.push(v);
+            }
+            Some(out) = out_rx.recv() => { let _ = sink.send(Message::text(out)).await; }
+            _ = tokio::time::sleep_until(deadline) => panic!("nothing awaited came within 20 s; got {seen:?}"),
+        }
+    }
+    let _ = sink.close().await;
+    let _ = pc.close().await;
+}
+
+fn connected(m: &Value) -> bool {
+    m.get("ConnectionComplete").is_some()
+}
+
+fn negotiating(m: &Value) -> bool {
+    m == &json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})
+}
+
+/// Switch the stand-in's faults through its control file (written whole), and wait until both
+/// followers said they took it.
+async fn switch(dir: &Path, faults: &str, logs: &[(String, std::path::PathBuf)]) {
+    let before: Vec<usize> = logs.iter().map(|(_, p)| took(p)).collect();
+    let tmp = dir.join(format!("{CONTROL_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{faults}\n")).unwrap();
+    std::fs::rename(&tmp, dir.join(CONTROL_FILE)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for ((service, path), n) in logs.iter().zip(before) {
+        while took(path) == n {
+            assert!(Instant::now() < deadline, "{service} never took {faults}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn took(log: &Path) -> usize {
+    std::fs::read_to_string(log).unwrap_or_default().matches("live-faults: switched on").count()
+}
+
+/// The `named` lines so far, as (id, message).
+fn named(lines: &Mutex<Vec<String>>) -> Vec<(String, String)> {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "named")
+        .map(|v| (v["id"].as_str().unwrap_or("").to_string(), v["message"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+async fn until_named(lines: &Mutex<Vec<String>>, id: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !named(lines).iter().any(|(i, _)| i == id) {
+        assert!(Instant::now() < deadline, "{id} not named within {within:?}; named: {:?}", named(lines));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn scrape(port: u16) -> Option<String> {
+    let r = reqwest::Client::builder().no_proxy().build().unwrap().get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?;
+    r.text().await.ok()
+}
+
+/// A sample's value in a parsed scrape.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(|s| match s.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        _ => f64::NAN,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_names_f5_and_f7_switched_on_mid_way_once_each_on_stdout_and_in_metrics() {
+    let t0 = Instant::now();
+    // The streamer children inherit this: their peers gather loopback candidates only.
+    std::env::set_var(rtc::LOOPBACK_ONLY_ENV, "1");
+    let stack = ProcessStack::start_temp(env!("CARGO_BIN_EXE_helix-e2e").as_ref(), Vec::new()).await.unwrap();
+    let e = stack.endpoints();
+    let dir = stack.dir().to_path_buf();
+    let log = |s: &str| e.logs.iter().find(|(n, _)| n == s).unwrap().1.clone();
+    let target = dir.join("watched.toml");
+    std::fs::write(
+        &target,
+        format!(
+            "name = \"stand-in under watch\"\nreference = true\n[helix]\nurl = \"{}\"\nemail_env = \"WATCH_EMAIL\"\npassword_env = \"WATCH_PASSWORD\"\n\
+             [wolf]\nsocket = \"{}\"\nhttps = \"{}\"\n[moonlight_web]\nurl = \"{}\"\ncredentials_env = \"WATCH_MLW\"\n\
+             [logs]\nwolf = {{ file = \"{}\" }}\nmoonlight-web = {{ file = \"{}\" }}\napi = {{ file = \"{}\" }}\n",
+            e.helix_url,
+            e.wolf_socket.display(),
+            e.wolf_moonlight_http,
+            e.moonlight_web_url,
+            log("wolf").display(),
+            log("moonlight-web").display(),
+            log("api").display()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mark = format!("watch-{}", std::process::id());
+    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_helix-e2e"))
+        .args(["watch", "--json", "--target"])
+        .arg(&target)
+        .args(["--metrics", &format!("127.0.0.1:{port}")])
+        .env("WATCH_EMAIL", &e.user_email)
+        .env("WATCH_PASSWORD", &e.user_password)
+        .env("WATCH_MLW", &e.moonlight_credentials)
+        .env(common::MARK, &mark)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let out = watch.stdout.take().unwrap();
+    let l2 = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            l2.lock().unwrap().push(l);
+        }
+    });
+    let err = watch.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scrape(port).await.is_none() {
+        assert!(Instant::now() < deadline, "the watch never served /metrics");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Healthy traffic first: viewers connect and leave, and nothing is named.
+    let creds = e.moonlight_credentials.clone();
+    for n in 1..=2 {
+        viewer(&e.moonlight_web_url, &creds, n, true, connected).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(named(&lines).is_empty(), "named on a healthy stand-in: {:?}", named(&lines));
+
+    // F5 mid-way: a viewer leaves and moonlight-web keeps its session, socketless, its
+    // streamer running.
+    let followers = [("wolf".to_string(), log("wolf")), ("moonlight-web".to_string(), log("moonlight-web"))];
+    switch(&dir, "stuck-session", &followers).await;
+    viewer(&e.moonlight_web_url, &creds, 3, false, negotiating).await;
+    until_named(&lines, "F5", Duration::from_secs(15)).await;
+
+    // F7 next (F5's switch off, its stuck session still there): a viewer leaves, moonlight-web
+    // lets go and Wolf ignores the /cancel.
+    switch(&dir, "orphan-wolf-session", &followers).await;
+    viewer(&e.moonlight_web_url, &creds, 4, true, connected).await;
+    until_named(&lines, "F7", Duration::from_secs(20)).await;
+    // More of the same is the same incident, not a new line.
+    viewer(&e.moonlight_web_url, &creds, 5, true, connected).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = named(&lines);
+    let ids: Vec<&str> = got.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(ids, ["F5", "F7"], "each once, nothing else: {got:?}");
+    assert!(got[0].1.contains("has_websocket:false") && got[0].1.contains("agent-ses_w3-u"), "F5 cites its evidence: {}", got[0].1);
+    assert!(got[1].1.contains("moonlight-web no longer has") && got[1].1.contains("helix-agent-ses_w4-L-u"), "F7 cites its evidence: {}", got[1].1);
+
+    let text = scrape(port).await.expect("/metrics answers");
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("the metrics parse");
+    let v = |name: &str, labels: &[(&str, &str)]| sample(&parsed, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"));
+    assert_eq!(v("helix_e2e_failures_named_total", &[("id", "F5"), ("name", "stuck-session")]), 1.0, "{text}");
+    assert_eq!(v("helix_e2e_failures_named_total", &[("id", "F7"), ("name", "lobby-mismatch")]), 1.0, "{text}");
+    assert_eq!(v("helix_e2e_failures_named_total", &[("id", "F6")]), 0.0, "{text}");
+    assert_eq!(v("helix_e2e_stuck_sessions", &[]), 1.0, "{text}");
+    assert!(v("helix_e2e_mismatched_wolf_sessions", &[]) >= 1.0, "{text}");
+    assert!(v("helix_e2e_wolf_sessions", &[]) >= 1.0, "{text}");
+    assert_eq!(v("helix_e2e_moonlight_web_sessions", &[("has_websocket", "false"), ("streamer_alive", "true")]), 1.0, "{text}");
+    // Wolf's StreamSession events count every session of a viewer with a peer (1, 2, 4, 5);
+    // moonlight-web's log line every viewer's session (1 to 5), however short.
+    assert_eq!(v("helix_e2e_sessions_created_total", &[("service", "wolf")]), 4.0, "{text}");
+    assert_eq!(v("helix_e2e_sessions_created_total", &[("service", "moonlight-web")]), 5.0, "{text}");
+    assert_eq!(v("helix_e2e_sctp_error_lines_total", &[]), 0.0, "{text}");
+    assert_eq!(v("helix_e2e_launch_timeouts_total", &[]), 0.0, "{text}");
+
+    // A signal ends it: its summary, exit 1 (something was named), nothing of it left.
+    // SAFETY: the pid is the watch this test started.
+    unsafe { libc::kill(watch.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = watch.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the watch did not end within 10 s of SIGINT");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    reader.join().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped by SIGINT") && stderr.contains("named F5 stuck-session, F7 lobby-mismatch"), "{stderr}");
+    assert!(!stderr.contains(&e.user_password) && !stderr.contains(&e.moonlight_credentials), "a secret reached the watch's output");
+    let last: Value = serde_json::from_str(lines.lock().unwrap().last().unwrap()).unwrap();
+    assert_eq!((last["event"].as_str(), last["named"].clone()), (Some("stopped"), json!({"F5": 1, "F7": 1})), "{last}");
+    assert_eq!(common::marked_processes(&mark), Vec::<(u32, String)>::new(), "the watch left processes behind");
+    stack.shutdown().await;
+    eprintln!("watch test took {:.1} s", t0.elapsed().as_secs_f64());
+}
