@@ -12,7 +12,7 @@ synthetic viewer). Prints one line per run and the cost per viewer against the N
 A run that fails (a check or a named failure) is reported as such: the largest N that passes is
 what this machine holds. Uses target/debug/helix-e2e unless --bin says otherwise.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -86,6 +86,10 @@ def one(args, n, decode):
         failed = [r["name"] for sc in s["scenarios"] for r in sc["invariants"] if not r["passed"]]
     except (ValueError, KeyError):
         verdict, named, failed = "no summary", [], []
+    if verdict == "pass":
+        # Nothing of a passing run stays in /tmp; a failing one is kept to be looked at.
+        shutil.rmtree(art, ignore_errors=True)
+        art = None
     return {"n": n, "decode": decode, "wall_s": wall, "run_cpu_pct": 100 * run_cpu / wall, "run_rss_mib": run_rss / 2**20,
             "all_cpu_pct": 100 * sum(seen.values()) / wall, "verdict": verdict, "named": named, "failed": failed[:3], "artifacts": art}
 
