@@ -10,6 +10,10 @@
 //! stack's directory ([`CONTROL_FILE`], one switch a line) and ask [`LiveFaults::now`] at each
 //! decision, so a switch written there acts from the next session, join or teardown on. It is
 //! the stand-in's own control, for tests and demonstrations; the driver never writes it.
+//!
+//! Why one file over 400 lines: it is the one fault catalog of the stand-in (the switches, their
+//! parsing, the set and its live control); split, a switch could be parsed in one place and
+//! refused live in another.
 
 use crate::streamer::ipc::PortRange;
 use std::fmt;

@@ -1,6 +1,9 @@
 //! The detectors' model of a run: what they know, folded one observation at a time, and the
 //! evaluation of every detector over it. Its own file because it is the one stateful part of
 //! the detectors (the rules in the sibling files are pure functions of a [`Ctx`]).
+//!
+//! Why one file over 400 lines: the fold and the window it keeps (run or bounded, for `watch`)
+//! must agree on every record kind; split, a record kind could age out in one half only.
 
 use super::deaths::PROMISE_SET_TWICE;
 use super::*;
