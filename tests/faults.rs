@@ -6,6 +6,8 @@
 //! real WebSocket, so the real streamer processes run their real cascade. All media stays on
 //! loopback.
 
+mod common;
+
 use futures::{SinkExt, StreamExt};
 use helix_e2e::refstack::{self, streamer::rtc};
 use helix_e2e::sut::control::processes::ProcessStack;
@@ -19,7 +21,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::data_channel::RTCDataChannel;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 
 const UNREGISTERED: &str = "WARN  | [HTTPS] Received resume event from an unregistered session, ip: 127.0.0.1";
@@ -120,25 +121,7 @@ async fn open_tab_at(url: &str, credentials: &str, session_id: &str, client_uniq
                     let Some(Ok(Message::Text(t))) = m else { return };
                     let v: Value = serde_json::from_str(&t).unwrap();
                     if with_peer {
-                        if v == json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}}) {
-                            let offer = peer.create_offer(None).await.unwrap();
-                            peer.set_local_description(offer.clone()).await.unwrap();
-                            let _ = out_tx.send(json!({"Signaling": {"Description": {"ty": "offer", "sdp": offer.sdp}}}).to_string());
-                        } else if let Some(d) = v.pointer("/Signaling/Description") {
-                            let sdp = d["sdp"].as_str().unwrap().to_owned();
-                            if d["ty"] == "answer" {
-                                peer.set_remote_description(RTCSessionDescription::answer(sdp).unwrap()).await.unwrap();
-                            } else {
-                                peer.set_remote_description(RTCSessionDescription::offer(sdp).unwrap()).await.unwrap();
-                                let answer = peer.create_answer(None).await.unwrap();
-                                peer.set_local_description(answer.clone()).await.unwrap();
-                                let _ = out_tx.send(json!({"Signaling": {"Description": {"ty": "answer", "sdp": answer.sdp}}}).to_string());
-                            }
-                        } else if let Some(c) = v.pointer("/Signaling/AddIceCandidate") {
-                            if let Some(c) = rtc::parse_candidate(c) {
-                                let _ = peer.add_ice_candidate(c).await;
-                            }
-                        }
+                        common::peer_signal(&peer, &v, &out_tx).await;
                     }
                     let _ = msg_tx.send(v);
                 }

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 
 fn init(credentials: &str, session_id: &str, client_unique_id: &str) -> String {
     json!({"AuthenticateAndInit": {"credentials": credentials, "session_id": session_id, "mode": "create",
@@ -60,25 +59,7 @@ async fn viewer(mlw_url: &str, credentials: &str, n: u32, with_peer: bool, until
                     break;
                 }
                 if with_peer {
-                    if v == json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}}) {
-                        let offer = pc.create_offer(None).await.unwrap();
-                        pc.set_local_description(offer.clone()).await.unwrap();
-                        let _ = out_tx.send(json!({"Signaling": {"Description": {"ty": "offer", "sdp": offer.sdp}}}).to_string());
-                    } else if let Some(d) = v.pointer("/Signaling/Description") {
-                        let sdp = d["sdp"].as_str().unwrap().to_owned();
-                        if d["ty"] == "answer" {
-                            pc.set_remote_description(RTCSessionDescription::answer(sdp).unwrap()).await.unwrap();
-                        } else {
-                            pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap()).await.unwrap();
-                            let answer = pc.create_answer(None).await.unwrap();
-                            pc.set_local_description(answer.clone()).await.unwrap();
-                            let _ = out_tx.send(json!({"Signaling": {"Description": {"ty": "answer", "sdp": answer.sdp}}}).to_string());
-                        }
-                    } else if let Some(c) = v.pointer("/Signaling/AddIceCandidate") {
-                        if let Some(c) = rtc::parse_candidate(c) {
-                            let _ = pc.add_ice_candidate(c).await;
-                        }
-                    }
+                    common::peer_signal(&pc, &v, &out_tx).await;
                 }
                 seen.push(v);
             }

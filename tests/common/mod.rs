@@ -161,3 +161,30 @@ pub fn leaks_since(before: &std::collections::BTreeSet<String>, except: &[&Path]
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// One step of a test peer's side of the viewer's signalling over moonlight-web's socket: offer
+/// when negotiation starts, answer the server's renegotiation offer, apply its answer and its
+/// candidates. Replies go to `out` as socket text.
+pub async fn peer_signal(pc: &webrtc::peer_connection::RTCPeerConnection, v: &serde_json::Value, out: &tokio::sync::mpsc::UnboundedSender<String>) {
+    use serde_json::json;
+    use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+    if *v == json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}}) {
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer.clone()).await.unwrap();
+        let _ = out.send(json!({"Signaling": {"Description": {"ty": "offer", "sdp": offer.sdp}}}).to_string());
+    } else if let Some(d) = v.pointer("/Signaling/Description") {
+        let sdp = d["sdp"].as_str().unwrap().to_owned();
+        if d["ty"] == "answer" {
+            pc.set_remote_description(RTCSessionDescription::answer(sdp).unwrap()).await.unwrap();
+        } else {
+            pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap()).await.unwrap();
+            let answer = pc.create_answer(None).await.unwrap();
+            pc.set_local_description(answer.clone()).await.unwrap();
+            let _ = out.send(json!({"Signaling": {"Description": {"ty": "answer", "sdp": answer.sdp}}}).to_string());
+        }
+    } else if let Some(c) = v.pointer("/Signaling/AddIceCandidate") {
+        if let Some(c) = helix_e2e::refstack::streamer::rtc::parse_candidate(c) {
+            let _ = pc.add_ice_candidate(c).await;
+        }
+    }
+}
