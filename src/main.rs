@@ -243,9 +243,45 @@ struct WatchArgs {
     /// for people.
     #[arg(long)]
     json: bool,
-    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464.
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (a loopback address:
+    /// README "Watching a deployment" says how to expose it further).
     #[arg(long, value_name = "ADDR")]
-    metrics: Option<std::net::SocketAddr>,
+    metrics: Option<String>,
+    /// Every so long (e.g. 5m, 30s), open one real viewer tab on a canary agent session, check it
+    /// streams its own lobby, and record its time to the first frame.
+    #[arg(long, value_name = "DURATION")]
+    probe_every: Option<String>,
+    /// The canary agent session the probes view; by default one is created at the first probe
+    /// and stopped when the watch ends.
+    #[arg(long, value_name = "SESSION")]
+    canary_session: Option<String>,
+    /// Chromium executable for the probes.
+    #[arg(long, env = "CHROMIUM", default_value = "/usr/bin/chromium")]
+    chromium: PathBuf,
+    /// Probe with a Chromium already running elsewhere (its DevTools endpoint) instead of
+    /// launching one; the target file's `browsers` otherwise.
+    #[arg(long = "browser", value_name = "URL")]
+    browsers: Vec<helix_e2e::browser::RemoteBrowser>,
+}
+
+/// `--metrics`: an address on this machine only. The endpoint answers anyone who reaches it,
+/// and a monitor must not open the deployment's state to the network by a typo.
+fn loopback_addr(s: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let a: std::net::SocketAddr = s.parse().map_err(|e| anyhow::anyhow!("--metrics {s:?}: {e} (want IP:PORT, e.g. 127.0.0.1:9464)"))?;
+    if !a.ip().is_loopback() {
+        bail!("--metrics {s}: {} is not a loopback address; metrics are served on 127.0.0.0/8 or ::1 only", a.ip());
+    }
+    Ok(a)
+}
+
+/// `--probe-every`: at least the design's health-check period (5 s). Probes never overlap: one
+/// that outlasts the interval is followed by the next at once.
+fn probe_interval(s: &str) -> anyhow::Result<std::time::Duration> {
+    let d = humantime::parse_duration(s).map_err(|e| anyhow::anyhow!("--probe-every {s:?}: {e} (e.g. 5m, 90s)"))?;
+    if d < std::time::Duration::from_secs(5) {
+        bail!("--probe-every {s}: shorter than 5 s");
+    }
+    Ok(d)
 }
 
 #[derive(clap::Args)]
@@ -310,7 +346,8 @@ fn main() {
             run_bench(args)
         }
         Command::Watch(args) => {
-            init_tracing("warn");
+            // The probes' browser: chromiumoxide warns about every CDP event newer than its types.
+            init_tracing("warn,chromiumoxide=error");
             watch(args)
         }
         Command::Refstack(args) => {
@@ -522,6 +559,11 @@ fn watch(args: WatchArgs) -> anyhow::Result<i32> {
     if args.target.is_some() && !args.faults.is_empty() {
         bail!("--fault switches apply to the embedded reference stack only, not to --target");
     }
+    let metrics = args.metrics.as_deref().map(loopback_addr).transpose()?;
+    let probe_every = args.probe_every.as_deref().map(probe_interval).transpose()?;
+    if probe_every.is_none() && (args.canary_session.is_some() || !args.browsers.is_empty()) {
+        bail!("--canary-session and --browser are for the probes: add --probe-every");
+    }
     let target = args.target.as_deref().map(helix_e2e::config::Target::load).transpose()?;
     let thresholds = load_thresholds(args.thresholds.as_deref())?;
     let Some(inner) = supervisor::Inner::from_env() else {
@@ -546,7 +588,13 @@ fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                 helix_e2e::config::Target::embedded(&e)
             }
         };
-        let opts = helix_e2e::watch::WatchOptions { target, thresholds, json: args.json, metrics: args.metrics };
+        let probe = probe_every.map(|every| helix_e2e::watch::probe::ProbeOptions {
+            every,
+            browser: BrowserOptions { executable: args.chromium.clone(), ..BrowserOptions::default() },
+            remotes: if args.browsers.is_empty() { target.browsers.clone() } else { args.browsers.clone() },
+            session: args.canary_session.clone(),
+        });
+        let opts = helix_e2e::watch::WatchOptions { target, thresholds, json: args.json, metrics, probe };
         let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
         tokio::spawn(async move {
             let signal = wait_for_stop_named().await.unwrap_or("an error waiting for signals");
@@ -566,7 +614,11 @@ fn watch(args: WatchArgs) -> anyhow::Result<i32> {
         let signal = stopped.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or("end");
         let named: Vec<String> = summary.named.iter().map(|(id, n)| if *n == 1 { format!("{id} {}", id.name()) } else { format!("{id} {} ({n} incidents)", id.name()) }).collect();
         if args.json {
-            println!("{}", serde_json::json!({"event": "stopped", "signal": signal, "watched_s": summary.watched_s, "observations": summary.observations, "named": summary.named}));
+            println!(
+                "{}",
+                serde_json::json!({"event": "stopped", "signal": signal, "watched_s": summary.watched_s, "observations": summary.observations,
+                    "named": summary.named, "probes_ok": summary.probes_ok, "probes_failed": summary.probes_failed})
+            );
         }
         eprintln!(
             "helix-e2e watch: stopped by {signal} after {:.0} s ({} observations): {}",
@@ -574,7 +626,10 @@ fn watch(args: WatchArgs) -> anyhow::Result<i32> {
             summary.observations,
             if named.is_empty() { "nothing named".to_string() } else { format!("named {}", named.join(", ")) }
         );
-        anyhow::Ok(if summary.named.is_empty() { 0 } else { 1 })
+        if summary.probes_ok + summary.probes_failed > 0 {
+            eprintln!("helix-e2e watch: canary probes: {} ok, {} failed", summary.probes_ok, summary.probes_failed);
+        }
+        anyhow::Ok(if summary.failed() { 1 } else { 0 })
     });
     // Whoever survives cleans up: when the supervisor is gone, nobody else deletes these.
     inner.cleanup();

@@ -137,6 +137,20 @@ fn shard_input_is_refused_at_the_edge() {
     assert!(!merged.exists());
 }
 
+/// `watch` refuses what it could not honour before it starts anything: metrics on an address
+/// other machines reach, a probe interval it cannot parse or shorter than the health check's
+/// 5 s, probe options without probes, faults for a stack it does not start.
+#[test]
+fn watch_input_is_refused_at_the_edge() {
+    let watch = |args: &[&str]| Command::new(EXE).arg("watch").args(args).output().expect("run helix-e2e watch");
+    assert_one_clear_line(&watch(&["--metrics", "0.0.0.0:9464"]), "0.0.0.0 is not a loopback address");
+    assert_one_clear_line(&watch(&["--metrics", "localhost"]), "want IP:PORT");
+    assert_one_clear_line(&watch(&["--probe-every", "2s"]), "--probe-every 2s: shorter than 5 s");
+    assert_one_clear_line(&watch(&["--probe-every", "5 parsecs"]), "unknown time unit");
+    assert_one_clear_line(&watch(&["--canary-session", "ses_1"]), "are for the probes: add --probe-every");
+    assert_one_clear_line(&watch(&["--target", "e2e/targets/helix-dev.toml", "--fault", "stuck-session"]), "--fault switches apply to the embedded");
+}
+
 /// Replay reads files a person may have edited: a due time no run reaches is refused with its
 /// line number, at once — before a stack or a browser starts.
 #[test]

@@ -79,6 +79,94 @@ fn negotiating(m: &Value) -> bool {
     m == &json!({"StageStarting": {"stage": "WebRTC Peer Negotiation"}})
 }
 
+/// A target file for `stack`, as an operator writes one for a deployment (secrets by name).
+fn target_file(stack: &ProcessStack) -> std::path::PathBuf {
+    let e = stack.endpoints();
+    let log = |s: &str| e.logs.iter().find(|(n, _)| n == s).unwrap().1.clone();
+    let target = stack.dir().join("watched.toml");
+    std::fs::write(
+        &target,
+        format!(
+            "name = \"stand-in under watch\"\nreference = true\n[helix]\nurl = \"{}\"\nemail_env = \"WATCH_EMAIL\"\npassword_env = \"WATCH_PASSWORD\"\n\
+             [wolf]\nsocket = \"{}\"\nhttps = \"{}\"\n[moonlight_web]\nurl = \"{}\"\ncredentials_env = \"WATCH_MLW\"\n\
+             [logs]\nwolf = {{ file = \"{}\" }}\nmoonlight-web = {{ file = \"{}\" }}\napi = {{ file = \"{}\" }}\n",
+            e.helix_url,
+            e.wolf_socket.display(),
+            e.wolf_moonlight_http,
+            e.moonlight_web_url,
+            log("wolf").display(),
+            log("moonlight-web").display(),
+            log("api").display()
+        ),
+    )
+    .unwrap();
+    target
+}
+
+/// `helix-e2e watch --json --target … --metrics 127.0.0.1:PORT` plus `extra`, its stdout lines
+/// collected as they come; marked so the test can tell what it left running.
+struct Watching {
+    child: std::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+    stderr: std::thread::JoinHandle<String>,
+    port: u16,
+}
+
+impl Watching {
+    async fn start(stack: &ProcessStack, mark: &str, extra: &[&str]) -> Watching {
+        let e = stack.endpoints();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_helix-e2e"))
+            .args(["watch", "--json", "--target"])
+            .arg(target_file(stack))
+            .args(["--metrics", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("WATCH_EMAIL", &e.user_email)
+            .env("WATCH_PASSWORD", &e.user_password)
+            .env("WATCH_MLW", &e.moonlight_credentials)
+            .env(common::MARK, mark)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let out = child.stdout.take().unwrap();
+        let l2 = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                l2.lock().unwrap().push(l);
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while scrape(port).await.is_none() {
+            assert!(Instant::now() < deadline, "the watch never served /metrics");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Watching { child, lines, reader, stderr, port }
+    }
+
+    /// SIGINT, then its exit status, stderr and stdout lines (within 40 s: a probe under way
+    /// closes its browser first).
+    async fn stop(mut self) -> (std::process::ExitStatus, String, Vec<String>) {
+        // SAFETY: the pid is the watch this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the watch did not end within 40 s of SIGINT");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        self.reader.join().unwrap();
+        let lines = self.lines.lock().unwrap().clone();
+        (status, self.stderr.join().unwrap(), lines)
+    }
+}
+
 /// Switch the stand-in's faults through its control file (written whole), and wait until both
 /// followers said they took it.
 async fn switch(dir: &Path, faults: &str, logs: &[(String, std::path::PathBuf)]) {
@@ -141,52 +229,9 @@ async fn watch_names_f5_and_f7_switched_on_mid_way_once_each_on_stdout_and_in_me
     let e = stack.endpoints();
     let dir = stack.dir().to_path_buf();
     let log = |s: &str| e.logs.iter().find(|(n, _)| n == s).unwrap().1.clone();
-    let target = dir.join("watched.toml");
-    std::fs::write(
-        &target,
-        format!(
-            "name = \"stand-in under watch\"\nreference = true\n[helix]\nurl = \"{}\"\nemail_env = \"WATCH_EMAIL\"\npassword_env = \"WATCH_PASSWORD\"\n\
-             [wolf]\nsocket = \"{}\"\nhttps = \"{}\"\n[moonlight_web]\nurl = \"{}\"\ncredentials_env = \"WATCH_MLW\"\n\
-             [logs]\nwolf = {{ file = \"{}\" }}\nmoonlight-web = {{ file = \"{}\" }}\napi = {{ file = \"{}\" }}\n",
-            e.helix_url,
-            e.wolf_socket.display(),
-            e.wolf_moonlight_http,
-            e.moonlight_web_url,
-            log("wolf").display(),
-            log("moonlight-web").display(),
-            log("api").display()
-        ),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mark = format!("watch-{}", std::process::id());
-    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_helix-e2e"))
-        .args(["watch", "--json", "--target"])
-        .arg(&target)
-        .args(["--metrics", &format!("127.0.0.1:{port}")])
-        .env("WATCH_EMAIL", &e.user_email)
-        .env("WATCH_PASSWORD", &e.user_password)
-        .env("WATCH_MLW", &e.moonlight_credentials)
-        .env(common::MARK, &mark)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let out = watch.stdout.take().unwrap();
-    let l2 = lines.clone();
-    let reader = std::thread::spawn(move || {
-        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            l2.lock().unwrap().push(l);
-        }
-    });
-    let err = watch.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scrape(port).await.is_none() {
-        assert!(Instant::now() < deadline, "the watch never served /metrics");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let w = Watching::start(&stack, &mark, &[]).await;
+    let (lines, port) = (w.lines.clone(), w.port);
 
     // Healthy traffic first: viewers connect and leave, and nothing is named.
     let creds = e.moonlight_credentials.clone();
@@ -235,24 +280,91 @@ async fn watch_names_f5_and_f7_switched_on_mid_way_once_each_on_stdout_and_in_me
     assert_eq!(v("helix_e2e_launch_timeouts_total", &[]), 0.0, "{text}");
 
     // A signal ends it: its summary, exit 1 (something was named), nothing of it left.
-    // SAFETY: the pid is the watch this test started.
-    unsafe { libc::kill(watch.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = watch.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the watch did not end within 10 s of SIGINT");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    reader.join().unwrap();
-    let stderr = stderr.join().unwrap();
+    let (status, stderr, lines) = w.stop().await;
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("stopped by SIGINT") && stderr.contains("named F5 stuck-session, F7 lobby-mismatch"), "{stderr}");
     assert!(!stderr.contains(&e.user_password) && !stderr.contains(&e.moonlight_credentials), "a secret reached the watch's output");
-    let last: Value = serde_json::from_str(lines.lock().unwrap().last().unwrap()).unwrap();
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!((last["event"].as_str(), last["named"].clone()), (Some("stopped"), json!({"F5": 1, "F7": 1})), "{last}");
     assert_eq!(common::marked_processes(&mark), Vec::<(u32, String)>::new(), "the watch left processes behind");
     stack.shutdown().await;
     eprintln!("watch test took {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// The probes' lines so far.
+fn probes(lines: &Mutex<Vec<String>>) -> Vec<Value> {
+    lines.lock().unwrap().iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["event"] == "probe").collect()
+}
+
+async fn until_probes(lines: &Mutex<Vec<String>>, n: usize, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let p = probes(lines);
+        if p.len() >= n {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "{n} probe(s) not done within {within:?}; got {p:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `--probe-every`: a real Chromium tab on a canary session the watch creates, every 5 s. On the
+/// healthy stand-in each probe sees its own lobby's stamped picture and records its time to the
+/// first frame; once Wolf encodes black (F8's switch, on through the control file) the next
+/// probe fails and says what it saw. The canary session is stopped when the watch ends, and no
+/// browser stays behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_probes_time_the_first_frame_and_fail_when_the_picture_goes_black() {
+    let t0 = Instant::now();
+    let stack = ProcessStack::start_temp(env!("CARGO_BIN_EXE_helix-e2e").as_ref(), Vec::new()).await.unwrap();
+    let e = stack.endpoints();
+    let log = |s: &str| e.logs.iter().find(|(n, _)| n == s).unwrap().1.clone();
+    let mark = format!("watch-probe-{}", std::process::id());
+    let w = Watching::start(&stack, &mark, &["--probe-every", "5s"]).await;
+    let lines = w.lines.clone();
+
+    let healthy = until_probes(&lines, 2, Duration::from_secs(40)).await;
+    let canary = healthy[0]["session"].as_str().expect("the probe names its canary").to_string();
+    for p in &healthy {
+        assert_eq!(p["ok"], true, "a healthy stand-in's probe failed: {p}");
+        assert_eq!(p["session"], canary.as_str(), "one canary for every probe: {p}");
+        assert!(p["detail"].as_str().unwrap().starts_with("streams its own lobby "), "{p}");
+        let first = p["first_frame_s"].as_f64().expect("a first frame time");
+        assert!(first > 0.0 && first < 30.0, "{p}");
+    }
+
+    // Black pictures from the next Wolf session on: the next probe's tab connects but shows black.
+    let followers = [("wolf".to_string(), log("wolf")), ("moonlight-web".to_string(), log("moonlight-web"))];
+    switch(stack.dir(), "black-after=1", &followers).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        if let Some(f) = probes(&lines).into_iter().find(|p| p["ok"] == false) {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no probe failed within 60 s of black pictures: {:?}", probes(&lines));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let detail = failed["detail"].as_str().unwrap();
+    assert!(detail.starts_with("not streaming its own lobby after 30 s") && detail.contains("pixels black"), "{failed}");
+
+    let text = scrape(w.port).await.expect("/metrics answers");
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("the metrics parse");
+    let counted = |result: &str| sample(&parsed, "helix_e2e_probes_total", &[("result", result)]).unwrap_or_else(|| panic!("no probes_total in\n{text}"));
+    assert!(counted("ok") >= 2.0 && counted("failed") >= 1.0, "{text}");
+    let histogram = parsed.samples.iter().find(|s| s.metric == "helix_e2e_probe_time_to_first_frame_seconds").unwrap_or_else(|| panic!("{text}"));
+    let prometheus_parse::Value::Histogram(buckets) = &histogram.value else { panic!("not a histogram: {:?}", histogram.value) };
+    let all = buckets.iter().find(|b| b.less_than == f64::INFINITY).map(|b| b.count).unwrap_or(0.0);
+    assert!(all >= 2.0, "every probe with a first frame is in the histogram: {text}");
+
+    let (status, stderr, out) = w.stop().await;
+    assert_eq!(status.code(), Some(1), "a failed probe fails the watch: {stderr}");
+    let last: Value = serde_json::from_str(out.last().unwrap()).unwrap();
+    assert_eq!(last["event"], "stopped", "{last}");
+    assert!(last["probes_ok"].as_u64().unwrap() >= 2 && last["probes_failed"].as_u64().unwrap() >= 1, "{last}");
+    assert!(!stderr.contains(&e.user_password) && !stderr.contains(&e.moonlight_credentials), "a secret reached the watch's output");
+    let lobbies = helix_e2e::sut::wolf::WolfClient::new(&e.wolf_socket).lobbies().await.unwrap();
+    assert!(!lobbies.iter().any(|l| l.helix_session() == Some(canary.as_str())), "the canary {canary} outlived the watch: {lobbies:?}");
+    assert_eq!(common::marked_processes(&mark), Vec::<(u32, String)>::new(), "the watch left processes (a browser?) behind");
+    stack.shutdown().await;
+    eprintln!("probe test took {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -18,6 +18,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,11 @@ struct ServiceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     id: String,
     name: String,
@@ -68,6 +74,8 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     sctp_lines: Counter,
     launch_timeouts: Counter,
+    probes: Family<ProbeLabels, Counter>,
+    first_frame: Histogram,
 }
 
 /// What the previous polls answered, to count sessions that are new and Wolf sessions without
@@ -101,6 +109,10 @@ impl Metrics {
             failures: Family::default(),
             sctp_lines: Counter::default(),
             launch_timeouts: Counter::default(),
+            probes: Family::default(),
+            // 0.25 s to 32 s: a healthy stand-in's first frame comes in about a second, a slow
+            // deployment's in several, and a probe gives up at 30 s.
+            first_frame: Histogram::new(exponential_buckets(0.25, 2.0, 8)),
         };
         r.register("wolf_sessions", "Wolf's streaming sessions (GET /api/v1/sessions), as last polled", m.wolf_sessions.clone());
         r.register("wolf_lobbies", "Wolf's lobbies (GET /api/v1/lobbies), as last polled", m.wolf_lobbies.clone());
@@ -125,10 +137,19 @@ impl Metrics {
             "moonlight-web log lines `Error(Connect, TimedOut)` (a launch against Wolf timed out: F12, F15)",
             m.launch_timeouts.clone(),
         );
+        r.register("probes", "Canary viewer probes (--probe-every) by result: ok (streamed its own lobby) or failed", m.probes.clone());
+        r.register(
+            "probe_time_to_first_frame_seconds",
+            "Seconds from a canary probe asking for the viewer page to its first decoded frame",
+            m.first_frame.clone(),
+        );
         // Every failure the watch can name has its series from the start (at 0), so a rate or
         // an alert on it needs no "absent" case.
         for id in super::WATCHED {
             let _ = m.failures.get_or_create(&FailureLabels { id: id.to_string(), name: id.name().to_string() });
+        }
+        for result in ["ok", "failed"] {
+            let _ = m.probes.get_or_create(&ProbeLabels { result: result.into() });
         }
         for service in ["wolf", "moonlight-web"] {
             let _ = m.created.get_or_create(&ServiceLabels { service: service.into() });
@@ -197,6 +218,14 @@ impl Metrics {
     /// A failure the watch named (one incident).
     pub fn named(&self, id: FailureId) {
         self.failures.get_or_create(&FailureLabels { id: id.to_string(), name: id.name().to_string() }).inc();
+    }
+
+    /// A canary probe's result.
+    pub fn probed(&self, r: &super::probe::ProbeResult) {
+        self.probes.get_or_create(&ProbeLabels { result: if r.ok { "ok" } else { "failed" }.into() }).inc();
+        if let Some(s) = r.first_frame_s {
+            self.first_frame.observe(s);
+        }
     }
 
     /// The exposition: OpenMetrics text, as Prometheus scrapes it.

@@ -21,6 +21,7 @@
 //! applies at every evaluation, then withdraws them before anyone saw them).
 
 pub mod metrics;
+pub mod probe;
 
 use crate::catalog::FailureId;
 use crate::config::Target;
@@ -66,6 +67,8 @@ pub struct WatchOptions {
     pub json: bool,
     /// Where to serve `/metrics`.
     pub metrics: Option<SocketAddr>,
+    /// A canary viewer tab every so often (`--probe-every`).
+    pub probe: Option<probe::ProbeOptions>,
 }
 
 /// What a watch saw, for its last word.
@@ -75,6 +78,16 @@ pub struct WatchSummary {
     /// Incidents named, by failure.
     pub named: BTreeMap<FailureId, u64>,
     pub observations: usize,
+    /// Canary probes that saw their tab stream its own lobby, and those that did not.
+    pub probes_ok: u64,
+    pub probes_failed: u64,
+}
+
+impl WatchSummary {
+    /// Whether the watch saw something wrong: a failure named or a probe failed.
+    pub fn failed(&self) -> bool {
+        !self.named.is_empty() || self.probes_failed > 0
+    }
 }
 
 /// The open incidents, and the detections waiting out [`SETTLE_MS`]. Keyed by failure: a few
@@ -174,6 +187,20 @@ pub fn line(d: &Detection, json: bool) -> String {
     }
 }
 
+/// How a probe's result is printed on stdout.
+pub fn probe_line(r: &probe::ProbeResult, json: bool) -> String {
+    if json {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["event"] = "probe".into();
+        v["at"] = rfc3339(r.at).into();
+        return v.to_string();
+    }
+    let first = r.first_frame_s.map(|s| format!(", first frame after {s:.2} s")).unwrap_or_default();
+    let ses = r.session.as_deref().unwrap_or("no session");
+    let what = if r.ok { "ok" } else { "FAILED" };
+    format!("{} probe {what} (canary {ses}): {}{first}", rfc3339(r.at), r.detail)
+}
+
 /// Watch `opts.target` until `stop` resolves.
 pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = ()>) -> Result<WatchSummary, WatchError> {
     let started = std::time::Instant::now();
@@ -204,7 +231,10 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
     }
     // Lines are read, never copied: a watch keeps no file that grows.
     let feeds = target.logs.iter().map(|(service, source)| LogFeed { service: service.clone(), source: source.clone(), copy_to: None }).collect();
-    let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix, feeds, None, timeline.clone());
+    let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix.clone(), feeds, None, timeline.clone());
+    let (stop_probes, probes_stop) = tokio::sync::watch::channel(false);
+    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel();
+    let prober = opts.probe.clone().map(|p| probe::start(p, target.clone(), helix, monitor.state.clone(), probe_tx, probes_stop));
     // Served once the monitor follows: a scraper that sees the endpoint sees what happens next.
     let metrics = metrics::Metrics::new();
     let server = listener.map(|l| {
@@ -225,10 +255,17 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
     let mut changed = timeline.changed();
     let mut named: BTreeMap<FailureId, u64> = BTreeMap::new();
     let mut observations = 0usize;
+    let (mut probes_ok, mut probes_failed) = (0u64, 0u64);
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            Some(r) = probe_rx.recv() => {
+                println!("{}", probe_line(&r, opts.json));
+                metrics.probed(&r);
+                if r.ok { probes_ok += 1 } else { probes_failed += 1 }
+                continue;
+            }
             // New evidence, or a deadline that may have passed meanwhile.
             _ = tokio::time::timeout(IDLE_EVERY, changed.changed()) => {}
         }
@@ -246,11 +283,16 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
         }
         tokio::time::sleep(SPACING).await;
     }
+    // The probe closes its browser and stops the canary it created before it ends.
+    let _ = stop_probes.send(true);
+    if let Some(p) = prober {
+        let _ = p.await;
+    }
     monitor.stop().await;
     if let Some(s) = server {
         s.abort();
     }
-    Ok(WatchSummary { watched_s: started.elapsed().as_secs_f64(), named, observations })
+    Ok(WatchSummary { watched_s: started.elapsed().as_secs_f64(), named, observations, probes_ok, probes_failed })
 }
 
 #[cfg(test)]
