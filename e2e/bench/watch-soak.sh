@@ -6,9 +6,11 @@
 # the other, until MINUTES have passed. Every minute it prints the watch's resident memory (the
 # supervised watch process, not its supervisor), the sessions the watch saw created and the
 # failures it named (from its own /metrics). A healthy stand-in names nothing; memory should stay
-# flat once the model's window (80 s) is full.
+# flat once the model's window (80 s) is full. With PROBE_EVERY (e.g. 2m) the watch also runs its
+# canary probes (a fresh Chromium each time) and the table counts them.
 #
 #   bash e2e/bench/watch-soak.sh [MINUTES=30]
+#   PROBE_EVERY=2m bash e2e/bench/watch-soak.sh 30
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 minutes="${1:-30}"
@@ -58,7 +60,7 @@ for k, v in [("HELIX_E2E_EMAIL", e["user_email"]), ("HELIX_E2E_PASSWORD", e["use
 EOF
 )"
 
-"$exe" watch --json --target "$stack_dir/target.toml" --metrics "127.0.0.1:$port" >"$out/watch.jsonl" 2>"$out/watch.stderr" &
+"$exe" watch --json --target "$stack_dir/target.toml" --metrics "127.0.0.1:$port" ${PROBE_EVERY:+--probe-every "$PROBE_EVERY"} >"$out/watch.jsonl" 2>"$out/watch.stderr" &
 outer=$!
 pids+=("$outer")
 inner=""
@@ -88,11 +90,12 @@ metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m { s
 named() { curl -s "http://127.0.0.1:$port/metrics" | awk '$1 ~ /^helix_e2e_failures_named_total/ { s += $2 } END { print s + 0 }'; }
 rss_mb() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$inner/status"; }
 echo "watch pid $inner, $(nproc) cores, $minutes min of rapid-cycles traffic"
-echo "minute  watch RSS MB  sessions created (moonlight-web)  failures named"
+echo "minute  watch RSS MB  sessions created (moonlight-web)  failures named  probes ok/failed"
 for m in $(seq 1 "$minutes"); do
   sleep 60
   [ -d "/proc/$inner" ] || { echo "the watch ended early; see $out/watch.stderr" >&2; exit 1; }
-  printf '%6d  %12s  %32s  %14s\n' "$m" "$(rss_mb)" "$(metric 'helix_e2e_sessions_created_total{service="moonlight-web"}')" "$(named)"
+  printf '%6d  %12s  %32s  %14s  %16s\n' "$m" "$(rss_mb)" "$(metric 'helix_e2e_sessions_created_total{service="moonlight-web"}')" "$(named)" \
+    "$(metric 'helix_e2e_probes_total{result="ok"}')/$(metric 'helix_e2e_probes_total{result="failed"}')"
 done
 kill -INT "$outer"
 wait "$outer" || true
