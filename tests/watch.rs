@@ -3,7 +3,9 @@
 //! WebSocket, as `tests/faults.rs` drives it), then F5 and F7 are switched on mid-way through
 //! the stand-in's own control file; each must be named exactly once on stdout and counted in
 //! `/metrics`, whose text must parse with a Prometheus parser. A signal then ends the watch with
-//! its summary and nothing of it left running.
+//! its summary and nothing of it left running. Then the canary probes (`--probe-every`): their
+//! time to the first frame, their failure on black pictures, and F10 named for the canary after
+//! a Wolf restart that the API (no-lobby-recreate) does not recover from.
 
 mod common;
 
@@ -367,4 +369,41 @@ async fn canary_probes_time_the_first_frame_and_fail_when_the_picture_goes_black
     assert_eq!(common::marked_processes(&mark), Vec::<(u32, String)>::new(), "the watch left processes (a browser?) behind");
     stack.shutdown().await;
     eprintln!("probe test took {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// F10 in a watch: the canary's agent session is followed whether or not anyone streams it, so
+/// when Wolf restarts and the API (its `no-lobby-recreate` switch on) keeps believing in the
+/// lobby Wolf lost, the watch names the ghost with the canary's session and lobby. The restart
+/// is the stand-in's own (kill and respawn of its Wolf), not the watch's doing; if the watch saw
+/// Wolf down long enough to name it (D2), that death explains what follows for the model's
+/// window only (shortened here by the thresholds), and the ghost outlives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_ghost_of_the_canary_session_is_named() {
+    use helix_e2e::sut::control::{Service, ServiceControl};
+    let t0 = Instant::now();
+    let faults = vec![helix_e2e::refstack::faults::Fault::NoLobbyRecreate];
+    let stack = ProcessStack::start_temp(env!("CARGO_BIN_EXE_helix-e2e").as_ref(), faults).await.unwrap();
+    let thresholds = stack.dir().join("thresholds.toml");
+    // The model's window is the longest detector window plus 20 s: 60 s of stuck_secs made it 80.
+    std::fs::write(&thresholds, "stuck_secs = 10.0\n").unwrap();
+    let mark = format!("watch-ghost-{}", std::process::id());
+    let w = Watching::start(&stack, &mark, &["--probe-every", "5s", "--thresholds", thresholds.to_str().unwrap()]).await;
+    let lines = w.lines.clone();
+    let first = until_probes(&lines, 1, Duration::from_secs(40)).await.remove(0);
+    assert_eq!(first["ok"], true, "{first}");
+    let canary = first["session"].as_str().unwrap().to_string();
+    let lobby = first["detail"].as_str().unwrap().trim_start_matches("streams its own lobby ").to_string();
+
+    stack.restart(Service::Wolf).await.unwrap();
+    until_named(&lines, "F10", Duration::from_secs(90)).await;
+    let got = named(&lines);
+    let f10 = &got.iter().find(|(i, _)| i == "F10").unwrap().1;
+    assert!(f10.contains(&canary) && f10.contains(&lobby) && f10.contains("which Wolf does not have"), "F10 cites the canary and its lost lobby: {f10}");
+    assert!(got.iter().all(|(i, m)| i == "F10" || (i == "D2" && m.starts_with("wolf "))), "only the ghost, and Wolf's restart if it was seen: {got:?}");
+
+    let (status, stderr, _) = w.stop().await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(common::marked_processes(&mark), Vec::<(u32, String)>::new(), "the watch left processes behind");
+    stack.shutdown().await;
+    eprintln!("ghost test took {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -22,8 +22,14 @@ stack_dir=$(mktemp -d "${TMPDIR:-/tmp}/helix-e2e-soak-XXXXXX")
 pids=()
 traffic=""
 cleanup() {
-  # The traffic loop's current run first (a run ends its tabs and sessions on SIGINT).
-  [ -n "$traffic" ] && { pkill -INT -P "$traffic" 2>/dev/null || true; kill "$traffic" 2>/dev/null || true; }
+  # The traffic loop first, so it starts no next run; then its current run, which ends its tabs
+  # and sessions on SIGINT and must be gone before the stand-in stops (or it names the stand-in's
+  # exit D2, rightly, and writes its artifacts after they were removed).
+  if [ -n "$traffic" ]; then
+    kill "$traffic" 2>/dev/null || true
+    pkill -INT -f -- "--artifacts $stack_dir/runs" 2>/dev/null || true
+    for _ in $(seq 1 150); do pgrep -f -- "--artifacts $stack_dir/runs" >/dev/null || break; sleep 0.2; done
+  fi
   for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$stack_dir"

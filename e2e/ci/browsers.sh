@@ -6,43 +6,21 @@
 #
 #   bash e2e/ci/browsers.sh [HELIX_E2E_BINARY]
 #
-# The engine: as e2e/ci/containers.sh chooses it (the one already answering, else one of
-# e2e/reference/engine.sh's inside namespace helix-e2e-docker, which the driver joins and which
-# is stopped again at the end).
+# The engine and the profiles' lifecycle: e2e/ci/with-engine.sh, as for e2e/ci/containers.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 bin="${1:-$CARGO_TARGET_DIR/debug/helix-e2e}"
 artifacts="${HELIX_E2E_CI_ARTIFACTS:-artifacts/ci-browsers}"
 
-compose() { bash e2e/ci/compose.sh --profile reference --profile browsers "$@"; }
-
-started_engine=0
-stack_up=0
-cleanup() {
-  if [ "$stack_up" = 1 ]; then compose down --timeout 5 >/dev/null 2>&1 || true; fi
-  if [ -n "${HELIX_E2E_SOCKET_DIR:-}" ]; then rm -rf "$HELIX_E2E_SOCKET_DIR"; fi
-  if [ "$started_engine" = 1 ]; then bash e2e/reference/engine.sh stop || true; fi
-}
-trap cleanup EXIT
-
-if bash e2e/reference/engine.sh status >/dev/null 2>&1; then
-  where=(--netns "${HELIX_E2E_NETNS:-helix-e2e-docker}")
-elif timeout 5 docker info >/dev/null 2>&1; then
-  where=()
-else
-  started_engine=1
-  bash e2e/reference/engine.sh start
-  where=(--netns "${HELIX_E2E_NETNS:-helix-e2e-docker}")
-fi
+profiles=(--profile reference --profile browsers)
+# shellcheck source=e2e/ci/with-engine.sh
+source e2e/ci/with-engine.sh
 
 bash e2e/reference/build-images.sh "$bin"
 bash e2e/browsers/build-image.sh "$bin"
 
-export HELIX_E2E_SOCKET_DIR=/tmp/helix-e2e-compose
-rm -rf "$HELIX_E2E_SOCKET_DIR" && mkdir -p "$HELIX_E2E_SOCKET_DIR"
-stack_up=1
-compose up -d --wait --wait-timeout 120
+compose_up
 HELIX_E2E_EMAIL=e2e@helix.local HELIX_E2E_PASSWORD=e2e-throwaway-password MOONLIGHT_CREDENTIALS=helix \
   "$bin" run second-connection --time-scale 0.2 "${where[@]}" \
   --target e2e/targets/compose-browsers.toml --artifacts "$artifacts" --json > "$artifacts.summary.json"

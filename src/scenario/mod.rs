@@ -30,10 +30,7 @@ use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
 use crate::sut::control::docker::DockerServices;
 use crate::sut::control::processes::ProcessStack;
 use crate::sut::control::ServiceControl;
-use crate::sut::helix::HelixClient;
 use crate::sut::monitor::Monitor;
-use crate::sut::moonlight_web::MoonlightWebClient;
-use crate::sut::wolf::WolfClient;
 use crate::timeline::Timeline;
 use crate::verdict::detectors::Thresholds;
 use crate::verdict::live::LiveDetectors;
@@ -348,22 +345,7 @@ struct Stage<'a> {
 /// record its result in `summary`.
 async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> Result<(), String> {
     let Stage { opts, plans, artifacts, target, services, stop } = stage;
-    let mut helix = HelixClient::new(&target.helix_url);
-    if let Some(login) = &target.login {
-        timeline.add_secret(login.password.clone());
-        unless_interrupted(stop, helix.login(&login.email, &login.password)).await?.map_err(|e| format!("logging in to Helix: {e}"))?;
-        if let Some(t) = helix.token() {
-            timeline.add_secret(t.to_string());
-        }
-    }
-    if let Some(c) = &target.moonlight_credentials {
-        timeline.add_secret(c.clone());
-    }
-    let wolf = WolfClient::new(&target.wolf_socket);
-    let mlw = MoonlightWebClient::new(&target.moonlight_web_url, target.moonlight_credentials.clone());
-    // Fail early and clearly when a service is not there at all.
-    unless_interrupted(stop, wolf.apps()).await?.map_err(|e| e.to_string())?;
-    unless_interrupted(stop, mlw.sessions()).await?.map_err(|e| e.to_string())?;
+    let crate::sut::Clients { helix, wolf, mlw } = unless_interrupted(stop, crate::sut::connect(target, &timeline)).await?.map_err(|e| e.to_string())?;
     let log_dir = private_log_dir(&summary.run_id);
     let feeds = target.logs.iter().map(|(service, source)| crate::sut::log_source::LogFeed::new(service, source, &log_dir)).collect();
     let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix.clone(), feeds, services.clone(), timeline.clone());

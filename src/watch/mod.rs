@@ -25,11 +25,8 @@ pub mod probe;
 
 use crate::catalog::FailureId;
 use crate::config::Target;
-use crate::sut::helix::HelixClient;
 use crate::sut::log_source::LogFeed;
 use crate::sut::monitor::Monitor;
-use crate::sut::moonlight_web::MoonlightWebClient;
-use crate::sut::wolf::WolfClient;
 use crate::timeline::{now_ms, EpochMs, Event, Observation, Reply, Timeline};
 use crate::verdict::detectors::{Detection, Model, Thresholds};
 use crate::verdict::live::{IDLE_EVERY, SETTLE, SPACING};
@@ -52,10 +49,8 @@ pub const SETTLE_MS: f64 = SETTLE.as_millis() as f64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("logging in to Helix: {0}")]
-    Login(crate::sut::SutError),
     #[error(transparent)]
-    Unreachable(crate::sut::SutError),
+    Connect(#[from] crate::sut::ConnectError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: SocketAddr, source: std::io::Error },
 }
@@ -126,15 +121,25 @@ impl Incidents {
 
 /// The agent sessions whose Helix record the monitor polls (F10 compares Helix's belief with
 /// Wolf's lobbies): those with a session in Wolf's or moonlight-web's latest answer — someone
-/// is streaming them. A session nobody streams is not followed: Helix may keep the lobby id of
-/// a stopped session in its record, which is no ghost.
+/// is streaming them — and the probes' canary, which the watch knows is live. Another session
+/// nobody streams is not followed: Helix may keep the lobby id of a stopped session in its
+/// record, which is no ghost.
 #[derive(Default)]
 struct Followed {
     wolf: BTreeSet<String>,
     mlw: BTreeSet<String>,
+    /// Followed whoever streams them: the canary (a Wolf restart ends its streams, and its lost
+    /// lobby is exactly what F10 is about).
+    pinned: BTreeSet<String>,
 }
 
 impl Followed {
+    fn pin(&mut self, ses: &str, monitor: &Monitor) {
+        if self.pinned.insert(ses.to_string()) {
+            monitor.watch_session(ses);
+        }
+    }
+
     fn observe(&mut self, o: &Observation, monitor: &Monitor) {
         let Event::Poll { reply, .. } = &o.event else { return };
         let sessions =
@@ -149,7 +154,7 @@ impl Followed {
         for ses in now.difference(&before) {
             monitor.watch_session(ses);
         }
-        for ses in before.difference(&now) {
+        for ses in before.difference(&now).filter(|s| !self.pinned.contains(*s)) {
             monitor.unwatch_session(ses);
         }
     }
@@ -206,22 +211,7 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
     let started = std::time::Instant::now();
     let target = &opts.target;
     let timeline = Timeline::unrecorded();
-    let mut helix = HelixClient::new(&target.helix_url);
-    if let Some(login) = &target.login {
-        timeline.add_secret(login.password.clone());
-        helix.login(&login.email, &login.password).await.map_err(WatchError::Login)?;
-        if let Some(t) = helix.token() {
-            timeline.add_secret(t.to_string());
-        }
-    }
-    if let Some(c) = &target.moonlight_credentials {
-        timeline.add_secret(c.clone());
-    }
-    let wolf = WolfClient::new(&target.wolf_socket);
-    let mlw = MoonlightWebClient::new(&target.moonlight_web_url, target.moonlight_credentials.clone());
-    // Fail early and clearly when a service is not there at all; later, its silence is D2.
-    wolf.apps().await.map_err(WatchError::Unreachable)?;
-    mlw.sessions().await.map_err(WatchError::Unreachable)?;
+    let crate::sut::Clients { helix, wolf, mlw } = crate::sut::connect(target, &timeline).await?;
     let listener = match opts.metrics {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| WatchError::Metrics { addr, source })?),
         None => None,
@@ -263,6 +253,9 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
             Some(r) = probe_rx.recv() => {
                 println!("{}", probe_line(&r, opts.json));
                 metrics.probed(&r);
+                if let Some(ses) = &r.session {
+                    followed.pin(ses, &monitor);
+                }
                 if r.ok { probes_ok += 1 } else { probes_failed += 1 }
                 continue;
             }
