@@ -5,6 +5,7 @@
 
 use crate::browser::RemoteBrowser;
 use crate::sut::log_source::{LogSource, ReadFrom};
+use crate::sut::{Clients, ConnectError};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -180,6 +181,29 @@ struct MlwSection {
 }
 
 impl Target {
+    /// Reach a target as a run and a watch both do: log in to Helix, register every secret (the
+    /// password, the token, moonlight-web's credentials) with `timeline` for redaction before
+    /// anything could print it, and fail early and clearly when Wolf or moonlight-web is not there
+    /// at all (later, a service's silence is a finding, D2).
+    pub async fn connect(&self, timeline: &crate::timeline::Timeline) -> Result<Clients, ConnectError> {
+        let mut helix = crate::sut::helix::HelixClient::new(&self.helix_url);
+        if let Some(login) = &self.login {
+            timeline.add_secret(login.password.clone());
+            helix.login(&login.email, &login.password).await.map_err(ConnectError::Login)?;
+            if let Some(t) = helix.token() {
+                timeline.add_secret(t.to_string());
+            }
+        }
+        if let Some(c) = &self.moonlight_credentials {
+            timeline.add_secret(c.clone());
+        }
+        let wolf = crate::sut::wolf::WolfClient::new(&self.wolf_socket);
+        let mlw = crate::sut::moonlight_web::MoonlightWebClient::new(&self.moonlight_web_url, self.moonlight_credentials.clone());
+        wolf.apps().await.map_err(ConnectError::Unreachable)?;
+        mlw.sessions().await.map_err(ConnectError::Unreachable)?;
+        Ok(Clients { helix, wolf, mlw })
+    }
+
     pub fn load(path: &Path) -> Result<Target, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Self::parse(path, &text, |k| std::env::var(k).ok())

@@ -345,7 +345,7 @@ struct Stage<'a> {
 /// record its result in `summary`.
 async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> Result<(), String> {
     let Stage { opts, plans, artifacts, target, services, stop } = stage;
-    let crate::sut::Clients { helix, wolf, mlw } = unless_interrupted(stop, crate::sut::connect(target, &timeline)).await?.map_err(|e| e.to_string())?;
+    let crate::sut::Clients { helix, wolf, mlw } = unless_interrupted(stop, target.connect(&timeline)).await?.map_err(|e| e.to_string())?;
     let log_dir = private_log_dir(&summary.run_id);
     let feeds = target.logs.iter().map(|(service, source)| crate::sut::log_source::LogFeed::new(service, source, &log_dir)).collect();
     let monitor = Monitor::start(wolf, target.wolf_https.clone(), mlw, helix.clone(), feeds, services.clone(), timeline.clone());

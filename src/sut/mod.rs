@@ -45,29 +45,6 @@ pub enum ConnectError {
     Unreachable(SutError),
 }
 
-/// Reach a target as a run and a watch both do: log in to Helix, register every secret (the
-/// password, the token, moonlight-web's credentials) with `timeline` for redaction before
-/// anything could print it, and fail early and clearly when Wolf or moonlight-web is not there
-/// at all (later, a service's silence is a finding, D2).
-pub async fn connect(target: &crate::config::Target, timeline: &crate::timeline::Timeline) -> Result<Clients, ConnectError> {
-    let mut helix = helix::HelixClient::new(&target.helix_url);
-    if let Some(login) = &target.login {
-        timeline.add_secret(login.password.clone());
-        helix.login(&login.email, &login.password).await.map_err(ConnectError::Login)?;
-        if let Some(t) = helix.token() {
-            timeline.add_secret(t.to_string());
-        }
-    }
-    if let Some(c) = &target.moonlight_credentials {
-        timeline.add_secret(c.clone());
-    }
-    let wolf = wolf::WolfClient::new(&target.wolf_socket);
-    let mlw = moonlight_web::MoonlightWebClient::new(&target.moonlight_web_url, target.moonlight_credentials.clone());
-    wolf.apps().await.map_err(ConnectError::Unreachable)?;
-    mlw.sessions().await.map_err(ConnectError::Unreachable)?;
-    Ok(Clients { helix, wolf, mlw })
-}
-
 /// Default deadline of one request to any service.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
