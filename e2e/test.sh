@@ -9,4 +9,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash e2e/ci/deps.sh
-exec cargo test "$@"
+exec cargo test --no-fail-fast "$@"
