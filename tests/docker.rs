@@ -6,6 +6,7 @@ use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use helix_e2e::sut::control::docker::{logs::line_time_ns, DockerServices};
 use helix_e2e::sut::control::{Service, ServiceControl};
+use helix_e2e::timeline::{Event, Timeline};
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -194,6 +195,11 @@ async fn restart_through_the_engine_and_capture_logs_across_it() {
     let artifacts = std::env::temp_dir().join(format!("helix-e2e-docker-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&artifacts);
     let capture = control.capture_logs(before_run, &artifacts.join("logs"));
+    // A watch's capture of the same container: straight onto a timeline, no file.
+    let timeline = Timeline::unrecorded();
+    let mut cursor = timeline.cursor();
+    let stream = control.stream_logs(&[Service::Wolf], before_run, &timeline);
+    assert!(stream.files().is_empty(), "a stream onto the timeline writes no file: {:?}", stream.files());
     let log: PathBuf = capture.files()[0].1.clone();
     assert_eq!(log, artifacts.join("logs/wolf.log"));
     assert_eq!(wait_for_ready_lines(&log, 1).await.len(), 1, "first run's lines in {}", log.display());
@@ -213,6 +219,7 @@ async fn restart_through_the_engine_and_capture_logs_across_it() {
     assert_eq!(wait_for_ready_lines(&log, 3).await.len(), 3);
     control.stop(Service::Wolf).await.unwrap_or_else(|e| panic!("{e}"));
     capture.stop().await;
+    stream.stop().await;
 
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -231,6 +238,21 @@ async fn restart_through_the_engine_and_capture_logs_across_it() {
     // The monitor reads these lines with the engine's time.
     let (stamp, body) = helix_e2e::sut::wolf_log::unwrap_docker(lines[0]);
     assert!(stamp.is_some() && !body.is_empty(), "{:?}", lines[0]);
+    // The stream put the same lines on the timeline, once each, at the engine's time, across
+    // the restart and the kill.
+    let mut streamed = Vec::new();
+    timeline.take_new(&mut cursor, |o| {
+        if let Event::Log { service, message, .. } = &o.event {
+            streamed.push((service.clone(), message.clone(), o.at));
+        }
+    });
+    assert_eq!(streamed.len(), lines.len(), "streamed {streamed:#?}\nfile:\n{text}");
+    assert_eq!(streamed.iter().filter(|(_, m, _)| m.contains("reference stack ready")).count(), 3, "{streamed:#?}");
+    for ((service, message, at), line) in streamed.iter().zip(&lines) {
+        assert_eq!(service, "wolf");
+        let engine_ms = line_time_ns(line).unwrap() as f64 / 1e6;
+        assert!((at - engine_ms).abs() < 1.0, "{message:?} at {at}, the engine says {engine_ms}");
+    }
 
     // Control of a container that does not exist names it.
     let missing = DockerServices::connect(vec![(Service::Api, "helix-e2e-no-such-container".into())]).await.unwrap_or_else(|e| panic!("{e}"));

@@ -71,6 +71,7 @@ pub struct Metrics {
     zombie: Gauge,
     mismatched: Gauge,
     created: Family<ServiceLabels, Counter>,
+    log_lines: Family<ServiceLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     sctp_lines: Counter,
     launch_timeouts: Counter,
@@ -106,6 +107,7 @@ impl Metrics {
             zombie: Gauge::default(),
             mismatched: Gauge::default(),
             created: Family::default(),
+            log_lines: Family::default(),
             failures: Family::default(),
             sctp_lines: Counter::default(),
             launch_timeouts: Counter::default(),
@@ -129,6 +131,11 @@ impl Metrics {
             "sessions_created",
             "Sessions created since the watch started: Wolf's StreamSession events, moonlight-web's `[Stream] New … session` log lines",
             m.created.clone(),
+        );
+        r.register(
+            "log_lines",
+            "Service log lines read, by service: one that stops growing while its service works is a detector gone blind",
+            m.log_lines.clone(),
         );
         r.register("failures_named", "Failures the watch named, by catalog id (each incident once)", m.failures.clone());
         r.register("sctp_error_lines", "moonlight-web log lines `chunk too short` (SCTP corruption, F11)", m.sctp_lines.clone());
@@ -154,11 +161,17 @@ impl Metrics {
         for service in ["wolf", "moonlight-web"] {
             let _ = m.created.get_or_create(&ServiceLabels { service: service.into() });
         }
+        for service in crate::sut::log_source::SERVICES {
+            let _ = m.log_lines.get_or_create(&ServiceLabels { service: service.into() });
+        }
         Metrics { registry: Arc::new(r), ..m }
     }
 
     /// Take in one observation (the watch's reader hands each one here and to the detectors).
     pub fn observe(&self, last: &mut Last, o: &Observation) {
+        if let Event::Log { service, .. } = &o.event {
+            self.log_lines.get_or_create(&ServiceLabels { service: service.clone() }).inc();
+        }
         match &o.event {
             Event::Poll { reply, .. } => match &**reply {
                 Reply::WolfSessions(s) => {
@@ -324,6 +337,8 @@ mod tests {
         assert_eq!(value(&t, "helix_e2e_moonlight_web_sessions{has_websocket=\"true\",streamer_alive=\"true\"}"), Some(0.0), "{t}");
         assert_eq!(value(&t, "helix_e2e_sctp_error_lines_total"), Some(1.0), "{t}");
         assert_eq!(value(&t, "helix_e2e_launch_timeouts_total"), Some(1.0), "{t}");
+        assert_eq!(value(&t, "helix_e2e_log_lines_total{service=\"moonlight-web\"}"), Some(3.0), "{t}");
+        assert_eq!(value(&t, "helix_e2e_log_lines_total{service=\"wolf\"}"), Some(0.0), "every service from the start: {t}");
         assert_eq!(value(&t, "helix_e2e_failures_named_total{id=\"F5\",name=\"stuck-session\"}"), Some(1.0), "{t}");
         assert_eq!(value(&t, "helix_e2e_failures_named_total{id=\"F7\",name=\"lobby-mismatch\"}"), Some(0.0), "every watched id from the start: {t}");
         assert_eq!(value(&t, "helix_e2e_wolf_lobby_clients{lobby_id=\"L1\"}"), Some(2.0), "{t}");

@@ -25,6 +25,8 @@ pub mod probe;
 
 use crate::catalog::FailureId;
 use crate::config::Target;
+use crate::sut::control::docker::{logs::LogCapture, DockerServices};
+use crate::sut::control::Service;
 use crate::sut::log_source::LogFeed;
 use crate::sut::monitor::Monitor;
 use crate::timeline::{now_ms, EpochMs, Event, Observation, Reply, Timeline};
@@ -216,7 +218,10 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| WatchError::Metrics { addr, source })?),
         None => None,
     };
-    if let Some(m) = crate::sut::log_source::missing_logs_message(&crate::sut::log_source::missing(&target.logs)) {
+    let (capture, streamed) = container_logs(target, &timeline).await;
+    let mut missing = crate::sut::log_source::missing(&target.logs);
+    missing.retain(|s| !streamed.contains(s));
+    if let Some(m) = crate::sut::log_source::missing_logs_message(&missing) {
         eprintln!("helix-e2e watch: {m}");
     }
     // Lines are read, never copied: a watch keeps no file that grows.
@@ -282,10 +287,35 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
         let _ = p.await;
     }
     monitor.stop().await;
+    if let Some(c) = capture {
+        c.stop().await;
+    }
     if let Some(s) = server {
         s.abort();
     }
     Ok(WatchSummary { watched_s: started.elapsed().as_secs_f64(), named, observations, probes_ok, probes_failed })
+}
+
+/// The logs of a deployment in containers that `[logs]` does not say where to find: from the
+/// engine, straight onto the timeline from now on (a run's capture writes files; a watch must keep
+/// none that grows). Returns the capture and the services it covers; without the engine the watch
+/// goes on without those logs and says so (the missing-logs line names what that blinds).
+async fn container_logs(target: &Target, timeline: &Timeline) -> (Option<LogCapture>, Vec<String>) {
+    let wanted: Vec<Service> = target.containers.iter().filter(|(s, _)| !target.logs.iter().any(|(l, _)| l == s)).filter_map(|(s, _)| s.parse().ok()).collect();
+    if wanted.is_empty() {
+        return (None, Vec::new());
+    }
+    match DockerServices::for_target(&target.containers).await {
+        Ok(docker) => {
+            let names: Vec<String> = wanted.iter().map(|s| s.name().to_string()).collect();
+            eprintln!("helix-e2e watch: following the logs of {} through the Docker engine at {}", names.join(", "), docker.endpoint());
+            (Some(docker.stream_logs(&wanted, std::time::SystemTime::now(), timeline)), names)
+        }
+        Err(e) => {
+            eprintln!("helix-e2e watch: no container logs: {e}");
+            (None, Vec::new())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -238,7 +238,14 @@ impl DockerServices {
     /// Follow every container's logs into `<dir>/<service>.log` from `since` on (see [`logs`]).
     pub fn capture_logs(&self, since: std::time::SystemTime, dir: &std::path::Path) -> logs::LogCapture {
         let list = self.containers.iter().map(|(s, c)| (s.name().to_string(), c.clone())).collect();
-        logs::LogCapture::start(self.docker.clone(), list, since, dir)
+        logs::LogCapture::start(self.docker.clone(), list, since, logs::Dest::Dir(dir.to_path_buf()))
+    }
+
+    /// Follow the logs of the containers of `services` from `since` on straight onto
+    /// `timeline`, keeping no copy (a watch's: it runs for days).
+    pub fn stream_logs(&self, services: &[Service], since: std::time::SystemTime, timeline: &crate::timeline::Timeline) -> logs::LogCapture {
+        let list = self.containers.iter().filter(|(s, _)| services.contains(s)).map(|(s, c)| (s.name().to_string(), c.clone())).collect();
+        logs::LogCapture::start(self.docker.clone(), list, since, logs::Dest::Timeline(timeline.clone()))
     }
 }
 

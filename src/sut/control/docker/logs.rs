@@ -1,4 +1,6 @@
-//! Capture containers' logs into files the monitor tails, one file per service.
+//! Capture containers' logs, one stream per service: into files the monitor tails (a run, whose
+//! artifacts keep them), or straight onto a timeline (a watch, which must keep no file that
+//! grows for days).
 //!
 //! Each line is written as the engine gives it with `timestamps=true`: `<RFC3339Nano> <line>`.
 //! The engine's timestamp is when the container wrote the line, which is the event time the
@@ -7,6 +9,7 @@
 //! attaches again while the run lasts, from the last timestamp it wrote, and skips what it has
 //! written already.
 
+use crate::timeline::Timeline;
 use bollard::query_parameters::LogsOptions;
 use bollard::Docker;
 use futures::StreamExt;
@@ -33,21 +36,28 @@ pub struct LogCapture {
 }
 
 impl LogCapture {
-    /// Follow each `(service, container)` from `since` into `<dir>/<service>.log`.
-    pub fn start(docker: Docker, containers: Vec<(String, String)>, since: SystemTime, dir: &Path) -> LogCapture {
+    /// Follow each `(service, container)` from `since` into `<dir>/<service>.log`, or, with
+    /// [`Dest::Timeline`], onto the timeline as the service's log lines.
+    pub fn start(docker: Docker, containers: Vec<(String, String)>, since: SystemTime, dest: Dest) -> LogCapture {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut files = Vec::new();
         let since_ns = since.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
         for (service, container) in containers {
-            let path = dir.join(format!("{service}.log"));
-            files.push((service.clone(), path.clone()));
-            tasks.spawn(follow(docker.clone(), container, since_ns, path, stop_rx.clone()));
+            let sink = match &dest {
+                Dest::Dir(dir) => {
+                    let path = dir.join(format!("{service}.log"));
+                    files.push((service.clone(), path.clone()));
+                    SinkTo::File(path)
+                }
+                Dest::Timeline(t) => SinkTo::Timeline { service, timeline: t.clone() },
+            };
+            tasks.spawn(follow(docker.clone(), container, since_ns, sink, stop_rx.clone()));
         }
         LogCapture { stop, tasks, files }
     }
 
-    /// Service name → log file, as `Monitor::start` takes them.
+    /// Service name → log file, as `Monitor::start` takes them (none with [`Dest::Timeline`]).
     pub fn files(&self) -> &[(String, PathBuf)] {
         &self.files
     }
@@ -64,12 +74,57 @@ impl LogCapture {
     }
 }
 
+/// Where captured lines go.
+pub enum Dest {
+    /// `<dir>/<service>.log`, each line with the engine's stamp in front.
+    Dir(PathBuf),
+    /// The timeline, as the service's log lines (placed at the engine's stamp), and nowhere else.
+    Timeline(Timeline),
+}
+
+/// One follower's destination, before it is opened.
+enum SinkTo {
+    File(PathBuf),
+    Timeline { service: String, timeline: Timeline },
+}
+
+/// One follower's open destination.
+enum Sink {
+    File(tokio::fs::File),
+    Timeline { service: String, timeline: Timeline },
+}
+
+impl Sink {
+    async fn open(to: SinkTo) -> std::io::Result<Sink> {
+        Ok(match to {
+            SinkTo::File(path) => {
+                Sink::File(open_append(&path).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?)
+            }
+            SinkTo::Timeline { service, timeline } => Sink::Timeline { service, timeline },
+        })
+    }
+
+    /// Hand over complete lines (each ending in a newline).
+    async fn write(&mut self, batch: &str) {
+        match self {
+            // A failed write loses lines, not the run: the monitor just sees fewer of them.
+            Sink::File(f) => {
+                if let Err(e) = f.write_all(batch.as_bytes()).await {
+                    tracing::warn!("log capture: write failed: {e}");
+                }
+                let _ = f.flush().await;
+            }
+            Sink::Timeline { service, timeline } => batch.lines().for_each(|l| crate::sut::monitor::push_log_line(timeline, service, l)),
+        }
+    }
+}
+
 /// One container's follower: attach, copy lines, attach again when the stream ends.
-async fn follow(docker: Docker, container: String, since_ns: i128, path: PathBuf, mut stop: watch::Receiver<bool>) {
-    let mut out = match open_append(&path).await {
-        Ok(f) => f,
+async fn follow(docker: Docker, container: String, since_ns: i128, to: SinkTo, mut stop: watch::Receiver<bool>) {
+    let mut out = match Sink::open(to).await {
+        Ok(s) => s,
         Err(e) => {
-            tracing::warn!("log capture of container {container}: cannot open {}: {e}", path.display());
+            tracing::warn!("log capture of container {container}: {e}");
             return;
         }
     };
@@ -118,7 +173,7 @@ async fn follow(docker: Docker, container: String, since_ns: i128, path: PathBuf
 }
 
 /// A last read without following: lines logged just before capture stopped.
-async fn drain(docker: &Docker, container: &str, written: &mut Written, out: &mut tokio::fs::File) {
+async fn drain(docker: &Docker, container: &str, written: &mut Written, out: &mut Sink) {
     let read = async {
         let mut stream = docker.logs(container, Some(options(written, false)));
         let mut pending = String::new();
@@ -128,7 +183,6 @@ async fn drain(docker: &Docker, container: &str, written: &mut Written, out: &mu
         }
     };
     let _ = tokio::time::timeout(DRAIN_DEADLINE, read).await;
-    let _ = out.flush().await;
 }
 
 fn options(written: &Written, follow: bool) -> LogsOptions {
@@ -151,7 +205,7 @@ async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
 }
 
 /// Write every complete line of `pending` that was not written before; keep the rest.
-async fn write_complete_lines(pending: &mut String, written: &mut Written, out: &mut tokio::fs::File) {
+async fn write_complete_lines(pending: &mut String, written: &mut Written, out: &mut Sink) {
     let Some(end) = pending.rfind('\n') else { return };
     let complete: String = pending.drain(..=end).collect();
     let mut batch = String::new();
@@ -162,11 +216,7 @@ async fn write_complete_lines(pending: &mut String, written: &mut Written, out: 
         }
     }
     if !batch.is_empty() {
-        // A failed write loses lines, not the run: the monitor just sees fewer of them.
-        if let Err(e) = out.write_all(batch.as_bytes()).await {
-            tracing::warn!("log capture: write failed: {e}");
-        }
-        let _ = out.flush().await;
+        out.write(&batch).await;
     }
 }
 
@@ -237,7 +287,7 @@ mod tests {
     async fn only_complete_lines_are_written() {
         let dir = std::env::temp_dir().join(format!("helix-e2e-logs-{}", std::process::id()));
         let path = dir.join("wolf.log");
-        let mut out = open_append(&path).await.unwrap();
+        let mut out = Sink::File(open_append(&path).await.unwrap());
         let mut w = Written::after(0);
         let mut pending = "2026-11-21T07:00:01Z one\n2026-11-21T07:00:02Z tw".to_string();
         write_complete_lines(&mut pending, &mut w, &mut out).await;
