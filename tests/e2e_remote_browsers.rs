@@ -3,7 +3,7 @@
 //! browser's WebSocket, one as its DevTools address), against the embedded stand-in. The
 //! verdict, the invariants and the artifacts are those of the same run with the local browser;
 //! and a remote browser killed mid-run is named as the browser's death (B2) with its endpoint —
-//! not a pass, and not blamed on the stack.
+//! not a pass, and not blamed on the stack; a run killed outright leaves no page in it.
 //!
 //! The remote browsers here are plain processes on loopback (the project's network rule), started
 //! with the switches the driver gives its own Chromium; `docker-compose.e2e.yaml`'s `browsers`
@@ -251,4 +251,36 @@ fn a_remote_browser_that_stops_answering_mid_run_is_named_as_the_browsers_death(
         unsafe { libc::kill(-(b.child.id() as i32), libc::SIGSTOP) };
     });
     assert!(message.contains("did not answer on its DevTools connection"), "{message}");
+}
+
+/// A run killed outright (SIGKILL: no cleanup runs) leaves nothing open in a remote browser that
+/// outlives it: its tabs and its webrtc-internals page each live in a browser context disposed of
+/// when the DevTools connection goes.
+#[test]
+fn a_run_killed_outright_leaves_no_page_in_a_remote_browser() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-remote-killed-{}", std::process::id()));
+    let a = RemoteChromium::start("killed");
+    let mut run = start(&["run", "second-connection", "--seed", &common::seed(), "--time-scale", "0.2", "--browser", &a.websocket()], &base);
+    let ours = |u: &String| u.contains("e2e_tab=") || u.contains("webrtc-internals");
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pages = a.pages();
+        if pages.iter().any(|u| u.contains("e2e_tab=0")) && pages.iter().any(|u| u.contains("webrtc-internals")) {
+            break;
+        }
+        assert!(Instant::now() < until, "tab 0 and the internals page never opened: {pages:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    run.kill().unwrap();
+    let _ = run.wait();
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut left = a.pages();
+    while left.iter().any(ours) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+        left = a.pages();
+    }
+    assert!(!left.iter().any(ours), "the killed run's pages are still open: {left:?}");
+    assert!(!left.is_empty(), "the browser itself outlives the run, with its own page: {left:?}");
+    let _ = std::fs::remove_dir_all(&base);
 }

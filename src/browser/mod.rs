@@ -19,7 +19,7 @@ pub mod viewers;
 
 use crate::timeline::{Casualty, Event, TabId, Timeline};
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
-use chromiumoxide::cdp::browser_protocol::target::{CreateTargetParams, EventTargetCrashed, TargetId};
+use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams, EventTargetCrashed, TargetId};
 use chromiumoxide::Page;
 use futures::StreamExt;
 use health::{watch_answers, watch_process, watch_remote, Health};
@@ -158,6 +158,7 @@ struct Chromium {
     health: Arc<Health>,
     /// The `chrome://webrtc-internals` page, kept open for the whole life of the browser.
     internals: Option<Page>,
+    internals_context: Option<BrowserContextId>,
     tabs: Arc<Mutex<HashMap<TabId, Arc<TabState>>>>,
     /// Target id → tab, so a crash reported at browser level names the tab.
     targets: Arc<Mutex<HashMap<TargetId, TabId>>>,
@@ -186,8 +187,25 @@ impl Chromium {
     /// The crash watcher, the death watcher and the webrtc-internals tab (which must exist
     /// before any viewer tab: Chromium records peer-connection update logs only while an
     /// internals page is open).
+    ///
+    /// The internals page has a browser context of its own, disposed of when the DevTools
+    /// connection goes, like the tabs': a run killed outright leaves no page behind in a remote
+    /// browser that outlives it (one internals page sees the peer connections of every context).
     async fn attach(browser: chromiumoxide::Browser, handler: JoinHandle<()>, origin: Origin, timeline: Timeline) -> Result<Chromium, BrowserError> {
-        let internals = cdp("open webrtc-internals", browser.new_page(CreateTargetParams::new(internals::INTERNALS_URL))).await;
+        let internals = async {
+            let params = CreateBrowserContextParams::builder().dispose_on_detach(true).build();
+            let context = cdp("create the webrtc-internals context", browser.create_browser_context(params)).await?;
+            let target =
+                CreateTargetParams::builder().url(internals::INTERNALS_URL).browser_context_id(context.clone()).build().map_err(BrowserError::Internals)?;
+            match cdp("open webrtc-internals", browser.new_page(target)).await {
+                Ok(page) => Ok((page, context)),
+                Err(e) => {
+                    let _ = cdp("dispose the webrtc-internals context", browser.dispose_browser_context(context)).await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
         // From here on, Drop cleans up whatever fails.
         let health = Arc::new(Health::default());
         let death_watch = match &origin {
@@ -202,12 +220,15 @@ impl Chromium {
             internals_watch: None,
             health,
             internals: None,
+            internals_context: None,
             tabs: Arc::default(),
             targets: Arc::default(),
             timeline,
             origin,
         };
-        this.internals = Some(internals?);
+        let (page, context) = internals?;
+        this.internals = Some(page);
+        this.internals_context = Some(context);
         this.crash_watch = Some(this.watch_crashes().await?);
         if let Some(page) = this.internals.clone() {
             this.internals_watch = Some(tokio::spawn(watch_answers(page.clone(), None, this.health.clone(), this.timeline.clone())));
@@ -301,8 +322,11 @@ impl Chromium {
         }
         let result = match (self.inner.take(), &mut self.origin) {
             (Some(browser), Origin::Local { pid, .. }) => launch::stop(browser, *pid).await,
-            (Some(_), Origin::Remote { .. }) => match self.internals.take() {
-                Some(page) if self.health.check(None).is_ok() => cdp("close webrtc-internals", page.close()).await,
+            (Some(browser), Origin::Remote { .. }) => match (self.internals.take(), self.internals_context.take()) {
+                (Some(page), Some(context)) if self.health.check(None).is_ok() => {
+                    let closed = cdp("close webrtc-internals", page.close()).await;
+                    closed.and(cdp("dispose the webrtc-internals context", browser.dispose_browser_context(context)).await)
+                }
                 _ => Ok(()),
             },
             (None, _) => Ok(()),
