@@ -10,7 +10,8 @@
 //!
 //! What a merged run summary says: the scenarios in the suite's order, the worst verdict, the
 //! earliest start, the longest shard's duration (shards run side by side), every shard's
-//! errors (prefixed by the shard), its tabs as each shard numbered them, and `merged_from`:
+//! errors (prefixed by the shard), its tabs (each shard numbers its own apart from the others',
+//! `browser::TabIds::of_shard`, so no id is there twice), and `merged_from`:
 //! each shard's own directory, where its evidence (timeline, screenshots, logs, dumps) stays.
 //! Resource growth (F20's fits) is left out: each shard ran its own stack, and their cycles do
 //! not add up to one stack's.

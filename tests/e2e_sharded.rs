@@ -124,6 +124,20 @@ fn a_suite_run_in_two_shards_and_merged_reads_as_the_unsharded_run() {
     assert_eq!(checks(&m), checks(&w), "the merged run's scenarios, order, verdicts and checks are the unsharded run's");
     assert_eq!((m.verdict, m.seed, m.replay.as_str()), (w.verdict, w.seed, w.replay.as_str()));
     assert_eq!(m.merged_from.len(), 2);
+    // Each shard numbers its tabs apart (shard K of N: K−1, K−1+N, …): the merged run names every
+    // tab once, as many as the unsharded run opened.
+    let ids = |s: &Summary| -> Vec<usize> { s.tabs.iter().map(|t| t.tab).collect() };
+    assert!(
+        ids(&summary(&one)).iter().all(|t| t % 2 == 0) && ids(&summary(&two)).iter().all(|t| t % 2 == 1),
+        "{:?} {:?}",
+        ids(&summary(&one)),
+        ids(&summary(&two))
+    );
+    let mut merged_ids = ids(&m);
+    merged_ids.sort_unstable();
+    merged_ids.dedup();
+    assert_eq!(merged_ids.len(), m.tabs.len(), "a tab id twice in the merged run: {:?}", ids(&m));
+    assert_eq!(m.tabs.len(), w.tabs.len(), "merged {:?}, unsharded {:?}", ids(&m), ids(&w));
     let junit = std::fs::read_to_string(merged.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testsuite ").count(), 2, "{junit}");
     assert!(!junit.contains("<failure") && !junit.contains("<error"), "{junit}");

@@ -1,33 +1,34 @@
 //! The run's browsers: the one Chromium it launches, or the remote ones it was given.
 //!
-//! A run's tabs are numbered once, across all its browsers, and the tab id says where a tab
-//! lives: the K-th tab the run opens goes to browser K mod N (round-robin by tab index, so two
+//! A run's tabs are numbered once, across all its browsers ([`TabIds`]), and the tab id says
+//! where a tab lives: the K-th tab the run opens goes to browser K mod N (round-robin by tab index, so two
 //! runs of one plan put the same tabs in the same browsers, and `summary.json` says which). Every
 //! call on a tab goes to its browser; everything about the whole run (its tabs, a death, the
 //! webrtc-internals record) is asked of each browser and put together.
 
-use super::{BrowserDump, BrowserError, BrowserOptions, Chromium, DumpDigest, RemoteBrowser, VideoInput};
+use super::{BrowserDump, BrowserError, BrowserOptions, Chromium, DumpDigest, RemoteBrowser, TabIds, VideoInput};
 use crate::timeline::{TabId, Timeline};
 use std::sync::Mutex;
 
 pub struct Browser {
     /// Never empty.
     members: Vec<Chromium>,
-    first_tab: TabId,
-    next_tab: Mutex<TabId>,
+    tab_ids: TabIds,
+    /// How many ids the run has taken.
+    taken: Mutex<usize>,
 }
 
 impl Browser {
     /// Launches the local Chromium: a run of one browser.
     pub async fn launch(opts: BrowserOptions, timeline: Timeline) -> Result<Browser, BrowserError> {
         let member = Chromium::launch(&opts, timeline).await?;
-        Ok(Browser { members: vec![member], first_tab: opts.first_tab, next_tab: Mutex::new(opts.first_tab) })
+        Ok(Browser { members: vec![member], tab_ids: opts.tab_ids, taken: Mutex::new(0) })
     }
 
     /// Connects to each remote browser, in order (the order of `--browser` flags, or of the
     /// target file's `browsers`). One that cannot be reached fails the start: a run spread over
     /// fewer browsers than asked for would measure something else.
-    pub async fn connect(remotes: &[RemoteBrowser], first_tab: TabId, timeline: Timeline) -> Result<Browser, BrowserError> {
+    pub async fn connect(remotes: &[RemoteBrowser], tab_ids: TabIds, timeline: Timeline) -> Result<Browser, BrowserError> {
         if remotes.is_empty() {
             return Err(BrowserError::Launch("no remote browser given".into()));
         }
@@ -35,19 +36,19 @@ impl Browser {
         for r in remotes {
             members.push(Chromium::connect(r, timeline.clone()).await?);
         }
-        Ok(Browser { members, first_tab, next_tab: Mutex::new(first_tab) })
+        Ok(Browser { members, tab_ids, taken: Mutex::new(0) })
     }
 
     /// The local browser when `remotes` is empty, else the remote ones.
     pub async fn start(opts: BrowserOptions, remotes: &[RemoteBrowser], timeline: Timeline) -> Result<Browser, BrowserError> {
         match remotes {
             [] => Browser::launch(opts, timeline).await,
-            _ => Browser::connect(remotes, opts.first_tab, timeline).await,
+            _ => Browser::connect(remotes, opts.tab_ids, timeline).await,
         }
     }
 
     fn member(&self, tab: TabId) -> &Chromium {
-        &self.members[tab.saturating_sub(self.first_tab) % self.members.len()]
+        &self.members[self.tab_ids.index_of(tab) % self.members.len()]
     }
 
     /// Which browser a tab runs in: `local`, or the remote browser's endpoint as given.
@@ -99,9 +100,9 @@ impl Browser {
     /// The next tab id of the run; synthetic viewers take theirs here too, so a tab id names
     /// one viewer's "page" whichever kind it is.
     pub fn take_tab_id(&self) -> TabId {
-        let mut next = self.next_tab.lock().unwrap_or_else(|e| e.into_inner());
-        let t = *next;
-        *next += 1;
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let t = self.tab_ids.nth(*taken);
+        *taken += 1;
         t
     }
 

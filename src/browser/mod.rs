@@ -115,15 +115,48 @@ pub struct BrowserOptions {
     pub user_data_dir: Option<PathBuf>,
     /// Extra Chromium switches without the leading dashes: `"key"` or `"key=value"`.
     pub extra_args: Vec<String>,
-    /// Id of the first tab this browser opens. A run that restarts the browser continues the
-    /// numbering so tab ids stay unique in the timeline.
-    pub first_tab: TabId,
+    /// How the browser numbers the tabs it opens.
+    pub tab_ids: TabIds,
+}
+
+/// The ids a browser gives its tabs: `first`, `first + step`, `first + 2·step`, … Shard K of a
+/// run split N ways numbers its tabs K−1, K−1+N, …, so no two shards share a tab id and a merged
+/// run names each tab once, whatever each shard opened; a probe's browser starts where the last
+/// probe's stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TabIds {
+    pub first: TabId,
+    /// At least 1.
+    pub step: usize,
+}
+
+impl Default for TabIds {
+    fn default() -> Self {
+        TabIds { first: 0, step: 1 }
+    }
+}
+
+impl TabIds {
+    /// The numbering of shard `index` (1-based) of `count`.
+    pub fn of_shard(shard: crate::shard::Shard) -> TabIds {
+        TabIds { first: shard.index - 1, step: shard.count.max(1) }
+    }
+
+    /// The `k`-th id (from 0).
+    pub fn nth(&self, k: usize) -> TabId {
+        self.first + k * self.step
+    }
+
+    /// Which of the ids `tab` is (from 0): `nth`'s inverse.
+    pub fn index_of(&self, tab: TabId) -> usize {
+        tab.saturating_sub(self.first) / self.step.max(1)
+    }
 }
 
 impl Default for BrowserOptions {
     fn default() -> Self {
         let executable = std::env::var_os("CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-        BrowserOptions { executable, headless: true, window: (1280, 800), user_data_dir: None, extra_args: Vec::new(), first_tab: 0 }
+        BrowserOptions { executable, headless: true, window: (1280, 800), user_data_dir: None, extra_args: Vec::new(), tab_ids: TabIds::default() }
     }
 }
 
@@ -390,6 +423,18 @@ impl Drop for Chromium {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_number_their_tabs_apart() {
+        let shard = |index, count| TabIds::of_shard(crate::shard::Shard { index, count });
+        let (one, two, three) = (shard(1, 3), shard(2, 3), shard(3, 3));
+        let ids = |t: TabIds| (0..4).map(|k| t.nth(k)).collect::<Vec<_>>();
+        assert_eq!((ids(one), ids(two), ids(three)), (vec![0, 3, 6, 9], vec![1, 4, 7, 10], vec![2, 5, 8, 11]));
+        // The K-th tab of a shard is its K-th, for the round-robin over browsers.
+        assert!((0..4).all(|k| two.index_of(two.nth(k)) == k));
+        assert_eq!(ids(TabIds::default()), vec![0, 1, 2, 3]);
+        assert_eq!(ids(TabIds { first: 7, step: 1 }), vec![7, 8, 9, 10]);
+    }
 
     /// Scenarios share one browser between concurrent tasks (`Arc<Browser>` + `tokio::spawn`).
     #[test]

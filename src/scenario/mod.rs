@@ -355,7 +355,10 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
         0 => say!("helix-e2e: launching Chromium"),
         n => say!("helix-e2e: connecting to {n} remote browser(s)"),
     }
-    let browser = unless_interrupted(stop, Browser::start(opts.browser.clone(), remotes, timeline.clone())).await?.map_err(|e| e.to_string())?;
+    // A shard numbers its tabs apart from the other shards' (`TabIds::of_shard`).
+    let tab_ids = opts.spec.shard.as_ref().map(|s| crate::browser::TabIds::of_shard(s.shard)).unwrap_or_default();
+    let browser_opts = BrowserOptions { tab_ids, ..opts.browser.clone() };
+    let browser = unless_interrupted(stop, Browser::start(browser_opts, remotes, timeline.clone())).await?.map_err(|e| e.to_string())?;
     let mut d = Driver::new(timeline, browser, helix, monitor, target.clone(), artifacts.clone(), services).with_given_sessions(opts.spec.sessions.clone());
     let keep_alive =
         opts.spec.keep_alive_input.then(|| keep_alive::KeepAlive::start(d.browser.clone(), d.timeline.clone(), target.viewer.video_selector.clone()));

@@ -13,7 +13,7 @@
 //! holds no browser at all. The tab's observations go to a timeline of the probe's own, folded
 //! and dropped with it, so nothing of a probe outlives it.
 
-use crate::browser::{Browser, BrowserOptions, RemoteBrowser};
+use crate::browser::{Browser, BrowserOptions, RemoteBrowser, TabIds};
 use crate::config::Target;
 use crate::correlate::Row;
 use crate::sut::helix::HelixClient;
@@ -88,7 +88,7 @@ pub fn start(
             }
             let ses = canary.clone().unwrap_or_default();
             // Tab ids go on across probes, so no two probes' pages share a tag.
-            let browser = BrowserOptions { first_tab: tab, ..opts.browser.clone() };
+            let browser = BrowserOptions { tab_ids: TabIds { first: tab, step: 1 }, ..opts.browser.clone() };
             let r = probe_once(&target, &helix, &ses, browser, &opts.remotes, &state, &mut stop).await;
             tab += 1;
             match r {
