@@ -15,22 +15,31 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// How long a probe waits for the port to accept.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(2);
 
-/// A TLS 1.2 ClientHello with no extensions: enough for any TLS server to answer.
-fn client_hello() -> Vec<u8> {
-    let mut body = vec![0x03, 0x03];
-    body.extend((0u8..32).map(|i| i.wrapping_mul(37)));
-    body.push(0); // no session id
-    let suites: [u8; 8] = [0xc0, 0x2f, 0xc0, 0x30, 0x00, 0x9c, 0x00, 0x2f];
-    body.extend((suites.len() as u16).to_be_bytes());
-    body.extend(suites);
-    body.extend([1, 0]); // compression: null
-    let mut handshake = vec![0x01];
-    handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
-    handshake.extend(body);
-    let mut record = vec![0x16, 0x03, 0x01];
-    record.extend((handshake.len() as u16).to_be_bytes());
-    record.extend(handshake);
-    record
+/// The first flight of a real TLS client (rustls's ClientHello: TLS 1.3 and 1.2, its usual
+/// extensions) for `addr`'s host, as any TLS server expects to be greeted. Nothing is verified:
+/// the probe reads one byte of the answer and hangs up.
+fn client_hello(addr: &str) -> Vec<u8> {
+    use rustls::pki_types::ServerName;
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+    // An IP address is sent no name (SNI carries DNS names only); a name that is neither is
+    // replaced by one that is.
+    let name = ServerName::try_from(host.to_string()).unwrap_or_else(|_| ServerName::try_from("wolf").expect("a DNS name"));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let hello = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().map(|b| {
+        let config = b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth();
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+    });
+    let mut bytes = Vec::new();
+    match hello {
+        Ok(Ok(mut conn)) => {
+            // Into a Vec: cannot fail.
+            let _ = conn.write_tls(&mut bytes);
+        }
+        // ring's defaults and rustls's versions always agree; this is not reached.
+        Ok(Err(e)) => tracing::warn!("https probe: cannot start a TLS client: {e}"),
+        Err(e) => tracing::warn!("https probe: cannot configure a TLS client: {e}"),
+    }
+    bytes
 }
 
 /// Probe `addr` (`host:port`) once, waiting at most `wait` for an answer.
@@ -43,7 +52,7 @@ pub async fn probe(addr: &str, wait: Duration) -> HttpsProbe {
     };
     let sent = Instant::now();
     // A write error means the peer already closed: that is an answer.
-    let _ = conn.write_all(&client_hello()).await;
+    let _ = conn.write_all(&client_hello(addr)).await;
     let mut byte = [0u8; 1];
     match tokio::time::timeout(wait, conn.read(&mut byte)).await {
         Ok(_) => HttpsProbe::Answered { addr: addr.to_string(), after_ms: sent.elapsed().as_secs_f64() * 1000.0 },
@@ -54,6 +63,19 @@ pub async fn probe(addr: &str, wait: Duration) -> HttpsProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hello_is_one_tls_handshake_record_naming_the_host() {
+        for (addr, sni) in [("127.0.0.1:47984", None), ("[::1]:47984", None), ("wolf.example:47984", Some("wolf.example"))] {
+            let h = client_hello(addr);
+            // A handshake record whose length is the rest, holding one ClientHello.
+            assert_eq!((h[0], h[1]), (0x16, 0x03), "{addr}: {h:02x?}");
+            assert_eq!(u16::from_be_bytes([h[3], h[4]]) as usize, h.len() - 5, "{addr}");
+            assert_eq!(h[5], 0x01, "{addr}: not a ClientHello");
+            let names = h.windows(b"wolf.example".len()).any(|w| w == b"wolf.example");
+            assert_eq!(names, sni.is_some(), "{addr}: SNI");
+        }
+    }
 
     #[tokio::test]
     async fn an_answering_port_a_silent_one_and_a_closed_one_are_told_apart() {
@@ -78,6 +100,5 @@ mod tests {
         let f = free.local_addr().unwrap().to_string();
         drop(free);
         assert!(matches!(probe(&f, Duration::from_millis(300)).await, HttpsProbe::NotAccepted { .. }));
-        assert_eq!(client_hello()[0], 0x16, "a TLS handshake record");
     }
 }
