@@ -361,7 +361,7 @@ async fn concurrent_gestures_in_a_tab_do_not_take_each_others_clicks() {
     let t = browser.open_tab(&format!("http://{addr}/gestures.html"), vec![]).await.expect("tab");
     const ROUNDS: usize = 40;
     for _ in 0..ROUNDS {
-        let (pressed, clicked) = tokio::join!(browser.press(t, "Again"), browser.video_input(t, "video", VideoInput::Click));
+        let (pressed, clicked) = tokio::join!(browser.press(t, "Again"), browser.video_input(t, "video", VideoInput::Focus));
         pressed.expect("press");
         assert_eq!(clicked.expect("video click"), 1, "the video is there to click");
     }
@@ -403,7 +403,8 @@ async fn a_viewer_is_met_as_a_user_meets_it() {
 
     let n = browser.video_input(tab, "video", helix_e2e::browser::VideoInput::Move { dx: 1.0 }).await.expect("move");
     assert_eq!(n, 1);
-    browser.video_input(tab, "video", helix_e2e::browser::VideoInput::Click).await.expect("click");
+    // The focus is on the toolbar's button (pressed last): giving it to the viewer takes a click.
+    browser.video_input(tab, "video", helix_e2e::browser::VideoInput::Focus).await.expect("focus");
     for down in [true, false] {
         browser.key_event(tab, "a", "KeyA", 65, down).await.expect("key");
     }
@@ -411,6 +412,14 @@ async fn a_viewer_is_met_as_a_user_meets_it() {
     for want in ["mousemove:true", "mousedown:true", "mouseup:true", "keydown a:true"] {
         assert!(input.as_array().unwrap().contains(&json!(want)), "{want} missing from {input}");
     }
+    // The viewer has the focus now: no second click (it would reach the remote desktop), and
+    // keys still arrive. Once the focus is elsewhere, the next focus clicks again.
+    let downs = || async { browser.evaluate(tab, "window.input.filter((e) => e.startsWith('mousedown')).length").await.unwrap() };
+    assert_eq!(browser.video_input(tab, "video", helix_e2e::browser::VideoInput::Focus).await.expect("focus"), 1, "the video is still there");
+    assert_eq!(downs().await, json!(1), "clicked again while the viewer had the focus: {}", browser.evaluate(tab, "window.input").await.unwrap());
+    browser.evaluate(tab, "document.getElementById('tb-reconnect').focus()").await.unwrap();
+    browser.video_input(tab, "video", helix_e2e::browser::VideoInput::Focus).await.expect("focus");
+    assert_eq!(downs().await, json!(2), "the focus was on the toolbar: a click gives it back");
 
     let http = wait_for(&timeline, "the auto-join's answer", 10, |obs| {
         probes(obs, tab).iter().find_map(|p| match p {

@@ -226,12 +226,15 @@ const FIND_CONTROL: &str = r#"(want) => {
 /// mouse would hit (an alert or toolbar over its centre would take the event instead).
 const VIDEO_TARGETS: &str = r#"(sel) => {
   const out = [];
+  const active = document.activeElement;
   for (const v of document.querySelectorAll(sel)) {
     const r = v.getBoundingClientRect();
     if (r.width < 4 || r.height < 4) continue;
+    // The keyboard focus is in this video's viewer: the element holding it holds the video.
+    const focused = !!active && active !== document.body && (active === v || active.contains(v));
     for (const [fx, fy] of [[0.5, 0.5], [0.25, 0.75], [0.75, 0.75], [0.25, 0.25], [0.75, 0.25]]) {
       const x = r.left + r.width * fx, y = r.top + r.height * fy;
-      if (document.elementFromPoint(x, y) === v) { out.push({ x: x, y: y }); break; }
+      if (document.elementFromPoint(x, y) === v) { out.push({ x: x, y: y, focused: focused }); break; }
     }
   }
   return out;
@@ -268,6 +271,8 @@ struct Rect {
 struct Centre {
     x: f64,
     y: f64,
+    /// The keyboard focus is already in this video's viewer.
+    focused: bool,
 }
 
 /// One input action of a user on a viewer's `<video>`.
@@ -275,8 +280,11 @@ struct Centre {
 pub enum VideoInput {
     /// Move the mouse to `dx` pixels right of the chosen point (a wiggle keeps the cursor still).
     Move { dx: f64 },
-    /// Press and release the left button there.
-    Click,
+    /// Give the video's viewer the keyboard focus as a user does: press and release the left
+    /// button there, unless the focus is in that viewer already. The viewer sends the click to
+    /// the remote desktop too, so a user who has the focus does not click again, and neither do
+    /// the driver's key probes, every few seconds.
+    Focus,
 }
 
 impl Chromium {
@@ -389,7 +397,8 @@ impl Chromium {
                 VideoInput::Move { dx } => {
                     cdp(&format!("tab {tab}: mouse move"), page.execute(mouse(DispatchMouseEventType::MouseMoved, p.x + dx)?)).await?;
                 }
-                VideoInput::Click => {
+                VideoInput::Focus if p.focused => {}
+                VideoInput::Focus => {
                     cdp(&format!("tab {tab}: mouse move"), page.execute(mouse(DispatchMouseEventType::MouseMoved, p.x)?)).await?;
                     cdp(&format!("tab {tab}: mouse down"), page.execute(mouse(DispatchMouseEventType::MousePressed, p.x)?)).await?;
                     cdp(&format!("tab {tab}: mouse up"), page.execute(mouse(DispatchMouseEventType::MouseReleased, p.x)?)).await?;

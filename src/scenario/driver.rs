@@ -382,7 +382,7 @@ impl Driver {
         let name = format!("{} Shift in tab {tab}", if down { "press" } else { "release" });
         self.op(name, async move {
             if down {
-                browser.video_input(tab, &selector, crate::browser::VideoInput::Click).await?;
+                browser.video_input(tab, &selector, crate::browser::VideoInput::Focus).await?;
             }
             keyboard.key(tab, crate::frames::input::SHIFT, down).await
         })

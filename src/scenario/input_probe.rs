@@ -5,7 +5,8 @@
 //! so the echo in the pictures can be matched to it (`frames::input`). The probe task sends the
 //! probe keys to every streaming tab: a burst of [`BURST`] presses when a tab starts streaming or
 //! its picture switches producer (it joined a lobby), then one every [`EVERY`] while it streams.
-//! Each burst starts with a click on the `<video>`, as a user gives the viewer the focus. The
+//! Each probe first gives the viewer the focus as a user does, by a click on the `<video>` when
+//! the focus is not in the viewer already (the viewer forwards clicks to the desktop). The
 //! keys (F21–F24) are bound to nothing on a desktop, so probes change nothing but the echo; they
 //! are spaced further apart than F4's shortest control-idle timeout is short, so a tab that gets
 //! no other input still meets it.
@@ -125,14 +126,15 @@ async fn run(kb: Keyboard, video_selector: String) {
     }
 }
 
-/// Click the viewer's video (the focus), then press and release `n` probe keys.
+/// Give the viewer the focus (a click on its video, when it lacks it), then press and release `n`
+/// probe keys.
 async fn probe(kb: &Keyboard, tab: TabId, video_selector: &str, n: usize, next_key: &mut usize) -> Result<(), String> {
     let step = |what: &'static str| move |_| format!("{what}: no answer within {STEP_DEADLINE:?}");
-    let clicked = tokio::time::timeout(STEP_DEADLINE, kb.browser.video_input(tab, video_selector, VideoInput::Click))
+    let videos = tokio::time::timeout(STEP_DEADLINE, kb.browser.video_input(tab, video_selector, VideoInput::Focus))
         .await
-        .map_err(step("click"))?
+        .map_err(step("focus"))?
         .map_err(|e| e.to_string())?;
-    if clicked == 0 {
+    if videos == 0 {
         return Ok(());
     }
     for i in 0..n {
