@@ -6,9 +6,43 @@
 //! call on a tab goes to its browser; everything about the whole run (its tabs, a death, the
 //! webrtc-internals record) is asked of each browser and put together.
 
-use super::{BrowserDump, BrowserError, BrowserOptions, Chromium, DumpDigest, RemoteBrowser, TabIds, VideoInput};
+use super::{BrowserDump, BrowserError, BrowserOptions, Chromium, DumpDigest, RemoteBrowser, VideoInput};
 use crate::timeline::{TabId, Timeline};
 use std::sync::Mutex;
+
+/// The ids a browser gives its tabs: `first`, `first + step`, `first + 2·step`, … Shard K of a
+/// run split N ways numbers its tabs K−1, K−1+N, …, so no two shards share a tab id and a merged
+/// run names each tab once, whatever each shard opened; a probe's browser starts where the last
+/// probe's stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TabIds {
+    pub first: TabId,
+    /// At least 1.
+    pub step: usize,
+}
+
+impl Default for TabIds {
+    fn default() -> Self {
+        TabIds { first: 0, step: 1 }
+    }
+}
+
+impl TabIds {
+    /// The numbering of shard `index` (1-based) of `count`.
+    pub fn of_shard(shard: crate::shard::Shard) -> TabIds {
+        TabIds { first: shard.index - 1, step: shard.count.max(1) }
+    }
+
+    /// The `k`-th id (from 0).
+    pub fn nth(&self, k: usize) -> TabId {
+        self.first + k * self.step
+    }
+
+    /// Which of the ids `tab` is (from 0): `nth`'s inverse.
+    pub fn index_of(&self, tab: TabId) -> usize {
+        tab.saturating_sub(self.first) / self.step.max(1)
+    }
+}
 
 pub struct Browser {
     /// Never empty.
@@ -174,5 +208,22 @@ impl Browser {
             digests.push((self.dump_place(k), m.internals_digest().await?));
         }
         Ok(super::digest_of_browsers(digests))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_number_their_tabs_apart() {
+        let shard = |index, count| TabIds::of_shard(crate::shard::Shard { index, count });
+        let (one, two, three) = (shard(1, 3), shard(2, 3), shard(3, 3));
+        let ids = |t: TabIds| (0..4).map(|k| t.nth(k)).collect::<Vec<_>>();
+        assert_eq!((ids(one), ids(two), ids(three)), (vec![0, 3, 6, 9], vec![1, 4, 7, 10], vec![2, 5, 8, 11]));
+        // The K-th tab of a shard is its K-th, for the round-robin over browsers.
+        assert!((0..4).all(|k| two.index_of(two.nth(k)) == k));
+        assert_eq!(ids(TabIds::default()), vec![0, 1, 2, 3]);
+        assert_eq!(ids(TabIds { first: 7, step: 1 }), vec![7, 8, 9, 10]);
     }
 }

@@ -7,8 +7,10 @@
 //! the importers that read that file (rtcstats dump-importer, fippo's webrtc-dump-importer) open
 //! a failed run's evidence.
 
-use super::{deadline, BrowserError, Chromium, TAB_PARAM};
+use super::{cdp, deadline, BrowserError, Chromium, TAB_PARAM};
 use crate::timeline::TabId;
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -18,6 +20,23 @@ use std::collections::BTreeMap;
 /// Chromium samples stats for this page once a second by itself; its page reads no interval
 /// parameter.
 pub(super) const INTERNALS_URL: &str = "chrome://webrtc-internals/?keepRemovedConnections";
+
+/// Open the internals page in a browser context of its own, created `disposeOnDetach` like the
+/// tabs': a run killed outright leaves no page behind in a remote browser that outlives it (one
+/// internals page sees the peer connections of every context). The context goes with a failed
+/// open.
+pub(super) async fn open_page(browser: &chromiumoxide::Browser) -> Result<(chromiumoxide::Page, BrowserContextId), BrowserError> {
+    let params = CreateBrowserContextParams::builder().dispose_on_detach(true).build();
+    let context = cdp("create the webrtc-internals context", browser.create_browser_context(params)).await?;
+    let target = CreateTargetParams::builder().url(INTERNALS_URL).browser_context_id(context.clone()).build().map_err(BrowserError::Internals)?;
+    match cdp("open webrtc-internals", browser.new_page(target)).await {
+        Ok(page) => Ok((page, context)),
+        Err(e) => {
+            let _ = cdp("dispose the webrtc-internals context", browser.dispose_browser_context(context)).await;
+            Err(e)
+        }
+    }
+}
 
 /// How long reading the dump may take (a healthy page answers in well under a second).
 const DUMP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);

@@ -19,7 +19,7 @@ pub mod viewers;
 
 use crate::timeline::{Casualty, Event, TabId, Timeline};
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
-use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams, EventTargetCrashed, TargetId};
+use chromiumoxide::cdp::browser_protocol::target::{EventTargetCrashed, TargetId};
 use chromiumoxide::Page;
 use futures::StreamExt;
 use health::{watch_answers, watch_process, watch_remote, Health};
@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-pub use fleet::Browser;
+pub use fleet::{Browser, TabIds};
 pub use internals::{
     digest_adds, digest_of, digest_of_browsers, digest_of_dumps, dump_shape, peer_connections_of_tab, tab_marker, validate_dump, BrowserDump, DumpDigest,
 };
@@ -119,40 +119,6 @@ pub struct BrowserOptions {
     pub tab_ids: TabIds,
 }
 
-/// The ids a browser gives its tabs: `first`, `first + step`, `first + 2·step`, … Shard K of a
-/// run split N ways numbers its tabs K−1, K−1+N, …, so no two shards share a tab id and a merged
-/// run names each tab once, whatever each shard opened; a probe's browser starts where the last
-/// probe's stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TabIds {
-    pub first: TabId,
-    /// At least 1.
-    pub step: usize,
-}
-
-impl Default for TabIds {
-    fn default() -> Self {
-        TabIds { first: 0, step: 1 }
-    }
-}
-
-impl TabIds {
-    /// The numbering of shard `index` (1-based) of `count`.
-    pub fn of_shard(shard: crate::shard::Shard) -> TabIds {
-        TabIds { first: shard.index - 1, step: shard.count.max(1) }
-    }
-
-    /// The `k`-th id (from 0).
-    pub fn nth(&self, k: usize) -> TabId {
-        self.first + k * self.step
-    }
-
-    /// Which of the ids `tab` is (from 0): `nth`'s inverse.
-    pub fn index_of(&self, tab: TabId) -> usize {
-        tab.saturating_sub(self.first) / self.step.max(1)
-    }
-}
-
 impl Default for BrowserOptions {
     fn default() -> Self {
         let executable = std::env::var_os("CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -220,25 +186,9 @@ impl Chromium {
     /// The crash watcher, the death watcher and the webrtc-internals tab (which must exist
     /// before any viewer tab: Chromium records peer-connection update logs only while an
     /// internals page is open).
-    ///
-    /// The internals page has a browser context of its own, disposed of when the DevTools
-    /// connection goes, like the tabs': a run killed outright leaves no page behind in a remote
-    /// browser that outlives it (one internals page sees the peer connections of every context).
+    /// Its context is its own (`internals::open_page`).
     async fn attach(browser: chromiumoxide::Browser, handler: JoinHandle<()>, origin: Origin, timeline: Timeline) -> Result<Chromium, BrowserError> {
-        let internals = async {
-            let params = CreateBrowserContextParams::builder().dispose_on_detach(true).build();
-            let context = cdp("create the webrtc-internals context", browser.create_browser_context(params)).await?;
-            let target =
-                CreateTargetParams::builder().url(internals::INTERNALS_URL).browser_context_id(context.clone()).build().map_err(BrowserError::Internals)?;
-            match cdp("open webrtc-internals", browser.new_page(target)).await {
-                Ok(page) => Ok((page, context)),
-                Err(e) => {
-                    let _ = cdp("dispose the webrtc-internals context", browser.dispose_browser_context(context)).await;
-                    Err(e)
-                }
-            }
-        }
-        .await;
+        let internals = internals::open_page(&browser).await;
         // From here on, Drop cleans up whatever fails.
         let health = Arc::new(Health::default());
         let death_watch = match &origin {
@@ -423,18 +373,6 @@ impl Drop for Chromium {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shards_number_their_tabs_apart() {
-        let shard = |index, count| TabIds::of_shard(crate::shard::Shard { index, count });
-        let (one, two, three) = (shard(1, 3), shard(2, 3), shard(3, 3));
-        let ids = |t: TabIds| (0..4).map(|k| t.nth(k)).collect::<Vec<_>>();
-        assert_eq!((ids(one), ids(two), ids(three)), (vec![0, 3, 6, 9], vec![1, 4, 7, 10], vec![2, 5, 8, 11]));
-        // The K-th tab of a shard is its K-th, for the round-robin over browsers.
-        assert!((0..4).all(|k| two.index_of(two.nth(k)) == k));
-        assert_eq!(ids(TabIds::default()), vec![0, 1, 2, 3]);
-        assert_eq!(ids(TabIds { first: 7, step: 1 }), vec![7, 8, 9, 10]);
-    }
 
     /// Scenarios share one browser between concurrent tasks (`Arc<Browser>` + `tokio::spawn`).
     #[test]
