@@ -110,8 +110,19 @@ mod tests {
     fn own_children_are_found_with_their_command_lines() {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let me = std::process::id();
-        let found = descendants(me);
-        assert!(found.iter().any(|p| p.pid == child.id() && p.cmdline == "sleep 30"), "sleep child not found below {me}");
+        // `spawn` returns once the child has swapped in its new memory, but the kernel writes the
+        // new argument area a moment later: until then `/proc/<pid>/cmdline` reads empty. So the
+        // child is looked for until a deadline, not once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let found = descendants(me);
+            if found.iter().any(|p| p.pid == child.id() && p.cmdline == "sleep 30") {
+                break;
+            }
+            let seen: Vec<_> = found.iter().filter(|p| p.pid == child.id()).map(|p| p.cmdline.clone()).collect();
+            assert!(std::time::Instant::now() < deadline, "sleep child {} not found below {me} (seen as {seen:?})", child.id());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert!(children_of(me).contains(&child.id()));
         let _ = child.kill();
         let _ = child.wait();
