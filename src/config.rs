@@ -204,6 +204,13 @@ impl Target {
         Ok(Clients { helix, wolf, mlw })
     }
 
+    /// The services whose log is their container's output: those of `[containers]` that `[logs]`
+    /// does not name (`[logs]` says where a service's log really is). A run's capture and a
+    /// watch's stream both take their list from here.
+    pub fn logged_by_containers(&self) -> Vec<String> {
+        self.containers.iter().map(|(s, _)| s).filter(|s| !self.logs.iter().any(|(l, _)| l == *s)).cloned().collect()
+    }
+
     pub fn load(path: &Path) -> Result<Target, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Self::parse(path, &text, |k| std::env::var(k).ok())

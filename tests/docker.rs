@@ -4,7 +4,8 @@
 
 use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
-use helix_e2e::sut::control::docker::{logs::line_time_ns, DockerServices};
+use helix_e2e::sut::control::docker::logs::{line_time_ns, Dest};
+use helix_e2e::sut::control::docker::DockerServices;
 use helix_e2e::sut::control::{Service, ServiceControl};
 use helix_e2e::timeline::{Event, Timeline};
 use serde_yaml::Value;
@@ -194,11 +195,11 @@ async fn restart_through_the_engine_and_capture_logs_across_it() {
 
     let artifacts = std::env::temp_dir().join(format!("helix-e2e-docker-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&artifacts);
-    let capture = control.capture_logs(before_run, &artifacts.join("logs"));
+    let capture = control.follow_logs(&[Service::Wolf], before_run, Dest::Dir(artifacts.join("logs")));
     // A watch's capture of the same container: straight onto a timeline, no file.
     let timeline = Timeline::unrecorded();
     let mut cursor = timeline.cursor();
-    let stream = control.stream_logs(&[Service::Wolf], before_run, &timeline);
+    let stream = control.follow_logs(&[Service::Wolf], before_run, Dest::Timeline(timeline.clone()));
     assert!(stream.files().is_empty(), "a stream onto the timeline writes no file: {:?}", stream.files());
     let log: PathBuf = capture.files()[0].1.clone();
     assert_eq!(log, artifacts.join("logs/wolf.log"));

@@ -27,7 +27,7 @@ use crate::config::Target;
 use crate::refstack::faults::Fault;
 use crate::report::progress::say;
 use crate::report::{ArtifactDir, ScenarioResult, Summary, TabFacts, Verdict};
-use crate::sut::control::docker::DockerServices;
+use crate::sut::control::docker::{logs::Dest, DockerServices};
 use crate::sut::control::processes::ProcessStack;
 use crate::sut::control::ServiceControl;
 use crate::sut::monitor::Monitor;
@@ -282,10 +282,13 @@ async fn run_inner(
     };
     if let Some(docker) = docker {
         say!("helix-e2e: controlling containers through the Docker engine at {}", docker.endpoint());
-        let c = docker.capture_logs(run_start, &log_dir);
-        // `[logs]` says where a service's log really is; the containers' output covers the rest.
+        // Every container's output is kept for the artifacts; the monitor reads those of the
+        // services whose log it is.
+        let all: Vec<_> = docker.containers().iter().map(|(s, _)| *s).collect();
+        let c = docker.follow_logs(&all, run_start, Dest::Dir(log_dir.clone()));
+        let from_containers = target.logged_by_containers();
         for (service, path) in c.files() {
-            if !target.logs.iter().any(|(s, _)| s == service) {
+            if from_containers.contains(service) {
                 target.logs.push((service.clone(), crate::sut::log_source::LogSource::run_file(path.clone())));
             }
         }
@@ -460,6 +463,7 @@ async fn drive(stage: Stage<'_>, summary: &mut Summary, timeline: Timeline) -> R
             error,
             duration_s: t0.elapsed().as_secs_f64(),
             replay: opts.spec.scenario_command(name, d.broke_after_ops()),
+            evidence_dir: None,
         });
         if let Some(why) = d.browser.death() {
             let rest: Vec<&str> = opts.spec.scenarios.iter().skip_while(|s| *s != name).skip(1).map(String::as_str).collect();

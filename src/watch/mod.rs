@@ -28,7 +28,8 @@ pub use lines::{line, probe_line};
 
 use crate::catalog::FailureId;
 use crate::config::Target;
-use crate::sut::control::docker::{logs::LogCapture, DockerServices};
+use crate::sut::control::docker::logs::{Dest, LogCapture};
+use crate::sut::control::docker::DockerServices;
 use crate::sut::control::Service;
 use crate::sut::log_source::LogFeed;
 use crate::sut::monitor::Monitor;
@@ -258,7 +259,7 @@ pub async fn watch(opts: WatchOptions, stop: impl std::future::Future<Output = (
 /// none that grows). Returns the capture and the services it covers; without the engine the watch
 /// goes on without those logs and says so (the missing-logs line names what that blinds).
 async fn container_logs(target: &Target, timeline: &Timeline) -> (Option<LogCapture>, Vec<String>) {
-    let wanted: Vec<Service> = target.containers.iter().filter(|(s, _)| !target.logs.iter().any(|(l, _)| l == s)).filter_map(|(s, _)| s.parse().ok()).collect();
+    let wanted: Vec<Service> = target.logged_by_containers().iter().filter_map(|s| s.parse().ok()).collect();
     if wanted.is_empty() {
         return (None, Vec::new());
     }
@@ -266,7 +267,7 @@ async fn container_logs(target: &Target, timeline: &Timeline) -> (Option<LogCapt
         Ok(docker) => {
             let names: Vec<String> = wanted.iter().map(|s| s.name().to_string()).collect();
             eprintln!("helix-e2e watch: following the logs of {} through the Docker engine at {}", names.join(", "), docker.endpoint());
-            (Some(docker.stream_logs(&wanted, std::time::SystemTime::now(), timeline)), names)
+            (Some(docker.follow_logs(&wanted, std::time::SystemTime::now(), Dest::Timeline(timeline.clone()))), names)
         }
         Err(e) => {
             eprintln!("helix-e2e watch: no container logs: {e}");

@@ -235,17 +235,12 @@ impl DockerServices {
         self.wait_down(service, "kill").await
     }
 
-    /// Follow every container's logs into `<dir>/<service>.log` from `since` on (see [`logs`]).
-    pub fn capture_logs(&self, since: std::time::SystemTime, dir: &std::path::Path) -> logs::LogCapture {
-        let list = self.containers.iter().map(|(s, c)| (s.name().to_string(), c.clone())).collect();
-        logs::LogCapture::start(self.docker.clone(), list, since, logs::Dest::Dir(dir.to_path_buf()))
-    }
-
-    /// Follow the logs of the containers of `services` from `since` on straight onto
-    /// `timeline`, keeping no copy (a watch's: it runs for days).
-    pub fn stream_logs(&self, services: &[Service], since: std::time::SystemTime, timeline: &crate::timeline::Timeline) -> logs::LogCapture {
+    /// Follow the logs of the containers of `services` from `since` on, into `dest` (see [`logs`]):
+    /// files for a run's artifacts, or straight onto a timeline for a watch, which runs for days
+    /// and must keep no copy.
+    pub fn follow_logs(&self, services: &[Service], since: std::time::SystemTime, dest: logs::Dest) -> logs::LogCapture {
         let list = self.containers.iter().filter(|(s, _)| services.contains(s)).map(|(s, c)| (s.name().to_string(), c.clone())).collect();
-        logs::LogCapture::start(self.docker.clone(), list, since, logs::Dest::Timeline(timeline.clone()))
+        logs::LogCapture::start(self.docker.clone(), list, since, dest)
     }
 }
 

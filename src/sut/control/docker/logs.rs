@@ -47,10 +47,20 @@ impl LogCapture {
             let sink = match &dest {
                 Dest::Dir(dir) => {
                     let path = dir.join(format!("{service}.log"));
-                    files.push((service.clone(), path.clone()));
-                    SinkTo::File(path)
+                    // A file that cannot be opened is never listed: the run then says that
+                    // service's log is missing, as it would without capture.
+                    match Sink::file(&path) {
+                        Ok(sink) => {
+                            files.push((service, path));
+                            sink
+                        }
+                        Err(e) => {
+                            tracing::warn!("log capture of container {container}: cannot open {}: {e}", path.display());
+                            continue;
+                        }
+                    }
                 }
-                Dest::Timeline(t) => SinkTo::Timeline { service, timeline: t.clone() },
+                Dest::Timeline(t) => Sink::Timeline { service, timeline: t.clone() },
             };
             tasks.spawn(follow(docker.clone(), container, since_ns, sink, stop_rx.clone()));
         }
@@ -82,12 +92,6 @@ pub enum Dest {
     Timeline(Timeline),
 }
 
-/// One follower's destination, before it is opened.
-enum SinkTo {
-    File(PathBuf),
-    Timeline { service: String, timeline: Timeline },
-}
-
 /// One follower's open destination.
 enum Sink {
     File(tokio::fs::File),
@@ -95,13 +99,14 @@ enum Sink {
 }
 
 impl Sink {
-    async fn open(to: SinkTo) -> std::io::Result<Sink> {
-        Ok(match to {
-            SinkTo::File(path) => {
-                Sink::File(open_append(&path).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?)
-            }
-            SinkTo::Timeline { service, timeline } => Sink::Timeline { service, timeline },
-        })
+    /// Opened before the follower starts (creating and opening a file does not block for
+    /// long), so that one that cannot be opened is known when capture starts.
+    fn file(path: &Path) -> std::io::Result<Sink> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Sink::File(tokio::fs::File::from_std(f)))
     }
 
     /// Hand over complete lines (each ending in a newline).
@@ -120,14 +125,7 @@ impl Sink {
 }
 
 /// One container's follower: attach, copy lines, attach again when the stream ends.
-async fn follow(docker: Docker, container: String, since_ns: i128, to: SinkTo, mut stop: watch::Receiver<bool>) {
-    let mut out = match Sink::open(to).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("log capture of container {container}: {e}");
-            return;
-        }
-    };
+async fn follow(docker: Docker, container: String, since_ns: i128, mut out: Sink, mut stop: watch::Receiver<bool>) {
     let mut written = Written::after(since_ns);
     let mut complained = false;
     loop {
@@ -195,13 +193,6 @@ fn options(written: &Written, follow: bool) -> LogsOptions {
         since: i32::try_from(written.last_ns.div_euclid(1_000_000_000)).unwrap_or(0),
         ..Default::default()
     }
-}
-
-async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent).await?;
-    }
-    tokio::fs::OpenOptions::new().create(true).append(true).open(path).await
 }
 
 /// Write every complete line of `pending` that was not written before; keep the rest.
@@ -287,7 +278,7 @@ mod tests {
     async fn only_complete_lines_are_written() {
         let dir = std::env::temp_dir().join(format!("helix-e2e-logs-{}", std::process::id()));
         let path = dir.join("wolf.log");
-        let mut out = Sink::File(open_append(&path).await.unwrap());
+        let mut out = Sink::file(&path).unwrap();
         let mut w = Written::after(0);
         let mut pending = "2026-11-21T07:00:01Z one\n2026-11-21T07:00:02Z tw".to_string();
         write_complete_lines(&mut pending, &mut w, &mut out).await;
