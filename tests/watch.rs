@@ -105,24 +105,35 @@ fn target_file(stack: &ProcessStack) -> std::path::PathBuf {
     target
 }
 
-/// `helix-e2e watch --json --target … --metrics 127.0.0.1:PORT` plus `extra`, its stdout lines
-/// collected as they come; marked so the test can tell what it left running.
+/// `helix-e2e watch --json --target … --metrics 127.0.0.1:0` plus `extra`, its stdout and
+/// stderr lines collected as they come; marked so the test can tell what it left running.
 struct Watching {
     child: std::process::Child,
     lines: Arc<Mutex<Vec<String>>>,
     reader: std::thread::JoinHandle<()>,
-    stderr: std::thread::JoinHandle<String>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stderr_reader: std::thread::JoinHandle<()>,
     port: u16,
+}
+
+/// Lines of `from`, pushed onto `to` as they come.
+fn collect_lines(from: impl std::io::Read + Send + 'static, to: Arc<Mutex<Vec<String>>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+            to.lock().unwrap().push(l);
+        }
+    })
 }
 
 impl Watching {
     async fn start(stack: &ProcessStack, mark: &str, extra: &[&str]) -> Watching {
         let e = stack.endpoints();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Port 0: the watch binds a free port itself and says which (a port picked here and
+        // bound there could be taken in between by anything that connects out).
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_helix-e2e"))
             .args(["watch", "--json", "--target"])
             .arg(target_file(stack))
-            .args(["--metrics", &format!("127.0.0.1:{port}")])
+            .args(["--metrics", "127.0.0.1:0"])
             .args(extra)
             .env("WATCH_EMAIL", &e.user_email)
             .env("WATCH_PASSWORD", &e.user_password)
@@ -133,21 +144,27 @@ impl Watching {
             .spawn()
             .unwrap();
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-        let out = child.stdout.take().unwrap();
-        let l2 = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                l2.lock().unwrap().push(l);
+        let reader = collect_lines(child.stdout.take().unwrap(), lines.clone());
+        let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
+        let stderr_reader = collect_lines(child.stderr.take().unwrap(), stderr.clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            let said = stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| l.split_once("metrics at http://127.0.0.1:").and_then(|(_, rest)| rest.strip_suffix("/metrics")?.parse::<u16>().ok()));
+            if let Some(port) = said {
+                break port;
             }
-        });
-        let err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while scrape(port).await.is_none() {
-            assert!(Instant::now() < deadline, "the watch never served /metrics");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Watching { child, lines, reader, stderr, port }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the watch ended ({status}) before serving /metrics:\n{}", stderr.lock().unwrap().join("\n"));
+            }
+            assert!(Instant::now() < deadline, "the watch did not say where it serves /metrics within 30 s:\n{}", stderr.lock().unwrap().join("\n"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(scrape(port).await.is_some(), "the watch said it serves /metrics on port {port}, but nothing answers there");
+        Watching { child, lines, reader, stderr, stderr_reader, port }
     }
 
     /// SIGINT, then its exit status, stderr and stdout lines (within 40 s: a probe under way
@@ -164,8 +181,10 @@ impl Watching {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         self.reader.join().unwrap();
+        self.stderr_reader.join().unwrap();
         let lines = self.lines.lock().unwrap().clone();
-        (status, self.stderr.join().unwrap(), lines)
+        let stderr = self.stderr.lock().unwrap().join("\n");
+        (status, stderr, lines)
     }
 }
 
