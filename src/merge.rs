@@ -17,7 +17,7 @@
 //! not add up to one stack's.
 
 use crate::matrix::{self, MatrixSpec, Row, RunOutcome};
-use crate::report::{ArtifactDir, MergedShard, Summary, Verdict};
+use crate::report::{ArtifactDir, MergedShard, ScenarioResult, Summary, Verdict};
 use crate::scenario::spec::RunSpec;
 use crate::shard::{self, Shard};
 use serde::de::DeserializeOwned;
@@ -186,9 +186,10 @@ fn merge_runs(parts: Vec<Part>, out: &Path) -> Result<Summary, MergeError> {
     let whole = runs[0].2.whole();
     // Each shard's scenarios back at their places in the suite.
     let mut placed = Vec::new();
-    for (_, shard, _, summary) in &runs {
+    for (dir, shard, _, summary) in &runs {
         let places = shard.take(&whole.scenarios);
-        placed.extend(places.into_iter().zip(summary.scenarios.iter().cloned()));
+        let at_home = summary.scenarios.iter().cloned().map(|sc| ScenarioResult { evidence_dir: Some(dir.display().to_string()), ..sc });
+        placed.extend(places.into_iter().zip(at_home));
     }
     placed.sort_by_key(|(at, _)| *at);
     let first = &runs[0].3;

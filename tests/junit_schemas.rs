@@ -91,6 +91,7 @@ fn scenario(name: &str, verdict: Verdict, invariants: Vec<InvariantResult>) -> S
         error: None,
         duration_s: 6.25,
         replay: format!("helix-e2e run {name} --seed 7"),
+        evidence_dir: None,
     }
 }
 

@@ -148,6 +148,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
             error: None,
             duration_s: 10.0,
             replay: "helix-e2e run second-connection --seed 7 --fault webrtc-port-range=40000-40000".into(),
+            evidence_dir: None,
         }],
         tabs: (0..2)
             .map(|tab| TabFacts {
@@ -499,6 +500,7 @@ fn ten_minute_eight_tab_run(base: &Path) -> (ArtifactDir, Summary, Vec<helix_e2e
             error: None,
             duration_s: SECONDS as f64,
             replay,
+            evidence_dir: None,
         }],
         tabs: (0..TABS)
             .map(|tab| TabFacts {
@@ -613,6 +615,7 @@ fn report_html_of_a_soak_draws_only_the_tabs_closed_last() {
             error: None,
             duration_s: TABS as f64 * 2.0,
             replay: "helix-e2e run soak --seed 300".into(),
+            evidence_dir: None,
         }],
         tabs: vec![],
         artifacts: art.root().display().to_string(),

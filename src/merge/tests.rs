@@ -57,6 +57,7 @@ fn result(name: &str, verdict: Verdict) -> ScenarioResult {
         error: None,
         duration_s: 1.0,
         replay: format!("helix-e2e run {name} --seed 1"),
+        evidence_dir: None,
     }
 }
 
@@ -108,6 +109,11 @@ fn shards_of_a_run_merge_into_one_summary_junit_and_report_in_the_suites_order()
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testsuite ").count(), 3, "{junit}");
     assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
+    // The failure's evidence stayed in its shard's directory, and junit.xml points there; the
+    // report it names is the merged one, beside junit.xml.
+    let shard_timeline = format!("{}/timeline.jsonl (at ", dirs[1].display());
+    assert!(junit.contains(&shard_timeline) && junit.contains(&format!("{}/logs/", dirs[1].display())), "{junit}");
+    assert!(junit.contains("report.html#inv-random-walk--sessions-match") && !junit.contains(&format!("{}/report.html", dirs[1].display())), "{junit}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("random-walk") && md.contains("soak"), "{md}");
     let shard_one = format!("shard 1/2 run-1of2 (fail) in {}", dirs[1].display());

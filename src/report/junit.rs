@@ -221,15 +221,20 @@ fn properties(summary: &Summary, replay: &str, verdict: Verdict) -> Vec<(&'stati
 }
 
 /// The lines every failure and error body ends with: how to get it again, during what, where to
-/// look.
+/// look. The report and the summary are beside `junit.xml`; in a merged run the rest of the
+/// evidence stayed in the scenario's shard directory, and the paths say so.
 fn context(summary: &Summary, sc: &ScenarioResult, evidence: &[String]) -> String {
+    let place = |e: &String| match &sc.evidence_dir {
+        Some(dir) if !e.starts_with("report.html") && !e.starts_with("summary.json") => format!("{}/{e}", dir.trim_end_matches('/')),
+        _ => e.clone(),
+    };
     format!(
         "scenario: {}\nduring operation: {}\nreplay (this scenario alone): {}\nreplay (the whole run): {}\nevidence:\n  {}",
         sc.name,
         sc.failed_op.as_deref().unwrap_or("-"),
         summary.replay_of(sc),
         summary.replay,
-        evidence.join("\n  ")
+        evidence.iter().map(place).collect::<Vec<_>>().join("\n  ")
     )
 }
 
@@ -306,7 +311,13 @@ fn scenario_suite(summary: &Summary, sc: &ScenarioResult) -> Suite {
 fn run_suite(summary: &Summary, not_green: bool) -> Suite {
     let outcome = if not_green {
         let message = summary.error.clone().unwrap_or_else(|| summary.verdict.as_str().to_string());
-        let body = format!("{message}\nreplay: {}\nevidence:\n  report.html\n  timeline.jsonl\n  logs/", summary.replay);
+        // A merged run's timelines and logs stayed in its shards' directories.
+        let rest: String = if summary.merged_from.is_empty() {
+            "\n  timeline.jsonl\n  logs/".into()
+        } else {
+            summary.merged_from.iter().map(|m| format!("\n  {}/ (shard {})", m.artifacts.trim_end_matches('/'), m.shard)).collect()
+        };
+        let body = format!("{message}\nreplay: {}\nevidence:\n  report.html{rest}", summary.replay);
         match summary.verdict {
             Verdict::Fail => Outcome::Failed { kind: "verdict", message, body },
             _ => Outcome::Erred { kind: summary.verdict.as_str(), message, body },
@@ -366,6 +377,7 @@ mod tests {
             error: None,
             duration_s: 1.0,
             replay: "helix-e2e run x --seed 1".into(),
+            evidence_dir: None,
         }
     }
 

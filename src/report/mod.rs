@@ -134,6 +134,10 @@ pub struct ScenarioResult {
     /// summaries of earlier versions.)
     #[serde(default)]
     pub replay: String,
+    /// Where this scenario's evidence (timeline, screenshots, contact sheets, dumps, logs) lies
+    /// when not beside this summary: the shard's directory, in a merged run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
