@@ -352,6 +352,8 @@ async fn canary_probes_time_the_first_frame_and_fail_when_the_picture_goes_black
         assert!(p["detail"].as_str().unwrap().starts_with("streams its own lobby "), "{p}");
         let first = p["first_frame_s"].as_f64().expect("a first frame time");
         assert!(first > 0.0 && first < 30.0, "{p}");
+        let browser = p["browser_start_s"].as_f64().expect("a browser start time");
+        assert!(browser > 0.0 && browser < 30.0, "{p}");
     }
 
     // Black pictures from the next Wolf session on: the next probe's tab connects but shows black.
@@ -376,6 +378,10 @@ async fn canary_probes_time_the_first_frame_and_fail_when_the_picture_goes_black
     let prometheus_parse::Value::Histogram(buckets) = &histogram.value else { panic!("not a histogram: {:?}", histogram.value) };
     let all = buckets.iter().find(|b| b.less_than == f64::INFINITY).map(|b| b.count).unwrap_or(0.0);
     assert!(all >= 2.0, "every probe with a first frame is in the histogram: {text}");
+    let started = parsed.samples.iter().find(|s| s.metric == "helix_e2e_probe_browser_start_seconds").unwrap_or_else(|| panic!("{text}"));
+    let prometheus_parse::Value::Histogram(buckets) = &started.value else { panic!("not a histogram: {:?}", started.value) };
+    let all = buckets.iter().find(|b| b.less_than == f64::INFINITY).map(|b| b.count).unwrap_or(0.0);
+    assert!(all >= 3.0, "every probe whose browser started is in the histogram: {text}");
 
     let (status, stderr, out) = w.stop().await;
     assert_eq!(status.code(), Some(1), "a failed probe fails the watch: {stderr}");

@@ -47,9 +47,10 @@ pub fn probe_line(r: &super::probe::ProbeResult, json: bool) -> String {
         return v.to_string();
     }
     let first = r.first_frame_s.map(|s| format!(", first frame after {s:.2} s")).unwrap_or_default();
+    let browser = r.browser_start_s.map(|s| format!(" (browser ready in {s:.2} s)")).unwrap_or_default();
     let ses = r.session.as_deref().unwrap_or("no session");
     let what = if r.ok { "ok" } else { "FAILED" };
-    format!("{} probe {what} (canary {ses}): {}{first}", rfc3339(r.at), r.detail)
+    format!("{} probe {what} (canary {ses}): {}{first}{browser}", rfc3339(r.at), r.detail)
 }
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ pub struct Metrics {
     launch_timeouts: Counter,
     probes: Family<ProbeLabels, Counter>,
     first_frame: Histogram,
+    browser_start: Histogram,
 }
 
 /// What the previous polls answered, to count sessions that are new and Wolf sessions without
@@ -115,6 +116,9 @@ impl Metrics {
             // 0.25 s to 32 s: a healthy stand-in's first frame comes in about a second, a slow
             // deployment's in several, and a probe gives up at 30 s.
             first_frame: Histogram::new(exponential_buckets(0.25, 2.0, 8)),
+            // 0.125 s to 16 s: a remote browser answers in milliseconds, a warm local Chromium
+            // starts in about a second, a cold one on a busy host in several.
+            browser_start: Histogram::new(exponential_buckets(0.125, 2.0, 8)),
         };
         r.register("wolf_sessions", "Wolf's streaming sessions (GET /api/v1/sessions), as last polled", m.wolf_sessions.clone());
         r.register("wolf_lobbies", "Wolf's lobbies (GET /api/v1/lobbies), as last polled", m.wolf_lobbies.clone());
@@ -149,6 +153,11 @@ impl Metrics {
             "probe_time_to_first_frame_seconds",
             "Seconds from a canary probe asking for the viewer page to its first decoded frame",
             m.first_frame.clone(),
+        );
+        r.register(
+            "probe_browser_start_seconds",
+            "Seconds a canary probe's browser took to be ready (launched, or reached when remote) before it asked for the page",
+            m.browser_start.clone(),
         );
         // Every failure the watch can name has its series from the start (at 0), so a rate or
         // an alert on it needs no "absent" case.
@@ -238,6 +247,9 @@ impl Metrics {
         self.probes.get_or_create(&ProbeLabels { result: if r.ok { "ok" } else { "failed" }.into() }).inc();
         if let Some(s) = r.first_frame_s {
             self.first_frame.observe(s);
+        }
+        if let Some(s) = r.browser_start_s {
+            self.browser_start.observe(s);
         }
     }
 

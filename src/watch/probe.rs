@@ -44,6 +44,9 @@ pub struct ProbeResult {
     pub session: Option<String>,
     /// The tab streamed its own lobby within [`DEADLINE`].
     pub ok: bool,
+    /// Seconds the browser took to be ready (a fresh Chromium's launch, or the connection to a
+    /// remote one), before the page was asked for: a slow host shows here, not as a slow stream.
+    pub browser_start_s: Option<f64>,
     /// Seconds from asking for the page to the first decoded frame, when one came.
     pub first_frame_s: Option<f64>,
     /// What the tab showed, in the words of the run's tab table.
@@ -80,7 +83,14 @@ pub fn start(
                         created = Some(ses);
                     }
                     Err(e) => {
-                        let failed = ProbeResult { at, session: None, ok: false, first_frame_s: None, detail: format!("creating the canary session: {e}") };
+                        let failed = ProbeResult {
+                            at,
+                            session: None,
+                            ok: false,
+                            browser_start_s: None,
+                            first_frame_s: None,
+                            detail: format!("creating the canary session: {e}"),
+                        };
                         let _ = results.send(failed);
                         continue;
                     }
@@ -118,15 +128,17 @@ async fn probe_once(
     stop: &mut watch::Receiver<bool>,
 ) -> Option<ProbeResult> {
     let at = now_ms();
-    let result = |ok, first_frame_s, detail: String| ProbeResult { at, session: Some(ses.to_string()), ok, first_frame_s, detail };
+    let result =
+        |browser_start_s, ok, first_frame_s, detail: String| ProbeResult { at, session: Some(ses.to_string()), ok, browser_start_s, first_frame_s, detail };
     let timeline = Timeline::unrecorded();
     if let Some(t) = helix.token() {
         timeline.add_secret(t.to_string());
     }
     let browser = match Browser::start(browser, remotes, timeline.clone()).await {
         Ok(b) => b,
-        Err(e) => return Some(result(false, None, format!("starting the browser: {e}"))),
+        Err(e) => return Some(result(None, false, None, format!("starting the browser: {e}"))),
     };
+    let browser_start_s = Some(((now_ms() - at) / 1000.0).max(0.0));
     let outcome = tokio::select! {
         r = view(target, helix, ses, &browser, &timeline, state) => Some(r),
         _ = stop.wait_for(|s| *s) => None,
@@ -134,7 +146,7 @@ async fn probe_once(
     if let Err(e) = browser.close().await {
         tracing::warn!("closing the probe's browser: {e}");
     }
-    outcome.map(|(ok, first_frame_s, detail)| result(ok, first_frame_s, detail))
+    outcome.map(|(ok, first_frame_s, detail)| result(browser_start_s, ok, first_frame_s, detail))
 }
 
 /// Open the viewer of `ses` and wait until it streams its own lobby or [`DEADLINE`] passes:
