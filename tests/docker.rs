@@ -193,7 +193,7 @@ async fn restart_through_the_engine_and_capture_logs_across_it() {
     control.start(Service::Wolf).await.unwrap_or_else(|e| panic!("{e}"));
     let first_start = started_at(&control, &name).await;
 
-    let artifacts = std::env::temp_dir().join(format!("helix-e2e-docker-test-{}", std::process::id()));
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-docker-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&artifacts);
     let capture = control.follow_logs(&[Service::Wolf], before_run, Dest::Dir(artifacts.join("logs")));
     // A watch's capture of the same container: straight onto a timeline, no file.

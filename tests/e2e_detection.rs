@@ -17,7 +17,7 @@ use std::process::Command;
 
 #[test]
 fn each_fault_is_named_and_a_clean_run_names_nothing() {
-    let base = std::env::temp_dir().join(format!("helix-e2e-detect-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-detect-{}", std::process::id()));
     let thresholds = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/detectors-matrix.toml");
     let mut wrong = Vec::new();
     // The other clean baselines (restart-chaos, multi-tab-same-lobby) pass in e2e_scenarios.rs,

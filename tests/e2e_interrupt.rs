@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn ctrl_c_mid_run_leaves_a_consistent_interrupted_artifact_directory() {
     let marker_value = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-    let base = std::env::temp_dir().join(format!("helix-e2e-interrupt-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-interrupt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let seed = common::seed();
     let mut child = Command::new(env!("CARGO_BIN_EXE_helix-e2e"))

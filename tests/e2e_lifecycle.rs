@@ -34,7 +34,7 @@ impl Run {
         common::become_subreaper();
         let mark =
             format!("lifecycle-{label}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-        let base = std::env::temp_dir().join(format!("helix-e2e-lifecycle-{label}-{}", std::process::id()));
+        let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-lifecycle-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         let stderr_path = base.with_extension("stderr");

@@ -170,7 +170,7 @@ fn invariants(s: &Summary) -> Vec<(String, bool)> {
 #[test]
 fn second_connection_over_two_remote_browsers_is_the_local_run() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-remote-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-e2e-remote-{}", std::process::id()));
     let seed = common::seed();
     let (a, b) = (RemoteChromium::start("a"), RemoteChromium::start("b"));
     let t0 = Instant::now();
@@ -209,7 +209,7 @@ fn second_connection_over_two_remote_browsers_is_the_local_run() {
 /// tab 1 is open in it, and returns the run's detections (it must fail by exactly one: B2).
 fn lose_the_second_browser_mid_run(name: &str, to_second: impl FnOnce(&mut RemoteChromium)) -> String {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-remote-{name}-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-e2e-remote-{name}-{}", std::process::id()));
     let seed = common::seed();
     let (a, mut b) = (RemoteChromium::start(&format!("{name}-a")), RemoteChromium::start(&format!("{name}-b")));
     let run = start(&["run", "second-connection", "--seed", &seed, "--time-scale", "0.2", "--browser", &a.http(), "--browser", &b.websocket()], &base);
@@ -259,7 +259,7 @@ fn a_remote_browser_that_stops_answering_mid_run_is_named_as_the_browsers_death(
 #[test]
 fn a_run_killed_outright_leaves_no_page_in_a_remote_browser() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-remote-killed-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-e2e-remote-killed-{}", std::process::id()));
     let a = RemoteChromium::start("killed");
     let mut run = start(&["run", "second-connection", "--seed", &common::seed(), "--time-scale", "0.2", "--browser", &a.websocket()], &base);
     let ours = |u: &String| u.contains("e2e_tab=") || u.contains("webrtc-internals");

@@ -67,7 +67,7 @@ fn assert_no_new_processes(before: &Before, base: &Path) {
 fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = before_run();
-    let base = std::env::temp_dir().join(format!("helix-e2e-scen-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-scen-{}", std::process::id()));
     let params = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/scenarios/ci.toml");
     let seed = common::seed();
     let started = std::time::Instant::now();
@@ -133,7 +133,7 @@ fn the_short_suite_passes_every_scenario_with_its_named_invariants() {
 fn concurrent_sessions_fail_by_name_when_ports_run_out_and_the_replay_fails_alike() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = before_run();
-    let base = std::env::temp_dir().join(format!("helix-e2e-scen-f2-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-scen-f2-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) =
         run(&["run", "concurrent-sessions", "--seed", &seed, "--time-scale", "0.1", "--fault", "webrtc-port-range=40000-40000"], &base);
@@ -171,7 +171,7 @@ fn restart_chaos_recovers_from_real_restarts_of_every_service() {
         assert!(list.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{list}");
     }
     let before = before_run();
-    let base = std::env::temp_dir().join(format!("helix-e2e-scen-restart-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-scen-restart-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", &seed, "--time-scale", "0.2"], &base);
     assert_eq!(code, Some(0), "stderr:\n{stderr}\nsummary: {summary:#?}");
@@ -222,7 +222,7 @@ fn restart_chaos_recovers_from_real_restarts_of_every_service() {
 fn restart_chaos_names_the_ghosts_when_lobbies_are_not_recreated() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = before_run();
-    let base = std::env::temp_dir().join(format!("helix-e2e-scen-ghost-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-scen-ghost-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "restart-chaos", "--seed", &seed, "--time-scale", "0.2", "--fault", "no-lobby-recreate"], &base);
     assert_eq!(code, Some(1), "stderr:\n{stderr}");
@@ -240,7 +240,7 @@ fn restart_chaos_names_the_ghosts_when_lobbies_are_not_recreated() {
 fn multi_tab_same_lobby_fails_by_name_when_certificates_collide() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = before_run();
-    let base = std::env::temp_dir().join(format!("helix-e2e-scen-f1-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-scen-f1-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "multi-tab-same-lobby", "--seed", &seed, "--time-scale", "0.2", "--fault", "cert-subject-collision"], &base);
     assert_eq!(code, Some(1), "stderr:\n{stderr}");

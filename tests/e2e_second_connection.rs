@@ -31,7 +31,7 @@ fn second_connection_passes_and_leaves_artifacts_and_no_processes() {
     common::become_subreaper();
     let before = common::project_leftovers();
     let mark = format!("pass-{}", std::process::id());
-    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-e2e-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "second-connection", "--seed", &seed], &base, &mark);
     assert_eq!(code, Some(0), "exit code; stderr:\n{stderr}\nsummary: {summary:#?}");
@@ -89,7 +89,7 @@ fn a_port_range_for_one_peer_fails_the_second_viewer_by_name() {
     common::become_subreaper();
     let before = common::project_leftovers();
     let mark = format!("f2-{}", std::process::id());
-    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f2-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-e2e-f2-{}", std::process::id()));
     let seed = common::seed();
     let (code, summary, stderr) = run(&["run", "second-connection", "--seed", &seed, "--keep-going", "--fault", "webrtc-port-range=40000-40000"], &base, &mark);
     assert_eq!(code, Some(1), "a failed invariant exits 1; stderr:\n{stderr}");
@@ -124,7 +124,7 @@ fn keep_alive_input_keeps_sessions_that_an_input_idle_timeout_drops() {
     common::become_subreaper();
     let before = common::project_leftovers();
     let mark = format!("f4-{}", std::process::id());
-    let base = std::env::temp_dir().join(format!("helix-e2e-e2e-f4-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-e2e-f4-{}", std::process::id()));
     let thresholds = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/detectors-matrix.toml");
     let seed = common::seed();
     let common = ["run", "second-connection", "--seed", &seed, "--time-scale", "0.2", "--thresholds", thresholds, "--fault", "control-idle-timeout=3"];

@@ -38,7 +38,7 @@ fn counts(md: &str) -> Vec<String> {
 
 #[test]
 fn a_matrix_run_in_two_shards_and_merged_is_the_unsharded_matrix() {
-    let base = std::env::temp_dir().join(format!("helix-e2e-sharded-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-sharded-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let thresholds = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/detectors-matrix.toml");
     let t = thresholds.to_str().unwrap();
@@ -88,7 +88,7 @@ fn a_matrix_run_in_two_shards_and_merged_is_the_unsharded_matrix() {
 
 #[test]
 fn a_suite_run_in_two_shards_and_merged_reads_as_the_unsharded_run() {
-    let base = std::env::temp_dir().join(format!("helix-e2e-sharded-run-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-sharded-run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let run = |name: &str, shard: Option<&str>| -> PathBuf {
         let arts = base.join(name);

@@ -37,7 +37,7 @@ fn soak(base: &Path, fault: Option<&str>, mark: &str) -> Summary {
 
 #[test]
 fn a_clean_soak_grows_nothing_and_a_leak_per_cycle_is_named_with_its_slope() {
-    let base = std::env::temp_dir().join(format!("helix-e2e-soak-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-soak-{}", std::process::id()));
     common::become_subreaper();
     let leftovers = common::project_leftovers();
 

@@ -39,7 +39,7 @@ fn run(base: &Path, mark: &str, fault: Option<&str>) -> (Option<i32>, Summary) {
 
 #[test]
 fn synthetic_viewers_stream_beside_a_tab_and_are_judged_by_name() {
-    let base = std::env::temp_dir().join(format!("helix-e2e-synthetic-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-synthetic-{}", std::process::id()));
     common::become_subreaper();
 
     let (code, clean) = run(&base, &format!("synthetic-clean-{}", std::process::id()), None);

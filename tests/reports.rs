@@ -179,7 +179,7 @@ fn failing_run(base: &Path) -> (ArtifactDir, Summary) {
 }
 
 fn fresh_base(name: &str) -> PathBuf {
-    let base = std::env::temp_dir().join(format!("helix-e2e-reports-{name}-{}", std::process::id()));
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helix-e2e-reports-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     base
 }

@@ -1,4 +1,9 @@
 //! What the end-to-end tests share: finding a run's processes and listing its files.
+//!
+//! Where tests put the artifacts of the runs they start: under cargo's `CARGO_TARGET_TMPDIR`
+//! (in the build directory), not `$TMPDIR`. A test removes its directory when it passes; one
+//! that fails keeps it there for a person to read, and `$TMPDIR` stays clean for the leak checks
+//! below, which look there for what a run left behind.
 #![allow(dead_code)] // each test crate uses its own part
 
 use std::path::{Path, PathBuf};
