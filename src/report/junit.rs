@@ -78,6 +78,16 @@ fn secs(s: f64) -> String {
     format!("{:.3}", if s.is_finite() && s >= 0.0 { s } else { 0.0 })
 }
 
+/// A file of the scenario's own evidence (timeline, screenshots, dumps, logs): beside
+/// `junit.xml`, or, in a merged run, in the shard directory where it stayed. The report and the
+/// summary are always beside `junit.xml`.
+fn of_scenario(sc: &ScenarioResult, path: &str) -> String {
+    match &sc.evidence_dir {
+        Some(dir) => format!("{}/{path}", dir.trim_end_matches('/')),
+        None => path.to_string(),
+    }
+}
+
 /// Where a reader finds the evidence of one failed invariant.
 pub fn evidence(summary: &Summary, scenario: &ScenarioResult, inv: &InvariantResult) -> Vec<String> {
     let mut out = vec![format!("report.html#{}", anchor(&scenario.name, &inv.name))];
@@ -85,17 +95,17 @@ pub fn evidence(summary: &Summary, scenario: &ScenarioResult, inv: &InvariantRes
     if first {
         out.push("summary.json (scenarios[].state_at_failure: correlation table and server state at this failure)".into());
     }
-    out.push(format!("timeline.jsonl (at {:.0} ms since the epoch)", inv.at));
+    out.push(of_scenario(scenario, &format!("timeline.jsonl (at {:.0} ms since the epoch)", inv.at)));
     for tab in tabs_named(&inv.message) {
         if let Some(t) = summary.tabs.iter().find(|t| t.tab == tab) {
             if let Some(s) = &t.screenshot {
-                out.push(s.clone());
+                out.push(of_scenario(scenario, s));
             }
         }
-        out.push(format!("contact-sheets/tab-{tab}.png"));
-        out.push(format!("webrtc-internals/tab-{tab}/"));
+        out.push(of_scenario(scenario, &format!("contact-sheets/tab-{tab}.png")));
+        out.push(of_scenario(scenario, &format!("webrtc-internals/tab-{tab}/")));
     }
-    out.push("logs/".into());
+    out.push(of_scenario(scenario, "logs/"));
     out
 }
 
@@ -221,20 +231,15 @@ fn properties(summary: &Summary, replay: &str, verdict: Verdict) -> Vec<(&'stati
 }
 
 /// The lines every failure and error body ends with: how to get it again, during what, where to
-/// look. The report and the summary are beside `junit.xml`; in a merged run the rest of the
-/// evidence stayed in the scenario's shard directory, and the paths say so.
+/// look.
 fn context(summary: &Summary, sc: &ScenarioResult, evidence: &[String]) -> String {
-    let place = |e: &String| match &sc.evidence_dir {
-        Some(dir) if !e.starts_with("report.html") && !e.starts_with("summary.json") => format!("{}/{e}", dir.trim_end_matches('/')),
-        _ => e.clone(),
-    };
     format!(
         "scenario: {}\nduring operation: {}\nreplay (this scenario alone): {}\nreplay (the whole run): {}\nevidence:\n  {}",
         sc.name,
         sc.failed_op.as_deref().unwrap_or("-"),
         summary.replay_of(sc),
         summary.replay,
-        evidence.iter().map(place).collect::<Vec<_>>().join("\n  ")
+        evidence.join("\n  ")
     )
 }
 
@@ -276,7 +281,7 @@ fn scenario_suite(summary: &Summary, sc: &ScenarioResult) -> Suite {
             let message = sc.error.clone().or_else(|| summary.error.clone()).unwrap_or_else(|| sc.verdict.as_str().to_string());
             // A scenario cut short by Ctrl-C erred because of the interruption, not the system.
             let kind = if summary.verdict == Verdict::Interrupted || sc.verdict == Verdict::Interrupted { "interrupted" } else { "error" };
-            let evidence = ["report.html#failures".to_string(), "timeline.jsonl".into(), "logs/".into()];
+            let evidence = ["report.html#failures".to_string(), of_scenario(sc, "timeline.jsonl"), of_scenario(sc, "logs/")];
             let body = format!("{message}\n{}", context(summary, sc, &evidence));
             cases.push(Case { name: "error".into(), classname: sc.name.clone(), time_s: sc.duration_s, outcome: Outcome::Erred { kind, message, body } });
         }
